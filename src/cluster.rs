@@ -1,0 +1,138 @@
+//! The typed Kubernetes objects Gatehouse reads, as a source delivers them.
+//!
+//! Every source (files, kube) produces a whole `ClusterState`; nothing
+//! downstream knows which source filled it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// `namespace/name` of a namespaced object, or just `name` for a
+/// cluster-scoped one (empty namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Key of an object from its metadata; a namespaced object without a
+    /// namespace lands in `default`, as `kubectl apply` would put it.
+    pub fn of(meta: &ObjectMeta, namespaced: bool) -> Self {
+        let namespace = if namespaced {
+            meta.namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| "default".to_owned())
+        } else {
+            String::new()
+        };
+        ObjectKey::new(namespace, meta.name.clone().unwrap_or_default())
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One object of a kind Gatehouse cares about.
+#[derive(Clone)]
+pub enum Object {
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Secret(Secret),
+}
+
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Secret(_) => "Secret",
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            Object::Ingress(o) => ObjectKey::of(&o.metadata, true),
+            Object::IngressClass(o) => ObjectKey::of(&o.metadata, false),
+            Object::Service(o) => ObjectKey::of(&o.metadata, true),
+            Object::EndpointSlice(o) => ObjectKey::of(&o.metadata, true),
+            Object::Secret(o) => ObjectKey::of(&o.metadata, true),
+        }
+    }
+}
+
+/// Deliberately not `Debug`-printing its objects: Secrets hold key material.
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.key())
+    }
+}
+
+/// The objects that matter for routing, keyed for deterministic iteration.
+#[derive(Clone, Default)]
+pub struct ClusterState {
+    pub ingresses: BTreeMap<ObjectKey, Ingress>,
+    pub ingress_classes: BTreeMap<String, IngressClass>,
+    pub services: BTreeMap<ObjectKey, Service>,
+    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+}
+
+impl ClusterState {
+    /// Adds or replaces an object; returns true when one of the same kind
+    /// and key was already present.
+    pub fn insert(&mut self, object: Object) -> bool {
+        let key = object.key();
+        match object {
+            Object::Ingress(o) => self.ingresses.insert(key, o).is_some(),
+            Object::IngressClass(o) => self.ingress_classes.insert(key.name, o).is_some(),
+            Object::Service(o) => self.services.insert(key, o).is_some(),
+            Object::EndpointSlice(o) => self.endpoint_slices.insert(key, o).is_some(),
+            Object::Secret(o) => self.secrets.insert(key, o).is_some(),
+        }
+    }
+
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut state = ClusterState::default();
+        for object in objects {
+            state.insert(object);
+        }
+        state
+    }
+}
+
+/// Counts only: the state holds Secrets, whose bytes must never reach a log.
+impl fmt::Debug for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterState")
+            .field("ingresses", &self.ingresses.len())
+            .field("ingress_classes", &self.ingress_classes.len())
+            .field("services", &self.services.len())
+            .field("endpoint_slices", &self.endpoint_slices.len())
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}

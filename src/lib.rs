@@ -1,0 +1,13 @@
+//! Gatehouse: a Kubernetes Ingress controller with its own proxy.
+//!
+//! The flow of data, one folder per step:
+//! `source` (files, kube) → `cluster::ClusterState` → `translate` (pure) →
+//! `table::RouteTable` (immutable, swapped atomically) → `proxy`
+//! (hyper + rustls), with `telemetry` beside them.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod cluster;
+pub mod source;
+pub mod table;
+pub mod translate;

@@ -1,0 +1,54 @@
+//! Certificates by server name, read by the TLS resolver on every handshake.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+
+use super::host::{normalize, HostMap, HostPattern};
+use crate::cluster::ObjectKey;
+
+/// A usable certificate and the Secret it came from.
+#[derive(Clone)]
+pub struct CertEntry {
+    pub key: Arc<CertifiedKey>,
+    pub secret: ObjectKey,
+}
+
+/// Names the Secret only: the key must never reach a log.
+impl fmt::Debug for CertEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertEntry({})", self.secret)
+    }
+}
+
+/// Server name → certificate: exact name, then wildcard. Names with no entry
+/// get the default certificate, which the resolver owns.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    hosts: HostMap<CertEntry>,
+}
+
+impl CertStore {
+    /// Adds a certificate for a TLS host unless one is already there (the
+    /// oldest Ingress wins). Returns false when the host was taken.
+    pub fn insert_first(&mut self, host: &HostPattern, entry: CertEntry) -> bool {
+        self.hosts.insert_first(host, entry)
+    }
+
+    pub fn resolve(&self, server_name: &str) -> Option<&CertEntry> {
+        self.hosts.get(&normalize(server_name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &CertEntry)> {
+        self.hosts.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}

@@ -1,0 +1,166 @@
+//! Host matching: exact names first, then `*.` wildcards covering exactly
+//! one extra DNS label. Shared by the routes and the certificates.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// How an Ingress names a host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostPattern {
+    /// A rule without `host`: every host.
+    Any,
+    Exact(String),
+    /// `*.example.com`, stored without the `*.`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Reads a host as written in an Ingress (`host` or `tls.hosts`).
+    pub fn parse(host: Option<&str>) -> HostPattern {
+        match host.map(str::trim).filter(|h| !h.is_empty()) {
+            None => HostPattern::Any,
+            Some(host) => {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                match host.strip_prefix("*.") {
+                    Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
+                    None => HostPattern::Exact(host),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Any => f.write_str("*"),
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// Values keyed by exact host and by wildcard suffix.
+#[derive(Debug)]
+pub struct HostMap<T> {
+    exact: HashMap<Box<str>, T>,
+    wildcard: HashMap<Box<str>, T>,
+}
+
+impl<T> Default for HostMap<T> {
+    fn default() -> Self {
+        HostMap {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        }
+    }
+}
+
+impl<T> HostMap<T> {
+    /// Inserts unless the pattern is taken; `Any` is not a key here.
+    /// Returns false when the pattern was already present (first wins).
+    pub fn insert_first(&mut self, pattern: &HostPattern, value: T) -> bool {
+        let (map, key) = match pattern {
+            HostPattern::Exact(h) => (&mut self.exact, h),
+            HostPattern::Wildcard(h) => (&mut self.wildcard, h),
+            HostPattern::Any => return false,
+        };
+        if map.contains_key(key.as_str()) {
+            return false;
+        }
+        map.insert(key.as_str().into(), value);
+        true
+    }
+
+    /// Looks up a normalised host (see `normalize`): exact, then wildcard.
+    pub fn get(&self, host: &str) -> Option<&T> {
+        if let Some(value) = self.exact.get(host) {
+            return Some(value);
+        }
+        let (_, suffix) = host.split_once('.')?;
+        self.wildcard.get(suffix)
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry with its pattern, for display.
+    pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &T)> {
+        let exact = self
+            .exact
+            .iter()
+            .map(|(h, v)| (HostPattern::Exact(h.to_string()), v));
+        let wildcard = self
+            .wildcard
+            .iter()
+            .map(|(h, v)| (HostPattern::Wildcard(h.to_string()), v));
+        exact.chain(wildcard)
+    }
+}
+
+/// A request's host as the maps key it: without `:port`, without a trailing
+/// dot, lower case. Borrows when the host is already in that form, which is
+/// the common case.
+pub fn normalize(host: &str) -> Cow<'_, str> {
+    let host = strip_port(host).trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(patterns: &[&str]) -> HostMap<String> {
+        let mut m = HostMap::default();
+        for p in patterns {
+            m.insert_first(&HostPattern::parse(Some(p)), p.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        let m = map(&["*.example.com"]);
+        assert_eq!(m.get("a.example.com").map(String::as_str), Some("*.example.com"));
+        assert_eq!(m.get("a.b.example.com"), None);
+        assert_eq!(m.get("example.com"), None);
+    }
+
+    #[test]
+    fn exact_beats_wildcard() {
+        let m = map(&["*.example.com", "a.example.com"]);
+        assert_eq!(m.get("a.example.com").map(String::as_str), Some("a.example.com"));
+        assert_eq!(m.get("b.example.com").map(String::as_str), Some("*.example.com"));
+    }
+
+    #[test]
+    fn request_host_is_normalised() {
+        assert_eq!(normalize("Example.COM:8443"), "example.com");
+        assert_eq!(normalize("example.com."), "example.com");
+        assert_eq!(normalize("[::1]:80"), "[::1]");
+        assert!(matches!(normalize("plain.example"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,182 @@
+//! Ingress backends into Service ports and their ready endpoints.
+//!
+//! `service.port.number` or `service.port.name` selects a Service port.
+//! EndpointSlices (label `kubernetes.io/service-name`) name their ports after
+//! the Service port, and carry the resolved target port number, so a named
+//! `targetPort` needs no Pod lookup. Only endpoints whose `ready` condition is
+//! not `false` receive traffic (an absent condition means ready).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IngressBackend;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::cluster::{ClusterState, ObjectKey};
+use crate::table::{Backend, EndpointSet};
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("Service {0} not found")]
+    MissingService(ObjectKey),
+    #[error("Service {service} has no port {port}")]
+    MissingPort { service: ObjectKey, port: String },
+    #[error("backend names neither a Service nor a port")]
+    Incomplete,
+    #[error("resource backends are not supported")]
+    Resource,
+    #[error("Service {0} is of type ExternalName, which is not supported yet")]
+    ExternalName(ObjectKey),
+}
+
+/// Resolves backends against one state, each Service port once: routes that
+/// share a Service port share one `Backend` and so one round-robin turn.
+pub struct Backends<'a> {
+    state: &'a ClusterState,
+    slices: HashMap<ObjectKey, Vec<&'a EndpointSlice>>,
+    resolved: HashMap<(ObjectKey, String), Result<Arc<Backend>, BackendError>>,
+}
+
+impl<'a> Backends<'a> {
+    pub fn new(state: &'a ClusterState) -> Self {
+        let mut slices: HashMap<ObjectKey, Vec<&EndpointSlice>> = HashMap::new();
+        for (key, slice) in &state.endpoint_slices {
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(service) = service {
+                slices
+                    .entry(ObjectKey::new(&key.namespace, service))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Backends {
+            state,
+            slices,
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// The backend of an Ingress in `namespace` (Services are always looked
+    /// up in the Ingress's own namespace).
+    pub fn resolve(
+        &mut self,
+        namespace: &str,
+        backend: &IngressBackend,
+    ) -> Result<Arc<Backend>, BackendError> {
+        if backend.resource.is_some() {
+            return Err(BackendError::Resource);
+        }
+        let service = backend.service.as_ref().ok_or(BackendError::Incomplete)?;
+        let port = service.port.as_ref().ok_or(BackendError::Incomplete)?;
+        let port = match (&port.name, port.number) {
+            (Some(name), _) if !name.is_empty() => PortRef::Name(name),
+            (_, Some(number)) => PortRef::Number(number),
+            _ => return Err(BackendError::Incomplete),
+        };
+        let key = ObjectKey::new(namespace, &service.name);
+        let cache_key = (key, port.to_string());
+        if let Some(done) = self.resolved.get(&cache_key) {
+            return done.clone();
+        }
+        let result = self.resolve_uncached(&cache_key.0, port).map(Arc::new);
+        self.resolved.insert(cache_key, result.clone());
+        result
+    }
+
+    fn resolve_uncached(&self, key: &ObjectKey, port: PortRef<'_>) -> Result<Backend, BackendError> {
+        let service = self
+            .state
+            .services
+            .get(key)
+            .ok_or_else(|| BackendError::MissingService(key.clone()))?;
+        let spec = service.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return Err(BackendError::ExternalName(key.clone()));
+        }
+        let service_port = find_port(service, port).ok_or_else(|| BackendError::MissingPort {
+            service: key.clone(),
+            port: port.to_string(),
+        })?;
+        let slices = self.slices.get(key).map(Vec::as_slice).unwrap_or_default();
+        let addrs = slices
+            .iter()
+            .flat_map(|slice| ready_addresses(slice, service_port))
+            .collect();
+        Ok(Backend {
+            service: key.clone(),
+            port: port.to_string(),
+            endpoints: EndpointSet::new(addrs),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PortRef<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+impl std::fmt::Display for PortRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+fn find_port<'s>(service: &'s Service, port: PortRef<'_>) -> Option<&'s ServicePort> {
+    let ports = service.spec.as_ref()?.ports.as_ref()?;
+    ports.iter().find(|p| match port {
+        PortRef::Number(n) => p.port == n,
+        PortRef::Name(name) => p.name.as_deref() == Some(name),
+    })
+}
+
+/// The ready addresses of one slice for one Service port.
+fn ready_addresses<'s>(
+    slice: &'s EndpointSlice,
+    service_port: &ServicePort,
+) -> impl Iterator<Item = SocketAddr> + 's {
+    let port = slice_port(slice, service_port);
+    let usable = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
+    slice
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(move |_| usable && port.is_some())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .flat_map(|e| e.addresses.iter())
+        .filter_map(move |a| {
+            let ip: IpAddr = a.parse().ok()?;
+            Some(SocketAddr::new(ip, port?))
+        })
+}
+
+/// The target port number this slice gives for a Service port: the slice
+/// port of the same name, else a numeric `targetPort`, else the port itself.
+fn slice_port(slice: &EndpointSlice, service_port: &ServicePort) -> Option<u16> {
+    let wanted = service_port.name.as_deref().unwrap_or("");
+    let from_slice = slice
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref().unwrap_or("") == wanted)
+        .and_then(|p| p.port);
+    let number = match (from_slice, &service_port.target_port) {
+        (Some(n), _) => n,
+        (None, Some(IntOrString::Int(n))) => *n,
+        (None, None) => service_port.port,
+        (None, Some(IntOrString::String(_))) => return None,
+    };
+    u16::try_from(number).ok().filter(|n| *n != 0)
+}

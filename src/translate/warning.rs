@@ -1,0 +1,40 @@
+//! Warnings: what translate could not use, and why, naming the object.
+
+use std::fmt;
+
+use crate::cluster::ObjectKey;
+
+/// What kind of problem a warning reports; stable, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    MissingService,
+    MissingServicePort,
+    UnsupportedBackend,
+    MissingSecret,
+    InvalidSecret,
+    InvalidPath,
+    RouteConflict,
+    TlsConflict,
+}
+
+/// A problem with one Ingress. Other objects are unaffected by it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Warning {
+    /// The Ingress the warning concerns.
+    pub ingress: ObjectKey,
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ingress {}: {}", self.ingress, self.message)
+    }
+}
+
+impl serde::Serialize for ObjectKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
