@@ -7,7 +7,12 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod app;
+pub mod cli;
 pub mod cluster;
+pub mod controller;
+pub mod proxy;
 pub mod source;
 pub mod table;
+pub mod telemetry;
 pub mod translate;

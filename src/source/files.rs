@@ -34,10 +34,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     #[error("cannot watch manifest directory {}: {source}", .dir.display())]
-    Watch {
-        dir: PathBuf,
-        source: notify::Error,
-    },
+    Watch { dir: PathBuf, source: notify::Error },
 }
 
 /// The parsed content of a manifest directory, file by file.
@@ -159,7 +156,10 @@ pub fn watch_dir(dir: &Path) -> Result<(super::StateReceiver, Vec<FileError>), S
     let (tx, rx) = watch::channel(Arc::new(state));
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |event| {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.as_ref().is_ok_and(|e| !changes_content(&e.kind)) {
+            return;
+        }
         // The receiver is gone only when we are shutting down.
         let _ = events_tx.send(event);
     })
@@ -198,6 +198,20 @@ pub fn watch_dir(dir: &Path) -> Result<(super::StateReceiver, Vec<FileError>), S
     Ok((rx, errors))
 }
 
+/// Whether an event can change what a file holds. Reads are events too (our
+/// own reads among them): reacting to those would re-read forever.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Folds events into the manifests, and returns the files that failed. The
+/// whole batch is queued before anything is read, so the returned state is
+/// never built from a half-applied burst.
 fn apply_batch(
     manifests: &mut ManifestDir,
     batch: Vec<notify::Result<notify::Event>>,
@@ -206,6 +220,7 @@ fn apply_batch(
     let mut rescan = false;
     for event in batch {
         match event {
+            Ok(event) if !changes_content(&event.kind) => {}
             Ok(event) if !event.need_rescan() && !event.paths.is_empty() => {
                 paths.extend(event.paths)
             }

@@ -274,7 +274,7 @@ kind: Service
 metadata:
   name: [unclosed
 ";
-        let err = parse(text).err().expect("fails");
+        let err = parse(text).expect_err("fails");
         // The parser notices the unclosed sequence at the end of the text
         // and names where it began.
         assert_eq!(err.line, 9, "{err}");
@@ -295,7 +295,7 @@ spec:
   ports:
   - port: eighty
 ";
-        let err = parse(text).err().expect("fails");
+        let err = parse(text).expect_err("fails");
         assert_eq!(err.line, 10, "{err}");
         assert!(err.reason.contains("invalid"), "{err}");
     }
@@ -303,7 +303,7 @@ spec:
     #[test]
     fn known_kind_with_unknown_api_version_is_an_error() {
         let text = "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
-        let err = parse(text).err().expect("fails");
+        let err = parse(text).expect_err("fails");
         assert!(err.reason.contains("extensions/v1beta1"), "{err}");
     }
 

@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn wildcard_covers_exactly_one_label() {
         let m = map(&["*.example.com"]);
-        assert_eq!(m.get("a.example.com").map(String::as_str), Some("*.example.com"));
+        assert_eq!(
+            m.get("a.example.com").map(String::as_str),
+            Some("*.example.com")
+        );
         assert_eq!(m.get("a.b.example.com"), None);
         assert_eq!(m.get("example.com"), None);
     }
@@ -152,8 +155,14 @@ mod tests {
     #[test]
     fn exact_beats_wildcard() {
         let m = map(&["*.example.com", "a.example.com"]);
-        assert_eq!(m.get("a.example.com").map(String::as_str), Some("a.example.com"));
-        assert_eq!(m.get("b.example.com").map(String::as_str), Some("*.example.com"));
+        assert_eq!(
+            m.get("a.example.com").map(String::as_str),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            m.get("b.example.com").map(String::as_str),
+            Some("*.example.com")
+        );
     }
 
     #[test]

@@ -49,6 +49,16 @@ pub struct Backend {
     pub endpoints: EndpointSet,
 }
 
+/// What to do with a request, decided from the table alone.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Forward to one of the backend's ready endpoints.
+    Forward(Arc<Backend>),
+    /// Answer directly with this status (404: no route; 503: the route's
+    /// backend cannot be resolved or has no ready endpoint).
+    Respond(http::StatusCode),
+}
+
 /// Every route, by host then path, and the certificates.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -65,6 +75,22 @@ impl RouteTable {
         match self.hosts.get(&host) {
             Some(paths) => paths.lookup(path),
             None => self.any_host.lookup(path),
+        }
+    }
+
+    /// The decision for a request to `host` (as sent, any case, with or
+    /// without port) and `path` (without the query).
+    pub fn decide(&self, host: &str, path: &str) -> Decision {
+        let Some(route) = self.lookup(host, path) else {
+            return Decision::Respond(http::StatusCode::NOT_FOUND);
+        };
+        match &route.action {
+            Action::Forward(backend) if !backend.endpoints.is_empty() => {
+                Decision::Forward(backend.clone())
+            }
+            Action::Forward(_) | Action::Unavailable => {
+                Decision::Respond(http::StatusCode::SERVICE_UNAVAILABLE)
+            }
         }
     }
 

@@ -92,7 +92,11 @@ impl<'a> Backends<'a> {
         result
     }
 
-    fn resolve_uncached(&self, key: &ObjectKey, port: PortRef<'_>) -> Result<Backend, BackendError> {
+    fn resolve_uncached(
+        &self,
+        key: &ObjectKey,
+        port: PortRef<'_>,
+    ) -> Result<Backend, BackendError> {
         let service = self
             .state
             .services

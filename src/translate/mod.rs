@@ -119,7 +119,10 @@ impl Build<'_> {
                     self.warn(
                         key,
                         WarningKind::InvalidPath,
-                        format!("host {host}: path {path_text}: unknown pathType {:?}; ignored", path.path_type),
+                        format!(
+                            "host {host}: path {path_text}: unknown pathType {:?}; ignored",
+                            path.path_type
+                        ),
                     );
                     continue;
                 };
@@ -131,7 +134,11 @@ impl Build<'_> {
                             BackendError::MissingPort { .. } => WarningKind::MissingServicePort,
                             _ => WarningKind::UnsupportedBackend,
                         };
-                        self.warn(key, kind, format!("host {host}: path {path_text}: {e}; requests get 503"));
+                        self.warn(
+                            key,
+                            kind,
+                            format!("host {host}: path {path_text}: {e}; requests get 503"),
+                        );
                         Action::Unavailable
                     }
                 };

@@ -17,7 +17,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub enum TlsError {
     #[error("not found")]
     NotFound,
-    #[error("type {0} is not a TLS secret (want kubernetes.io/tls, or Opaque with tls.crt and tls.key)")]
+    #[error(
+        "type {0} is not a TLS secret (want kubernetes.io/tls, or Opaque with tls.crt and tls.key)"
+    )]
     WrongType(String),
     #[error("has no {0}")]
     MissingField(&'static str),

@@ -1,0 +1,83 @@
+//! The loop between a source and the proxy: every new `ClusterState` is
+//! translated into a table and swapped in.
+//!
+//! The source's `watch` channel keeps only the newest state, so a burst of
+//! changes that arrives during a translation yields one more translation,
+//! not one per change. Warnings are logged when they appear and when they
+//! go away, not again on every rebuild.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::cluster::ClusterState;
+use crate::source::StateReceiver;
+use crate::table::RouteTable;
+use crate::telemetry::health::Readiness;
+use crate::translate::{translate, TranslateOptions, Warning};
+
+/// Publishes tables built from one source.
+pub struct Controller {
+    pub table: Arc<ArcSwap<RouteTable>>,
+    pub readiness: Readiness,
+    options: Arc<TranslateOptions>,
+    warnings: BTreeSet<Warning>,
+}
+
+impl Controller {
+    pub fn new(options: TranslateOptions) -> Self {
+        Controller {
+            table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
+            readiness: Readiness::default(),
+            options: Arc::new(options),
+            warnings: BTreeSet::new(),
+        }
+    }
+
+    /// Translates `state` and swaps the result in; the first call makes the
+    /// controller ready.
+    pub async fn rebuild(&mut self, state: Arc<ClusterState>) {
+        let options = self.options.clone();
+        // Translation is CPU work that grows with the cluster; keep it off
+        // the threads that serve traffic.
+        let built = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let translation = translate(&state, &options);
+            (translation, started.elapsed())
+        })
+        .await;
+        let Ok((translation, took)) = built else {
+            tracing::error!("routing table build panicked; keeping the previous table");
+            return;
+        };
+        tracing::debug!(
+            routes = translation.table.routes().len(),
+            certificates = translation.table.certs.len(),
+            took_ms = took.as_secs_f64() * 1e3,
+            "routing table rebuilt"
+        );
+        self.table.store(Arc::new(translation.table));
+        self.report(translation.warnings);
+        self.readiness.set(true);
+    }
+
+    fn report(&mut self, warnings: Vec<Warning>) {
+        let current: BTreeSet<Warning> = warnings.into_iter().collect();
+        for new in current.difference(&self.warnings) {
+            tracing::warn!(ingress = %new.ingress, kind = ?new.kind, "{}", new.message);
+        }
+        for gone in self.warnings.difference(&current) {
+            tracing::info!(ingress = %gone.ingress, kind = ?gone.kind, "resolved: {}", gone.message);
+        }
+        self.warnings = current;
+    }
+
+    /// Rebuilds on every new state the source publishes, until it stops.
+    pub async fn run(mut self, mut states: StateReceiver) {
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            self.rebuild(state).await;
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Request and response header rewriting for the forwarded hop.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are
+//! removed in both directions, with every header the `Connection` header
+//! names. The `X-Forwarded-*` family tells the backend what the client sent.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::PROXY_AUTHENTICATE);
+}
+
+/// Prepares the headers of a request about to be forwarded: hop-by-hop
+/// removed, `Host` set to what the client asked for, `X-Forwarded-For`
+/// appended to, the other `X-Forwarded-*` and `X-Real-IP` set.
+pub fn prepare_request(headers: &mut HeaderMap, conn: &ConnInfo, host: &HeaderValue) {
+    remove_hop_by_hop(headers);
+    headers.insert(header::HOST, host.clone());
+
+    let client_ip = conn.client.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prior) if !prior.is_empty() => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&joined)
+        }
+        _ => HeaderValue::from_str(&client_ip),
+    };
+    // Both spellings are built from a valid header value plus an IP
+    // address, so they are valid header values.
+    if let Ok(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if let Ok(ip) = HeaderValue::from_str(&client_ip) {
+        headers.insert(X_REAL_IP.clone(), ip);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(conn.scheme()),
+    );
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    headers.insert(
+        X_FORWARDED_PORT.clone(),
+        HeaderValue::from(conn.local.port()),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            client: "192.0.2.7:5555".parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_and_the_rest_set() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("spoofed"));
+        prepare_request(&mut h, &conn(), &HeaderValue::from_static("shop.example"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["host"], "shop.example");
+    }
+}
