@@ -1,0 +1,150 @@
+//! The real `gatehouse` binary: its command-line contract, and the bundled
+//! demo served end to end.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use http::StatusCode;
+use support::*;
+
+fn gatehouse() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let out = gatehouse().args(args).output().expect("run gatehouse");
+    assert_eq!(out.status.code(), Some(2), "{args:?} must exit 2");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let stderr = usage_error(&["--manifests", ".", "--no-such-flag"]);
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
+#[test]
+fn bad_address_is_a_usage_error() {
+    let stderr = usage_error(&["--manifests", ".", "--https-addr", "localhost"]);
+    assert!(stderr.contains("--https-addr"), "{stderr}");
+}
+
+#[test]
+fn a_source_is_required() {
+    let stderr = usage_error(&[]);
+    assert!(stderr.contains("--manifests"), "{stderr}");
+}
+
+#[test]
+fn help_describes_every_flag() {
+    let out = gatehouse().arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--manifests",
+        "--http-addr",
+        "--https-addr",
+        "--metrics-addr",
+        "--ingress-class",
+        "--controller-class",
+        "--watch-ingress-without-class",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_missing_manifest_directory_is_reported_and_fails() {
+    let out = gatehouse()
+        .args([
+            "--manifests",
+            "/no/such/dir",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read manifest directory /no/such/dir"),
+        "{stderr}"
+    );
+}
+
+/// Kills the child on drop so a failed assertion leaves no process behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary on `dir` and returns it with its HTTPS address, read
+/// from its "serving" log line.
+fn start_binary(dir: &Path) -> (Running, SocketAddr) {
+    let mut child = gatehouse()
+        .args(["--manifests"])
+        .arg(dir)
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gatehouse");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("log line");
+        if line.contains("gatehouse serving") {
+            let https = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("https="))
+                .expect("https address in the log");
+            return (running, https.parse().expect("address"));
+        }
+    }
+    panic!("gatehouse exited before serving");
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_bundled_demo_over_https() {
+    let backend = Backend::start("demo").await;
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&demo).expect("demo dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            // The demo's EndpointSlice names 127.0.0.1:9080; point it at this test's backend.
+            let text = std::fs::read_to_string(&path).expect("read");
+            let text = text.replace("port: 9080", &format!("port: {}", backend.addr.port()));
+            std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let (_running, https) = start_binary(dir.path());
+
+    let ca_pem = std::fs::read(demo.join("ca.crt")).expect("demo CA");
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca_pem).expect("CA PEM");
+    let (mut conn, _) = https_connect(https, "demo.gatehouse.test", &ca).await;
+    let reply = send(&mut conn, "demo.gatehouse.test", "/hello")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.seen()["uri"], "/hello");
+}

@@ -1,0 +1,425 @@
+//! Helpers for the end-to-end tests: a real backend, a real CA, real TLS
+//! and HTTP clients, and Gatehouse itself, all on 127.0.0.1.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use gatehouse::app::{Config, Running};
+use gatehouse::translate::TranslateOptions;
+
+// ---------------------------------------------------------------- backend
+
+/// An HTTP backend on 127.0.0.1 that answers every request with JSON
+/// describing what it received.
+pub struct Backend {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &'static str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let task = tokio::spawn(async move {
+            let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| async move {
+                        Ok::<_, Infallible>(describe(name, req).await)
+                    });
+                    let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Backend { name, addr, task }
+    }
+}
+
+async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in req.headers() {
+        let value = value.to_str().unwrap_or("<binary>").to_owned();
+        headers
+            .entry(key.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let version = format!("{:?}", req.version());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "backend": name, "method": method, "uri": uri, "version": version,
+        "headers": headers, "body_len": body.len(),
+    });
+    Response::new(Full::new(Bytes::from(json.to_string())))
+}
+
+/// A port on 127.0.0.1 with nothing listening on it.
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+// ---------------------------------------------------------------- PKI
+
+/// A CA that issues leaf certificates for test hosts.
+pub struct Pki {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub ca: CertificateDer<'static>,
+}
+
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Gatehouse test CA");
+        let cert = params.self_signed(&key).expect("CA cert");
+        Pki {
+            ca: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    pub fn leaf(&self, host: &str) -> Leaf {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let params = rcgen::CertificateParams::new(vec![host.to_owned()]).expect("leaf params");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- manifests
+
+pub const INGRESS_CLASS: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: gatehouse}
+spec: {controller: gatehouse.dev/ingress-controller}
+";
+
+/// A Service `name` (port 80) and the EndpointSlice a cluster would make for
+/// it, with one ready endpoint per address.
+pub fn service(name: &str, endpoints: &[SocketAddr]) -> String {
+    let port = endpoints.first().map(|a| a.port()).unwrap_or(8080);
+    let addresses: Vec<String> = endpoints
+        .iter()
+        .map(|a| format!("\"{}\"", a.ip()))
+        .collect();
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: test}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-x1
+  namespace: test
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints:
+- addresses: [{}]
+",
+        addresses.join(", ")
+    )
+}
+
+/// A `kubernetes.io/tls` Secret written with `stringData`.
+pub fn tls_secret(name: &str, leaf: &Leaf) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: test}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}
+  tls.key: |
+{}
+",
+        indent(&leaf.cert_pem),
+        indent(&leaf.key_pem)
+    )
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An Ingress of our class: `host` + Prefix `path` to Service `service`
+/// port 80, with TLS from `secret` when given.
+pub fn ingress(name: &str, host: &str, path: &str, service: &str, secret: Option<&str>) -> String {
+    let tls = secret
+        .map(|s| format!("  tls: [{{hosts: [{host}], secretName: {s}}}]\n"))
+        .unwrap_or_default();
+    format!(
+        "---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: test}}
+spec:
+  ingressClassName: gatehouse
+{tls}  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
+"
+    )
+}
+
+/// Writes a file atomically (temp file + rename), as editors and
+/// `kubectl`-style tools do.
+pub fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).expect("write temp manifest");
+    std::fs::rename(&tmp, path).expect("rename manifest");
+}
+
+// ---------------------------------------------------------------- gatehouse
+
+pub async fn start_gatehouse(dir: &Path) -> Running {
+    start_gatehouse_with(dir, TranslateOptions::default()).await
+}
+
+pub async fn start_gatehouse_with(dir: &Path, translate: TranslateOptions) -> Running {
+    let any = "127.0.0.1:0".parse().expect("addr");
+    gatehouse::app::start(Config {
+        manifests: dir.to_owned(),
+        http_addr: any,
+        https_addr: any,
+        metrics_addr: any,
+        translate,
+    })
+    .await
+    .expect("gatehouse starts")
+}
+
+// ---------------------------------------------------------------- clients
+
+pub type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// What a request through the proxy came back with.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The backend's description of the request it received.
+    pub fn seen(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not a backend reply ({e}): {:?}", self.body))
+    }
+
+    pub fn backend(&self) -> String {
+        self.seen()["backend"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+pub async fn send(sender: &mut Sender, host: &str, path: &str) -> Result<Reply, hyper::Error> {
+    sender.ready().await?;
+    let req = Request::get(path)
+        .header(http::header::HOST, host)
+        .body(Empty::new())
+        .expect("request");
+    let response = sender.send_request(req).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// An HTTP/1.1 keep-alive connection to plain `addr`.
+pub async fn http_connect(addr: SocketAddr) -> Sender {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// One plain-HTTP request on a fresh connection.
+pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    let mut sender = http_connect(addr).await;
+    send(&mut sender, host, path).await.expect("request")
+}
+
+/// A TLS client config that trusts `ca` (or anything, when `None`) and
+/// offers the given ALPN protocols.
+pub fn tls_config(
+    ca: Option<&CertificateDer<'static>>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocols");
+    let mut config = match ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).expect("CA");
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` sending `sni`; returns the stream and the
+/// leaf certificate the server presented.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+)> {
+    let stream = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned()).expect("server name");
+    let tls = TlsConnector::from(config).connect(name, stream).await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("peer certificates")[0]
+        .clone();
+    Ok((tls, leaf))
+}
+
+/// An HTTP/1.1 keep-alive connection over TLS, verified against `ca`.
+pub async fn https_connect(
+    addr: SocketAddr,
+    sni: &str,
+    ca: &CertificateDer<'static>,
+) -> (Sender, CertificateDer<'static>) {
+    let (tls, leaf) = tls_connect(addr, sni, tls_config(Some(ca), &[b"http/1.1"]))
+        .await
+        .unwrap_or_else(|e| panic!("TLS to {sni}: {e}"));
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("http handshake");
+    tokio::spawn(conn);
+    (sender, leaf)
+}
+
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
