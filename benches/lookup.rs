@@ -9,6 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::cluster::ClusterState;
 use gatehouse::source::manifest;
+use gatehouse::table::RequestFacts;
 use gatehouse::translate::{translate, TranslateOptions};
 
 const HOSTS: usize = 10_000;
@@ -51,21 +52,38 @@ fn benches(c: &mut Criterion) {
     let table = translate(&state, &options).table;
     assert_eq!(table.routes().len(), HOSTS * 3);
 
+    let facts = |host: &'static str, path: &'static str| RequestFacts {
+        host,
+        path,
+        query: Some("page=2"),
+        tls: true,
+        client: "192.0.2.10".parse().expect("ip"),
+    };
+    let prefix = facts("host4242.bench.test", "/api/v2/users/17");
     c.bench_function("decide/10k-hosts/prefix-hit", |b| {
-        b.iter(|| table.decide(black_box("host4242.bench.test"), black_box("/api/v2/users/17")))
+        b.iter(|| table.decide(black_box(&prefix)))
     });
+    let exact = facts("Host4242.Bench.Test:443", "/api/v1/items");
     c.bench_function("decide/10k-hosts/exact-hit-with-port-and-case", |b| {
-        b.iter(|| table.decide(black_box("Host4242.Bench.Test:443"), black_box("/api/v1/items")))
+        b.iter(|| table.decide(black_box(&exact)))
     });
+    let unknown = facts("nobody.example", "/");
     c.bench_function("decide/10k-hosts/unknown-host-404", |b| {
-        b.iter(|| table.decide(black_box("nobody.example"), black_box("/")))
+        b.iter(|| table.decide(black_box(&unknown)))
     });
     c.bench_function("sni/10k-hosts/resolve", |b| {
-        b.iter(|| table.certs.resolve(black_box("host9999.bench.test")).is_some())
+        b.iter(|| {
+            table
+                .certs
+                .resolve(black_box("host9999.bench.test"))
+                .is_some()
+        })
     });
     let mut group = c.benchmark_group("translate");
     group.sample_size(10);
-    group.bench_function("10k-ingresses/full-build", |b| b.iter(|| translate(black_box(&state), &options)));
+    group.bench_function("10k-ingresses/full-build", |b| {
+        b.iter(|| translate(black_box(&state), &options))
+    });
     group.finish();
 }
 

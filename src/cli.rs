@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::app::Config;
+use crate::cluster::ObjectKey;
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
 
@@ -16,11 +17,16 @@ use crate::translate::TranslateOptions;
 /// change without dropping a connection.
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse", version, about, long_about)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
-    /// Read objects from YAML manifests in DIR (every *.yaml and *.yml file,
-    /// multi-document and List files included) and follow changes to them.
-    #[arg(long, value_name = "DIR", required = true)]
-    pub manifests: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub routing: RoutingArgs,
 
     /// Address for plain HTTP.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
@@ -34,6 +40,36 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:10254")]
     pub metrics_addr: SocketAddr,
 
+    /// Log output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the routing table the objects produce, and every warning.
+    ///
+    /// Exits with status 1 when a manifest does not parse or any warning is
+    /// raised, so it can check manifests in CI.
+    Routes {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        routing: RoutingArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Read objects from YAML manifests in DIR (every *.yaml and *.yml file,
+    /// multi-document and List files included) and follow changes to them.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub manifests: Option<PathBuf>,
+}
+
+/// The options that decide routing; shared by the controller and `routes`.
+#[derive(Debug, Args)]
+pub struct RoutingArgs {
     /// The IngressClass name that is ours (also accepted in the legacy
     /// kubernetes.io/ingress.class annotation).
     #[arg(long, value_name = "NAME", default_value = "gatehouse")]
@@ -51,23 +87,53 @@ pub struct Cli {
     #[arg(long)]
     pub watch_ingress_without_class: bool,
 
-    /// Log output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Our annotation prefix, read besides nginx.ingress.kubernetes.io (ours
+    /// wins when both are set).
+    #[arg(long, value_name = "PREFIX", default_value = "gatehouse.dev")]
+    pub annotations_prefix: String,
+
+    /// Service (first port) that receives requests no rule matches, instead
+    /// of a 404 from Gatehouse.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key)]
+    pub default_backend_service: Option<ObjectKey>,
+
+    /// TLS Secret served to server names no Ingress covers, instead of the
+    /// self-signed certificate generated at start.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key)]
+    pub default_ssl_certificate: Option<ObjectKey>,
+}
+
+impl RoutingArgs {
+    pub fn translate_options(&self) -> TranslateOptions {
+        TranslateOptions {
+            ingress_class: self.ingress_class.clone(),
+            controller_class: self.controller_class.clone(),
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            annotations_prefix: self.annotations_prefix.trim_end_matches('/').to_owned(),
+            default_backend_service: self.default_backend_service.clone(),
+            default_ssl_certificate: self.default_ssl_certificate.clone(),
+        }
+    }
+}
+
+fn parse_object_key(value: &str) -> Result<ObjectKey, String> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjectKey::new(ns, name))
+        }
+        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
+    }
 }
 
 impl Cli {
+    /// The controller's configuration (when no subcommand was given).
     pub fn config(&self) -> Config {
         Config {
-            manifests: self.manifests.clone(),
+            manifests: self.source.manifests.clone().unwrap_or_default(),
             http_addr: self.http_addr,
             https_addr: self.https_addr,
             metrics_addr: self.metrics_addr,
-            translate: TranslateOptions {
-                ingress_class: self.ingress_class.clone(),
-                controller_class: self.controller_class.clone(),
-                watch_ingress_without_class: self.watch_ingress_without_class,
-            },
+            translate: self.routing.translate_options(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod proxy;
+pub mod report;
 pub mod source;
 pub mod table;
 pub mod telemetry;

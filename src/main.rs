@@ -1,16 +1,42 @@
-//! The `gatehouse` binary: parse the command line, start, wait for a signal.
+//! The `gatehouse` binary: parse the command line, then either run the
+//! controller until a signal, or print the routing table (`routes`).
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
-use gatehouse::cli::Cli;
+use gatehouse::cli::{Cli, Command};
+use gatehouse::source::files::ManifestDir;
 use gatehouse::telemetry::logging;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     // Usage errors print their message and exit with status 2.
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    match &cli.command {
+        Some(Command::Routes { source, routing }) => {
+            let dir = source.manifests.clone().unwrap_or_default();
+            let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
+            let (state, _) = manifests.state();
+            let translation = gatehouse::translate::translate(&state, &routing.translate_options());
+            print!(
+                "{}",
+                gatehouse::report::render(&translation.table, &translation.warnings, &errors)
+            );
+            let clean = errors.is_empty() && translation.warnings.is_empty();
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        None => run(&cli).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut running = gatehouse::app::start(cli.config())
         .await
         .context("gatehouse could not start")?;

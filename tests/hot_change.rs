@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use gatehouse::app::Running;
-use gatehouse::table::Decision;
+use gatehouse::table::{Decision, RequestFacts};
 use http::StatusCode;
 use support::*;
 
@@ -27,7 +27,14 @@ async fn until_table(
 }
 
 fn routes_to(table: &gatehouse::table::RouteTable, host: &str, service: &str) -> bool {
-    matches!(table.decide(host, "/"), Decision::Forward(b) if b.service.name == service)
+    let facts = RequestFacts {
+        host,
+        path: "/",
+        query: None,
+        tls: true,
+        client: "127.0.0.1".parse().expect("ip"),
+    };
+    matches!(table.decide(&facts), Decision::Forward(f) if f.backend.service.name == service)
 }
 
 #[tokio::test]

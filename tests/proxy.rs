@@ -29,6 +29,7 @@ async fn two_hosts() -> TwoHosts {
         tls_secret("b-tls", &b),
         ingress("a", "a.test", "/app", "svc-a", Some("a-tls")),
         ingress("b", "b.test", "/", "svc-b", Some("b-tls")),
+        ingress("plain", "plain.test", "/app", "svc-a", None),
     ]
     .concat();
     std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
@@ -100,8 +101,8 @@ async fn forwarded_for_is_appended_to_what_the_client_sent() {
     let t = two_hosts().await;
     let mut sender = http_connect(t.gatehouse.http_addr).await;
     sender.ready().await.expect("ready");
-    let req = http::Request::get("/")
-        .header("host", "b.test")
+    let req = http::Request::get("/app")
+        .header("host", "plain.test")
         .header("x-forwarded-for", "203.0.113.9")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "must not pass")
@@ -162,12 +163,15 @@ async fn unrouted_host_and_path_get_404() {
         http_get(addr, "nobody.test", "/").await.status,
         StatusCode::NOT_FOUND
     );
-    // a.test routes /app only; /application is not under it.
+    // plain.test routes /app only; /application is not under it.
     assert_eq!(
-        http_get(addr, "a.test", "/application").await.status,
+        http_get(addr, "plain.test", "/application").await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(http_get(addr, "A.TEST:8080", "/app").await.backend(), "a");
+    assert_eq!(
+        http_get(addr, "PLAIN.TEST:8080", "/app").await.backend(),
+        "a"
+    );
 }
 
 #[tokio::test]

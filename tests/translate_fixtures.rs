@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use gatehouse::cluster::ClusterState;
+use gatehouse::cluster::{ClusterState, ObjectKey};
 use gatehouse::source::manifest;
-use gatehouse::table::Decision;
+use gatehouse::table::{Decision, RequestFacts, Upstream};
 use gatehouse::translate::{translate, TranslateOptions};
 use serde::Deserialize;
 
@@ -31,16 +31,31 @@ struct Expect {
 struct Options {
     #[serde(default)]
     watch_ingress_without_class: bool,
+    annotations_prefix: Option<String>,
+    default_backend_service: Option<String>,
+    default_ssl_certificate: Option<String>,
 }
 
+/// A request and the decision expected for it: a status of the proxy's own,
+/// a redirect (status + location), or a backend (with endpoints and the
+/// upstream path when they are given).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestCase {
     host: String,
     path: String,
+    query: Option<String>,
+    /// Over HTTPS (default: plain HTTP).
+    #[serde(default)]
+    tls: bool,
+    /// The client's address (default 192.0.2.10).
+    client: Option<std::net::IpAddr>,
     status: Option<u16>,
+    location: Option<String>,
     backend: Option<String>,
     endpoints: Option<Vec<String>>,
+    /// The path and query sent upstream (rewrite-target).
+    upstream: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,8 +86,22 @@ fn check(name: &str) {
     let expect: Expect =
         serde_yaml_ng::from_str(&expect_text).unwrap_or_else(|e| panic!("{name}.expect.yaml: {e}"));
 
+    let key = |s: &Option<String>| {
+        s.as_deref().map(|v| {
+            let (ns, name) = v.split_once('/').expect("NS/NAME");
+            ObjectKey::new(ns, name)
+        })
+    };
+    let defaults = TranslateOptions::default();
     let options = TranslateOptions {
         watch_ingress_without_class: expect.options.watch_ingress_without_class,
+        annotations_prefix: expect
+            .options
+            .annotations_prefix
+            .clone()
+            .unwrap_or(defaults.annotations_prefix),
+        default_backend_service: key(&expect.options.default_backend_service),
+        default_ssl_certificate: key(&expect.options.default_ssl_certificate),
         ..TranslateOptions::default()
     };
     let translation = translate(&ClusterState::from_objects(objects), &options);
@@ -80,29 +109,58 @@ fn check(name: &str) {
     let mut failures = Vec::new();
 
     for case in &expect.requests {
-        let what = format!("{} {}", case.host, case.path);
-        match (table.decide(&case.host, &case.path), case.status) {
-            (Decision::Respond(status), Some(want)) if status.as_u16() == want => {}
-            (Decision::Forward(backend), None) => {
+        let what = format!(
+            "{} {} {}{}",
+            if case.tls { "https" } else { "http" },
+            case.host,
+            case.path,
+            case.query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default()
+        );
+        let facts = RequestFacts {
+            host: &case.host,
+            path: &case.path,
+            query: case.query.as_deref(),
+            tls: case.tls,
+            client: case.client.unwrap_or("192.0.2.10".parse().expect("ip")),
+        };
+        match table.decide(&facts) {
+            Decision::Respond(status)
+                if case.status == Some(status.as_u16())
+                    && case.backend.is_none()
+                    && case.location.is_none() => {}
+            Decision::Redirect { location, status }
+                if case.status == Some(status.as_u16())
+                    && case.location.as_deref() == location.to_str().ok() => {}
+            Decision::Forward(forward) if case.status.is_none() && case.location.is_none() => {
+                let backend = &forward.backend;
                 let got = format!("{}:{}", backend.service, backend.port);
                 if case.backend.as_deref() != Some(got.as_str()) {
                     failures.push(format!("{what}: backend {got}, want {:?}", case.backend));
                 }
-                let endpoints: Vec<String> = backend
-                    .endpoints
-                    .addrs()
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect();
                 if let Some(want) = &case.endpoints {
+                    let endpoints: Vec<String> = match &backend.upstream {
+                        Upstream::Endpoints(set) => {
+                            set.addrs().iter().map(|a| a.to_string()).collect()
+                        }
+                        Upstream::External { host, port } => vec![format!("{host}:{port}")],
+                    };
                     if &endpoints != want {
                         failures.push(format!("{what}: endpoints {endpoints:?}, want {want:?}"));
                     }
                 }
+                if case.upstream.is_some() && forward.rewritten != case.upstream {
+                    failures.push(format!(
+                        "{what}: upstream path {:?}, want {:?}",
+                        forward.rewritten, case.upstream
+                    ));
+                }
             }
-            (got, _) => failures.push(format!(
-                "{what}: got {got:?}, want status {:?} backend {:?}",
-                case.status, case.backend
+            got => failures.push(format!(
+                "{what}: got {got:?}, want status {:?} location {:?} backend {:?}",
+                case.status, case.location, case.backend
             )),
         }
     }

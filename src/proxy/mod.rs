@@ -4,6 +4,7 @@ mod handler;
 mod headers;
 mod listener;
 mod tls;
+mod upstream;
 
 pub use handler::{Proxy, ProxyBody};
 pub use headers::ConnInfo;

@@ -41,9 +41,9 @@ impl CertResolver {
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        let chosen = hello
-            .server_name()
-            .and_then(|name| table.certs.resolve(name))
+        let chosen = table
+            .certs
+            .resolve_or_default(hello.server_name())
             .map(|entry| entry.key.clone());
         Some(chosen.unwrap_or_else(|| self.fallback.clone()))
     }

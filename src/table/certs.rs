@@ -27,6 +27,8 @@ impl fmt::Debug for CertEntry {
 #[derive(Debug, Default)]
 pub struct CertStore {
     hosts: HostMap<CertEntry>,
+    /// `--default-ssl-certificate`, when set and usable.
+    default: Option<CertEntry>,
 }
 
 impl CertStore {
@@ -38,6 +40,18 @@ impl CertStore {
 
     pub fn resolve(&self, server_name: &str) -> Option<&CertEntry> {
         self.hosts.get(&normalize(server_name))
+    }
+
+    pub fn set_default(&mut self, entry: CertEntry) {
+        self.default = Some(entry);
+    }
+
+    /// The certificate for a handshake: by name, else the configured
+    /// default; `None` leaves the choice to the generated certificate.
+    pub fn resolve_or_default(&self, server_name: Option<&str>) -> Option<&CertEntry> {
+        server_name
+            .and_then(|name| self.resolve(name))
+            .or(self.default.as_ref())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &CertEntry)> {

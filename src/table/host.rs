@@ -115,7 +115,7 @@ pub fn normalize(host: &str) -> Cow<'_, str> {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
         return match host.find(']') {

@@ -10,25 +10,47 @@ mod certs;
 mod endpoints;
 mod host;
 mod path;
+mod policy;
+mod regex_paths;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
 pub use endpoints::EndpointSet;
 pub use host::{normalize as normalize_host, HostMap, HostPattern};
 pub use path::{PathTable, PathTableBuilder, PathType};
+pub use policy::{
+    expand_captures, has_captures, BackendProtocol, LoadBalance, Policy, Redirect, Rewrite,
+    Timeouts, DEFAULT_BODY_LIMIT,
+};
+use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+
+/// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
+/// solvers (cert-manager) can answer over plain HTTP.
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// One host+path rule of one Ingress, and what to do with matching requests.
 #[derive(Debug)]
 pub struct Route {
-    pub ingress: ObjectKey,
+    /// The Ingress it comes from; `None` for `--default-backend-service`.
+    pub ingress: Option<ObjectKey>,
     pub host: HostPattern,
     /// The path as written in the Ingress.
     pub path: String,
     pub path_type: PathType,
+    /// Matched as a case-insensitive regular expression anchored at the
+    /// start (`use-regex`, or `rewrite-target` with capture groups).
+    pub regex: bool,
     pub action: Action,
+    pub policy: Arc<Policy>,
+    /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
+    pub ssl_redirect: bool,
+    pub rewrite: Option<Rewrite>,
 }
 
 #[derive(Debug)]
@@ -40,83 +62,266 @@ pub enum Action {
     Unavailable,
 }
 
-/// A Service port and its ready endpoints.
+/// Where a backend's requests go.
+#[derive(Debug)]
+pub enum Upstream {
+    /// Ready endpoint addresses of a Service port.
+    Endpoints(EndpointSet),
+    /// An ExternalName Service: a DNS name and port, resolved per connection.
+    External { host: String, port: u16 },
+}
+
+/// A Service port and where its traffic goes.
 #[derive(Debug)]
 pub struct Backend {
     pub service: ObjectKey,
     /// The Service port as the Ingress named it (number or name).
     pub port: String,
-    pub endpoints: EndpointSet,
+    pub upstream: Upstream,
+}
+
+impl Backend {
+    pub fn has_targets(&self) -> bool {
+        match &self.upstream {
+            Upstream::Endpoints(set) => !set.is_empty(),
+            Upstream::External { .. } => true,
+        }
+    }
+}
+
+/// The facts about a request that routing depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'a> {
+    /// `Host` or `:authority` as sent (any case, maybe with a port).
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub tls: bool,
+    pub client: IpAddr,
 }
 
 /// What to do with a request, decided from the table alone.
 #[derive(Debug, Clone)]
 pub enum Decision {
-    /// Forward to one of the backend's ready endpoints.
-    Forward(Arc<Backend>),
-    /// Answer directly with this status (404: no route; 503: the route's
-    /// backend cannot be resolved or has no ready endpoint).
-    Respond(http::StatusCode),
+    Forward(Forward),
+    Redirect {
+        location: HeaderValue,
+        status: StatusCode,
+    },
+    /// Answer directly: 404 no route, 403 not allowed, 503 no backend.
+    Respond(StatusCode),
+}
+
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub route: Arc<Route>,
+    pub backend: Arc<Backend>,
+    /// The upstream path and query when `rewrite-target` changed them.
+    pub rewritten: Option<String>,
+}
+
+/// The routes of one host.
+#[derive(Debug, Default)]
+struct HostRoutes {
+    paths: PathTable<Arc<Route>>,
+    regexes: RegexPaths,
+    /// `spec.defaultBackend` of the Ingress that has rules for this host.
+    fallback: Option<Arc<Route>>,
+}
+
+/// A route found for a request, and the regex that matched it, if any.
+struct Matched<'a> {
+    route: &'a Arc<Route>,
+    regex: Option<&'a regex::Regex>,
+}
+
+impl HostRoutes {
+    /// Exact paths first, then regular expressions in order, then the
+    /// longest prefix, then the fallback (nginx's location order).
+    fn lookup(&self, path: &str) -> Option<Matched<'_>> {
+        let tree = self.paths.lookup(path);
+        if let Some(route) = tree.filter(|r| r.path_type == PathType::Exact) {
+            return Some(Matched { route, regex: None });
+        }
+        if let Some((route, regex)) = self.regexes.first_match(path) {
+            return Some(Matched {
+                route,
+                regex: Some(regex),
+            });
+        }
+        tree.or(self.fallback.as_ref())
+            .map(|route| Matched { route, regex: None })
+    }
 }
 
 /// Every route, by host then path, and the certificates.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    hosts: HostMap<PathTable<Arc<Route>>>,
-    any_host: PathTable<Arc<Route>>,
+    hosts: HostMap<HostRoutes>,
+    any_host: HostRoutes,
+    /// Receives what no rule matches: the oldest rule-less Ingress with a
+    /// `spec.defaultBackend`, else `--default-backend-service`.
+    default_route: Option<Arc<Route>>,
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
 }
 
 impl RouteTable {
-    /// The route for a request, from its `Host` (or `:authority`) and path.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+    fn lookup(&self, host: &str, path: &str) -> Option<Matched<'_>> {
         let host = normalize_host(host);
-        match self.hosts.get(&host) {
-            Some(paths) => paths.lookup(path),
-            None => self.any_host.lookup(path),
-        }
+        let routes = self.hosts.get(&host).unwrap_or(&self.any_host);
+        routes.lookup(path).or_else(|| {
+            self.default_route
+                .as_ref()
+                .map(|route| Matched { route, regex: None })
+        })
     }
 
-    /// The decision for a request to `host` (as sent, any case, with or
-    /// without port) and `path` (without the query).
-    pub fn decide(&self, host: &str, path: &str) -> Decision {
-        let Some(route) = self.lookup(host, path) else {
-            return Decision::Respond(http::StatusCode::NOT_FOUND);
+    /// The whole decision for a request, in ingress-nginx's order: app-root,
+    /// permanent/temporal redirect, HTTPS redirect, source allowlist, then
+    /// the backend (with the rewritten path).
+    pub fn decide(&self, req: &RequestFacts<'_>) -> Decision {
+        let Some(Matched { route, regex }) = self.lookup(req.host, req.path) else {
+            return Decision::Respond(StatusCode::NOT_FOUND);
         };
-        match &route.action {
-            Action::Forward(backend) if !backend.endpoints.is_empty() => {
-                Decision::Forward(backend.clone())
-            }
-            Action::Forward(_) | Action::Unavailable => {
-                Decision::Respond(http::StatusCode::SERVICE_UNAVAILABLE)
-            }
+        let policy = &route.policy;
+        if let Some(app_root) = policy.app_root.as_deref().filter(|_| req.path == "/") {
+            let scheme = if req.tls { "https" } else { "http" };
+            return redirect(
+                format!("{scheme}://{}{app_root}", req.host),
+                StatusCode::FOUND,
+            );
         }
+        if let Some(r) = &policy.redirect {
+            return Decision::Redirect {
+                location: r.location.clone(),
+                status: r.status,
+            };
+        }
+        let wants_https = route.ssl_redirect || policy.force_ssl_redirect;
+        if !req.tls && wants_https && !req.path.starts_with(ACME_CHALLENGE_PREFIX) {
+            let host = host::strip_port(req.host);
+            let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
+            return redirect(
+                format!("https://{host}{}{query}", req.path),
+                StatusCode::PERMANENT_REDIRECT,
+            );
+        }
+        if !policy.allows(req.client) {
+            return Decision::Respond(StatusCode::FORBIDDEN);
+        }
+        let backend = match &route.action {
+            Action::Forward(backend) if backend.has_targets() => backend.clone(),
+            Action::Forward(_) | Action::Unavailable => {
+                return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        };
+        Decision::Forward(Forward {
+            route: route.clone(),
+            backend,
+            rewritten: rewrite(route.rewrite.as_ref(), regex, req),
+        })
     }
 
     /// Every route in the order translate added them.
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
+
+    pub fn default_route(&self) -> Option<&Arc<Route>> {
+        self.default_route.as_ref()
+    }
+}
+
+fn redirect(location: String, status: StatusCode) -> Decision {
+    match HeaderValue::from_str(&location) {
+        Ok(location) => Decision::Redirect { location, status },
+        // The host came from a valid header and the path from a valid URI.
+        Err(_) => Decision::Respond(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// The upstream path and query for a rewrite: the target (with capture
+/// groups filled in), followed by the original query, as nginx appends it.
+fn rewrite(
+    rule: Option<&Rewrite>,
+    regex: Option<&regex::Regex>,
+    req: &RequestFacts<'_>,
+) -> Option<String> {
+    let mut path = match rule? {
+        Rewrite::Replace(target) => target.clone(),
+        Rewrite::Captures(template) => {
+            let groups = regex?.captures(req.path)?;
+            expand_captures(template, &groups)
+        }
+    };
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(query) = req.query {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(query);
+    }
+    Some(path)
 }
 
 /// Collects routes and certificates, then builds the lookup structures once.
 #[derive(Debug, Default)]
 pub struct RouteTableBuilder {
-    hosts: std::collections::BTreeMap<HostPattern, PathTableBuilder<Arc<Route>>>,
+    hosts: std::collections::BTreeMap<HostPattern, HostBuilder>,
+    default_route: Option<Arc<Route>>,
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
 }
 
+#[derive(Debug, Default)]
+struct HostBuilder {
+    paths: PathTableBuilder<Arc<Route>>,
+    regexes: RegexPathsBuilder,
+    fallback: Option<Arc<Route>>,
+}
+
 impl RouteTableBuilder {
     /// Adds a route; when its host+path+type is taken, returns the route
-    /// that holds it and adds nothing.
-    pub fn add_route(&mut self, route: Route) -> Result<(), Arc<Route>> {
+    /// that holds it and adds nothing. A regex route needs its compiled
+    /// pattern.
+    pub fn add_route(
+        &mut self,
+        route: Route,
+        regex: Option<regex::Regex>,
+    ) -> Result<(), Arc<Route>> {
         let route = Arc::new(route);
-        let paths = self.hosts.entry(route.host.clone()).or_default();
-        paths
-            .add(&route.path, route.path_type, route.clone())
-            .map_err(Arc::clone)?;
+        let host = self.hosts.entry(route.host.clone()).or_default();
+        match regex {
+            Some(regex) => host.regexes.add(regex, route.clone())?,
+            None => host
+                .paths
+                .add(&route.path, route.path_type, route.clone())
+                .map_err(Arc::clone)?,
+        }
+        self.routes.push(route);
+        Ok(())
+    }
+
+    /// Sets the route for unmatched paths of `host`; the first one stays.
+    pub fn add_fallback(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        let host = self.hosts.entry(route.host.clone()).or_default();
+        if let Some(present) = &host.fallback {
+            return Err(present.clone());
+        }
+        let route = Arc::new(route);
+        host.fallback = Some(route.clone());
+        self.routes.push(route);
+        Ok(())
+    }
+
+    /// Sets the route for requests no rule matches; the first one stays.
+    pub fn set_default(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        if let Some(present) = &self.default_route {
+            return Err(present.clone());
+        }
+        let route = Arc::new(route);
+        self.default_route = Some(route.clone());
         self.routes.push(route);
         Ok(())
     }
@@ -125,13 +330,19 @@ impl RouteTableBuilder {
         let mut table = RouteTable {
             routes: self.routes,
             certs: self.certs,
+            default_route: self.default_route,
             ..RouteTable::default()
         };
-        for (host, paths) in self.hosts {
-            match host {
-                HostPattern::Any => table.any_host = paths.build(),
-                host => {
-                    table.hosts.insert_first(&host, paths.build());
+        for (pattern, host) in self.hosts {
+            let routes = HostRoutes {
+                paths: host.paths.build(),
+                regexes: host.regexes.build(),
+                fallback: host.fallback,
+            };
+            match pattern {
+                HostPattern::Any => table.any_host = routes,
+                pattern => {
+                    table.hosts.insert_first(&pattern, routes);
                 }
             }
         }

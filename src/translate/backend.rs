@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::table::{Backend, EndpointSet};
+use crate::table::{Backend, EndpointSet, Upstream};
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -30,8 +30,10 @@ pub enum BackendError {
     Incomplete,
     #[error("resource backends are not supported")]
     Resource,
-    #[error("Service {0} is of type ExternalName, which is not supported yet")]
-    ExternalName(ObjectKey),
+    #[error("Service {0} is of type ExternalName but has no externalName")]
+    NoExternalName(ObjectKey),
+    #[error("Service {0} has no ports")]
+    NoPorts(ObjectKey),
 }
 
 /// Resolves backends against one state, each Service port once: routes that
@@ -82,7 +84,31 @@ impl<'a> Backends<'a> {
             (_, Some(number)) => PortRef::Number(number),
             _ => return Err(BackendError::Incomplete),
         };
-        let key = ObjectKey::new(namespace, &service.name);
+        self.resolve_port(ObjectKey::new(namespace, &service.name), port)
+    }
+
+    /// The first port of a Service (`--default-backend-service`, as
+    /// ingress-nginx uses it).
+    pub fn resolve_first_port(&mut self, key: &ObjectKey) -> Result<Arc<Backend>, BackendError> {
+        let service = self
+            .state
+            .services
+            .get(key)
+            .ok_or_else(|| BackendError::MissingService(key.clone()))?;
+        let first = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .ok_or_else(|| BackendError::NoPorts(key.clone()))?;
+        self.resolve_port(key.clone(), PortRef::Number(first.port))
+    }
+
+    fn resolve_port(
+        &mut self,
+        key: ObjectKey,
+        port: PortRef<'_>,
+    ) -> Result<Arc<Backend>, BackendError> {
         let cache_key = (key, port.to_string());
         if let Some(done) = self.resolved.get(&cache_key) {
             return done.clone();
@@ -103,10 +129,16 @@ impl<'a> Backends<'a> {
             .get(key)
             .ok_or_else(|| BackendError::MissingService(key.clone()))?;
         let spec = service.spec.as_ref();
+        let service_port = find_port(service, port);
         if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            return Err(BackendError::ExternalName(key.clone()));
+            return external(
+                key,
+                spec.and_then(|s| s.external_name.as_deref()),
+                service_port,
+                port,
+            );
         }
-        let service_port = find_port(service, port).ok_or_else(|| BackendError::MissingPort {
+        let service_port = service_port.ok_or_else(|| BackendError::MissingPort {
             service: key.clone(),
             port: port.to_string(),
         })?;
@@ -118,9 +150,52 @@ impl<'a> Backends<'a> {
         Ok(Backend {
             service: key.clone(),
             port: port.to_string(),
-            endpoints: EndpointSet::new(addrs),
+            upstream: Upstream::Endpoints(EndpointSet::new(addrs)),
         })
     }
+}
+
+/// An ExternalName Service forwards to its DNS name. The port is the Service
+/// port's numeric `targetPort`, else its `port`; a port number the Service
+/// does not list is used as it is (ExternalName Services often list none).
+fn external(
+    key: &ObjectKey,
+    name: Option<&str>,
+    service_port: Option<&ServicePort>,
+    port: PortRef<'_>,
+) -> Result<Backend, BackendError> {
+    let host = name
+        .map(|n| n.trim_end_matches('.'))
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| BackendError::NoExternalName(key.clone()))?;
+    let number = match (service_port, port) {
+        (Some(sp), _) => match &sp.target_port {
+            Some(IntOrString::Int(n)) if *n > 0 => *n,
+            _ => sp.port,
+        },
+        (None, PortRef::Number(n)) => n,
+        (None, PortRef::Name(_)) => {
+            return Err(BackendError::MissingPort {
+                service: key.clone(),
+                port: port.to_string(),
+            })
+        }
+    };
+    let number = u16::try_from(number)
+        .ok()
+        .filter(|n| *n != 0)
+        .ok_or_else(|| BackendError::MissingPort {
+            service: key.clone(),
+            port: number.to_string(),
+        })?;
+    Ok(Backend {
+        service: key.clone(),
+        port: port.to_string(),
+        upstream: Upstream::External {
+            host: host.to_owned(),
+            port: number,
+        },
+    })
 }
 
 #[derive(Clone, Copy, Debug)]

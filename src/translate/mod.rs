@@ -5,22 +5,26 @@
 //! first (creationTimestamp, then namespace/name), so on a conflict the older
 //! one keeps the host+path and the newer one gets a warning.
 
+mod annotations;
 mod backend;
 mod class;
 mod tls;
 mod warning;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
+pub use annotations::{IngressAnnotations, NGINX_PREFIX};
 pub use backend::BackendError;
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::table::{
-    Action, CertEntry, HostPattern, PathType, Route, RouteTable, RouteTableBuilder,
+    has_captures, Action, CertEntry, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
+    RouteTableBuilder,
 };
 
 /// The controller-wide settings translate depends on.
@@ -32,6 +36,12 @@ pub struct TranslateOptions {
     pub controller_class: String,
     /// `--watch-ingress-without-class`.
     pub watch_ingress_without_class: bool,
+    /// `--annotations-prefix`: our annotation prefix (besides ingress-nginx's).
+    pub annotations_prefix: String,
+    /// `--default-backend-service`: receives what no rule matches.
+    pub default_backend_service: Option<ObjectKey>,
+    /// `--default-ssl-certificate`: served to names no Ingress covers.
+    pub default_ssl_certificate: Option<ObjectKey>,
 }
 
 impl Default for TranslateOptions {
@@ -40,6 +50,9 @@ impl Default for TranslateOptions {
             ingress_class: "gatehouse".into(),
             controller_class: "gatehouse.dev/ingress-controller".into(),
             watch_ingress_without_class: false,
+            annotations_prefix: "gatehouse.dev".into(),
+            default_backend_service: None,
+            default_ssl_certificate: None,
         }
     }
 }
@@ -70,15 +83,91 @@ pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translatio
         warnings: Vec::new(),
     };
     for (key, ingress) in ingresses {
-        build.add_rules(key, ingress);
-        build.add_tls(key, ingress);
+        let (parsed, warnings) = annotations::parse(
+            ingress.metadata.annotations.as_ref(),
+            &options.annotations_prefix,
+        );
+        for (kind, message) in warnings {
+            build.warn(key, kind, message);
+        }
+        let ingress = IngressView {
+            key,
+            ingress,
+            policy: Arc::new(parsed.policy.clone()),
+            annotations: &parsed,
+        };
+        build.add_rules(&ingress);
+        build.add_default_backend(&ingress);
+        build.add_tls(&ingress);
     }
+    build.add_controller_defaults(options);
     let mut warnings = build.warnings;
     warnings.sort();
     warnings.dedup();
     Translation {
         table: build.table.build(),
         warnings,
+    }
+}
+
+/// One Ingress with what its annotations decided.
+struct IngressView<'a> {
+    key: &'a ObjectKey,
+    ingress: &'a Ingress,
+    policy: Arc<Policy>,
+    annotations: &'a IngressAnnotations,
+}
+
+impl IngressView<'_> {
+    /// Whether this Ingress's `tls` section covers `host` (the default of
+    /// `ssl-redirect`).
+    fn has_tls_for(&self, host: &HostPattern) -> bool {
+        let tls = self.ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+        let tls_hosts = tls
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.hosts.iter().flatten());
+        tls_hosts
+            .map(|h| HostPattern::parse(Some(h)))
+            .any(|tls_host| match (&tls_host, host) {
+                (a, b) if a == b => true,
+                (HostPattern::Wildcard(suffix), HostPattern::Exact(name)) => {
+                    name.split_once('.').is_some_and(|(_, rest)| rest == suffix)
+                }
+                _ => false,
+            })
+    }
+
+    fn route(
+        &self,
+        host: HostPattern,
+        path: &str,
+        path_type: PathType,
+        action: Action,
+        regex: bool,
+    ) -> Route {
+        let ssl_redirect = self
+            .annotations
+            .ssl_redirect
+            .unwrap_or_else(|| self.has_tls_for(&host));
+        let rewrite = self.annotations.rewrite_target.as_ref().map(|target| {
+            if regex && has_captures(target) {
+                Rewrite::Captures(target.clone())
+            } else {
+                Rewrite::Replace(target.clone())
+            }
+        });
+        Route {
+            ingress: Some(self.key.clone()),
+            host,
+            path: path.to_owned(),
+            path_type,
+            regex,
+            action,
+            policy: self.policy.clone(),
+            ssl_redirect,
+            rewrite,
+        }
     }
 }
 
@@ -100,72 +189,134 @@ impl Build<'_> {
         });
     }
 
-    fn add_rules(&mut self, key: &ObjectKey, ingress: &Ingress) {
-        let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+    /// Resolves a backend; an unusable one becomes `Unavailable` (503) with
+    /// a warning that says where.
+    fn action(&mut self, ingress: &ObjectKey, backend: &IngressBackend, context: &str) -> Action {
+        match self.backends.resolve(&ingress.namespace, backend) {
+            Ok(backend) => Action::Forward(backend),
+            Err(e) => {
+                let kind = match e {
+                    BackendError::MissingService(_) => WarningKind::MissingService,
+                    BackendError::MissingPort { .. } => WarningKind::MissingServicePort,
+                    _ => WarningKind::UnsupportedBackend,
+                };
+                self.warn(ingress, kind, format!("{context}: {e}; requests get 503"));
+                Action::Unavailable
+            }
+        }
+    }
+
+    fn add_rules(&mut self, view: &IngressView<'_>) {
+        let key = view.key;
+        let rules = view.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
         for rule in rules.into_iter().flatten() {
             let host = HostPattern::parse(rule.host.as_deref());
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice());
             for path in paths.unwrap_or_default() {
                 let path_text = path.path.as_deref().unwrap_or("/");
-                if !path_text.starts_with('/') {
-                    self.warn(
-                        key,
-                        WarningKind::InvalidPath,
-                        format!("host {host}: path {path_text:?} does not start with '/'; ignored"),
-                    );
-                    continue;
-                }
+                let context = format!("host {host}: path {path_text}");
                 let Some(path_type) = PathType::parse(&path.path_type) else {
-                    self.warn(
-                        key,
-                        WarningKind::InvalidPath,
-                        format!(
-                            "host {host}: path {path_text}: unknown pathType {:?}; ignored",
-                            path.path_type
-                        ),
-                    );
+                    let message =
+                        format!("{context}: unknown pathType {:?}; ignored", path.path_type);
+                    self.warn(key, WarningKind::InvalidPath, message);
                     continue;
                 };
-                let action = match self.backends.resolve(&key.namespace, &path.backend) {
-                    Ok(backend) => Action::Forward(backend),
-                    Err(e) => {
-                        let kind = match e {
-                            BackendError::MissingService(_) => WarningKind::MissingService,
-                            BackendError::MissingPort { .. } => WarningKind::MissingServicePort,
-                            _ => WarningKind::UnsupportedBackend,
-                        };
+                let regex = match self.path_regex(view, path_text, path_type) {
+                    Ok(regex) => regex,
+                    Err(why) => {
                         self.warn(
                             key,
-                            kind,
-                            format!("host {host}: path {path_text}: {e}; requests get 503"),
+                            WarningKind::InvalidPath,
+                            format!("{context}: {why}; ignored"),
                         );
-                        Action::Unavailable
+                        continue;
                     }
                 };
-                let route = Route {
-                    ingress: key.clone(),
-                    host: host.clone(),
-                    path: path_text.to_owned(),
-                    path_type,
-                    action,
-                };
-                if let Err(holder) = self.table.add_route(route) {
-                    let message = if &holder.ingress == key {
-                        format!("host {host}: path {path_text} ({path_type:?}) appears twice; the first is used")
-                    } else {
-                        format!(
-                            "host {host}: path {path_text} ({path_type:?}) is already routed by the older Ingress {}; this rule is ignored",
-                            holder.ingress
-                        )
-                    };
-                    self.warn(key, WarningKind::RouteConflict, message);
+                let action = self.action(key, &path.backend, &context);
+                let route = view.route(host.clone(), path_text, path_type, action, regex.is_some());
+                if let Err(holder) = self.table.add_route(route, regex) {
+                    self.warn(
+                        key,
+                        WarningKind::RouteConflict,
+                        conflict(key, &holder, &context),
+                    );
                 }
             }
         }
     }
 
-    fn add_tls(&mut self, key: &ObjectKey, ingress: &Ingress) {
-        let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+    /// The compiled pattern when this path is a regular expression; an
+    /// error when the path is unusable.
+    fn path_regex(
+        &self,
+        view: &IngressView<'_>,
+        path: &str,
+        path_type: PathType,
+    ) -> Result<Option<regex::Regex>, String> {
+        let is_regex = path_type != PathType::Exact && view.annotations.regex_paths();
+        if !is_regex {
+            if !path.starts_with('/') {
+                return Err("path does not start with '/'".into());
+            }
+            return Ok(None);
+        }
+        // ingress-nginx: `location ~* "^<path>"`, case-insensitive, anchored
+        // at the start only.
+        regex::RegexBuilder::new(&format!("^(?:{path})"))
+            .case_insensitive(true)
+            .build()
+            .map(Some)
+            .map_err(|e| format!("invalid regular expression: {}", first_line(&e.to_string())))
+    }
+
+    /// `spec.defaultBackend`: with rules, it serves the unmatched paths of
+    /// this Ingress's hosts; without rules, every request no rule matches.
+    fn add_default_backend(&mut self, view: &IngressView<'_>) {
+        let key = view.key;
+        let spec = view.ingress.spec.as_ref();
+        let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
+            return;
+        };
+        let action = self.action(key, backend, "defaultBackend");
+        let rules = spec
+            .and_then(|s| s.rules.as_ref())
+            .filter(|r| !r.is_empty());
+        let Some(rules) = rules else {
+            let route = view.route(HostPattern::Any, "/", PathType::Prefix, action, false);
+            if let Err(holder) = self.table.set_default(route) {
+                let message = format!(
+                    "defaultBackend: the default backend is already provided by the older {}; ignored",
+                    describe(&holder)
+                );
+                self.warn(key, WarningKind::DefaultBackendConflict, message);
+            }
+            return;
+        };
+        let action = Arc::new(action);
+        let mut hosts: Vec<HostPattern> = rules
+            .iter()
+            .map(|r| HostPattern::parse(r.host.as_deref()))
+            .collect();
+        hosts.dedup();
+        for host in hosts {
+            let action = match action.as_ref() {
+                Action::Forward(b) => Action::Forward(b.clone()),
+                Action::Unavailable => Action::Unavailable,
+            };
+            let route = view.route(host.clone(), "/", PathType::Prefix, action, false);
+            if let Err(holder) = self.table.add_fallback(route) {
+                let message = format!(
+                    "defaultBackend: unmatched paths of host {host} already go to the older {}; ignored",
+                    describe(&holder)
+                );
+                self.warn(key, WarningKind::DefaultBackendConflict, message);
+            }
+        }
+    }
+
+    fn add_tls(&mut self, view: &IngressView<'_>) {
+        let key = view.key;
+        let tls = view.ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
         for entry in tls.into_iter().flatten() {
             // No secretName: the host is served with the default certificate.
             let Some(secret_name) = entry.secret_name.as_deref().filter(|n| !n.is_empty()) else {
@@ -199,6 +350,54 @@ impl Build<'_> {
         }
     }
 
+    /// `--default-backend-service` (when no Ingress provides a default) and
+    /// `--default-ssl-certificate`. Problems with either are logged by the
+    /// caller as warnings about the controller's own configuration.
+    fn add_controller_defaults(&mut self, options: &TranslateOptions) {
+        let controller = ObjectKey::new("", "(controller flags)");
+        if let Some(service) = &options.default_backend_service {
+            let action = match self.backends.resolve_first_port(service) {
+                Ok(backend) => Action::Forward(backend),
+                Err(e) => {
+                    let message = format!(
+                        "--default-backend-service {service}: {e}; unmatched requests get 503"
+                    );
+                    self.warn(&controller, WarningKind::MissingService, message);
+                    Action::Unavailable
+                }
+            };
+            let route = Route {
+                ingress: None,
+                host: HostPattern::Any,
+                path: "/".into(),
+                path_type: PathType::Prefix,
+                regex: false,
+                action,
+                policy: Arc::new(Policy {
+                    body_limit: None,
+                    ..Policy::default()
+                }),
+                ssl_redirect: false,
+                rewrite: None,
+            };
+            // An Ingress-provided default backend wins over the flag.
+            let _ = self.table.set_default(route);
+        }
+        if let Some(secret) = &options.default_ssl_certificate {
+            match self.cert(secret) {
+                Ok(cert) => self.table.certs.set_default(cert),
+                Err(e) => {
+                    let message = format!("--default-ssl-certificate {secret}: {e}; the generated certificate is served instead");
+                    let kind = match e {
+                        TlsError::NotFound => WarningKind::MissingSecret,
+                        _ => WarningKind::InvalidSecret,
+                    };
+                    self.warn(&controller, kind, message);
+                }
+            }
+        }
+    }
+
     fn cert(&mut self, secret: &ObjectKey) -> Result<CertEntry, TlsError> {
         if let Some(done) = self.certs.get(secret) {
             return done.clone();
@@ -213,4 +412,27 @@ impl Build<'_> {
         self.certs.insert(secret.clone(), result.clone());
         result
     }
+}
+
+fn describe(route: &Route) -> String {
+    match &route.ingress {
+        Some(key) => format!("Ingress {key}"),
+        None => "--default-backend-service".into(),
+    }
+}
+
+fn conflict(key: &ObjectKey, holder: &Route, context: &str) -> String {
+    let kind = format!("{:?}", holder.path_type);
+    if holder.ingress.as_ref() == Some(key) {
+        format!("{context} ({kind}) appears twice; the first is used")
+    } else {
+        format!(
+            "{context} ({kind}) is already routed by the older {}; this rule is ignored",
+            describe(holder)
+        )
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text)
 }

@@ -16,6 +16,10 @@ pub enum WarningKind {
     InvalidPath,
     RouteConflict,
     TlsConflict,
+    InvalidAnnotation,
+    UnsupportedAnnotation,
+    SnippetRefused,
+    DefaultBackendConflict,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.

@@ -1,0 +1,177 @@
+//! `gatehouse routes`: the routing table as a person reads it.
+
+use std::fmt::Write;
+
+use crate::source::files::FileError;
+use crate::table::{
+    Action, BackendProtocol, LoadBalance, Policy, Rewrite, Route, RouteTable, Timeouts, Upstream,
+    DEFAULT_BODY_LIMIT,
+};
+use crate::translate::Warning;
+
+/// Renders routes, certificates, manifest errors and warnings as text.
+pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) -> String {
+    let mut rows = vec![[
+        "HOST".to_owned(),
+        "PATH".into(),
+        "TYPE".into(),
+        "BACKEND".into(),
+        "ENDPOINTS".into(),
+        "INGRESS".into(),
+        "IN EFFECT".into(),
+    ]];
+    for route in table.routes() {
+        rows.push(route_row(route));
+    }
+    let mut out = String::new();
+    write_table(&mut out, &rows);
+
+    let mut certs: Vec<_> = table.certs.iter().collect();
+    certs.sort_by_key(|(host, _)| host.to_string());
+    if !certs.is_empty() {
+        out.push('\n');
+        let mut rows = vec![["TLS HOST".to_owned(), "SECRET".into(), "NOT AFTER".into()]];
+        for (host, entry) in certs {
+            let expiry = entry
+                .key
+                .end_entity_cert()
+                .ok()
+                .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+                .map(|(_, cert)| cert.validity().not_after.to_string())
+                .unwrap_or_else(|| "unreadable".into());
+            rows.push([host.to_string(), entry.secret.to_string(), expiry]);
+        }
+        write_table(&mut out, &rows);
+    }
+    if !errors.is_empty() {
+        out.push_str("\nMANIFEST ERRORS\n");
+        for error in errors {
+            let _ = writeln!(out, "{error}");
+        }
+    }
+    if !warnings.is_empty() {
+        out.push_str("\nWARNINGS\n");
+        for warning in warnings {
+            let _ = writeln!(out, "{warning}");
+        }
+    }
+    out
+}
+
+fn route_row(route: &Route) -> [String; 7] {
+    let (backend, endpoints) = match &route.action {
+        Action::Unavailable => ("(unavailable: 503)".to_owned(), "-".to_owned()),
+        Action::Forward(b) => {
+            let endpoints = match &b.upstream {
+                Upstream::Endpoints(set) if set.is_empty() => "none ready (503)".to_owned(),
+                Upstream::Endpoints(set) => set
+                    .addrs()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Upstream::External { host, port } => format!("{host}:{port} (ExternalName)"),
+            };
+            (format!("{}:{}", b.service, b.port), endpoints)
+        }
+    };
+    let kind = match (route.regex, route.ingress.is_none()) {
+        (_, true) => "default".to_owned(),
+        (true, _) => format!("{:?} (regex)", route.path_type),
+        (false, _) => format!("{:?}", route.path_type),
+    };
+    let ingress = route
+        .ingress
+        .as_ref()
+        .map_or("--default-backend-service".to_owned(), |k| k.to_string());
+    [
+        route.host.to_string(),
+        route.path.clone(),
+        kind,
+        backend,
+        endpoints,
+        ingress,
+        in_effect(route),
+    ]
+}
+
+/// The behaviour that differs from the defaults, in annotation terms.
+fn in_effect(route: &Route) -> String {
+    let p: &Policy = &route.policy;
+    let mut parts = Vec::new();
+    if route.ssl_redirect || p.force_ssl_redirect {
+        parts.push("ssl-redirect".to_owned());
+    }
+    match &route.rewrite {
+        Some(Rewrite::Replace(t)) | Some(Rewrite::Captures(t)) => {
+            parts.push(format!("rewrite-target={t}"))
+        }
+        None => {}
+    }
+    if let Some(root) = &p.app_root {
+        parts.push(format!("app-root={root}"));
+    }
+    if let Some(r) = &p.redirect {
+        parts.push(format!(
+            "redirect={} {}",
+            r.status.as_u16(),
+            r.location.to_str().unwrap_or("?")
+        ));
+    }
+    if p.protocol != BackendProtocol::Http {
+        parts.push(format!("backend-protocol={:?}", p.protocol).to_uppercase());
+    }
+    if p.timeouts != Timeouts::default() {
+        let t = p.timeouts;
+        parts.push(format!(
+            "timeouts=connect {}s/read {}s/send {}s",
+            t.connect.as_secs(),
+            t.read.as_secs(),
+            t.send.as_secs()
+        ));
+    }
+    if p.body_limit != Some(DEFAULT_BODY_LIMIT) {
+        parts.push(match p.body_limit {
+            Some(n) => format!("proxy-body-size={n}"),
+            None => "proxy-body-size=unlimited".into(),
+        });
+    }
+    if let Some(nets) = &p.allow {
+        let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+        parts.push(format!("allowlist={}", nets.join(",")));
+    }
+    if let Some(v) = &p.upstream_vhost {
+        parts.push(format!("upstream-vhost={}", v.to_str().unwrap_or("?")));
+    }
+    if let Some(v) = &p.x_forwarded_prefix {
+        parts.push(format!("x-forwarded-prefix={}", v.to_str().unwrap_or("?")));
+    }
+    if p.load_balance == LoadBalance::Ewma {
+        parts.push("load-balance=ewma".into());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn write_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}

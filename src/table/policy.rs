@@ -1,0 +1,158 @@
+//! Typed per-Ingress behaviour, parsed from annotations at translate time.
+//! The proxy executes these values; it never sees annotation text.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use ipnet::IpNet;
+
+/// How to talk to the endpoints (`backend-protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BackendProtocol {
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS; the endpoint's certificate is not verified, as
+    /// ingress-nginx does by default.
+    Https,
+    /// gRPC over cleartext HTTP/2 (h2c).
+    Grpc,
+    /// gRPC over HTTP/2 with TLS.
+    Grpcs,
+}
+
+impl BackendProtocol {
+    pub fn is_tls(self) -> bool {
+        matches!(self, BackendProtocol::Https | BackendProtocol::Grpcs)
+    }
+
+    pub fn is_http2(self) -> bool {
+        matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
+    }
+}
+
+/// How to pick among endpoints (`load-balance`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalance {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on a moving average of response times.
+    Ewma,
+}
+
+/// Upstream timeouts (`proxy-*-timeout`), defaults as ingress-nginx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub send: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A redirect of every request (`permanent-redirect`, `temporal-redirect`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: HeaderValue,
+    pub status: StatusCode,
+}
+
+/// ingress-nginx's default `proxy-body-size` (its `client_max_body_size`).
+pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Everything an Ingress's annotations ask of its routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// `app-root`: `/` is redirected (302) to this path.
+    pub app_root: Option<String>,
+    pub redirect: Option<Redirect>,
+    pub force_ssl_redirect: bool,
+    pub protocol: BackendProtocol,
+    pub timeouts: Timeouts,
+    /// Request body limit in bytes; `None` is unlimited (`proxy-body-size: 0`).
+    pub body_limit: Option<u64>,
+    /// Client networks allowed; `None` allows everyone.
+    pub allow: Option<Vec<IpNet>>,
+    pub upstream_vhost: Option<HeaderValue>,
+    pub x_forwarded_prefix: Option<HeaderValue>,
+    pub load_balance: LoadBalance,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            app_root: None,
+            redirect: None,
+            force_ssl_redirect: false,
+            protocol: BackendProtocol::default(),
+            timeouts: Timeouts::default(),
+            body_limit: Some(DEFAULT_BODY_LIMIT),
+            allow: None,
+            upstream_vhost: None,
+            x_forwarded_prefix: None,
+            load_balance: LoadBalance::default(),
+        }
+    }
+}
+
+impl Policy {
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = match client {
+            // An IPv4 client seen on a dual-stack socket.
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
+            v4 => v4,
+        };
+        self.allow
+            .as_ref()
+            .is_none_or(|nets| nets.iter().any(|net| net.contains(&client)))
+    }
+}
+
+/// How the upstream path is derived from the request path (`rewrite-target`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// No capture groups: the whole path becomes the target, as nginx's
+    /// `rewrite` replaces the whole URI.
+    Replace(String),
+    /// `$1`…`$9` in the target are replaced by the groups of the route's
+    /// regular expression.
+    Captures(String),
+}
+
+/// Expands `$1`…`$9` in `template` from `groups` (group 0 is the whole
+/// match); a group that did not take part expands to nothing, as in nginx.
+pub fn expand_captures(template: &str, groups: &regex::Captures<'_>) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c == '$' {
+            if let Some(&(_, d)) = chars.peek() {
+                if let Some(n) = d.to_digit(10).filter(|n| *n >= 1) {
+                    chars.next();
+                    out.push_str(groups.get(n as usize).map_or("", |m| m.as_str()));
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether a rewrite target refers to capture groups.
+pub fn has_captures(template: &str) -> bool {
+    template
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && (b'1'..=b'9').contains(&w[1]))
+}

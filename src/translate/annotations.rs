@@ -1,0 +1,438 @@
+//! Annotations into typed values.
+//!
+//! Read under our prefix (`gatehouse.dev/`, `--annotations-prefix`) and under
+//! `nginx.ingress.kubernetes.io/`; ours wins when both are set. A value that
+//! does not parse is ignored with a warning and the default applies. Nothing
+//! is ever passed on as text: there is no configuration to inject into.
+//! ingress-nginx annotations Gatehouse does not implement are named in one
+//! warning per Ingress; snippet annotations are refused by design.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, Uri};
+use ipnet::IpNet;
+
+use super::WarningKind;
+use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
+
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
+
+/// What one Ingress's annotations decide.
+#[derive(Clone, Debug, Default)]
+pub struct IngressAnnotations {
+    pub policy: Policy,
+    /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
+    pub ssl_redirect: Option<bool>,
+    pub use_regex: bool,
+    pub rewrite_target: Option<String>,
+}
+
+impl IngressAnnotations {
+    /// Paths of this Ingress are regular expressions: `use-regex`, or a
+    /// `rewrite-target` with capture groups.
+    pub fn regex_paths(&self) -> bool {
+        self.use_regex || self.rewrite_target.as_deref().is_some_and(has_captures)
+    }
+}
+
+/// Annotations we read, by name without prefix.
+const IMPLEMENTED: &[&str] = &[
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "rewrite-target",
+    "use-regex",
+    "app-root",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "backend-protocol",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "proxy-body-size",
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "upstream-vhost",
+    "x-forwarded-prefix",
+    "load-balance",
+];
+
+const SNIPPETS: &[&str] = &[
+    "configuration-snippet",
+    "server-snippet",
+    "auth-snippet",
+    "stream-snippet",
+    "modsecurity-snippet",
+];
+
+/// Parses the annotations of one Ingress. Warnings come back as kind and
+/// message; the caller names the Ingress.
+pub fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+    our_prefix: &str,
+) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
+    let mut reader = Reader {
+        all: annotations,
+        ours: our_prefix,
+        warnings: Vec::new(),
+    };
+    let mut policy = Policy::default();
+    let ssl_redirect = reader.parsed("ssl-redirect", parse_bool);
+    policy.force_ssl_redirect = reader
+        .parsed("force-ssl-redirect", parse_bool)
+        .unwrap_or(false);
+    let use_regex = reader.parsed("use-regex", parse_bool).unwrap_or(false);
+    let rewrite_target = reader.parsed("rewrite-target", parse_rewrite_target);
+    policy.app_root = reader.parsed("app-root", parse_app_root);
+    policy.redirect = reader.redirect();
+    if let Some(protocol) = reader.parsed("backend-protocol", parse_protocol) {
+        policy.protocol = protocol;
+    }
+    let timeouts = &mut policy.timeouts;
+    if let Some(t) = reader.parsed("proxy-connect-timeout", parse_seconds) {
+        timeouts.connect = t;
+    }
+    if let Some(t) = reader.parsed("proxy-read-timeout", parse_seconds) {
+        timeouts.read = t;
+    }
+    if let Some(t) = reader.parsed("proxy-send-timeout", parse_seconds) {
+        timeouts.send = t;
+    }
+    if let Some(limit) = reader.parsed("proxy-body-size", parse_size) {
+        policy.body_limit = (limit > 0).then_some(limit);
+    }
+    // `allowlist-` is the newer spelling of `whitelist-`; it wins.
+    policy.allow = reader
+        .parsed("allowlist-source-range", parse_cidrs)
+        .or_else(|| reader.parsed("whitelist-source-range", parse_cidrs));
+    policy.upstream_vhost = reader.parsed("upstream-vhost", parse_vhost);
+    policy.x_forwarded_prefix = reader.parsed("x-forwarded-prefix", parse_prefix_header);
+    if let Some(lb) = reader.parsed("load-balance", parse_load_balance) {
+        policy.load_balance = lb;
+    }
+    reader.report_unimplemented();
+    let parsed = IngressAnnotations {
+        policy,
+        ssl_redirect,
+        use_regex,
+        rewrite_target,
+    };
+    (parsed, reader.warnings)
+}
+
+struct Reader<'a> {
+    all: Option<&'a BTreeMap<String, String>>,
+    ours: &'a str,
+    warnings: Vec<(WarningKind, String)>,
+}
+
+impl Reader<'_> {
+    /// The raw value of `name` with the key it was found under; ours first.
+    fn raw(&self, name: &str) -> Option<(String, &str)> {
+        let all = self.all?;
+        [self.ours, NGINX_PREFIX].iter().find_map(|prefix| {
+            let key = format!("{prefix}/{name}");
+            all.get(&key).map(|v| (key, v.trim()))
+        })
+    }
+
+    fn parsed<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let (key, value) = self.raw(name)?;
+        match parse(value) {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.warnings.push((
+                    WarningKind::InvalidAnnotation,
+                    format!("annotation {key}: {value:?} {why}; ignored"),
+                ));
+                None
+            }
+        }
+    }
+
+    /// `permanent-redirect` wins over `temporal-redirect`, as in ingress-nginx.
+    fn redirect(&mut self) -> Option<Redirect> {
+        let code = |reader: &mut Self, name: &str, default: StatusCode| {
+            reader.parsed(name, parse_redirect_code).unwrap_or(default)
+        };
+        if let Some(location) = self.parsed("permanent-redirect", parse_redirect_url) {
+            let status = code(
+                self,
+                "permanent-redirect-code",
+                StatusCode::MOVED_PERMANENTLY,
+            );
+            return Some(Redirect { location, status });
+        }
+        let location = self.parsed("temporal-redirect", parse_redirect_url)?;
+        let status = code(self, "temporal-redirect-code", StatusCode::FOUND);
+        Some(Redirect { location, status })
+    }
+
+    fn report_unimplemented(&mut self) {
+        let Some(all) = self.all else { return };
+        let mut unsupported = Vec::new();
+        for key in all.keys() {
+            let name = [self.ours, NGINX_PREFIX]
+                .iter()
+                .find_map(|p| key.strip_prefix(p).and_then(|k| k.strip_prefix('/')));
+            let Some(name) = name else { continue };
+            if SNIPPETS.contains(&name) {
+                self.warnings.push((
+                    WarningKind::SnippetRefused,
+                    format!("annotation {key} refused: Gatehouse has no configuration text to insert snippets into; express the need with a typed annotation"),
+                ));
+            } else if !IMPLEMENTED.contains(&name) {
+                unsupported.push(key.as_str());
+            }
+        }
+        if !unsupported.is_empty() {
+            self.warnings.push((
+                WarningKind::UnsupportedAnnotation,
+                format!(
+                    "annotations not implemented by Gatehouse, without effect: {}",
+                    unsupported.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`, which ingress-nginx uses.
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err("is not a boolean".into()),
+    }
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 24 * 3600 => Ok(Duration::from_secs(n)),
+        _ => Err("is not a whole number of seconds between 1 and 86400".into()),
+    }
+}
+
+/// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case).
+fn parse_size(value: &str) -> Result<u64, String> {
+    let (digits, unit) = match value.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let multiplier: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err("has an unknown unit (use k, m or g)".into()),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "is not a size like 8m".into())
+}
+
+fn parse_cidrs(value: &str) -> Result<Vec<IpNet>, String> {
+    let nets = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("has {s:?}, which is not an IP address or CIDR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err("lists no network".into());
+    }
+    Ok(nets)
+}
+
+fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "HTTP" => Ok(BackendProtocol::Http),
+        "HTTPS" => Ok(BackendProtocol::Https),
+        "GRPC" => Ok(BackendProtocol::Grpc),
+        "GRPCS" => Ok(BackendProtocol::Grpcs),
+        _ => Err("is not supported (HTTP, HTTPS, GRPC or GRPCS)".into()),
+    }
+}
+
+fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
+    match value {
+        "round_robin" => Ok(LoadBalance::RoundRobin),
+        "ewma" => Ok(LoadBalance::Ewma),
+        _ => Err("is not supported (round_robin or ewma)".into()),
+    }
+}
+
+/// nginx variables would be text pasted into configuration; they are the
+/// one thing an annotation value can never carry here.
+fn no_variables(value: &str) -> Result<(), String> {
+    if value.contains('$') {
+        return Err("uses nginx variables, which Gatehouse does not expand".into());
+    }
+    Ok(())
+}
+
+fn parse_rewrite_target(value: &str) -> Result<String, String> {
+    // Only $1…$9 are allowed: capture groups of the route's own path.
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        let next = rest.as_bytes().get(at + 1);
+        if !next.is_some_and(|d| (b'1'..=b'9').contains(d)) {
+            return Err(
+                "uses nginx variables other than $1…$9, which Gatehouse does not expand".into(),
+            );
+        }
+        rest = &rest[at + 2..];
+    }
+    if !value.starts_with('/') && !value.starts_with('$') {
+        return Err("does not start with '/'".into());
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains white space".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_app_root(value: &str) -> Result<String, String> {
+    no_variables(value)?;
+    let valid = value.starts_with('/')
+        && value.len() > 1
+        && value.parse::<http::uri::PathAndQuery>().is_ok();
+    if !valid {
+        return Err("is not a path like /app".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_redirect_url(value: &str) -> Result<HeaderValue, String> {
+    no_variables(value)?;
+    let uri: Uri = value.parse().map_err(|_| "is not a URL".to_owned())?;
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err("is not an absolute URL like https://example.com/".into());
+    }
+    HeaderValue::from_str(value).map_err(|_| "is not a valid Location".into())
+}
+
+/// ingress-nginx accepts 300–308 and falls back to the default otherwise.
+fn parse_redirect_code(value: &str) -> Result<StatusCode, String> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (300..=308).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| "is not a redirect status between 300 and 308".into())
+}
+
+fn parse_vhost(value: &str) -> Result<HeaderValue, String> {
+    no_variables(value)?;
+    let valid = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !valid {
+        return Err("is not a host name".into());
+    }
+    HeaderValue::from_str(value).map_err(|_| "is not a host name".into())
+}
+
+fn parse_prefix_header(value: &str) -> Result<HeaderValue, String> {
+    no_variables(value)?;
+    if !value.starts_with('/') {
+        return Err("is not a path like /api".into());
+    }
+    HeaderValue::from_str(value).map_err(|_| "is not a valid header value".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn our_prefix_wins_over_nginx() {
+        let a = annotations(&[
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "1k"),
+            ("gatehouse.dev/proxy-body-size", "2k"),
+        ]);
+        let (parsed, warnings) = parse(Some(&a), "gatehouse.dev");
+        assert_eq!(parsed.policy.body_limit, Some(2048));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn sizes_follow_nginx_units_and_zero_is_unlimited() {
+        assert_eq!(parse_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("8x").is_err());
+        let a = annotations(&[("nginx.ingress.kubernetes.io/proxy-body-size", "0")]);
+        assert_eq!(parse(Some(&a), "gatehouse.dev").0.policy.body_limit, None);
+    }
+
+    #[test]
+    fn bad_values_are_ignored_with_a_warning_and_defaults_stay() {
+        let a = annotations(&[
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "soon"),
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8, banana",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://x.test$request_uri",
+            ),
+        ]);
+        let (parsed, warnings) = parse(Some(&a), "gatehouse.dev");
+        assert_eq!(parsed.policy, Policy::default());
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings
+            .iter()
+            .all(|(k, _)| *k == WarningKind::InvalidAnnotation));
+    }
+
+    #[test]
+    fn snippets_are_refused_and_unknown_annotations_listed_once() {
+        let a = annotations(&[
+            (
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "more_set_headers x;",
+            ),
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ("cert-manager.io/cluster-issuer", "letsencrypt"),
+        ]);
+        let (_, warnings) = parse(Some(&a), "gatehouse.dev");
+        let kinds: Vec<_> = warnings.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                WarningKind::SnippetRefused,
+                WarningKind::UnsupportedAnnotation
+            ]
+        );
+        assert!(warnings[1].1.contains("affinity") && warnings[1].1.contains("enable-cors"));
+        assert!(!warnings[1].1.contains("cert-manager"));
+    }
+
+    #[test]
+    fn rewrite_targets_allow_capture_groups_only() {
+        assert!(parse_rewrite_target("/$2").is_ok());
+        assert!(parse_rewrite_target("/api/$1/x$2").is_ok());
+        assert!(parse_rewrite_target("/$request_uri").is_err());
+        assert!(parse_rewrite_target("/x; return 200").is_err());
+    }
+}
