@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use gatehouse::cluster::{ClusterState, ObjectKey};
 use gatehouse::source::manifest;
-use gatehouse::table::{Decision, RequestFacts, Upstream};
+use gatehouse::table::{Decision, Policy, RequestFacts, Upstream};
 use gatehouse::translate::{translate, TranslateOptions};
 use serde::Deserialize;
 
@@ -56,6 +56,15 @@ struct RequestCase {
     endpoints: Option<Vec<String>>,
     /// The path and query sent upstream (rewrite-target).
     upstream: Option<String>,
+    /// The route's policy, where given: backend-protocol, body limit in
+    /// bytes or `unlimited`, [connect, read, send] timeouts in seconds,
+    /// upstream-vhost, x-forwarded-prefix, load-balance.
+    protocol: Option<String>,
+    body_limit: Option<String>,
+    timeouts: Option<[u64; 3]>,
+    upstream_vhost: Option<String>,
+    x_forwarded_prefix: Option<String>,
+    load_balance: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +72,8 @@ struct RequestCase {
 struct CertCase {
     sni: String,
     secret: String,
+    /// How many certificates are served (leaf + intermediates).
+    chain: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +82,59 @@ struct WarningCase {
     ingress: String,
     kind: String,
     contains: String,
+}
+
+fn policy_mismatches(what: &str, policy: &Policy, case: &RequestCase) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, want: &Option<String>, got: String| {
+        if want.as_ref().is_some_and(|w| *w != got) {
+            out.push(format!(
+                "{what}: {name} {got}, want {}",
+                want.as_deref().unwrap_or_default()
+            ));
+        }
+    };
+    let text = |v: &Option<http::HeaderValue>| {
+        v.as_ref()
+            .map_or("-".to_owned(), |v| v.to_str().unwrap_or("?").to_owned())
+    };
+    check(
+        "protocol",
+        &case.protocol,
+        format!("{:?}", policy.protocol).to_uppercase(),
+    );
+    check(
+        "body_limit",
+        &case.body_limit,
+        policy
+            .body_limit
+            .map_or("unlimited".to_owned(), |l| l.to_string()),
+    );
+    check(
+        "upstream_vhost",
+        &case.upstream_vhost,
+        text(&policy.upstream_vhost),
+    );
+    check(
+        "x_forwarded_prefix",
+        &case.x_forwarded_prefix,
+        text(&policy.x_forwarded_prefix),
+    );
+    let lb = serde_json::to_value(policy.load_balance).expect("json");
+    check(
+        "load_balance",
+        &case.load_balance,
+        lb.as_str().unwrap_or_default().to_owned(),
+    );
+    let t = policy.timeouts;
+    let got = [t.connect.as_secs(), t.read.as_secs(), t.send.as_secs()];
+    if case.timeouts.is_some_and(|want| want != got) {
+        out.push(format!(
+            "{what}: timeouts {got:?}, want {:?}",
+            case.timeouts
+        ));
+    }
+    out
 }
 
 fn fixture_dir() -> PathBuf {
@@ -157,6 +221,7 @@ fn check(name: &str) {
                         forward.rewritten, case.upstream
                     ));
                 }
+                failures.extend(policy_mismatches(&what, &forward.route.policy, case));
             }
             got => failures.push(format!(
                 "{what}: got {got:?}, want status {:?} location {:?} backend {:?}",
@@ -166,15 +231,21 @@ fn check(name: &str) {
     }
 
     for case in &expect.certificates {
-        let got = table
-            .certs
-            .resolve(&case.sni)
+        let entry = table.certs.resolve_or_default(Some(&case.sni));
+        let got = entry
             .map(|entry| entry.secret.to_string())
             .unwrap_or_else(|| "default".to_owned());
         if got != case.secret {
             failures.push(format!(
                 "SNI {}: certificate of {got}, want {}",
                 case.sni, case.secret
+            ));
+        }
+        let served = entry.map_or(0, |e| e.key.cert.len());
+        if case.chain.is_some_and(|want| want != served) {
+            failures.push(format!(
+                "SNI {}: {served} certificates served, want {:?}",
+                case.sni, case.chain
             ));
         }
     }
@@ -241,6 +312,61 @@ fn watch_ingress_without_class_takes_ingresses_without_class() {
 #[test]
 fn older_ingress_keeps_a_contested_path() {
     check("conflicts");
+}
+
+#[test]
+fn tls_chains_and_every_key_type() {
+    check("tls_keys");
+}
+
+#[test]
+fn default_ssl_certificate_serves_uncovered_names() {
+    check("default_certificate");
+}
+
+#[test]
+fn default_backends_per_host_and_cluster_wide() {
+    check("default_backend");
+}
+
+#[test]
+fn default_backend_service_flag_takes_unmatched_requests() {
+    check("default_backend_flag");
+}
+
+#[test]
+fn regex_paths_are_anchored_case_insensitive_and_validated() {
+    check("regex");
+}
+
+#[test]
+fn rewrite_target_with_and_without_capture_groups() {
+    check("rewrite");
+}
+
+#[test]
+fn ssl_redirect_force_and_acme_exemption() {
+    check("ssl_redirect");
+}
+
+#[test]
+fn app_root_permanent_and_temporal_redirects() {
+    check("redirects");
+}
+
+#[test]
+fn forwarding_annotations_become_typed_policy() {
+    check("policy");
+}
+
+#[test]
+fn external_name_services_forward_to_their_dns_name() {
+    check("external_name");
+}
+
+#[test]
+fn annotations_prefix_moves_our_annotations() {
+    check("custom_prefix");
 }
 
 /// Every fixture has a test above: a new file cannot be silently skipped.

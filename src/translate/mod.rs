@@ -261,10 +261,9 @@ impl Build<'_> {
             return Ok(None);
         }
         // ingress-nginx: `location ~* "^<path>"`, case-insensitive, anchored
-        // at the start only.
-        regex::RegexBuilder::new(&format!("^(?:{path})"))
-            .case_insensitive(true)
-            .build()
+        // at the start only. The flag is inline so that the host's
+        // `RegexSet`, built from the pattern text, keeps it.
+        regex::Regex::new(&format!("(?i)^(?:{path})"))
             .map(Some)
             .map_err(|e| format!("invalid regular expression: {}", first_line(&e.to_string())))
     }
