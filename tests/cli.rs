@@ -148,3 +148,67 @@ async fn the_binary_serves_the_bundled_demo_over_https() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.seen()["uri"], "/hello");
 }
+
+fn routes(dir: &Path) -> (Option<i32>, String) {
+    let out = gatehouse()
+        .arg("routes")
+        .arg("--manifests")
+        .arg(dir)
+        .output()
+        .expect("run routes");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn routes_prints_the_table_with_certificate_expiry_and_succeeds_on_clean_manifests() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let (code, out) = routes(&demo);
+    assert_eq!(code, Some(0), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("demo.gatehouse.test"))
+        .expect("route row");
+    for cell in [
+        "/",
+        "Prefix",
+        "demo/demo-backend:http",
+        "127.0.0.1:9080",
+        "demo/demo",
+        "ssl-redirect",
+    ] {
+        assert!(row.contains(cell), "{cell:?} missing in {row:?}");
+    }
+    let tls = out
+        .lines()
+        .find(|l| l.contains("demo/demo-tls"))
+        .expect("TLS row");
+    assert!(tls.contains("2126"), "expiry year missing in {tls:?}");
+    assert!(!out.contains("WARNINGS"), "{out}");
+}
+
+#[test]
+fn routes_fails_on_broken_manifests_and_warnings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = ingress_annotated(
+        "bad",
+        "bad.test",
+        "/",
+        "missing",
+        None,
+        &[("nginx.ingress.kubernetes.io/server-snippet", "return 200;")],
+    );
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        [INGRESS_CLASS, bad.as_str()].concat(),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("b.yaml"), "kind: [").expect("write");
+    let (code, out) = routes(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("b.yaml:"), "{out}");
+    assert!(out.contains("Service test/missing not found"), "{out}");
+    assert!(out.contains("server-snippet refused"), "{out}");
+}

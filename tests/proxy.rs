@@ -106,7 +106,7 @@ async fn forwarded_for_is_appended_to_what_the_client_sent() {
         .header("x-forwarded-for", "203.0.113.9")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "must not pass")
-        .body(http_body_util::Empty::new())
+        .body(http_body_util::Full::default())
         .expect("request");
     let response = sender.send_request(req).await.expect("response");
     let body = http_body_util::BodyExt::collect(response.into_body())

@@ -15,6 +15,7 @@ use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
 use super::headers::{self, ConnInfo};
+use super::progress::{self, Stalled, Watched};
 use super::upstream::{self, Failure, Upstreams, CONNECT_TIMEOUT};
 use crate::table::{Decision, Forward, RequestFacts, RouteTable, Upstream};
 
@@ -132,15 +133,13 @@ impl Proxy {
         let limit = policy
             .body_limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        let request = Request::from_parts(parts, Limited::new(body, limit));
+        let (body, progress) = Watched::new(Limited::new(body, limit));
+        let request = Request::from_parts(parts, body);
 
         let started = Instant::now();
         let timeouts = policy.timeouts;
-        let sent = CONNECT_TIMEOUT.scope(
-            timeouts.connect,
-            tokio::time::timeout(timeouts.connect + timeouts.read, client.request(request)),
-        );
-        let result = sent.await;
+        let exchange = CONNECT_TIMEOUT.scope(timeouts.connect, client.request(request));
+        let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
         if let Some((set, pick)) = pick {
             set.observe(pick, started.elapsed());
         }
@@ -158,8 +157,9 @@ impl Proxy {
                     Failure::Failed => StatusCode::BAD_GATEWAY,
                 })
             }
-            Err(_) => {
-                tracing::warn!(upstream = %target, "upstream did not answer in time");
+            Err(Stalled::Client) => respond(StatusCode::REQUEST_TIMEOUT),
+            Err(stalled) => {
+                tracing::warn!(upstream = %target, ?stalled, "upstream exchange timed out");
                 respond(StatusCode::GATEWAY_TIMEOUT)
             }
         }
@@ -186,6 +186,7 @@ pub fn respond(status: StatusCode) -> Response<ProxyBody> {
         StatusCode::SERVICE_UNAVAILABLE => "503 service unavailable\n",
         StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
         StatusCode::BAD_REQUEST => "400 bad request\n",
+        StatusCode::REQUEST_TIMEOUT => "408 request timeout\n",
         _ => "",
     };
     let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(

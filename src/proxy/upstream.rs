@@ -25,10 +25,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::progress::Watched;
 use crate::translate::provider;
 
-/// The body sent upstream: the client's, cut off past the route's limit.
-pub type UpstreamBody = Limited<Incoming>;
+/// The body sent upstream: the client's, cut off past the route's limit,
+/// reporting its progress for the send and read timeouts.
+pub type UpstreamBody = Watched<Limited<Incoming>>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -62,7 +63,18 @@ impl Backend {
     }
 }
 
+/// Answers with JSON describing the request; `/sleep/MS...` waits MS
+/// milliseconds first.
 async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(ms) = req
+        .uri()
+        .path()
+        .strip_prefix("/sleep/")
+        .and_then(|r| r.split('/').next())
+    {
+        let ms: u64 = ms.parse().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in req.headers() {
         let value = value.to_str().unwrap_or("<binary>").to_owned();
@@ -88,6 +100,46 @@ async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "headers": headers, "body_len": body.len(),
     });
     Response::new(Full::new(Bytes::from(json.to_string())))
+}
+
+impl Backend {
+    /// The same backend, behind TLS with `leaf` (for `backend-protocol: HTTPS`).
+    pub async fn start_tls(name: &'static str, leaf: &Leaf) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der.clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let task = tokio::spawn(async move {
+            let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (server, acceptor) = (server.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req| async move {
+                        Ok::<_, Infallible>(describe(name, req).await)
+                    });
+                    let _ = server.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        Backend { name, addr, task }
+    }
 }
 
 /// A port on 127.0.0.1 with nothing listening on it.
@@ -208,6 +260,34 @@ fn indent(text: &str) -> String {
 /// An Ingress of our class: `host` + Prefix `path` to Service `service`
 /// port 80, with TLS from `secret` when given.
 pub fn ingress(name: &str, host: &str, path: &str, service: &str, secret: Option<&str>) -> String {
+    ingress_annotated(name, host, path, service, secret, &[])
+}
+
+/// `ingress` with annotations (ImplementationSpecific path type, so that
+/// regex annotations apply).
+pub fn ingress_annotated(
+    name: &str,
+    host: &str,
+    path: &str,
+    service: &str,
+    secret: Option<&str>,
+    annotations: &[(&str, &str)],
+) -> String {
+    let annotations: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: {}\n", serde_json::Value::from(*v)))
+        .collect();
+    let annotations = if annotations.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{}", annotations.concat())
+    };
+    let path_type = if annotations.is_empty() {
+        "Prefix"
+    } else {
+        "ImplementationSpecific"
+    };
+    let path = serde_json::Value::from(path);
     let tls = secret
         .map(|s| format!("  tls: [{{hosts: [{host}], secretName: {s}}}]\n"))
         .unwrap_or_default();
@@ -215,14 +295,16 @@ pub fn ingress(name: &str, host: &str, path: &str, service: &str, secret: Option
         "---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {{name: {name}, namespace: test}}
-spec:
+metadata:
+  name: {name}
+  namespace: test
+{annotations}spec:
   ingressClassName: gatehouse
 {tls}  rules:
   - host: {host}
     http:
       paths:
-      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
+      - {{path: {path}, pathType: {path_type}, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
 "
     )
 }
@@ -256,7 +338,7 @@ pub async fn start_gatehouse_with(dir: &Path, translate: TranslateOptions) -> Ru
 
 // ---------------------------------------------------------------- clients
 
-pub type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// What a request through the proxy came back with.
 #[derive(Debug)]
@@ -282,11 +364,18 @@ impl Reply {
 }
 
 pub async fn send(sender: &mut Sender, host: &str, path: &str) -> Result<Reply, hyper::Error> {
-    sender.ready().await?;
     let req = Request::get(path)
         .header(http::header::HOST, host)
-        .body(Empty::new())
+        .body(Full::default())
         .expect("request");
+    send_request(sender, req).await
+}
+
+pub async fn send_request(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> Result<Reply, hyper::Error> {
+    sender.ready().await?;
     let response = sender.send_request(req).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();

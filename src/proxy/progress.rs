@@ -1,0 +1,139 @@
+//! Upstream send and read timeouts with nginx's meaning.
+//!
+//! `proxy-send-timeout` bounds the gap between two successive chunks of the
+//! request body going upstream; `proxy-read-timeout` bounds the wait for the
+//! response once the body is sent. A healthy long upload never times out,
+//! a stalled one does. The request body is wrapped so that every chunk
+//! records the time; the forwarder sleeps until the nearest deadline.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Frame, SizeHint};
+
+/// When the request body last moved, and whether it is all sent.
+#[derive(Debug)]
+pub struct Progress {
+    started: Instant,
+    /// Nanoseconds after `started` of the last chunk (or of the end).
+    last: AtomicU64,
+    done: AtomicBool,
+    /// The body is waiting for the client to send more.
+    awaiting_client: AtomicBool,
+}
+
+impl Progress {
+    pub fn new(body_already_done: bool) -> Arc<Self> {
+        Arc::new(Progress {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            done: AtomicBool::new(body_already_done),
+            awaiting_client: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        let nanos = self.started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.last.store(nanos, Ordering::Release);
+    }
+
+    /// The instant past which the exchange has timed out, and which of the
+    /// two timeouts that is.
+    pub fn deadline(&self, send: Duration, read: Duration) -> (Instant, Stalled) {
+        let last = self.started + Duration::from_nanos(self.last.load(Ordering::Acquire));
+        if self.done.load(Ordering::Acquire) {
+            (last + read, Stalled::Response)
+        } else if self.awaiting_client.load(Ordering::Acquire) {
+            (last + send, Stalled::Client)
+        } else {
+            (last + send, Stalled::Upstream)
+        }
+    }
+}
+
+/// Which side stopped moving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stalled {
+    /// The client stopped sending its request body: 408.
+    Client,
+    /// The upstream stopped taking the request body (proxy-send-timeout): 504.
+    Upstream,
+    /// The response did not come (proxy-read-timeout).
+    Response,
+}
+
+/// A body that reports its progress.
+pub struct Watched<B> {
+    inner: B,
+    progress: Arc<Progress>,
+}
+
+impl<B: Body + Unpin> Watched<B> {
+    pub fn new(inner: B) -> (Self, Arc<Progress>) {
+        let progress = Progress::new(inner.is_end_stream());
+        let body = Watched {
+            inner,
+            progress: progress.clone(),
+        };
+        (body, progress)
+    }
+}
+
+impl<B: Body + Unpin> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let waiting = polled.is_pending();
+        self.progress
+            .awaiting_client
+            .store(waiting, Ordering::Release);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.progress.touch(),
+            Poll::Ready(None) => {
+                self.progress.touch();
+                self.progress.done.store(true, Ordering::Release);
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Runs `exchange` until it finishes or the progress stalls past a timeout.
+pub async fn within<F: std::future::Future>(
+    exchange: F,
+    progress: &Progress,
+    send: Duration,
+    read: Duration,
+) -> Result<F::Output, Stalled> {
+    tokio::pin!(exchange);
+    loop {
+        let (deadline, _) = progress.deadline(send, read);
+        tokio::select! {
+            output = &mut exchange => return Ok(output),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                // Progress may have moved the deadline while we slept.
+                let (now_deadline, now_stalled) = progress.deadline(send, read);
+                if now_deadline <= Instant::now() {
+                    return Err(now_stalled);
+                }
+            }
+        }
+    }
+}
