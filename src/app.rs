@@ -14,7 +14,10 @@ use crate::controller::Controller;
 use crate::proxy::{self, CertResolver, Proxy, TlsSetupError};
 use crate::source::files::{self, SourceError};
 use crate::table::RouteTable;
-use crate::telemetry::health;
+use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
+use crate::telemetry::admin::{self, AdminState};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 
 /// Everything `start` needs, already validated.
@@ -25,6 +28,8 @@ pub struct Config {
     pub https_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub translate: TranslateOptions,
+    pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,11 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("cannot open the access log {target:?}: {source}")]
+    AccessLog {
+        target: AccessLogTarget,
+        source: std::io::Error,
+    },
 }
 
 /// A started Gatehouse. Dropping it stops every task it started.
@@ -49,6 +59,8 @@ pub struct Running {
     /// The table being served, for tools and tests that inspect it.
     pub table: Arc<ArcSwap<RouteTable>>,
     tasks: JoinSet<()>,
+    /// Flushes the access log when the server is dropped.
+    _access_log: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Running {
@@ -65,7 +77,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     for error in &errors {
         tracing::error!(target: "gatehouse::source", "manifest skipped: {error}");
     }
-    let mut controller = Controller::new(config.translate.clone());
+    let metrics = Arc::new(Metrics::new());
+    let (access_log, access_log_guard) =
+        match AccessLog::open(&config.access_log, config.access_log_format) {
+            Ok(Some((log, guard))) => (Some(log), Some(guard)),
+            Ok(None) => (None, None),
+            Err(source) => {
+                return Err(StartError::AccessLog {
+                    target: config.access_log.clone(),
+                    source,
+                })
+            }
+        };
+    let telemetry = Arc::new(Telemetry {
+        metrics: metrics.clone(),
+        access_log,
+    });
+    let mut controller = Controller::new(config.translate.clone(), metrics.clone());
     let initial = states.borrow().clone();
     controller.rebuild(initial).await;
     let table = controller.table.clone();
@@ -73,18 +101,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = TlsAcceptor::from(proxy::server_config(Arc::new(resolver))?);
-    let proxy = Arc::new(Proxy::new(table.clone()));
+    let proxy = Arc::new(Proxy::new(table.clone(), telemetry));
 
     let http = bind("HTTP", config.http_addr).await?;
     let https = bind("HTTPS", config.https_addr).await?;
-    let metrics = bind("metrics", config.metrics_addr).await?;
-    let running_addrs = (local(&http)?, local(&https)?, local(&metrics)?);
+    let metrics_listener = bind("metrics", config.metrics_addr).await?;
+    let running_addrs = (local(&http)?, local(&https)?, local(&metrics_listener)?);
 
     let mut tasks = JoinSet::new();
     tasks.spawn(controller.run(states));
     tasks.spawn(proxy::serve_plain(http, proxy.clone()));
     tasks.spawn(proxy::serve_tls(https, proxy, acceptor));
-    tasks.spawn(health::serve(metrics, readiness));
+    let admin_state = AdminState {
+        readiness,
+        metrics,
+        table: table.clone(),
+    };
+    tasks.spawn(admin::serve(metrics_listener, admin_state));
 
     tracing::info!(
         http = %running_addrs.0, https = %running_addrs.1, metrics = %running_addrs.2,
@@ -96,6 +129,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics_addr: running_addrs.2,
         table,
         tasks,
+        _access_log: access_log_guard,
     })
 }
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::Config;
 use crate::cluster::ObjectKey;
+use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
 
@@ -43,6 +44,14 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Where the access log goes: stdout, stderr, a file path, or off.
+    #[arg(long, value_name = "TARGET", default_value = "stdout")]
+    pub access_log: AccessLogTarget,
+
+    /// Access log line format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub access_log_format: AccessLogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +143,8 @@ impl Cli {
             https_addr: self.https_addr,
             metrics_addr: self.metrics_addr,
             translate: self.routing.translate_options(),
+            access_log: self.access_log.clone(),
+            access_log_format: self.access_log_format,
         }
     }
 }

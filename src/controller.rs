@@ -14,22 +14,25 @@ use arc_swap::ArcSwap;
 use crate::cluster::ClusterState;
 use crate::source::StateReceiver;
 use crate::table::RouteTable;
-use crate::telemetry::health::Readiness;
+use crate::telemetry::admin::Readiness;
+use crate::telemetry::metrics::Metrics;
 use crate::translate::{translate, TranslateOptions, Warning};
 
 /// Publishes tables built from one source.
 pub struct Controller {
     pub table: Arc<ArcSwap<RouteTable>>,
     pub readiness: Readiness,
+    metrics: Arc<Metrics>,
     options: Arc<TranslateOptions>,
     warnings: BTreeSet<Warning>,
 }
 
 impl Controller {
-    pub fn new(options: TranslateOptions) -> Self {
+    pub fn new(options: TranslateOptions, metrics: Arc<Metrics>) -> Self {
         Controller {
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             readiness: Readiness::default(),
+            metrics,
             options: Arc::new(options),
             warnings: BTreeSet::new(),
         }
@@ -57,6 +60,11 @@ impl Controller {
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
         );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.metrics
+            .observe_table(&translation.table, &translation.warnings, took, now);
         self.table.store(Arc::new(translation.table));
         self.report(translation.warnings);
         self.readiness.set(true);

@@ -32,12 +32,8 @@ pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) ->
         out.push('\n');
         let mut rows = vec![["TLS HOST".to_owned(), "SECRET".into(), "NOT AFTER".into()]];
         for (host, entry) in certs {
-            let expiry = entry
-                .key
-                .end_entity_cert()
-                .ok()
-                .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-                .map(|(_, cert)| cert.validity().not_after.to_string())
+            let expiry = crate::telemetry::certs::describe(&entry.key)
+                .map(|info| info.not_after)
                 .unwrap_or_else(|| "unreadable".into());
             rows.push([host.to_string(), entry.secret.to_string(), expiry]);
         }

@@ -53,6 +53,11 @@ fn help_describes_every_flag() {
         "--controller-class",
         "--watch-ingress-without-class",
         "--log-format",
+        "--access-log",
+        "--access-log-format",
+        "--annotations-prefix",
+        "--default-ssl-certificate",
+        "--default-backend-service",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

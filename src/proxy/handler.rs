@@ -15,35 +15,76 @@ use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
 use super::headers::{self, ConnInfo};
+use super::observed::{Observed, RequestRecord};
 use super::progress::{self, Stalled, Watched};
 use super::upstream::{self, Failure, Upstreams, CONNECT_TIMEOUT};
 use crate::table::{Decision, Forward, RequestFacts, RouteTable, Upstream};
+use crate::telemetry::metrics::UpstreamErrorLabels;
+use crate::telemetry::Telemetry;
 
-/// The body of every response the proxy sends: the upstream's, streamed, or
-/// a short one of its own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// A response body before telemetry wraps it: the upstream's, streamed, or
+/// a short one of the proxy's own.
+type Inner = Either<Incoming, Full<Bytes>>;
+
+/// The body of every response the proxy sends.
+pub type ProxyBody = Observed<Inner>;
 
 static X_FORWARDED_PREFIX: header::HeaderName =
     header::HeaderName::from_static("x-forwarded-prefix");
+static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
-/// Everything a request needs: the table and the upstream connection pools.
+/// Everything a request needs: the table, the upstream connection pools and
+/// the telemetry it reports to.
 pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
     upstreams: Upstreams,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Proxy {
-    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
+    pub fn new(table: Arc<ArcSwap<RouteTable>>, telemetry: Arc<Telemetry>) -> Self {
         Proxy {
             table,
             upstreams: Upstreams::new(),
+            telemetry,
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
-        let Some(host) = request_host(&req) else {
-            return respond(StatusCode::BAD_REQUEST);
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let host = request_host(&req);
+        let request_id = request_id(&req);
+        req.headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let mut record = RequestRecord::new(
+            conn.client.ip(),
+            req.method().clone(),
+            req.version(),
+            host.as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default(),
+            req.uri().path(),
+            request_id,
+        );
+        let response = match host {
+            Some(host) => self.route(req, conn, host, &mut record).await,
+            None => respond(StatusCode::BAD_REQUEST),
         };
+        record.status = response.status().as_u16();
+        let telemetry = self.telemetry.clone();
+        response.map(|body| Observed::new(body, record, telemetry))
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        host: HeaderValue,
+        record: &mut RequestRecord,
+    ) -> Response<Inner> {
         let decision = {
             let facts = RequestFacts {
                 host: host.to_str().unwrap_or_default(),
@@ -55,7 +96,11 @@ impl Proxy {
             self.table.load().decide(&facts)
         };
         match decision {
-            Decision::Forward(forward) => self.forward(req, forward, conn, host).await,
+            Decision::Forward(forward) => {
+                record.route = Some(forward.route.clone());
+                record.service = Some(forward.backend.service.name.clone());
+                self.forward(req, forward, conn, host, record).await
+            }
             Decision::Redirect { location, status } => {
                 let mut response = respond(status);
                 response.headers_mut().insert(header::LOCATION, location);
@@ -71,7 +116,8 @@ impl Proxy {
         forward: Forward,
         conn: &ConnInfo,
         host: HeaderValue,
-    ) -> Response<ProxyBody> {
+        record: &mut RequestRecord,
+    ) -> Response<Inner> {
         let policy = &forward.route.policy;
         if let Some(limit) = policy.body_limit {
             let declared = req
@@ -108,6 +154,7 @@ impl Proxy {
         else {
             return respond(StatusCode::BAD_REQUEST);
         };
+        record.upstream = Some(target.clone());
 
         let (mut parts, body) = req.into_parts();
         parts.uri = uri;
@@ -134,14 +181,42 @@ impl Proxy {
             .body_limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let (body, progress) = Watched::new(Limited::new(body, limit));
+        record.progress = Some(progress.clone());
         let request = Request::from_parts(parts, body);
 
         let started = Instant::now();
         let timeouts = policy.timeouts;
         let exchange = CONNECT_TIMEOUT.scope(timeouts.connect, client.request(request));
         let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
+        let took = started.elapsed();
         if let Some((set, pick)) = pick {
-            set.observe(pick, started.elapsed());
+            set.observe(pick, took);
+        }
+        record.upstream_time = Some(took);
+        let failure_kind = match &result {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(match upstream::classify(e) {
+                Failure::BodyTooLarge => "body_too_large",
+                Failure::TimedOut => "timeout",
+                Failure::Failed if e.is_connect() => "connect",
+                Failure::Failed => "other",
+            }),
+            Err(Stalled::Client) => Some("client_stalled"),
+            Err(_) => Some("timeout"),
+        };
+        if let Some(kind) = failure_kind {
+            let ingress = forward.route.ingress.as_ref();
+            let labels = UpstreamErrorLabels {
+                namespace: ingress.map(|k| k.namespace.clone()).unwrap_or_default(),
+                ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
+                service: forward.backend.service.name.clone(),
+                kind,
+            };
+            self.telemetry
+                .metrics
+                .upstream_errors
+                .get_or_create(&labels)
+                .inc();
         }
         match result {
             Ok(Ok(mut response)) => {
@@ -176,8 +251,24 @@ fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     HeaderValue::from_str(authority.as_str()).ok()
 }
 
+/// The client's `X-Request-ID` when it is a sensible token, else a new one.
+fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+    });
+    match given {
+        Some(id) => id.clone(),
+        None => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            // 32 hex digits are always a valid header value.
+            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        }
+    }
+}
+
 /// A short response of the proxy's own.
-pub fn respond(status: StatusCode) -> Response<ProxyBody> {
+fn respond(status: StatusCode) -> Response<Inner> {
     let body = match status {
         StatusCode::NOT_FOUND => "404 page not found\n",
         StatusCode::FORBIDDEN => "403 forbidden\n",

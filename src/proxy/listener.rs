@@ -17,6 +17,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::handler::Proxy;
 use super::headers::ConnInfo;
+use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::AtomicI64;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +30,8 @@ pub async fn serve_plain(listener: TcpListener, proxy: Arc<Proxy>) {
         let Some((stream, conn)) = accept(&listener, false).await else {
             continue;
         };
-        tokio::spawn(serve(stream, conn, proxy.clone(), server.clone()));
+        let open = OpenConnection::new(&proxy, "http");
+        tokio::spawn(serve(stream, conn, proxy.clone(), server.clone(), open));
     }
 }
 
@@ -38,9 +42,24 @@ pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, acceptor: TlsAc
             continue;
         };
         let (acceptor, proxy, server) = (acceptor.clone(), proxy.clone(), server.clone());
+        let open = OpenConnection::new(&proxy, "https");
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve(tls, conn, proxy, server).await,
+            let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let reason = match &outcome {
+                Ok(Ok(_)) => String::new(),
+                Ok(Err(e)) => handshake_failure(e),
+                Err(_) => "timeout".to_owned(),
+            };
+            let result = if reason.is_empty() { "ok" } else { "error" };
+            let labels = HandshakeLabels { result, reason };
+            proxy
+                .telemetry()
+                .metrics
+                .tls_handshakes
+                .get_or_create(&labels)
+                .inc();
+            match outcome {
+                Ok(Ok(tls)) => serve(tls, conn, proxy, server, open).await,
                 Ok(Err(e)) => tracing::debug!(client = %conn.client, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(client = %conn.client, "TLS handshake timed out"),
             }
@@ -64,11 +83,67 @@ async fn accept(listener: &TcpListener, tls: bool) -> Option<(tokio::net::TcpStr
     }
 }
 
+/// Counts a client connection as open until dropped.
+struct OpenConnection(Gauge<i64, AtomicI64>);
+
+impl OpenConnection {
+    fn new(proxy: &Proxy, listener: &'static str) -> Self {
+        let gauge = proxy
+            .telemetry()
+            .metrics
+            .open_connections
+            .get_or_create(&ListenerLabels { listener })
+            .clone();
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A bounded label for why a handshake failed: the rustls error's kind
+/// (`alert_received`, `peer_incompatible`, ...) or the I/O error's.
+fn handshake_failure(error: &std::io::Error) -> String {
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        let debug = format!("{tls:?}");
+        let variant = debug.split(['(', ' ', '{']).next().unwrap_or("other");
+        return snake_case(variant);
+    }
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => "eof".into(),
+        std::io::ErrorKind::ConnectionReset => "reset".into(),
+        _ => "io".into(),
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn serve<S>(
     stream: S,
     conn: ConnInfo,
     proxy: Arc<Proxy>,
     server: auto::Builder<TokioExecutor>,
+    _open: OpenConnection,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -3,6 +3,7 @@
 mod handler;
 mod headers;
 mod listener;
+mod observed;
 mod progress;
 mod tls;
 mod upstream;

@@ -23,6 +23,8 @@ pub struct Progress {
     done: AtomicBool,
     /// The body is waiting for the client to send more.
     awaiting_client: AtomicBool,
+    /// Body bytes taken from the client so far.
+    received: AtomicU64,
 }
 
 impl Progress {
@@ -32,7 +34,12 @@ impl Progress {
             last: AtomicU64::new(0),
             done: AtomicBool::new(body_already_done),
             awaiting_client: AtomicBool::new(false),
+            received: AtomicU64::new(0),
         })
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -82,7 +89,10 @@ impl<B: Body + Unpin> Watched<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for Watched<B> {
+impl<B: Body + Unpin> Body for Watched<B>
+where
+    B::Data: bytes::Buf,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -96,7 +106,13 @@ impl<B: Body + Unpin> Body for Watched<B> {
             .awaiting_client
             .store(waiting, Ordering::Release);
         match &polled {
-            Poll::Ready(Some(Ok(_))) => self.progress.touch(),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = bytes::Buf::remaining(data) as u64;
+                    self.progress.received.fetch_add(len, Ordering::Relaxed);
+                }
+                self.progress.touch();
+            }
             Poll::Ready(None) => {
                 self.progress.touch();
                 self.progress.done.store(true, Ordering::Release);

@@ -1,4 +1,18 @@
-//! What operators see: health endpoints and logging setup.
+//! What operators see: metrics, the access log, logs, admin endpoints.
 
-pub mod health;
+pub mod access_log;
+pub mod admin;
+pub mod certs;
+pub mod debug;
 pub mod logging;
+pub mod metrics;
+
+use access_log::AccessLog;
+use metrics::Metrics;
+
+/// What the data plane reports to, shared by every connection.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub access_log: Option<AccessLog>,
+}

@@ -324,16 +324,25 @@ pub async fn start_gatehouse(dir: &Path) -> Running {
 }
 
 pub async fn start_gatehouse_with(dir: &Path, translate: TranslateOptions) -> Running {
+    let mut config = config_for(dir);
+    config.translate = translate;
+    gatehouse::app::start(config)
+        .await
+        .expect("gatehouse starts")
+}
+
+/// A configuration on 127.0.0.1:0 ports, without access log.
+pub fn config_for(dir: &Path) -> Config {
     let any = "127.0.0.1:0".parse().expect("addr");
-    gatehouse::app::start(Config {
+    Config {
         manifests: dir.to_owned(),
         http_addr: any,
         https_addr: any,
         metrics_addr: any,
-        translate,
-    })
-    .await
-    .expect("gatehouse starts")
+        translate: TranslateOptions::default(),
+        access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
+        access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
+    }
 }
 
 // ---------------------------------------------------------------- clients

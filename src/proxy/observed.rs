@@ -1,0 +1,206 @@
+//! Per-request telemetry: a record filled in while the request is handled,
+//! finished when the response body ends (or is dropped, when the client
+//! goes away), so that durations and byte counts cover the whole response.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::{HeaderValue, Method, Version};
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::progress::Progress;
+use crate::table::Route;
+use crate::telemetry::access_log::AccessEntry;
+use crate::telemetry::metrics::{method_label, status_class, RequestLabels, RouteLabels};
+use crate::telemetry::Telemetry;
+
+/// What is known about one request.
+pub struct RequestRecord {
+    pub started: Instant,
+    pub time: String,
+    pub client: IpAddr,
+    pub method: Method,
+    pub version: Version,
+    pub host: String,
+    pub path: String,
+    pub request_id: HeaderValue,
+    pub route: Option<Arc<Route>>,
+    pub service: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_time: Option<Duration>,
+    pub progress: Option<Arc<Progress>>,
+    pub status: u16,
+}
+
+impl RequestRecord {
+    pub fn new(
+        client: IpAddr,
+        method: Method,
+        version: Version,
+        host: &str,
+        path: &str,
+        request_id: HeaderValue,
+    ) -> Self {
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        RequestRecord {
+            started: Instant::now(),
+            time,
+            client,
+            method,
+            version,
+            host: host.to_owned(),
+            path: path.to_owned(),
+            request_id,
+            route: None,
+            service: None,
+            upstream: None,
+            upstream_time: None,
+            progress: None,
+            status: 0,
+        }
+    }
+
+    fn finish(self, sent: u64, telemetry: &Telemetry) {
+        let duration = self.started.elapsed();
+        let ingress = self.route.as_ref().and_then(|r| r.ingress.as_ref());
+        let route_labels = RouteLabels {
+            namespace: ingress.map(|k| k.namespace.clone()).unwrap_or_default(),
+            ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
+            service: self.service.clone().unwrap_or_default(),
+        };
+        let received = self.progress.as_ref().map_or(0, |p| p.received());
+        let m = &telemetry.metrics;
+        m.requests
+            .get_or_create(&RequestLabels {
+                namespace: route_labels.namespace.clone(),
+                ingress: route_labels.ingress.clone(),
+                host: self
+                    .route
+                    .as_ref()
+                    .map(|r| r.host.to_string())
+                    .unwrap_or_default(),
+                service: route_labels.service.clone(),
+                method: method_label(&self.method),
+                status_class: status_class(self.status),
+            })
+            .inc();
+        m.request_duration
+            .get_or_create(&route_labels)
+            .observe(duration.as_secs_f64());
+        m.response_bytes.get_or_create(&route_labels).inc_by(sent);
+        m.request_bytes
+            .get_or_create(&route_labels)
+            .inc_by(received);
+        if let Some(upstream_time) = self.upstream_time {
+            m.upstream_duration
+                .get_or_create(&route_labels)
+                .observe(upstream_time.as_secs_f64());
+        }
+
+        if let Some(log) = &telemetry.access_log {
+            let ingress_name = ingress.map(|k| k.to_string());
+            let service = self
+                .route
+                .as_ref()
+                .and(self.service.as_deref())
+                .map(|s| format!("{}/{s}", route_labels.namespace));
+            log.write(&AccessEntry {
+                time: &self.time,
+                client: self.client,
+                method: self.method.as_str(),
+                host: &self.host,
+                path: &self.path,
+                protocol: version_label(self.version),
+                status: self.status,
+                bytes_sent: sent,
+                bytes_received: received,
+                duration_ms: duration.as_secs_f64() * 1e3,
+                upstream: self.upstream.as_deref(),
+                upstream_ms: self.upstream_time.map(|t| t.as_secs_f64() * 1e3),
+                ingress: ingress_name.as_deref(),
+                service: service.as_deref(),
+                request_id: self.request_id.to_str().unwrap_or_default(),
+            });
+        }
+    }
+}
+
+fn version_label(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A response body that counts what it sends and finishes the record.
+pub struct Observed<B> {
+    inner: B,
+    sent: u64,
+    record: Option<Box<RequestRecord>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl<B> Observed<B> {
+    pub fn new(inner: B, record: RequestRecord, telemetry: Arc<Telemetry>) -> Self {
+        Observed {
+            inner,
+            sent: 0,
+            record: Some(Box::new(record)),
+            telemetry,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.finish(self.sent, &self.telemetry);
+        }
+    }
+}
+
+impl<B> Drop for Observed<B> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<B: Body + Unpin> Body for Observed<B>
+where
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.remaining() as u64;
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

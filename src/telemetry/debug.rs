@@ -1,0 +1,69 @@
+//! `/debug/routes` and `/debug/certs`: the current table as JSON.
+//! Certificates are described by their public parts only; no key material
+//! is ever serialised.
+
+use serde_json::{json, Value};
+
+use super::certs::describe;
+use crate::table::{Action, Route, RouteTable, Upstream};
+
+pub fn routes(table: &RouteTable) -> Value {
+    let routes: Vec<Value> = table.routes().iter().map(|r| route(r)).collect();
+    let certificates: Vec<Value> = table
+        .certs
+        .iter()
+        .map(|(host, entry)| json!({"host": host.to_string(), "secret": entry.secret.to_string()}))
+        .collect();
+    json!({
+        "routes": routes,
+        "default_backend": table.default_route().map(|r| route(r)),
+        "certificates": certificates,
+    })
+}
+
+fn route(route: &Route) -> Value {
+    let backend = match &route.action {
+        Action::Unavailable => Value::Null,
+        Action::Forward(b) => {
+            let targets: Vec<String> = match &b.upstream {
+                Upstream::Endpoints(set) => set.addrs().iter().map(|a| a.to_string()).collect(),
+                Upstream::External { host, port } => vec![format!("{host}:{port}")],
+            };
+            json!({"service": b.service.to_string(), "port": b.port, "endpoints": targets})
+        }
+    };
+    let p = &route.policy;
+    json!({
+        "ingress": route.ingress.as_ref().map(|k| k.to_string()),
+        "host": route.host.to_string(),
+        "path": route.path,
+        "path_type": route.path_type,
+        "regex": route.regex,
+        "backend": backend,
+        "ssl_redirect": route.ssl_redirect || p.force_ssl_redirect,
+        "rewrite": route.rewrite.as_ref().map(|r| format!("{r:?}")),
+        "policy": {
+            "backend_protocol": p.protocol,
+            "load_balance": p.load_balance,
+            "timeouts_seconds": {"connect": p.timeouts.connect.as_secs(), "read": p.timeouts.read.as_secs(), "send": p.timeouts.send.as_secs()},
+            "body_limit": p.body_limit,
+            "allow": p.allow.as_ref().map(|nets| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+            "app_root": p.app_root,
+            "redirect": p.redirect.as_ref().map(|r| json!({"status": r.status.as_u16(), "location": r.location.to_str().unwrap_or_default()})),
+            "upstream_vhost": p.upstream_vhost.as_ref().map(|v| v.to_str().unwrap_or_default()),
+            "x_forwarded_prefix": p.x_forwarded_prefix.as_ref().map(|v| v.to_str().unwrap_or_default()),
+        },
+    })
+}
+
+pub fn certs(table: &RouteTable) -> Value {
+    let mut hosts = serde_json::Map::new();
+    for (host, entry) in table.certs.iter() {
+        let info = describe(&entry.key);
+        hosts.insert(
+            host.to_string(),
+            json!({"secret": entry.secret.to_string(), "certificate": info}),
+        );
+    }
+    Value::Object(hosts)
+}

@@ -1,0 +1,295 @@
+//! Prometheus metrics.
+//!
+//! Label values are bounded by configuration, never by traffic: Ingress,
+//! Service and the route's host *pattern* (not the `Host` header), the status
+//! class, and the method folded to a fixed set. No paths, no client IPs.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::table::{Action, RouteTable, Upstream};
+use crate::translate::Warning;
+
+/// Where a request went: empty values for requests no route matched.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub host: String,
+    pub service: String,
+    pub method: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub result: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub namespace: String,
+    pub service: String,
+    pub port: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WarningLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub host: String,
+    pub secret: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~32 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub upstream_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub request_bytes: Family<RouteLabels, Counter>,
+    pub response_bytes: Family<RouteLabels, Counter>,
+    pub open_connections: Family<ListenerLabels, Gauge<i64, AtomicI64>>,
+    pub tls_handshakes: Family<HandshakeLabels, Counter>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub backend_endpoints: Family<BackendLabels, Gauge<i64, AtomicI64>>,
+    pub rebuilds: Counter,
+    pub rebuild_duration: Histogram,
+    pub last_rebuild: FloatGauge,
+    pub warnings: Family<WarningLabels, Gauge<i64, AtomicI64>>,
+    pub cert_expiry: Family<CertLabels, Gauge<i64, AtomicI64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("gatehouse"),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            upstream_duration: Family::new_with_constructor(latency_histogram),
+            request_bytes: Family::default(),
+            response_bytes: Family::default(),
+            open_connections: Family::default(),
+            tls_handshakes: Family::default(),
+            upstream_errors: Family::default(),
+            backend_endpoints: Family::default(),
+            rebuilds: Counter::default(),
+            rebuild_duration: latency_histogram(),
+            last_rebuild: FloatGauge::default(),
+            warnings: Family::default(),
+            cert_expiry: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "requests",
+            "Requests answered, by route and status class",
+            m.requests.clone(),
+        );
+        r.register_with_unit(
+            "request_duration",
+            "Time from request to the end of the response",
+            Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        r.register_with_unit(
+            "upstream_response_duration",
+            "Time from sending a request upstream to its response headers",
+            Unit::Seconds,
+            m.upstream_duration.clone(),
+        );
+        r.register_with_unit(
+            "request",
+            "Request body bytes received",
+            Unit::Bytes,
+            m.request_bytes.clone(),
+        );
+        r.register_with_unit(
+            "response",
+            "Response body bytes sent",
+            Unit::Bytes,
+            m.response_bytes.clone(),
+        );
+        r.register(
+            "open_connections",
+            "Client connections open, by listener",
+            m.open_connections.clone(),
+        );
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes, by result and failure reason",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Upstream requests that failed, by kind",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "backend_endpoints",
+            "Ready endpoints per Service port in the current table",
+            m.backend_endpoints.clone(),
+        );
+        r.register("table_rebuilds", "Routing tables built", m.rebuilds.clone());
+        r.register_with_unit(
+            "table_rebuild_duration",
+            "Time to build a routing table",
+            Unit::Seconds,
+            m.rebuild_duration.clone(),
+        );
+        r.register_with_unit(
+            "table_last_rebuild_timestamp",
+            "When the current table was built (Unix time)",
+            Unit::Seconds,
+            m.last_rebuild.clone(),
+        );
+        r.register(
+            "warnings",
+            "Warnings raised by the current table, by kind",
+            m.warnings.clone(),
+        );
+        r.register_with_unit(
+            "certificate_expiry_timestamp",
+            "notAfter of the certificate served for a TLS host (Unix time)",
+            Unit::Seconds,
+            m.cert_expiry.clone(),
+        );
+        m
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a new table: what it took, what it holds, what it warns of.
+    /// `now_unix` is passed in so that the caller owns the clock.
+    pub fn observe_table(
+        &self,
+        table: &RouteTable,
+        warnings: &[Warning],
+        took: Duration,
+        now_unix: f64,
+    ) {
+        self.rebuilds.inc();
+        self.rebuild_duration.observe(took.as_secs_f64());
+        self.last_rebuild.set(now_unix);
+
+        self.backend_endpoints.clear();
+        for route in table.routes() {
+            if let Action::Forward(backend) = &route.action {
+                let count = match &backend.upstream {
+                    Upstream::Endpoints(set) => set.addrs().len() as i64,
+                    Upstream::External { .. } => 1,
+                };
+                let labels = BackendLabels {
+                    namespace: backend.service.namespace.clone(),
+                    service: backend.service.name.clone(),
+                    port: backend.port.clone(),
+                };
+                self.backend_endpoints.get_or_create(&labels).set(count);
+            }
+        }
+
+        self.warnings.clear();
+        for warning in warnings {
+            let kind = serde_json::to_value(warning.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            self.warnings.get_or_create(&WarningLabels { kind }).inc();
+        }
+
+        self.cert_expiry.clear();
+        for (host, entry) in table.certs.iter() {
+            if let Some(info) = super::certs::describe(&entry.key) {
+                let labels = CertLabels {
+                    host: host.to_string(),
+                    secret: entry.secret.to_string(),
+                };
+                self.cert_expiry
+                    .get_or_create(&labels)
+                    .set(info.not_after_unix);
+            }
+        }
+    }
+}
+
+/// `2xx`, `4xx`, … for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Methods outside the standard set are counted as `OTHER`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
