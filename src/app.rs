@@ -1,9 +1,10 @@
-//! Wiring: a source, the controller loop, the proxy listeners and the
-//! health endpoints, started together and stopped together.
+//! Wiring: a source, the controller loop, the proxy listeners and the admin
+//! endpoints, started together and stopped together.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -11,11 +12,11 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::controller::Controller;
-use crate::proxy::{self, CertResolver, Proxy, TlsSetupError};
+use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError};
 use crate::source::files::{self, SourceError};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
-use crate::telemetry::admin::{self, AdminState};
+use crate::telemetry::admin::{self, AdminState, Readiness};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
@@ -30,6 +31,12 @@ pub struct Config {
     pub translate: TranslateOptions,
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
+    pub limits: Limits,
+    /// After SIGTERM, how long the listeners keep accepting (while the load
+    /// balancer notices `/readyz` and deregisters this replica).
+    pub shutdown_grace: Duration,
+    /// Then, how long in-flight requests and upgraded connections get.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +58,19 @@ pub enum StartError {
     },
 }
 
-/// A started Gatehouse. Dropping it stops every task it started.
+/// A started Gatehouse. Dropping it stops every task it started at once;
+/// `shutdown` stops gracefully.
 pub struct Running {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     /// The table being served, for tools and tests that inspect it.
     pub table: Arc<ArcSwap<RouteTable>>,
+    readiness: Readiness,
+    proxy: Arc<Proxy>,
+    drain: Drain,
+    shutdown_grace: Duration,
+    drain_timeout: Duration,
     tasks: JoinSet<()>,
     /// Flushes the access log when the server is dropped.
     _access_log: Option<tracing_appender::non_blocking::WorkerGuard>,
@@ -67,6 +80,24 @@ impl Running {
     /// Waits until one of the tasks ends, which only happens on a bug.
     pub async fn wait(&mut self) {
         self.tasks.join_next().await;
+    }
+
+    /// The graceful stop: `/readyz` turns 503 at once; the listeners keep
+    /// accepting for the grace period; then they stop, and in-flight
+    /// requests and upgraded connections get the drain timeout. Returns
+    /// whether everything finished within it.
+    pub async fn shutdown(self) -> bool {
+        self.readiness.set(false);
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: not ready, still accepting");
+        tokio::time::sleep(self.shutdown_grace).await;
+        tracing::info!(timeout = ?self.drain_timeout, "shutting down: stopped accepting, draining");
+        let drained = self.drain.drain(&self.proxy, self.drain_timeout).await;
+        if drained {
+            tracing::info!("shutting down: drained");
+        } else {
+            tracing::warn!("shutting down: drain timeout reached with connections still open");
+        }
+        drained
     }
 }
 
@@ -102,32 +133,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = TlsAcceptor::from(proxy::server_config(Arc::new(resolver))?);
     let proxy = Arc::new(Proxy::new(table.clone(), telemetry));
+    let (listeners, drain) = Listeners::new(proxy.clone(), config.limits);
 
     let http = bind("HTTP", config.http_addr).await?;
     let https = bind("HTTPS", config.https_addr).await?;
-    let metrics_listener = bind("metrics", config.metrics_addr).await?;
-    let running_addrs = (local(&http)?, local(&https)?, local(&metrics_listener)?);
+    let admin_listener = bind("metrics", config.metrics_addr).await?;
+    let addrs = (local(&http)?, local(&https)?, local(&admin_listener)?);
 
     let mut tasks = JoinSet::new();
     tasks.spawn(controller.run(states));
-    tasks.spawn(proxy::serve_plain(http, proxy.clone()));
-    tasks.spawn(proxy::serve_tls(https, proxy, acceptor));
+    tasks.spawn(listeners.clone().serve_plain(http));
+    tasks.spawn(listeners.serve_tls(https, acceptor));
     let admin_state = AdminState {
-        readiness,
+        readiness: readiness.clone(),
         metrics,
         table: table.clone(),
     };
-    tasks.spawn(admin::serve(metrics_listener, admin_state));
+    tasks.spawn(admin::serve(admin_listener, admin_state));
 
     tracing::info!(
-        http = %running_addrs.0, https = %running_addrs.1, metrics = %running_addrs.2,
+        http = %addrs.0, https = %addrs.1, metrics = %addrs.2,
         manifests = %config.manifests.display(), "gatehouse serving"
     );
     Ok(Running {
-        http_addr: running_addrs.0,
-        https_addr: running_addrs.1,
-        metrics_addr: running_addrs.2,
+        http_addr: addrs.0,
+        https_addr: addrs.1,
+        metrics_addr: addrs.2,
         table,
+        readiness,
+        proxy,
+        drain,
+        shutdown_grace: config.shutdown_grace,
+        drain_timeout: config.drain_timeout,
         tasks,
         _access_log: access_log_guard,
     })

@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::Config;
 use crate::cluster::ObjectKey;
+use crate::proxy::{parse_duration, Limits};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
@@ -52,6 +54,34 @@ pub struct Cli {
     /// Access log line format.
     #[arg(long, value_enum, default_value = "json")]
     pub access_log_format: AccessLogFormat,
+
+    /// After SIGTERM/SIGINT, how long to keep accepting connections while
+    /// /readyz reports 503 (time for the load balancer to deregister us).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Then, how long in-flight requests and upgraded connections get to
+    /// finish before the process exits.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes; larger
+    /// requests get 431.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_header_bytes)]
+    pub max_header_size: usize,
+
+    /// Time a client has to send a complete request head, also the longest
+    /// a kept-alive connection may wait idle for its next request.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// HTTP/2 streams one client connection may have open at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().h2_max_concurrent_streams)]
+    pub h2_max_concurrent_streams: u32,
+
+    /// Client connections open at once over both listeners.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +175,15 @@ impl Cli {
             translate: self.routing.translate_options(),
             access_log: self.access_log.clone(),
             access_log_format: self.access_log_format,
+            limits: Limits {
+                max_header_bytes: self.max_header_size,
+                header_read_timeout: self.header_read_timeout,
+                h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+                max_connections: self.max_connections,
+                ..Limits::default()
+            },
+            shutdown_grace: self.shutdown_grace,
+            drain_timeout: self.drain_timeout,
         }
     }
 }

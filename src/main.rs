@@ -40,13 +40,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut running = gatehouse::app::start(cli.config())
         .await
         .context("gatehouse could not start")?;
-    tokio::select! {
+    let signal = tokio::select! {
         _ = running.wait() => anyhow::bail!("a gatehouse task stopped unexpectedly"),
-        signal = shutdown_signal() => {
-            tracing::info!("{} received, exiting", signal?);
-            Ok(())
-        }
-    }
+        signal = shutdown_signal() => signal?,
+    };
+    tracing::info!("{signal} received");
+    running.shutdown().await;
+    Ok(())
 }
 
 async fn shutdown_signal() -> anyhow::Result<&'static str> {

@@ -5,7 +5,8 @@
 //! waits for traffic and traffic never waits for a swap.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -13,12 +14,15 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_util::task::TaskTracker;
 
 use super::headers::{self, ConnInfo};
+use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, Stalled, Watched};
 use super::upstream::{self, Failure, Upstreams, CONNECT_TIMEOUT};
-use crate::table::{Decision, Forward, RequestFacts, RouteTable, Upstream};
+use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 
@@ -39,6 +43,8 @@ pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
     upstreams: Upstreams,
     telemetry: Arc<Telemetry>,
+    /// Upgraded connections (WebSockets), so that draining can wait for them.
+    tunnels: TaskTracker,
 }
 
 impl Proxy {
@@ -47,7 +53,12 @@ impl Proxy {
             table,
             upstreams: Upstreams::new(),
             telemetry,
+            tunnels: TaskTracker::new(),
         }
+    }
+
+    pub fn tunnels(&self) -> &TaskTracker {
+        &self.tunnels
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
@@ -112,13 +123,13 @@ impl Proxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         forward: Forward,
         conn: &ConnInfo,
         host: HeaderValue,
         record: &mut RequestRecord,
     ) -> Response<Inner> {
-        let policy = &forward.route.policy;
+        let policy = forward.route.policy.clone();
         if let Some(limit) = policy.body_limit {
             let declared = req
                 .headers()
@@ -129,97 +140,135 @@ impl Proxy {
                 return respond(StatusCode::PAYLOAD_TOO_LARGE);
             }
         }
-        let (target, pick) = match &forward.backend.upstream {
-            Upstream::Endpoints(set) => match set.pick(policy.load_balance) {
-                Some(pick) => (pick.addr.to_string(), Some((set, pick))),
-                None => return respond(StatusCode::SERVICE_UNAVAILABLE),
-            },
-            Upstream::External { host, port } => (format!("{host}:{port}"), None),
-        };
-        let scheme = if policy.protocol.is_tls() {
-            "https"
-        } else {
-            "http"
-        };
+        let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
         let path = forward
             .rewritten
-            .as_deref()
-            .or_else(|| req.uri().path_and_query().map(|pq| pq.as_str()))
-            .unwrap_or("/");
-        let Ok(uri) = Uri::builder()
-            .scheme(scheme)
-            .authority(target.as_str())
-            .path_and_query(path)
-            .build()
-        else {
-            return respond(StatusCode::BAD_REQUEST);
-        };
-        record.upstream = Some(target.clone());
+            .clone()
+            .or_else(|| req.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let method_retryable = is_idempotent(req.method());
 
         let (mut parts, body) = req.into_parts();
-        parts.uri = uri;
-        let upstream_host = policy.upstream_vhost.as_ref().unwrap_or(&host);
         headers::prepare_request(&mut parts.headers, conn, &host);
-        parts.headers.insert(header::HOST, upstream_host.clone());
+        parts.headers.remove(header::EXPECT); // answered by our own server
+        if let Some(vhost) = &policy.upstream_vhost {
+            parts.headers.insert(header::HOST, vhost.clone());
+        }
         if let Some(prefix) = &policy.x_forwarded_prefix {
             parts
                 .headers
                 .insert(X_FORWARDED_PREFIX.clone(), prefix.clone());
         }
-        let client = if policy.protocol.is_http2() {
-            parts.version = Version::HTTP_2;
+        if let Some((proto, _)) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto.clone());
+        }
+        let http2 = policy.protocol.is_http2() && upgrade.is_none();
+        if http2 {
             // gRPC needs `te: trailers`, which hop-by-hop removal took out.
             parts
                 .headers
                 .insert(header::TE, HeaderValue::from_static("trailers"));
-            &self.upstreams.http2
-        } else {
-            parts.version = Version::HTTP_11;
-            &self.upstreams.http1
-        };
+        }
         let limit = policy
             .body_limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let (body, progress) = Watched::new(Limited::new(body, limit));
         record.progress = Some(progress.clone());
-        let request = Request::from_parts(parts, body);
+        let slot = BodySlot::new(body);
+        let bodiless = progress.body_done();
 
         let started = Instant::now();
-        let timeouts = policy.timeouts;
-        let exchange = CONNECT_TIMEOUT.scope(timeouts.connect, client.request(request));
-        let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
-        let took = started.elapsed();
-        if let Some((set, pick)) = pick {
-            set.observe(pick, took);
-        }
-        record.upstream_time = Some(took);
-        let failure_kind = match &result {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(match upstream::classify(e) {
-                Failure::BodyTooLarge => "body_too_large",
-                Failure::TimedOut => "timeout",
-                Failure::Failed if e.is_connect() => "connect",
-                Failure::Failed => "other",
-            }),
-            Err(Stalled::Client) => Some("client_stalled"),
-            Err(_) => Some("timeout"),
-        };
-        if let Some(kind) = failure_kind {
-            let ingress = forward.route.ingress.as_ref();
-            let labels = UpstreamErrorLabels {
-                namespace: ingress.map(|k| k.namespace.clone()).unwrap_or_default(),
-                ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
-                service: forward.backend.service.name.clone(),
-                kind,
+        let mut failed: Option<Pick> = None;
+        let mut attempt = 0;
+        let (result, target) = loop {
+            attempt += 1;
+            let (target, pick) = match &forward.backend.upstream {
+                Upstream::Endpoints(set) => {
+                    match set.pick_healthy(policy.load_balance, now_ms(), failed) {
+                        Some(pick) => (pick.addr.to_string(), Some((set, pick))),
+                        None => return respond(StatusCode::SERVICE_UNAVAILABLE),
+                    }
+                }
+                Upstream::External { host, port } => (format!("{host}:{port}"), None),
             };
-            self.telemetry
-                .metrics
-                .upstream_errors
-                .get_or_create(&labels)
-                .inc();
-        }
+            let scheme = if policy.protocol.is_tls() {
+                "https"
+            } else {
+                "http"
+            };
+            let Ok(uri) = Uri::builder()
+                .scheme(scheme)
+                .authority(target.as_str())
+                .path_and_query(path.as_str())
+                .build()
+            else {
+                return respond(StatusCode::BAD_REQUEST);
+            };
+            let mut request = Request::new(slot.lease());
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = if http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+            *request.headers_mut() = parts.headers.clone();
+            let client = if http2 {
+                &self.upstreams.http2
+            } else {
+                &self.upstreams.http1
+            };
+
+            let sent_at = Instant::now();
+            let timeouts = policy.timeouts;
+            let exchange = CONNECT_TIMEOUT.scope(timeouts.connect, client.request(request));
+            let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
+            let connect_failed = matches!(&result, Ok(Err(e)) if e.is_connect());
+            if let Some((set, pick)) = pick {
+                if connect_failed {
+                    set.mark_down(pick, now_ms() + PASSIVE_HEALTH_BACKOFF.as_millis() as u64);
+                } else {
+                    set.observe(pick, sent_at.elapsed());
+                }
+            }
+            // Retry once: when nothing was sent (the connect failed and the
+            // body is still unsent), or when the request is idempotent and
+            // bodiless, on another endpoint.
+            let failed_plainly =
+                matches!(&result, Ok(Err(e)) if upstream::classify(e) == Failure::Failed);
+            let retry = attempt == 1
+                && failed_plainly
+                && ((connect_failed && slot.untouched()) || (method_retryable && bodiless))
+                && upgrade.is_none();
+            if retry {
+                self.telemetry.metrics.upstream_retries.inc();
+                failed = pick.map(|(_, p)| p);
+                continue;
+            }
+            break (result, target);
+        };
+        let took = started.elapsed();
+        record.upstream = Some(target.clone());
+        record.upstream_time = Some(took);
+        self.count_failure(&result, &forward);
+
         match result {
             Ok(Ok(mut response)) => {
+                if let Some((proto, client_side)) = upgrade {
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        let upstream_side = hyper::upgrade::on(&mut response);
+                        self.tunnels.spawn(tunnel(client_side, upstream_side));
+                        headers::remove_hop_by_hop(response.headers_mut());
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        response.headers_mut().insert(header::UPGRADE, proto);
+                        return response.map(Either::Left);
+                    }
+                }
                 headers::remove_hop_by_hop(response.headers_mut());
                 response.map(Either::Left)
             }
@@ -238,6 +287,87 @@ impl Proxy {
                 respond(StatusCode::GATEWAY_TIMEOUT)
             }
         }
+    }
+
+    fn count_failure<T>(
+        &self,
+        result: &Result<Result<T, hyper_util::client::legacy::Error>, Stalled>,
+        forward: &Forward,
+    ) {
+        let kind = match result {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => match upstream::classify(e) {
+                Failure::BodyTooLarge => "body_too_large",
+                Failure::TimedOut => "timeout",
+                Failure::Failed if e.is_connect() => "connect",
+                Failure::Failed => "other",
+            },
+            Err(Stalled::Client) => "client_stalled",
+            Err(_) => "timeout",
+        };
+        let ingress = forward.route.ingress.as_ref();
+        let labels = UpstreamErrorLabels {
+            namespace: ingress.map(|k| k.namespace.clone()).unwrap_or_default(),
+            ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
+            service: forward.backend.service.name.clone(),
+            kind,
+        };
+        self.telemetry
+            .metrics
+            .upstream_errors
+            .get_or_create(&labels)
+            .inc();
+    }
+}
+
+/// How long an endpoint that refused a connection is skipped.
+const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Milliseconds on a process-wide monotonic clock (for endpoint backoff).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// RFC 9110 §9.2.2: repeating these has the same effect as sending once.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method as M;
+    matches!(
+        *method,
+        M::GET | M::HEAD | M::OPTIONS | M::TRACE | M::PUT | M::DELETE
+    )
+}
+
+/// The protocol an HTTP/1.1 client asks to switch to (`Connection: upgrade`
+/// plus `Upgrade: ...`), e.g. `websocket`.
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between an upgraded client connection and the
+/// upgraded upstream connection until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!("upgraded connection ended: {e}");
     }
 }
 

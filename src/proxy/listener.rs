@@ -1,84 +1,208 @@
-//! Accept loops for the plain and TLS listeners.
+//! Accept loops for the plain and TLS listeners, and their shutdown.
 //!
 //! Each connection is served on its own task by hyper-util's auto builder
 //! (HTTP/1.1, and HTTP/2 by preface or ALPN). A failed accept or handshake
-//! concerns one client and never stops the loop.
+//! concerns one client and never stops the loop. Every connection is watched
+//! by a `GracefulShutdown`, so that draining finishes in-flight requests on
+//! HTTP/1.1 and sends GOAWAY on HTTP/2.
 
 use std::convert::Infallible;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use super::handler::Proxy;
 use super::headers::ConnInfo;
+use super::limits::Limits;
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
-use prometheus_client::metrics::gauge::Gauge;
-use std::sync::atomic::AtomicI64;
 
-/// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the listeners share: the proxy, the HTTP settings, the connection
+/// budget, and the shutdown signal.
+#[derive(Clone)]
+pub struct Listeners {
+    proxy: Arc<Proxy>,
+    server: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    connections: TaskTracker,
+}
 
-pub async fn serve_plain(listener: TcpListener, proxy: Arc<Proxy>) {
-    let server = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Some((stream, conn)) = accept(&listener, false).await else {
-            continue;
+/// Drives the shutdown of the listeners.
+pub struct Drain {
+    stop: watch::Sender<bool>,
+    connections: TaskTracker,
+}
+
+impl Drain {
+    /// Stops accepting, asks every connection to finish (HTTP/1.1: after the
+    /// request in flight; HTTP/2: GOAWAY), and waits at most `timeout` for
+    /// them and for upgraded tunnels. Returns whether all finished in time.
+    pub async fn drain(self, proxy: &Proxy, timeout: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let tunnels = proxy.tunnels().clone();
+        tunnels.close();
+        self.connections.close();
+        let connections = self.connections;
+        let everything = async move {
+            connections.wait().await;
+            tunnels.wait().await;
         };
-        let open = OpenConnection::new(&proxy, "http");
-        tokio::spawn(serve(stream, conn, proxy.clone(), server.clone(), open));
+        tokio::time::timeout(timeout, everything).await.is_ok()
     }
 }
 
-pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, acceptor: TlsAcceptor) {
-    let server = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Some((stream, conn)) = accept(&listener, true).await else {
-            continue;
+impl Listeners {
+    pub fn new(proxy: Arc<Proxy>, limits: Limits) -> (Self, Drain) {
+        let mut server = auto::Builder::new(TokioExecutor::new());
+        server
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .header_read_timeout(limits.header_read_timeout);
+        server
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = TaskTracker::new();
+        let listeners = Listeners {
+            proxy,
+            server,
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            stop: stop_rx,
+            connections: connections.clone(),
         };
-        let (acceptor, proxy, server) = (acceptor.clone(), proxy.clone(), server.clone());
-        let open = OpenConnection::new(&proxy, "https");
-        tokio::spawn(async move {
-            let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            let reason = match &outcome {
-                Ok(Ok(_)) => String::new(),
-                Ok(Err(e)) => handshake_failure(e),
-                Err(_) => "timeout".to_owned(),
-            };
-            let result = if reason.is_empty() { "ok" } else { "error" };
-            let labels = HandshakeLabels { result, reason };
-            proxy
-                .telemetry()
-                .metrics
-                .tls_handshakes
-                .get_or_create(&labels)
-                .inc();
-            match outcome {
-                Ok(Ok(tls)) => serve(tls, conn, proxy, server, open).await,
-                Ok(Err(e)) => tracing::debug!(client = %conn.client, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(client = %conn.client, "TLS handshake timed out"),
-            }
-        });
+        let drain = Drain {
+            stop: stop_tx,
+            connections,
+        };
+        (listeners, drain)
     }
-}
 
-async fn accept(listener: &TcpListener, tls: bool) -> Option<(tokio::net::TcpStream, ConnInfo)> {
-    match listener.accept().await {
-        Ok((stream, client)) => {
-            let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().ok()?;
-            Some((stream, ConnInfo { client, local, tls }))
+    pub async fn serve_plain(self, listener: TcpListener) {
+        while let Some((stream, conn, permit)) = self.accept(&listener, false).await {
+            let open = OpenConnection::new(&self.proxy, "http");
+            self.connections
+                .spawn(self.clone().serve(stream, conn, (open, permit)));
         }
-        Err(e) => {
-            // Out of file descriptors and the like: back off instead of spinning.
-            tracing::warn!("accept failed: {e}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
+    }
+
+    pub async fn serve_tls(self, listener: TcpListener, acceptor: TlsAcceptor) {
+        while let Some((stream, conn, permit)) = self.accept(&listener, true).await {
+            let open = OpenConnection::new(&self.proxy, "https");
+            let (me, acceptor) = (self.clone(), acceptor.clone());
+            self.connections.spawn(async move {
+                let timeout = me.limits.tls_handshake_timeout;
+                let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+                let reason = match &outcome {
+                    Ok(Ok(_)) => String::new(),
+                    Ok(Err(e)) => handshake_failure(e),
+                    Err(_) => "timeout".to_owned(),
+                };
+                let result = if reason.is_empty() { "ok" } else { "error" };
+                let labels = HandshakeLabels { result, reason };
+                me.proxy
+                    .telemetry()
+                    .metrics
+                    .tls_handshakes
+                    .get_or_create(&labels)
+                    .inc();
+                match outcome {
+                    Ok(Ok(tls)) => me.serve(tls, conn, (open, permit)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %conn.client, "TLS handshake failed: {e}")
+                    }
+                    Err(_) => tracing::debug!(client = %conn.client, "TLS handshake timed out"),
+                }
+            });
+        }
+    }
+
+    /// The next connection, or `None` once shutdown stops accepting. Waits
+    /// for a free connection slot before accepting.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+        tls: bool,
+    ) -> Option<(tokio::net::TcpStream, ConnInfo, OwnedSemaphorePermit)> {
+        let mut stop = self.stop.clone();
+        loop {
+            if *stop.borrow() {
+                return None;
+            }
+            let accepted = tokio::select! {
+                _ = stop.changed() => continue,
+                permit = self.permits.clone().acquire_owned() => {
+                    let permit = permit.ok()?;
+                    tokio::select! {
+                        _ = stop.changed() => continue,
+                        accepted = listener.accept() => accepted.map(|a| (a, permit)),
+                    }
+                }
+            };
+            match accepted {
+                Ok(((stream, client), permit)) => {
+                    let _ = stream.set_nodelay(true);
+                    let Ok(local) = stream.local_addr() else {
+                        continue;
+                    };
+                    return Some((stream, ConnInfo { client, local, tls }, permit));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve<S>(
+        self,
+        stream: S,
+        conn: ConnInfo,
+        _held: (OpenConnection, OwnedSemaphorePermit),
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+        });
+        let connection = self
+            .server
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut stop = self.stop.clone();
+        let stopping = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopping => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
         }
     }
 }
@@ -136,22 +260,4 @@ fn snake_case(name: &str) -> String {
         }
     }
     out
-}
-
-async fn serve<S>(
-    stream: S,
-    conn: ConnInfo,
-    proxy: Arc<Proxy>,
-    server: auto::Builder<TokioExecutor>,
-    _open: OpenConnection,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
-    });
-    if let Err(e) = server.serve_connection(TokioIo::new(stream), service).await {
-        tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
-    }
 }

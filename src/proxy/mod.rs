@@ -2,6 +2,8 @@
 
 mod handler;
 mod headers;
+mod lease;
+mod limits;
 mod listener;
 mod observed;
 mod progress;
@@ -10,5 +12,6 @@ mod upstream;
 
 pub use handler::{Proxy, ProxyBody};
 pub use headers::ConnInfo;
-pub use listener::{serve_plain, serve_tls};
+pub use limits::{parse_duration, Limits};
+pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, TlsSetupError};

@@ -38,6 +38,11 @@ impl Progress {
         })
     }
 
+    /// Whether the whole request body has been read (or there was none).
+    pub fn body_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }

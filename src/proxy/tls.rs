@@ -63,6 +63,9 @@ pub fn default_certificate() -> Result<Arc<CertifiedKey>, TlsSetupError> {
     Ok(certified_key_from_der(chain, key_der)?)
 }
 
+/// Sessions remembered for TLS 1.2 resumption by session id.
+const SESSION_CACHE_ENTRIES: usize = 16_384;
+
 /// TLS 1.2 and 1.3 with the provider's default (secure) cipher suites;
 /// ALPN offers HTTP/2 and HTTP/1.1.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsSetupError> {
@@ -71,5 +74,9 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, T
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption both ways: stateless tickets (rotating keys) for clients
+    // that take them, a session cache for TLS 1.2 clients that do not.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(Arc::new(config))
 }

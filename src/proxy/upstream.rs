@@ -25,12 +25,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::lease::Lease;
 use super::progress::Watched;
 use crate::translate::provider;
 
 /// The body sent upstream: the client's, cut off past the route's limit,
-/// reporting its progress for the send and read timeouts.
-pub type UpstreamBody = Watched<Limited<Incoming>>;
+/// reporting its progress for the send and read timeouts, leased to one
+/// attempt at a time.
+pub type UpstreamBody = Lease<Watched<Limited<Incoming>>>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -41,6 +43,9 @@ tokio::task_local! {
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle keep-alive connections kept per endpoint (nginx's `keepalive`
+/// default in ingress-nginx is 320 per upstream; per endpoint is finer).
+const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
 /// The connect of an upstream connection took longer than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,7 @@ impl Upstreams {
         let builder = |http2_only: bool| {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .set_host(false)

@@ -13,6 +13,9 @@ pub struct EndpointSet {
     addrs: Box<[SocketAddr]>,
     /// Peak-EWMA of response times in microseconds, one per address.
     latency: Box<[AtomicU64]>,
+    /// Until when (caller's clock, milliseconds) an address is skipped
+    /// because it refused a connection.
+    down_until: Box<[AtomicU64]>,
     next: AtomicUsize,
 }
 
@@ -28,9 +31,11 @@ impl EndpointSet {
         addrs.sort();
         addrs.dedup();
         let latency = addrs.iter().map(|_| AtomicU64::new(0)).collect();
+        let down_until = addrs.iter().map(|_| AtomicU64::new(0)).collect();
         EndpointSet {
             addrs: addrs.into_boxed_slice(),
             latency,
+            down_until,
             next: AtomicUsize::new(0),
         }
     }
@@ -41,6 +46,42 @@ impl EndpointSet {
 
     pub fn is_empty(&self) -> bool {
         self.addrs.is_empty()
+    }
+
+    /// The next address by the route's policy, skipping addresses marked
+    /// down at `now_ms` (and `avoid`, an address that just failed) while
+    /// another is available; `None` when nothing is ready.
+    pub fn pick_healthy(
+        &self,
+        policy: LoadBalance,
+        now_ms: u64,
+        avoid: Option<Pick>,
+    ) -> Option<Pick> {
+        let first = self.pick(policy)?;
+        let usable = |i: usize| {
+            self.down_until[i].load(Ordering::Relaxed) <= now_ms
+                && avoid.is_none_or(|a| a.index != i)
+        };
+        if usable(first.index) {
+            return Some(first);
+        }
+        let len = self.addrs.len();
+        (1..len)
+            .map(|step| (first.index + step) % len)
+            .find(|&i| usable(i))
+            .map(|index| Pick {
+                index,
+                addr: self.addrs[index],
+            })
+            .or(Some(first))
+    }
+
+    /// Skips `pick`'s address until `until_ms` (passive health: it refused
+    /// a connection).
+    pub fn mark_down(&self, pick: Pick, until_ms: u64) {
+        if let Some(slot) = self.down_until.get(pick.index) {
+            slot.store(until_ms, Ordering::Relaxed);
+        }
     }
 
     /// The next address by the route's policy, or `None` when nothing is ready.
@@ -116,6 +157,38 @@ mod tests {
     #[test]
     fn empty_set_picks_nothing() {
         assert_eq!(EndpointSet::new(Vec::new()).pick(LoadBalance::Ewma), None);
+    }
+
+    #[test]
+    fn an_address_marked_down_is_skipped_until_its_backoff_ends() {
+        let set = EndpointSet::new(vec![addr(1), addr(2)]);
+        let down = set.pick(LoadBalance::RoundRobin).unwrap();
+        set.mark_down(down, 1_000);
+        for _ in 0..4 {
+            let pick = set
+                .pick_healthy(LoadBalance::RoundRobin, 500, None)
+                .unwrap();
+            assert_ne!(pick.addr, down.addr);
+        }
+        let after: Vec<_> = (0..4)
+            .map(|_| {
+                set.pick_healthy(LoadBalance::RoundRobin, 1_000, None)
+                    .unwrap()
+                    .addr
+            })
+            .collect();
+        assert!(after.contains(&down.addr));
+    }
+
+    #[test]
+    fn when_everything_is_down_something_is_still_tried() {
+        let set = EndpointSet::new(vec![addr(1)]);
+        let only = set.pick(LoadBalance::RoundRobin).unwrap();
+        set.mark_down(only, u64::MAX);
+        assert_eq!(
+            set.pick_healthy(LoadBalance::RoundRobin, 0, None),
+            Some(only)
+        );
     }
 
     #[test]

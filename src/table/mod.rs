@@ -19,7 +19,7 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use endpoints::EndpointSet;
+pub use endpoints::{EndpointSet, Pick};
 pub use host::{normalize as normalize_host, HostMap, HostPattern};
 pub use path::{PathTable, PathTableBuilder, PathType};
 pub use policy::{

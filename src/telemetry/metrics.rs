@@ -89,6 +89,7 @@ pub struct Metrics {
     pub open_connections: Family<ListenerLabels, Gauge<i64, AtomicI64>>,
     pub tls_handshakes: Family<HandshakeLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub upstream_retries: Counter,
     pub backend_endpoints: Family<BackendLabels, Gauge<i64, AtomicI64>>,
     pub rebuilds: Counter,
     pub rebuild_duration: Histogram,
@@ -121,6 +122,7 @@ impl Metrics {
             open_connections: Family::default(),
             tls_handshakes: Family::default(),
             upstream_errors: Family::default(),
+            upstream_retries: Counter::default(),
             backend_endpoints: Family::default(),
             rebuilds: Counter::default(),
             rebuild_duration: latency_histogram(),
@@ -172,6 +174,11 @@ impl Metrics {
             "upstream_errors",
             "Upstream requests that failed, by kind",
             m.upstream_errors.clone(),
+        );
+        r.register(
+            "upstream_retries",
+            "Upstream requests retried on another endpoint",
+            m.upstream_retries.clone(),
         );
         r.register(
             "backend_endpoints",

@@ -342,6 +342,9 @@ pub fn config_for(dir: &Path) -> Config {
         translate: TranslateOptions::default(),
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
+        limits: gatehouse::proxy::Limits::default(),
+        shutdown_grace: std::time::Duration::from_secs(5),
+        drain_timeout: std::time::Duration::from_secs(30),
     }
 }
 
