@@ -33,7 +33,7 @@ impl<B: Body + Unpin> BodySlot<B> {
             slot: self.slot.clone(),
             taken: None,
             end_stream: self.end_stream,
-            hint: self.hint.clone(),
+            hint: self.hint,
         }
     }
 
@@ -82,7 +82,7 @@ impl<B: Body + Unpin> Body for Lease<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.taken {
             Some(body) => body.size_hint(),
-            None => self.hint.clone(),
+            None => self.hint,
         }
     }
 }
