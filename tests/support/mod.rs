@@ -40,7 +40,13 @@ impl Drop for Backend {
 
 impl Backend {
     pub async fn start(name: &'static str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), name).await
+    }
+
+    /// The backend on a given address (another loopback address with the
+    /// same port gives one Service two endpoints).
+    pub async fn start_on(addr: SocketAddr, name: &'static str) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
@@ -55,7 +61,9 @@ impl Backend {
                     let service = service_fn(move |req| async move {
                         Ok::<_, Infallible>(describe(name, req).await)
                     });
-                    let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = server
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -65,7 +73,12 @@ impl Backend {
 
 /// Answers with JSON describing the request; `/sleep/MS...` waits MS
 /// milliseconds first.
-async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+///
+/// Also: `Upgrade` requests are switched (101) and then echo every byte;
+/// `/bytes/N` streams N pattern bytes without holding them; `/trailers`
+/// answers with a `grpc-status` trailer; request bodies are streamed into a
+/// length and checksum, never held.
+async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBody> {
     if let Some(ms) = req
         .uri()
         .path()
@@ -74,6 +87,42 @@ async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     {
         let ms: u64 = ms.parse().unwrap_or(0);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if let Some(proto) = req.headers().get(http::header::UPGRADE).cloned() {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let io = TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, proto)
+            .body(BackendBody::full(Bytes::new()))
+            .expect("101");
+    }
+    if let Some(n) = req
+        .uri()
+        .path()
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse().ok())
+    {
+        return Response::new(BackendBody::Pattern {
+            remaining: n,
+            offset: 0,
+        });
+    }
+    if req.uri().path() == "/trailers" {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", http::HeaderValue::from_static("all good"));
+        return Response::new(BackendBody::WithTrailers(
+            Some(Bytes::from_static(b"payload")),
+            Some(trailers),
+        ));
     }
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in req.headers() {
@@ -89,17 +138,80 @@ async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let version = format!("{:?}", req.version());
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (mut len, mut sum) = (0u64, 0u64);
+    let mut body = req.into_body();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            len += data.len() as u64;
+            sum = checksum(sum, data);
+        }
+    }
     let json = serde_json::json!({
         "backend": name, "method": method, "uri": uri, "version": version,
-        "headers": headers, "body_len": body.len(),
+        "headers": headers, "body_len": len, "body_sum": sum,
     });
-    Response::new(Full::new(Bytes::from(json.to_string())))
+    Response::new(BackendBody::full(Bytes::from(json.to_string())))
+}
+
+/// A running checksum over a byte stream (order-sensitive, cheap).
+pub fn checksum(mut sum: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        sum = sum.wrapping_mul(31).wrapping_add(u64::from(b));
+    }
+    sum
+}
+
+/// Byte `i` of the `/bytes/N` stream.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// The backend's response bodies.
+pub enum BackendBody {
+    Full(Option<Bytes>),
+    /// Generated on the fly, 64 KiB at a time.
+    Pattern {
+        remaining: u64,
+        offset: u64,
+    },
+    WithTrailers(Option<Bytes>, Option<http::HeaderMap>),
+}
+
+impl BackendBody {
+    fn full(bytes: Bytes) -> Self {
+        BackendBody::Full(Some(bytes))
+    }
+}
+
+impl hyper::body::Body for BackendBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use hyper::body::Frame;
+        let frame = match &mut *self {
+            BackendBody::Full(bytes) => bytes.take().map(Frame::data),
+            BackendBody::Pattern { remaining, offset } => {
+                if *remaining == 0 {
+                    None
+                } else {
+                    let n = (*remaining).min(64 * 1024);
+                    let chunk: Vec<u8> = (*offset..*offset + n).map(pattern_byte).collect();
+                    *remaining -= n;
+                    *offset += n;
+                    Some(Frame::data(Bytes::from(chunk)))
+                }
+            }
+            BackendBody::WithTrailers(data, trailers) => match data.take() {
+                Some(data) => Some(Frame::data(data)),
+                None => trailers.take().map(Frame::trailers),
+            },
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
 }
 
 impl Backend {
@@ -523,4 +635,54 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+// ---------------------------------------------------------------- raw sockets
+
+/// Reads from `stream` until the end of a response head; returns the head.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read head");
+        assert!(
+            n > 0,
+            "connection closed before the end of the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// An upgraded (WebSocket-style) connection through Gatehouse to an echoing
+/// backend: sends the upgrade request and checks the 101.
+pub async fn open_upgrade(addr: SocketAddr, host: &str) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /chat HTTP/1.1\r\nhost: {host}\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write upgrade");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    stream
+}
+
+/// Sends `message` over an upgraded connection and reads the echo.
+pub async fn echo(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(message).await.expect("write");
+    let mut back = vec![0u8; message.len()];
+    stream.read_exact(&mut back).await.expect("read echo");
+    back
 }

@@ -1,0 +1,291 @@
+//! The data plane in depth: retries and passive health, upgrades, endpoint
+//! removal with requests in flight, Expect, trailers, and listener limits.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse::proxy::Limits;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn start(
+    manifests: &[String],
+    limits: Limits,
+) -> (tempfile::TempDir, gatehouse::app::Running) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = [INGRESS_CLASS.to_owned()]
+        .iter()
+        .chain(manifests)
+        .cloned()
+        .collect();
+    std::fs::write(dir.path().join("all.yaml"), text).expect("write");
+    let mut config = config_for(dir.path());
+    config.limits = limits;
+    let gatehouse = gatehouse::app::start(config).await.expect("start");
+    (dir, gatehouse)
+}
+
+/// The same port as `live`, on another loopback address where nothing listens.
+fn dead_twin(live: SocketAddr) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 2], live.port()))
+}
+
+#[tokio::test]
+async fn with_one_endpoint_refusing_connections_no_request_fails() {
+    let live = Backend::start("live").await;
+    let manifests = [
+        service("pair", &[live.addr, dead_twin(live.addr)]),
+        ingress("pair", "pair.test", "/", "pair", None),
+    ];
+    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    let mut served = 0;
+    for i in 0..40 {
+        let mut conn = http_connect(gatehouse.http_addr).await;
+        // Bodiless GETs and POSTs with bodies alike: a failed connect sent nothing.
+        let req = if i % 2 == 0 {
+            Request::get("/")
+                .header("host", "pair.test")
+                .body(Full::default())
+        } else {
+            Request::post("/")
+                .header("host", "pair.test")
+                .body(Full::new(Bytes::from_static(b"order=1")))
+        }
+        .expect("request");
+        let reply = send_request(&mut conn, req).await.expect("request");
+        assert_eq!(reply.status, StatusCode::OK, "request {i}: {reply:?}");
+        assert_eq!(reply.backend(), "live");
+        if i % 2 == 1 {
+            assert_eq!(
+                reply.seen()["body_len"],
+                7,
+                "the retried POST arrived whole"
+            );
+        }
+        served += 1;
+    }
+    assert_eq!(served, 40);
+    let metrics = http_get(gatehouse.metrics_addr, "admin", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    // Passive health: after the first refusal the dead endpoint is skipped,
+    // so retries are few, not one per two requests.
+    let retries: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_upstream_retries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("retries metric");
+    assert!((1.0..10.0).contains(&retries), "retries: {retries}");
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_echoes_through_the_proxy() {
+    let ws = Backend::start("ws").await;
+    let manifests = [
+        service("ws", &[ws.addr]),
+        ingress("ws", "ws.test", "/", "ws", None),
+    ];
+    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    let mut stream = open_upgrade(gatehouse.http_addr, "ws.test").await;
+    for i in 0..5 {
+        let message = format!("frame {i}");
+        assert_eq!(
+            echo(&mut stream, message.as_bytes()).await,
+            message.as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_turning_not_ready_gets_no_new_requests_but_finishes_its_own() {
+    // Two endpoints of one Service: one port, two loopback addresses.
+    let a = Backend::start("a").await;
+    let b = Backend::start_on(SocketAddr::from(([127, 0, 0, 4], a.addr.port())), "b").await;
+    let slice = |b_ready: bool| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: test\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints:\n- addresses: [\"{}\"]\n- addresses: [\"{}\"]\n  conditions: {{ready: {b_ready}}}\n",
+            a.addr.port(),
+            a.addr.ip(),
+            b.addr.ip()
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = [
+        INGRESS_CLASS.to_owned(),
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: test}\nspec:\n  ports: [{name: http, port: 80}]\n".to_owned(),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    std::fs::write(dir.path().join("base.yaml"), base.concat()).expect("write");
+    let slice_file = dir.path().join("slice.yaml");
+    std::fs::write(&slice_file, slice(true)).expect("write");
+    let gatehouse = gatehouse::app::start(config_for(dir.path()))
+        .await
+        .expect("start");
+    let addr = gatehouse.http_addr;
+
+    // Round-robin: two requests started together land one on each endpoint.
+    let slow = [
+        tokio::spawn(async move { http_get(addr, "web.test", "/sleep/1500").await }),
+        tokio::spawn(async move { http_get(addr, "web.test", "/sleep/1500").await }),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    write_atomically(&slice_file, &slice(false));
+    let ready_count = || {
+        gatehouse
+            .table
+            .load()
+            .routes()
+            .iter()
+            .find_map(|r| match &r.action {
+                gatehouse::table::Action::Forward(backend) => match &backend.upstream {
+                    gatehouse::table::Upstream::Endpoints(set) => Some(set.addrs().len()),
+                    _ => None,
+                },
+                _ => None,
+            })
+    };
+    for _ in 0..1000 {
+        if ready_count() == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ready_count(), Some(1), "the table never dropped b");
+    for _ in 0..6 {
+        assert_eq!(
+            http_get(addr, "web.test", "/").await.backend(),
+            "a",
+            "b is not ready any more"
+        );
+    }
+    let mut finished_on = Vec::new();
+    for task in slow {
+        let reply = task.await.expect("join");
+        assert_eq!(reply.status, StatusCode::OK, "a request in flight failed");
+        finished_on.push(reply.backend());
+    }
+    finished_on.sort();
+    assert_eq!(
+        finished_on,
+        ["a", "b"],
+        "the request in flight on b finished there"
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_and_the_body_arrives() {
+    let web = Backend::start("web").await;
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    raw.write_all(
+        b"POST /up HTTP/1.1\r\nhost: web.test\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("head");
+    let interim = read_head(&mut raw).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    raw.write_all(b"hello").await.expect("body");
+    let head = read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn grpc_trailers_pass_through_over_http2() {
+    let grpc = Backend::start("grpc").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("grpc.test");
+    let manifests = [
+        service("grpc", &[grpc.addr]),
+        tls_secret("grpc-tls", &leaf),
+        ingress_annotated(
+            "grpc",
+            "grpc.test",
+            "/",
+            "grpc",
+            Some("grpc-tls"),
+            &[("nginx.ingress.kubernetes.io/backend-protocol", "GRPC")],
+        ),
+    ];
+    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    let (tls, _) = tls_connect(
+        gatehouse.https_addr,
+        "grpc.test",
+        tls_config(Some(&pki.ca), &[b"h2"]),
+    )
+    .await
+    .expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2");
+    tokio::spawn(conn);
+    let req = Request::post("https://grpc.test/trailers")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .expect("request");
+    let response = sender.send_request(req).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let collected = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "all good");
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"payload"));
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431_and_a_slow_one_is_cut_off_while_others_are_served() {
+    let web = Backend::start("web").await;
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    let limits = Limits {
+        max_header_bytes: 8192,
+        header_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let addr = gatehouse.http_addr;
+
+    let mut big = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let padding = "x".repeat(16 * 1024);
+    big.write_all(
+        format!("GET / HTTP/1.1\r\nhost: web.test\r\nx-padding: {padding}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let head = read_head(&mut big).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+
+    // Slowloris: half a head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: web.te")
+        .await
+        .expect("write");
+    // Meanwhile another client is served normally.
+    assert_eq!(http_get(addr, "web.test", "/").await.backend(), "web");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the slow client was never cut off");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
