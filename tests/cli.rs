@@ -96,9 +96,16 @@ impl Drop for Running {
     }
 }
 
-/// Starts the binary on `dir` and returns it with its HTTPS address, read
-/// from its "serving" log line.
-fn start_binary(dir: &Path) -> (Running, SocketAddr) {
+/// The addresses a started binary logged.
+struct Addrs {
+    http: SocketAddr,
+    https: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// Starts the binary on `dir` (plus `extra` flags) and returns it with the
+/// addresses from its "serving" log line.
+fn start_binary(dir: &Path, extra: &[&str]) -> (Running, Addrs) {
     let mut child = gatehouse()
         .args(["--manifests"])
         .arg(dir)
@@ -110,19 +117,32 @@ fn start_binary(dir: &Path) -> (Running, SocketAddr) {
             "--metrics-addr",
             "127.0.0.1:0",
         ])
+        .args(["--access-log", "off"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gatehouse");
     let stderr = child.stderr.take().expect("stderr");
     let running = Running(child);
-    for line in BufReader::new(stderr).lines() {
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
         let line = line.expect("log line");
         if line.contains("gatehouse serving") {
-            let https = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("https="))
-                .expect("https address in the log");
-            return (running, https.parse().expect("address"));
+            let addr = |key: &str| -> SocketAddr {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("{key} in {line}"))
+                    .parse()
+                    .expect("address")
+            };
+            let addrs = Addrs {
+                http: addr("http="),
+                https: addr("https="),
+                metrics: addr("metrics="),
+            };
+            // Keep draining the log so that the child never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return (running, addrs);
         }
     }
     panic!("gatehouse exited before serving");
@@ -142,7 +162,8 @@ async fn the_binary_serves_the_bundled_demo_over_https() {
             std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
         }
     }
-    let (_running, https) = start_binary(dir.path());
+    let (_running, addrs) = start_binary(dir.path(), &[]);
+    let https = addrs.https;
 
     let ca_pem = std::fs::read(demo.join("ca.crt")).expect("demo CA");
     let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca_pem).expect("CA PEM");
@@ -216,4 +237,81 @@ fn routes_fails_on_broken_manifests_and_warnings() {
     assert!(out.contains("b.yaml:"), "{out}");
     assert!(out.contains("Service test/missing not found"), "{out}");
     assert!(out.contains("server-snippet refused"), "{out}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_gracefully_and_exits_zero() {
+    let backend = Backend::start("web").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        service("web", &[backend.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    std::fs::write(dir.path().join("all.yaml"), manifests.concat()).expect("write");
+    let (mut running, addrs) = start_binary(
+        dir.path(),
+        &["--shutdown-grace", "1s", "--drain-timeout", "10s"],
+    );
+    assert_eq!(
+        http_get(addrs.metrics, "admin", "/readyz").await.status,
+        StatusCode::OK
+    );
+
+    let slow = tokio::spawn(async move { http_get(addrs.http, "web.test", "/sleep/2500").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = running.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+
+    // Not ready at once, while still accepting during the grace period.
+    let mut not_ready = false;
+    for _ in 0..100 {
+        if http_get(addrs.metrics, "admin", "/readyz").await.status
+            == StatusCode::SERVICE_UNAVAILABLE
+        {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(not_ready, "/readyz never turned 503");
+    assert_eq!(
+        http_get(addrs.http, "web.test", "/").await.status,
+        StatusCode::OK,
+        "accepting during the grace period"
+    );
+
+    // After the grace period, new connections are refused.
+    let mut refused = false;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addrs.http).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused,
+        "new connections still accepted after the grace period"
+    );
+
+    let reply = slow.await.expect("join");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the in-flight request completed"
+    );
+    let mut status = None;
+    for _ in 0..500 {
+        if let Some(s) = running.0.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
 }
