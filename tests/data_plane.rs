@@ -289,3 +289,82 @@ async fn an_oversized_request_head_gets_431_and_a_slow_one_is_cut_off_while_othe
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let web = Backend::start("web").await;
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    raw.write_all(b"GET / HTTP/1.1\r\nhost: web.test\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    raw.read_exact(&mut body).await.expect("body");
+    // Now idle: the server closes the connection.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was never closed");
+}
+
+#[tokio::test]
+async fn tls_sessions_resume() {
+    let web = Backend::start("web").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("resume.test");
+    let manifests = [
+        service("web", &[web.addr]),
+        tls_secret("resume-tls", &leaf),
+        ingress("web", "resume.test", "/", "web", Some("resume-tls")),
+    ];
+    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.clone()).expect("CA");
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let config = std::sync::Arc::new(config);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let (mut tls, _) = tls_connect(gatehouse.https_addr, "resume.test", config.clone())
+                .await
+                .expect("handshake");
+            // TLS 1.3 tickets arrive after the handshake: exchange a request first.
+            tls.write_all(b"GET / HTTP/1.1\r\nhost: resume.test\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let mut response = Vec::new();
+            let _ = tls.read_to_end(&mut response).await;
+            kinds.push(tls.get_ref().1.handshake_kind());
+        }
+        assert_eq!(
+            kinds[1],
+            Some(rustls::HandshakeKind::Resumed),
+            "{versions:?}: {kinds:?}"
+        );
+    }
+}

@@ -212,6 +212,23 @@ impl hyper::body::Body for BackendBody {
         };
         std::task::Poll::Ready(frame.map(Ok))
     }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            BackendBody::Full(bytes) => {
+                hyper::body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            BackendBody::Pattern { remaining, .. } => hyper::body::SizeHint::with_exact(*remaining),
+            BackendBody::WithTrailers(..) => hyper::body::SizeHint::default(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(
+            self,
+            BackendBody::Full(None) | BackendBody::Pattern { remaining: 0, .. }
+        )
+    }
 }
 
 impl Backend {
