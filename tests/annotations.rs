@@ -268,6 +268,7 @@ async fn backend_protocol_https_and_grpc_change_how_the_endpoint_is_reached() {
     let pki = Pki::new();
     let tls_backend = Backend::start_tls("tls-backend", &pki.leaf("pod.internal")).await;
     let h2c_backend = Backend::start("h2c-backend").await;
+    let h2_tls_backend = Backend::start_tls("h2-tls-backend", &pki.leaf("grpc.internal")).await;
     let manifests = [
         service("secure-svc", &[tls_backend.addr]),
         service("grpc-svc", &[h2c_backend.addr]),
@@ -287,8 +288,17 @@ async fn backend_protocol_https_and_grpc_change_how_the_endpoint_is_reached() {
             None,
             &[(&key("backend-protocol"), "GRPC")],
         ),
+        service("grpcs-svc", &[h2_tls_backend.addr]),
+        ingress_annotated(
+            "grpcs",
+            "grpcs.test",
+            "/",
+            "grpcs-svc",
+            None,
+            &[(&key("backend-protocol"), "GRPCS")],
+        ),
     ];
-    let s = setup(vec![tls_backend, h2c_backend], &manifests).await;
+    let s = setup(vec![tls_backend, h2c_backend, h2_tls_backend], &manifests).await;
 
     let reply = http_get(s.gatehouse.http_addr, "https-upstream.test", "/x").await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -297,6 +307,10 @@ async fn backend_protocol_https_and_grpc_change_how_the_endpoint_is_reached() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.seen()["version"], "HTTP/2.0");
     assert_eq!(reply.seen()["headers"]["te"], "trailers");
+    let reply = http_get(s.gatehouse.http_addr, "grpcs.test", "/pkg.Service/Method").await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.backend(), "h2-tls-backend");
+    assert_eq!(reply.seen()["version"], "HTTP/2.0");
 }
 
 #[tokio::test]
