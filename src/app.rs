@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::controller::Controller;
 use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError};
 use crate::source::files::{self, SourceError};
+use crate::source::kube::{self as kube_source, KubeSource};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use crate::telemetry::admin::{self, AdminState, Readiness};
@@ -21,10 +22,31 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 
+/// Where the cluster's objects come from.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    /// `--manifests DIR`.
+    Manifests(PathBuf),
+    /// The Kubernetes API.
+    Kube(KubeSource),
+}
+
+impl std::fmt::Display for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceConfig::Manifests(dir) => write!(f, "manifests in {}", dir.display()),
+            SourceConfig::Kube(k) => match &k.namespace {
+                Some(ns) => write!(f, "Kubernetes API, namespace {ns}"),
+                None => f.write_str("Kubernetes API, all namespaces"),
+            },
+        }
+    }
+}
+
 /// Everything `start` needs, already validated.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub manifests: PathBuf,
+    pub source: SourceConfig,
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
@@ -104,10 +126,6 @@ impl Running {
 /// Reads the source, builds the first table, then starts listening: the
 /// first request already sees every route.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let (states, errors) = files::watch_dir(&config.manifests)?;
-    for error in &errors {
-        tracing::error!(target: "gatehouse::source", "manifest skipped: {error}");
-    }
     let metrics = Arc::new(Metrics::new());
     let (access_log, access_log_guard) =
         match AccessLog::open(&config.access_log, config.access_log_format) {
@@ -125,10 +143,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         access_log,
     });
     let mut controller = Controller::new(config.translate.clone(), metrics.clone());
-    let initial = states.borrow().clone();
-    controller.rebuild(initial).await;
     let table = controller.table.clone();
     let readiness = controller.readiness.clone();
+
+    // The admin endpoints answer from the start: /readyz says 503 while the
+    // source is still syncing.
+    let mut tasks = JoinSet::new();
+    let admin_listener = bind("metrics", config.metrics_addr).await?;
+    let metrics_addr = local(&admin_listener)?;
+    let admin_state = AdminState {
+        readiness: readiness.clone(),
+        metrics,
+        table: table.clone(),
+    };
+    tasks.spawn(admin::serve(admin_listener, admin_state));
+
+    let states = match &config.source {
+        SourceConfig::Manifests(dir) => {
+            let (states, errors) = files::watch_dir(dir)?;
+            for error in &errors {
+                tracing::error!(target: "gatehouse::source", "manifest skipped: {error}");
+            }
+            states
+        }
+        SourceConfig::Kube(source) => {
+            tracing::info!(target: "gatehouse::source", "listing Ingresses, IngressClasses, Services, EndpointSlices and Secrets");
+            kube_source::watch_cluster(source.clone()).await
+        }
+    };
+    let initial = states.borrow().clone();
+    controller.rebuild(initial).await;
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = TlsAcceptor::from(proxy::server_config(Arc::new(resolver))?);
@@ -137,23 +181,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let http = bind("HTTP", config.http_addr).await?;
     let https = bind("HTTPS", config.https_addr).await?;
-    let admin_listener = bind("metrics", config.metrics_addr).await?;
-    let addrs = (local(&http)?, local(&https)?, local(&admin_listener)?);
+    let addrs = (local(&http)?, local(&https)?, metrics_addr);
 
-    let mut tasks = JoinSet::new();
     tasks.spawn(controller.run(states));
     tasks.spawn(listeners.clone().serve_plain(http));
     tasks.spawn(listeners.serve_tls(https, acceptor));
-    let admin_state = AdminState {
-        readiness: readiness.clone(),
-        metrics,
-        table: table.clone(),
-    };
-    tasks.spawn(admin::serve(admin_listener, admin_state));
 
     tracing::info!(
         http = %addrs.0, https = %addrs.1, metrics = %addrs.2,
-        manifests = %config.manifests.display(), "gatehouse serving"
+        source = %config.source, "gatehouse serving"
     );
     Ok(Running {
         http_addr: addrs.0,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::Config;
+use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::proxy::{parse_duration, Limits};
+use crate::source::kube::{ClientError, KubeSource};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
@@ -20,7 +21,7 @@ use crate::translate::TranslateOptions;
 /// change without dropping a connection.
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse", version, about, long_about)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -101,9 +102,34 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Read objects from YAML manifests in DIR (every *.yaml and *.yml file,
-    /// multi-document and List files included) and follow changes to them.
-    #[arg(long, value_name = "DIR", required = true)]
+    /// multi-document and List files included) and follow changes to them,
+    /// instead of the Kubernetes API.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "watch_namespace"])]
     pub manifests: Option<PathBuf>,
+
+    /// Kubeconfig to reach the API server with. Without it: the in-cluster
+    /// service account, else $KUBECONFIG, else ~/.kube/config.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch Ingresses, Services, EndpointSlices and Secrets of this
+    /// namespace only (IngressClasses are cluster-scoped).
+    #[arg(long, value_name = "NS")]
+    pub watch_namespace: Option<String>,
+}
+
+impl SourceArgs {
+    /// The source these flags select; connects a Kubernetes client if needed.
+    pub async fn source(&self) -> Result<SourceConfig, ClientError> {
+        if let Some(dir) = &self.manifests {
+            return Ok(SourceConfig::Manifests(dir.clone()));
+        }
+        let client = crate::source::kube::client(self.kubeconfig.as_deref()).await?;
+        Ok(SourceConfig::Kube(KubeSource {
+            client,
+            namespace: self.watch_namespace.clone(),
+        }))
+    }
 }
 
 /// The options that decide routing; shared by the controller and `routes`.
@@ -166,9 +192,9 @@ fn parse_object_key(value: &str) -> Result<ObjectKey, String> {
 
 impl Cli {
     /// The controller's configuration (when no subcommand was given).
-    pub fn config(&self) -> Config {
+    pub fn config(&self, source: SourceConfig) -> Config {
         Config {
-            manifests: self.source.manifests.clone().unwrap_or_default(),
+            source,
             http_addr: self.http_addr,
             https_addr: self.https_addr,
             metrics_addr: self.metrics_addr,

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use gatehouse::cli::{Cli, Command};
+use std::sync::Arc;
+
+use gatehouse::app::SourceConfig;
+use gatehouse::cli::{Cli, Command, RoutingArgs, SourceArgs};
 use gatehouse::source::files::ManifestDir;
 use gatehouse::telemetry::logging;
 
@@ -16,28 +19,44 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match &cli.command {
-        Some(Command::Routes { source, routing }) => {
-            let dir = source.manifests.clone().unwrap_or_default();
-            let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
-            let (state, _) = manifests.state();
-            let translation = gatehouse::translate::translate(&state, &routing.translate_options());
-            print!(
-                "{}",
-                gatehouse::report::render(&translation.table, &translation.warnings, &errors)
-            );
-            let clean = errors.is_empty() && translation.warnings.is_empty();
-            Ok(if clean {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Some(Command::Routes { source, routing }) => routes(source, routing).await,
         None => run(&cli).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
+/// `gatehouse routes`: one translation, printed; exit 1 on any problem.
+async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<ExitCode> {
+    let (state, errors) = match source.source().await.context("gatehouse routes")? {
+        SourceConfig::Manifests(dir) => {
+            let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
+            (Arc::new(manifests.state().0), errors)
+        }
+        SourceConfig::Kube(kube) => {
+            let states = gatehouse::source::kube::watch_cluster(kube).await;
+            let state = states.borrow().clone();
+            (state, Vec::new())
+        }
+    };
+    let translation = gatehouse::translate::translate(&state, &routing.translate_options());
+    print!(
+        "{}",
+        gatehouse::report::render(&translation.table, &translation.warnings, &errors)
+    );
+    let clean = errors.is_empty() && translation.warnings.is_empty();
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let mut running = gatehouse::app::start(cli.config())
+    let source = cli
+        .source
+        .source()
+        .await
+        .context("gatehouse could not start")?;
+    let mut running = gatehouse::app::start(cli.config(source))
         .await
         .context("gatehouse could not start")?;
     let signal = tokio::select! {

@@ -34,9 +34,31 @@ fn bad_address_is_a_usage_error() {
 }
 
 #[test]
-fn a_source_is_required() {
-    let stderr = usage_error(&[]);
-    assert!(stderr.contains("--manifests"), "{stderr}");
+fn manifests_and_a_kubeconfig_are_exclusive() {
+    let stderr = usage_error(&["--manifests", ".", "--kubeconfig", "/tmp/kubeconfig"]);
+    assert!(stderr.contains("--kubeconfig"), "{stderr}");
+}
+
+#[test]
+fn without_manifests_or_cluster_credentials_it_says_so_and_fails() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = gatehouse()
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", home.path().join("missing"))
+        .env("HOME", home.path())
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Kubernetes"), "{stderr}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! the channel keeps only the newest, which is what coalesces bursts.
 
 pub mod files;
+pub mod kube;
 pub mod manifest;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! and HTTP clients, and Gatehouse itself, all on 127.0.0.1.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod fake_api;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -464,7 +466,7 @@ pub async fn start_gatehouse_with(dir: &Path, translate: TranslateOptions) -> Ru
 pub fn config_for(dir: &Path) -> Config {
     let any = "127.0.0.1:0".parse().expect("addr");
     Config {
-        manifests: dir.to_owned(),
+        source: gatehouse::app::SourceConfig::Manifests(dir.to_owned()),
         http_addr: any,
         https_addr: any,
         metrics_addr: any,

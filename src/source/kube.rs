@@ -1,0 +1,269 @@
+//! The `kube` source: kube-runtime watchers for the five kinds, applied to
+//! per-kind caches, published as whole `ClusterState`s.
+//!
+//! - Nothing is published until every kind has completed its first list, so
+//!   the first table is never built from a half-synced cluster.
+//! - A relist (after a `410 Gone`, or a reconnect) is buffered and replaces
+//!   the kind's cache at once when complete; until then the last complete
+//!   view keeps serving.
+//! - The watchers retry with kube-runtime's default backoff forever: an API
+//!   server that is down or restarting never stops Gatehouse, which keeps
+//!   serving its last table. A lost and a restored watch are each logged
+//!   once, not once per retry.
+//! - Secrets are cut down to `tls.crt` and `tls.key` as they arrive; no other
+//!   Secret bytes are kept.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+
+use super::StateReceiver;
+use crate::cluster::{ClusterState, Object, ObjectKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot find Kubernetes credentials (no in-cluster service account, $KUBECONFIG or ~/.kube/config): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("cannot create the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A client the usual way: an explicit kubeconfig, else in-cluster, else
+/// `$KUBECONFIG`, else `~/.kube/config`.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let error = |source| ClientError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let file = kube::config::Kubeconfig::read_from(path).map_err(error)?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(error)?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Where to watch.
+#[derive(Clone)]
+pub struct KubeSource {
+    pub client: Client,
+    /// `--watch-namespace`: Ingresses, Services, EndpointSlices and Secrets
+    /// of one namespace only (IngressClasses are cluster-scoped).
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Secret,
+}
+
+const KINDS: usize = 5;
+
+enum Change {
+    Init,
+    InitApply(Object),
+    InitDone,
+    Apply(Object),
+    Delete(Object),
+}
+
+/// One kind's objects: the live view, and a relist being collected.
+#[derive(Default)]
+struct KindCache {
+    live: BTreeMap<ObjectKey, Object>,
+    relist: Option<BTreeMap<ObjectKey, Object>>,
+    synced: bool,
+}
+
+impl KindCache {
+    /// Applies a change; returns whether the live view changed.
+    fn apply(&mut self, change: Change) -> bool {
+        match change {
+            Change::Init => {
+                self.relist = Some(BTreeMap::new());
+                false
+            }
+            Change::InitApply(object) => {
+                self.relist
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(object.key(), object);
+                false
+            }
+            Change::InitDone => {
+                self.live = self.relist.take().unwrap_or_default();
+                self.synced = true;
+                true
+            }
+            Change::Apply(object) => {
+                self.live.insert(object.key(), object);
+                true
+            }
+            Change::Delete(object) => self.live.remove(&object.key()).is_some(),
+        }
+    }
+}
+
+/// Starts the watchers and waits until every kind has been listed once;
+/// then returns the receiver of cluster states, which keeps being updated.
+pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
+    let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Kind, Change)>();
+    let client = source.client.clone();
+    let ns = source.namespace.as_deref();
+    spawn_watcher::<Ingress>(
+        api(&client, ns),
+        Kind::Ingress,
+        changes_tx.clone(),
+        Object::Ingress,
+    );
+    spawn_watcher::<IngressClass>(
+        Api::all(client.clone()),
+        Kind::IngressClass,
+        changes_tx.clone(),
+        Object::IngressClass,
+    );
+    spawn_watcher::<Service>(
+        api(&client, ns),
+        Kind::Service,
+        changes_tx.clone(),
+        Object::Service,
+    );
+    spawn_watcher::<EndpointSlice>(
+        api(&client, ns),
+        Kind::EndpointSlice,
+        changes_tx.clone(),
+        Object::EndpointSlice,
+    );
+    spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx, |s| {
+        Object::Secret(tls_only(s))
+    });
+
+    let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut caches: BTreeMap<Kind, KindCache> = BTreeMap::new();
+        let mut synced_tx = Some(synced_tx);
+        while let Some(first) = changes.recv().await {
+            let mut changed = apply(&mut caches, first);
+            // Fold everything already queued into one state.
+            while let Ok(more) = changes.try_recv() {
+                changed |= apply(&mut caches, more);
+            }
+            let all_synced = caches.len() == KINDS && caches.values().all(|c| c.synced);
+            if !changed || !all_synced {
+                continue;
+            }
+            let objects = caches.values().flat_map(|c| c.live.values().cloned());
+            if state_tx
+                .send(Arc::new(ClusterState::from_objects(objects)))
+                .is_err()
+            {
+                return;
+            }
+            if let Some(tx) = synced_tx.take() {
+                tracing::info!(target: "gatehouse::source", "initial list of every kind complete");
+                let _ = tx.send(());
+            }
+        }
+    });
+    // The aggregator only ends when the watchers do, which they never do.
+    let _ = synced_rx.await;
+    state_rx
+}
+
+fn apply(caches: &mut BTreeMap<Kind, KindCache>, (kind, change): (Kind, Change)) -> bool {
+    caches.entry(kind).or_default().apply(change)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn spawn_watcher<K>(
+    api: Api<K>,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<(Kind, Change)>,
+    wrap: fn(K) -> Object,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures_util::pin_mut!(stream);
+        let mut healthy = true;
+        while let Some(item) = stream.next().await {
+            let event = match item {
+                Ok(event) => event,
+                Err(e) => {
+                    if healthy {
+                        tracing::warn!(target: "gatehouse::source", ?kind, "watch failed; serving the last table and retrying with backoff: {e}");
+                        healthy = false;
+                    }
+                    continue;
+                }
+            };
+            if !healthy {
+                tracing::info!(target: "gatehouse::source", ?kind, "watch restored");
+                healthy = true;
+            }
+            let change = match event {
+                watcher::Event::Init => Change::Init,
+                watcher::Event::InitApply(o) => Change::InitApply(wrap(o)),
+                watcher::Event::InitDone => Change::InitDone,
+                watcher::Event::Apply(o) => Change::Apply(wrap(o)),
+                watcher::Event::Delete(o) => Change::Delete(wrap(o)),
+            };
+            if tx.send((kind, change)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Keeps only what a TLS Secret needs; other Secrets keep their metadata and
+/// type, nothing else.
+fn tls_only(mut secret: Secret) -> Secret {
+    secret.string_data = None;
+    if let Some(data) = secret.data.as_mut() {
+        data.retain(|key, _| key == "tls.crt" || key == "tls.key");
+    }
+    secret.metadata.managed_fields = None;
+    secret.metadata.annotations = None;
+    secret
+}

@@ -1,0 +1,341 @@
+//! The kube source with the real kube-rs client against a local server that
+//! speaks the API's list/watch protocol; real requests through the proxy.
+
+mod support;
+
+use std::time::Duration;
+
+use gatehouse::app::SourceConfig;
+use gatehouse::cluster::Object;
+use gatehouse::source::kube::KubeSource;
+use http::StatusCode;
+use serde_json::Value;
+use support::fake_api::FakeApi;
+use support::*;
+
+/// Manifest text as the JSON objects an API server would hold (stringData
+/// folded into data, apiVersion and kind set).
+fn objects(yaml: &str) -> Vec<Value> {
+    gatehouse::source::manifest::parse(yaml)
+        .expect("manifests parse")
+        .into_iter()
+        .map(|object| match object {
+            Object::Ingress(o) => serde_json::to_value(o),
+            Object::IngressClass(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+        })
+        .map(|v| v.expect("json"))
+        .collect()
+}
+
+fn put_all(api: &FakeApi, yaml: &str) {
+    for object in objects(yaml) {
+        api.put(object);
+    }
+}
+
+async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Running {
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client(),
+        namespace: namespace.map(str::to_owned),
+    });
+    tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
+        .await
+        .expect("initial sync in time")
+        .expect("start")
+}
+
+/// Waits (bounded) until a plain-HTTP request for `host` gets `status`.
+async fn until_status(
+    gatehouse: &gatehouse::app::Running,
+    host: &str,
+    status: StatusCode,
+) -> Reply {
+    let mut last = None;
+    for _ in 0..1000 {
+        let reply = http_get(gatehouse.http_addr, host, "/").await;
+        if reply.status == status {
+            return reply;
+        }
+        last = Some(reply.status);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{host} never answered {status}; last {last:?}");
+}
+
+#[tokio::test]
+async fn initial_list_makes_the_controller_ready_and_watch_events_change_what_is_served() {
+    let (web, other) = (Backend::start("web").await, Backend::start("other").await);
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            service("other", &[other.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+
+    assert_eq!(
+        http_get(gatehouse.metrics_addr, "admin", "/readyz")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http_get(gatehouse.http_addr, "shop.test", "/")
+            .await
+            .backend(),
+        "web"
+    );
+
+    // ADDED through the watch.
+    put_all(&api, &ingress("blog", "blog.test", "/", "other", None));
+    assert_eq!(
+        until_status(&gatehouse, "blog.test", StatusCode::OK)
+            .await
+            .backend(),
+        "other"
+    );
+    // MODIFIED: the route moves.
+    put_all(&api, &ingress("shop", "shop.test", "/", "other", None));
+    for _ in 0..1000 {
+        if http_get(gatehouse.http_addr, "shop.test", "/")
+            .await
+            .backend()
+            == "other"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        http_get(gatehouse.http_addr, "shop.test", "/")
+            .await
+            .backend(),
+        "other"
+    );
+    // DELETED.
+    api.delete("networking.k8s.io/v1", "Ingress", "test", "blog");
+    until_status(&gatehouse, "blog.test", StatusCode::NOT_FOUND).await;
+    // A BOOKMARK changes nothing.
+    api.bookmark();
+    assert_eq!(
+        http_get(gatehouse.http_addr, "shop.test", "/")
+            .await
+            .backend(),
+        "other"
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_every_kind_is_listed() {
+    let api = FakeApi::start().await;
+    api.set_down(true);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let metrics_addr = probe.local_addr().expect("addr");
+    drop(probe);
+    let mut config = config_for(std::path::Path::new("."));
+    config.metrics_addr = metrics_addr;
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client(),
+        namespace: None,
+    });
+    let starting = tokio::spawn(gatehouse::app::start(config));
+
+    let mut seen_503 = false;
+    for _ in 0..500 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(metrics_addr).await {
+            drop(stream);
+            seen_503 = http_get(metrics_addr, "admin", "/readyz").await.status
+                == StatusCode::SERVICE_UNAVAILABLE;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen_503,
+        "/readyz must answer 503 while the API server is unreachable"
+    );
+    api.set_down(false);
+    let gatehouse = tokio::time::timeout(Duration::from_secs(30), starting)
+        .await
+        .expect("synced after recovery")
+        .expect("join")
+        .expect("start");
+    assert_eq!(
+        http_get(gatehouse.metrics_addr, "admin", "/readyz")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_served_from_the_next_handshake() {
+    let web = Backend::start("web").await;
+    let pki = Pki::new();
+    let (first, renewed) = (pki.leaf("tls.test"), pki.leaf("tls.test"));
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            tls_secret("tls-cert", &first),
+            ingress("tls", "tls.test", "/", "web", Some("tls-cert")),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    let (_, leaf) = https_connect(gatehouse.https_addr, "tls.test", &pki.ca).await;
+    assert_eq!(leaf, first.der);
+
+    put_all(&api, &tls_secret("tls-cert", &renewed));
+    for _ in 0..1000 {
+        if gatehouse
+            .table
+            .load()
+            .certs
+            .resolve("tls.test")
+            .is_some_and(|c| c.key.cert[0] == renewed.der)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut conn, leaf) = https_connect(gatehouse.https_addr, "tls.test", &pki.ca).await;
+    assert_eq!(leaf, renewed.der);
+    assert_eq!(
+        send(&mut conn, "tls.test", "/")
+            .await
+            .expect("request")
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn after_410_gone_the_source_lists_again_and_converges() {
+    let (web, other) = (Backend::start("web").await, Backend::start("other").await);
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            service("other", &[other.addr]),
+            ingress("a", "a.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "a.test", "/").await.backend(),
+        "web"
+    );
+
+    // The watch cache moves on: every watch gets 410, and changes made
+    // meanwhile are only visible to a fresh list.
+    api.expire_watches();
+    put_all(&api, &ingress("b", "b.test", "/", "other", None));
+    api.delete("networking.k8s.io/v1", "Ingress", "test", "a");
+    api.compact();
+    until_status(&gatehouse, "b.test", StatusCode::OK).await;
+    until_status(&gatehouse, "a.test", StatusCode::NOT_FOUND).await;
+    let lists = api
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "ingresses" && !c.watch && c.method == http::Method::GET)
+        .count();
+    assert!(lists >= 2, "Ingresses were listed {lists} times");
+}
+
+#[tokio::test]
+async fn while_the_api_server_is_down_the_last_table_keeps_serving_then_converges() {
+    let (web, other) = (Backend::start("web").await, Backend::start("other").await);
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            service("other", &[other.addr]),
+            ingress("a", "a.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+
+    api.set_down(true);
+    for _ in 0..20 {
+        assert_eq!(
+            http_get(gatehouse.http_addr, "a.test", "/").await.backend(),
+            "web",
+            "the last table keeps serving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        http_get(gatehouse.metrics_addr, "admin", "/readyz")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Changes happen while we cannot see them...
+    put_all(&api, &ingress("a", "a.test", "/", "other", None));
+    api.set_down(false);
+    // ...and are picked up once the API server is back.
+    for _ in 0..3000 {
+        if http_get(gatehouse.http_addr, "a.test", "/").await.backend() == "other" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never converged after the outage");
+}
+
+#[tokio::test]
+async fn watch_namespace_limits_namespaced_kinds_to_one_namespace() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("mine", "mine.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let elsewhere = ingress("theirs", "theirs.test", "/", "web", None)
+        .replace("namespace: test", "namespace: elsewhere");
+    put_all(&api, &elsewhere);
+    let gatehouse = start_on(&api, Some("test")).await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "mine.test", "/")
+            .await
+            .backend(),
+        "web"
+    );
+    assert_eq!(
+        http_get(gatehouse.http_addr, "theirs.test", "/")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let calls = api.calls();
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.resource != "ingressclasses")
+            .all(|c| c.namespace.as_deref() == Some("test")),
+        "{calls:?}"
+    );
+}

@@ -1,0 +1,556 @@
+//! A local server that speaks the Kubernetes API's list/watch protocol, for
+//! testing the kube source with the real kube-rs client.
+//!
+//! Faithful where clients depend on it: lists carry `metadata.resourceVersion`;
+//! `?watch=true&resourceVersion=N` replays every change after N from an event
+//! log, then streams ADDED/MODIFIED/DELETED/BOOKMARK lines as they happen; a
+//! version older than the log's start gets `410 Gone` (an ERROR event), so
+//! the client must list again; `set_down(true)` drops every watch and answers
+//! 503 until `set_down(false)`. Every call is recorded for RBAC checks.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>,
+>;
+
+/// A call the client made: method, resource (`group/version/plural`,
+/// `v1/plural` for the core group), subresource, namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub method: Method,
+    pub group: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub watch: bool,
+}
+
+#[derive(Clone)]
+struct Change {
+    rv: u64,
+    kind: &'static str,
+    collection: String,
+    namespace: String,
+    object: Value,
+}
+
+struct Watch {
+    collection: String,
+    namespace: Option<String>,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    /// collection → (namespace, name) → object
+    objects: BTreeMap<String, BTreeMap<(String, String), Value>>,
+    log: Vec<Change>,
+    /// The oldest resourceVersion a watch may resume from.
+    log_start: u64,
+    watches: Vec<Watch>,
+    calls: Vec<Call>,
+    down: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// `group/version/plural` of an object, from its apiVersion and kind.
+fn collection_of(object: &Value) -> String {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let plural = match object["kind"].as_str().unwrap_or("") {
+        "Ingress" => "ingresses",
+        "IngressClass" => "ingressclasses",
+        "Service" => "services",
+        "EndpointSlice" => "endpointslices",
+        "Secret" => "secrets",
+        "Lease" => "leases",
+        "Event" => "events",
+        other => panic!("fake API does not know kind {other}"),
+    };
+    format!("{api_version}/{plural}")
+}
+
+impl FakeApi {
+    pub async fn start() -> FakeApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let api = FakeApi {
+            addr,
+            inner: Arc::new(Mutex::new(Inner {
+                rv: 1,
+                log_start: 1,
+                ..Inner::default()
+            })),
+        };
+        let server = api.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    /// A kube client for this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Creates or replaces an object (ADDED or MODIFIED).
+    pub fn put(&self, mut object: Value) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if object["metadata"]["creationTimestamp"].is_null() {
+            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        let collection = collection_of(&object);
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let existed = inner
+            .objects
+            .entry(collection.clone())
+            .or_default()
+            .insert((namespace.clone(), name), object.clone())
+            .is_some();
+        let kind = if existed { "MODIFIED" } else { "ADDED" };
+        inner.record(Change {
+            rv,
+            kind,
+            collection,
+            namespace,
+            object,
+        });
+    }
+
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
+        let mut inner = self.inner.lock().expect("lock");
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        let removed = inner
+            .objects
+            .get_mut(&collection)
+            .and_then(|objects| objects.remove(&(namespace.to_owned(), name.to_owned())));
+        if let Some(mut object) = removed {
+            inner.rv += 1;
+            let rv = inner.rv;
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            inner.record(Change {
+                rv,
+                kind: "DELETED",
+                collection,
+                namespace: namespace.to_owned(),
+                object,
+            });
+        }
+    }
+
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let inner = self.inner.lock().expect("lock");
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        inner
+            .objects
+            .get(&collection)?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Forgets the event log: watches that resume from before now get 410.
+    pub fn compact(&self) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.log.clear();
+        inner.log_start = inner.rv;
+    }
+
+    /// Ends every open watch with `410 Gone`, as an API server whose watch
+    /// cache moved on does; the clients must list again.
+    pub fn expire_watches(&self) {
+        self.compact();
+        let mut inner = self.inner.lock().expect("lock");
+        let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "too old resource version", "reason": "Expired", "code": 410}});
+        for watch in inner.watches.drain(..) {
+            let _ = watch.tx.send(format!("{gone}\n"));
+        }
+    }
+
+    /// Sends a BOOKMARK on every open watch.
+    pub fn bookmark(&self) {
+        let inner = self.inner.lock().expect("lock");
+        for watch in &inner.watches {
+            let (version, kind) = bookmark_kind(&watch.collection);
+            let line = json!({"type": "BOOKMARK", "object": {"apiVersion": version, "kind": kind,
+                "metadata": {"resourceVersion": inner.rv.to_string()}}});
+            let _ = watch.tx.send(format!("{line}\n"));
+        }
+    }
+
+    /// While down, every request gets 503 and open watches are cut.
+    pub fn set_down(&self, down: bool) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.down = down;
+        if down {
+            inner.watches.clear();
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().expect("lock").calls.clone()
+    }
+
+    pub fn open_watches(&self) -> usize {
+        self.inner.lock().expect("lock").watches.len()
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let Some(call) = parse_path(
+            &method,
+            &path,
+            query.get("watch").is_some_and(|w| w == "true" || w == "1"),
+        ) else {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "code": 404}),
+            );
+        };
+        let mut inner = self.inner.lock().expect("lock");
+        inner.calls.push(call.clone());
+        if inner.down {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"kind": "Status", "code": 503, "message": "down"}),
+            );
+        }
+        let collection = format!("{}/{}", call.group, call.resource);
+        match (&method, &call.name, call.watch) {
+            (&Method::GET, None, true) => {
+                let from: u64 = query
+                    .get("resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if from < inner.log_start && from != 0 {
+                    return reply(
+                        StatusCode::GONE,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410}),
+                    );
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                for change in inner
+                    .log
+                    .iter()
+                    .filter(|c| c.rv > from && c.collection == collection)
+                {
+                    if call
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|ns| *ns == change.namespace)
+                    {
+                        let _ = tx.send(format!(
+                            "{}\n",
+                            json!({"type": change.kind, "object": change.object})
+                        ));
+                    }
+                }
+                inner.watches.push(Watch {
+                    collection,
+                    namespace: call.namespace.clone(),
+                    tx,
+                });
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    let line = rx.recv().await?;
+                    Some((Ok(Frame::data(Bytes::from(line))), rx))
+                });
+                let mut response =
+                    Response::new(Either::Right(StreamBody::new(Box::pin(stream) as _)));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/json".parse().expect("header"));
+                response
+            }
+            (&Method::GET, None, false) => {
+                let items: Vec<Value> = inner
+                    .objects
+                    .get(&collection)
+                    .map(|objects| {
+                        objects
+                            .iter()
+                            .filter(|((ns, _), _)| {
+                                call.namespace.as_ref().is_none_or(|want| want == ns)
+                            })
+                            .map(|(_, o)| o.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                reply(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}),
+                )
+            }
+            (&Method::GET, Some(name), false) => {
+                let ns = call.namespace.clone().unwrap_or_default();
+                match inner
+                    .objects
+                    .get(&collection)
+                    .and_then(|o| o.get(&(ns, name.clone())))
+                {
+                    Some(object) => reply(StatusCode::OK, object.clone()),
+                    None => reply(
+                        StatusCode::NOT_FOUND,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                    ),
+                }
+            }
+            (&Method::POST, None, false) => {
+                let mut object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if object["metadata"]["namespace"].is_null() {
+                    object["metadata"]["namespace"] =
+                        json!(call.namespace.clone().unwrap_or_default());
+                }
+                if object["metadata"]["name"].is_null() {
+                    let generated = format!(
+                        "{}{}",
+                        object["metadata"]["generateName"]
+                            .as_str()
+                            .unwrap_or("obj-"),
+                        inner.rv
+                    );
+                    object["metadata"]["name"] = json!(generated);
+                }
+                let key = (
+                    object["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                    object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                );
+                if inner
+                    .objects
+                    .get(&collection)
+                    .is_some_and(|o| o.contains_key(&key))
+                {
+                    return reply(
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409}),
+                    );
+                }
+                drop(inner);
+                self.put(object);
+                let stored = self.get_by_collection(&collection, &key);
+                reply(StatusCode::CREATED, stored)
+            }
+            (&Method::PUT, Some(name), false) => {
+                let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let key = (call.namespace.clone().unwrap_or_default(), name.clone());
+                let current = inner
+                    .objects
+                    .get(&collection)
+                    .and_then(|o| o.get(&key))
+                    .cloned();
+                let Some(current) = current else {
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                    );
+                };
+                let sent_rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+                if !sent_rv.is_empty()
+                    && sent_rv
+                        != current["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or("")
+                {
+                    return reply(
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409}),
+                    );
+                }
+                drop(inner);
+                self.put(object);
+                reply(StatusCode::OK, self.get_by_collection(&collection, &key))
+            }
+            (&Method::PATCH, Some(name), false) => {
+                let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let key = (call.namespace.clone().unwrap_or_default(), name.clone());
+                let current = inner
+                    .objects
+                    .get(&collection)
+                    .and_then(|o| o.get(&key))
+                    .cloned();
+                let Some(mut current) = current else {
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                    );
+                };
+                merge(&mut current, &patch);
+                drop(inner);
+                self.put(current);
+                reply(StatusCode::OK, self.get_by_collection(&collection, &key))
+            }
+            _ => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"kind": "Status", "code": 405}),
+            ),
+        }
+    }
+
+    fn get_by_collection(&self, collection: &str, key: &(String, String)) -> Value {
+        let inner = self.inner.lock().expect("lock");
+        inner
+            .objects
+            .get(collection)
+            .and_then(|o| o.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+impl Inner {
+    fn record(&mut self, change: Change) {
+        let line = format!(
+            "{}\n",
+            json!({"type": change.kind, "object": change.object})
+        );
+        self.watches.retain(|w| {
+            if w.collection != change.collection
+                || w.namespace
+                    .as_ref()
+                    .is_some_and(|ns| *ns != change.namespace)
+            {
+                return !w.tx.is_closed();
+            }
+            w.tx.send(line.clone()).is_ok()
+        });
+        self.log.push(change);
+    }
+}
+
+fn bookmark_kind(collection: &str) -> (String, &'static str) {
+    let (version, plural) = collection.rsplit_once('/').expect("collection");
+    let kind = match plural {
+        "ingresses" => "Ingress",
+        "ingressclasses" => "IngressClass",
+        "services" => "Service",
+        "endpointslices" => "EndpointSlice",
+        "secrets" => "Secret",
+        _ => "Unknown",
+    };
+    (version.to_owned(), kind)
+}
+
+/// JSON merge patch (RFC 7386).
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (key, value) in fields {
+                if value.is_null() {
+                    target.as_object_mut().expect("object").remove(key);
+                } else {
+                    merge(&mut target[key], value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn parse_path(method: &Method, path: &str, watch: bool) -> Option<Call> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => (version.to_string(), rest),
+        ["apis", group, version, rest @ ..] => (format!("{group}/{version}"), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (resource, name, subresource) = match rest {
+        [resource] => (resource.to_string(), None, None),
+        [resource, name] => (resource.to_string(), Some(name.to_string()), None),
+        [resource, name, sub] => (
+            resource.to_string(),
+            Some(name.to_string()),
+            Some(sub.to_string()),
+        ),
+        _ => return None,
+    };
+    Some(Call {
+        method: method.clone(),
+        group,
+        resource,
+        subresource,
+        namespace,
+        name,
+        watch,
+    })
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
+    response
+}
