@@ -15,6 +15,7 @@ use crate::controller::Controller;
 use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError};
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
+use crate::status::{StatusConfig, StatusWriter};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use crate::telemetry::admin::{self, AdminState, Readiness};
@@ -59,6 +60,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Then, how long in-flight requests and upgraded connections get.
     pub drain_timeout: Duration,
+    /// Ingress status and Events (with the Kubernetes source only).
+    pub status: Option<StatusConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +186,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let https = bind("HTTPS", config.https_addr).await?;
     let addrs = (local(&http)?, local(&https)?, metrics_addr);
 
+    if let (SourceConfig::Kube(source), Some(status)) = (&config.source, &config.status) {
+        let writer = StatusWriter::new(source.client.clone(), status.clone(), controller.options());
+        tasks.spawn(writer.run(states.clone(), controller.warnings()));
+    }
     tasks.spawn(controller.run(states));
     tasks.spawn(listeners.clone().serve_plain(http));
     tasks.spawn(listeners.serve_tls(https, acceptor));

@@ -10,6 +10,7 @@ use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
+use crate::status::{Publish, StatusConfig};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
@@ -83,6 +84,21 @@ pub struct Cli {
     /// Client connections open at once over both listeners.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
+
+    /// Write this Service's LoadBalancer addresses (else its ClusterIP) into
+    /// the status of our Ingresses.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key, conflicts_with = "publish_status_address")]
+    pub publish_service: Option<ObjectKey>,
+
+    /// Write these comma-separated IPs or host names into the status of our
+    /// Ingresses.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
+
+    /// Name of the Lease replicas elect a status writer with (in the Pod's
+    /// namespace, $POD_NAMESPACE).
+    #[arg(long, value_name = "NAME", default_value = "gatehouse-leader")]
+    pub election_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +226,31 @@ impl Cli {
             },
             shutdown_grace: self.shutdown_grace,
             drain_timeout: self.drain_timeout,
+            status: Some(self.status_config()),
+        }
+    }
+
+    /// Status writing: what to publish, and the Lease to elect a writer.
+    /// Namespace and identity come from the Pod (downward API), with
+    /// fallbacks for running outside one.
+    pub fn status_config(&self) -> StatusConfig {
+        let publish = match (
+            &self.publish_service,
+            self.publish_status_address.as_slice(),
+        ) {
+            (Some(service), _) => Publish::Service(service.clone()),
+            (None, []) => Publish::Nothing,
+            (None, addresses) => {
+                Publish::Addresses(addresses.iter().map(|a| a.trim().to_owned()).collect())
+            }
+        };
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("gatehouse-{}", uuid::Uuid::new_v4().simple()));
+        StatusConfig {
+            publish,
+            election_id: self.election_id.clone(),
+            namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+            identity,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
 use crate::source::StateReceiver;
@@ -25,6 +26,8 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     options: Arc<TranslateOptions>,
     warnings: BTreeSet<Warning>,
+    /// The current warnings, for whoever reports them further (Events).
+    warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
 }
 
 impl Controller {
@@ -35,7 +38,17 @@ impl Controller {
             metrics,
             options: Arc::new(options),
             warnings: BTreeSet::new(),
+            warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
         }
+    }
+
+    /// The warnings of the current table, updated on every rebuild.
+    pub fn warnings(&self) -> watch::Receiver<Arc<BTreeSet<Warning>>> {
+        self.warnings_tx.subscribe()
+    }
+
+    pub fn options(&self) -> Arc<TranslateOptions> {
+        self.options.clone()
     }
 
     /// Translates `state` and swaps the result in; the first call makes the
@@ -77,6 +90,9 @@ impl Controller {
         }
         for gone in self.warnings.difference(&current) {
             tracing::info!(ingress = %gone.ingress, kind = ?gone.kind, "resolved: {}", gone.message);
+        }
+        if current != self.warnings || self.warnings_tx.borrow().is_empty() {
+            self.warnings_tx.send_replace(Arc::new(current.clone()));
         }
         self.warnings = current;
     }

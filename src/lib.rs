@@ -14,6 +14,7 @@ pub mod controller;
 pub mod proxy;
 pub mod report;
 pub mod source;
+pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod translate;

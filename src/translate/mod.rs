@@ -18,6 +18,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 pub use annotations::{IngressAnnotations, NGINX_PREFIX};
 pub use backend::BackendError;
+pub use class::is_ours;
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 

@@ -38,6 +38,8 @@ pub struct Call {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub watch: bool,
+    /// The `x-replica` header the client sent (see `client_as`).
+    pub replica: Option<String>,
 }
 
 #[derive(Clone)]
@@ -128,6 +130,16 @@ impl FakeApi {
     /// A kube client for this server.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// A client whose calls are recorded as made by `replica`.
+    pub fn client_as(&self, replica: &str) -> kube::Client {
+        let mut config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
+        config.headers.push((
+            "x-replica".parse().expect("name"),
+            replica.parse().expect("value"),
+        ));
         kube::Client::try_from(config).expect("client")
     }
 
@@ -254,13 +266,18 @@ impl FakeApi {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+        let replica = req
+            .headers()
+            .get("x-replica")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = req
             .into_body()
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let Some(call) = parse_path(
+        let Some(mut call) = parse_path(
             &method,
             &path,
             query.get("watch").is_some_and(|w| w == "true" || w == "1"),
@@ -270,6 +287,7 @@ impl FakeApi {
                 json!({"kind": "Status", "code": 404}),
             );
         };
+        call.replica = replica;
         let mut inner = self.inner.lock().expect("lock");
         inner.calls.push(call.clone());
         if inner.down {
@@ -543,6 +561,7 @@ fn parse_path(method: &Method, path: &str, watch: bool) -> Option<Call> {
         namespace,
         name,
         watch,
+        replica: None,
     })
 }
 

@@ -476,6 +476,7 @@ pub fn config_for(dir: &Path) -> Config {
         limits: gatehouse::proxy::Limits::default(),
         shutdown_grace: std::time::Duration::from_secs(5),
         drain_timeout: std::time::Duration::from_secs(30),
+        status: None,
     }
 }
 

@@ -1,0 +1,218 @@
+//! Status publishing, leader election and Events against the local API
+//! server, with two replicas running side by side.
+
+mod support;
+
+use std::time::Duration;
+
+use gatehouse::app::SourceConfig;
+use gatehouse::cluster::{Object, ObjectKey};
+use gatehouse::source::kube::KubeSource;
+use gatehouse::status::{Publish, StatusConfig};
+use http::Method;
+use serde_json::{json, Value};
+use support::fake_api::FakeApi;
+use support::*;
+
+fn put_all(api: &FakeApi, yaml: &str) {
+    for object in gatehouse::source::manifest::parse(yaml).expect("parse") {
+        let value = match object {
+            Object::Ingress(o) => serde_json::to_value(o),
+            Object::IngressClass(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+        };
+        api.put(value.expect("json"));
+    }
+}
+
+async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client_as(name),
+        namespace: None,
+    });
+    config.status = Some(StatusConfig {
+        publish: Publish::Service(ObjectKey::new("ingress", "gatehouse")),
+        election_id: "gatehouse-leader".into(),
+        namespace: "ingress".into(),
+        identity: name.into(),
+    });
+    gatehouse::app::start(config).await.expect("start")
+}
+
+fn lb_ips(api: &FakeApi, namespace: &str, name: &str) -> Vec<String> {
+    let ingress = api
+        .get("networking.k8s.io/v1", "Ingress", namespace, name)
+        .expect("ingress");
+    ingress["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..1500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn one_elected_replica_publishes_status_and_events() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+            ingress("broken", "broken.test", "/", "missing", None),
+        ]
+        .concat(),
+    );
+    // The Service whose LoadBalancer address is published.
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gatehouse", "namespace": "ingress"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 443}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}}));
+    // Another controller's Ingress that still carries our address: cleared.
+    let mut foreign: Value = serde_json::to_value(
+        match gatehouse::source::manifest::parse(&ingress(
+            "nginx-owned",
+            "n.test",
+            "/",
+            "web",
+            None,
+        ))
+        .expect("parse")
+        .remove(0)
+        {
+            Object::Ingress(i) => i,
+            _ => unreachable!("an Ingress"),
+        },
+    )
+    .expect("json");
+    foreign["spec"]["ingressClassName"] = json!("nginx");
+    foreign["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}});
+    api.put(foreign);
+
+    let (one, two) = (
+        replica(&api, "replica-1").await,
+        replica(&api, "replica-2").await,
+    );
+
+    eventually("status published", || {
+        lb_ips(&api, "test", "shop") == ["203.0.113.10"]
+    })
+    .await;
+    eventually("foreign status cleared", || {
+        lb_ips(&api, "test", "nginx-owned").is_empty()
+    })
+    .await;
+    let lease = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "ingress",
+            "gatehouse-leader",
+        )
+        .expect("lease");
+    let leader = lease["spec"]["holderIdentity"]
+        .as_str()
+        .expect("holder")
+        .to_owned();
+    assert!(leader == "replica-1" || leader == "replica-2");
+
+    eventually("an Event for the missing Service", || {
+        api.calls()
+            .iter()
+            .any(|c| c.resource == "events" && c.method == Method::POST)
+    })
+    .await;
+    // Let both replicas run through several election rounds and rebuilds.
+    put_all(&api, &ingress("blog", "blog.test", "/", "web", None));
+    eventually("status of a new Ingress", || {
+        lb_ips(&api, "test", "blog") == ["203.0.113.10"]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let calls = api.calls();
+    let writes: Vec<_> = calls
+        .iter()
+        .filter(|c| {
+            (c.resource == "ingresses" && c.subresource.as_deref() == Some("status"))
+                || c.resource == "events"
+        })
+        .filter(|c| c.method != Method::GET)
+        .collect();
+    assert!(!writes.is_empty());
+    for write in &writes {
+        assert_eq!(
+            write.replica.as_deref(),
+            Some(leader.as_str()),
+            "only the leader writes: {write:?}"
+        );
+    }
+    let events = calls
+        .iter()
+        .filter(|c| c.resource == "events" && c.method == Method::POST)
+        .count();
+    assert_eq!(
+        events, 1,
+        "one Event for one warning, however many rebuilds"
+    );
+    drop((one, two));
+}
+
+#[tokio::test]
+async fn a_lease_not_renewed_is_taken_over() {
+    let api = FakeApi::start().await;
+    put_all(&api, INGRESS_CLASS);
+    // A Lease held by a replica that stopped renewing a minute ago.
+    api.put(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "gatehouse-leader", "namespace": "ingress"},
+        "spec": {"holderIdentity": "gone-replica", "leaseDurationSeconds": 15, "leaseTransitions": 3,
+                 "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z"}}));
+    let _me = replica(&api, "replica-3").await;
+    eventually("the expired Lease taken over", || {
+        let lease = api
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "ingress",
+                "gatehouse-leader",
+            )
+            .expect("lease");
+        lease["spec"]["holderIdentity"] == "replica-3" && lease["spec"]["leaseTransitions"] == 4
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
+    let api = FakeApi::start().await;
+    put_all(&api, INGRESS_CLASS);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    api.put(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "gatehouse-leader", "namespace": "ingress"},
+        "spec": {"holderIdentity": "busy-replica", "leaseDurationSeconds": 15, "renewTime": now}}));
+    let _me = replica(&api, "replica-4").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lease = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "ingress",
+            "gatehouse-leader",
+        )
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "busy-replica");
+}
