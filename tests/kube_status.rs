@@ -216,3 +216,133 @@ async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
         .expect("lease");
     assert_eq!(lease["spec"]["holderIdentity"], "busy-replica");
 }
+
+/// The verb an API call needs, from the HTTP method.
+fn verb(call: &support::fake_api::Call) -> &'static str {
+    match call.method {
+        Method::GET if call.watch => "watch",
+        Method::GET if call.name.is_some() => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+}
+
+fn grants(
+    rules: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    group: &str,
+    resource: &str,
+    verb: &str,
+    name: Option<&str>,
+) -> bool {
+    rules.iter().any(|rule| {
+        let has = |list: &Option<Vec<String>>, item: &str| {
+            list.iter().flatten().any(|v| v == item || v == "*")
+        };
+        has(&rule.api_groups, group)
+            && has(&rule.resources, resource)
+            && rule.verbs.iter().any(|v| v == verb || v == "*")
+            && match &rule.resource_names {
+                None => true,
+                Some(names) => name.is_some_and(|n| names.iter().any(|allowed| allowed == n)),
+            }
+    })
+}
+
+/// Every call the controller made in a full scenario (two replicas, watches,
+/// status, Events, the Lease) must be allowed by deploy/base/rbac.yaml. A new
+/// kind of call without a matching rule fails here, not in a cluster.
+#[tokio::test]
+async fn deploy_rbac_grants_every_call_the_controller_makes() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+            ingress("broken", "broken.test", "/", "missing", None),
+        ]
+        .concat(),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gatehouse", "namespace": "ingress"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 443}]}}));
+    let (_one, _two) = (
+        replica(&api, "replica-1").await,
+        replica(&api, "replica-2").await,
+    );
+    eventually("status published", || {
+        lb_ips(&api, "test", "shop") == ["10.96.0.10"]
+    })
+    .await;
+    eventually("an Event", || {
+        api.calls().iter().any(|c| c.resource == "events")
+    })
+    .await;
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/base/rbac.yaml"
+    ))
+    .expect("rbac.yaml");
+    let mut cluster_rules = Vec::new();
+    let mut role_rules = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = <Value as serde::Deserialize>::deserialize(doc).expect("yaml");
+        match value["kind"].as_str() {
+            Some("ClusterRole") => cluster_rules.extend(
+                serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRole>(value)
+                    .expect("ClusterRole")
+                    .rules
+                    .unwrap_or_default(),
+            ),
+            Some("Role") => role_rules.extend(
+                serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(value)
+                    .expect("Role")
+                    .rules
+                    .unwrap_or_default(),
+            ),
+            _ => {}
+        }
+    }
+    let calls = api.calls();
+    let mut kinds = std::collections::BTreeSet::new();
+    for call in calls.iter().filter(|c| c.replica.is_some()) {
+        let group = call.group.split_once('/').map_or("", |(g, _)| g);
+        let resource = match &call.subresource {
+            Some(sub) => format!("{}/{sub}", call.resource),
+            None => call.resource.clone(),
+        };
+        let verb = verb(call);
+        kinds.insert(format!("{verb} {group}/{resource}"));
+        // The Role is bound in the controller's own namespace, where the
+        // Lease lives; everything else comes from the ClusterRole.
+        let allowed = grants(&cluster_rules, group, &resource, verb, call.name.as_deref())
+            || (group == "coordination.k8s.io"
+                && grants(&role_rules, group, &resource, verb, call.name.as_deref()));
+        assert!(
+            allowed,
+            "deploy RBAC does not allow {verb} {group}/{resource} {:?}",
+            call.name
+        );
+    }
+    // The scenario really exercised every kind of call.
+    for expected in [
+        "list networking.k8s.io/ingresses",
+        "watch discovery.k8s.io/endpointslices",
+        "list /secrets",
+        "patch networking.k8s.io/ingresses/status",
+        "create events.k8s.io/events",
+        "get /services",
+        "get coordination.k8s.io/leases",
+    ] {
+        assert!(
+            kinds.contains(expected),
+            "the scenario never made {expected}: {kinds:?}"
+        );
+    }
+}

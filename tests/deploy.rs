@@ -1,0 +1,187 @@
+//! `deploy/` holds Kubernetes objects: every document must deserialise as
+//! the k8s-openapi type its kind names, and the Pod template must keep the
+//! promises docs/deploy.md makes.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Namespace, PodTemplateSpec, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+fn manifests() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("deploy dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                    let value = Value::deserialize(doc)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    if !value.is_null() {
+                        out.push((path.clone(), value));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn typed<T: serde::de::DeserializeOwned>(path: &Path, value: &Value) -> T {
+    serde_yaml_ng::from_value(value.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{}: not a valid {}: {e}",
+            path.display(),
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+#[test]
+fn every_document_is_the_kubernetes_type_it_claims_to_be() {
+    let all = manifests();
+    assert!(all.len() >= 10, "deploy/ looks empty: {}", all.len());
+    for (path, value) in &all {
+        let kind = value["kind"].as_str().unwrap_or_default();
+        match kind {
+            "Namespace" => drop(typed::<Namespace>(path, value)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(path, value)),
+            "ClusterRole" => drop(typed::<ClusterRole>(path, value)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(path, value)),
+            "Role" => drop(typed::<Role>(path, value)),
+            "RoleBinding" => drop(typed::<RoleBinding>(path, value)),
+            "IngressClass" => drop(typed::<IngressClass>(path, value)),
+            "Service" => drop(typed::<Service>(path, value)),
+            "Deployment" => drop(typed::<Deployment>(path, value)),
+            "DaemonSet" => drop(typed::<DaemonSet>(path, value)),
+            // kustomize's own file is not a Kubernetes object.
+            "Kustomization" => assert_eq!(value["apiVersion"], "kustomize.config.k8s.io/v1beta1"),
+            other => panic!("{}: unexpected kind {other:?}", path.display()),
+        }
+    }
+}
+
+fn pod_templates() -> Vec<(String, PodTemplateSpec)> {
+    let mut out = Vec::new();
+    for (path, value) in manifests() {
+        match value["kind"].as_str() {
+            Some("Deployment") => out.push((
+                "Deployment".into(),
+                typed::<Deployment>(&path, &value).spec.template,
+            )),
+            Some("DaemonSet") => out.push((
+                "DaemonSet".into(),
+                typed::<DaemonSet>(&path, &value).spec.template,
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn both_workloads_are_hardened_probed_and_drain_within_their_grace_period() {
+    let templates = pod_templates();
+    let kinds: Vec<&str> = templates.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.len(), 2, "a Deployment and a DaemonSet: {kinds:?}");
+    for (kind, template) in templates {
+        let spec = template.spec.expect("pod spec");
+        assert!(
+            spec.termination_grace_period_seconds.expect("grace") > 35,
+            "{kind}: grace must exceed shutdown grace + drain (35 s)"
+        );
+        let pod_security = spec.security_context.expect("pod securityContext");
+        assert_eq!(pod_security.run_as_non_root, Some(true), "{kind}");
+        let container = &spec.containers[0];
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("container securityContext");
+        assert_eq!(security.read_only_root_filesystem, Some(true), "{kind}");
+        assert_eq!(security.allow_privilege_escalation, Some(false), "{kind}");
+        let dropped = security
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default();
+        assert_eq!(dropped, ["ALL"], "{kind}");
+        let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+            probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        assert_eq!(
+            path(&container.liveness_probe).as_deref(),
+            Some("/healthz"),
+            "{kind}"
+        );
+        assert_eq!(
+            path(&container.readiness_probe).as_deref(),
+            Some("/readyz"),
+            "{kind}"
+        );
+        let requests = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .expect("resource requests");
+        assert!(
+            requests.contains_key("cpu") && requests.contains_key("memory"),
+            "{kind}"
+        );
+        let env: Vec<&str> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(
+            env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),
+            "{kind}: leader election needs both"
+        );
+    }
+}
+
+#[test]
+fn the_load_balancer_maps_80_and_443_to_the_listeners() {
+    let (path, value) = manifests()
+        .into_iter()
+        .find(|(_, v)| v["kind"] == "Service")
+        .expect("a Service");
+    let service: Service = typed(&path, &value);
+    let spec = service.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<(i32, String)> = spec
+        .ports
+        .expect("ports")
+        .into_iter()
+        .map(|p| (p.port, format!("{:?}", p.target_port.expect("targetPort"))))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (80, "String(\"http\")".to_owned()),
+            (443, "String(\"https\")".to_owned())
+        ]
+    );
+    let templates = pod_templates();
+    let container = &templates[0].1.spec.as_ref().expect("spec").containers[0];
+    let named: Vec<(String, i32)> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert!(
+        named.contains(&("http".into(), 8080)) && named.contains(&("https".into(), 8443)),
+        "{named:?}"
+    );
+}
