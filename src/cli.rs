@@ -136,7 +136,10 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     /// The source these flags select; connects a Kubernetes client if needed.
-    pub async fn source(&self) -> Result<SourceConfig, ClientError> {
+    pub async fn source(
+        &self,
+        default_certificate: Option<ObjectKey>,
+    ) -> Result<SourceConfig, ClientError> {
         if let Some(dir) = &self.manifests {
             return Ok(SourceConfig::Manifests(dir.clone()));
         }
@@ -144,6 +147,7 @@ impl SourceArgs {
         Ok(SourceConfig::Kube(KubeSource {
             client,
             namespace: self.watch_namespace.clone(),
+            default_certificate,
         }))
     }
 }

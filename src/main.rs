@@ -26,7 +26,11 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 /// `gatehouse routes`: one translation, printed; exit 1 on any problem.
 async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<ExitCode> {
-    let (state, errors) = match source.source().await.context("gatehouse routes")? {
+    let (state, errors) = match source
+        .source(routing.default_ssl_certificate.clone())
+        .await
+        .context("gatehouse routes")?
+    {
         SourceConfig::Manifests(dir) => {
             let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
             (Arc::new(manifests.state().0), errors)
@@ -53,7 +57,7 @@ async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<Ex
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     let source = cli
         .source
-        .source()
+        .source(cli.routing.default_ssl_certificate.clone())
         .await
         .context("gatehouse could not start")?;
     let mut running = gatehouse::app::start(cli.config(source))

@@ -41,6 +41,7 @@ async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Run
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client(),
         namespace: namespace.map(str::to_owned),
+        default_certificate: None,
     });
     tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await
@@ -146,6 +147,7 @@ async fn readyz_is_503_until_every_kind_is_listed() {
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client(),
         namespace: None,
+        default_certificate: None,
     });
     let starting = tokio::spawn(gatehouse::app::start(config));
 
@@ -338,4 +340,63 @@ async fn watch_namespace_limits_namespaced_kinds_to_one_namespace() {
             .all(|c| c.namespace.as_deref() == Some("test")),
         "{calls:?}"
     );
+}
+
+#[tokio::test]
+async fn only_referenced_secrets_keep_their_data_and_a_newly_referenced_one_is_fetched() {
+    let web = Backend::start("web").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("late.test");
+    let api = FakeApi::start().await;
+    // The Secret exists from the start, but no Ingress names it yet.
+    put_all(
+        &api,
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            tls_secret("late-tls", &leaf),
+            ingress("plain", "plain.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    let gets_before = api
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "secrets" && c.name.as_deref() == Some("late-tls"))
+        .count();
+    assert_eq!(gets_before, 0, "an unreferenced Secret is not read");
+
+    put_all(
+        &api,
+        &ingress("late", "late.test", "/", "web", Some("late-tls")),
+    );
+    for _ in 0..1000 {
+        if gatehouse.table.load().certs.resolve("late.test").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut conn, served) = https_connect(gatehouse.https_addr, "late.test", &pki.ca).await;
+    assert_eq!(
+        served, leaf.der,
+        "the newly referenced Secret's certificate is served"
+    );
+    assert_eq!(
+        send(&mut conn, "late.test", "/")
+            .await
+            .expect("request")
+            .status,
+        StatusCode::OK
+    );
+    let gets = api
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.resource == "secrets"
+                && c.name.as_deref() == Some("late-tls")
+                && c.method == http::Method::GET
+        })
+        .count();
+    assert_eq!(gets, 1, "its data was read once, on demand");
 }

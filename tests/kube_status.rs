@@ -32,6 +32,7 @@ async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client_as(name),
         namespace: None,
+        default_certificate: None,
     });
     config.status = Some(StatusConfig {
         publish: Publish::Service(ObjectKey::new("ingress", "gatehouse")),

@@ -10,10 +10,12 @@
 //!   server that is down or restarting never stops Gatehouse, which keeps
 //!   serving its last table. A lost and a restored watch are each logged
 //!   once, not once per retry.
-//! - Secrets are cut down to `tls.crt` and `tls.key` as they arrive; no other
-//!   Secret bytes are kept.
+//! - Secrets: only those an Ingress references (and the default certificate)
+//!   keep their `tls.crt` and `tls.key`; every other Secret is held as its
+//!   name only, and no other Secret bytes are ever kept. When an Ingress
+//!   starts referencing a Secret held without data, the Secret is fetched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -68,6 +70,8 @@ pub struct KubeSource {
     /// `--watch-namespace`: Ingresses, Services, EndpointSlices and Secrets
     /// of one namespace only (IngressClasses are cluster-scoped).
     pub namespace: Option<String>,
+    /// `--default-ssl-certificate`: a Secret to keep though no Ingress names it.
+    pub default_certificate: Option<ObjectKey>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -95,6 +99,8 @@ enum Change {
     InitDone,
     Apply(Object),
     Delete(Object),
+    /// A Secret read on demand (it became referenced).
+    Fetched(Object),
 }
 
 /// One kind's objects: the live view, and a relist being collected.
@@ -128,6 +134,14 @@ impl KindCache {
                 self.live.insert(object.key(), object);
                 true
             }
+            // Only if the object is still there (no delete raced the read).
+            Change::Fetched(object) => match self.live.get_mut(&object.key()) {
+                Some(slot) => {
+                    *slot = object;
+                    true
+                }
+                None => false,
+            },
             Change::Delete(object) => self.live.remove(&object.key()).is_some(),
         }
     }
@@ -163,21 +177,25 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
         changes_tx.clone(),
         Object::EndpointSlice,
     );
+    let fetch_tx = changes_tx.clone();
     spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx, |s| {
         Object::Secret(tls_only(s))
     });
+    let pinned = source.default_certificate.clone();
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut caches: BTreeMap<Kind, KindCache> = BTreeMap::new();
+        let mut secrets = SecretKeeper::new(client, pinned, fetch_tx);
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
-            let mut changed = apply(&mut caches, first);
+            let mut changed = secrets.apply(&mut caches, first);
             // Fold everything already queued into one state.
             while let Ok(more) = changes.try_recv() {
-                changed |= apply(&mut caches, more);
+                changed |= secrets.apply(&mut caches, more);
             }
+            changed |= secrets.enforce(&mut caches);
             let all_synced = caches.len() == KINDS && caches.values().all(|c| c.synced);
             if !changed || !all_synced {
                 continue;
@@ -200,8 +218,115 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     state_rx
 }
 
-fn apply(caches: &mut BTreeMap<Kind, KindCache>, (kind, change): (Kind, Change)) -> bool {
-    caches.entry(kind).or_default().apply(change)
+/// Keeps Secret data only for referenced Secrets, and fetches the data of a
+/// Secret that becomes referenced while held without it.
+struct SecretKeeper {
+    client: Client,
+    pinned: Option<ObjectKey>,
+    fetches: mpsc::UnboundedSender<(Kind, Change)>,
+    /// Secrets fetched (or being fetched) since their last watch event.
+    fetched: BTreeSet<ObjectKey>,
+}
+
+impl SecretKeeper {
+    fn new(
+        client: Client,
+        pinned: Option<ObjectKey>,
+        fetches: mpsc::UnboundedSender<(Kind, Change)>,
+    ) -> Self {
+        SecretKeeper {
+            client,
+            pinned,
+            fetches,
+            fetched: BTreeSet::new(),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        caches: &mut BTreeMap<Kind, KindCache>,
+        (kind, change): (Kind, Change),
+    ) -> bool {
+        if let (Kind::Secret, Change::Apply(object) | Change::InitApply(object)) = (kind, &change) {
+            // A new version from the watch: fetch again if it needs data.
+            self.fetched.remove(&object.key());
+        }
+        caches.entry(kind).or_default().apply(change)
+    }
+
+    /// Secrets named in `spec.tls` of any Ingress, and the pinned default.
+    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> BTreeSet<ObjectKey> {
+        let mut keys: BTreeSet<ObjectKey> = self.pinned.iter().cloned().collect();
+        let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
+        for object in ingresses.into_iter().flatten() {
+            let Object::Ingress(ingress) = object else {
+                continue;
+            };
+            let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
+            let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+            for name in tls
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.secret_name.as_deref())
+            {
+                keys.insert(ObjectKey::new(&namespace, name));
+            }
+        }
+        keys
+    }
+
+    /// Drops the data of unreferenced Secrets; fetches referenced ones held
+    /// without data. Returns whether the live view changed.
+    fn enforce(&mut self, caches: &mut BTreeMap<Kind, KindCache>) -> bool {
+        let referenced = self.referenced(caches);
+        let Some(cache) = caches.get_mut(&Kind::Secret) else {
+            return false;
+        };
+        let mut changed = false;
+        let mut wanted = Vec::new();
+        for (key, object) in cache
+            .live
+            .iter_mut()
+            .chain(cache.relist.iter_mut().flatten())
+        {
+            let Object::Secret(secret) = object else {
+                continue;
+            };
+            let has_data = secret.data.as_ref().is_some_and(|d| !d.is_empty());
+            if !referenced.contains(key) {
+                if has_data {
+                    secret.data = None;
+                    changed = true;
+                }
+            } else if !has_data {
+                wanted.push(key.clone());
+            }
+        }
+        for key in wanted {
+            if self.fetched.insert(key.clone()) {
+                self.fetch(key);
+            }
+        }
+        changed
+    }
+
+    fn fetch(&self, key: ObjectKey) {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
+        let tx = self.fetches.clone();
+        tokio::spawn(async move {
+            match api.get(&key.name).await {
+                Ok(secret) => {
+                    let _ = tx.send((
+                        Kind::Secret,
+                        Change::Fetched(Object::Secret(tls_only(secret))),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(target: "gatehouse::source", secret = %key, "cannot read a referenced Secret: {e}")
+                }
+            }
+        });
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
