@@ -6,35 +6,10 @@ mod support;
 use std::time::Duration;
 
 use gatehouse::app::SourceConfig;
-use gatehouse::cluster::Object;
 use gatehouse::source::kube::KubeSource;
 use http::StatusCode;
-use serde_json::Value;
 use support::fake_api::FakeApi;
 use support::*;
-
-/// Manifest text as the JSON objects an API server would hold (stringData
-/// folded into data, apiVersion and kind set).
-fn objects(yaml: &str) -> Vec<Value> {
-    gatehouse::source::manifest::parse(yaml)
-        .expect("manifests parse")
-        .into_iter()
-        .map(|object| match object {
-            Object::Ingress(o) => serde_json::to_value(o),
-            Object::IngressClass(o) => serde_json::to_value(o),
-            Object::Service(o) => serde_json::to_value(o),
-            Object::EndpointSlice(o) => serde_json::to_value(o),
-            Object::Secret(o) => serde_json::to_value(o),
-        })
-        .map(|v| v.expect("json"))
-        .collect()
-}
-
-fn put_all(api: &FakeApi, yaml: &str) {
-    for object in objects(yaml) {
-        api.put(object);
-    }
-}
 
 async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
@@ -71,8 +46,7 @@ async fn until_status(
 async fn initial_list_makes_the_controller_ready_and_watch_events_change_what_is_served() {
     let (web, other) = (Backend::start("web").await, Backend::start("other").await);
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -97,7 +71,7 @@ async fn initial_list_makes_the_controller_ready_and_watch_events_change_what_is
     );
 
     // ADDED through the watch.
-    put_all(&api, &ingress("blog", "blog.test", "/", "other", None));
+    api.put_manifests(&ingress("blog", "blog.test", "/", "other", None));
     assert_eq!(
         until_status(&gatehouse, "blog.test", StatusCode::OK)
             .await
@@ -105,7 +79,7 @@ async fn initial_list_makes_the_controller_ready_and_watch_events_change_what_is
         "other"
     );
     // MODIFIED: the route moves.
-    put_all(&api, &ingress("shop", "shop.test", "/", "other", None));
+    api.put_manifests(&ingress("shop", "shop.test", "/", "other", None));
     for _ in 0..1000 {
         if http_get(gatehouse.http_addr, "shop.test", "/")
             .await
@@ -185,8 +159,7 @@ async fn a_rotated_secret_is_served_from_the_next_handshake() {
     let pki = Pki::new();
     let (first, renewed) = (pki.leaf("tls.test"), pki.leaf("tls.test"));
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -199,7 +172,7 @@ async fn a_rotated_secret_is_served_from_the_next_handshake() {
     let (_, leaf) = https_connect(gatehouse.https_addr, "tls.test", &pki.ca).await;
     assert_eq!(leaf, first.der);
 
-    put_all(&api, &tls_secret("tls-cert", &renewed));
+    api.put_manifests(&tls_secret("tls-cert", &renewed));
     for _ in 0..1000 {
         if gatehouse
             .table
@@ -227,8 +200,7 @@ async fn a_rotated_secret_is_served_from_the_next_handshake() {
 async fn after_410_gone_the_source_lists_again_and_converges() {
     let (web, other) = (Backend::start("web").await, Backend::start("other").await);
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -246,7 +218,7 @@ async fn after_410_gone_the_source_lists_again_and_converges() {
     // The watch cache moves on: every watch gets 410, and changes made
     // meanwhile are only visible to a fresh list.
     api.expire_watches();
-    put_all(&api, &ingress("b", "b.test", "/", "other", None));
+    api.put_manifests(&ingress("b", "b.test", "/", "other", None));
     api.delete("networking.k8s.io/v1", "Ingress", "test", "a");
     api.compact();
     until_status(&gatehouse, "b.test", StatusCode::OK).await;
@@ -263,8 +235,7 @@ async fn after_410_gone_the_source_lists_again_and_converges() {
 async fn while_the_api_server_is_down_the_last_table_keeps_serving_then_converges() {
     let (web, other) = (Backend::start("web").await, Backend::start("other").await);
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -291,7 +262,7 @@ async fn while_the_api_server_is_down_the_last_table_keeps_serving_then_converge
         StatusCode::OK
     );
     // Changes happen while we cannot see them...
-    put_all(&api, &ingress("a", "a.test", "/", "other", None));
+    api.put_manifests(&ingress("a", "a.test", "/", "other", None));
     api.set_down(false);
     // ...and are picked up once the API server is back.
     for _ in 0..3000 {
@@ -307,8 +278,7 @@ async fn while_the_api_server_is_down_the_last_table_keeps_serving_then_converge
 async fn watch_namespace_limits_namespaced_kinds_to_one_namespace() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -318,7 +288,7 @@ async fn watch_namespace_limits_namespaced_kinds_to_one_namespace() {
     );
     let elsewhere = ingress("theirs", "theirs.test", "/", "web", None)
         .replace("namespace: test", "namespace: elsewhere");
-    put_all(&api, &elsewhere);
+    api.put_manifests(&elsewhere);
     let gatehouse = start_on(&api, Some("test")).await;
     assert_eq!(
         http_get(gatehouse.http_addr, "mine.test", "/")
@@ -349,8 +319,7 @@ async fn only_referenced_secrets_keep_their_data_and_a_newly_referenced_one_is_f
     let leaf = pki.leaf("late.test");
     let api = FakeApi::start().await;
     // The Secret exists from the start, but no Ingress names it yet.
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -367,10 +336,7 @@ async fn only_referenced_secrets_keep_their_data_and_a_newly_referenced_one_is_f
         .count();
     assert_eq!(gets_before, 0, "an unreferenced Secret is not read");
 
-    put_all(
-        &api,
-        &ingress("late", "late.test", "/", "web", Some("late-tls")),
-    );
+    api.put_manifests(&ingress("late", "late.test", "/", "web", Some("late-tls")));
     for _ in 0..1000 {
         if gatehouse.table.load().certs.resolve("late.test").is_some() {
             break;

@@ -14,19 +14,6 @@ use serde_json::{json, Value};
 use support::fake_api::FakeApi;
 use support::*;
 
-fn put_all(api: &FakeApi, yaml: &str) {
-    for object in gatehouse::source::manifest::parse(yaml).expect("parse") {
-        let value = match object {
-            Object::Ingress(o) => serde_json::to_value(o),
-            Object::IngressClass(o) => serde_json::to_value(o),
-            Object::Service(o) => serde_json::to_value(o),
-            Object::EndpointSlice(o) => serde_json::to_value(o),
-            Object::Secret(o) => serde_json::to_value(o),
-        };
-        api.put(value.expect("json"));
-    }
-}
-
 async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
     config.source = SourceConfig::Kube(KubeSource {
@@ -71,8 +58,7 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 async fn one_elected_replica_publishes_status_and_events() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
@@ -140,7 +126,7 @@ async fn one_elected_replica_publishes_status_and_events() {
     })
     .await;
     // Let both replicas run through several election rounds and rebuilds.
-    put_all(&api, &ingress("blog", "blog.test", "/", "web", None));
+    api.put_manifests(&ingress("blog", "blog.test", "/", "web", None));
     eventually("status of a new Ingress", || {
         lb_ips(&api, "test", "blog") == ["203.0.113.10"]
     })
@@ -178,7 +164,7 @@ async fn one_elected_replica_publishes_status_and_events() {
 #[tokio::test]
 async fn a_lease_not_renewed_is_taken_over() {
     let api = FakeApi::start().await;
-    put_all(&api, INGRESS_CLASS);
+    api.put_manifests(INGRESS_CLASS);
     // A Lease held by a replica that stopped renewing a minute ago.
     api.put(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "gatehouse-leader", "namespace": "ingress"},
         "spec": {"holderIdentity": "gone-replica", "leaseDurationSeconds": 15, "leaseTransitions": 3,
@@ -201,7 +187,7 @@ async fn a_lease_not_renewed_is_taken_over() {
 #[tokio::test]
 async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
     let api = FakeApi::start().await;
-    put_all(&api, INGRESS_CLASS);
+    api.put_manifests(INGRESS_CLASS);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     api.put(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "gatehouse-leader", "namespace": "ingress"},
         "spec": {"holderIdentity": "busy-replica", "leaseDurationSeconds": 15, "renewTime": now}}));
@@ -260,8 +246,7 @@ fn grants(
 async fn deploy_rbac_grants_every_call_the_controller_makes() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    put_all(
-        &api,
+    api.put_manifests(
         &[
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),

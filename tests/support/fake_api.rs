@@ -177,6 +177,22 @@ impl FakeApi {
         });
     }
 
+    /// Puts every object of a manifest text, as an API server would hold it
+    /// (stringData folded into data, apiVersion and kind set).
+    pub fn put_manifests(&self, yaml: &str) {
+        use gatehouse::cluster::Object;
+        for object in gatehouse::source::manifest::parse(yaml).expect("manifests parse") {
+            let value = match object {
+                Object::Ingress(o) => serde_json::to_value(o),
+                Object::IngressClass(o) => serde_json::to_value(o),
+                Object::Service(o) => serde_json::to_value(o),
+                Object::EndpointSlice(o) => serde_json::to_value(o),
+                Object::Secret(o) => serde_json::to_value(o),
+            };
+            self.put(value.expect("json"));
+        }
+    }
+
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
         let mut inner = self.inner.lock().expect("lock");
         let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
