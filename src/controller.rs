@@ -17,7 +17,7 @@ use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::translate::{translate, TranslateOptions, Warning};
+use crate::translate::{translate_with, SecretCache, TranslateOptions, Warning};
 
 /// Publishes tables built from one source.
 pub struct Controller {
@@ -28,6 +28,8 @@ pub struct Controller {
     warnings: BTreeSet<Warning>,
     /// The current warnings, for whoever reports them further (Events).
     warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
+    /// Secrets parsed by the last build, reused while unchanged.
+    secrets: Arc<SecretCache>,
 }
 
 impl Controller {
@@ -39,6 +41,7 @@ impl Controller {
             options: Arc::new(options),
             warnings: BTreeSet::new(),
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
+            secrets: Arc::new(SecretCache::default()),
         }
     }
 
@@ -55,11 +58,12 @@ impl Controller {
     /// controller ready.
     pub async fn rebuild(&mut self, state: Arc<ClusterState>) {
         let options = self.options.clone();
+        let previous = self.secrets.clone();
         // Translation is CPU work that grows with the cluster; keep it off
         // the threads that serve traffic.
         let built = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let translation = translate(&state, &options);
+            let translation = translate_with(&state, &options, &previous);
             (translation, started.elapsed())
         })
         .await;
@@ -78,6 +82,7 @@ impl Controller {
             .map_or(0.0, |d| d.as_secs_f64());
         self.metrics
             .observe_table(&translation.table, &translation.warnings, took, now);
+        self.secrets = Arc::new(translation.secrets);
         self.table.store(Arc::new(translation.table));
         self.report(translation.warnings);
         self.readiness.set(true);

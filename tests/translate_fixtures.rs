@@ -387,3 +387,47 @@ fn every_fixture_is_checked() {
         }
     }
 }
+
+/// A rebuild reuses the certificates of Secrets whose bytes did not change,
+/// and parses the ones that did.
+#[test]
+fn a_rebuild_parses_only_the_secrets_that_changed() {
+    use gatehouse::translate::translate_with;
+    let text = std::fs::read_to_string(fixture_dir().join("tls_keys.yaml")).expect("fixture");
+    let mut state = ClusterState::from_objects(manifest::parse(&text).expect("parse"));
+    let options = TranslateOptions::default();
+    let first = translate(&state, &options);
+    let second = translate_with(&state, &options, &first.secrets);
+    let key = |t: &gatehouse::translate::Translation, sni: &str| {
+        t.table.certs.resolve(sni).expect("cert").key.clone()
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &key(&first, "rsa.example.com"),
+        &key(&second, "rsa.example.com")
+    ));
+
+    // Change one Secret's certificate: only that one is parsed again.
+    let p384 = state
+        .secrets
+        .get(&ObjectKey::new("default", "p384-tls"))
+        .expect("secret")
+        .clone();
+    let rsa = state
+        .secrets
+        .get_mut(&ObjectKey::new("default", "rsa-tls"))
+        .expect("secret");
+    *rsa = p384;
+    let third = translate_with(&state, &options, &second.secrets);
+    assert!(!std::sync::Arc::ptr_eq(
+        &key(&second, "rsa.example.com"),
+        &key(&third, "rsa.example.com")
+    ));
+    assert_eq!(
+        key(&third, "rsa.example.com").cert,
+        key(&third, "p384.example.com").cert
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &key(&second, "ed.example.com"),
+        &key(&third, "ed.example.com")
+    ));
+}

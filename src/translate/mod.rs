@@ -63,9 +63,53 @@ impl Default for TranslateOptions {
 pub struct Translation {
     pub table: RouteTable,
     pub warnings: Vec<Warning>,
+    /// The Secrets this build parsed, for the next build to reuse.
+    pub secrets: SecretCache,
+}
+
+/// Parsed TLS Secrets by name, each with a fingerprint of the bytes it was
+/// parsed from. Passing the previous build's cache to the next one makes a
+/// rebuild parse only the Secrets that changed; the result is the same as
+/// without the cache.
+#[derive(Clone, Debug, Default)]
+pub struct SecretCache(HashMap<ObjectKey, (u64, Result<CertEntry, TlsError>)>);
+
+impl SecretCache {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A fingerprint of what a Secret's certificate depends on.
+fn fingerprint(secret: &k8s_openapi::api::core::v1::Secret) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    secret.type_.hash(&mut hasher);
+    for key in ["tls.crt", "tls.key"] {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| &b.0)
+            .hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translation {
+    translate_with(state, options, &SecretCache::default())
+}
+
+/// `translate`, reusing the Secrets of `previous` that did not change.
+pub fn translate_with(
+    state: &ClusterState,
+    options: &TranslateOptions,
+    previous: &SecretCache,
+) -> Translation {
     let mut ingresses: Vec<(&ObjectKey, &Ingress)> = state
         .ingresses
         .iter()
@@ -79,6 +123,7 @@ pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translatio
     let mut build = Build {
         state,
         backends: backend::Backends::new(state),
+        previous,
         certs: HashMap::new(),
         table: RouteTableBuilder::default(),
         warnings: Vec::new(),
@@ -108,6 +153,7 @@ pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translatio
     Translation {
         table: build.table.build(),
         warnings,
+        secrets: SecretCache(build.certs),
     }
 }
 
@@ -175,8 +221,10 @@ impl IngressView<'_> {
 struct Build<'a> {
     state: &'a ClusterState,
     backends: backend::Backends<'a>,
+    /// The previous build's parsed Secrets.
+    previous: &'a SecretCache,
     /// Each Secret parsed once per build, however many hosts name it.
-    certs: HashMap<ObjectKey, Result<CertEntry, TlsError>>,
+    certs: HashMap<ObjectKey, (u64, Result<CertEntry, TlsError>)>,
     table: RouteTableBuilder,
     warnings: Vec<Warning>,
 }
@@ -399,17 +447,21 @@ impl Build<'_> {
     }
 
     fn cert(&mut self, secret: &ObjectKey) -> Result<CertEntry, TlsError> {
-        if let Some(done) = self.certs.get(secret) {
+        if let Some((_, done)) = self.certs.get(secret) {
             return done.clone();
         }
-        let result = match self.state.secrets.get(secret) {
-            None => Err(TlsError::NotFound),
-            Some(s) => certified_key(s).map(|key| CertEntry {
+        let Some(object) = self.state.secrets.get(secret) else {
+            return Err(TlsError::NotFound);
+        };
+        let print = fingerprint(object);
+        let result = match self.previous.0.get(secret) {
+            Some((known, parsed)) if *known == print => parsed.clone(),
+            _ => certified_key(object).map(|key| CertEntry {
                 key,
                 secret: secret.clone(),
             }),
         };
-        self.certs.insert(secret.clone(), result.clone());
+        self.certs.insert(secret.clone(), (print, result.clone()));
         result
     }
 }
