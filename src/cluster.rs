@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -52,17 +53,15 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// One object of a kind Gatehouse cares about.
-// Variants differ in size by a few hundred bytes; objects live one per
-// manifest document, so boxing would buy nothing measurable.
-#[allow(clippy::large_enum_variant)]
+/// One object of a kind Gatehouse cares about. Shared, not copied: a new
+/// `ClusterState` after a change costs a pointer per object.
 #[derive(Clone)]
 pub enum Object {
-    Ingress(Ingress),
-    IngressClass(IngressClass),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Secret(Secret),
+    Ingress(Arc<Ingress>),
+    IngressClass(Arc<IngressClass>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
 }
 
 impl Object {
@@ -97,11 +96,11 @@ impl fmt::Debug for Object {
 /// The objects that matter for routing, keyed for deterministic iteration.
 #[derive(Clone, Default)]
 pub struct ClusterState {
-    pub ingresses: BTreeMap<ObjectKey, Ingress>,
-    pub ingress_classes: BTreeMap<String, IngressClass>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
-    pub secrets: BTreeMap<ObjectKey, Secret>,
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
 }
 
 impl ClusterState {

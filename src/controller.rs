@@ -83,7 +83,10 @@ impl Controller {
         self.metrics
             .observe_table(&translation.table, &translation.warnings, took, now);
         self.secrets = Arc::new(translation.secrets);
-        self.table.store(Arc::new(translation.table));
+        let old = self.table.swap(Arc::new(translation.table));
+        // Freeing a large table takes milliseconds; not on a thread that
+        // serves traffic.
+        tokio::task::spawn_blocking(move || drop(old));
         self.report(translation.warnings);
         self.readiness.set(true);
     }

@@ -83,7 +83,7 @@ async fn one_elected_replica_publishes_status_and_events() {
         .expect("parse")
         .remove(0)
         {
-            Object::Ingress(i) => i,
+            Object::Ingress(i) => (*i).clone(),
             _ => unreachable!("an Ingress"),
         },
     )

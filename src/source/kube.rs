@@ -179,7 +179,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     );
     let fetch_tx = changes_tx.clone();
     spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx, |s| {
-        Object::Secret(tls_only(s))
+        Object::Secret(Arc::new(tls_only(Arc::unwrap_or_clone(s))))
     });
     let pinned = source.default_certificate.clone();
 
@@ -295,7 +295,7 @@ impl SecretKeeper {
             let has_data = secret.data.as_ref().is_some_and(|d| !d.is_empty());
             if !referenced.contains(key) {
                 if has_data {
-                    secret.data = None;
+                    Arc::make_mut(secret).data = None;
                     changed = true;
                 }
             } else if !has_data {
@@ -318,7 +318,7 @@ impl SecretKeeper {
                 Ok(secret) => {
                     let _ = tx.send((
                         Kind::Secret,
-                        Change::Fetched(Object::Secret(tls_only(secret))),
+                        Change::Fetched(Object::Secret(Arc::new(tls_only(secret)))),
                     ));
                 }
                 Err(e) => {
@@ -344,7 +344,7 @@ fn spawn_watcher<K>(
     api: Api<K>,
     kind: Kind,
     tx: mpsc::UnboundedSender<(Kind, Change)>,
-    wrap: fn(K) -> Object,
+    wrap: fn(Arc<K>) -> Object,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -369,10 +369,10 @@ fn spawn_watcher<K>(
             }
             let change = match event {
                 watcher::Event::Init => Change::Init,
-                watcher::Event::InitApply(o) => Change::InitApply(wrap(o)),
+                watcher::Event::InitApply(o) => Change::InitApply(wrap(Arc::new(o))),
                 watcher::Event::InitDone => Change::InitDone,
-                watcher::Event::Apply(o) => Change::Apply(wrap(o)),
-                watcher::Event::Delete(o) => Change::Delete(wrap(o)),
+                watcher::Event::Apply(o) => Change::Apply(wrap(Arc::new(o))),
+                watcher::Event::Delete(o) => Change::Delete(wrap(Arc::new(o))),
             };
             if tx.send((kind, change)).is_err() {
                 return;

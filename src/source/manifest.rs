@@ -6,6 +6,8 @@
 //! silently; a kind it reads under an API version it does not know is an
 //! error, as `kubectl apply` would refuse it.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
@@ -107,11 +109,11 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         )));
     }
     let object = match kind {
-        "Ingress" => Object::Ingress(typed(value)?),
-        "IngressClass" => Object::IngressClass(typed(value)?),
-        "Service" => Object::Service(typed(value)?),
-        "EndpointSlice" => Object::EndpointSlice(typed(value)?),
-        _ => Object::Secret(with_string_data_merged(typed(value)?)),
+        "Ingress" => Object::Ingress(Arc::new(typed(value)?)),
+        "IngressClass" => Object::IngressClass(Arc::new(typed(value)?)),
+        "Service" => Object::Service(Arc::new(typed(value)?)),
+        "EndpointSlice" => Object::EndpointSlice(Arc::new(typed(value)?)),
+        _ => Object::Secret(Arc::new(with_string_data_merged(typed(value)?))),
     };
     if object.key().name.is_empty() {
         return Err(TypedError::Message(format!("{kind} has no metadata.name")));

@@ -13,6 +13,8 @@ use crate::cluster::ObjectKey;
 pub struct CertEntry {
     pub key: Arc<CertifiedKey>,
     pub secret: ObjectKey,
+    /// The leaf's notAfter (Unix time), read once when the Secret is parsed.
+    pub not_after: Option<i64>,
 }
 
 /// Names the Secret only: the key must never reach a log.

@@ -34,7 +34,7 @@ impl PathType {
 /// What may sit at one tree entry: the Exact rule for exactly this path,
 /// and the Prefix rule covering it.
 #[derive(Debug)]
-struct Slot<T> {
+pub struct Slot<T> {
     exact: Option<T>,
     prefix: Option<T>,
 }
@@ -50,30 +50,39 @@ impl<T> Default for Slot<T> {
 
 /// An immutable path → value table.
 #[derive(Debug)]
-pub struct PathTable<T> {
-    router: matchit::Router<usize>,
-    slots: Vec<Slot<T>>,
+pub enum PathTable<T> {
+    Empty,
+    /// Only a Prefix `/` rule: it matches every path. The most common host
+    /// by far; it needs no tree.
+    Root(T),
+    Tree {
+        router: matchit::Router<usize>,
+        slots: Vec<Slot<T>>,
+    },
 }
 
 impl<T> Default for PathTable<T> {
     fn default() -> Self {
-        PathTable {
-            router: matchit::Router::new(),
-            slots: Vec::new(),
-        }
+        PathTable::Empty
     }
 }
 
 impl<T> PathTable<T> {
     /// The value of the longest rule matching `path`.
     pub fn lookup(&self, path: &str) -> Option<&T> {
-        let matched = self.router.at(path).ok()?;
-        let slot = &self.slots[*matched.value];
-        slot.exact.as_ref().or(slot.prefix.as_ref())
+        match self {
+            PathTable::Empty => None,
+            PathTable::Root(value) => path.starts_with('/').then_some(value),
+            PathTable::Tree { router, slots } => {
+                let matched = router.at(path).ok()?;
+                let slot = &slots[*matched.value];
+                slot.exact.as_ref().or(slot.prefix.as_ref())
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        matches!(self, PathTable::Empty)
     }
 }
 
@@ -115,18 +124,33 @@ impl<T: Clone> PathTableBuilder<T> {
         Ok(())
     }
 
-    pub fn build(self) -> PathTable<T> {
-        let mut table = PathTable::default();
+    pub fn build(mut self) -> PathTable<T> {
+        let root_only = self.slots.len() == 2
+            && self
+                .slots
+                .get("/")
+                .is_some_and(|s| s.exact.is_none() && s.prefix.is_some())
+            && self.slots.contains_key("/{*rest}");
+        if root_only {
+            if let Some(value) = self.slots.remove("/").and_then(|s| s.prefix) {
+                return PathTable::Root(value);
+            }
+        }
+        if self.slots.is_empty() {
+            return PathTable::Empty;
+        }
+        let mut router = matchit::Router::new();
+        let mut slots = Vec::with_capacity(self.slots.len());
         for (key, slot) in self.slots {
             // Keys are escaped and end in at most one catch-all, so matchit
             // accepts every one of them; a refusal would be a bug here.
-            if let Err(e) = table.router.insert(key, table.slots.len()) {
+            if let Err(e) = router.insert(key, slots.len()) {
                 tracing::error!("path table refused an entry: {e}");
                 continue;
             }
-            table.slots.push(slot);
+            slots.push(slot);
         }
-        table
+        PathTable::Tree { router, slots }
     }
 }
 
@@ -235,6 +259,17 @@ mod tests {
         assert_eq!(t.lookup("/apple/x"), Some(&"/apple"));
         assert_eq!(t.lookup("/applesauce"), Some(&"/"));
         assert_eq!(t.lookup("/ap"), Some(&"/"));
+    }
+
+    #[test]
+    fn a_lone_root_prefix_matches_every_path() {
+        let t = table(&[("/", Prefix)]);
+        assert!(matches!(t, PathTable::Root(_)));
+        for path in ["/", "/a", "/a/b/c", "//x"] {
+            assert_eq!(t.lookup(path), Some(&"/"), "{path}");
+        }
+        let with_exact = table(&[("/", Prefix), ("/", Exact)]);
+        assert!(matches!(with_exact, PathTable::Tree { .. }));
     }
 
     #[test]

@@ -260,14 +260,12 @@ impl Metrics {
 
         self.cert_expiry.clear();
         for (host, entry) in table.certs.iter() {
-            if let Some(info) = super::certs::describe(&entry.key) {
+            if let Some(not_after) = entry.not_after {
                 let labels = CertLabels {
                     host: host.to_string(),
                     secret: entry.secret.to_string(),
                 };
-                self.cert_expiry
-                    .get_or_create(&labels)
-                    .set(info.not_after_unix);
+                self.cert_expiry.get_or_create(&labels).set(not_after);
             }
         }
     }

@@ -19,7 +19,7 @@ const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-cl
 
 pub fn is_ours(
     ingress: &Ingress,
-    classes: &BTreeMap<String, IngressClass>,
+    classes: &BTreeMap<String, std::sync::Arc<IngressClass>>,
     options: &TranslateOptions,
 ) -> bool {
     let named = ingress
@@ -35,7 +35,9 @@ pub fn is_ours(
                 .map(String::as_str)
         });
     match named {
-        Some(name) => name == options.ingress_class || class_is_ours(classes.get(name), options),
+        Some(name) => {
+            name == options.ingress_class || class_is_ours(classes.get(name).map(|c| &**c), options)
+        }
         None => {
             options.watch_ingress_without_class
                 || classes

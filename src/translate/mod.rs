@@ -72,7 +72,23 @@ pub struct Translation {
 /// rebuild parse only the Secrets that changed; the result is the same as
 /// without the cache.
 #[derive(Clone, Debug, Default)]
-pub struct SecretCache(HashMap<ObjectKey, (u64, Result<CertEntry, TlsError>)>);
+pub struct SecretCache(HashMap<ObjectKey, Parsed>);
+
+/// One parsed Secret: the object it came from (unchanged objects are the
+/// same `Arc`, which is checked first), the fingerprint of its bytes (for a
+/// re-read object with the same content), and the outcome.
+#[derive(Clone, Debug)]
+struct Parsed {
+    source: Arc<k8s_openapi::api::core::v1::Secret>,
+    fingerprint: u64,
+    result: Result<CertEntry, TlsError>,
+}
+
+impl Parsed {
+    fn reusable_for(&self, secret: &Arc<k8s_openapi::api::core::v1::Secret>) -> bool {
+        Arc::ptr_eq(&self.source, secret) || self.fingerprint == fingerprint(secret)
+    }
+}
 
 impl SecretCache {
     pub fn len(&self) -> usize {
@@ -114,6 +130,7 @@ pub fn translate_with(
         .ingresses
         .iter()
         .filter(|(_, ing)| class::is_ours(ing, &state.ingress_classes, options))
+        .map(|(key, ing)| (key, &**ing))
         .collect();
     ingresses.sort_by(|(ka, a), (kb, b)| {
         let age = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -128,6 +145,7 @@ pub fn translate_with(
         table: RouteTableBuilder::default(),
         warnings: Vec::new(),
     };
+    build.preparse(&ingresses, options);
     for (key, ingress) in ingresses {
         let (parsed, warnings) = annotations::parse(
             ingress.metadata.annotations.as_ref(),
@@ -224,7 +242,7 @@ struct Build<'a> {
     /// The previous build's parsed Secrets.
     previous: &'a SecretCache,
     /// Each Secret parsed once per build, however many hosts name it.
-    certs: HashMap<ObjectKey, (u64, Result<CertEntry, TlsError>)>,
+    certs: HashMap<ObjectKey, Parsed>,
     table: RouteTableBuilder,
     warnings: Vec<Warning>,
 }
@@ -446,24 +464,103 @@ impl Build<'_> {
         }
     }
 
+    /// Parses, on every core, the referenced Secrets the previous build
+    /// cannot provide: at start-up that is all of them, and certificate
+    /// parsing is most of a cold build.
+    fn preparse(&mut self, ingresses: &[(&ObjectKey, &Ingress)], options: &TranslateOptions) {
+        let mut wanted: Vec<(ObjectKey, Arc<k8s_openapi::api::core::v1::Secret>)> = Vec::new();
+        let tls_names = ingresses.iter().flat_map(|(key, ingress)| {
+            let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+            tls.into_iter()
+                .flatten()
+                .filter_map(|t| t.secret_name.as_deref())
+                .map(|name| ObjectKey::new(&key.namespace, name))
+        });
+        for key in tls_names.chain(options.default_ssl_certificate.clone()) {
+            if self.certs.contains_key(&key) {
+                continue;
+            }
+            let Some(secret) = self.state.secrets.get(&key) else {
+                continue;
+            };
+            match self.previous.0.get(&key) {
+                Some(parsed) if parsed.reusable_for(secret) => {
+                    let parsed = Parsed {
+                        source: secret.clone(),
+                        ..parsed.clone()
+                    };
+                    self.certs.insert(key, parsed);
+                }
+                _ => {
+                    // Reserve the key so that duplicates are parsed once.
+                    let placeholder = Parsed {
+                        source: secret.clone(),
+                        fingerprint: 0,
+                        result: Err(TlsError::NotFound),
+                    };
+                    self.certs.insert(key.clone(), placeholder);
+                    wanted.push((key, secret.clone()));
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = wanted.len().div_ceil(threads).max(16);
+        let parsed: Vec<Vec<(ObjectKey, Parsed)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = wanted
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(key, secret)| {
+                                let parsed = Parsed {
+                                    source: secret.clone(),
+                                    fingerprint: fingerprint(secret),
+                                    result: parse_secret(key, secret),
+                                };
+                                (key.clone(), parsed)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().filter_map(|w| w.join().ok()).collect()
+        });
+        self.certs.extend(parsed.into_iter().flatten());
+    }
+
     fn cert(&mut self, secret: &ObjectKey) -> Result<CertEntry, TlsError> {
-        if let Some((_, done)) = self.certs.get(secret) {
-            return done.clone();
+        if let Some(done) = self.certs.get(secret) {
+            return done.result.clone();
         }
         let Some(object) = self.state.secrets.get(secret) else {
             return Err(TlsError::NotFound);
         };
-        let print = fingerprint(object);
-        let result = match self.previous.0.get(secret) {
-            Some((known, parsed)) if *known == print => parsed.clone(),
-            _ => certified_key(object).map(|key| CertEntry {
-                key,
-                secret: secret.clone(),
-            }),
+        let parsed = match self.previous.0.get(secret) {
+            Some(parsed) if parsed.reusable_for(object) => Parsed {
+                source: object.clone(),
+                ..parsed.clone()
+            },
+            _ => Parsed {
+                source: object.clone(),
+                fingerprint: fingerprint(object),
+                result: parse_secret(secret, object),
+            },
         };
-        self.certs.insert(secret.clone(), (print, result.clone()));
+        let result = parsed.result.clone();
+        self.certs.insert(secret.clone(), parsed);
         result
     }
+}
+
+fn parse_secret(
+    key: &ObjectKey,
+    secret: &k8s_openapi::api::core::v1::Secret,
+) -> Result<CertEntry, TlsError> {
+    certified_key(secret).map(|certified| CertEntry {
+        not_after: tls::not_after(&certified),
+        key: certified,
+        secret: key.clone(),
+    })
 }
 
 fn describe(route: &Route) -> String {

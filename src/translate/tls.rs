@@ -83,3 +83,10 @@ pub fn certified_key_from_der(
         Err(_) => Err(TlsError::KeyMismatch),
     }
 }
+
+/// The leaf certificate's notAfter as Unix time, for the expiry metric.
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}

@@ -183,11 +183,11 @@ impl FakeApi {
         use gatehouse::cluster::Object;
         for object in gatehouse::source::manifest::parse(yaml).expect("manifests parse") {
             let value = match object {
-                Object::Ingress(o) => serde_json::to_value(o),
-                Object::IngressClass(o) => serde_json::to_value(o),
-                Object::Service(o) => serde_json::to_value(o),
-                Object::EndpointSlice(o) => serde_json::to_value(o),
-                Object::Secret(o) => serde_json::to_value(o),
+                Object::Ingress(o) => serde_json::to_value(&*o),
+                Object::IngressClass(o) => serde_json::to_value(&*o),
+                Object::Service(o) => serde_json::to_value(&*o),
+                Object::EndpointSlice(o) => serde_json::to_value(&*o),
+                Object::Secret(o) => serde_json::to_value(&*o),
             };
             self.put(value.expect("json"));
         }
