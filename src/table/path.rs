@@ -49,8 +49,9 @@ impl<T> Default for Slot<T> {
 }
 
 /// An immutable path → value table.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub enum PathTable<T> {
+    #[default]
     Empty,
     /// Only a Prefix `/` rule: it matches every path. The most common host
     /// by far; it needs no tree.
@@ -61,11 +62,6 @@ pub enum PathTable<T> {
     },
 }
 
-impl<T> Default for PathTable<T> {
-    fn default() -> Self {
-        PathTable::Empty
-    }
-}
 
 impl<T> PathTable<T> {
     /// The value of the longest rule matching `path`.
