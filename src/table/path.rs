@@ -62,7 +62,6 @@ pub enum PathTable<T> {
     },
 }
 
-
 impl<T> PathTable<T> {
     /// The value of the longest rule matching `path`.
     pub fn lookup(&self, path: &str) -> Option<&T> {
