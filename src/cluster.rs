@@ -93,6 +93,18 @@ impl fmt::Debug for Object {
     }
 }
 
+/// The Secrets an Ingress's `spec.tls` names, in the Ingress's own
+/// namespace (an Ingress never uses another namespace's Secrets).
+pub fn tls_secret_keys(ingress: &Ingress) -> impl Iterator<Item = ObjectKey> + '_ {
+    let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
+    let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+    tls.into_iter()
+        .flatten()
+        .filter_map(|t| t.secret_name.as_deref())
+        .filter(|name| !name.is_empty())
+        .map(move |name| ObjectKey::new(&namespace, name))
+}
+
 /// The objects that matter for routing, keyed for deterministic iteration.
 #[derive(Clone, Default)]
 pub struct ClusterState {

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
-use crate::cluster::{ClusterState, Object, ObjectKey};
+use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -259,17 +259,8 @@ impl SecretKeeper {
         let mut keys: BTreeSet<ObjectKey> = self.pinned.iter().cloned().collect();
         let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
         for object in ingresses.into_iter().flatten() {
-            let Object::Ingress(ingress) = object else {
-                continue;
-            };
-            let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
-            let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
-            for name in tls
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.secret_name.as_deref())
-            {
-                keys.insert(ObjectKey::new(&namespace, name));
+            if let Object::Ingress(ingress) = object {
+                keys.extend(tls_secret_keys(ingress));
             }
         }
         keys

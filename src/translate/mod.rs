@@ -14,6 +14,7 @@ mod warning;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 pub use annotations::{IngressAnnotations, NGINX_PREFIX};
@@ -22,7 +23,7 @@ pub use class::is_ours;
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
-use crate::cluster::{ClusterState, ObjectKey};
+use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
 use crate::table::{
     has_captures, Action, CertEntry, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
     RouteTableBuilder,
@@ -79,13 +80,21 @@ pub struct SecretCache(HashMap<ObjectKey, Parsed>);
 /// re-read object with the same content), and the outcome.
 #[derive(Clone, Debug)]
 struct Parsed {
-    source: Arc<k8s_openapi::api::core::v1::Secret>,
+    source: Arc<Secret>,
     fingerprint: u64,
     result: Result<CertEntry, TlsError>,
 }
 
 impl Parsed {
-    fn reusable_for(&self, secret: &Arc<k8s_openapi::api::core::v1::Secret>) -> bool {
+    fn fresh(key: &ObjectKey, secret: &Arc<Secret>) -> Self {
+        Parsed {
+            source: secret.clone(),
+            fingerprint: fingerprint(secret),
+            result: parse_secret(key, secret),
+        }
+    }
+
+    fn reusable_for(&self, secret: &Arc<Secret>) -> bool {
         Arc::ptr_eq(&self.source, secret) || self.fingerprint == fingerprint(secret)
     }
 }
@@ -101,7 +110,7 @@ impl SecretCache {
 }
 
 /// A fingerprint of what a Secret's certificate depends on.
-fn fingerprint(secret: &k8s_openapi::api::core::v1::Secret) -> u64 {
+fn fingerprint(secret: &Secret) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     secret.type_.hash(&mut hasher);
@@ -468,37 +477,24 @@ impl Build<'_> {
     /// cannot provide: at start-up that is all of them, and certificate
     /// parsing is most of a cold build.
     fn preparse(&mut self, ingresses: &[(&ObjectKey, &Ingress)], options: &TranslateOptions) {
-        let mut wanted: Vec<(ObjectKey, Arc<k8s_openapi::api::core::v1::Secret>)> = Vec::new();
-        let tls_names = ingresses.iter().flat_map(|(key, ingress)| {
-            let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
-            tls.into_iter()
-                .flatten()
-                .filter_map(|t| t.secret_name.as_deref())
-                .map(|name| ObjectKey::new(&key.namespace, name))
-        });
-        for key in tls_names.chain(options.default_ssl_certificate.clone()) {
-            if self.certs.contains_key(&key) {
+        let mut wanted: Vec<(ObjectKey, Arc<Secret>)> = Vec::new();
+        let mut queued = std::collections::HashSet::new();
+        let names = ingresses
+            .iter()
+            .flat_map(|(_, ingress)| tls_secret_keys(ingress));
+        for key in names.chain(options.default_ssl_certificate.clone()) {
+            if self.certs.contains_key(&key) || queued.contains(&key) {
                 continue;
             }
             let Some(secret) = self.state.secrets.get(&key) else {
                 continue;
             };
-            match self.previous.0.get(&key) {
-                Some(parsed) if parsed.reusable_for(secret) => {
-                    let parsed = Parsed {
-                        source: secret.clone(),
-                        ..parsed.clone()
-                    };
+            match self.reused(&key, secret) {
+                Some(parsed) => {
                     self.certs.insert(key, parsed);
                 }
-                _ => {
-                    // Reserve the key so that duplicates are parsed once.
-                    let placeholder = Parsed {
-                        source: secret.clone(),
-                        fingerprint: 0,
-                        result: Err(TlsError::NotFound),
-                    };
-                    self.certs.insert(key.clone(), placeholder);
+                None => {
+                    queued.insert(key.clone());
                     wanted.push((key, secret.clone()));
                 }
             }
@@ -511,21 +507,28 @@ impl Build<'_> {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(key, secret)| {
-                                let parsed = Parsed {
-                                    source: secret.clone(),
-                                    fingerprint: fingerprint(secret),
-                                    result: parse_secret(key, secret),
-                                };
-                                (key.clone(), parsed)
-                            })
+                            .map(|(key, secret)| (key.clone(), Parsed::fresh(key, secret)))
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
             workers.into_iter().filter_map(|w| w.join().ok()).collect()
         });
+        // A Secret a failed worker did not return is parsed by `cert`.
         self.certs.extend(parsed.into_iter().flatten());
+    }
+
+    /// The previous build's result for this Secret, if it still applies.
+    fn reused(&self, key: &ObjectKey, secret: &Arc<Secret>) -> Option<Parsed> {
+        let parsed = self
+            .previous
+            .0
+            .get(key)
+            .filter(|p| p.reusable_for(secret))?;
+        Some(Parsed {
+            source: secret.clone(),
+            ..parsed.clone()
+        })
     }
 
     fn cert(&mut self, secret: &ObjectKey) -> Result<CertEntry, TlsError> {
@@ -535,27 +538,16 @@ impl Build<'_> {
         let Some(object) = self.state.secrets.get(secret) else {
             return Err(TlsError::NotFound);
         };
-        let parsed = match self.previous.0.get(secret) {
-            Some(parsed) if parsed.reusable_for(object) => Parsed {
-                source: object.clone(),
-                ..parsed.clone()
-            },
-            _ => Parsed {
-                source: object.clone(),
-                fingerprint: fingerprint(object),
-                result: parse_secret(secret, object),
-            },
-        };
+        let parsed = self
+            .reused(secret, object)
+            .unwrap_or_else(|| Parsed::fresh(secret, object));
         let result = parsed.result.clone();
         self.certs.insert(secret.clone(), parsed);
         result
     }
 }
 
-fn parse_secret(
-    key: &ObjectKey,
-    secret: &k8s_openapi::api::core::v1::Secret,
-) -> Result<CertEntry, TlsError> {
+fn parse_secret(key: &ObjectKey, secret: &Secret) -> Result<CertEntry, TlsError> {
     certified_key(secret).map(|certified| CertEntry {
         not_after: tls::not_after(&certified),
         key: certified,
