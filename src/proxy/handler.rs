@@ -74,10 +74,8 @@ impl Proxy {
             conn.client.ip(),
             req.method().clone(),
             req.version(),
-            host.as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default(),
-            req.uri().path(),
+            host.clone(),
+            req.uri().clone(),
             request_id,
         );
         let response = match host {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
-use http::{HeaderValue, Method, Version};
+use http::{HeaderValue, Method, Uri, Version};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::progress::Progress;
@@ -21,12 +21,15 @@ use crate::telemetry::Telemetry;
 /// What is known about one request.
 pub struct RequestRecord {
     pub started: Instant,
-    pub time: String,
+    /// Arrival, formatted only if an access log line is written.
+    pub arrived: time::OffsetDateTime,
     pub client: IpAddr,
     pub method: Method,
     pub version: Version,
-    pub host: String,
-    pub path: String,
+    /// Host and URI are kept as sent (shared buffers, no copies); only the
+    /// access log reads them.
+    pub host: Option<HeaderValue>,
+    pub uri: Uri,
     pub request_id: HeaderValue,
     pub route: Option<Arc<Route>>,
     pub service: Option<String>,
@@ -41,21 +44,18 @@ impl RequestRecord {
         client: IpAddr,
         method: Method,
         version: Version,
-        host: &str,
-        path: &str,
+        host: Option<HeaderValue>,
+        uri: Uri,
         request_id: HeaderValue,
     ) -> Self {
-        let time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
         RequestRecord {
             started: Instant::now(),
-            time,
+            arrived: time::OffsetDateTime::now_utc(),
             client,
             method,
             version,
-            host: host.to_owned(),
-            path: path.to_owned(),
+            host,
+            uri,
             request_id,
             route: None,
             service: None,
@@ -104,6 +104,10 @@ impl RequestRecord {
         }
 
         if let Some(log) = &telemetry.access_log {
+            let time = self
+                .arrived
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
             let ingress_name = ingress.map(|k| k.to_string());
             let service = self
                 .route
@@ -111,11 +115,15 @@ impl RequestRecord {
                 .and(self.service.as_deref())
                 .map(|s| format!("{}/{s}", route_labels.namespace));
             log.write(&AccessEntry {
-                time: &self.time,
+                time: &time,
                 client: self.client,
                 method: self.method.as_str(),
-                host: &self.host,
-                path: &self.path,
+                host: self
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default(),
+                path: self.uri.path(),
                 protocol: version_label(self.version),
                 status: self.status,
                 bytes_sent: sent,
