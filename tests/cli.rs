@@ -11,6 +11,16 @@ use std::process::{Child, Command, Stdio};
 use http::StatusCode;
 use support::*;
 
+/// Every listener on a free loopback port.
+const LOOPBACK_LISTENERS: [&str; 6] = [
+    "--http-addr",
+    "127.0.0.1:0",
+    "--https-addr",
+    "127.0.0.1:0",
+    "--metrics-addr",
+    "127.0.0.1:0",
+];
+
 fn gatehouse() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gatehouse"))
 }
@@ -46,14 +56,7 @@ fn without_manifests_or_cluster_credentials_it_says_so_and_fails() {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("KUBECONFIG", home.path().join("missing"))
         .env("HOME", home.path())
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
+        .args(LOOPBACK_LISTENERS)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -88,16 +91,8 @@ fn help_describes_every_flag() {
 #[test]
 fn a_missing_manifest_directory_is_reported_and_fails() {
     let out = gatehouse()
-        .args([
-            "--manifests",
-            "/no/such/dir",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["--manifests", "/no/such/dir"])
+        .args(LOOPBACK_LISTENERS)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -131,14 +126,7 @@ fn start_binary(dir: &Path, extra: &[&str]) -> (Running, Addrs) {
     let mut child = gatehouse()
         .args(["--manifests"])
         .arg(dir)
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
+        .args(LOOPBACK_LISTENERS)
         .args(["--access-log", "off"])
         .args(extra)
         .stderr(Stdio::piped())

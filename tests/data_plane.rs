@@ -218,20 +218,7 @@ async fn grpc_trailers_pass_through_over_http2() {
         ),
     ];
     let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
-    let (tls, _) = tls_connect(
-        gatehouse.https_addr,
-        "grpc.test",
-        tls_config(Some(&pki.ca), &[b"h2"]),
-    )
-    .await
-    .expect("handshake");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .expect("h2");
-    tokio::spawn(conn);
+    let (mut sender, _) = h2_connect(gatehouse.https_addr, "grpc.test", &pki.ca).await;
     let req = Request::post("https://grpc.test/trailers")
         .header("content-type", "application/grpc")
         .header("te", "trailers")

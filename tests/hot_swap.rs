@@ -67,16 +67,7 @@ async fn h2_client(
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
 ) {
-    let (tls, _) = tls_connect(addr, "stable.test", tls_config(Some(&ca), &[b"h2"]))
-        .await
-        .expect("h2 handshake");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .expect("h2");
-    tokio::spawn(conn);
+    let (mut sender, _) = h2_connect(addr, "stable.test", &ca).await;
     while !stop.load(Ordering::Relaxed) {
         let req = Request::get("https://stable.test/")
             .body(Full::<Bytes>::default())

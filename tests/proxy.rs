@@ -122,25 +122,11 @@ async fn forwarded_for_is_appended_to_what_the_client_sent() {
 #[tokio::test]
 async fn http2_over_tls_reaches_the_backend_as_http1_with_the_authority_as_host() {
     let t = two_hosts().await;
-    let (tls, leaf) = tls_connect(
-        t.gatehouse.https_addr,
-        "a.test",
-        tls_config(Some(&t.pki.ca), &[b"h2"]),
-    )
-    .await
-    .expect("handshake");
+    let (mut sender, leaf) = h2_connect(t.gatehouse.https_addr, "a.test", &t.pki.ca).await;
     assert_eq!(leaf, t.a.der);
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
     for i in 0..3 {
         let req = http::Request::get(format!("https://a.test/app/{i}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .body(http_body_util::Full::<bytes::Bytes>::default())
             .expect("request");
         let response = sender.send_request(req).await.expect("response");
         assert_eq!(response.status(), StatusCode::OK);

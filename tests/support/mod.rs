@@ -609,6 +609,28 @@ pub async fn https_connect(
     (sender, leaf)
 }
 
+/// An HTTP/2 connection over TLS (ALPN `h2`, checked), verified against
+/// `ca`; returns the sender and the leaf certificate the server presented.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    sni: &str,
+    ca: &CertificateDer<'static>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    CertificateDer<'static>,
+) {
+    let (tls, leaf) = tls_connect(addr, sni, tls_config(Some(ca), &[b"h2"]))
+        .await
+        .unwrap_or_else(|e| panic!("TLS to {sni}: {e}"));
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "ALPN h2");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    (sender, leaf)
+}
+
 #[derive(Debug)]
 struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
 
