@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::controller::Controller;
-use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError};
+use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError, Workers};
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
 use crate::status::{StatusConfig, StatusWriter};
@@ -76,6 +76,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
     #[error("cannot open the access log {target:?}: {source}")]
     AccessLog {
         target: AccessLogTarget,
@@ -97,14 +99,20 @@ pub struct Running {
     shutdown_grace: Duration,
     drain_timeout: Duration,
     tasks: JoinSet<()>,
+    /// The data plane's threads; stopped when this is dropped.
+    workers: Workers,
     /// Flushes the access log when the server is dropped.
     _access_log: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Running {
-    /// Waits until one of the tasks ends, which only happens on a bug.
+    /// Waits until one of the tasks or worker threads ends, which only
+    /// happens on a bug.
     pub async fn wait(&mut self) {
-        self.tasks.join_next().await;
+        tokio::select! {
+            _ = self.tasks.join_next() => {}
+            () = self.workers.any_ended() => {}
+        }
     }
 
     /// The graceful stop: `/readyz` turns 503 at once; the listeners keep
@@ -179,7 +187,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = TlsAcceptor::from(proxy::server_config(Arc::new(resolver))?);
-    let proxy = Arc::new(Proxy::new(table.clone(), telemetry));
+    let proxy = Arc::new(Proxy::new(
+        table.clone(),
+        telemetry,
+        config.limits.upstream_keepalive,
+    ));
     let (listeners, drain) = Listeners::new(proxy.clone(), config.limits);
 
     let http = bind("HTTP", config.http_addr).await?;
@@ -191,11 +203,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tasks.spawn(writer.run(states.clone(), controller.warnings()));
     }
     tasks.spawn(controller.run(states));
-    tasks.spawn(listeners.clone().serve_plain(http));
-    tasks.spawn(listeners.serve_tls(https, acceptor));
+    let count = match config.limits.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers = Workers::start(count, &listeners, &proxy, (http, https), acceptor)
+        .map_err(StartError::Workers)?;
 
     tracing::info!(
-        http = %addrs.0, https = %addrs.1, metrics = %addrs.2,
+        http = %addrs.0, https = %addrs.1, metrics = %addrs.2, workers = count,
         source = %config.source, "gatehouse serving"
     );
     Ok(Running {
@@ -209,6 +225,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown_grace: config.shutdown_grace,
         drain_timeout: config.drain_timeout,
         tasks,
+        workers,
         _access_log: access_log_guard,
     })
 }

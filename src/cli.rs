@@ -85,6 +85,15 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
 
+    /// Data-plane threads, each serving its own connections (nginx's
+    /// worker_processes); 0 means one per CPU.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().workers)]
+    pub workers: usize,
+
+    /// Idle keep-alive connections each worker keeps open per endpoint.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().upstream_keepalive)]
+    pub upstream_keepalive_connections: usize,
+
     /// Write this Service's LoadBalancer addresses (else its ClusterIP) into
     /// the status of our Ingresses.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key, conflicts_with = "publish_status_address")]
@@ -226,6 +235,8 @@ impl Cli {
                 header_read_timeout: self.header_read_timeout,
                 h2_max_concurrent_streams: self.h2_max_concurrent_streams,
                 max_connections: self.max_connections,
+                workers: self.workers,
+                upstream_keepalive: self.upstream_keepalive_connections,
                 ..Limits::default()
             },
             shutdown_grace: self.shutdown_grace,

@@ -200,6 +200,50 @@ async fn expect_100_continue_is_answered_and_the_body_arrives() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
+/// 100 requests at once over one HTTP/2 connection need 100 upstream
+/// connections; all of them go back to the pool (below the keep-alive
+/// limit), so a second burst opens none. One worker, so that one pool is
+/// measured.
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let app = Backend::start("app").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("pool.test");
+    let manifests = [
+        service("app", &[app.addr]),
+        tls_secret("pool-tls", &leaf),
+        ingress("app", "pool.test", "/", "app", Some("pool-tls")),
+    ];
+    let limits = Limits {
+        workers: 1,
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (sender, _) = h2_connect(gatehouse.https_addr, "pool.test", &pki.ca).await;
+    let burst = || {
+        let requests = (0..100).map(|_| {
+            let mut sender = sender.clone();
+            async move {
+                let req = Request::get("https://pool.test/sleep/200")
+                    .body(Full::new(Bytes::new()))
+                    .expect("request");
+                let response = sender.send_request(req).await.expect("response");
+                assert_eq!(response.status(), StatusCode::OK);
+                http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .expect("body");
+            }
+        });
+        futures_util::future::join_all(requests)
+    };
+    burst().await;
+    let first = app.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(first >= 50, "concurrent requests used {first} connections");
+    burst().await;
+    let second = app.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(second, first, "the second burst opened new connections");
+}
+
 #[tokio::test]
 async fn grpc_trailers_pass_through_over_http2() {
     let grpc = Backend::start("grpc").await;

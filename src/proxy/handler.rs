@@ -42,18 +42,37 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
     upstreams: Upstreams,
+    /// Idle upstream connections kept per endpoint.
+    upstream_keepalive: usize,
     telemetry: Arc<Telemetry>,
     /// Upgraded connections (WebSockets), so that draining can wait for them.
     tunnels: TaskTracker,
 }
 
 impl Proxy {
-    pub fn new(table: Arc<ArcSwap<RouteTable>>, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        telemetry: Arc<Telemetry>,
+        upstream_keepalive: usize,
+    ) -> Self {
         Proxy {
             table,
-            upstreams: Upstreams::new(),
+            upstreams: Upstreams::new(upstream_keepalive),
+            upstream_keepalive,
             telemetry,
             tunnels: TaskTracker::new(),
+        }
+    }
+
+    /// A proxy for one worker thread: the same table, telemetry and tunnel
+    /// tracking, and upstream pools of its own.
+    pub fn for_worker(&self) -> Self {
+        Proxy {
+            table: self.table.clone(),
+            upstreams: Upstreams::new(self.upstream_keepalive),
+            upstream_keepalive: self.upstream_keepalive,
+            telemetry: self.telemetry.clone(),
+            tunnels: self.tunnels.clone(),
         }
     }
 
@@ -388,9 +407,11 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
     match given {
         Some(id) => id.clone(),
         None => {
-            let id = uuid::Uuid::new_v4().simple().to_string();
+            // A user-space generator: no system call per request.
+            let mut text = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
             // 32 hex digits are always a valid header value.
-            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Limits that protect the listeners, with defaults close to nginx's.
+//! Limits that protect the listeners, and the data plane's sizing, with
+//! defaults close to nginx's.
 
 use std::time::Duration;
 
@@ -17,6 +18,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a client has to finish its TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Data-plane threads (nginx's `worker_processes`); 0: one per core.
+    pub workers: usize,
+    /// Idle keep-alive connections each worker keeps per endpoint
+    /// (ingress-nginx's `upstream-keepalive-connections`, which is per
+    /// worker and upstream).
+    pub upstream_keepalive: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +34,8 @@ impl Default for Limits {
             h2_max_concurrent_streams: 128,
             max_connections: 16_384,
             tls_handshake_timeout: Duration::from_secs(10),
+            workers: 0,
+            upstream_keepalive: 320,
         }
     }
 }

@@ -91,6 +91,14 @@ impl Listeners {
         (listeners, drain)
     }
 
+    /// The same listeners, forwarding through a worker's own proxy.
+    pub fn for_worker(&self, proxy: Arc<Proxy>) -> Self {
+        Listeners {
+            proxy,
+            ..self.clone()
+        }
+    }
+
     pub async fn serve_plain(self, listener: TcpListener) {
         while let Some((stream, conn, permit)) = self.accept(&listener, false).await {
             let open = OpenConnection::new(&self.proxy, "http");

@@ -9,9 +9,11 @@ mod observed;
 mod progress;
 mod tls;
 mod upstream;
+mod workers;
 
 pub use handler::{Proxy, ProxyBody};
 pub use headers::ConnInfo;
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, TlsSetupError};
+pub use workers::Workers;

@@ -43,9 +43,6 @@ tokio::task_local! {
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle keep-alive connections kept per endpoint (nginx's `keepalive`
-/// default in ingress-nginx is 320 per upstream; per endpoint is finer).
-const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
 /// The connect of an upstream connection took longer than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +87,8 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new() -> Self {
+    /// Clients that keep at most `keepalive` idle connections per endpoint.
+    pub fn new(keepalive: usize) -> Self {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
@@ -108,7 +106,7 @@ impl Upstreams {
         let builder = |http2_only: bool| {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(IDLE_TIMEOUT)
-                .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
+                .pool_max_idle_per_host(keepalive)
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .set_host(false)
@@ -119,12 +117,6 @@ impl Upstreams {
             http1: builder(false).build(http1),
             http2: builder(true).build(http2),
         }
-    }
-}
-
-impl Default for Upstreams {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

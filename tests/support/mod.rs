@@ -31,6 +31,8 @@ use gatehouse::translate::TranslateOptions;
 pub struct Backend {
     pub name: &'static str,
     pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,12 +54,15 @@ impl Backend {
             .await
             .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let server = server.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| async move {
@@ -69,7 +74,12 @@ impl Backend {
                 });
             }
         });
-        Backend { name, addr, task }
+        Backend {
+            name,
+            addr,
+            accepted,
+            task,
+        }
     }
 }
 
@@ -251,12 +261,15 @@ impl Backend {
         .with_single_cert(vec![leaf.der.clone()], key)
         .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (server, acceptor) = (server.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
@@ -269,7 +282,12 @@ impl Backend {
                 });
             }
         });
-        Backend { name, addr, task }
+        Backend {
+            name,
+            addr,
+            accepted,
+            task,
+        }
     }
 }
 
