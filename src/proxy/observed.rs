@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::progress::Progress;
 use crate::table::Route;
 use crate::telemetry::access_log::AccessEntry;
-use crate::telemetry::metrics::{method_label, status_class, RequestLabels, RouteLabels};
+use crate::telemetry::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::Telemetry;
 
 /// What is known about one request.
@@ -69,39 +69,28 @@ impl RequestRecord {
     fn finish(self, sent: u64, telemetry: &Telemetry) {
         let duration = self.started.elapsed();
         let ingress = self.route.as_ref().and_then(|r| r.ingress.as_ref());
-        let route_labels = RouteLabels {
-            namespace: ingress.map(|k| k.namespace.clone()).unwrap_or_default(),
-            ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
-            service: self.service.clone().unwrap_or_default(),
-        };
+        let namespace = ingress.map_or("", |k| k.namespace.as_str());
         let received = self.progress.as_ref().map_or(0, |p| p.received());
+        let finished = Finished {
+            method: method_index(&self.method),
+            status: self.status,
+            duration,
+            upstream_time: self.upstream_time,
+            received,
+            sent,
+        };
         let m = &telemetry.metrics;
-        m.requests
-            .get_or_create(&RequestLabels {
-                namespace: route_labels.namespace.clone(),
-                ingress: route_labels.ingress.clone(),
-                host: self
-                    .route
-                    .as_ref()
-                    .map(|r| r.host.to_string())
-                    .unwrap_or_default(),
-                service: route_labels.service.clone(),
-                method: method_label(&self.method),
-                status_class: status_class(self.status),
-            })
-            .inc();
-        m.request_duration
-            .get_or_create(&route_labels)
-            .observe(duration.as_secs_f64());
-        m.response_bytes.get_or_create(&route_labels).inc_by(sent);
-        m.request_bytes
-            .get_or_create(&route_labels)
-            .inc_by(received);
-        if let Some(upstream_time) = self.upstream_time {
-            m.upstream_duration
-                .get_or_create(&route_labels)
-                .observe(upstream_time.as_secs_f64());
-        }
+        let slot = self.route.as_ref().map_or(&m.unrouted, |r| &r.metrics);
+        let labels = || {
+            let route = RouteLabels {
+                namespace: namespace.to_owned(),
+                ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
+                service: self.service.clone().unwrap_or_default(),
+            };
+            let host = self.route.as_ref().map(|r| r.host.to_string());
+            (route, host.unwrap_or_default())
+        };
+        m.route(slot, labels).record(m, &finished);
 
         if let Some(log) = &telemetry.access_log {
             let time = self
@@ -113,7 +102,7 @@ impl RequestRecord {
                 .route
                 .as_ref()
                 .and(self.service.as_deref())
-                .map(|s| format!("{}/{s}", route_labels.namespace));
+                .map(|s| format!("{namespace}/{s}"));
             log.write(&AccessEntry {
                 time: &time,
                 client: self.client,

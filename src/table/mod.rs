@@ -29,6 +29,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::telemetry::metrics::RouteMetricsSlot;
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
 /// solvers (cert-manager) can answer over plain HTTP.
@@ -51,6 +52,8 @@ pub struct Route {
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     pub rewrite: Option<Rewrite>,
+    /// The route's request metrics, resolved on its first request.
+    pub metrics: RouteMetricsSlot,
 }
 
 #[derive(Debug)]

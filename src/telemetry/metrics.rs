@@ -5,6 +5,7 @@
 //! class, and the method folded to a fixed set. No paths, no client IPs.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,6 +75,80 @@ pub struct CertLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// The request metrics of one route, looked up in the families on the
+/// route's first request. Later requests update atomics: no label sets are
+/// built and no family lock is taken. A table swap brings new routes, which
+/// look theirs up again; the families keep the series.
+#[derive(Default)]
+pub struct RouteMetricsSlot(OnceLock<Box<RouteMetrics>>);
+
+impl std::fmt::Debug for RouteMetricsSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteMetricsSlot")
+    }
+}
+
+pub struct RouteMetrics {
+    labels: RequestLabels,
+    /// By method and status class, created on first use.
+    requests: [OnceLock<Counter>; METHODS.len() * STATUS_CLASSES.len()],
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    request_bytes: Counter,
+    response_bytes: Counter,
+}
+
+/// One finished request, as the metrics see it.
+pub struct Finished {
+    pub method: usize,
+    pub status: u16,
+    pub duration: Duration,
+    pub upstream_time: Option<Duration>,
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl RouteMetrics {
+    fn new(metrics: &Metrics, route: RouteLabels, host: String) -> Self {
+        RouteMetrics {
+            request_duration: metrics.request_duration.get_or_create(&route).clone(),
+            upstream_duration: metrics.upstream_duration.get_or_create(&route).clone(),
+            request_bytes: metrics.request_bytes.get_or_create(&route).clone(),
+            response_bytes: metrics.response_bytes.get_or_create(&route).clone(),
+            labels: RequestLabels {
+                namespace: route.namespace,
+                ingress: route.ingress,
+                host,
+                service: route.service,
+                method: "",
+                status_class: "",
+            },
+            requests: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    pub fn record(&self, metrics: &Metrics, request: &Finished) {
+        let class = status_class_index(request.status);
+        let counter =
+            self.requests[request.method * STATUS_CLASSES.len() + class].get_or_init(|| {
+                let labels = RequestLabels {
+                    method: METHODS[request.method],
+                    status_class: STATUS_CLASSES[class],
+                    ..self.labels.clone()
+                };
+                metrics.requests.get_or_create(&labels).clone()
+            });
+        counter.inc();
+        self.request_duration
+            .observe(request.duration.as_secs_f64());
+        self.response_bytes.inc_by(request.sent);
+        self.request_bytes.inc_by(request.received);
+        if let Some(upstream_time) = request.upstream_time {
+            self.upstream_duration.observe(upstream_time.as_secs_f64());
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~32 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -96,6 +171,8 @@ pub struct Metrics {
     pub last_rebuild: FloatGauge,
     pub warnings: Family<WarningLabels, Gauge<i64, AtomicI64>>,
     pub cert_expiry: Family<CertLabels, Gauge<i64, AtomicI64>>,
+    /// The request metrics of requests no route forwarded (404, redirects).
+    pub unrouted: RouteMetricsSlot,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +188,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The route's handles, looked up on its first request.
+    pub fn route<'a>(
+        &self,
+        slot: &'a RouteMetricsSlot,
+        labels: impl FnOnce() -> (RouteLabels, String),
+    ) -> &'a RouteMetrics {
+        slot.0.get_or_init(|| {
+            let (route, host) = labels();
+            Box::new(RouteMetrics::new(self, route, host))
+        })
+    }
+
     pub fn new() -> Self {
         let mut m = Metrics {
             registry: Registry::with_prefix("gatehouse"),
@@ -128,6 +217,7 @@ impl Metrics {
             rebuild_duration: latency_histogram(),
             last_rebuild: FloatGauge::default(),
             warnings: Family::default(),
+            unrouted: RouteMetricsSlot::default(),
             cert_expiry: Family::default(),
         };
         let r = &mut m.registry;
@@ -271,30 +361,46 @@ impl Metrics {
     }
 }
 
-/// `2xx`, `4xx`, … for a status code.
-pub fn status_class(status: u16) -> &'static str {
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
-/// Methods outside the standard set are counted as `OTHER`.
-pub fn method_label(method: &http::Method) -> &'static str {
+/// `2xx`, `4xx`, … for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+/// The method's place in the fixed set; methods outside the standard set
+/// are counted as `OTHER`.
+pub fn method_index(method: &http::Method) -> usize {
     use http::Method as M;
     match *method {
-        M::GET => "GET",
-        M::HEAD => "HEAD",
-        M::POST => "POST",
-        M::PUT => "PUT",
-        M::DELETE => "DELETE",
-        M::PATCH => "PATCH",
-        M::OPTIONS => "OPTIONS",
-        M::CONNECT => "CONNECT",
-        M::TRACE => "TRACE",
-        _ => "OTHER",
+        M::GET => 0,
+        M::HEAD => 1,
+        M::POST => 2,
+        M::PUT => 3,
+        M::DELETE => 4,
+        M::PATCH => 5,
+        M::OPTIONS => 6,
+        M::CONNECT => 7,
+        M::TRACE => 8,
+        _ => 9,
     }
+}
+
+/// The method's label.
+pub fn method_label(method: &http::Method) -> &'static str {
+    METHODS[method_index(method)]
 }

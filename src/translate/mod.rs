@@ -241,6 +241,7 @@ impl IngressView<'_> {
             policy: self.policy.clone(),
             ssl_redirect,
             rewrite,
+            metrics: Default::default(),
         }
     }
 }
@@ -454,6 +455,7 @@ impl Build<'_> {
                 }),
                 ssl_redirect: false,
                 rewrite: None,
+                metrics: Default::default(),
             };
             // An Ingress-provided default backend wins over the flag.
             let _ = self.table.set_default(route);
