@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
@@ -158,11 +159,17 @@ impl Proxy {
             }
         }
         let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
-        let path = forward
-            .rewritten
-            .clone()
-            .or_else(|| req.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
-            .unwrap_or_else(|| "/".to_owned());
+        let path = match &forward.rewritten {
+            Some(rewritten) => match PathAndQuery::try_from(rewritten.as_str()) {
+                Ok(path) => path,
+                Err(_) => return respond(StatusCode::BAD_REQUEST),
+            },
+            None => req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        };
         let method_retryable = is_idempotent(req.method());
 
         let (mut parts, body) = req.into_parts();
@@ -205,23 +212,26 @@ impl Proxy {
             let (target, pick) = match &forward.backend.upstream {
                 Upstream::Endpoints(set) => {
                     match set.pick_healthy(policy.load_balance, now_ms(), failed) {
-                        Some(pick) => (pick.addr.to_string(), Some((set, pick))),
+                        Some(pick) => (set.authority(pick), Some((set, pick))),
                         None => return respond(StatusCode::SERVICE_UNAVAILABLE),
                     }
                 }
-                Upstream::External { host, port } => (format!("{host}:{port}"), None),
+                Upstream::External { host, port } => {
+                    match Authority::try_from(format!("{host}:{port}")) {
+                        Ok(authority) => (authority, None),
+                        Err(_) => return respond(StatusCode::BAD_GATEWAY),
+                    }
+                }
             };
-            let scheme = if policy.protocol.is_tls() {
-                "https"
+            let mut uri = uri::Parts::default();
+            uri.scheme = Some(if policy.protocol.is_tls() {
+                Scheme::HTTPS
             } else {
-                "http"
-            };
-            let Ok(uri) = Uri::builder()
-                .scheme(scheme)
-                .authority(target.as_str())
-                .path_and_query(path.as_str())
-                .build()
-            else {
+                Scheme::HTTP
+            });
+            uri.authority = Some(target.clone());
+            uri.path_and_query = Some(path.clone());
+            let Ok(uri) = Uri::from_parts(uri) else {
                 return respond(StatusCode::BAD_REQUEST);
             };
             let mut request = Request::new(slot.lease());

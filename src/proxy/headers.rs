@@ -8,15 +8,31 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// The connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+/// The connection a request arrived on, with the header values every
+/// request on it forwards (formatted once per connection).
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    client_ip: HeaderValue,
+    local_port: HeaderValue,
 }
 
 impl ConnInfo {
+    pub fn new(client: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        // An IP address is always a valid header value.
+        let client_ip = HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        ConnInfo {
+            client,
+            local,
+            tls,
+            client_ip,
+            local_port: HeaderValue::from(local.port()),
+        }
+    }
+
     pub fn scheme(&self) -> &'static str {
         if self.tls {
             "https"
@@ -45,6 +61,12 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the headers instead of a
+    // lookup per hop-by-hop name.
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHENTICATE;
+    if !headers.keys().any(hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -65,34 +87,26 @@ pub fn prepare_request(headers: &mut HeaderMap, conn: &ConnInfo, host: &HeaderVa
     remove_hop_by_hop(headers);
     headers.insert(header::HOST, host.clone());
 
-    let client_ip = conn.client.ip().to_string();
+    let client_ip = &conn.client_ip;
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
         Some(prior) if !prior.is_empty() => {
             let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
             joined.extend_from_slice(prior);
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_bytes(&joined)
+            // A valid header value, a comma and an IP address: valid.
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
         }
-        _ => HeaderValue::from_str(&client_ip),
+        _ => client_ip.clone(),
     };
-    // Both spellings are built from a valid header value plus an IP
-    // address, so they are valid header values.
-    if let Ok(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
-    if let Ok(ip) = HeaderValue::from_str(&client_ip) {
-        headers.insert(X_REAL_IP.clone(), ip);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(conn.scheme()),
     );
     headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-    headers.insert(
-        X_FORWARDED_PORT.clone(),
-        HeaderValue::from(conn.local.port()),
-    );
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
 }
 
 #[cfg(test)]
@@ -100,11 +114,11 @@ mod tests {
     use super::*;
 
     fn conn() -> ConnInfo {
-        ConnInfo {
-            client: "192.0.2.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            tls: true,
-        }
+        ConnInfo::new(
+            "192.0.2.7:5555".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+            true,
+        )
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Listeners {
                     let Ok(local) = stream.local_addr() else {
                         continue;
                     };
-                    return Some((stream, ConnInfo { client, local, tls }, permit));
+                    return Some((stream, ConnInfo::new(client, local, tls), permit));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -186,8 +186,10 @@ impl Listeners {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.proxy.clone();
+        let conn = Arc::new(conn);
+        let info = conn.clone();
         let service = service_fn(move |req| {
-            let proxy = proxy.clone();
+            let (proxy, conn) = (proxy.clone(), info.clone());
             async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
         });
         let connection = self

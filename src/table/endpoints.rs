@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use http::uri::Authority;
 use std::time::Duration;
 
 use super::policy::LoadBalance;
@@ -11,6 +14,8 @@ use super::policy::LoadBalance;
 #[derive(Debug)]
 pub struct EndpointSet {
     addrs: Box<[SocketAddr]>,
+    /// Each address as a URI authority, formatted on first use.
+    authorities: Box<[OnceLock<Authority>]>,
     /// Peak-EWMA of response times in microseconds, one per address.
     latency: Box<[AtomicU64]>,
     /// Until when (caller's clock, milliseconds) an address is skipped
@@ -33,6 +38,7 @@ impl EndpointSet {
         let latency = addrs.iter().map(|_| AtomicU64::new(0)).collect();
         let down_until = addrs.iter().map(|_| AtomicU64::new(0)).collect();
         EndpointSet {
+            authorities: addrs.iter().map(|_| OnceLock::new()).collect(),
             addrs: addrs.into_boxed_slice(),
             latency,
             down_until,
@@ -46,6 +52,17 @@ impl EndpointSet {
 
     pub fn is_empty(&self) -> bool {
         self.addrs.is_empty()
+    }
+
+    /// The picked address as a URI authority (`10.0.0.7:8080`,
+    /// `[fd00::7]:8080`), formatted once per table.
+    pub fn authority(&self, pick: Pick) -> Authority {
+        self.authorities[pick.index]
+            .get_or_init(|| {
+                Authority::try_from(pick.addr.to_string())
+                    .expect("a socket address is a valid authority")
+            })
+            .clone()
     }
 
     /// The next address by the route's policy, skipping addresses marked
