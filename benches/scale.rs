@@ -29,6 +29,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const PER_FILE: usize = 1000;
 
+/// The allocator of the `gatehouse` binary, so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if let Ok(n) = std::env::var("GATEHOUSE_SCALE_CHILD") {
         let n: usize = n.parse().expect("size");

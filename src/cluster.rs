@@ -75,6 +75,27 @@ impl Object {
         }
     }
 
+    /// Kind, namespace and name, borrowed: `key` without allocating.
+    pub fn id(&self) -> (&'static str, &str, &str) {
+        let (meta, namespaced) = match self {
+            Object::Ingress(o) => (&o.metadata, true),
+            Object::IngressClass(o) => (&o.metadata, false),
+            Object::Service(o) => (&o.metadata, true),
+            Object::EndpointSlice(o) => (&o.metadata, true),
+            Object::Secret(o) => (&o.metadata, true),
+        };
+        let namespace = match meta.namespace.as_deref() {
+            _ if !namespaced => "",
+            Some(ns) if !ns.is_empty() => ns,
+            _ => "default",
+        };
+        (
+            self.kind(),
+            namespace,
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    }
+
     pub fn key(&self) -> ObjectKey {
         match self {
             Object::Ingress(o) => ObjectKey::of(&o.metadata, true),
@@ -126,6 +147,18 @@ impl ClusterState {
             Object::Service(o) => self.services.insert(key, o).is_some(),
             Object::EndpointSlice(o) => self.endpoint_slices.insert(key, o).is_some(),
             Object::Secret(o) => self.secrets.insert(key, o).is_some(),
+        }
+    }
+
+    /// Removes the object of `object`'s kind and key, if present.
+    pub fn remove(&mut self, object: &Object) {
+        let key = object.key();
+        match object {
+            Object::Ingress(_) => drop(self.ingresses.remove(&key)),
+            Object::IngressClass(_) => drop(self.ingress_classes.remove(&key.name)),
+            Object::Service(_) => drop(self.services.remove(&key)),
+            Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
+            Object::Secret(_) => drop(self.secrets.remove(&key)),
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Controller {
     warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
     /// Secrets parsed by the last build, reused while unchanged.
     secrets: Arc<SecretCache>,
+    /// Tables built so far, and the newest one whose metrics are published.
+    generation: u64,
+    observed: Arc<std::sync::Mutex<u64>>,
 }
 
 impl Controller {
@@ -42,6 +45,8 @@ impl Controller {
             warnings: BTreeSet::new(),
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
             secrets: Arc::new(SecretCache::default()),
+            generation: 0,
+            observed: Arc::default(),
         }
     }
 
@@ -77,16 +82,29 @@ impl Controller {
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
         );
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.metrics
-            .observe_table(&translation.table, &translation.warnings, took, now);
         self.secrets = Arc::new(translation.secrets);
-        let old = self.table.swap(Arc::new(translation.table));
-        // Freeing a large table takes milliseconds; not on a thread that
-        // serves traffic.
-        tokio::task::spawn_blocking(move || drop(old));
+        let table = Arc::new(translation.table);
+        let old = self.table.swap(table.clone());
+        // Traffic sees the new table now. The table's metrics (a series per
+        // backend and certificate) and freeing the old table take
+        // milliseconds: after the swap, and not on a thread that serves
+        // traffic.
+        let (metrics, warnings) = (self.metrics.clone(), translation.warnings.clone());
+        self.generation += 1;
+        let (generation, observed) = (self.generation, self.observed.clone());
+        tokio::task::spawn_blocking(move || {
+            // In build order: an older table never overwrites a newer one's.
+            let mut last = observed.lock().unwrap_or_else(|e| e.into_inner());
+            if *last < generation {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                metrics.observe_table(&table, &warnings, took, now);
+                *last = generation;
+            }
+            drop(last);
+            drop(old);
+        });
         self.report(translation.warnings);
         self.readiness.set(true);
     }

@@ -7,7 +7,7 @@
 //! routes down. When two files define the same object, the file that sorts
 //! last wins and a warning names both.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,30 +99,105 @@ impl ManifestDir {
         errors
     }
 
+    /// What `paths` hold now, to `patch` a state with after reloading them.
+    pub fn before(&self, paths: &[PathBuf]) -> Before {
+        Before(
+            paths
+                .iter()
+                .map(|path| {
+                    (
+                        path.clone(),
+                        self.files.get(path).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Brings `state`, built from the directory as it was at `before`, up to
+    /// date with the files reloaded since: their old objects out, their new
+    /// ones in, in time proportional to the change. Returns false, leaving
+    /// `state` untouched, when an object involved is defined more than once
+    /// (another file, or twice in one); `state()` then settles who wins.
+    pub fn patch(&self, state: &mut ClusterState, before: &Before) -> bool {
+        if !self.can_patch(before) {
+            return false;
+        }
+        for (_, objects) in &before.0 {
+            for object in objects {
+                state.remove(object);
+            }
+        }
+        for (path, _) in &before.0 {
+            for object in self.files.get(path).into_iter().flatten() {
+                state.insert(object.clone());
+            }
+        }
+        true
+    }
+
+    fn can_patch(&self, before: &Before) -> bool {
+        let changed: HashSet<&Path> = before.0.iter().map(|(p, _)| p.as_path()).collect();
+        let mut involved = HashSet::new();
+        for (path, old) in &before.0 {
+            let mut ids = HashSet::new();
+            let now = self.files.get(path).into_iter().flatten();
+            if !now.clone().all(|o| ids.insert(o.id())) {
+                return false; // defined twice in one file
+            }
+            let mut old_ids = HashSet::new();
+            if !old.iter().all(|o| old_ids.insert(o.id())) {
+                return false;
+            }
+            for id in ids.into_iter().chain(old_ids) {
+                involved.insert(id);
+            }
+        }
+        let others = self
+            .files
+            .iter()
+            .filter(|(path, _)| !changed.contains(path.as_path()));
+        !others
+            .flat_map(|(_, objects)| objects)
+            .any(|o| involved.contains(&o.id()))
+    }
+
     /// The state the directory describes now, with a note for every object
     /// defined in more than one file.
     pub fn state(&self) -> (ClusterState, Vec<String>) {
         let mut state = ClusterState::default();
-        let mut seen: BTreeMap<(&'static str, String), &Path> = BTreeMap::new();
         let mut duplicates = Vec::new();
         for (path, objects) in &self.files {
             for object in objects {
-                let id = (object.kind(), object.key().to_string());
-                if let Some(first) = seen.insert(id.clone(), path) {
-                    duplicates.push(format!(
-                        "{} {} is defined in {} and {}; using the latter",
-                        id.0,
-                        id.1,
-                        first.display(),
-                        path.display()
-                    ));
+                if state.insert(object.clone()) {
+                    duplicates.push(self.duplicate(object, path));
                 }
-                state.insert(object.clone());
             }
         }
         (state, duplicates)
     }
+
+    /// The note for `object`, defined again in `latter`.
+    fn duplicate(&self, object: &Object, latter: &Path) -> String {
+        let same = |o: &Object| o.kind() == object.kind() && o.key() == object.key();
+        let first = self
+            .files
+            .iter()
+            .find(|(_, objects)| objects.iter().any(same))
+            .map_or(latter, |(path, _)| path.as_path());
+        format!(
+            "{} {} is defined in {} and {}; using the latter",
+            object.kind(),
+            object.key(),
+            first.display(),
+            latter.display()
+        )
+    }
 }
+
+/// The objects some files held before they were reloaded.
+#[derive(Debug, Default)]
+pub struct Before(Vec<(PathBuf, Vec<Object>)>);
 
 fn is_manifest(path: &Path) -> bool {
     let hidden = path
@@ -182,17 +257,26 @@ pub fn watch_dir(dir: &Path) -> Result<(super::StateReceiver, Vec<FileError>), S
             while let Ok(more) = events.try_recv() {
                 batch.push(more);
             }
-            let errors = apply_batch(&mut manifests, batch);
+            let (errors, before) = apply_batch(&mut manifests, batch);
             for error in &errors {
                 tracing::error!(target: "gatehouse::source", "manifest skipped: {error}");
+            }
+            if tx.is_closed() {
+                return; // nobody listens any more
+            }
+            // Usually a patch of the published state: nobody else holds it
+            // once the controller has translated it, so it changes in place.
+            if let Some(before) = before.filter(|b| manifests.can_patch(b)) {
+                tx.send_modify(|state| {
+                    manifests.patch(Arc::make_mut(state), &before);
+                });
+                continue;
             }
             let (state, duplicates) = manifests.state();
             for duplicate in &duplicates {
                 tracing::warn!(target: "gatehouse::source", "{duplicate}");
             }
-            if tx.send(Arc::new(state)).is_err() {
-                return; // nobody listens any more
-            }
+            tx.send_replace(Arc::new(state));
         }
     });
     Ok((rx, errors))
@@ -209,13 +293,14 @@ fn changes_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-/// Folds events into the manifests, and returns the files that failed. The
+/// Folds events into the manifests, and returns the files that failed, and
+/// what the reloaded files held before (`None` after a full rescan). The
 /// whole batch is queued before anything is read, so the returned state is
 /// never built from a half-applied burst.
 fn apply_batch(
     manifests: &mut ManifestDir,
     batch: Vec<notify::Result<notify::Event>>,
-) -> Vec<FileError> {
+) -> (Vec<FileError>, Option<Before>) {
     let mut paths = Vec::new();
     let mut rescan = false;
     for event in batch {
@@ -232,12 +317,78 @@ fn apply_batch(
         }
     }
     if rescan {
-        return manifests.rescan().unwrap_or_else(|e| {
+        let errors = manifests.rescan().unwrap_or_else(|e| {
             tracing::error!(target: "gatehouse::source", "{e}");
             Vec::new()
         });
+        return (errors, None);
     }
     paths.sort();
     paths.dedup();
-    manifests.reload(paths)
+    let before = manifests.before(&paths);
+    (manifests.reload(paths), Some(before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, port: u16) -> String {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+    }
+
+    /// The same objects (by identity) under the same keys.
+    fn same(a: &ClusterState, b: &ClusterState) -> bool {
+        a.services.len() == b.services.len()
+            && a.services
+                .iter()
+                .zip(&b.services)
+                .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+    }
+
+    #[test]
+    fn a_patched_state_equals_a_rebuilt_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, service("one", 80) + &service("two", 80)).expect("write");
+        std::fs::write(&b, service("three", 80)).expect("write");
+        let (mut manifests, errors) = ManifestDir::load(dir.path()).expect("load");
+        assert!(errors.is_empty());
+        let mut state = manifests.state().0;
+
+        // Changed, added and removed objects in one file.
+        std::fs::write(&a, service("one", 81) + &service("four", 80)).expect("write");
+        let before = manifests.before(std::slice::from_ref(&a));
+        assert!(manifests.reload([a.clone()]).is_empty());
+        assert!(manifests.patch(&mut state, &before));
+        assert!(same(&state, &manifests.state().0));
+        let names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["four", "one", "three"]);
+
+        // A deleted file.
+        std::fs::remove_file(&b).expect("remove");
+        let before = manifests.before(std::slice::from_ref(&b));
+        manifests.reload([b.clone()]);
+        assert!(manifests.patch(&mut state, &before));
+        assert!(same(&state, &manifests.state().0));
+    }
+
+    #[test]
+    fn an_object_defined_in_two_files_is_left_to_a_rebuild() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, service("one", 80)).expect("write");
+        std::fs::write(&b, service("two", 80)).expect("write");
+        let (mut manifests, _) = ManifestDir::load(dir.path()).expect("load");
+        let mut state = manifests.state().0;
+        std::fs::write(&a, service("two", 81)).expect("write");
+        let before = manifests.before(std::slice::from_ref(&a));
+        manifests.reload([a.clone()]);
+        assert!(!manifests.patch(&mut state, &before));
+        // Untouched: still the old objects.
+        assert!(state.services.keys().any(|k| k.name == "one"));
+        let (rebuilt, duplicates) = manifests.state();
+        assert_eq!(duplicates.len(), 1);
+        assert_eq!(rebuilt.services.len(), 1);
+    }
 }

@@ -1,8 +1,8 @@
 //! Host matching: exact names first, then `*.` wildcards covering exactly
 //! one extra DNS label. Shared by the routes and the certificates.
 
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 /// How an Ingress names a host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

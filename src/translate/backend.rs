@@ -6,7 +6,8 @@
 //! `targetPort` needs no Pod lookup. Only endpoints whose `ready` condition is
 //! not `false` receive traffic (an absent condition means ready).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use foldhash::HashMapExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ mod class;
 mod tls;
 mod warning;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -480,7 +480,7 @@ impl Build<'_> {
     /// parsing is most of a cold build.
     fn preparse(&mut self, ingresses: &[(&ObjectKey, &Ingress)], options: &TranslateOptions) {
         let mut wanted: Vec<(ObjectKey, Arc<Secret>)> = Vec::new();
-        let mut queued = std::collections::HashSet::new();
+        let mut queued = HashSet::new();
         let names = ingresses
             .iter()
             .flat_map(|(_, ingress)| tls_secret_keys(ingress));
