@@ -1,16 +1,19 @@
 //! Hot-path micro-benchmarks: the per-request routing decision and the
-//! per-handshake certificate choice, in a table of 10,000 hosts; and the
-//! full table build for the same cluster.
+//! per-handshake certificate choice, in a table of 10,000 hosts; the
+//! forwarded-header rewriting of a typical browser request; and the full
+//! table build for the same cluster.
 //!
 //! Run: `cargo bench --bench lookup`
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse::cluster::ClusterState;
+use gatehouse::proxy::{prepare_request, ConnInfo};
 use gatehouse::source::manifest;
 use gatehouse::table::RequestFacts;
 use gatehouse::translate::{translate, TranslateOptions};
+use http::{HeaderMap, HeaderValue};
 
 const HOSTS: usize = 10_000;
 
@@ -79,12 +82,52 @@ fn benches(c: &mut Criterion) {
                 .is_some()
         })
     });
+    let conn = ConnInfo::new(
+        "192.0.2.10:50123".parse().expect("addr"),
+        "10.0.0.5:8443".parse().expect("addr"),
+        true,
+    );
+    let browser = browser_request();
+    let host = HeaderValue::from_static("host4242.bench.test");
+    c.bench_function("headers/browser-request/prepare", |b| {
+        b.iter_batched_ref(
+            || browser.clone(),
+            |headers| prepare_request(headers, &conn, &host),
+            BatchSize::SmallInput,
+        )
+    });
     let mut group = c.benchmark_group("translate");
     group.sample_size(10);
     group.bench_function("10k-ingresses/full-build", |b| {
         b.iter(|| translate(black_box(&state), &options))
     });
     group.finish();
+}
+
+/// The headers of a browser's GET, as a client sends them.
+fn browser_request() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "host4242.bench.test"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-GB,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("connection", "keep-alive"),
+        ("cookie", "session=3f1c0e9a7b; theme=dark"),
+        ("upgrade-insecure-requests", "1"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h
 }
 
 criterion_group!(lookup, benches);

@@ -85,6 +85,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// appended to, the other `X-Forwarded-*` and `X-Real-IP` set.
 pub fn prepare_request(headers: &mut HeaderMap, conn: &ConnInfo, host: &HeaderValue) {
     remove_hop_by_hop(headers);
+    // Room for the headers added below, so that no insert regrows the map.
+    headers.reserve(6);
     headers.insert(header::HOST, host.clone());
 
     let client_ip = &conn.client_ip;
