@@ -37,7 +37,8 @@ nginx_port=${NGINX_PORT:-19444}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d -t gatehouse-compare.XXXXXX)
 pids=()
-hosts_marker="# gatehouse load comparison"
+# This run's own line in /etc/hosts, so that a concurrent run keeps its own.
+hosts_marker="# gatehouse load comparison $$"
 
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -205,6 +206,13 @@ $nginx_servers
 EOF
 
 # --- start everything -------------------------------------------------------
+for port in "$backend_port" "$gatehouse_port" "$nginx_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT or NGINX_PORT"
+    exit 1
+  fi
+done
+
 if ! getent hosts "$target_host" >/dev/null; then
   echo "127.0.0.1 $target_host $hosts_marker" | as_root tee -a /etc/hosts >/dev/null
 fi
