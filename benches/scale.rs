@@ -174,12 +174,12 @@ async fn run(n: usize) {
     let cold_build = started.elapsed();
     assert_eq!(cold.table.certs.len(), n);
     let mut warm_times = Vec::new();
-    let mut previous = cold.secrets.clone();
+    let mut previous = cold.reuse.clone();
     for _ in 0..3 {
         let started = Instant::now();
         let warm = translate_with(&state, &options, &previous);
         warm_times.push(started.elapsed());
-        previous = warm.secrets;
+        previous = warm.reuse;
     }
     warm_times.sort();
     let warm_build = warm_times[1];

@@ -30,7 +30,7 @@ fn main() {
     eprintln!("cold {:?}", t.elapsed());
     for _ in 0..rounds {
         let t = std::time::Instant::now();
-        last = translate_with(&state, &options, &last.secrets);
+        last = translate_with(&state, &options, &last.reuse);
         eprintln!("warm {:?}", t.elapsed());
     }
 }

@@ -17,7 +17,7 @@ use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::translate::{translate_with, SecretCache, TranslateOptions, Warning};
+use crate::translate::{translate_with, Reuse, TranslateOptions, Warning};
 
 /// Publishes tables built from one source.
 pub struct Controller {
@@ -28,8 +28,8 @@ pub struct Controller {
     warnings: BTreeSet<Warning>,
     /// The current warnings, for whoever reports them further (Events).
     warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
-    /// Secrets parsed by the last build, reused while unchanged.
-    secrets: Arc<SecretCache>,
+    /// What the last build parsed and resolved, reused while unchanged.
+    reuse: Arc<Reuse>,
     /// Tables built so far, and the newest one whose metrics are published.
     generation: u64,
     observed: Arc<std::sync::Mutex<u64>>,
@@ -44,7 +44,7 @@ impl Controller {
             options: Arc::new(options),
             warnings: BTreeSet::new(),
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
-            secrets: Arc::new(SecretCache::default()),
+            reuse: Arc::new(Reuse::default()),
             generation: 0,
             observed: Arc::default(),
         }
@@ -63,7 +63,7 @@ impl Controller {
     /// controller ready.
     pub async fn rebuild(&mut self, state: Arc<ClusterState>) {
         let options = self.options.clone();
-        let previous = self.secrets.clone();
+        let previous = self.reuse.clone();
         // Translation is CPU work that grows with the cluster; keep it off
         // the threads that serve traffic.
         let built = tokio::task::spawn_blocking(move || {
@@ -82,7 +82,7 @@ impl Controller {
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
         );
-        self.secrets = Arc::new(translation.secrets);
+        self.reuse = Arc::new(translation.reuse);
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
         // Traffic sees the new table now. The table's metrics (a series per

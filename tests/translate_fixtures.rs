@@ -397,7 +397,7 @@ fn a_rebuild_parses_only_the_secrets_that_changed() {
     let mut state = ClusterState::from_objects(manifest::parse(&text).expect("parse"));
     let options = TranslateOptions::default();
     let first = translate(&state, &options);
-    let second = translate_with(&state, &options, &first.secrets);
+    let second = translate_with(&state, &options, &first.reuse);
     let key = |t: &gatehouse::translate::Translation, sni: &str| {
         t.table.certs.resolve(sni).expect("cert").key.clone()
     };
@@ -417,7 +417,7 @@ fn a_rebuild_parses_only_the_secrets_that_changed() {
         .get_mut(&ObjectKey::new("default", "rsa-tls"))
         .expect("secret");
     *rsa = p384;
-    let third = translate_with(&state, &options, &second.secrets);
+    let third = translate_with(&state, &options, &second.reuse);
     assert!(!std::sync::Arc::ptr_eq(
         &key(&second, "rsa.example.com"),
         &key(&third, "rsa.example.com")
@@ -430,4 +430,69 @@ fn a_rebuild_parses_only_the_secrets_that_changed() {
         &key(&second, "ed.example.com"),
         &key(&third, "ed.example.com")
     ));
+}
+
+/// A rebuild keeps the backends whose Service and EndpointSlices did not
+/// change (with their load-balancing state) and resolves the others again.
+#[test]
+fn a_rebuild_resolves_only_the_backends_that_changed() {
+    use gatehouse::table::Action;
+    use gatehouse::translate::translate_with;
+    let service = |name: &str, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}]}}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"{ip}\"]}}]\n\
+             ---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\nspec:\n  ingressClassName: gatehouse\n  rules:\n  - host: {name}.test\n    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: {name}, port: {{number: 80}}}}}}}}]}}\n"
+        )
+    };
+    let class = "---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: gatehouse}\nspec: {controller: gatehouse.dev/ingress-controller}\n";
+    let text = [
+        class.to_owned(),
+        service("a", "10.0.0.1"),
+        service("b", "10.0.0.2"),
+    ]
+    .concat();
+    let mut state = ClusterState::from_objects(manifest::parse(&text).expect("parse"));
+    let options = TranslateOptions::default();
+    let backend = |t: &gatehouse::translate::Translation, service: &str| {
+        let route = t
+            .table
+            .routes()
+            .iter()
+            .find(|r| r.path == "/" && r.host.to_string() == format!("{service}.test"));
+        match &route.expect("route").action {
+            Action::Forward(backend) => backend.clone(),
+            Action::Unavailable => panic!("{service} unavailable"),
+        }
+    };
+    let first = translate(&state, &options);
+    let second = translate_with(&state, &options, &first.reuse);
+    assert!(std::sync::Arc::ptr_eq(
+        &backend(&first, "a"),
+        &backend(&second, "a")
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &backend(&first, "b"),
+        &backend(&second, "b")
+    ));
+
+    // b's endpoints move: b is resolved again, a is kept.
+    let moved =
+        ClusterState::from_objects(manifest::parse(&service("b", "10.0.0.9")).expect("parse"));
+    for (key, slice) in moved.endpoint_slices {
+        state.endpoint_slices.insert(key, slice);
+    }
+    let third = translate_with(&state, &options, &second.reuse);
+    assert!(std::sync::Arc::ptr_eq(
+        &backend(&second, "a"),
+        &backend(&third, "a")
+    ));
+    let b = backend(&third, "b");
+    assert!(!std::sync::Arc::ptr_eq(&backend(&second, "b"), &b));
+    match &b.upstream {
+        Upstream::Endpoints(set) => {
+            assert_eq!(set.addrs(), ["10.0.0.9:8080".parse().expect("addr")]);
+        }
+        Upstream::External { .. } => panic!("b is not ExternalName"),
+    }
 }

@@ -39,15 +39,47 @@ pub enum BackendError {
 
 /// Resolves backends against one state, each Service port once: routes that
 /// share a Service port share one `Backend` and so one round-robin turn.
+/// A Service port whose Service and EndpointSlices are the same objects as
+/// in the previous build keeps its `Backend` (and so its round-robin turn,
+/// latency averages and passive-health marks) without being resolved again.
 pub struct Backends<'a> {
     state: &'a ClusterState,
-    slices: HashMap<ObjectKey, Vec<&'a EndpointSlice>>,
-    resolved: HashMap<(ObjectKey, String), Result<Arc<Backend>, BackendError>>,
+    slices: HashMap<ObjectKey, Vec<&'a Arc<EndpointSlice>>>,
+    previous: &'a ResolvedBackends,
+    resolved: ResolvedBackends,
+}
+
+/// The Service ports one build resolved, for the next build to reuse.
+pub type ResolvedBackends = HashMap<(ObjectKey, String), Resolved>;
+
+/// One resolved Service port, with the objects it was resolved from.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    service: Option<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    result: Result<Arc<Backend>, BackendError>,
+}
+
+impl Resolved {
+    fn still_valid(&self, service: Option<&Arc<Service>>, slices: &[&Arc<EndpointSlice>]) -> bool {
+        let same_service = match (&self.service, service) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_service
+            && self.slices.len() == slices.len()
+            && self
+                .slices
+                .iter()
+                .zip(slices)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 impl<'a> Backends<'a> {
-    pub fn new(state: &'a ClusterState) -> Self {
-        let mut slices: HashMap<ObjectKey, Vec<&EndpointSlice>> = HashMap::new();
+    pub fn new(state: &'a ClusterState, previous: &'a ResolvedBackends) -> Self {
+        let mut slices: HashMap<ObjectKey, Vec<&Arc<EndpointSlice>>> = HashMap::new();
         for (key, slice) in &state.endpoint_slices {
             let service = slice
                 .metadata
@@ -64,8 +96,14 @@ impl<'a> Backends<'a> {
         Backends {
             state,
             slices,
+            previous,
             resolved: HashMap::new(),
         }
+    }
+
+    /// What this build resolved, for the next one.
+    pub fn into_resolved(self) -> ResolvedBackends {
+        self.resolved
     }
 
     /// The backend of an Ingress in `namespace` (Services are always looked
@@ -112,10 +150,24 @@ impl<'a> Backends<'a> {
     ) -> Result<Arc<Backend>, BackendError> {
         let cache_key = (key, port.to_string());
         if let Some(done) = self.resolved.get(&cache_key) {
-            return done.clone();
+            return done.result.clone();
         }
-        let result = self.resolve_uncached(&cache_key.0, port).map(Arc::new);
-        self.resolved.insert(cache_key, result.clone());
+        let service = self.state.services.get(&cache_key.0);
+        let slices = self
+            .slices
+            .get(&cache_key.0)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let result = match self.previous.get(&cache_key) {
+            Some(before) if before.still_valid(service, slices) => before.result.clone(),
+            _ => self.resolve_uncached(&cache_key.0, port).map(Arc::new),
+        };
+        let resolved = Resolved {
+            service: service.cloned(),
+            slices: slices.iter().map(|s| Arc::clone(s)).collect(),
+            result: result.clone(),
+        };
+        self.resolved.insert(cache_key, resolved);
         result
     }
 
@@ -146,7 +198,7 @@ impl<'a> Backends<'a> {
         let slices = self.slices.get(key).map(Vec::as_slice).unwrap_or_default();
         let addrs = slices
             .iter()
-            .flat_map(|slice| ready_addresses(slice, service_port))
+            .flat_map(|slice| ready_addresses(slice.as_ref(), service_port))
             .collect();
         Ok(Backend {
             service: key.clone(),

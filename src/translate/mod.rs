@@ -64,16 +64,22 @@ impl Default for TranslateOptions {
 pub struct Translation {
     pub table: RouteTable,
     pub warnings: Vec<Warning>,
-    /// The Secrets this build parsed, for the next build to reuse.
-    pub secrets: SecretCache,
+    /// What this build parsed and resolved, for the next build to reuse.
+    pub reuse: Reuse,
 }
 
-/// Parsed TLS Secrets by name, each with a fingerprint of the bytes it was
-/// parsed from. Passing the previous build's cache to the next one makes a
-/// rebuild parse only the Secrets that changed; the result is the same as
-/// without the cache.
+/// What one build hands to the next: parsed TLS Secrets by name (each with
+/// a fingerprint of the bytes it was parsed from) and resolved Service
+/// ports (with the objects they were resolved from). Passing the previous
+/// build's `Reuse` to the next one makes a rebuild parse only the Secrets
+/// and resolve only the backends that changed; the table is the same as
+/// without it, except that unchanged backends keep their load-balancing
+/// and passive-health state.
 #[derive(Clone, Debug, Default)]
-pub struct SecretCache(HashMap<ObjectKey, Parsed>);
+pub struct Reuse {
+    secrets: HashMap<ObjectKey, Parsed>,
+    backends: backend::ResolvedBackends,
+}
 
 /// One parsed Secret: the object it came from (unchanged objects are the
 /// same `Arc`, which is checked first), the fingerprint of its bytes (for a
@@ -99,13 +105,10 @@ impl Parsed {
     }
 }
 
-impl SecretCache {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+impl Reuse {
+    /// Parsed Secrets held.
+    pub fn secrets(&self) -> usize {
+        self.secrets.len()
     }
 }
 
@@ -126,14 +129,15 @@ fn fingerprint(secret: &Secret) -> u64 {
 }
 
 pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translation {
-    translate_with(state, options, &SecretCache::default())
+    translate_with(state, options, &Reuse::default())
 }
 
-/// `translate`, reusing the Secrets of `previous` that did not change.
+/// `translate`, reusing what `previous` parsed and resolved from objects
+/// that did not change.
 pub fn translate_with(
     state: &ClusterState,
     options: &TranslateOptions,
-    previous: &SecretCache,
+    previous: &Reuse,
 ) -> Translation {
     let mut ingresses: Vec<(&ObjectKey, &Ingress)> = state
         .ingresses
@@ -148,7 +152,7 @@ pub fn translate_with(
 
     let mut build = Build {
         state,
-        backends: backend::Backends::new(state),
+        backends: backend::Backends::new(state, &previous.backends),
         previous,
         certs: HashMap::new(),
         table: RouteTableBuilder::default(),
@@ -180,7 +184,10 @@ pub fn translate_with(
     Translation {
         table: build.table.build(),
         warnings,
-        secrets: SecretCache(build.certs),
+        reuse: Reuse {
+            secrets: build.certs,
+            backends: build.backends.into_resolved(),
+        },
     }
 }
 
@@ -250,7 +257,7 @@ struct Build<'a> {
     state: &'a ClusterState,
     backends: backend::Backends<'a>,
     /// The previous build's parsed Secrets.
-    previous: &'a SecretCache,
+    previous: &'a Reuse,
     /// Each Secret parsed once per build, however many hosts name it.
     certs: HashMap<ObjectKey, Parsed>,
     table: RouteTableBuilder,
@@ -524,7 +531,7 @@ impl Build<'_> {
     fn reused(&self, key: &ObjectKey, secret: &Arc<Secret>) -> Option<Parsed> {
         let parsed = self
             .previous
-            .0
+            .secrets
             .get(key)
             .filter(|p| p.reusable_for(secret))?;
         Some(Parsed {
