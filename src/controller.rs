@@ -82,9 +82,9 @@ impl Controller {
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
         );
-        self.reuse = Arc::new(translation.reuse);
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
+        let old_reuse = std::mem::replace(&mut self.reuse, Arc::new(translation.reuse));
         // Traffic sees the new table now. The table's metrics (a series per
         // backend and certificate) and freeing the old table take
         // milliseconds: after the swap, and not on a thread that serves
@@ -103,7 +103,7 @@ impl Controller {
                 *last = generation;
             }
             drop(last);
-            drop(old);
+            drop((old, old_reuse));
         });
         self.report(translation.warnings);
         self.readiness.set(true);
