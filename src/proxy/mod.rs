@@ -12,7 +12,7 @@ mod upstream;
 mod workers;
 
 pub use handler::{Proxy, ProxyBody};
-pub use headers::{prepare_request, remove_hop_by_hop, ConnInfo};
+pub use headers::{prepare_request, ConnInfo};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, TlsSetupError};

@@ -373,11 +373,6 @@ fn status_class_index(status: u16) -> usize {
     }
 }
 
-/// `2xx`, `4xx`, … for a status code.
-pub fn status_class(status: u16) -> &'static str {
-    STATUS_CLASSES[status_class_index(status)]
-}
-
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
 ];
@@ -400,7 +395,3 @@ pub fn method_index(method: &http::Method) -> usize {
     }
 }
 
-/// The method's label.
-pub fn method_label(method: &http::Method) -> &'static str {
-    METHODS[method_index(method)]
-}

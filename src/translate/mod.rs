@@ -105,13 +105,6 @@ impl Parsed {
     }
 }
 
-impl Reuse {
-    /// Parsed Secrets held.
-    pub fn secrets(&self) -> usize {
-        self.secrets.len()
-    }
-}
-
 /// A fingerprint of what a Secret's certificate depends on.
 fn fingerprint(secret: &Secret) -> u64 {
     use std::hash::{Hash, Hasher};
