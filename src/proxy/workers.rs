@@ -28,12 +28,13 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers serving `http` and `https`. Each worker gets
-    /// its own `Proxy` (own upstream pools) made from `proxy`.
+    /// Starts `count` workers serving `http` and `https`. The first forwards
+    /// through `proxy`; each other worker gets its own `Proxy` (own upstream
+    /// pools) made from it.
     pub fn start(
         count: usize,
         listeners: &Listeners,
-        proxy: &Proxy,
+        proxy: &Arc<Proxy>,
         (http, https): (TcpListener, TcpListener),
         acceptor: TlsAcceptor,
     ) -> std::io::Result<Self> {
@@ -46,7 +47,11 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let listeners = listeners.for_worker(Arc::new(proxy.for_worker()));
+            let own = match index {
+                0 => proxy.clone(),
+                _ => Arc::new(proxy.for_worker()),
+            };
+            let listeners = listeners.for_worker(own);
             let (done, done_rx) = oneshot::channel();
             let (stop, acceptor) = (stop.clone(), acceptor.clone());
             std::thread::Builder::new()
