@@ -120,9 +120,15 @@ impl ManifestDir {
     /// `state` untouched, when an object involved is defined more than once
     /// (another file, or twice in one); `state()` then settles who wins.
     pub fn patch(&self, state: &mut ClusterState, before: &Before) -> bool {
-        if !self.can_patch(before) {
-            return false;
+        let patchable = self.can_patch(before);
+        if patchable {
+            self.apply(state, before);
         }
+        patchable
+    }
+
+    /// `patch` once `can_patch` said yes.
+    fn apply(&self, state: &mut ClusterState, before: &Before) {
         for (_, objects) in &before.0 {
             for object in objects {
                 state.remove(object);
@@ -133,7 +139,6 @@ impl ManifestDir {
                 state.insert(object.clone());
             }
         }
-        true
     }
 
     fn can_patch(&self, before: &Before) -> bool {
@@ -267,9 +272,7 @@ pub fn watch_dir(dir: &Path) -> Result<(super::StateReceiver, Vec<FileError>), S
             // Usually a patch of the published state: nobody else holds it
             // once the controller has translated it, so it changes in place.
             if let Some(before) = before.filter(|b| manifests.can_patch(b)) {
-                tx.send_modify(|state| {
-                    manifests.patch(Arc::make_mut(state), &before);
-                });
+                tx.send_modify(|state| manifests.apply(Arc::make_mut(state), &before));
                 continue;
             }
             let (state, duplicates) = manifests.state();
