@@ -394,4 +394,3 @@ pub fn method_index(method: &http::Method) -> usize {
         _ => 9,
     }
 }
-
