@@ -244,6 +244,114 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     assert_eq!(second, first, "the second burst opened new connections");
 }
 
+/// A kept connection goes back to the pool when its response has been read
+/// to the end, bodiless responses included; a response the client walked
+/// away from closes its connection, so no later request can read what was
+/// left of it.
+#[tokio::test]
+async fn a_connection_is_reused_only_after_its_response_was_read_to_the_end() {
+    let app = Backend::start("app").await;
+    let manifests = [
+        service("app", &[app.addr]),
+        ingress("app", "reuse.test", "/", "app", None),
+    ];
+    let limits = Limits {
+        workers: 1,
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let accepted = || app.accepted.load(std::sync::atomic::Ordering::Relaxed);
+
+    let mut client = http_connect(gatehouse.http_addr).await;
+    for (method, path) in [
+        ("GET", "/"),
+        ("HEAD", "/"),
+        ("GET", "/bytes/0"),
+        ("GET", "/"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "reuse.test")
+            .body(Full::default())
+            .expect("request");
+        let reply = send_request(&mut client, req).await.expect("reply");
+        assert_eq!(reply.status, StatusCode::OK, "{method} {path}");
+    }
+    assert_eq!(accepted(), 1, "bodiless responses lost their connection");
+
+    // Walk away from a large response after its head.
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    raw.write_all(b"GET /bytes/50000000 HTTP/1.1\r\nhost: reuse.test\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    for _ in 0..3 {
+        let reply = send(&mut client, "reuse.test", "/after")
+            .await
+            .expect("reply");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.seen()["uri"], "/after");
+    }
+    assert_eq!(
+        accepted(),
+        2,
+        "the abandoned response's connection was reused, or a kept one was not"
+    );
+}
+
+/// An endpoint that closes every connection after one response, without
+/// saying so: each kept connection turns out dead, and no request fails.
+#[tokio::test]
+async fn an_endpoint_closing_kept_connections_fails_no_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
+                    .await;
+            });
+        }
+    });
+    let manifests = [
+        service("once", &[addr]),
+        ingress("once", "once.test", "/", "once", None),
+    ];
+    let limits = Limits {
+        workers: 1,
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let mut client = http_connect(gatehouse.http_addr).await;
+    for i in 0..50 {
+        let reply = send(&mut client, "once.test", "/").await.expect("reply");
+        assert_eq!(reply.status, StatusCode::OK, "request {i}");
+        assert_eq!(&reply.body[..], b"once");
+    }
+    server.abort();
+}
+
 #[tokio::test]
 async fn grpc_trailers_pass_through_over_http2() {
     let grpc = Backend::start("grpc").await;

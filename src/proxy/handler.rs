@@ -22,14 +22,14 @@ use super::headers::{self, ConnInfo};
 use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, Stalled, Watched};
-use super::upstream::{self, Failure, Upstreams, CONNECT_TIMEOUT};
+use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 
 /// A response body before telemetry wraps it: the upstream's, streamed, or
 /// a short one of the proxy's own.
-type Inner = Either<Incoming, Full<Bytes>>;
+type Inner = Either<UpstreamResponse, Full<Bytes>>;
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = Observed<Inner>;
@@ -223,16 +223,19 @@ impl Proxy {
                     }
                 }
             };
-            let mut uri = uri::Parts::default();
-            uri.scheme = Some(if policy.protocol.is_tls() {
-                Scheme::HTTPS
+            let tls = policy.protocol.is_tls();
+            let uri = if http2 {
+                // HTTP/2 sends scheme and authority as pseudo-headers.
+                let mut uri = uri::Parts::default();
+                uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+                uri.authority = Some(target.clone());
+                uri.path_and_query = Some(path.clone());
+                match Uri::from_parts(uri) {
+                    Ok(uri) => uri,
+                    Err(_) => return respond(StatusCode::BAD_REQUEST),
+                }
             } else {
-                Scheme::HTTP
-            });
-            uri.authority = Some(target.clone());
-            uri.path_and_query = Some(path.clone());
-            let Ok(uri) = Uri::from_parts(uri) else {
-                return respond(StatusCode::BAD_REQUEST);
+                Uri::from(path.clone())
             };
             let mut request = Request::new(slot.lease());
             *request.method_mut() = parts.method.clone();
@@ -243,15 +246,16 @@ impl Proxy {
                 Version::HTTP_11
             };
             *request.headers_mut() = parts.headers.clone();
-            let client = if http2 {
-                &self.upstreams.http2
-            } else {
-                &self.upstreams.http1
-            };
 
             let sent_at = Instant::now();
             let timeouts = policy.timeouts;
-            let exchange = CONNECT_TIMEOUT.scope(timeouts.connect, client.request(request));
+            let to = Target {
+                authority: &target,
+                tls,
+                http2,
+                connect_timeout: timeouts.connect,
+            };
+            let exchange = self.upstreams.send(request, to);
             let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
             let connect_failed = matches!(&result, Ok(Err(e)) if e.is_connect());
             if let Some((set, pick)) = pick {
@@ -264,8 +268,7 @@ impl Proxy {
             // Retry once: when nothing was sent (the connect failed and the
             // body is still unsent), or when the request is idempotent and
             // bodiless, on another endpoint.
-            let failed_plainly =
-                matches!(&result, Ok(Err(e)) if upstream::classify(e) == Failure::Failed);
+            let failed_plainly = matches!(&result, Ok(Err(e)) if e.failure() == Failure::Failed);
             let retry = attempt == 1
                 && failed_plainly
                 && ((connect_failed && slot.untouched()) || (method_retryable && bodiless))
@@ -300,9 +303,8 @@ impl Proxy {
                 response.map(Either::Left)
             }
             Ok(Err(e)) => {
-                let failure = upstream::classify(&e);
                 tracing::warn!(upstream = %target, error = %error_chain(&e), "upstream request failed");
-                respond(match failure {
+                respond(match e.failure() {
                     Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
                     Failure::Failed => StatusCode::BAD_GATEWAY,
@@ -318,12 +320,12 @@ impl Proxy {
 
     fn count_failure<T>(
         &self,
-        result: &Result<Result<T, hyper_util::client::legacy::Error>, Stalled>,
+        result: &Result<Result<T, UpstreamError>, Stalled>,
         forward: &Forward,
     ) {
         let kind = match result {
             Ok(Ok(_)) => return,
-            Ok(Err(e)) => match upstream::classify(e) {
+            Ok(Err(e)) => match e.failure() {
                 Failure::BodyTooLarge => "body_too_large",
                 Failure::TimedOut => "timeout",
                 Failure::Failed if e.is_connect() => "connect",

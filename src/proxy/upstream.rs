@@ -1,29 +1,37 @@
 //! Connections to the endpoints.
 //!
-//! Two pooled clients share one connector: HTTP/1.1 keep-alive (plain, or
-//! TLS for `backend-protocol: HTTPS`) and HTTP/2 (gRPC: h2c, or TLS for
-//! GRPCS). The connector applies the route's connect timeout, which the
-//! request carries in a task-local: the pool's connect runs in the request's
-//! task, where the value is set.
+//! Each worker has its own `Upstreams`: HTTP/1.1 keep-alive connections
+//! (plain, or TLS for `backend-protocol: HTTPS`) pooled per endpoint, and one
+//! shared HTTP/2 connection per endpoint (gRPC: h2c, or TLS for GRPCS).
+//!
+//! An HTTP/1.1 connection goes back to its pool when the response body has
+//! been read to its end, from the body itself: there is no task per request
+//! and no lookup beyond one hash of the endpoint's address. A response read
+//! only in part closes its connection, which is the only safe thing to do
+//! with HTTP/1.1. Idle connections are kept LIFO, so the warm ones are used
+//! first; those idle past [`IDLE_TIMEOUT`], and those the endpoint closed,
+//! are dropped when met or in a sweep every few seconds of pool use.
 //!
 //! Upstream TLS does not verify the endpoint's certificate: endpoints are
 //! Pods addressed by IP, usually with self-signed certificates, and
 //! ingress-nginx's default (`proxy-ssl-verify: off`) is the same.
 
-use std::future::Future;
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::Uri;
+use http::uri::Authority;
+use http::{Request, Response, StatusCode};
 use http_body_util::Limited;
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::lease::Lease;
 use super::progress::Watched;
@@ -34,99 +42,466 @@ use crate::translate::provider;
 /// attempt at a time.
 pub type UpstreamBody = Lease<Watched<Limited<Incoming>>>;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// How long an idle connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the pools look for idle connections to drop.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How long a connection whose response has ended may take to be ready for
+/// the next request before it is given up.
+const READY_WAIT: Duration = Duration::from_secs(1);
 
-tokio::task_local! {
-    /// The connect timeout of the request being forwarded.
-    pub static CONNECT_TIMEOUT: Duration;
-}
+type Map<V> = HashMap<Key, V, foldhash::fast::RandomState>;
 
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The connect of an upstream connection took longer than allowed.
+/// What went wrong talking to an endpoint.
 #[derive(Debug, thiserror::Error)]
-#[error("connect timed out after {0:?}")]
-pub struct ConnectTimedOut(Duration);
-
-/// TCP connects bounded by the task-local timeout.
-#[derive(Clone)]
-pub struct TimedConnector {
-    inner: HttpConnector,
+pub enum UpstreamError {
+    #[error("connect failed")]
+    Connect(#[source] std::io::Error),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimedOut(Duration),
+    #[error("TLS handshake failed")]
+    Tls(#[source] std::io::Error),
+    #[error("HTTP handshake failed")]
+    Handshake(#[source] hyper::Error),
+    #[error(transparent)]
+    Exchange(hyper::Error),
 }
 
-impl tower_service::Service<Uri> for TimedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl UpstreamError {
+    /// Whether the connection was never established: nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, UpstreamError::Exchange(_))
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = CONNECT_TIMEOUT
-            .try_with(|t| *t)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let connecting = self.inner.call(uri);
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(ConnectTimedOut(timeout).into()),
+    /// The status this failure earns.
+    pub fn failure(&self) -> Failure {
+        match self {
+            UpstreamError::ConnectTimedOut(_) => Failure::TimedOut,
+            UpstreamError::Exchange(e) => {
+                let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+                while let Some(e) = current {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        return Failure::BodyTooLarge;
+                    }
+                    current = e.source();
+                }
+                Failure::Failed
             }
-        })
-    }
-}
-
-pub type UpstreamClient = Client<HttpsConnector<TimedConnector>, UpstreamBody>;
-
-/// The pooled clients, one per wire protocol.
-pub struct Upstreams {
-    pub http1: UpstreamClient,
-    pub http2: UpstreamClient,
-}
-
-impl Upstreams {
-    /// Clients that keep at most `keepalive` idle connections per endpoint.
-    pub fn new(keepalive: usize) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let tcp = TimedConnector { inner: tcp };
-        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(unverified_tls())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp.clone());
-        let http2 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(unverified_tls())
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(tcp);
-        let builder = |http2_only: bool| {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(IDLE_TIMEOUT)
-                .pool_max_idle_per_host(keepalive)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .set_host(false)
-                .http2_only(http2_only);
-            b
-        };
-        Upstreams {
-            http1: builder(false).build(http1),
-            http2: builder(true).build(http2),
+            _ => Failure::Failed,
         }
     }
 }
 
-fn unverified_tls() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(provider().clone())
+/// What went wrong with an upstream request, for the status it earns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The request body passed the route's limit: 413.
+    BodyTooLarge,
+    /// Connect or response took too long: 504.
+    TimedOut,
+    /// Anything else (refused, reset, bad response): 502.
+    Failed,
+}
+
+/// Where a request goes and how.
+pub struct Target<'a> {
+    pub authority: &'a Authority,
+    pub tls: bool,
+    pub http2: bool,
+    pub connect_timeout: Duration,
+}
+
+/// One endpoint, as the pools know it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    authority: Authority,
+    tls: bool,
+}
+
+/// One worker's upstream connections.
+pub struct Upstreams {
+    http1: Arc<Http1Pool>,
+    http2: Mutex<Http2Conns>,
+    tls_http1: TlsConnector,
+    tls_http2: TlsConnector,
+}
+
+impl Upstreams {
+    /// Pools that keep at most `keepalive` idle HTTP/1.1 connections per
+    /// endpoint.
+    pub fn new(keepalive: usize) -> Self {
+        Upstreams {
+            http1: Arc::new(Http1Pool {
+                keepalive,
+                idle: Mutex::new(Idle {
+                    conns: Map::default(),
+                    next_sweep: Instant::now() + SWEEP_EVERY,
+                }),
+            }),
+            http2: Mutex::new(Http2Conns {
+                conns: Map::default(),
+                next_sweep: Instant::now() + SWEEP_EVERY,
+            }),
+            tls_http1: TlsConnector::from(Arc::new(unverified_tls(b"http/1.1"))),
+            tls_http2: TlsConnector::from(Arc::new(unverified_tls(b"h2"))),
+        }
+    }
+
+    /// Sends `request` (origin-form URI for HTTP/1.1, absolute for HTTP/2)
+    /// to the target and returns its response.
+    pub async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+        target: Target<'_>,
+    ) -> Result<Response<UpstreamResponse>, UpstreamError> {
+        let key = Key {
+            authority: target.authority.clone(),
+            tls: target.tls,
+        };
+        if target.http2 {
+            self.send_http2(request, key, target.connect_timeout).await
+        } else {
+            self.send_http1(request, key, target.connect_timeout).await
+        }
+    }
+
+    async fn send_http1(
+        &self,
+        mut request: Request<UpstreamBody>,
+        key: Key,
+        connect_timeout: Duration,
+    ) -> Result<Response<UpstreamResponse>, UpstreamError> {
+        loop {
+            let (mut sender, reused) = match self.http1.take(&key) {
+                Some(sender) => (sender, true),
+                None => (self.connect_http1(&key, connect_timeout).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    // A switched connection belongs to its tunnel now.
+                    let release =
+                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Release {
+                            pool: self.http1.clone(),
+                            key,
+                            sender,
+                        });
+                    return Ok(response.map(|body| UpstreamResponse::new(body, release)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // The endpoint closed a kept connection before the
+                    // request went out: try another one.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_http2(
+        &self,
+        mut request: Request<UpstreamBody>,
+        key: Key,
+        connect_timeout: Duration,
+    ) -> Result<Response<UpstreamResponse>, UpstreamError> {
+        loop {
+            let shared = self.lock_http2().take(&key);
+            let (mut sender, reused) = match shared {
+                Some(sender) => (sender, true),
+                None => {
+                    let sender = self.connect_http2(&key, connect_timeout).await?;
+                    self.lock_http2().put(key.clone(), sender.clone());
+                    (sender, false)
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response.map(|body| UpstreamResponse::new(body, None))),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        self.lock_http2().forget(&key);
+                        request = unsent;
+                    }
+                    _ => return Err(UpstreamError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect_http1(
+        &self,
+        key: &Key,
+        timeout: Duration,
+    ) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
+        let tls = key.tls.then_some(&self.tls_http1);
+        let connecting = async {
+            let tcp = connect_tcp(&key.authority).await?;
+            match tls {
+                Some(tls) => {
+                    let stream = tls_handshake(tls, &key.authority, tcp).await?;
+                    http1_over(stream).await
+                }
+                None => http1_over(tcp).await,
+            }
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(connected) => connected,
+            Err(_) => Err(UpstreamError::ConnectTimedOut(timeout)),
+        }
+    }
+
+    async fn connect_http2(
+        &self,
+        key: &Key,
+        timeout: Duration,
+    ) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
+        let tls = key.tls.then_some(&self.tls_http2);
+        let connecting = async {
+            let tcp = connect_tcp(&key.authority).await?;
+            match tls {
+                Some(tls) => {
+                    let stream = tls_handshake(tls, &key.authority, tcp).await?;
+                    http2_over(stream).await
+                }
+                None => http2_over(tcp).await,
+            }
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(connected) => connected,
+            Err(_) => Err(UpstreamError::ConnectTimedOut(timeout)),
+        }
+    }
+
+    fn lock_http2(&self) -> std::sync::MutexGuard<'_, Http2Conns> {
+        self.http2.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn connect_tcp(authority: &Authority) -> Result<TcpStream, UpstreamError> {
+    // An IP:port parses without a lookup; a name (ExternalName) is resolved.
+    let tcp = TcpStream::connect(authority.as_str())
+        .await
+        .map_err(UpstreamError::Connect)?;
+    tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+    Ok(tcp)
+}
+
+async fn tls_handshake(
+    tls: &TlsConnector,
+    authority: &Authority,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        UpstreamError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    tls.connect(name, tcp).await.map_err(UpstreamError::Tls)
+}
+
+async fn http1_over<T>(io: T) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!("upstream connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+async fn http2_over<T>(io: T) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("upstream HTTP/2 connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// Idle HTTP/1.1 connections, per endpoint.
+struct Http1Pool {
+    keepalive: usize,
+    idle: Mutex<Idle>,
+}
+
+struct Idle {
+    conns: Map<Vec<IdleConn>>,
+    next_sweep: Instant,
+}
+
+struct IdleConn {
+    sender: http1::SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+impl Http1Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used live connection to the endpoint, if any.
+    fn take(&self, key: &Key) -> Option<http1::SendRequest<UpstreamBody>> {
+        let mut idle = self.lock();
+        let conns = idle.conns.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(conn) = conns.pop() {
+            if conn.sender.is_ready() && now.duration_since(conn.since) < IDLE_TIMEOUT {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose response has ended, once it can take the
+    /// next request.
+    fn put(self: &Arc<Self>, key: Key, mut sender: http1::SendRequest<UpstreamBody>) {
+        if sender.is_ready() {
+            self.keep(key, sender);
+        } else if !sender.is_closed() {
+            // The connection task has not yet seen the end of the exchange.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let pool = self.clone();
+            runtime.spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                    pool.keep(key, sender);
+                }
+            });
+        }
+    }
+
+    fn keep(&self, key: Key, sender: http1::SendRequest<UpstreamBody>) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        if now >= idle.next_sweep {
+            idle.next_sweep = now + SWEEP_EVERY;
+            idle.conns.retain(|_, conns| {
+                conns.retain(|c| {
+                    !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT
+                });
+                !conns.is_empty()
+            });
+        }
+        let conns = idle.conns.entry(key).or_default();
+        if conns.len() < self.keepalive {
+            conns.push(IdleConn { sender, since: now });
+        }
+    }
+}
+
+/// The HTTP/2 connection shared by all requests to an endpoint.
+struct Http2Conns {
+    conns: Map<(http2::SendRequest<UpstreamBody>, Instant)>,
+    next_sweep: Instant,
+}
+
+impl Http2Conns {
+    fn take(&mut self, key: &Key) -> Option<http2::SendRequest<UpstreamBody>> {
+        let now = Instant::now();
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            self.conns.retain(|_, (sender, used)| {
+                !sender.is_closed() && now.duration_since(*used) < IDLE_TIMEOUT
+            });
+        }
+        let (sender, used) = self.conns.get_mut(key)?;
+        if sender.is_closed() {
+            self.conns.remove(key);
+            return None;
+        }
+        *used = now;
+        Some(sender.clone())
+    }
+
+    fn put(&mut self, key: Key, sender: http2::SendRequest<UpstreamBody>) {
+        self.conns.insert(key, (sender, Instant::now()));
+    }
+
+    fn forget(&mut self, key: &Key) {
+        self.conns.remove(key);
+    }
+}
+
+/// A pooled connection waiting for its response body to end.
+struct Release {
+    pool: Arc<Http1Pool>,
+    key: Key,
+    sender: http1::SendRequest<UpstreamBody>,
+}
+
+/// An endpoint's response body. Read to its end, it gives its HTTP/1.1
+/// connection back to the pool; dropped before, it closes it.
+pub struct UpstreamResponse {
+    body: Incoming,
+    release: Option<Release>,
+}
+
+impl UpstreamResponse {
+    fn new(body: Incoming, release: Option<Release>) -> Self {
+        let mut response = UpstreamResponse { body, release };
+        response.release_if_ended();
+        response
+    }
+
+    fn release_if_ended(&mut self) {
+        if self.body.is_end_stream() {
+            if let Some(Release { pool, key, sender }) = self.release.take() {
+                pool.put(key, sender);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamResponse {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) | Poll::Ready(None) => self.release_if_ended(),
+            Poll::Ready(Some(Err(_))) => self.release = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn unverified_tls(alpn: &[u8]) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider().clone())
         .with_safe_default_protocol_versions()
         .expect("the default provider supports the default protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(NoVerification))
-        .with_no_client_auth()
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
 }
 
 /// Accepts any endpoint certificate (see the module comment), while still
@@ -171,29 +546,4 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-/// What went wrong with an upstream request, for the status it earns.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The request body passed the route's limit: 413.
-    BodyTooLarge,
-    /// Connect or response took too long: 504.
-    TimedOut,
-    /// Anything else (refused, reset, bad response): 502.
-    Failed,
-}
-
-pub fn classify(error: &(dyn std::error::Error + 'static)) -> Failure {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return Failure::BodyTooLarge;
-        }
-        if e.is::<ConnectTimedOut>() {
-            return Failure::TimedOut;
-        }
-        current = e.source();
-    }
-    Failure::Failed
 }
