@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::crypto::CryptoProvider;
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, SigningKey};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -70,10 +70,7 @@ pub fn certified_key_from_der(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let signing_key = load_signing_key(key).map_err(|e| TlsError::BadKey(e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         // `Unknown`: the key cannot tell its public half; nothing to compare.
@@ -84,9 +81,88 @@ pub fn certified_key_from_der(
     }
 }
 
+/// The provider tries RSA before ECDSA, and turning an EC key down as RSA
+/// costs as much as loading it (the parser derives the public point first).
+/// Keys that say they are EC (SEC1, or PKCS#8 naming id-ecPublicKey) go
+/// straight to the ECDSA loader; everything else, and anything it refuses,
+/// to the provider.
+fn load_signing_key(key: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+    let ecdsa = match &key {
+        PrivateKeyDer::Sec1(_) => true,
+        PrivateKeyDer::Pkcs8(der) => names_ec_algorithm(der.secret_pkcs8_der()),
+        _ => false,
+    };
+    if ecdsa {
+        if let Ok(signing_key) = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key) {
+            return Ok(signing_key);
+        }
+    }
+    provider().key_provider.load_private_key(key)
+}
+
+/// DER of the OID 1.2.840.10045.2.1 (id-ecPublicKey).
+const ID_EC_PUBLIC_KEY: [u8; 9] = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+/// Whether a PKCS#8 key's algorithm is EC. The AlgorithmIdentifier comes
+/// right after the version, within the first bytes of the structure.
+fn names_ec_algorithm(pkcs8: &[u8]) -> bool {
+    let head = &pkcs8[..pkcs8.len().min(32)];
+    head.windows(ID_EC_PUBLIC_KEY.len())
+        .any(|w| w == ID_EC_PUBLIC_KEY)
+}
+
 /// The leaf certificate's notAfter as Unix time, for the expiry metric.
 pub fn not_after(key: &CertifiedKey) -> Option<i64> {
     let leaf = key.cert.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
     Some(cert.validity().not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::SignatureAlgorithm;
+
+    fn load(alg: &'static rcgen::SignatureAlgorithm) -> Arc<CertifiedKey> {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let params = rcgen::CertificateParams::new(vec!["keys.test".to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("der");
+        certified_key_from_der(vec![cert.der().clone()], key).expect("loads")
+    }
+
+    #[test]
+    fn every_supported_key_type_loads_as_its_own_algorithm() {
+        let cases = [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, SignatureAlgorithm::ECDSA),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, SignatureAlgorithm::ECDSA),
+            (&rcgen::PKCS_RSA_SHA256, SignatureAlgorithm::RSA),
+            (&rcgen::PKCS_ED25519, SignatureAlgorithm::ED25519),
+        ];
+        for (alg, expected) in cases {
+            assert_eq!(load(alg).key.algorithm(), expected, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn only_pkcs8_keys_naming_ec_are_taken_for_ec() {
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("key");
+        assert!(names_ec_algorithm(&ec.serialize_der()));
+        assert!(!names_ec_algorithm(&rsa.serialize_der()));
+        assert!(!names_ec_algorithm(&[]));
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let params = rcgen::CertificateParams::new(vec!["keys.test".to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        let other = PrivateKeyDer::try_from(other.serialize_der()).expect("der");
+        assert!(matches!(
+            certified_key_from_der(vec![cert.der().clone()], other),
+            Err(TlsError::KeyMismatch)
+        ));
+    }
 }
