@@ -44,6 +44,11 @@ impl CertStore {
         self.hosts.get(&normalize(server_name))
     }
 
+    /// Makes room for `additional` more hosts.
+    pub fn reserve(&mut self, additional: usize) {
+        self.hosts.reserve(additional);
+    }
+
     pub fn set_default(&mut self, entry: CertEntry) {
         self.default = Some(entry);
     }

@@ -72,6 +72,11 @@ impl<T> HostMap<T> {
         true
     }
 
+    /// Makes room for `additional` more exact hosts (wildcards are few).
+    pub fn reserve(&mut self, additional: usize) {
+        self.exact.reserve(additional);
+    }
+
     /// Looks up a normalised host (see `normalize`): exact, then wildcard.
     pub fn get(&self, host: &str) -> Option<&T> {
         if let Some(value) = self.exact.get(host) {

@@ -285,6 +285,13 @@ struct HostBuilder {
 }
 
 impl RouteTableBuilder {
+    /// A builder with room for about `hosts` hosts and TLS hosts.
+    pub fn with_capacity(hosts: usize) -> Self {
+        let mut builder = RouteTableBuilder::default();
+        builder.certs.reserve(hosts);
+        builder
+    }
+
     /// Adds a route; when its host+path+type is taken, returns the route
     /// that holds it and adds nothing. A regex route needs its compiled
     /// pattern.
@@ -336,6 +343,7 @@ impl RouteTableBuilder {
             default_route: self.default_route,
             ..RouteTable::default()
         };
+        table.hosts.reserve(self.hosts.len());
         for (pattern, host) in self.hosts {
             let routes = HostRoutes {
                 paths: host.paths.build(),

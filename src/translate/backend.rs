@@ -79,7 +79,8 @@ impl Resolved {
 
 impl<'a> Backends<'a> {
     pub fn new(state: &'a ClusterState, previous: &'a ResolvedBackends) -> Self {
-        let mut slices: HashMap<ObjectKey, Vec<&Arc<EndpointSlice>>> = HashMap::new();
+        let mut slices: HashMap<ObjectKey, Vec<&Arc<EndpointSlice>>> =
+            HashMap::with_capacity(state.endpoint_slices.len());
         for (key, slice) in &state.endpoint_slices {
             let service = slice
                 .metadata
@@ -97,7 +98,7 @@ impl<'a> Backends<'a> {
             state,
             slices,
             previous,
-            resolved: HashMap::new(),
+            resolved: HashMap::with_capacity(previous.len()),
         }
     }
 

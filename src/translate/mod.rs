@@ -12,6 +12,7 @@ mod tls;
 mod warning;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::fmt::Display;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -147,8 +148,8 @@ pub fn translate_with(
         state,
         backends: backend::Backends::new(state, &previous.backends),
         previous,
-        certs: HashMap::new(),
-        table: RouteTableBuilder::default(),
+        certs: HashMap::with_capacity(previous.secrets.len()),
+        table: RouteTableBuilder::with_capacity(ingresses.len()),
         warnings: Vec::new(),
     };
     build.preparse(&ingresses, options);
@@ -268,7 +269,12 @@ impl Build<'_> {
 
     /// Resolves a backend; an unusable one becomes `Unavailable` (503) with
     /// a warning that says where.
-    fn action(&mut self, ingress: &ObjectKey, backend: &IngressBackend, context: &str) -> Action {
+    fn action(
+        &mut self,
+        ingress: &ObjectKey,
+        backend: &IngressBackend,
+        context: &dyn Display,
+    ) -> Action {
         match self.backends.resolve(&ingress.namespace, backend) {
             Ok(backend) => Action::Forward(backend),
             Err(e) => {
@@ -291,7 +297,11 @@ impl Build<'_> {
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice());
             for path in paths.unwrap_or_default() {
                 let path_text = path.path.as_deref().unwrap_or("/");
-                let context = format!("host {host}: path {path_text}");
+                // Formatted only into a warning.
+                let context = PathContext {
+                    host: &host,
+                    path: path_text,
+                };
                 let Some(path_type) = PathType::parse(&path.path_type) else {
                     let message =
                         format!("{context}: unknown pathType {:?}; ignored", path.path_type);
@@ -353,7 +363,7 @@ impl Build<'_> {
         let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
             return;
         };
-        let action = self.action(key, backend, "defaultBackend");
+        let action = self.action(key, backend, &"defaultBackend");
         let rules = spec
             .and_then(|s| s.rules.as_ref())
             .filter(|r| !r.is_empty());
@@ -564,7 +574,19 @@ fn describe(route: &Route) -> String {
     }
 }
 
-fn conflict(key: &ObjectKey, holder: &Route, context: &str) -> String {
+/// Where in an Ingress a warning is about: a rule's host and path.
+struct PathContext<'a> {
+    host: &'a HostPattern,
+    path: &'a str,
+}
+
+impl Display for PathContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {}: path {}", self.host, self.path)
+    }
+}
+
+fn conflict(key: &ObjectKey, holder: &Route, context: &dyn Display) -> String {
     let kind = format!("{:?}", holder.path_type);
     if holder.ingress.as_ref() == Some(key) {
         format!("{context} ({kind}) appears twice; the first is used")
