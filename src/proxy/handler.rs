@@ -255,8 +255,10 @@ impl Proxy {
                 http2,
                 connect_timeout: timeouts.connect,
             };
-            let exchange = self.upstreams.send(request, to);
-            let result = progress::within(exchange, &progress, timeouts.send, timeouts.read).await;
+            let result = {
+                let exchange = std::pin::pin!(self.upstreams.send(request, to));
+                progress::within(exchange, &progress, timeouts.send, timeouts.read).await
+            };
             let connect_failed = matches!(&result, Ok(Err(e)) if e.is_connect());
             if let Some((set, pick)) = pick {
                 if connect_failed {

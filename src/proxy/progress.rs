@@ -137,17 +137,18 @@ where
 }
 
 /// Runs `exchange` until it finishes or the progress stalls past a timeout.
+/// The exchange is pinned by the caller, so that this future does not hold
+/// a second copy of it.
 pub async fn within<F: std::future::Future>(
-    exchange: F,
+    mut exchange: std::pin::Pin<&mut F>,
     progress: &Progress,
     send: Duration,
     read: Duration,
 ) -> Result<F::Output, Stalled> {
-    tokio::pin!(exchange);
     loop {
         let (deadline, _) = progress.deadline(send, read);
         tokio::select! {
-            output = &mut exchange => return Ok(output),
+            output = exchange.as_mut() => return Ok(output),
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // Progress may have moved the deadline while we slept.
                 let (now_deadline, now_stalled) = progress.deadline(send, read);

@@ -174,7 +174,12 @@ impl Upstreams {
         loop {
             let (mut sender, reused) = match self.http1.take(&key) {
                 Some(sender) => (sender, true),
-                None => (self.connect_http1(&key, connect_timeout).await?, false),
+                // Boxed: connecting (a lookup, a TLS handshake) needs a large
+                // future, and the request path should not carry it inline.
+                None => (
+                    Box::pin(self.connect_http1(&key, connect_timeout)).await?,
+                    false,
+                ),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -208,7 +213,7 @@ impl Upstreams {
             let (mut sender, reused) = match shared {
                 Some(sender) => (sender, true),
                 None => {
-                    let sender = self.connect_http2(&key, connect_timeout).await?;
+                    let sender = Box::pin(self.connect_http2(&key, connect_timeout)).await?;
                     self.lock_http2().put(key.clone(), sender.clone());
                     (sender, false)
                 }
