@@ -190,7 +190,9 @@ impl Listeners {
         let info = conn.clone();
         let service = service_fn(move |req| {
             let (proxy, conn) = (proxy.clone(), info.clone());
-            async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+            // Boxed: HTTP/2 spawns a task per stream, and the future would
+            // otherwise be moved whole several times on the way there.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) })
         });
         let connection = self
             .server
