@@ -352,6 +352,66 @@ async fn an_endpoint_closing_kept_connections_fails_no_request() {
     server.abort();
 }
 
+/// A TLS endpoint keeps its HTTP/1.1 connection between requests, and an
+/// HTTP/2 (GRPCS) endpoint serves sequential and concurrent requests over
+/// one shared connection per worker.
+#[tokio::test]
+async fn tls_and_http2_endpoints_keep_their_connections() {
+    let pki = Pki::new();
+    let https = Backend::start_tls("https", &pki.leaf("https.internal")).await;
+    let grpcs = Backend::start_tls("grpcs", &pki.leaf("grpcs.internal")).await;
+    let protocol = "nginx.ingress.kubernetes.io/backend-protocol";
+    let manifests = [
+        service("https", &[https.addr]),
+        service("grpcs", &[grpcs.addr]),
+        ingress_annotated(
+            "https",
+            "https.test",
+            "/",
+            "https",
+            None,
+            &[(protocol, "HTTPS")],
+        ),
+        ingress_annotated(
+            "grpcs",
+            "grpcs.test",
+            "/",
+            "grpcs",
+            None,
+            &[(protocol, "GRPCS")],
+        ),
+    ];
+    let limits = Limits {
+        workers: 1,
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let mut client = http_connect(gatehouse.http_addr).await;
+    for host in ["https.test", "grpcs.test"] {
+        for _ in 0..5 {
+            let reply = send(&mut client, host, "/seq").await.expect("reply");
+            assert_eq!(reply.status, StatusCode::OK, "{host}");
+        }
+    }
+    let concurrent = (0..20).map(|_| async {
+        let reply = http_get(gatehouse.http_addr, "grpcs.test", "/sleep/50").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.seen()["version"], "HTTP/2.0");
+    });
+    futures_util::future::join_all(concurrent).await;
+    let accepted = |b: &Backend| b.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        accepted(&https),
+        1,
+        "the TLS endpoint's connection was not kept"
+    );
+    assert_eq!(
+        accepted(&grpcs),
+        1,
+        "HTTP/2 requests did not share one connection"
+    );
+}
+
 #[tokio::test]
 async fn grpc_trailers_pass_through_over_http2() {
     let grpc = Backend::start("grpc").await;
