@@ -43,7 +43,7 @@ use crate::translate::provider;
 pub type UpstreamBody = Lease<Watched<Limited<Incoming>>>;
 
 /// How long an idle connection is kept.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the pools look for idle connections to drop.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a connection whose response has ended may take to be ready for
