@@ -17,6 +17,7 @@
 //! ingress-nginx's default (`proxy-ssl-verify: off`) is the same.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -29,9 +30,10 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 use super::lease::Lease;
 use super::progress::Watched;
@@ -236,21 +238,8 @@ impl Upstreams {
         key: &Key,
         timeout: Duration,
     ) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
-        let tls = key.tls.then_some(&self.tls_http1);
-        let connecting = async {
-            let tcp = connect_tcp(&key.authority).await?;
-            match tls {
-                Some(tls) => {
-                    let stream = tls_handshake(tls, &key.authority, tcp).await?;
-                    http1_over(stream).await
-                }
-                None => http1_over(tcp).await,
-            }
-        };
-        match tokio::time::timeout(timeout, connecting).await {
-            Ok(connected) => connected,
-            Err(_) => Err(UpstreamError::ConnectTimedOut(timeout)),
-        }
+        let connecting = async { http1_over(open(key, &self.tls_http1).await?).await };
+        within_connect_timeout(timeout, connecting).await
     }
 
     async fn connect_http2(
@@ -258,26 +247,37 @@ impl Upstreams {
         key: &Key,
         timeout: Duration,
     ) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
-        let tls = key.tls.then_some(&self.tls_http2);
-        let connecting = async {
-            let tcp = connect_tcp(&key.authority).await?;
-            match tls {
-                Some(tls) => {
-                    let stream = tls_handshake(tls, &key.authority, tcp).await?;
-                    http2_over(stream).await
-                }
-                None => http2_over(tcp).await,
-            }
-        };
-        match tokio::time::timeout(timeout, connecting).await {
-            Ok(connected) => connected,
-            Err(_) => Err(UpstreamError::ConnectTimedOut(timeout)),
-        }
+        let connecting = async { http2_over(open(key, &self.tls_http2).await?).await };
+        within_connect_timeout(timeout, connecting).await
     }
 
     fn lock_http2(&self) -> std::sync::MutexGuard<'_, Http2Conns> {
         self.http2.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A connection to an endpoint: TLS over TCP, or plain TCP.
+type Stream = Either<TlsStream<TcpStream>, TcpStream>;
+
+/// Connects to the endpoint, with TLS (offering `tls`'s ALPN) when the key
+/// asks for it.
+async fn open(key: &Key, tls: &TlsConnector) -> Result<Stream, UpstreamError> {
+    let tcp = connect_tcp(&key.authority).await?;
+    if !key.tls {
+        return Ok(Either::Right(tcp));
+    }
+    Ok(Either::Left(tls_handshake(tls, &key.authority, tcp).await?))
+}
+
+/// Bounds a whole connect (TCP, TLS, HTTP handshake) by the route's connect
+/// timeout.
+async fn within_connect_timeout<T>(
+    timeout: Duration,
+    connecting: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or(Err(UpstreamError::ConnectTimedOut(timeout)))
 }
 
 async fn connect_tcp(authority: &Authority) -> Result<TcpStream, UpstreamError> {
@@ -293,7 +293,7 @@ async fn tls_handshake(
     tls: &TlsConnector,
     authority: &Authority,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+) -> Result<TlsStream<TcpStream>, UpstreamError> {
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -304,10 +304,7 @@ async fn tls_handshake(
     tls.connect(name, tcp).await.map_err(UpstreamError::Tls)
 }
 
-async fn http1_over<T>(io: T) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+async fn http1_over(io: Stream) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -320,10 +317,7 @@ where
     Ok(sender)
 }
 
-async fn http2_over<T>(io: T) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+async fn http2_over(io: Stream) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .handshake(TokioIo::new(io))
