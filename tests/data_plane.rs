@@ -30,6 +30,15 @@ async fn start(
     (dir, gatehouse)
 }
 
+/// One worker, so that the tests that count upstream connections measure
+/// one pool.
+fn one_worker() -> Limits {
+    Limits {
+        workers: 1,
+        ..Limits::default()
+    }
+}
+
 /// The same port as `live`, on another loopback address where nothing listens.
 fn dead_twin(live: SocketAddr) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], live.port()))
@@ -214,11 +223,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         tls_secret("pool-tls", &leaf),
         ingress("app", "pool.test", "/", "app", Some("pool-tls")),
     ];
-    let limits = Limits {
-        workers: 1,
-        ..Limits::default()
-    };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_dir, gatehouse) = start(&manifests, one_worker()).await;
     let (sender, _) = h2_connect(gatehouse.https_addr, "pool.test", &pki.ca).await;
     let burst = || {
         let requests = (0..100).map(|_| {
@@ -255,11 +260,7 @@ async fn a_connection_is_reused_only_after_its_response_was_read_to_the_end() {
         service("app", &[app.addr]),
         ingress("app", "reuse.test", "/", "app", None),
     ];
-    let limits = Limits {
-        workers: 1,
-        ..Limits::default()
-    };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_dir, gatehouse) = start(&manifests, one_worker()).await;
     let accepted = || app.accepted.load(std::sync::atomic::Ordering::Relaxed);
 
     let mut client = http_connect(gatehouse.http_addr).await;
@@ -338,11 +339,7 @@ async fn an_endpoint_closing_kept_connections_fails_no_request() {
         service("once", &[addr]),
         ingress("once", "once.test", "/", "once", None),
     ];
-    let limits = Limits {
-        workers: 1,
-        ..Limits::default()
-    };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_dir, gatehouse) = start(&manifests, one_worker()).await;
     let mut client = http_connect(gatehouse.http_addr).await;
     for i in 0..50 {
         let reply = send(&mut client, "once.test", "/").await.expect("reply");
@@ -381,11 +378,7 @@ async fn tls_and_http2_endpoints_keep_their_connections() {
             &[(protocol, "GRPCS")],
         ),
     ];
-    let limits = Limits {
-        workers: 1,
-        ..Limits::default()
-    };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_dir, gatehouse) = start(&manifests, one_worker()).await;
     let mut client = http_connect(gatehouse.http_addr).await;
     for host in ["https.test", "grpcs.test"] {
         for _ in 0..5 {
