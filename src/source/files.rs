@@ -184,7 +184,8 @@ impl ManifestDir {
 
     /// The note for `object`, defined again in `latter`.
     fn duplicate(&self, object: &Object, latter: &Path) -> String {
-        let same = |o: &Object| o.kind() == object.kind() && o.key() == object.key();
+        let id = object.id();
+        let same = |o: &Object| o.id() == id;
         let first = self
             .files
             .iter()
