@@ -13,17 +13,23 @@ use std::task::{Context, Poll};
 use hyper::body::{Body, Frame, SizeHint};
 
 pub struct BodySlot<B> {
-    slot: Arc<Mutex<Option<B>>>,
-    end_stream: bool,
+    /// `None` when there is no body at all (most requests): then nothing
+    /// is shared and every lease is empty.
+    slot: Option<Arc<Mutex<Option<B>>>>,
     hint: SizeHint,
 }
 
 impl<B: Body + Unpin> BodySlot<B> {
     pub fn new(body: B) -> Self {
+        if body.is_end_stream() {
+            return BodySlot {
+                slot: None,
+                hint: SizeHint::with_exact(0),
+            };
+        }
         BodySlot {
-            end_stream: body.is_end_stream(),
             hint: body.size_hint(),
-            slot: Arc::new(Mutex::new(Some(body))),
+            slot: Some(Arc::new(Mutex::new(Some(body)))),
         }
     }
 
@@ -32,21 +38,22 @@ impl<B: Body + Unpin> BodySlot<B> {
         Lease {
             slot: self.slot.clone(),
             taken: None,
-            end_stream: self.end_stream,
             hint: self.hint,
         }
     }
 
     /// Whether no attempt has started sending the body.
     pub fn untouched(&self) -> bool {
-        self.slot.lock().map(|s| s.is_some()).unwrap_or(false)
+        match &self.slot {
+            Some(slot) => slot.lock().map(|s| s.is_some()).unwrap_or(false),
+            None => true,
+        }
     }
 }
 
 pub struct Lease<B> {
-    slot: Arc<Mutex<Option<B>>>,
+    slot: Option<Arc<Mutex<Option<B>>>>,
     taken: Option<B>,
-    end_stream: bool,
     hint: SizeHint,
 }
 
@@ -59,10 +66,13 @@ impl<B: Body + Unpin> Body for Lease<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if self.taken.is_none() {
-            let body = self.slot.lock().ok().and_then(|mut s| s.take());
+            let body = self
+                .slot
+                .as_ref()
+                .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
             match body {
                 Some(body) => self.taken = Some(body),
-                // Another attempt has it; this one has nothing to send.
+                // No body, or another attempt has it: nothing to send.
                 None => return Poll::Ready(None),
             }
         }
@@ -75,7 +85,7 @@ impl<B: Body + Unpin> Body for Lease<B> {
     fn is_end_stream(&self) -> bool {
         match &self.taken {
             Some(body) => body.is_end_stream(),
-            None => self.end_stream,
+            None => self.slot.is_none(),
         }
     }
 
@@ -84,5 +94,38 @@ impl<B: Body + Unpin> Body for Lease<B> {
             Some(body) => body.size_hint(),
             None => self.hint,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    #[tokio::test]
+    async fn a_body_goes_to_the_first_attempt_that_sends_it() {
+        let slot = BodySlot::new(Full::new(Bytes::from_static(b"payload")));
+        let (first, second) = (slot.lease(), slot.lease());
+        assert!(!first.is_end_stream());
+        assert_eq!(first.size_hint().exact(), Some(7));
+        assert!(slot.untouched());
+
+        let sent = first.collect().await.unwrap().to_bytes();
+        assert_eq!(sent, "payload");
+        assert!(!slot.untouched());
+        // The body is gone: a later attempt has nothing to send.
+        assert!(second.collect().await.unwrap().to_bytes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_body_shares_nothing_and_can_always_be_retried() {
+        let slot = BodySlot::new(Empty::<Bytes>::new());
+        assert!(slot.slot.is_none());
+        let lease = slot.lease();
+        assert!(lease.is_end_stream());
+        assert_eq!(lease.size_hint().exact(), Some(0));
+        assert!(lease.collect().await.unwrap().to_bytes().is_empty());
+        assert!(slot.untouched());
     }
 }
