@@ -114,11 +114,29 @@ pub struct Target<'a> {
 }
 
 /// One endpoint, as the pools know it.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 struct Key {
     authority: Authority,
     tls: bool,
 }
+
+// By the authority's text as written. `Authority`'s own `Hash` feeds the
+// hasher a byte at a time to ignore case; endpoint addresses are formatted
+// by us, so exact text is the cheaper and sufficient identity.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.authority.as_str().hash(state);
+        self.tls.hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.authority.as_str() == other.authority.as_str() && self.tls == other.tls
+    }
+}
+
+impl Eq for Key {}
 
 /// One worker's upstream connections.
 pub struct Upstreams {
