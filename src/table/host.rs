@@ -112,6 +112,13 @@ impl<T> HostMap<T> {
 /// dot, lower case. Borrows when the host is already in that form, which is
 /// the common case.
 pub fn normalize(host: &str) -> Cow<'_, str> {
+    // One branch-free pass answers the common case: no port, no upper case.
+    let plain = !host
+        .bytes()
+        .fold(false, |seen, b| seen | (b == b':') | b.is_ascii_uppercase());
+    if plain && !host.ends_with('.') {
+        return Cow::Borrowed(host);
+    }
     let host = strip_port(host).trim_end_matches('.');
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
@@ -128,8 +135,9 @@ pub fn strip_port(host: &str) -> &str {
             None => host,
         };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+    let bytes = host.as_bytes();
+    match bytes.iter().rposition(|&b| b == b':') {
+        Some(colon) if bytes[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
         _ => host,
     }
 }
@@ -176,5 +184,7 @@ mod tests {
         assert_eq!(normalize("example.com."), "example.com");
         assert_eq!(normalize("[::1]:80"), "[::1]");
         assert!(matches!(normalize("plain.example"), Cow::Borrowed(_)));
+        assert!(matches!(normalize("plain.example:8443"), Cow::Borrowed(_)));
+        assert_eq!(normalize("odd.example:80x"), "odd.example:80x");
     }
 }
