@@ -99,7 +99,19 @@ impl Proxy {
             request_id,
         );
         let response = match host {
-            Some(host) => self.route(req, conn, host, &mut record).await,
+            Some(host) => match self.decide(&req, conn, &host) {
+                Decision::Forward(forward) => {
+                    record.route = Some(forward.route.clone());
+                    record.backend = Some(forward.backend.clone());
+                    self.forward(req, forward, conn, host, &mut record).await
+                }
+                Decision::Redirect { location, status } => {
+                    let mut response = respond(status);
+                    response.headers_mut().insert(header::LOCATION, location);
+                    response
+                }
+                Decision::Respond(status) => respond(status),
+            },
             None => respond(StatusCode::BAD_REQUEST),
         };
         record.status = response.status().as_u16();
@@ -107,36 +119,17 @@ impl Proxy {
         response.map(|body| Observed::new(body, record, telemetry))
     }
 
-    async fn route(
-        &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        host: HeaderValue,
-        record: &mut RequestRecord,
-    ) -> Response<Inner> {
-        let decision = {
-            let facts = RequestFacts {
-                host: host.to_str().unwrap_or_default(),
-                path: req.uri().path(),
-                query: req.uri().query(),
-                tls: conn.tls,
-                client: conn.client.ip(),
-            };
-            self.table.load().decide(&facts)
+    /// What the table says about the request. The table is only borrowed
+    /// here, never across an await.
+    fn decide(&self, req: &Request<Incoming>, conn: &ConnInfo, host: &HeaderValue) -> Decision {
+        let facts = RequestFacts {
+            host: host.to_str().unwrap_or_default(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            tls: conn.tls,
+            client: conn.client.ip(),
         };
-        match decision {
-            Decision::Forward(forward) => {
-                record.route = Some(forward.route.clone());
-                record.service = Some(forward.backend.service.name.clone());
-                self.forward(req, forward, conn, host, record).await
-            }
-            Decision::Redirect { location, status } => {
-                let mut response = respond(status);
-                response.headers_mut().insert(header::LOCATION, location);
-                response
-            }
-            Decision::Respond(status) => respond(status),
-        }
+        self.table.load().decide(&facts)
     }
 
     async fn forward(
@@ -199,19 +192,24 @@ impl Proxy {
         let limit = policy
             .body_limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        let (body, progress) = Watched::new(Limited::new(body, limit));
+        let started = Instant::now();
+        let (body, progress) = Watched::new(Limited::new(body, limit), started);
         record.progress = Some(progress.clone());
         let slot = BodySlot::new(body);
         let bodiless = progress.body_done();
 
-        let started = Instant::now();
         let mut failed: Option<Pick> = None;
         let mut attempt = 0;
-        let (result, target) = loop {
+        let (result, target, finished) = loop {
             attempt += 1;
+            let sent_at = if attempt == 1 {
+                started
+            } else {
+                Instant::now()
+            };
             let (target, pick) = match &forward.backend.upstream {
                 Upstream::Endpoints(set) => {
-                    match set.pick_healthy(policy.load_balance, now_ms(), failed) {
+                    match set.pick_healthy(policy.load_balance, millis(sent_at), failed) {
                         Some(pick) => (set.authority(pick), Some((set, pick))),
                         None => return respond(StatusCode::SERVICE_UNAVAILABLE),
                     }
@@ -247,7 +245,6 @@ impl Proxy {
             };
             *request.headers_mut() = parts.headers.clone();
 
-            let sent_at = Instant::now();
             let timeouts = policy.timeouts;
             let to = Target {
                 authority: &target,
@@ -259,12 +256,14 @@ impl Proxy {
                 let exchange = std::pin::pin!(self.upstreams.send(request, to));
                 progress::within(exchange, &progress, timeouts.send, timeouts.read).await
             };
+            let finished = Instant::now();
             let connect_failed = matches!(&result, Ok(Err(e)) if e.is_connect());
             if let Some((set, pick)) = pick {
                 if connect_failed {
-                    set.mark_down(pick, now_ms() + PASSIVE_HEALTH_BACKOFF.as_millis() as u64);
+                    let until = millis(finished) + PASSIVE_HEALTH_BACKOFF.as_millis() as u64;
+                    set.mark_down(pick, until);
                 } else {
-                    set.observe(pick, sent_at.elapsed());
+                    set.observe(pick, finished - sent_at);
                 }
             }
             // Retry once: when nothing was sent (the connect failed and the
@@ -280,9 +279,9 @@ impl Proxy {
                 failed = pick.map(|(_, p)| p);
                 continue;
             }
-            break (result, target);
+            break (result, target, finished);
         };
-        let took = started.elapsed();
+        let took = finished - started;
         record.upstream = Some(target.clone());
         record.upstream_time = Some(took);
         self.count_failure(&result, &forward);
@@ -354,10 +353,12 @@ impl Proxy {
 /// How long an endpoint that refused a connection is skipped.
 const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Milliseconds on a process-wide monotonic clock (for endpoint backoff).
-fn now_ms() -> u64 {
+/// `at` in milliseconds on a process-wide monotonic clock (for endpoint
+/// backoff).
+fn millis(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    at.saturating_duration_since(epoch).as_millis() as u64
 }
 
 /// RFC 9110 §9.2.2: repeating these has the same effect as sending once.

@@ -90,18 +90,24 @@ pub fn prepare_request(headers: &mut HeaderMap, conn: &ConnInfo, host: &HeaderVa
     headers.insert(header::HOST, host.clone());
 
     let client_ip = &conn.client_ip;
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prior) if !prior.is_empty() => {
-            let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
-            joined.extend_from_slice(prior);
+    match headers.entry(X_FORWARDED_FOR.clone()) {
+        header::Entry::Occupied(mut prior) if !prior.get().is_empty() => {
+            let prior_value = prior.get().as_bytes();
+            let mut joined = Vec::with_capacity(prior_value.len() + 2 + client_ip.len());
+            joined.extend_from_slice(prior_value);
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(client_ip.as_bytes());
             // A valid header value, a comma and an IP address: valid.
-            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+            let value = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone());
+            prior.insert(value);
         }
-        _ => client_ip.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+        header::Entry::Occupied(mut prior) => {
+            prior.insert(client_ip.clone());
+        }
+        header::Entry::Vacant(slot) => {
+            slot.insert(client_ip.clone());
+        }
+    }
     headers.insert(X_REAL_IP.clone(), client_ip.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),

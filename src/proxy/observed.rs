@@ -13,16 +13,16 @@ use http::{HeaderValue, Method, Uri, Version};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::progress::Progress;
-use crate::table::Route;
+use crate::table::{Backend, Route};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::Telemetry;
 
 /// What is known about one request.
 pub struct RequestRecord {
+    /// Arrival on the monotonic clock. The wall-clock arrival time is
+    /// worked out only if an access log line is written.
     pub started: Instant,
-    /// Arrival, formatted only if an access log line is written.
-    pub arrived: time::OffsetDateTime,
     pub client: IpAddr,
     pub method: Method,
     pub version: Version,
@@ -32,7 +32,7 @@ pub struct RequestRecord {
     pub uri: Uri,
     pub request_id: HeaderValue,
     pub route: Option<Arc<Route>>,
-    pub service: Option<String>,
+    pub backend: Option<Arc<Backend>>,
     pub upstream: Option<http::uri::Authority>,
     pub upstream_time: Option<Duration>,
     pub progress: Option<Arc<Progress>>,
@@ -50,7 +50,6 @@ impl RequestRecord {
     ) -> Self {
         RequestRecord {
             started: Instant::now(),
-            arrived: time::OffsetDateTime::now_utc(),
             client,
             method,
             version,
@@ -58,7 +57,7 @@ impl RequestRecord {
             uri,
             request_id,
             route: None,
-            service: None,
+            backend: None,
             upstream: None,
             upstream_time: None,
             progress: None,
@@ -85,7 +84,11 @@ impl RequestRecord {
             let route = RouteLabels {
                 namespace: namespace.to_owned(),
                 ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
-                service: self.service.clone().unwrap_or_default(),
+                service: self
+                    .backend
+                    .as_ref()
+                    .map(|b| b.service.name.clone())
+                    .unwrap_or_default(),
             };
             let host = self.route.as_ref().map(|r| r.host.to_string());
             (route, host.unwrap_or_default())
@@ -93,16 +96,16 @@ impl RequestRecord {
         m.route(slot, labels).record(m, &finished);
 
         if let Some(log) = &telemetry.access_log {
-            let time = self
-                .arrived
+            let arrived = time::OffsetDateTime::now_utc() - duration;
+            let time = arrived
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
             let ingress_name = ingress.map(|k| k.to_string());
             let service = self
                 .route
                 .as_ref()
-                .and(self.service.as_deref())
-                .map(|s| format!("{namespace}/{s}"));
+                .and(self.backend.as_ref())
+                .map(|b| format!("{namespace}/{}", b.service.name));
             log.write(&AccessEntry {
                 time: &time,
                 client: self.client,

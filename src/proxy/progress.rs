@@ -28,9 +28,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(body_already_done: bool) -> Arc<Self> {
+    /// Progress counted from `started`.
+    pub fn new(body_already_done: bool, started: Instant) -> Arc<Self> {
         Arc::new(Progress {
-            started: Instant::now(),
+            started,
             last: AtomicU64::new(0),
             done: AtomicBool::new(body_already_done),
             awaiting_client: AtomicBool::new(false),
@@ -84,8 +85,8 @@ pub struct Watched<B> {
 }
 
 impl<B: Body + Unpin> Watched<B> {
-    pub fn new(inner: B) -> (Self, Arc<Progress>) {
-        let progress = Progress::new(inner.is_end_stream());
+    pub fn new(inner: B, started: Instant) -> (Self, Arc<Progress>) {
+        let progress = Progress::new(inner.is_end_stream(), started);
         let body = Watched {
             inner,
             progress: progress.clone(),
@@ -148,6 +149,8 @@ pub async fn within<F: std::future::Future>(
     loop {
         let (deadline, _) = progress.deadline(send, read);
         tokio::select! {
+            // The exchange first: its result stands even at the deadline.
+            biased;
             output = exchange.as_mut() => return Ok(output),
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // Progress may have moved the deadline while we slept.
