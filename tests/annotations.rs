@@ -338,6 +338,86 @@ async fn a_backend_slower_than_proxy_read_timeout_gets_504() {
     );
 }
 
+/// `proxy-read-timeout` also bounds each silence within a response body, as
+/// nginx's `proxy_read_timeout` bounds the wait between two reads: a body
+/// that keeps trickling arrives whole even when it takes longer than the
+/// timeout, one that stops is cut off and its connection closed.
+#[tokio::test]
+async fn a_response_body_that_goes_quiet_is_cut_off_after_proxy_read_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let endpoint = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let pause = std::time::Duration::from_millis(400);
+                if request.starts_with(b"GET /trickle ") {
+                    // Six bytes over 2.4 s, each gap well inside the timeout.
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
+                        .await;
+                    for byte in b"abcdef" {
+                        tokio::time::sleep(pause).await;
+                        let _ = stream.write_all(&[*byte]).await;
+                    }
+                } else {
+                    // Ten of a hundred promised bytes, then silence.
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                        .await;
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    let manifests = [
+        service("quiet", &[addr]),
+        ingress_annotated(
+            "quiet",
+            "quiet.test",
+            "/",
+            "quiet",
+            None,
+            &[(&key("proxy-read-timeout"), "1")],
+        ),
+    ];
+    let s = setup(vec![], &manifests).await;
+
+    let reply = http_get(s.gatehouse.http_addr, "quiet.test", "/trickle").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(&reply.body[..], b"abcdef");
+
+    let mut raw = tokio::net::TcpStream::connect(s.gatehouse.http_addr)
+        .await
+        .expect("connect");
+    raw.write_all(b"GET /stall HTTP/1.1\r\nhost: quiet.test\r\n\r\n")
+        .await
+        .expect("request");
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        raw.read_to_end(&mut received),
+    )
+    .await;
+    assert!(read.is_ok(), "the stalled response was not cut off");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "{text}");
+    endpoint.abort();
+}
+
 #[tokio::test]
 async fn permanent_redirect_and_app_root_answer_without_the_backend() {
     let web = Backend::start("web").await;

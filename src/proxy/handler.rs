@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::headers::{self, ConnInfo};
 use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
-use super::progress::{self, Stalled, Watched};
+use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
@@ -29,7 +29,7 @@ use crate::telemetry::Telemetry;
 
 /// A response body before telemetry wraps it: the upstream's, streamed, or
 /// a short one of the proxy's own.
-type Inner = Either<UpstreamResponse, Full<Bytes>>;
+type Inner = Either<ReadPaced<UpstreamResponse>, Full<Bytes>>;
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = Observed<Inner>;
@@ -286,6 +286,8 @@ impl Proxy {
         record.upstream_time = Some(took);
         self.count_failure(&result, &forward);
 
+        let read = policy.timeouts.read;
+        let paced = |body| Either::Left(ReadPaced::new(body, read, target.clone()));
         match result {
             Ok(Ok(mut response)) => {
                 if let Some((proto, client_side)) = upgrade {
@@ -297,11 +299,11 @@ impl Proxy {
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                         response.headers_mut().insert(header::UPGRADE, proto);
-                        return response.map(Either::Left);
+                        return response.map(paced);
                     }
                 }
                 headers::remove_hop_by_hop(response.headers_mut());
-                response.map(Either::Left)
+                response.map(paced)
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %target, error = %error_chain(&e), "upstream request failed");

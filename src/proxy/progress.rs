@@ -5,14 +5,18 @@
 //! response once the body is sent. A healthy long upload never times out,
 //! a stalled one does. The request body is wrapped so that every chunk
 //! records the time; the forwarder sleeps until the nearest deadline.
+//! `proxy-read-timeout` also bounds each silence within the response body.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http::uri::Authority;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
 
 /// When the request body last moved, and whether it is all sent.
 #[derive(Debug)]
@@ -126,6 +130,96 @@ where
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body whose endpoint may not go quiet for longer than the read
+/// timeout between two chunks, as with nginx's `proxy_read_timeout`. The
+/// clock runs only while the body waits for the endpoint: a client that is
+/// slow to take the response never trips it, and a body that has already
+/// arrived whole costs no timer.
+pub struct ReadPaced<B> {
+    inner: B,
+    read: Duration,
+    upstream: Authority,
+    /// Armed at the first wait after a chunk; `None` until a wait happens.
+    quiet: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<B> ReadPaced<B> {
+    pub fn new(inner: B, read: Duration, upstream: Authority) -> Self {
+        ReadPaced {
+            inner,
+            read,
+            upstream,
+            quiet: None,
+            armed: false,
+        }
+    }
+}
+
+/// The endpoint stopped sending in the middle of a response body.
+#[derive(Debug)]
+pub struct BodyStalled(Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the upstream sent nothing for {:?} within a response body",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+impl<B> Body for ReadPaced<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let me = &mut *self;
+        match Pin::new(&mut me.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                me.armed = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if !me.armed {
+                    let deadline = tokio::time::Instant::now() + me.read;
+                    match &mut me.quiet {
+                        Some(quiet) => quiet.as_mut().reset(deadline),
+                        None => me.quiet = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    me.armed = true;
+                }
+                let Some(quiet) = me.quiet.as_mut() else {
+                    return Poll::Pending;
+                };
+                if quiet.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                tracing::warn!(upstream = %me.upstream, timeout = ?me.read, "upstream response body stalled");
+                Poll::Ready(Some(Err(Box::new(BodyStalled(me.read)))))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
