@@ -17,8 +17,10 @@
 #               and a full TLS handshake per request (wrk does not resume)
 #
 # and peak RSS (VmHWM; for nginx, master plus workers). It prints every
-# round, then medians with the Gatehouse/nginx ratio and the targets, and the
-# direct-to-backend figure (wrk over plain HTTP) as the ceiling.
+# round, then medians with the Gatehouse/nginx ratio and the targets, the
+# direct-to-backend figure (wrk over plain HTTP) as the ceiling, and how
+# steady the machine was: the ceiling's range and each ratio's range over
+# the rounds.
 #
 # Needs root for apt-get (nginx-light, wrk, nghttp2-client, when missing)
 # and to map the benchmark host name to 127.0.0.1 in /etc/hosts for the
@@ -344,6 +346,28 @@ total() { # metric server
   awk -v m="$1" -v s="$2" '$1 == m && $2 == s {t += $3} END {print t + 0}' "$results"
 }
 
+spread() { # metric: the lowest and highest Gatehouse/nginx ratio of a round
+  awk -v m="$1" '
+    $1 == m && $2 == "gatehouse" { g[++i] = $3 }
+    $1 == m && $2 == "nginx" { n[++j] = $3 }
+    END {
+      lo = ""; hi = ""
+      for (k = 1; k <= i && k <= j; k++) {
+        if (n[k] <= 0) continue
+        r = g[k] / n[k]
+        if (lo == "" || r < lo) lo = r
+        if (hi == "" || r > hi) hi = r
+      }
+      if (lo == "") print "n/a"; else printf "%.2f-%.2f", lo, hi
+    }' "$results"
+}
+extent() { # metric server: lowest-highest value over the rounds
+  awk -v m="$1" -v s="$2" '$1 == m && $2 == s {
+      if (lo == "" || $3 < lo) lo = $3
+      if (hi == "" || $3 > hi) hi = $3 }
+    END { if (lo == "") print "n/a"; else printf "%.0f-%.0f", lo, hi }' "$results"
+}
+
 row() { # label metric target-description higher-is-better(1/0) target
   local g n
   g=$(median "$2" gatehouse)
@@ -366,6 +390,10 @@ row "full TLS handshakes/s" handshakes-rps ">= 1.0" 1 1.0
 row "handshake p99 ms" handshakes-p99 "" 0 ""
 row "peak RSS MiB" rss-mib "" 0 ""
 printf '%-34s %12.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/s" "$(median keepalive-rps direct)"
+# How steady the machine was: on a shared VM the ceiling itself drifts, and
+# a wide spread of per-round ratios says a median is less certain.
+echo "ceiling over the rounds: $(extent keepalive-rps direct) req/s"
+echo "ratio per round: keep-alive $(spread keepalive-rps), HTTP/2 $(spread h2-rps), handshakes $(spread handshakes-rps)"
 errors_g=$(($(total keepalive-errors gatehouse) + $(total h2-errors gatehouse) + $(total handshakes-errors gatehouse)))
 errors_n=$(($(total keepalive-errors nginx) + $(total h2-errors nginx) + $(total handshakes-errors nginx)))
 echo "failed or non-2xx responses: gatehouse $errors_g, nginx $errors_n"
