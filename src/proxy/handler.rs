@@ -286,10 +286,10 @@ impl Proxy {
         record.upstream_time = Some(took);
         self.count_failure(&result, &forward);
 
-        let read = policy.timeouts.read;
-        let paced = |body| Either::Left(ReadPaced::new(body, read, target.clone()));
         match result {
             Ok(Ok(mut response)) => {
+                let read = policy.timeouts.read;
+                let paced = move |body| Either::Left(ReadPaced::new(body, read, target));
                 if let Some((proto, client_side)) = upgrade {
                     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                         let upstream_side = hyper::upgrade::on(&mut response);
