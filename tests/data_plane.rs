@@ -39,6 +39,45 @@ fn one_worker() -> Limits {
     }
 }
 
+/// New client connections are shared out evenly between the workers, even
+/// when they arrive in a burst that one worker would otherwise take: eight
+/// connections opened at once end up four on each worker. Each worker keeps
+/// at most four idle upstream connections, so two rounds of eight
+/// overlapping requests need exactly eight upstream connections only when
+/// every worker serves four clients; a worker with more would open (and
+/// drop) extra ones in each round.
+#[tokio::test]
+async fn client_connections_are_shared_out_evenly_between_workers() {
+    let web = Backend::start("web").await;
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    let limits = Limits {
+        workers: 2,
+        upstream_keepalive: 4,
+        ..Limits::default()
+    };
+    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let connecting = (0..8).map(|_| http_connect(gatehouse.http_addr));
+    let mut clients = futures_util::future::join_all(connecting).await;
+    for round in 0..2 {
+        let requests = clients
+            .iter_mut()
+            .map(|client| send(client, "web.test", "/sleep/300"));
+        for reply in futures_util::future::join_all(requests).await {
+            assert_eq!(
+                reply.expect("reply").status,
+                StatusCode::OK,
+                "round {round}"
+            );
+        }
+        // Let both pools take their connections back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(web.accepted.load(std::sync::atomic::Ordering::Relaxed), 8);
+}
+
 /// The same port as `live`, on another loopback address where nothing listens.
 fn dead_twin(live: SocketAddr) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], live.port()))

@@ -1,7 +1,8 @@
 //! Accept loops for the plain and TLS listeners, and their shutdown.
 //!
 //! Each connection is served on its own task by hyper-util's auto builder
-//! (HTTP/1.1, and HTTP/2 by preface or ALPN). A failed accept or handshake
+//! (HTTP/1.1, and HTTP/2 by preface or ALPN), on the worker the balance
+//! picks (see `balance`). A failed accept or handshake
 //! concerns one client and never stops the loop. Every connection is watched
 //! by a `GracefulShutdown`, so that draining finishes in-flight requests on
 //! HTTP/1.1 and sends GOAWAY on HTTP/2.
@@ -16,11 +17,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
 use super::headers::ConnInfo;
 use super::limits::Limits;
@@ -36,6 +38,9 @@ pub struct Listeners {
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     connections: TaskTracker,
+    /// The workers' connection counts and this worker's index in them;
+    /// `None` before the workers start.
+    balance: Option<(Arc<Balance>, usize)>,
 }
 
 /// Drives the shutdown of the listeners.
@@ -83,6 +88,7 @@ impl Listeners {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             stop: stop_rx,
             connections: connections.clone(),
+            balance: None,
         };
         let drain = Drain {
             stop: stop_tx,
@@ -91,51 +97,156 @@ impl Listeners {
         (listeners, drain)
     }
 
-    /// The same listeners, forwarding through a worker's own proxy.
-    pub fn for_worker(&self, proxy: Arc<Proxy>) -> Self {
+    /// The same listeners for worker `index`, forwarding through that
+    /// worker's own proxy and sharing its connections out by `balance`.
+    pub fn for_worker(&self, proxy: Arc<Proxy>, balance: Arc<Balance>, index: usize) -> Self {
         Listeners {
             proxy,
+            balance: Some((balance, index)),
             ..self.clone()
         }
     }
 
     pub async fn serve_plain(self, listener: TcpListener) {
         while let Some((stream, conn, permit)) = self.accept(&listener, false).await {
-            let open = OpenConnection::new(&self.proxy, "http");
-            self.connections
-                .spawn(self.clone().serve(stream, conn, (open, permit)));
+            match self.place(stream) {
+                Placed::Here(stream, counted) => self.start_plain(stream, conn, permit, counted),
+                Placed::There(stream, counted) => self.pass(stream, conn, permit, false, counted),
+            }
         }
     }
 
     pub async fn serve_tls(self, listener: TcpListener, acceptor: TlsAcceptor) {
         while let Some((stream, conn, permit)) = self.accept(&listener, true).await {
-            let open = OpenConnection::new(&self.proxy, "https");
-            let (me, acceptor) = (self.clone(), acceptor.clone());
-            self.connections.spawn(async move {
-                let timeout = me.limits.tls_handshake_timeout;
-                let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
-                let reason = match &outcome {
-                    Ok(Ok(_)) => String::new(),
-                    Ok(Err(e)) => handshake_failure(e),
-                    Err(_) => "timeout".to_owned(),
-                };
-                let result = if reason.is_empty() { "ok" } else { "error" };
-                let labels = HandshakeLabels { result, reason };
-                me.proxy
-                    .telemetry()
-                    .metrics
-                    .tls_handshakes
-                    .get_or_create(&labels)
-                    .inc();
-                match outcome {
-                    Ok(Ok(tls)) => me.serve(tls, conn, (open, permit)).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(client = %conn.client, "TLS handshake failed: {e}")
-                    }
-                    Err(_) => tracing::debug!(client = %conn.client, "TLS handshake timed out"),
+            match self.place(stream) {
+                Placed::Here(stream, counted) => {
+                    self.start_tls(stream, conn, permit, counted, &acceptor)
                 }
-            });
+                Placed::There(stream, counted) => self.pass(stream, conn, permit, true, counted),
+            }
         }
+    }
+
+    /// Serves the connections other workers pass to this one.
+    pub async fn serve_handoffs(
+        self,
+        mut inbox: mpsc::UnboundedReceiver<Handoff>,
+        acceptor: TlsAcceptor,
+    ) {
+        while let Some(handoff) = inbox.recv().await {
+            let Handoff {
+                stream,
+                conn,
+                permit,
+                tls,
+                counted,
+            } = handoff;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(client = %conn.client, "a passed connection could not be registered: {e}");
+                    continue;
+                }
+            };
+            if tls {
+                self.start_tls(stream, conn, permit, Some(counted), &acceptor);
+            } else {
+                self.start_plain(stream, conn, permit, Some(counted));
+            }
+        }
+    }
+
+    /// Which worker serves a connection this one accepted.
+    fn place(&self, stream: TcpStream) -> Placed {
+        let Some((balance, me)) = &self.balance else {
+            return Placed::Here(stream, None);
+        };
+        let counted = balance.place(*me);
+        if counted.worker() == *me {
+            Placed::Here(stream, Some(counted))
+        } else {
+            Placed::There(stream, counted)
+        }
+    }
+
+    /// Hands a connection to the worker it was counted to. Should that
+    /// worker have stopped (the process is ending), the connection closes.
+    fn pass(
+        &self,
+        stream: TcpStream,
+        conn: ConnInfo,
+        permit: OwnedSemaphorePermit,
+        tls: bool,
+        counted: Counted,
+    ) {
+        let Some((balance, _)) = &self.balance else {
+            return;
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(client = %conn.client, "a connection could not be passed on: {e}");
+                return;
+            }
+        };
+        let handoff = Handoff {
+            stream,
+            conn,
+            permit,
+            tls,
+            counted,
+        };
+        if let Err(client) = balance.pass(handoff) {
+            tracing::debug!(%client, "the worker to serve a connection has stopped");
+        }
+    }
+
+    fn start_plain(
+        &self,
+        stream: TcpStream,
+        conn: ConnInfo,
+        permit: OwnedSemaphorePermit,
+        counted: Option<Counted>,
+    ) {
+        let open = OpenConnection::new(&self.proxy, "http", counted);
+        self.connections
+            .spawn(self.clone().serve(stream, conn, (open, permit)));
+    }
+
+    fn start_tls(
+        &self,
+        stream: TcpStream,
+        conn: ConnInfo,
+        permit: OwnedSemaphorePermit,
+        counted: Option<Counted>,
+        acceptor: &TlsAcceptor,
+    ) {
+        let open = OpenConnection::new(&self.proxy, "https", counted);
+        let (me, acceptor) = (self.clone(), acceptor.clone());
+        self.connections.spawn(async move {
+            let timeout = me.limits.tls_handshake_timeout;
+            let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+            let reason = match &outcome {
+                Ok(Ok(_)) => String::new(),
+                Ok(Err(e)) => handshake_failure(e),
+                Err(_) => "timeout".to_owned(),
+            };
+            let result = if reason.is_empty() { "ok" } else { "error" };
+            let labels = HandshakeLabels { result, reason };
+            me.proxy
+                .telemetry()
+                .metrics
+                .tls_handshakes
+                .get_or_create(&labels)
+                .inc();
+            match outcome {
+                Ok(Ok(tls)) => me.serve(tls, conn, (open, permit)).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %conn.client, "TLS handshake failed: {e}")
+                }
+                Err(_) => tracing::debug!(client = %conn.client, "TLS handshake timed out"),
+            }
+        });
     }
 
     /// The next connection, or `None` once shutdown stops accepting. Waits
@@ -219,11 +330,16 @@ impl Listeners {
     }
 }
 
-/// Counts a client connection as open until dropped.
-struct OpenConnection(Gauge<i64, AtomicI64>);
+/// Counts a client connection as open until dropped: in the metrics, and
+/// in the workers' balance.
+struct OpenConnection {
+    gauge: Gauge<i64, AtomicI64>,
+    /// Held for its drop, which gives the worker's count back.
+    _counted: Option<Counted>,
+}
 
 impl OpenConnection {
-    fn new(proxy: &Proxy, listener: &'static str) -> Self {
+    fn new(proxy: &Proxy, listener: &'static str, counted: Option<Counted>) -> Self {
         let gauge = proxy
             .telemetry()
             .metrics
@@ -231,13 +347,16 @@ impl OpenConnection {
             .get_or_create(&ListenerLabels { listener })
             .clone();
         gauge.inc();
-        OpenConnection(gauge)
+        OpenConnection {
+            gauge,
+            _counted: counted,
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 
@@ -272,4 +391,12 @@ fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// Where an accepted connection is served.
+enum Placed {
+    /// By the worker that accepted it (counted to it when balancing).
+    Here(TcpStream, Option<Counted>),
+    /// By the worker it was counted to.
+    There(TcpStream, Counted),
 }

@@ -1,5 +1,6 @@
 //! The data plane: listeners, TLS, and forwarding to the endpoints.
 
+mod balance;
 mod handler;
 mod headers;
 mod lease;

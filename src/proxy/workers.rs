@@ -1,9 +1,10 @@
 //! The data plane's threads: one single-threaded Tokio runtime per worker,
 //! as nginx runs one event loop per worker process.
 //!
-//! Every worker accepts from the same listening sockets and serves each
-//! connection it accepted on its own thread from start to end, with its own
-//! upstream connection pools. A request never changes thread: the client
+//! Every worker accepts from the same listening sockets; a connection is
+//! served by the worker with the fewest (the one that accepted it, or one
+//! it passes the socket to: see `balance`), on that worker's thread from
+//! start to end, with its own upstream connection pools. A request never changes thread: the client
 //! connection, the handler and the upstream connection wake one another on
 //! one thread, without cross-thread wake-ups or work stealing. The control
 //! plane (sources, translate, admin, status) stays on the main runtime.
@@ -12,10 +13,11 @@ use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::balance::{Balance, Handoff};
 use super::handler::Proxy;
 use super::listener::Listeners;
 
@@ -41,8 +43,10 @@ impl Workers {
         let http = http.into_std()?;
         let https = https.into_std()?;
         let stop = CancellationToken::new();
+        let count = count.max(1);
         let mut ended = Vec::with_capacity(count);
-        for index in 0..count.max(1) {
+        let (balance, inboxes) = Balance::new(count);
+        for (index, inbox) in inboxes.into_iter().enumerate() {
             let sockets = (http.try_clone()?, https.try_clone()?);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -51,13 +55,13 @@ impl Workers {
                 0 => proxy.clone(),
                 _ => Arc::new(proxy.for_worker()),
             };
-            let listeners = listeners.for_worker(own);
+            let listeners = listeners.for_worker(own, balance.clone(), index);
             let (done, done_rx) = oneshot::channel();
             let (stop, acceptor) = (stop.clone(), acceptor.clone());
             std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{index}"))
                 .spawn(move || {
-                    runtime.block_on(serve(listeners, sockets, acceptor, stop));
+                    runtime.block_on(serve(listeners, sockets, inbox, acceptor, stop));
                     drop(done);
                 })?;
             ended.push(done_rx);
@@ -82,6 +86,7 @@ impl Workers {
 async fn serve(
     listeners: Listeners,
     (http, https): (StdListener, StdListener),
+    inbox: mpsc::UnboundedReceiver<Handoff>,
     acceptor: TlsAcceptor,
     stop: CancellationToken,
 ) {
@@ -92,6 +97,7 @@ async fn serve(
             return;
         }
     };
+    tokio::spawn(listeners.clone().serve_handoffs(inbox, acceptor.clone()));
     let plain = tokio::spawn(listeners.clone().serve_plain(http));
     let tls = tokio::spawn(listeners.serve_tls(https, acceptor));
     tokio::select! {
