@@ -344,44 +344,26 @@ async fn a_backend_slower_than_proxy_read_timeout_gets_504() {
 /// timeout, one that stops is cut off and its connection closed.
 #[tokio::test]
 async fn a_response_body_that_goes_quiet_is_cut_off_after_proxy_read_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let endpoint = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let pause = std::time::Duration::from_millis(400);
-                if request.starts_with(b"GET /trickle ") {
-                    // Six bytes over 2.4 s, each gap well inside the timeout.
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
-                        .await;
-                    for byte in b"abcdef" {
-                        tokio::time::sleep(pause).await;
-                        let _ = stream.write_all(&[*byte]).await;
-                    }
-                } else {
-                    // Ten of a hundred promised bytes, then silence.
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
-                        .await;
-                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                }
-            });
+    let (addr, endpoint) = raw_endpoint(|request, mut stream| async move {
+        let pause = std::time::Duration::from_millis(400);
+        if request.starts_with(b"GET /trickle ") {
+            // Six bytes over 2.4 s, each gap well inside the timeout.
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
+                .await;
+            for byte in b"abcdef" {
+                tokio::time::sleep(pause).await;
+                let _ = stream.write_all(&[*byte]).await;
+            }
+        } else {
+            // Ten of a hundred promised bytes, then silence.
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         }
-    });
+    })
+    .await;
     let manifests = [
         service("quiet", &[addr]),
         ingress_annotated(

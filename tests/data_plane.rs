@@ -350,30 +350,12 @@ async fn a_connection_is_reused_only_after_its_response_was_read_to_the_end() {
 /// saying so: each kept connection turns out dead, and no request fails.
 #[tokio::test]
 async fn an_endpoint_closing_kept_connections_fails_no_request() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
-                    .await;
-            });
-        }
-    });
+    let (addr, server) = raw_endpoint(|_request, mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
+            .await;
+    })
+    .await;
     let manifests = [
         service("once", &[addr]),
         ingress("once", "once.test", "/", "once", None),

@@ -701,19 +701,61 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 
 /// Reads from `stream` until the end of a response head; returns the head.
 pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    let head = try_read_head(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads from `stream` until the end of an HTTP head (request or
+/// response); says why if the connection ends or fails first.
+pub async fn try_read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<Vec<u8>, String> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.expect("read head");
-        assert!(
-            n > 0,
-            "connection closed before the end of the head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
+        match stream.read(&mut byte).await {
+            Ok(0) => {
+                return Err(format!(
+                    "connection closed before the end of the head: {:?}",
+                    String::from_utf8_lossy(&head)
+                ))
+            }
+            Ok(_) => head.push(byte[0]),
+            Err(e) => return Err(format!("read head: {e}")),
+        }
     }
-    String::from_utf8_lossy(&head).into_owned()
+    Ok(head)
+}
+
+/// A bare HTTP/1.1 endpoint on 127.0.0.1, for the misbehaviour `Backend`
+/// will not show: for each connection it reads one request head and hands
+/// it, with the socket, to `answer`. Abort the handle to stop it.
+pub async fn raw_endpoint<F, Fut>(answer: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Vec<u8>, TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                if let Ok(head) = try_read_head(&mut stream).await {
+                    answer(head, stream).await;
+                }
+            });
+        }
+    });
+    (addr, server)
 }
 
 /// An upgraded (WebSocket-style) connection through Gatehouse to an echoing
