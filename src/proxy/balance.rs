@@ -65,13 +65,16 @@ impl Balance {
             worker,
         }
     }
+}
 
-    /// Sends a connection to the worker it was counted to. Fails with the
+impl Handoff {
+    /// Sends the connection to the worker it was counted to. Fails with the
     /// client's address (and the connection closes) if that worker has
     /// stopped.
-    pub fn pass(&self, handoff: Handoff) -> Result<(), SocketAddr> {
-        let inbox = &self.inboxes[handoff.counted.worker];
-        inbox.send(handoff).map_err(|e| e.0.conn.client)
+    pub fn send(self) -> Result<(), SocketAddr> {
+        let balance = self.counted.balance.clone();
+        let inbox = &balance.inboxes[self.counted.worker];
+        inbox.send(self).map_err(|e| e.0.conn.client)
     }
 }
 

@@ -111,7 +111,7 @@ impl Listeners {
         while let Some((stream, conn, permit)) = self.accept(&listener, false).await {
             match self.place(stream) {
                 Placed::Here(stream, counted) => self.start_plain(stream, conn, permit, counted),
-                Placed::There(stream, counted) => self.pass(stream, conn, permit, false, counted),
+                Placed::There(stream, counted) => pass(stream, conn, permit, false, counted),
             }
         }
     }
@@ -122,7 +122,7 @@ impl Listeners {
                 Placed::Here(stream, counted) => {
                     self.start_tls(stream, conn, permit, counted, &acceptor)
                 }
-                Placed::There(stream, counted) => self.pass(stream, conn, permit, true, counted),
+                Placed::There(stream, counted) => pass(stream, conn, permit, true, counted),
             }
         }
     }
@@ -166,38 +166,6 @@ impl Listeners {
             Placed::Here(stream, Some(counted))
         } else {
             Placed::There(stream, counted)
-        }
-    }
-
-    /// Hands a connection to the worker it was counted to. Should that
-    /// worker have stopped (the process is ending), the connection closes.
-    fn pass(
-        &self,
-        stream: TcpStream,
-        conn: ConnInfo,
-        permit: OwnedSemaphorePermit,
-        tls: bool,
-        counted: Counted,
-    ) {
-        let Some((balance, _)) = &self.balance else {
-            return;
-        };
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(client = %conn.client, "a connection could not be passed on: {e}");
-                return;
-            }
-        };
-        let handoff = Handoff {
-            stream,
-            conn,
-            permit,
-            tls,
-            counted,
-        };
-        if let Err(client) = balance.pass(handoff) {
-            tracing::debug!(%client, "the worker to serve a connection has stopped");
         }
     }
 
@@ -391,6 +359,34 @@ fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// Hands a connection to the worker it was counted to. Should that worker
+/// have stopped (the process is ending), the connection closes.
+fn pass(
+    stream: TcpStream,
+    conn: ConnInfo,
+    permit: OwnedSemaphorePermit,
+    tls: bool,
+    counted: Counted,
+) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(client = %conn.client, "a connection could not be passed on: {e}");
+            return;
+        }
+    };
+    let handoff = Handoff {
+        stream,
+        conn,
+        permit,
+        tls,
+        counted,
+    };
+    if let Err(client) = handoff.send() {
+        tracing::debug!(%client, "the worker to serve a connection has stopped");
+    }
 }
 
 /// Where an accepted connection is served.
