@@ -6,6 +6,10 @@ use gatehouse::cluster::ClusterState;
 use gatehouse::source::manifest;
 use gatehouse::translate::{translate, translate_with, TranslateOptions};
 
+/// The binary's allocator, so that the profile is the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);

@@ -66,7 +66,7 @@ fn route_row(route: &Route) -> [String; 7] {
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
-                Upstream::External { host, port } => format!("{host}:{port} (ExternalName)"),
+                Upstream::External(authority) => format!("{authority} (ExternalName)"),
             };
             (format!("{}:{}", b.service, b.port), endpoints)
         }

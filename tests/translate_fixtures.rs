@@ -209,7 +209,7 @@ fn check(name: &str) {
                         Upstream::Endpoints(set) => {
                             set.addrs().iter().map(|a| a.to_string()).collect()
                         }
-                        Upstream::External { host, port } => vec![format!("{host}:{port}")],
+                        Upstream::External(authority) => vec![authority.to_string()],
                     };
                     if &endpoints != want {
                         failures.push(format!("{what}: endpoints {endpoints:?}, want {want:?}"));
@@ -493,6 +493,6 @@ fn a_rebuild_resolves_only_the_backends_that_changed() {
         Upstream::Endpoints(set) => {
             assert_eq!(set.addrs(), ["10.0.0.9:8080".parse().expect("addr")]);
         }
-        Upstream::External { .. } => panic!("b is not ExternalName"),
+        Upstream::External(_) => panic!("b is not ExternalName"),
     }
 }

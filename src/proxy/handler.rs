@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::uri::{self, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
@@ -214,12 +214,7 @@ impl Proxy {
                         None => return respond(StatusCode::SERVICE_UNAVAILABLE),
                     }
                 }
-                Upstream::External { host, port } => {
-                    match Authority::try_from(format!("{host}:{port}")) {
-                        Ok(authority) => (authority, None),
-                        Err(_) => return respond(StatusCode::BAD_GATEWAY),
-                    }
-                }
+                Upstream::External(authority) => (authority.clone(), None),
             };
             let tls = policy.protocol.is_tls();
             let uri = if http2 {

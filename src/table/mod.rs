@@ -70,8 +70,9 @@ pub enum Action {
 pub enum Upstream {
     /// Ready endpoint addresses of a Service port.
     Endpoints(EndpointSet),
-    /// An ExternalName Service: a DNS name and port, resolved per connection.
-    External { host: String, port: u16 },
+    /// An ExternalName Service: its DNS name and port, checked when the
+    /// table is built and resolved per connection.
+    External(http::uri::Authority),
 }
 
 /// A Service port and where its traffic goes.
@@ -87,7 +88,7 @@ impl Backend {
     pub fn has_targets(&self) -> bool {
         match &self.upstream {
             Upstream::Endpoints(set) => !set.is_empty(),
-            Upstream::External { .. } => true,
+            Upstream::External(_) => true,
         }
     }
 }

@@ -27,7 +27,7 @@ fn route(route: &Route) -> Value {
         Action::Forward(b) => {
             let targets: Vec<String> = match &b.upstream {
                 Upstream::Endpoints(set) => set.addrs().iter().map(|a| a.to_string()).collect(),
-                Upstream::External { host, port } => vec![format!("{host}:{port}")],
+                Upstream::External(authority) => vec![authority.to_string()],
             };
             json!({"service": b.service.to_string(), "port": b.port, "endpoints": targets})
         }

@@ -328,7 +328,7 @@ impl Metrics {
             if let Action::Forward(backend) = &route.action {
                 let count = match &backend.upstream {
                     Upstream::Endpoints(set) => set.addrs().len() as i64,
-                    Upstream::External { .. } => 1,
+                    Upstream::External(_) => 1,
                 };
                 let labels = BackendLabels {
                     namespace: backend.service.namespace.clone(),

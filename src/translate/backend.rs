@@ -11,6 +11,7 @@ use foldhash::HashMapExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use http::uri::Authority;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
@@ -33,6 +34,8 @@ pub enum BackendError {
     Resource,
     #[error("Service {0} is of type ExternalName but has no externalName")]
     NoExternalName(ObjectKey),
+    #[error("Service {service} has externalName {name:?}, which is not a host name")]
+    BadExternalName { service: ObjectKey, name: String },
     #[error("Service {0} has no ports")]
     NoPorts(ObjectKey),
 }
@@ -242,13 +245,20 @@ fn external(
             service: key.clone(),
             port: number.to_string(),
         })?;
+    // Checked here, once, rather than on every request: a name that does
+    // not make an authority with its port, or that brings user info along,
+    // gets a warning and 503s.
+    let authority = Authority::try_from(format!("{host}:{number}"))
+        .ok()
+        .filter(|a| a.host() == host)
+        .ok_or_else(|| BackendError::BadExternalName {
+            service: key.clone(),
+            name: host.to_owned(),
+        })?;
     Ok(Backend {
         service: key.clone(),
         port: port.to_string(),
-        upstream: Upstream::External {
-            host: host.to_owned(),
-            port: number,
-        },
+        upstream: Upstream::External(authority),
     })
 }
 
