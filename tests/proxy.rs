@@ -262,3 +262,48 @@ async fn health_endpoints_answer_once_the_table_is_built() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// An ExternalName Service: `name:port`, where the Ingress names the port
+/// by number and the Service lists none (as such Services often do).
+fn external_name_service(name: &str, external_name: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec: {{type: ExternalName, externalName: \"{external_name}\"}}\n"
+    )
+}
+
+fn ingress_to_port(name: &str, host: &str, service: &str, port: u16) -> String {
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  ingressClassName: gatehouse\n  rules:\n  - host: {host}\n    http:\n      paths:\n\
+         \x20     - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: {port}}}}}}}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn an_external_name_service_is_reached_by_its_name_and_a_bad_name_gets_503() {
+    let outside = Backend::start("outside").await;
+    let port = outside.addr.port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        external_name_service("partner", "127.0.0.1"),
+        external_name_service("smuggled", "user@127.0.0.1"),
+        ingress_to_port("partner", "partner.test", "partner", port),
+        ingress_to_port("smuggled", "smuggled.test", "smuggled", port),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
+    let gatehouse = start_gatehouse(dir.path()).await;
+    let addr = gatehouse.http_addr;
+
+    let reply = http_get(addr, "partner.test", "/quote").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.backend(), "outside");
+    assert_eq!(reply.seen()["uri"], "/quote");
+    assert_eq!(
+        http_get(addr, "smuggled.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a name that is not a host name is refused when the table is built"
+    );
+}
