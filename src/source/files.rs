@@ -346,8 +346,7 @@ mod tests {
         a.services.len() == b.services.len()
             && a.services
                 .iter()
-                .zip(&b.services)
-                .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+                .all(|(key, va)| b.services.get(key).is_some_and(|vb| Arc::ptr_eq(va, vb)))
     }
 
     #[test]
@@ -366,7 +365,8 @@ mod tests {
         assert!(manifests.reload([a.clone()]).is_empty());
         assert!(manifests.patch(&mut state, &before));
         assert!(same(&state, &manifests.state().0));
-        let names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+        let mut names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(names, ["four", "one", "three"]);
 
         // A deleted file.

@@ -272,7 +272,7 @@ fn rewrite(
 /// Collects routes and certificates, then builds the lookup structures once.
 #[derive(Debug, Default)]
 pub struct RouteTableBuilder {
-    hosts: std::collections::BTreeMap<HostPattern, HostBuilder>,
+    hosts: foldhash::HashMap<HostPattern, HostBuilder>,
     default_route: Option<Arc<Route>>,
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
@@ -289,6 +289,7 @@ impl RouteTableBuilder {
     /// A builder with room for about `hosts` hosts and TLS hosts.
     pub fn with_capacity(hosts: usize) -> Self {
         let mut builder = RouteTableBuilder::default();
+        builder.hosts.reserve(hosts);
         builder.certs.reserve(hosts);
         builder
     }
