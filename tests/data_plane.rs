@@ -30,6 +30,18 @@ async fn start(
     (dir, gatehouse)
 }
 
+/// One backend, `web`, serving every path of `web.test`, and Gatehouse with
+/// `limits` in front of it.
+async fn start_web(limits: Limits) -> (Backend, tempfile::TempDir, gatehouse::app::Running) {
+    let web = Backend::start("web").await;
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+    ];
+    let (dir, gatehouse) = start(&manifests, limits).await;
+    (web, dir, gatehouse)
+}
+
 /// One worker, so that the tests that count upstream connections measure
 /// one pool.
 fn one_worker() -> Limits {
@@ -48,17 +60,12 @@ fn one_worker() -> Limits {
 /// drop) extra ones in each round.
 #[tokio::test]
 async fn client_connections_are_shared_out_evenly_between_workers() {
-    let web = Backend::start("web").await;
-    let manifests = [
-        service("web", &[web.addr]),
-        ingress("web", "web.test", "/", "web", None),
-    ];
     let limits = Limits {
         workers: 2,
         upstream_keepalive: 4,
         ..Limits::default()
     };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (web, _dir, gatehouse) = start_web(limits).await;
     let connecting = (0..8).map(|_| http_connect(gatehouse.http_addr));
     let mut clients = futures_util::future::join_all(connecting).await;
     for round in 0..2 {
@@ -227,12 +234,7 @@ async fn an_endpoint_turning_not_ready_gets_no_new_requests_but_finishes_its_own
 
 #[tokio::test]
 async fn expect_100_continue_is_answered_and_the_body_arrives() {
-    let web = Backend::start("web").await;
-    let manifests = [
-        service("web", &[web.addr]),
-        ingress("web", "web.test", "/", "web", None),
-    ];
-    let (_dir, gatehouse) = start(&manifests, Limits::default()).await;
+    let (_web, _dir, gatehouse) = start_web(Limits::default()).await;
     let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
         .await
         .expect("connect");
@@ -463,17 +465,12 @@ async fn grpc_trailers_pass_through_over_http2() {
 
 #[tokio::test]
 async fn an_oversized_request_head_gets_431_and_a_slow_one_is_cut_off_while_others_are_served() {
-    let web = Backend::start("web").await;
-    let manifests = [
-        service("web", &[web.addr]),
-        ingress("web", "web.test", "/", "web", None),
-    ];
     let limits = Limits {
         max_header_bytes: 8192,
         header_read_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_web, _dir, gatehouse) = start_web(limits).await;
     let addr = gatehouse.http_addr;
 
     let mut big = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -505,16 +502,11 @@ async fn an_oversized_request_head_gets_431_and_a_slow_one_is_cut_off_while_othe
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
-    let web = Backend::start("web").await;
-    let manifests = [
-        service("web", &[web.addr]),
-        ingress("web", "web.test", "/", "web", None),
-    ];
     let limits = Limits {
         header_read_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let (_dir, gatehouse) = start(&manifests, limits).await;
+    let (_web, _dir, gatehouse) = start_web(limits).await;
     let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
         .await
         .expect("connect");
