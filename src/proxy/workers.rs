@@ -4,10 +4,11 @@
 //! Every worker accepts from the same listening sockets; a connection is
 //! served by the worker with the fewest (the one that accepted it, or one
 //! it passes the socket to: see `balance`), on that worker's thread from
-//! start to end, with its own upstream connection pools. A request never changes thread: the client
-//! connection, the handler and the upstream connection wake one another on
-//! one thread, without cross-thread wake-ups or work stealing. The control
-//! plane (sources, translate, admin, status) stays on the main runtime.
+//! start to end, with its own upstream connection pools. A request never
+//! changes thread: the client connection, the handler and the upstream
+//! connection wake one another on one thread, without cross-thread
+//! wake-ups or work stealing. The control plane (sources, translate,
+//! admin, status) stays on the main runtime.
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
