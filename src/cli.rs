@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
+use crate::policy::hsts::HstsOptions;
+use crate::policy::{AccessOptions, ProtectionMode};
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
@@ -145,10 +147,7 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     /// The source these flags select; connects a Kubernetes client if needed.
-    pub async fn source(
-        &self,
-        default_certificate: Option<ObjectKey>,
-    ) -> Result<SourceConfig, ClientError> {
+    pub async fn source(&self, routing: &RoutingArgs) -> Result<SourceConfig, ClientError> {
         if let Some(dir) = &self.manifests {
             return Ok(SourceConfig::Manifests(dir.clone()));
         }
@@ -156,7 +155,8 @@ impl SourceArgs {
         Ok(SourceConfig::Kube(KubeSource {
             client,
             namespace: self.watch_namespace.clone(),
-            default_certificate,
+            default_certificate: routing.default_ssl_certificate.clone(),
+            annotations_prefix: routing.translate_options().annotations_prefix,
         }))
     }
 }
@@ -195,6 +195,35 @@ pub struct RoutingArgs {
     /// self-signed certificate generated at start.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key)]
     pub default_ssl_certificate: Option<ObjectKey>,
+
+    /// What to do with an Ingress whose protective annotation (auth-*,
+    /// source ranges, satisfy, modsecurity) cannot be enforced: `deny`
+    /// answers 503 on all its routes; `warn` serves them WITHOUT that
+    /// protection, as ingress-nginx migrations did before.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "deny")]
+    pub unsupported_protection: ProtectionMode,
+
+    /// Let annotations name Secrets of other namespaces (auth-secret:
+    /// namespace/name). Off, such a reference closes the Ingress's routes.
+    #[arg(long)]
+    pub allow_cross_namespace_secrets: bool,
+
+    /// Send Strict-Transport-Security on HTTPS responses of hosts that an
+    /// Ingress's tls section covers.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub hsts: bool,
+
+    /// HSTS max-age, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = HstsOptions::default().max_age)]
+    pub hsts_max_age: u64,
+
+    /// HSTS includeSubDomains.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub hsts_include_subdomains: bool,
+
+    /// HSTS preload.
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
+    pub hsts_preload: bool,
 }
 
 impl RoutingArgs {
@@ -206,6 +235,23 @@ impl RoutingArgs {
             annotations_prefix: self.annotations_prefix.trim_end_matches('/').to_owned(),
             default_backend_service: self.default_backend_service.clone(),
             default_ssl_certificate: self.default_ssl_certificate.clone(),
+            access: AccessOptions {
+                unsupported_protection: self.unsupported_protection,
+                cross_namespace_secrets: self.allow_cross_namespace_secrets,
+            },
+            hsts: HstsOptions {
+                enabled: self.hsts,
+                max_age: self.hsts_max_age,
+                include_subdomains: self.hsts_include_subdomains,
+                preload: self.hsts_preload,
+            },
+        }
+    }
+
+    /// Says loudly, once at start, that protections may be skipped.
+    pub fn warn_about_unenforced_protection(&self) {
+        if self.unsupported_protection == ProtectionMode::Warn {
+            tracing::warn!("--unsupported-protection warn: Ingresses whose access-control annotations Gatehouse cannot enforce are served WITHOUT that protection; every such Ingress is named in a ProtectionNotEnforced warning");
         }
     }
 }

@@ -34,11 +34,8 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 /// `gatehouse routes`: one translation, printed; exit 1 on any problem.
 async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<ExitCode> {
-    let (state, errors) = match source
-        .source(routing.default_ssl_certificate.clone())
-        .await
-        .context("gatehouse routes")?
-    {
+    routing.warn_about_unenforced_protection();
+    let (state, errors) = match source.source(routing).await.context("gatehouse routes")? {
         SourceConfig::Manifests(dir) => {
             let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
             (Arc::new(manifests.state().0), errors)
@@ -63,9 +60,10 @@ async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<Ex
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    cli.routing.warn_about_unenforced_protection();
     let source = cli
         .source
-        .source(cli.routing.default_ssl_certificate.clone())
+        .source(&cli.routing)
         .await
         .context("gatehouse could not start")?;
     let mut running = gatehouse::app::start(cli.config(source))

@@ -18,6 +18,7 @@ pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) ->
         "BACKEND".into(),
         "ENDPOINTS".into(),
         "INGRESS".into(),
+        "ACCESS".into(),
         "IN EFFECT".into(),
     ]];
     for route in table.routes() {
@@ -54,7 +55,7 @@ pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) ->
     out
 }
 
-fn route_row(route: &Route) -> [String; 7] {
+fn route_row(route: &Route) -> [String; 8] {
     let (backend, endpoints) = match &route.action {
         Action::Unavailable => ("(unavailable: 503)".to_owned(), "-".to_owned()),
         Action::Forward(b) => {
@@ -87,6 +88,7 @@ fn route_row(route: &Route) -> [String; 7] {
         backend,
         endpoints,
         ingress,
+        route.access.describe(),
         in_effect(route),
     ]
 }
@@ -132,9 +134,15 @@ fn in_effect(route: &Route) -> String {
             None => "proxy-body-size=unlimited".into(),
         });
     }
-    if let Some(nets) = &p.allow {
-        let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-        parts.push(format!("allowlist={}", nets.join(",")));
+    let sources = route.access.sources.as_ref();
+    if let Some(nets) = sources.and_then(|s| s.allowed()) {
+        parts.push(format!("allowlist={}", join(nets)));
+    }
+    if let Some(nets) = sources.map(|s| s.denied()).filter(|n| !n.is_empty()) {
+        parts.push(format!("denylist={}", join(nets)));
+    }
+    if let Some(basic) = &route.access.basic {
+        parts.push(format!("auth-secret={}", basic.secret()));
     }
     if let Some(v) = &p.upstream_vhost {
         parts.push(format!("upstream-vhost={}", v.to_str().unwrap_or("?")));
@@ -150,6 +158,11 @@ fn in_effect(route: &Route) -> String {
     } else {
         parts.join(" ")
     }
+}
+
+fn join(nets: &[ipnet::IpNet]) -> String {
+    let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+    nets.join(",")
 }
 
 fn write_table<const N: usize>(out: &mut String, rows: &[[String; N]]) {

@@ -17,6 +17,7 @@ async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Run
         client: api.client(),
         namespace: namespace.map(str::to_owned),
         default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
     });
     tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await
@@ -122,6 +123,7 @@ async fn readyz_is_503_until_every_kind_is_listed() {
         client: api.client(),
         namespace: None,
         default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
     });
     let starting = tokio::spawn(gatehouse::app::start(config));
 

@@ -20,6 +20,7 @@ async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
         client: api.client_as(name),
         namespace: None,
         default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
     });
     config.status = Some(StatusConfig {
         publish: Publish::Service(ObjectKey::new("ingress", "gatehouse")),

@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use gatehouse::cluster::{ClusterState, ObjectKey};
+use gatehouse::policy::{AccessOptions, ProtectionMode};
 use gatehouse::source::manifest;
-use gatehouse::table::{Decision, Policy, RequestFacts, Upstream};
+use gatehouse::table::{Decision, Forward, Policy, RequestFacts, Upstream};
 use gatehouse::translate::{translate, TranslateOptions};
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ struct Options {
     annotations_prefix: Option<String>,
     default_backend_service: Option<String>,
     default_ssl_certificate: Option<String>,
+    /// `--unsupported-protection` (`deny` or `warn`).
+    unsupported_protection: Option<String>,
 }
 
 /// A request and the decision expected for it: a status of the proxy's own,
@@ -65,6 +68,12 @@ struct RequestCase {
     upstream_vhost: Option<String>,
     x_forwarded_prefix: Option<String>,
     load_balance: Option<String>,
+    /// The route's access column (`public`, `basic`, `allowlist|basic`…).
+    access: Option<String>,
+    /// Whether credentials must still be checked.
+    authenticate: Option<bool>,
+    /// Whether HTTPS responses carry Strict-Transport-Security.
+    hsts: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +146,28 @@ fn policy_mismatches(what: &str, policy: &Policy, case: &RequestCase) -> Vec<Str
     out
 }
 
+fn access_mismatches(what: &str, forward: &Forward, case: &RequestCase) -> Vec<String> {
+    let mut out = Vec::new();
+    let access = forward.route.access.describe();
+    if case.access.as_ref().is_some_and(|want| *want != access) {
+        out.push(format!("{what}: access {access}, want {:?}", case.access));
+    }
+    if case
+        .authenticate
+        .is_some_and(|want| want != forward.authenticate)
+    {
+        out.push(format!(
+            "{what}: authenticate {}, want {:?}",
+            forward.authenticate, case.authenticate
+        ));
+    }
+    let hsts = forward.route.hsts.is_some();
+    if case.hsts.is_some_and(|want| want != hsts) {
+        out.push(format!("{what}: hsts {hsts}, want {:?}", case.hsts));
+    }
+    out
+}
+
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/translate")
 }
@@ -166,6 +197,14 @@ fn check(name: &str) {
             .unwrap_or(defaults.annotations_prefix),
         default_backend_service: key(&expect.options.default_backend_service),
         default_ssl_certificate: key(&expect.options.default_ssl_certificate),
+        access: AccessOptions {
+            unsupported_protection: match expect.options.unsupported_protection.as_deref() {
+                None | Some("deny") => ProtectionMode::Deny,
+                Some("warn") => ProtectionMode::Warn,
+                Some(other) => panic!("{name}: unsupported_protection {other:?}"),
+            },
+            ..AccessOptions::default()
+        },
         ..TranslateOptions::default()
     };
     let translation = translate(&ClusterState::from_objects(objects), &options);
@@ -222,6 +261,7 @@ fn check(name: &str) {
                     ));
                 }
                 failures.extend(policy_mismatches(&what, &forward.route.policy, case));
+                failures.extend(access_mismatches(&what, &forward, case));
             }
             got => failures.push(format!(
                 "{what}: got {got:?}, want status {:?} location {:?} backend {:?}",
@@ -362,6 +402,16 @@ fn forwarding_annotations_become_typed_policy() {
 #[test]
 fn external_name_services_forward_to_their_dns_name() {
     check("external_name");
+}
+
+#[test]
+fn protections_that_cannot_be_enforced_close_only_their_ingress() {
+    check("access");
+}
+
+#[test]
+fn warn_mode_serves_without_what_cannot_be_enforced() {
+    check("access_warn");
 }
 
 #[test]

@@ -23,6 +23,7 @@ use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
+use crate::policy::{hsts, Refusal};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
@@ -98,12 +99,22 @@ impl Proxy {
             req.uri().clone(),
             request_id,
         );
-        let response = match host {
+        let mut response = match host {
             Some(host) => match self.decide(&req, conn, &host) {
                 Decision::Forward(forward) => {
                     record.route = Some(forward.route.clone());
                     record.backend = Some(forward.backend.clone());
-                    self.forward(req, forward, conn, host, &mut record).await
+                    // The access phase's second step: credentials.
+                    let refused = if forward.authenticate {
+                        let access = &forward.route.access;
+                        access.authenticate(req.headers_mut()).await.err()
+                    } else {
+                        None
+                    };
+                    match refused {
+                        Some(refusal) => refuse(refusal),
+                        None => self.forward(req, forward, conn, host, &mut record).await,
+                    }
                 }
                 Decision::Redirect { location, status } => {
                     let mut response = respond(status);
@@ -114,6 +125,9 @@ impl Proxy {
             },
             None => respond(StatusCode::BAD_REQUEST),
         };
+        if let Some(route) = &record.route {
+            hsts::apply(route.hsts.as_ref(), conn.tls, response.headers_mut());
+        }
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
         response.map(|body| Observed::new(body, record, telemetry))
@@ -428,10 +442,22 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
     }
 }
 
+/// The access phase's answer: 401 (with the challenge), 403 or 500.
+fn refuse(refusal: Refusal) -> Response<Inner> {
+    let mut response = respond(refusal.status);
+    if let Some(challenge) = refusal.challenge {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
 /// A short response of the proxy's own.
 fn respond(status: StatusCode) -> Response<Inner> {
     let body = match status {
         StatusCode::NOT_FOUND => "404 page not found\n",
+        StatusCode::UNAUTHORIZED => "401 authorization required\n",
         StatusCode::FORBIDDEN => "403 forbidden\n",
         StatusCode::PAYLOAD_TOO_LARGE => "413 request entity too large\n",
         StatusCode::BAD_GATEWAY => "502 bad gateway\n",

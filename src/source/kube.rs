@@ -10,10 +10,12 @@
 //!   server that is down or restarting never stops Gatehouse, which keeps
 //!   serving its last table. A lost and a restored watch are each logged
 //!   once, not once per retry.
-//! - Secrets: only those an Ingress references (and the default certificate)
-//!   keep their `tls.crt` and `tls.key`; every other Secret is held as its
-//!   name only, and no other Secret bytes are ever kept. When an Ingress
-//!   starts referencing a Secret held without data, the Secret is fetched.
+//! - Secrets: only those an Ingress references (in `spec.tls`, in an
+//!   annotation such as `auth-secret`, or as the default certificate) keep
+//!   their data; every other Secret is held as its name only, its bytes
+//!   dropped in the same batch of changes that delivered them. When an
+//!   Ingress starts referencing a Secret held without data, the Secret is
+//!   fetched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
+use crate::policy::access::annotation_secret_keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -72,6 +75,8 @@ pub struct KubeSource {
     pub namespace: Option<String>,
     /// `--default-ssl-certificate`: a Secret to keep though no Ingress names it.
     pub default_certificate: Option<ObjectKey>,
+    /// `--annotations-prefix`, to find the Secrets annotations name.
+    pub annotations_prefix: String,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -179,15 +184,16 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     );
     let fetch_tx = changes_tx.clone();
     spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx, |s| {
-        Object::Secret(Arc::new(tls_only(Arc::unwrap_or_clone(s))))
+        Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s))))
     });
     let pinned = source.default_certificate.clone();
+    let prefix = source.annotations_prefix.clone();
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut caches: BTreeMap<Kind, KindCache> = BTreeMap::new();
-        let mut secrets = SecretKeeper::new(client, pinned, fetch_tx);
+        let mut secrets = SecretKeeper::new(client, pinned, prefix, fetch_tx);
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
             let mut changed = secrets.apply(&mut caches, first);
@@ -223,6 +229,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
 struct SecretKeeper {
     client: Client,
     pinned: Option<ObjectKey>,
+    annotations_prefix: String,
     fetches: mpsc::UnboundedSender<(Kind, Change)>,
     /// Secrets fetched (or being fetched) since their last watch event.
     fetched: BTreeSet<ObjectKey>,
@@ -232,11 +239,13 @@ impl SecretKeeper {
     fn new(
         client: Client,
         pinned: Option<ObjectKey>,
+        annotations_prefix: String,
         fetches: mpsc::UnboundedSender<(Kind, Change)>,
     ) -> Self {
         SecretKeeper {
             client,
             pinned,
+            annotations_prefix,
             fetches,
             fetched: BTreeSet::new(),
         }
@@ -254,13 +263,15 @@ impl SecretKeeper {
         caches.entry(kind).or_default().apply(change)
     }
 
-    /// Secrets named in `spec.tls` of any Ingress, and the pinned default.
+    /// Secrets named in `spec.tls` or the annotations of any Ingress, and
+    /// the pinned default.
     fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> BTreeSet<ObjectKey> {
         let mut keys: BTreeSet<ObjectKey> = self.pinned.iter().cloned().collect();
         let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
         for object in ingresses.into_iter().flatten() {
             if let Object::Ingress(ingress) = object {
                 keys.extend(tls_secret_keys(ingress));
+                keys.extend(annotation_secret_keys(ingress, &self.annotations_prefix));
             }
         }
         keys
@@ -309,7 +320,7 @@ impl SecretKeeper {
                 Ok(secret) => {
                     let _ = tx.send((
                         Kind::Secret,
-                        Change::Fetched(Object::Secret(Arc::new(tls_only(secret)))),
+                        Change::Fetched(Object::Secret(Arc::new(trimmed(secret)))),
                     ));
                 }
                 Err(e) => {
@@ -374,11 +385,10 @@ fn spawn_watcher<K>(
 
 /// Keeps only what a TLS Secret needs; other Secrets keep their metadata and
 /// type, nothing else.
-fn tls_only(mut secret: Secret) -> Secret {
+/// A Secret without what no use of it needs (`stringData` is write-only
+/// and never set on read; managed fields and annotations can be large).
+fn trimmed(mut secret: Secret) -> Secret {
     secret.string_data = None;
-    if let Some(data) = secret.data.as_mut() {
-        data.retain(|key, _| key == "tls.crt" || key == "tls.key");
-    }
     secret.metadata.managed_fields = None;
     secret.metadata.annotations = None;
     secret

@@ -233,6 +233,8 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::UnsupportedAnnotation => "UnsupportedAnnotation",
         WarningKind::SnippetRefused => "SnippetRefused",
         WarningKind::DefaultBackendConflict => "DefaultBackendConflict",
+        WarningKind::ProtectionDenied => "ProtectionDenied",
+        WarningKind::ProtectionNotEnforced => "ProtectionNotEnforced",
     }
 }
 

@@ -29,6 +29,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
@@ -49,8 +50,13 @@ pub struct Route {
     pub regex: bool,
     pub action: Action,
     pub policy: Arc<Policy>,
+    /// Who may reach the route (shared by the routes of one Ingress).
+    pub access: Arc<AccessPolicy>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
+    /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's
+    /// `tls` section covers the host and HSTS is on.
+    pub hsts: Option<HeaderValue>,
     pub rewrite: Option<Rewrite>,
     /// The route's request metrics, resolved on its first request.
     pub metrics: RouteMetricsSlot,
@@ -112,7 +118,8 @@ pub enum Decision {
         location: HeaderValue,
         status: StatusCode,
     },
-    /// Answer directly: 404 no route, 403 not allowed, 503 no backend.
+    /// Answer directly: 404 no route, 403 not allowed, 503 no backend or
+    /// a route closed because its protection cannot be enforced.
     Respond(StatusCode),
 }
 
@@ -122,6 +129,9 @@ pub struct Forward {
     pub backend: Arc<Backend>,
     /// The upstream path and query when `rewrite-target` changed them.
     pub rewritten: Option<String>,
+    /// The route's credentials must be checked first
+    /// (`AccessPolicy::authenticate`).
+    pub authenticate: bool,
 }
 
 /// The routes of one host.
@@ -181,13 +191,18 @@ impl RouteTable {
         })
     }
 
-    /// The whole decision for a request, in ingress-nginx's order: app-root,
-    /// permanent/temporal redirect, HTTPS redirect, source allowlist, then
-    /// the backend (with the rewritten path).
+    /// The whole decision for a request, in ingress-nginx's order: a
+    /// closed route (503), app-root, permanent/temporal redirect, HTTPS
+    /// redirect (nginx's rewrite phase), source ranges and whether
+    /// credentials must be checked (its access phase), then the backend
+    /// (with the rewritten path).
     pub fn decide(&self, req: &RequestFacts<'_>) -> Decision {
         let Some(Matched { route, regex }) = self.lookup(req.host, req.path) else {
             return Decision::Respond(StatusCode::NOT_FOUND);
         };
+        if route.access.denied.is_some() {
+            return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
+        }
         let policy = &route.policy;
         if let Some(app_root) = policy.app_root.as_deref().filter(|_| req.path == "/") {
             let scheme = if req.tls { "https" } else { "http" };
@@ -211,9 +226,12 @@ impl RouteTable {
                 StatusCode::PERMANENT_REDIRECT,
             );
         }
-        if !policy.allows(req.client) {
-            return Decision::Respond(StatusCode::FORBIDDEN);
-        }
+        let authenticate = match route.access.admit(req.client) {
+            Admission::Open => false,
+            Admission::Authenticate => true,
+            Admission::Refused => return Decision::Respond(StatusCode::FORBIDDEN),
+            Admission::Closed => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
+        };
         let backend = match &route.action {
             Action::Forward(backend) if backend.has_targets() => backend.clone(),
             Action::Forward(_) | Action::Unavailable => {
@@ -224,6 +242,7 @@ impl RouteTable {
             route: route.clone(),
             backend,
             rewritten: rewrite(route.rewrite.as_ref(), regex, req),
+            authenticate,
         })
     }
 

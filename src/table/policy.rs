@@ -1,11 +1,9 @@
 //! Typed per-Ingress behaviour, parsed from annotations at translate time.
 //! The proxy executes these values; it never sees annotation text.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
-use ipnet::IpNet;
 
 /// How to talk to the endpoints (`backend-protocol`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -81,8 +79,6 @@ pub struct Policy {
     pub timeouts: Timeouts,
     /// Request body limit in bytes; `None` is unlimited (`proxy-body-size: 0`).
     pub body_limit: Option<u64>,
-    /// Client networks allowed; `None` allows everyone.
-    pub allow: Option<Vec<IpNet>>,
     pub upstream_vhost: Option<HeaderValue>,
     pub x_forwarded_prefix: Option<HeaderValue>,
     pub load_balance: LoadBalance,
@@ -97,24 +93,10 @@ impl Default for Policy {
             protocol: BackendProtocol::default(),
             timeouts: Timeouts::default(),
             body_limit: Some(DEFAULT_BODY_LIMIT),
-            allow: None,
             upstream_vhost: None,
             x_forwarded_prefix: None,
             load_balance: LoadBalance::default(),
         }
-    }
-}
-
-impl Policy {
-    pub fn allows(&self, client: IpAddr) -> bool {
-        let client = match client {
-            // An IPv4 client seen on a dual-stack socket.
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
-            v4 => v4,
-        };
-        self.allow
-            .as_ref()
-            .is_none_or(|nets| nets.iter().any(|net| net.contains(&client)))
     }
 }
 

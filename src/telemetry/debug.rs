@@ -33,6 +33,8 @@ fn route(route: &Route) -> Value {
         }
     };
     let p = &route.policy;
+    let access = &route.access;
+    let nets = |nets: &[ipnet::IpNet]| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     json!({
         "ingress": route.ingress.as_ref().map(|k| k.to_string()),
         "host": route.host.to_string(),
@@ -42,12 +44,16 @@ fn route(route: &Route) -> Value {
         "backend": backend,
         "ssl_redirect": route.ssl_redirect || p.force_ssl_redirect,
         "rewrite": route.rewrite.as_ref().map(|r| format!("{r:?}")),
+        "access": access.describe(),
+        "hsts": route.hsts.is_some(),
         "policy": {
             "backend_protocol": p.protocol,
             "load_balance": p.load_balance,
             "timeouts_seconds": {"connect": p.timeouts.connect.as_secs(), "read": p.timeouts.read.as_secs(), "send": p.timeouts.send.as_secs()},
             "body_limit": p.body_limit,
-            "allow": p.allow.as_ref().map(|nets| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+            "allow": access.sources.as_ref().and_then(|s| s.allowed()).map(nets),
+            "deny": access.sources.as_ref().map(|s| nets(s.denied())),
+            "auth_secret": access.basic.as_ref().map(|b| b.secret().to_string()),
             "app_root": p.app_root,
             "redirect": p.redirect.as_ref().map(|r| json!({"status": r.status.as_u16(), "location": r.location.to_str().unwrap_or_default()})),
             "upstream_vhost": p.upstream_vhost.as_ref().map(|v| v.to_str().unwrap_or_default()),

@@ -2,26 +2,30 @@
 //!
 //! Read under our prefix (`gatehouse.dev/`, `--annotations-prefix`) and under
 //! `nginx.ingress.kubernetes.io/`; ours wins when both are set. A value that
-//! does not parse is ignored with a warning and the default applies. Nothing
-//! is ever passed on as text: there is no configuration to inject into.
-//! ingress-nginx annotations Gatehouse does not implement are named in one
-//! warning per Ingress; snippet annotations are refused by design.
+//! does not parse is ignored with a warning and the default applies, except
+//! for protective annotations (access control), which the `policy` module
+//! compiles and which fail closed. Nothing is ever passed on as text: there
+//! is no configuration to inject into. ingress-nginx annotations Gatehouse
+//! does not implement are named in one warning per Ingress; snippet
+//! annotations are refused by design.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
-use ipnet::IpNet;
 
 use super::WarningKind;
+use crate::policy::access::{is_protective, SecretLookup};
+use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
-
-pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
 
 /// What one Ingress's annotations decide.
 #[derive(Clone, Debug, Default)]
 pub struct IngressAnnotations {
     pub policy: Policy,
+    /// Who may reach the routes.
+    pub access: Arc<AccessPolicy>,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -52,8 +56,6 @@ const IMPLEMENTED: &[&str] = &[
     "proxy-read-timeout",
     "proxy-send-timeout",
     "proxy-body-size",
-    "whitelist-source-range",
-    "allowlist-source-range",
     "upstream-vhost",
     "x-forwarded-prefix",
     "load-balance",
@@ -67,15 +69,17 @@ const SNIPPETS: &[&str] = &[
     "modsecurity-snippet",
 ];
 
-/// Parses the annotations of one Ingress. Warnings come back as kind and
-/// message; the caller names the Ingress.
+/// Parses the annotations of one Ingress; `secrets` serves the Secrets
+/// access annotations name. Warnings come back as kind and message; the
+/// caller names the Ingress.
 pub fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     our_prefix: &str,
+    secrets: &SecretLookup<'_>,
+    access: &AccessOptions,
 ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
     let mut reader = Reader {
-        all: annotations,
-        ours: our_prefix,
+        annotations: Annotations::new(annotations, our_prefix),
         warnings: Vec::new(),
     };
     let mut policy = Policy::default();
@@ -103,18 +107,16 @@ pub fn parse(
     if let Some(limit) = reader.parsed("proxy-body-size", parse_size) {
         policy.body_limit = (limit > 0).then_some(limit);
     }
-    // `allowlist-` is the newer spelling of `whitelist-`; it wins.
-    policy.allow = reader
-        .parsed("allowlist-source-range", parse_cidrs)
-        .or_else(|| reader.parsed("whitelist-source-range", parse_cidrs));
     policy.upstream_vhost = reader.parsed("upstream-vhost", parse_vhost);
     policy.x_forwarded_prefix = reader.parsed("x-forwarded-prefix", parse_prefix_header);
     if let Some(lb) = reader.parsed("load-balance", parse_load_balance) {
         policy.load_balance = lb;
     }
     reader.report_unimplemented();
+    let access = reader.access(secrets, access);
     let parsed = IngressAnnotations {
         policy,
+        access,
         ssl_redirect,
         use_regex,
         rewrite_target,
@@ -123,23 +125,13 @@ pub fn parse(
 }
 
 struct Reader<'a> {
-    all: Option<&'a BTreeMap<String, String>>,
-    ours: &'a str,
+    annotations: Annotations<'a>,
     warnings: Vec<(WarningKind, String)>,
 }
 
 impl Reader<'_> {
-    /// The raw value of `name` with the key it was found under; ours first.
-    fn raw(&self, name: &str) -> Option<(String, &str)> {
-        let all = self.all?;
-        [self.ours, NGINX_PREFIX].iter().find_map(|prefix| {
-            let key = format!("{prefix}/{name}");
-            all.get(&key).map(|v| (key, v.trim()))
-        })
-    }
-
     fn parsed<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
-        let (key, value) = self.raw(name)?;
+        let (key, value) = self.annotations.get(name)?;
         match parse(value) {
             Ok(v) => Some(v),
             Err(why) => {
@@ -170,21 +162,44 @@ impl Reader<'_> {
         Some(Redirect { location, status })
     }
 
+    /// The access policy, with a warning for each protection that cannot
+    /// be enforced (the routes are closed, or served without it in warn
+    /// mode) and for each note (nothing left open).
+    fn access(&mut self, secrets: &SecretLookup<'_>, options: &AccessOptions) -> Arc<AccessPolicy> {
+        let compiled = AccessPolicy::compile(&self.annotations, secrets, options);
+        let (kind, outcome) = match options.unsupported_protection {
+            ProtectionMode::Deny => (
+                WarningKind::ProtectionDenied,
+                "every route of this Ingress answers 503",
+            ),
+            ProtectionMode::Warn => (
+                WarningKind::ProtectionNotEnforced,
+                "served WITHOUT this protection (--unsupported-protection warn)",
+            ),
+        };
+        for problem in compiled.problems.iter() {
+            self.warnings
+                .push((kind, format!("annotation {problem}; {outcome}")));
+        }
+        for note in compiled.notes {
+            self.warnings.push((WarningKind::InvalidSecret, note));
+        }
+        Arc::new(compiled.policy)
+    }
+
     fn report_unimplemented(&mut self) {
-        let Some(all) = self.all else { return };
         let mut unsupported = Vec::new();
-        for key in all.keys() {
-            let name = [self.ours, NGINX_PREFIX]
-                .iter()
-                .find_map(|p| key.strip_prefix(p).and_then(|k| k.strip_prefix('/')));
-            let Some(name) = name else { continue };
+        for (key, name) in self.annotations.ours_and_nginx() {
+            if is_protective(name) {
+                continue; // the access policy's, which fails closed
+            }
             if SNIPPETS.contains(&name) {
                 self.warnings.push((
                     WarningKind::SnippetRefused,
                     format!("annotation {key} refused: Gatehouse has no configuration text to insert snippets into; express the need with a typed annotation"),
                 ));
             } else if !IMPLEMENTED.contains(&name) {
-                unsupported.push(key.as_str());
+                unsupported.push(key);
             }
         }
         if !unsupported.is_empty() {
@@ -234,23 +249,6 @@ fn parse_size(value: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| "is not a size like 8m".into())
-}
-
-fn parse_cidrs(value: &str) -> Result<Vec<IpNet>, String> {
-    let nets = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("has {s:?}, which is not an IP address or CIDR"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if nets.is_empty() {
-        return Err("lists no network".into());
-    }
-    Ok(nets)
 }
 
 fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {
@@ -354,6 +352,19 @@ fn parse_prefix_header(value: &str) -> Result<HeaderValue, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foldhash::HashMap;
+
+    /// Parses with no Secrets and the default access options.
+    fn parse_alone(
+        a: &BTreeMap<String, String>,
+    ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
+        let secrets = HashMap::default();
+        let lookup = SecretLookup {
+            namespace: "default",
+            secrets: &secrets,
+        };
+        parse(Some(a), "gatehouse.dev", &lookup, &AccessOptions::default())
+    }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -368,7 +379,7 @@ mod tests {
             ("nginx.ingress.kubernetes.io/proxy-body-size", "1k"),
             ("gatehouse.dev/proxy-body-size", "2k"),
         ]);
-        let (parsed, warnings) = parse(Some(&a), "gatehouse.dev");
+        let (parsed, warnings) = parse_alone(&a);
         assert_eq!(parsed.policy.body_limit, Some(2048));
         assert!(warnings.is_empty(), "{warnings:?}");
     }
@@ -380,7 +391,7 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("8x").is_err());
         let a = annotations(&[("nginx.ingress.kubernetes.io/proxy-body-size", "0")]);
-        assert_eq!(parse(Some(&a), "gatehouse.dev").0.policy.body_limit, None);
+        assert_eq!(parse_alone(&a).0.policy.body_limit, None);
     }
 
     #[test]
@@ -396,12 +407,19 @@ mod tests {
                 "https://x.test$request_uri",
             ),
         ]);
-        let (parsed, warnings) = parse(Some(&a), "gatehouse.dev");
+        let (parsed, warnings) = parse_alone(&a);
         assert_eq!(parsed.policy, Policy::default());
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(warnings
-            .iter()
-            .all(|(k, _)| *k == WarningKind::InvalidAnnotation));
+        let kinds: Vec<_> = warnings.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                WarningKind::InvalidAnnotation,
+                WarningKind::InvalidAnnotation,
+                WarningKind::ProtectionDenied
+            ],
+            "{warnings:?}"
+        );
+        assert!(parsed.access.denied.is_some());
     }
 
     #[test]
@@ -415,7 +433,7 @@ mod tests {
             ("nginx.ingress.kubernetes.io/affinity", "cookie"),
             ("cert-manager.io/cluster-issuer", "letsencrypt"),
         ]);
-        let (_, warnings) = parse(Some(&a), "gatehouse.dev");
+        let (_, warnings) = parse_alone(&a);
         let kinds: Vec<_> = warnings.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             kinds,

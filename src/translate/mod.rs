@@ -18,13 +18,17 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-pub use annotations::{IngressAnnotations, NGINX_PREFIX};
+pub use crate::policy::NGINX_PREFIX;
+pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
+use crate::policy::access::SecretLookup;
+use crate::policy::hsts::HstsOptions;
+use crate::policy::{AccessOptions, AccessPolicy};
 use crate::table::{
     has_captures, Action, CertEntry, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
     RouteTableBuilder,
@@ -45,6 +49,10 @@ pub struct TranslateOptions {
     pub default_backend_service: Option<ObjectKey>,
     /// `--default-ssl-certificate`: served to names no Ingress covers.
     pub default_ssl_certificate: Option<ObjectKey>,
+    /// `--unsupported-protection`, `--allow-cross-namespace-secrets`.
+    pub access: AccessOptions,
+    /// `--hsts*`.
+    pub hsts: HstsOptions,
 }
 
 impl Default for TranslateOptions {
@@ -56,6 +64,8 @@ impl Default for TranslateOptions {
             annotations_prefix: "gatehouse.dev".into(),
             default_backend_service: None,
             default_ssl_certificate: None,
+            access: AccessOptions::default(),
+            hsts: HstsOptions::default(),
         }
     }
 }
@@ -153,10 +163,17 @@ pub fn translate_with(
         warnings: Vec::new(),
     };
     build.preparse(&ingresses, options);
+    let hsts = options.hsts.header();
     for (key, ingress) in ingresses {
+        let secrets = SecretLookup {
+            namespace: &key.namespace,
+            secrets: &state.secrets,
+        };
         let (parsed, warnings) = annotations::parse(
             ingress.metadata.annotations.as_ref(),
             &options.annotations_prefix,
+            &secrets,
+            &options.access,
         );
         for (kind, message) in warnings {
             build.warn(key, kind, message);
@@ -166,6 +183,7 @@ pub fn translate_with(
             ingress,
             policy: Arc::new(parsed.policy.clone()),
             annotations: &parsed,
+            hsts: hsts.as_ref(),
         };
         build.add_rules(&ingress);
         build.add_default_backend(&ingress);
@@ -191,6 +209,8 @@ struct IngressView<'a> {
     ingress: &'a Ingress,
     policy: Arc<Policy>,
     annotations: &'a IngressAnnotations,
+    /// The HSTS header value, when HSTS is on.
+    hsts: Option<&'a http::HeaderValue>,
 }
 
 impl IngressView<'_> {
@@ -221,10 +241,8 @@ impl IngressView<'_> {
         action: Action,
         regex: bool,
     ) -> Route {
-        let ssl_redirect = self
-            .annotations
-            .ssl_redirect
-            .unwrap_or_else(|| self.has_tls_for(&host));
+        let tls = self.has_tls_for(&host);
+        let ssl_redirect = self.annotations.ssl_redirect.unwrap_or(tls);
         let rewrite = self.annotations.rewrite_target.as_ref().map(|target| {
             if regex && has_captures(target) {
                 Rewrite::Captures(target.clone())
@@ -240,7 +258,9 @@ impl IngressView<'_> {
             regex,
             action,
             policy: self.policy.clone(),
+            access: self.annotations.access.clone(),
             ssl_redirect,
+            hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
             metrics: Default::default(),
         }
@@ -463,7 +483,9 @@ impl Build<'_> {
                     body_limit: None,
                     ..Policy::default()
                 }),
+                access: Arc::new(AccessPolicy::default()),
                 ssl_redirect: false,
+                hsts: None,
                 rewrite: None,
                 metrics: Default::default(),
             };

@@ -20,6 +20,11 @@ pub enum WarningKind {
     UnsupportedAnnotation,
     SnippetRefused,
     DefaultBackendConflict,
+    /// A protective annotation cannot be enforced: the routes answer 503.
+    ProtectionDenied,
+    /// A protective annotation cannot be enforced and
+    /// `--unsupported-protection warn` serves the routes without it.
+    ProtectionNotEnforced,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.

@@ -399,6 +399,24 @@ stringData:
     )
 }
 
+/// An Opaque Secret in namespace `test`, written with `stringData`.
+pub fn opaque_secret(name: &str, data: &[(&str, &str)]) -> String {
+    let entries: Vec<String> = data
+        .iter()
+        .map(|(key, value)| format!("  {key}: |\n{}\n", indent(value)))
+        .collect();
+    format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: test}}
+type: Opaque
+stringData:
+{}",
+        entries.concat()
+    )
+}
+
 fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("    {l}"))

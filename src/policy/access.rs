@@ -1,0 +1,540 @@
+//! Access: who may reach a route. The families (source ranges, basic
+//! authentication) compile here into one `AccessPolicy` per Ingress, and
+//! its phase runs in two steps: `admit` while the table decides (no I/O),
+//! `authenticate` in the handler when a credential must be checked.
+//!
+//! Fail closed: a protective annotation Gatehouse does not implement, one
+//! whose value does not parse, or one that names a missing or malformed
+//! Secret closes every route of the Ingress (503, ingress-nginx's "denied
+//! location"). `--unsupported-protection warn` serves them without that
+//! protection instead, with the same warnings.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use foldhash::HashMap;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::basic_auth::BasicAuth;
+use super::source_range::{SourceRanges, Verdict};
+use super::Annotations;
+use crate::cluster::ObjectKey;
+
+/// What to do with a protective annotation Gatehouse cannot enforce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtectionMode {
+    /// Close the Ingress's routes (503).
+    #[default]
+    Deny,
+    /// Serve them without that protection, with a warning.
+    Warn,
+}
+
+/// The controller-wide settings access compilation depends on.
+#[derive(Clone, Debug, Default)]
+pub struct AccessOptions {
+    pub unsupported_protection: ProtectionMode,
+    /// `--allow-cross-namespace-secrets`: annotations may name Secrets of
+    /// other namespaces (`namespace/name`).
+    pub cross_namespace_secrets: bool,
+}
+
+/// Protective annotations besides every `auth-*`.
+const PROTECTIVE: &[&str] = &[
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+    "satisfy",
+    "enable-modsecurity",
+    "enable-owasp-core-rules",
+    "modsecurity-transaction-id",
+];
+
+/// Protective annotations that Gatehouse enforces, or accepts because they
+/// change nothing here (`auth-keepalive*` tunes connections to an external
+/// auth service; `enable-global-auth` opts out of a global auth URL).
+const ENFORCED: &[&str] = &[
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+    "satisfy",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "enable-global-auth",
+];
+
+/// Whether an annotation (name without prefix) restricts who may reach a
+/// route.
+pub fn is_protective(name: &str) -> bool {
+    name.starts_with("auth-") || PROTECTIVE.contains(&name)
+}
+
+fn is_enforced(name: &str) -> bool {
+    ENFORCED.contains(&name) || name.starts_with("auth-keepalive")
+}
+
+/// One reason an Ingress's protection cannot be enforced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The annotation, with its prefix.
+    pub annotation: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.annotation, self.reason)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    pub fn add(&mut self, annotation: &str, reason: String) {
+        self.0.push(Problem {
+            annotation: annotation.to_owned(),
+            reason,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter()
+    }
+}
+
+/// The Secrets an Ingress's annotations may name: its own namespace's,
+/// others' only with `--allow-cross-namespace-secrets`.
+pub struct SecretLookup<'a> {
+    pub namespace: &'a str,
+    pub secrets: &'a HashMap<ObjectKey, Arc<Secret>>,
+}
+
+impl SecretLookup<'_> {
+    /// The Secret `reference` (`name` or `namespace/name`) names.
+    pub fn get(
+        &self,
+        reference: &str,
+        options: &AccessOptions,
+    ) -> Result<(ObjectKey, &Secret), String> {
+        let key = secret_reference(self.namespace, reference)?;
+        if key.namespace != self.namespace && !options.cross_namespace_secrets {
+            return Err(format!(
+                "names Secret {key} of another namespace, which needs --allow-cross-namespace-secrets"
+            ));
+        }
+        match self.secrets.get(&key) {
+            Some(secret) => Ok((key, secret)),
+            None => Err(format!("Secret {key} not found")),
+        }
+    }
+}
+
+/// The Secrets an Ingress's access annotations name, valid or not, so that
+/// a source keeps their data.
+pub fn annotation_secret_keys(ingress: &Ingress, our_prefix: &str) -> Vec<ObjectKey> {
+    let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
+    let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
+    ["auth-secret"]
+        .iter()
+        .filter_map(|name| annotations.get(name))
+        .filter_map(|(_, reference)| secret_reference(&namespace, reference).ok())
+        .collect()
+}
+
+/// `name` (in `namespace`) or `namespace/name`.
+pub fn secret_reference(namespace: &str, reference: &str) -> Result<ObjectKey, String> {
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    let key = match reference.split_once('/') {
+        None => ObjectKey::new(namespace, reference),
+        Some((ns, name)) => ObjectKey::new(ns, name),
+    };
+    if !dns(&key.namespace) || !dns(&key.name) {
+        return Err(format!(
+            "{reference:?} is not a Secret name or namespace/name"
+        ));
+    }
+    Ok(key)
+}
+
+/// How source ranges and authentication combine (`satisfy`), as nginx's
+/// directive of that name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Satisfy {
+    /// Every check present must pass.
+    #[default]
+    All,
+    /// One passing check is enough.
+    Any,
+}
+
+/// Who may reach an Ingress's routes.
+#[derive(Debug, Default)]
+pub struct AccessPolicy {
+    /// Why the routes are closed; `None` when they are served.
+    pub denied: Option<String>,
+    pub sources: Option<SourceRanges>,
+    pub basic: Option<Arc<BasicAuth>>,
+    pub satisfy: Satisfy,
+}
+
+/// What the access phase decides before any credential is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: what protects the route cannot be enforced (503).
+    Closed,
+    /// The client's address is refused (403).
+    Refused,
+    /// Go on.
+    Open,
+    /// Go on once `authenticate` says yes.
+    Authenticate,
+}
+
+/// An answer of the access phase instead of the backend's.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// `WWW-Authenticate`, for a 401.
+    pub challenge: Option<HeaderValue>,
+}
+
+/// The result of compiling one Ingress's access annotations.
+#[derive(Debug)]
+pub struct Compiled {
+    pub policy: AccessPolicy,
+    /// What cannot be enforced.
+    pub problems: Problems,
+    /// Worth a warning, but nothing is left unprotected.
+    pub notes: Vec<String>,
+}
+
+impl AccessPolicy {
+    pub fn compile(
+        annotations: &Annotations<'_>,
+        secrets: &SecretLookup<'_>,
+        options: &AccessOptions,
+    ) -> Compiled {
+        let mut problems = Problems::default();
+        let mut notes = Vec::new();
+        let sources = SourceRanges::compile(annotations, &mut problems);
+        let basic = BasicAuth::compile(annotations, secrets, options, &mut problems, &mut notes);
+        let satisfy = match annotations.get("satisfy") {
+            None => Satisfy::All,
+            Some((_, "all")) => Satisfy::All,
+            Some((_, "any")) => Satisfy::Any,
+            Some((key, other)) => {
+                problems.add(&key, format!("{other:?} is not any or all"));
+                Satisfy::All
+            }
+        };
+        for (key, name) in annotations.ours_and_nginx() {
+            if name == "auth-snippet" {
+                problems.add(
+                    key,
+                    "is a snippet, which Gatehouse refuses by design".into(),
+                );
+            } else if is_protective(name) && !is_enforced(name) && !asks_nothing(annotations, name)
+            {
+                problems.add(key, "is not implemented by Gatehouse".into());
+            }
+        }
+        let denied = match options.unsupported_protection {
+            ProtectionMode::Deny if !problems.is_empty() => Some(
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            _ => None,
+        };
+        Compiled {
+            policy: AccessPolicy {
+                denied,
+                sources,
+                basic,
+                satisfy,
+            },
+            problems,
+            notes,
+        }
+    }
+
+    /// The phase's first step, from the table alone. nginx's rule: under
+    /// `satisfy any`, an allowed address skips authentication, and a
+    /// refused one may still authenticate; under `all`, both must pass.
+    pub fn admit(&self, client: IpAddr) -> Admission {
+        if self.denied.is_some() {
+            return Admission::Closed;
+        }
+        let verdict = self
+            .sources
+            .as_ref()
+            .map_or(Verdict::NoMatch, |s| s.verdict(client));
+        let auth = self.basic.is_some();
+        match (self.satisfy, verdict, auth) {
+            (Satisfy::All, Verdict::Refused, _) => Admission::Refused,
+            (Satisfy::Any, Verdict::Allowed, _) => Admission::Open,
+            (_, _, true) => Admission::Authenticate,
+            (_, Verdict::Refused, false) => Admission::Refused,
+            (_, _, false) => Admission::Open,
+        }
+    }
+
+    /// The phase's second step: checks the request's credentials and, on
+    /// success, removes them from what goes upstream (as ingress-nginx
+    /// clears `Authorization` after basic authentication).
+    pub async fn authenticate(&self, headers: &mut HeaderMap) -> Result<(), Refusal> {
+        let Some(basic) = &self.basic else {
+            return Ok(());
+        };
+        if basic.admits(headers).await {
+            headers.remove(header::AUTHORIZATION);
+            return Ok(());
+        }
+        Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            challenge: Some(basic.challenge().clone()),
+        })
+    }
+
+    /// One line for operators: `public`, `denied: <reason>`, or the checks
+    /// in force (`allowlist+basic`; `|` between them under `satisfy any`).
+    pub fn describe(&self) -> String {
+        if let Some(reason) = &self.denied {
+            return format!("denied: {reason}");
+        }
+        let mut kinds: Vec<&str> = self.sources.as_ref().map(|s| s.kinds()).unwrap_or_default();
+        if self.basic.is_some() {
+            kinds.push("basic");
+        }
+        if kinds.is_empty() {
+            return "public".into();
+        }
+        let joiner = match self.satisfy {
+            Satisfy::All => "+",
+            Satisfy::Any => "|",
+        };
+        kinds.join(joiner)
+    }
+}
+
+/// Protective switches set to off ask for no protection.
+fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
+    let switch = matches!(name, "enable-modsecurity" | "enable-owasp-core-rules");
+    switch
+        && annotations
+            .get(name)
+            .is_some_and(|(_, v)| matches!(v, "false" | "False" | "FALSE" | "0" | "f" | "F"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn compile_with(pairs: &[(&str, &str)], options: &AccessOptions) -> Compiled {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+            .collect();
+        let secrets = HashMap::default();
+        let lookup = SecretLookup {
+            namespace: "shop",
+            secrets: &secrets,
+        };
+        AccessPolicy::compile(
+            &Annotations::new(Some(&map), "gatehouse.dev"),
+            &lookup,
+            options,
+        )
+    }
+
+    fn compile(pairs: &[(&str, &str)]) -> Compiled {
+        compile_with(pairs, &AccessOptions::default())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn no_protective_annotation_is_public() {
+        let c = compile(&[("proxy-body-size", "8m")]);
+        assert!(c.problems.is_empty());
+        assert_eq!(c.policy.describe(), "public");
+        assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Open);
+    }
+
+    #[test]
+    fn unimplemented_protective_annotations_close_the_routes() {
+        for name in [
+            "auth-url",
+            "auth-tls-secret",
+            "enable-modsecurity",
+            "auth-snippet",
+        ] {
+            let c = compile(&[(name, "true")]);
+            assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Closed, "{name}");
+            let reason = c.policy.denied.unwrap();
+            assert!(reason.contains(name), "{reason}");
+            assert!(reason.contains("not implemented") || reason.contains("snippet"));
+        }
+    }
+
+    #[test]
+    fn switches_turned_off_ask_for_nothing() {
+        let c = compile(&[
+            ("enable-modsecurity", "false"),
+            ("enable-global-auth", "false"),
+        ]);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+    }
+
+    #[test]
+    fn bad_values_missing_secrets_and_digest_close_the_routes() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("whitelist-source-range", "everyone")],
+            &[("satisfy", "some")],
+            &[("auth-type", "basic"), ("auth-secret", "missing")],
+            &[("auth-type", "basic")],
+            &[("auth-type", "digest"), ("auth-secret", "s")],
+            &[("auth-secret", "s")],
+            &[("auth-type", "basic"), ("auth-secret", "other/s")],
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "s"),
+                ("auth-secret-type", "ldap"),
+            ],
+        ];
+        for annotations in cases {
+            let c = compile(annotations);
+            assert_eq!(
+                c.policy.admit(ip("10.0.0.1")),
+                Admission::Closed,
+                "{annotations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cross_namespace_secrets_need_the_flag() {
+        let c = compile(&[("auth-type", "basic"), ("auth-secret", "other/s")]);
+        assert!(c.policy.denied.unwrap().contains("another namespace"));
+        let options = AccessOptions {
+            cross_namespace_secrets: true,
+            ..AccessOptions::default()
+        };
+        let c = compile_with(
+            &[("auth-type", "basic"), ("auth-secret", "other/s")],
+            &options,
+        );
+        assert!(c
+            .policy
+            .denied
+            .unwrap()
+            .contains("Secret other/s not found"));
+    }
+
+    #[test]
+    fn warn_mode_serves_without_what_cannot_be_enforced() {
+        let options = AccessOptions {
+            unsupported_protection: ProtectionMode::Warn,
+            ..AccessOptions::default()
+        };
+        let c = compile_with(
+            &[
+                ("auth-url", "http://auth/"),
+                ("whitelist-source-range", "10.0.0.0/8"),
+            ],
+            &options,
+        );
+        assert_eq!(c.problems.len(), 1);
+        assert_eq!(c.policy.admit(ip("10.0.0.1")), Admission::Open);
+        assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Refused);
+        assert_eq!(c.policy.describe(), "allowlist");
+    }
+
+    #[test]
+    fn satisfy_any_lets_an_allowed_address_skip_authentication() {
+        let sources = SourceRanges::compile(
+            &Annotations::new(
+                Some(&BTreeMap::from([(
+                    "nginx.ingress.kubernetes.io/allowlist-source-range".to_owned(),
+                    "10.0.0.0/8".to_owned(),
+                )])),
+                "gatehouse.dev",
+            ),
+            &mut Problems::default(),
+        );
+        let mut policy = AccessPolicy {
+            sources,
+            satisfy: Satisfy::Any,
+            ..AccessPolicy::default()
+        };
+        // Without authentication, satisfy has nothing to combine.
+        assert_eq!(policy.admit(ip("192.0.2.1")), Admission::Refused);
+        policy.basic = Some(test_basic());
+        assert_eq!(policy.admit(ip("10.0.0.1")), Admission::Open);
+        assert_eq!(policy.admit(ip("192.0.2.1")), Admission::Authenticate);
+        assert_eq!(policy.describe(), "allowlist|basic");
+        policy.satisfy = Satisfy::All;
+        assert_eq!(policy.admit(ip("10.0.0.1")), Admission::Authenticate);
+        assert_eq!(policy.admit(ip("192.0.2.1")), Admission::Refused);
+        assert_eq!(policy.describe(), "allowlist+basic");
+    }
+
+    fn test_basic() -> Arc<BasicAuth> {
+        use k8s_openapi::ByteString;
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                "auth".to_owned(),
+                ByteString(b"alice:{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=".to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let mut secrets = HashMap::default();
+        secrets.insert(ObjectKey::new("shop", "users"), Arc::new(secret));
+        let map = BTreeMap::from([
+            (
+                "nginx.ingress.kubernetes.io/auth-type".to_owned(),
+                "basic".to_owned(),
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-secret".to_owned(),
+                "users".to_owned(),
+            ),
+        ]);
+        let lookup = SecretLookup {
+            namespace: "shop",
+            secrets: &secrets,
+        };
+        let c = AccessPolicy::compile(
+            &Annotations::new(Some(&map), "gatehouse.dev"),
+            &lookup,
+            &AccessOptions::default(),
+        );
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        c.policy.basic.expect("basic")
+    }
+}

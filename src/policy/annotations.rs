@@ -1,0 +1,38 @@
+//! The annotations of one Ingress, read under our prefix (`gatehouse.dev/`,
+//! `--annotations-prefix`) and ingress-nginx's; ours wins when both are set.
+
+use std::collections::BTreeMap;
+
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
+
+#[derive(Clone, Copy, Debug)]
+pub struct Annotations<'a> {
+    all: Option<&'a BTreeMap<String, String>>,
+    ours: &'a str,
+}
+
+impl<'a> Annotations<'a> {
+    pub fn new(all: Option<&'a BTreeMap<String, String>>, ours: &'a str) -> Self {
+        Annotations { all, ours }
+    }
+
+    /// The trimmed value of `name` and the key it was found under.
+    pub fn get(&self, name: &str) -> Option<(String, &'a str)> {
+        let all = self.all?;
+        [self.ours, NGINX_PREFIX].iter().find_map(|prefix| {
+            let key = format!("{prefix}/{name}");
+            all.get(&key).map(|v| (key, v.trim()))
+        })
+    }
+
+    /// Every annotation under either prefix, as (key, name without prefix).
+    pub fn ours_and_nginx(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        let prefixes = [self.ours, NGINX_PREFIX];
+        self.all.into_iter().flatten().filter_map(move |(key, _)| {
+            let name = prefixes
+                .iter()
+                .find_map(|p| key.strip_prefix(p).and_then(|k| k.strip_prefix('/')))?;
+            Some((key.as_str(), name))
+        })
+    }
+}

@@ -1,0 +1,21 @@
+//! Request policies: annotations compiled into typed values, and the code
+//! of the request phase each one runs in.
+//!
+//! Each family owns its annotations' parsing, its compiled form and its
+//! phase code, with its tests. Translate calls the compilers; the table and
+//! the handler call the phases in a fixed order and know no annotation. A
+//! route that uses no policy pays nothing for the ones that exist.
+//!
+//! Protective families (who may reach a route) fail closed: what Gatehouse
+//! cannot enforce closes the Ingress's routes with 503 and a warning that
+//! names the annotation, instead of serving them open.
+
+pub mod access;
+mod annotations;
+pub mod basic_auth;
+pub mod hsts;
+mod htpasswd;
+pub mod source_range;
+
+pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
+pub use annotations::{Annotations, NGINX_PREFIX};

@@ -1,0 +1,172 @@
+//! Source ranges: `denylist-source-range`, and `allowlist-source-range`
+//! (or its older spelling `whitelist-source-range`; the newer one wins).
+//!
+//! ingress-nginx writes them as nginx `deny` lines first, then `allow`
+//! lines and a final `deny all` when there is an allowlist; the first line
+//! that matches the client decides. With only a denylist, a client it does
+//! not name matches nothing, which matters under `satisfy: any`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::access::Problems;
+use super::Annotations;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRanges {
+    allow: Option<Vec<IpNet>>,
+    deny: Vec<IpNet>,
+}
+
+/// What the source ranges say about a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No line matched (only a denylist, which does not name the client).
+    NoMatch,
+    Allowed,
+    Refused,
+}
+
+impl SourceRanges {
+    /// The ranges an Ingress sets, if any; a list that does not parse is a
+    /// problem (the Ingress is closed), never an open route.
+    pub fn compile(annotations: &Annotations<'_>, problems: &mut Problems) -> Option<Self> {
+        let mut list = |name: &str| {
+            let (key, value) = annotations.get(name)?;
+            match parse_cidrs(value) {
+                Ok(nets) => Some(nets),
+                Err(why) => {
+                    problems.add(&key, format!("{value:?} {why}"));
+                    None
+                }
+            }
+        };
+        let allow = list("allowlist-source-range").or_else(|| list("whitelist-source-range"));
+        let deny = list("denylist-source-range").unwrap_or_default();
+        (allow.is_some() || !deny.is_empty()).then_some(SourceRanges { allow, deny })
+    }
+
+    pub fn verdict(&self, client: IpAddr) -> Verdict {
+        let client = match client {
+            // An IPv4 client seen on a dual-stack socket.
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
+            v4 => v4,
+        };
+        if self.deny.iter().any(|net| net.contains(&client)) {
+            return Verdict::Refused;
+        }
+        match &self.allow {
+            Some(nets) if nets.iter().any(|net| net.contains(&client)) => Verdict::Allowed,
+            Some(_) => Verdict::Refused,
+            None => Verdict::NoMatch,
+        }
+    }
+
+    /// Short names for the access column: `allowlist`, `denylist`.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        if self.allow.is_some() {
+            kinds.push("allowlist");
+        }
+        if !self.deny.is_empty() {
+            kinds.push("denylist");
+        }
+        kinds
+    }
+
+    pub fn allowed(&self) -> Option<&[IpNet]> {
+        self.allow.as_deref()
+    }
+
+    pub fn denied(&self) -> &[IpNet] {
+        &self.deny
+    }
+}
+
+/// A comma-separated list of CIDRs or bare addresses.
+pub fn parse_cidrs(value: &str) -> Result<Vec<IpNet>, String> {
+    let nets = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("has {s:?}, which is not an IP address or CIDR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err("lists no network".into());
+    }
+    Ok(nets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn compile(pairs: &[(&str, &str)]) -> (Option<SourceRanges>, Problems) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+            .collect();
+        let mut problems = Problems::default();
+        let ranges = SourceRanges::compile(
+            &Annotations::new(Some(&map), "gatehouse.dev"),
+            &mut problems,
+        );
+        (ranges, problems)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_denylist_is_checked_before_the_allowlist() {
+        let (ranges, _) = compile(&[
+            ("allowlist-source-range", "10.0.0.0/8"),
+            ("denylist-source-range", "10.1.0.0/16"),
+        ]);
+        let ranges = ranges.unwrap();
+        assert_eq!(ranges.verdict(ip("10.2.3.4")), Verdict::Allowed);
+        assert_eq!(ranges.verdict(ip("10.1.3.4")), Verdict::Refused);
+        assert_eq!(ranges.verdict(ip("192.0.2.1")), Verdict::Refused);
+    }
+
+    #[test]
+    fn a_denylist_alone_matches_only_the_clients_it_names() {
+        let (ranges, _) = compile(&[("denylist-source-range", "192.0.2.0/24")]);
+        let ranges = ranges.unwrap();
+        assert_eq!(ranges.verdict(ip("192.0.2.9")), Verdict::Refused);
+        assert_eq!(ranges.verdict(ip("198.51.100.1")), Verdict::NoMatch);
+    }
+
+    #[test]
+    fn ipv4_clients_on_dual_stack_sockets_match_ipv4_ranges() {
+        let (ranges, _) = compile(&[("whitelist-source-range", "192.0.2.0/24")]);
+        let ranges = ranges.unwrap();
+        assert_eq!(ranges.verdict(ip("::ffff:192.0.2.7")), Verdict::Allowed);
+    }
+
+    #[test]
+    fn allowlist_wins_over_whitelist() {
+        let (ranges, _) = compile(&[
+            ("whitelist-source-range", "10.0.0.0/8"),
+            ("allowlist-source-range", "2001:db8::/32"),
+        ]);
+        let ranges = ranges.unwrap();
+        assert_eq!(ranges.verdict(ip("10.0.0.1")), Verdict::Refused);
+        assert_eq!(ranges.verdict(ip("2001:db8::1")), Verdict::Allowed);
+    }
+
+    #[test]
+    fn a_list_that_does_not_parse_is_a_problem_not_an_open_route() {
+        let (ranges, problems) = compile(&[("whitelist-source-range", "10.0.0.0/8, banana")]);
+        assert!(ranges.is_none());
+        assert_eq!(problems.len(), 1);
+        assert!(problems.iter().next().unwrap().reason.contains("banana"));
+    }
+}
