@@ -368,3 +368,39 @@ async fn only_referenced_secrets_keep_their_data_and_a_newly_referenced_one_is_f
         .count();
     assert_eq!(gets, 1, "its data was read once, on demand");
 }
+
+#[tokio::test]
+async fn a_secret_named_by_auth_secret_keeps_its_data_and_protects_the_route() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    let basic = [
+        ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+        ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+    ];
+    // {SHA} of "sha1-secret", as htpasswd -nbs writes it.
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            opaque_secret(
+                "users",
+                &[("auth", "alice:{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=")],
+            ),
+            ingress_annotated("admin", "admin.test", "/", "web", None, &basic),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    until_status(&gatehouse, "admin.test", StatusCode::UNAUTHORIZED).await;
+    let mut conn = http_connect(gatehouse.http_addr).await;
+    let req = http::Request::get("/")
+        .header(http::header::HOST, "admin.test")
+        .header(
+            http::header::AUTHORIZATION,
+            "Basic YWxpY2U6c2hhMS1zZWNyZXQ=",
+        )
+        .body(http_body_util::Full::default())
+        .expect("request");
+    let reply = send_request(&mut conn, req).await.expect("request");
+    assert_eq!(reply.status, StatusCode::OK, "alice:sha1-secret signs in");
+}
