@@ -80,12 +80,12 @@ async fn site(extra_users: &str) -> Site {
         ),
         ingress("open", "open.test", "/", "web", None),
         ingress_annotated(
-            "oauth",
+            "modsecurity",
             "open.test",
             "/admin",
             "web",
             None,
-            &[("nginx.ingress.kubernetes.io/auth-tls-secret", "test/ca")],
+            &[("nginx.ingress.kubernetes.io/enable-modsecurity", "true")],
         ),
         ingress_annotated(
             "bad-range",

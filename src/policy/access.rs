@@ -1,7 +1,8 @@
-//! Access: who may reach a route. The families (source ranges, basic
-//! authentication) compile here into one `AccessPolicy` per Ingress, and
-//! its phase runs in two steps: `admit` while the table decides (no I/O),
-//! `authenticate` in the handler when a credential must be checked.
+//! Access: who may reach a route. The families (source ranges, basic and
+//! external authentication) compile here into one `AccessPolicy` per
+//! Ingress, and its phase runs in two steps: `admit` while the table
+//! decides (no I/O), `authenticate` in the handler when a credential must
+//! be checked.
 //!
 //! Fail closed: a protective annotation Gatehouse does not implement, one
 //! whose value does not parse, or one that names a missing or malformed
@@ -14,15 +15,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::basic_auth::BasicAuth;
+use super::external_auth::ExternalAuth;
 use super::source_range::{SourceRanges, Verdict};
+use super::template::Facts;
 use super::Annotations;
 use crate::cluster::ObjectKey;
+use crate::proxy::{ConnInfo, Upstreams};
+use crate::table::Timeouts;
 
 /// What to do with a protective annotation Gatehouse cannot enforce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +71,15 @@ const ENFORCED: &[&str] = &[
     "auth-secret",
     "auth-secret-type",
     "auth-realm",
+    "auth-url",
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "auth-always-set-cookie",
     "enable-global-auth",
 ];
 
@@ -194,6 +208,7 @@ pub struct AccessPolicy {
     pub denied: Option<String>,
     pub sources: Option<SourceRanges>,
     pub basic: Option<Arc<BasicAuth>>,
+    pub external: Option<Arc<ExternalAuth>>,
     pub satisfy: Satisfy,
 }
 
@@ -214,8 +229,69 @@ pub enum Admission {
 #[derive(Clone, Debug)]
 pub struct Refusal {
     pub status: StatusCode,
-    /// `WWW-Authenticate`, for a 401.
-    pub challenge: Option<HeaderValue>,
+    /// `WWW-Authenticate` for a 401, `Location` for a sign-in redirect,
+    /// `Set-Cookie` from an auth service.
+    pub headers: HeaderMap,
+}
+
+impl Refusal {
+    pub fn status(status: StatusCode) -> Self {
+        Refusal {
+            status,
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
+/// What the access phase hands back on success.
+#[derive(Debug, Default)]
+pub struct Granted {
+    /// Headers an auth service sent, to replace the client's copies in the
+    /// upstream request (`auth-response-headers`).
+    pub upstream_headers: Vec<(HeaderName, Vec<HeaderValue>)>,
+    /// Basic credentials were checked: they do not go upstream.
+    pub remove_authorization: bool,
+    /// The auth service's `Set-Cookie`s, for the response to the client.
+    pub set_cookies: Vec<HeaderValue>,
+    /// Add them whatever the response status (`auth-always-set-cookie`);
+    /// otherwise only on nginx's `add_header` statuses.
+    pub always: bool,
+}
+
+impl Granted {
+    /// The upstream request phase.
+    pub fn apply_to_request(&self, headers: &mut HeaderMap) {
+        if self.remove_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        for (name, values) in &self.upstream_headers {
+            headers.remove(name);
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+
+    /// The response phase: the auth service's cookies reach the client.
+    pub fn apply_to_response(&self, status: StatusCode, headers: &mut HeaderMap) {
+        let success = matches!(
+            status.as_u16(),
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        );
+        if self.always || success {
+            for cookie in &self.set_cookies {
+                headers.append(header::SET_COOKIE, cookie.clone());
+            }
+        }
+    }
+}
+
+/// The request the access phase checks, and its connection.
+pub struct Subject<'a> {
+    pub facts: Facts<'a>,
+    pub conn: &'a ConnInfo,
+    /// The route's timeouts, which bound a subrequest too.
+    pub timeouts: Timeouts,
 }
 
 /// The result of compiling one Ingress's access annotations.
@@ -238,6 +314,7 @@ impl AccessPolicy {
         let mut notes = Vec::new();
         let sources = SourceRanges::compile(annotations, &mut problems);
         let basic = BasicAuth::compile(annotations, secrets, options, &mut problems, &mut notes);
+        let external = ExternalAuth::compile(annotations, &mut problems).map(Arc::new);
         let satisfy = match annotations.get("satisfy") {
             None => Satisfy::All,
             Some((_, "all")) => Satisfy::All,
@@ -273,6 +350,7 @@ impl AccessPolicy {
                 denied,
                 sources,
                 basic,
+                external,
                 satisfy,
             },
             problems,
@@ -291,7 +369,7 @@ impl AccessPolicy {
             .sources
             .as_ref()
             .map_or(Verdict::NoMatch, |s| s.verdict(client));
-        let auth = self.basic.is_some();
+        let auth = self.basic.is_some() || self.external.is_some();
         match (self.satisfy, verdict, auth) {
             (Satisfy::All, Verdict::Refused, _) => Admission::Refused,
             (Satisfy::Any, Verdict::Allowed, _) => Admission::Open,
@@ -301,21 +379,36 @@ impl AccessPolicy {
         }
     }
 
-    /// The phase's second step: checks the request's credentials and, on
-    /// success, removes them from what goes upstream (as ingress-nginx
-    /// clears `Authorization` after basic authentication).
-    pub async fn authenticate(&self, headers: &mut HeaderMap) -> Result<(), Refusal> {
-        let Some(basic) = &self.basic else {
-            return Ok(());
+    /// The phase's second step: basic credentials (removed from what goes
+    /// upstream on success, as ingress-nginx clears `Authorization`), then
+    /// the external auth service.
+    pub async fn authenticate(
+        &self,
+        subject: &Subject<'_>,
+        upstreams: &Upstreams,
+    ) -> Result<Granted, Refusal> {
+        let basic_checked = match &self.basic {
+            Some(basic) if basic.admits(subject.facts.headers).await => true,
+            Some(basic) => {
+                let mut refusal = Refusal::status(StatusCode::UNAUTHORIZED);
+                refusal
+                    .headers
+                    .insert(header::WWW_AUTHENTICATE, basic.challenge().clone());
+                return Err(refusal);
+            }
+            None => false,
         };
-        if basic.admits(headers).await {
-            headers.remove(header::AUTHORIZATION);
-            return Ok(());
-        }
-        Err(Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            challenge: Some(basic.challenge().clone()),
-        })
+        let mut granted = match &self.external {
+            Some(external) => {
+                let (facts, conn) = (&subject.facts, subject.conn);
+                external
+                    .check(facts, conn, upstreams, subject.timeouts)
+                    .await?
+            }
+            None => Granted::default(),
+        };
+        granted.remove_authorization = basic_checked;
+        Ok(granted)
     }
 
     /// One line for operators: `public`, `denied: <reason>`, or the checks
@@ -328,6 +421,9 @@ impl AccessPolicy {
         if self.basic.is_some() {
             kinds.push("basic");
         }
+        if self.external.is_some() {
+            kinds.push("external");
+        }
         if kinds.is_empty() {
             return "public".into();
         }
@@ -339,13 +435,22 @@ impl AccessPolicy {
     }
 }
 
+/// Go's `strconv.ParseBool`, which ingress-nginx uses.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// Protective switches set to off ask for no protection.
 fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
     let switch = matches!(name, "enable-modsecurity" | "enable-owasp-core-rules");
     switch
         && annotations
             .get(name)
-            .is_some_and(|(_, v)| matches!(v, "false" | "False" | "FALSE" | "0" | "f" | "F"))
+            .is_some_and(|(_, v)| parse_bool(v) == Some(false))
 }
 
 #[cfg(test)]
@@ -389,7 +494,7 @@ mod tests {
     #[test]
     fn unimplemented_protective_annotations_close_the_routes() {
         for name in [
-            "auth-url",
+            "auth-proxy-set-headers",
             "auth-tls-secret",
             "enable-modsecurity",
             "auth-snippet",
@@ -464,7 +569,7 @@ mod tests {
         };
         let c = compile_with(
             &[
-                ("auth-url", "http://auth/"),
+                ("auth-tls-secret", "shop/ca"),
                 ("whitelist-source-range", "10.0.0.0/8"),
             ],
             &options,

@@ -13,9 +13,11 @@
 pub mod access;
 mod annotations;
 pub mod basic_auth;
+pub mod external_auth;
 pub mod hsts;
 mod htpasswd;
 pub mod source_range;
+pub mod template;
 
 pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
 pub use annotations::{Annotations, NGINX_PREFIX};

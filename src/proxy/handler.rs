@@ -23,6 +23,8 @@ use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
+use crate::policy::access::{Granted, Subject};
+use crate::policy::template::Facts;
 use crate::policy::{hsts, Refusal};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
@@ -105,15 +107,27 @@ impl Proxy {
                     record.route = Some(forward.route.clone());
                     record.backend = Some(forward.backend.clone());
                     // The access phase's second step: credentials.
-                    let refused = if forward.authenticate {
-                        let access = &forward.route.access;
-                        access.authenticate(req.headers_mut()).await.err()
-                    } else {
-                        None
+                    let granted = match forward.authenticate {
+                        false => Ok(None),
+                        true => self
+                            .authenticate(&req, &forward, conn, &host)
+                            .await
+                            .map(Some),
                     };
-                    match refused {
-                        Some(refusal) => refuse(refusal),
-                        None => self.forward(req, forward, conn, host, &mut record).await,
+                    match granted {
+                        Err(refusal) => refuse(refusal),
+                        Ok(granted) => {
+                            if let Some(granted) = &granted {
+                                granted.apply_to_request(req.headers_mut());
+                            }
+                            let mut response =
+                                self.forward(req, forward, conn, host, &mut record).await;
+                            if let Some(granted) = granted {
+                                let status = response.status();
+                                granted.apply_to_response(status, response.headers_mut());
+                            }
+                            response
+                        }
                     }
                 }
                 Decision::Redirect { location, status } => {
@@ -144,6 +158,30 @@ impl Proxy {
             client: conn.client.ip(),
         };
         self.table.load().decide(&facts)
+    }
+
+    /// Runs the route's authentication on the request.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        forward: &Forward,
+        conn: &ConnInfo,
+        host: &HeaderValue,
+    ) -> Result<Granted, Refusal> {
+        let subject = Subject {
+            facts: Facts {
+                method: req.method(),
+                uri: req.uri(),
+                host: host.to_str().unwrap_or_default(),
+                tls: conn.tls,
+                client: conn.client.ip(),
+                headers: req.headers(),
+            },
+            conn,
+            timeouts: forward.route.policy.timeouts,
+        };
+        let access = &forward.route.access;
+        access.authenticate(&subject, &self.upstreams).await
     }
 
     async fn forward(
@@ -442,14 +480,11 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
     }
 }
 
-/// The access phase's answer: 401 (with the challenge), 403 or 500.
+/// The access phase's answer: 401 (with the challenge), a sign-in
+/// redirect, 403 or 500.
 fn refuse(refusal: Refusal) -> Response<Inner> {
     let mut response = respond(refusal.status);
-    if let Some(challenge) = refusal.challenge {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, challenge);
-    }
+    response.headers_mut().extend(refusal.headers);
     response
 }
 
@@ -463,6 +498,7 @@ fn respond(status: StatusCode) -> Response<Inner> {
         StatusCode::BAD_GATEWAY => "502 bad gateway\n",
         StatusCode::SERVICE_UNAVAILABLE => "503 service unavailable\n",
         StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout\n",
+        StatusCode::INTERNAL_SERVER_ERROR => "500 internal server error\n",
         StatusCode::BAD_REQUEST => "400 bad request\n",
         StatusCode::REQUEST_TIMEOUT => "408 request timeout\n",
         _ => "",

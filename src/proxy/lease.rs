@@ -57,6 +57,17 @@ pub struct Lease<B> {
     hint: SizeHint,
 }
 
+impl<B> Lease<B> {
+    /// No body at all (a subrequest of the proxy's own).
+    pub fn empty() -> Self {
+        Lease {
+            slot: None,
+            taken: None,
+            hint: SizeHint::with_exact(0),
+        }
+    }
+}
+
 impl<B: Body + Unpin> Body for Lease<B> {
     type Data = B::Data;
     type Error = B::Error;

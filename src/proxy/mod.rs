@@ -18,3 +18,6 @@ pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, TlsSetupError};
 pub use workers::Workers;
+// For the access phase's subrequests (external authentication).
+pub(crate) use lease::Lease;
+pub(crate) use upstream::{Target, Upstreams};
