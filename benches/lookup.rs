@@ -65,6 +65,7 @@ fn benches(c: &mut Criterion) {
         query: Some("page=2"),
         tls: true,
         client: "192.0.2.10".parse().expect("ip"),
+        peer: None,
     };
     let prefix = facts("host4242.bench.test", "/api/v2/users/17");
     c.bench_function("decide/10k-hosts/prefix-hit", |b| {

@@ -198,6 +198,7 @@ async fn run(n: usize) {
             query: None,
             tls: true,
             client,
+            peer: None,
         };
         black_box(cold.table.decide(black_box(&req)));
     }

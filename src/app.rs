@@ -9,10 +9,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::controller::Controller;
-use crate::proxy::{self, CertResolver, Drain, Limits, Listeners, Proxy, TlsSetupError, Workers};
+use crate::proxy::{
+    self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
+};
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
 use crate::status::{StatusConfig, StatusWriter};
@@ -186,7 +187,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     controller.rebuild(initial).await;
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
-    let acceptor = TlsAcceptor::from(proxy::server_config(Arc::new(resolver))?);
+    let acceptor = Handshakes::new(table.clone(), Arc::new(resolver))?;
     let proxy = Arc::new(Proxy::new(
         table.clone(),
         telemetry,

@@ -33,6 +33,7 @@ fn routes_to(table: &gatehouse::table::RouteTable, host: &str, service: &str) ->
         query: None,
         tls: true,
         client: "127.0.0.1".parse().expect("ip"),
+        peer: None,
     };
     matches!(table.decide(&facts), Decision::Forward(f) if f.backend.service.name == service)
 }

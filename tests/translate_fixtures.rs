@@ -228,6 +228,7 @@ fn check(name: &str) {
             query: case.query.as_deref(),
             tls: case.tls,
             client: case.client.unwrap_or("192.0.2.10".parse().expect("ip")),
+            peer: None,
         };
         match table.decide(&facts) {
             Decision::Respond(status)

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::basic_auth::BasicAuth;
+use super::client_cert::ClientAuth;
 use super::external_auth::ExternalAuth;
 use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
@@ -80,6 +81,12 @@ const ENFORCED: &[&str] = &[
     "auth-cache-key",
     "auth-cache-duration",
     "auth-always-set-cookie",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-tls-error-page",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-match-cn",
     "enable-global-auth",
 ];
 
@@ -163,7 +170,7 @@ impl SecretLookup<'_> {
 pub fn annotation_secret_keys(ingress: &Ingress, our_prefix: &str) -> Vec<ObjectKey> {
     let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
     let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
-    ["auth-secret"]
+    ["auth-secret", "auth-tls-secret"]
         .iter()
         .filter_map(|name| annotations.get(name))
         .filter_map(|(_, reference)| secret_reference(&namespace, reference).ok())
@@ -209,6 +216,8 @@ pub struct AccessPolicy {
     pub sources: Option<SourceRanges>,
     pub basic: Option<Arc<BasicAuth>>,
     pub external: Option<Arc<ExternalAuth>>,
+    /// Client certificates, for every route of the Ingress's hosts.
+    pub client_cert: Option<Arc<ClientAuth>>,
     pub satisfy: Satisfy,
 }
 
@@ -315,6 +324,7 @@ impl AccessPolicy {
         let sources = SourceRanges::compile(annotations, &mut problems);
         let basic = BasicAuth::compile(annotations, secrets, options, &mut problems, &mut notes);
         let external = ExternalAuth::compile(annotations, &mut problems).map(Arc::new);
+        let client_cert = ClientAuth::compile(annotations, secrets, options, &mut problems);
         let satisfy = match annotations.get("satisfy") {
             None => Satisfy::All,
             Some((_, "all")) => Satisfy::All,
@@ -351,6 +361,7 @@ impl AccessPolicy {
                 sources,
                 basic,
                 external,
+                client_cert,
                 satisfy,
             },
             problems,
@@ -417,7 +428,11 @@ impl AccessPolicy {
         if let Some(reason) = &self.denied {
             return format!("denied: {reason}");
         }
-        let mut kinds: Vec<&str> = self.sources.as_ref().map(|s| s.kinds()).unwrap_or_default();
+        let mut kinds: Vec<&str> = Vec::new();
+        if self.client_cert.is_some() {
+            kinds.push("mtls");
+        }
+        kinds.extend(self.sources.as_ref().map(|s| s.kinds()).unwrap_or_default());
         if self.basic.is_some() {
             kinds.push("basic");
         }
@@ -495,7 +510,7 @@ mod tests {
     fn unimplemented_protective_annotations_close_the_routes() {
         for name in [
             "auth-proxy-set-headers",
-            "auth-tls-secret",
+            "modsecurity-transaction-id",
             "enable-modsecurity",
             "auth-snippet",
         ] {

@@ -25,7 +25,7 @@ use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::policy::access::{Granted, Subject};
 use crate::policy::template::Facts;
-use crate::policy::{hsts, Refusal};
+use crate::policy::{client_cert, hsts, Refusal};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
@@ -156,6 +156,7 @@ impl Proxy {
             query: req.uri().query(),
             tls: conn.tls,
             client: conn.client.ip(),
+            peer: conn.peer.as_deref(),
         };
         self.table.load().decide(&facts)
     }
@@ -219,6 +220,12 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         headers::prepare_request(&mut parts.headers, conn, &host);
+        match &forward.client_auth {
+            Some(client_auth) => {
+                client_auth.request_headers(conn.peer.as_deref(), &mut parts.headers)
+            }
+            None => client_cert::remove_forged(&mut parts.headers),
+        }
         parts.headers.remove(header::EXPECT); // answered by our own server
         if let Some(vhost) = &policy.upstream_vhost {
             parts.headers.insert(header::HOST, vhost.clone());

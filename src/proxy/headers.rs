@@ -5,8 +5,11 @@
 //! names. The `X-Forwarded-*` family tells the backend what the client sent.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::policy::client_cert::PeerCert;
 
 /// The connection a request arrived on, with the header values every
 /// request on it forwards (formatted once per connection).
@@ -15,6 +18,8 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The client certificate, when the server name asked for one.
+    pub peer: Option<Arc<PeerCert>>,
     client_ip: HeaderValue,
     local_port: HeaderValue,
 }
@@ -28,6 +33,7 @@ impl ConnInfo {
             client,
             local,
             tls,
+            peer: None,
             client_ip,
             local_port: HeaderValue::from(local.port()),
         }

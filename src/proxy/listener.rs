@@ -19,13 +19,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
 use super::headers::ConnInfo;
 use super::limits::Limits;
+use super::tls::Handshakes;
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
@@ -116,7 +116,7 @@ impl Listeners {
         }
     }
 
-    pub async fn serve_tls(self, listener: TcpListener, acceptor: TlsAcceptor) {
+    pub async fn serve_tls(self, listener: TcpListener, acceptor: Handshakes) {
         while let Some((stream, conn, permit)) = self.accept(&listener, true).await {
             match self.place(stream) {
                 Placed::Here(stream, counted) => {
@@ -131,7 +131,7 @@ impl Listeners {
     pub async fn serve_handoffs(
         self,
         mut inbox: mpsc::UnboundedReceiver<Handoff>,
-        acceptor: TlsAcceptor,
+        acceptor: Handshakes,
     ) {
         while let Some(handoff) = inbox.recv().await {
             let Handoff {
@@ -187,11 +187,12 @@ impl Listeners {
         conn: ConnInfo,
         permit: OwnedSemaphorePermit,
         counted: Option<Counted>,
-        acceptor: &TlsAcceptor,
+        acceptor: &Handshakes,
     ) {
         let open = OpenConnection::new(&self.proxy, "https", counted);
         let (me, acceptor) = (self.clone(), acceptor.clone());
         self.connections.spawn(async move {
+            let mut conn = conn;
             let timeout = me.limits.tls_handshake_timeout;
             let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
             let reason = match &outcome {
@@ -208,7 +209,10 @@ impl Listeners {
                 .get_or_create(&labels)
                 .inc();
             match outcome {
-                Ok(Ok(tls)) => me.serve(tls, conn, (open, permit)).await,
+                Ok(Ok((tls, peer))) => {
+                    conn.peer = peer.map(Arc::new);
+                    me.serve(tls, conn, (open, permit)).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(client = %conn.client, "TLS handshake failed: {e}")
                 }

@@ -16,7 +16,7 @@ pub use handler::{Proxy, ProxyBody};
 pub use headers::{prepare_request, ConnInfo};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
-pub use tls::{default_certificate, server_config, CertResolver, TlsSetupError};
+pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
 pub use workers::Workers;
 // For the access phase's subrequests (external authentication).
 pub(crate) use lease::Lease;

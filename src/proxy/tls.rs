@@ -1,8 +1,12 @@
-//! The TLS side of the HTTPS listener: certificate choice by SNI.
+//! The TLS side of the HTTPS listener: certificate choice by SNI, and the
+//! configuration choice per ClientHello.
 //!
 //! The resolver reads the current routing table on every handshake, so a
 //! renewed Secret is served from the next handshake on, with no listener
 //! restart. Exact name, then wildcard, then the default certificate.
+//! Handshakes for names whose host asks for client certificates use that
+//! host's configuration; every other handshake uses the shared one and
+//! never asks for a certificate.
 
 use std::sync::Arc;
 
@@ -11,7 +15,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
 
+use crate::policy::client_cert::PeerCert;
 use crate::table::RouteTable;
 use crate::translate::{certified_key_from_der, provider, TlsError};
 
@@ -46,6 +54,50 @@ impl ResolvesServerCert for CertResolver {
             .resolve_or_default(hello.server_name())
             .map(|entry| entry.key.clone());
         Some(chosen.unwrap_or_else(|| self.fallback.clone()))
+    }
+}
+
+/// The HTTPS listener's handshakes.
+#[derive(Clone)]
+pub struct Handshakes {
+    shared: Arc<ServerConfig>,
+    resolver: Arc<dyn ResolvesServerCert>,
+    table: Arc<ArcSwap<RouteTable>>,
+}
+
+impl Handshakes {
+    pub fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        resolver: Arc<CertResolver>,
+    ) -> Result<Self, TlsSetupError> {
+        Ok(Handshakes {
+            shared: server_config(resolver.clone())?,
+            resolver,
+            table,
+        })
+    }
+
+    /// Reads the ClientHello, picks the configuration for its server name,
+    /// and completes the handshake; for a host that asks for client
+    /// certificates, the certificate the client sent is verified.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerCert>)> {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let client_auth = start
+            .client_hello()
+            .server_name()
+            .and_then(|name| self.table.load().client_auth_for(name).cloned());
+        let Some(client_auth) = client_auth else {
+            return Ok((start.into_stream(self.shared.clone()).await?, None));
+        };
+        let config = client_auth
+            .server_config(&self.resolver)
+            .map_err(std::io::Error::other)?;
+        let tls = start.into_stream(config).await?;
+        let peer = client_auth.verify(tls.get_ref().1.peer_certificates());
+        Ok((tls, Some(peer)))
     }
 }
 

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::balance::{Balance, Handoff};
 use super::handler::Proxy;
 use super::listener::Listeners;
+use super::tls::Handshakes;
 
 /// The running workers; dropping this stops them, and every connection
 /// still open on them.
@@ -39,7 +39,7 @@ impl Workers {
         listeners: &Listeners,
         proxy: &Arc<Proxy>,
         (http, https): (TcpListener, TcpListener),
-        acceptor: TlsAcceptor,
+        acceptor: Handshakes,
     ) -> std::io::Result<Self> {
         let http = http.into_std()?;
         let https = https.into_std()?;
@@ -88,7 +88,7 @@ async fn serve(
     listeners: Listeners,
     (http, https): (StdListener, StdListener),
     inbox: mpsc::UnboundedReceiver<Handoff>,
-    acceptor: TlsAcceptor,
+    acceptor: Handshakes,
     stop: CancellationToken,
 ) {
     let (http, https) = match (TcpListener::from_std(http), TcpListener::from_std(https)) {

@@ -29,6 +29,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
 
@@ -108,6 +109,9 @@ pub struct RequestFacts<'a> {
     pub query: Option<&'a str>,
     pub tls: bool,
     pub client: IpAddr,
+    /// The connection's client certificate, when its server name asked
+    /// for one.
+    pub peer: Option<&'a PeerCert>,
 }
 
 /// What to do with a request, decided from the table alone.
@@ -132,6 +136,9 @@ pub struct Forward {
     /// The route's credentials must be checked first
     /// (`AccessPolicy::authenticate`).
     pub authenticate: bool,
+    /// The host's client-certificate policy, which says what the backend
+    /// learns of the client's certificate.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// The routes of one host.
@@ -178,9 +185,19 @@ pub struct RouteTable {
     default_route: Option<Arc<Route>>,
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
+    /// Hosts that ask for client certificates (`auth-tls-*`).
+    pub client_auth: HostMap<Arc<ClientAuth>>,
 }
 
 impl RouteTable {
+    /// The client-certificate policy of a server name or host.
+    pub fn client_auth_for(&self, host: &str) -> Option<&Arc<ClientAuth>> {
+        if self.client_auth.is_empty() {
+            return None;
+        }
+        self.client_auth.get(&normalize_host(host))
+    }
+
     fn lookup(&self, host: &str, path: &str) -> Option<Matched<'_>> {
         let host = normalize_host(host);
         let routes = self.hosts.get(&host).unwrap_or(&self.any_host);
@@ -197,6 +214,15 @@ impl RouteTable {
     /// credentials must be checked (its access phase), then the backend
     /// (with the rewritten path).
     pub fn decide(&self, req: &RequestFacts<'_>) -> Decision {
+        // Client certificates are the server's business in nginx, checked
+        // before any location: over TLS first of all; over plain HTTP
+        // after the redirects (which send the client to TLS).
+        let client_auth = self.client_auth_for(req.host);
+        if req.tls {
+            if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
+                return refused;
+            }
+        }
         let Some(Matched { route, regex }) = self.lookup(req.host, req.path) else {
             return Decision::Respond(StatusCode::NOT_FOUND);
         };
@@ -226,6 +252,11 @@ impl RouteTable {
                 StatusCode::PERMANENT_REDIRECT,
             );
         }
+        if !req.tls {
+            if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
+                return refused;
+            }
+        }
         let authenticate = match route.access.admit(req.client) {
             Admission::Open => false,
             Admission::Authenticate => true,
@@ -243,6 +274,7 @@ impl RouteTable {
             backend,
             rewritten: rewrite(route.rewrite.as_ref(), regex, req),
             authenticate,
+            client_auth: client_auth.cloned(),
         })
     }
 
@@ -253,6 +285,17 @@ impl RouteTable {
 
     pub fn default_route(&self) -> Option<&Arc<Route>> {
         self.default_route.as_ref()
+    }
+}
+
+fn cert_refusal(client_auth: &ClientAuth, req: &RequestFacts<'_>) -> Option<Decision> {
+    match client_auth.check(req.peer, req.tls) {
+        CertCheck::Pass => None,
+        CertCheck::Refuse(status) => Some(Decision::Respond(status)),
+        CertCheck::Redirect(location) => Some(Decision::Redirect {
+            location,
+            status: StatusCode::FOUND,
+        }),
     }
 }
 
@@ -295,6 +338,7 @@ pub struct RouteTableBuilder {
     default_route: Option<Arc<Route>>,
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
+    pub client_auth: HostMap<Arc<ClientAuth>>,
 }
 
 #[derive(Debug, Default)]
@@ -361,6 +405,7 @@ impl RouteTableBuilder {
         let mut table = RouteTable {
             routes: self.routes,
             certs: self.certs,
+            client_auth: self.client_auth,
             default_route: self.default_route,
             ..RouteTable::default()
         };

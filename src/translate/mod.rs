@@ -184,6 +184,12 @@ pub fn translate_with(
             policy: Arc::new(parsed.policy.clone()),
             annotations: &parsed,
             hsts: hsts.as_ref(),
+            any_host_access: parsed.access.client_cert.as_ref().map(|_| {
+                Arc::new(AccessPolicy {
+                    denied: Some(NO_HOST_FOR_CLIENT_CERTS.into()),
+                    ..AccessPolicy::default()
+                })
+            }),
         };
         build.add_rules(&ingress);
         build.add_default_backend(&ingress);
@@ -211,7 +217,14 @@ struct IngressView<'a> {
     annotations: &'a IngressAnnotations,
     /// The HSTS header value, when HSTS is on.
     hsts: Option<&'a http::HeaderValue>,
+    /// The access of this Ingress's rules without host, when it differs:
+    /// closed, when the Ingress asks for client certificates, which are
+    /// asked for by server name.
+    any_host_access: Option<Arc<AccessPolicy>>,
 }
+
+const NO_HOST_FOR_CLIENT_CERTS: &str =
+    "auth-tls-secret: client certificates are asked for by host name, and this rule has no host";
 
 impl IngressView<'_> {
     /// Whether this Ingress's `tls` section covers `host` (the default of
@@ -242,6 +255,10 @@ impl IngressView<'_> {
         regex: bool,
     ) -> Route {
         let tls = self.has_tls_for(&host);
+        let access = match (&host, &self.any_host_access) {
+            (HostPattern::Any, Some(closed)) => closed.clone(),
+            _ => self.annotations.access.clone(),
+        };
         let ssl_redirect = self.annotations.ssl_redirect.unwrap_or(tls);
         let rewrite = self.annotations.rewrite_target.as_ref().map(|target| {
             if regex && has_captures(target) {
@@ -258,7 +275,7 @@ impl IngressView<'_> {
             regex,
             action,
             policy: self.policy.clone(),
-            access: self.annotations.access.clone(),
+            access,
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -314,6 +331,7 @@ impl Build<'_> {
         let rules = view.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
         for rule in rules.into_iter().flatten() {
             let host = HostPattern::parse(rule.host.as_deref());
+            self.add_client_auth(view, &host);
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice());
             for path in paths.unwrap_or_default() {
                 let path_text = path.path.as_deref().unwrap_or("/");
@@ -349,6 +367,35 @@ impl Build<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// `auth-tls-*` apply to the whole host; the oldest Ingress that sets
+    /// them for a host decides them.
+    fn add_client_auth(&mut self, view: &IngressView<'_>, host: &HostPattern) {
+        let Some(client_auth) = &view.annotations.access.client_cert else {
+            return;
+        };
+        if *host == HostPattern::Any {
+            let message = format!("{NO_HOST_FOR_CLIENT_CERTS}; its routes answer 503");
+            self.warn(view.key, WarningKind::ProtectionDenied, message);
+            return;
+        }
+        if self
+            .table
+            .client_auth
+            .insert_first(host, client_auth.clone())
+        {
+            return;
+        }
+        let same = self
+            .table
+            .client_auth
+            .get(&host.to_string())
+            .is_some_and(|present| present.fingerprint == client_auth.fingerprint);
+        if !same {
+            let message = format!("host {host}: client certificates are already configured by an older Ingress; its auth-tls-* settings apply to this host");
+            self.warn(view.key, WarningKind::TlsConflict, message);
         }
     }
 

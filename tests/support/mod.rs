@@ -305,6 +305,7 @@ pub async fn closed_port() -> u16 {
 pub struct Pki {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pub ca: CertificateDer<'static>,
+    pub ca_pem: String,
 }
 
 pub struct Leaf {
@@ -315,16 +316,38 @@ pub struct Leaf {
 
 impl Pki {
     pub fn new() -> Pki {
+        Pki::named("Gatehouse test CA")
+    }
+
+    /// A CA whose subject is `CN=<name>`.
+    pub fn named(name: &str) -> Pki {
         let key = rcgen::KeyPair::generate().expect("CA key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "Gatehouse test CA");
+            .push(rcgen::DnType::CommonName, name);
         let cert = params.self_signed(&key).expect("CA cert");
         Pki {
             ca: cert.der().clone(),
+            ca_pem: cert.pem(),
             issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A client certificate (TLS client auth) with subject `CN=<cn>`.
+    pub fn client(&self, cn: &str) -> Leaf {
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
         }
     }
 
