@@ -83,6 +83,12 @@ fn help_describes_every_flag() {
         "--annotations-prefix",
         "--default-ssl-certificate",
         "--default-backend-service",
+        "--unsupported-protection",
+        "--allow-cross-namespace-secrets",
+        "--hsts",
+        "--hsts-max-age",
+        "--hsts-include-subdomains",
+        "--hsts-preload",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -247,6 +253,77 @@ fn routes_fails_on_broken_manifests_and_warnings() {
     assert!(out.contains("b.yaml:"), "{out}");
     assert!(out.contains("Service test/missing not found"), "{out}");
     assert!(out.contains("server-snippet refused"), "{out}");
+}
+
+#[test]
+fn routes_shows_what_protects_each_route_and_warn_mode_says_so_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        service("web", &["127.0.0.1:9".parse().expect("addr")]),
+        opaque_secret(
+            "users",
+            &[("auth", "alice:{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=")],
+        ),
+        ingress("open", "open.test", "/", "web", None),
+        ingress_annotated(
+            "basic",
+            "basic.test",
+            "/",
+            "web",
+            None,
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+            ],
+        ),
+        ingress_annotated(
+            "waf",
+            "waf.test",
+            "/",
+            "web",
+            None,
+            &[("nginx.ingress.kubernetes.io/enable-modsecurity", "true")],
+        ),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
+    let (code, out) = routes(dir.path());
+    assert_eq!(code, Some(1), "a closed route is a warning: {out}");
+    assert!(
+        out.lines().next().is_some_and(|h| h.contains("ACCESS")),
+        "{out}"
+    );
+    let row = |host: &str| {
+        out.lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_else(|| panic!("no row for {host}: {out}"))
+            .to_owned()
+    };
+    assert!(row("open.test").contains("public"));
+    assert!(row("basic.test").contains("basic"));
+    assert!(row("waf.test")
+        .contains("denied: nginx.ingress.kubernetes.io/enable-modsecurity: is not implemented"));
+    assert!(
+        out.contains("every route of this Ingress answers 503"),
+        "{out}"
+    );
+
+    let warned = gatehouse()
+        .args(["routes", "--unsupported-protection", "warn", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .expect("run routes");
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("WITHOUT that protection"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&warned.stdout);
+    assert!(
+        stdout.contains("served WITHOUT this protection"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

@@ -232,6 +232,7 @@ async fn a_yes_forwards_with_the_auth_headers_and_client_forgeries_dropped() {
     assert_eq!(uri, "/oauth2/auth?host=oauth.test");
     assert_eq!(h["x-original-url"], "http://oauth.test/cart?item=7");
     assert_eq!(h["x-original-method"], "GET");
+    assert_eq!(h["x-forwarded-method"], "GET");
     assert_eq!(h["x-forwarded-host"], "oauth.test");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-real-ip"], "127.0.0.1");

@@ -37,6 +37,7 @@ const CACHE_CAPACITY: usize = 10_000;
 
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
 static X_SENT_FROM: HeaderName = HeaderName::from_static("x-sent-from");
 
@@ -276,7 +277,10 @@ impl ExternalAuth {
         original_url.push_str(facts.uri.path_and_query().map_or("/", |p| p.as_str()));
         let value = |text: String| HeaderValue::from_str(&text).map_err(|e| failed(&e));
         headers.insert(X_ORIGINAL_URL.clone(), value(original_url)?);
-        headers.insert(X_ORIGINAL_METHOD.clone(), value(facts.method.to_string())?);
+        let method = value(facts.method.to_string())?;
+        headers.insert(X_ORIGINAL_METHOD.clone(), method.clone());
+        // What Authelia's older setups added with an auth-snippet.
+        headers.insert(X_FORWARDED_METHOD.clone(), method);
         let redirect = match &self.request_redirect {
             Some(t) => t.expand(facts),
             None => facts

@@ -35,6 +35,10 @@ enum Var {
     EscapedRequestUri,
     RequestMethod,
     RemoteAddr,
+    /// `$args`: the query string, without `?`.
+    Args,
+    /// `$is_args`: `?` when there is a query string.
+    IsArgs,
     /// `$http_<name>`: a request header (dashes as underscores).
     Header(String),
     /// `$cookie_<name>`: a request cookie.
@@ -124,6 +128,8 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
         "escaped_request_uri" => Var::EscapedRequestUri,
         "request_method" => Var::RequestMethod,
         "remote_addr" => Var::RemoteAddr,
+        "args" | "query_string" => Var::Args,
+        "is_args" => Var::IsArgs,
         _ if vars == Vars::Request => {
             if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                 Var::Header(header.replace('_', "-"))
@@ -141,7 +147,7 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
 }
 
 fn unknown(name: &str, vars: Vars) -> String {
-    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method, $remote_addr";
+    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method, $remote_addr, $args, $is_args";
     match vars {
         Vars::Location => format!("uses ${name}; Gatehouse expands only {known}"),
         Vars::Request => format!(
@@ -163,6 +169,12 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
         Var::RequestMethod => out.push_str(facts.method.as_str()),
         Var::RemoteAddr => {
             let _ = write!(out, "{}", facts.client);
+        }
+        Var::Args => out.push_str(facts.uri.query().unwrap_or_default()),
+        Var::IsArgs => {
+            if facts.uri.query().is_some() {
+                out.push('?');
+            }
         }
         Var::Header(name) => {
             let values = facts.headers.get_all(name.as_str());
@@ -252,6 +264,10 @@ mod tests {
             "https://Shop.Example.com:8443/cart/items?id=7&x=a%20b"
         );
         assert_eq!(expand("${request_method}:$remote_addr"), "POST:192.0.2.7");
+        assert_eq!(
+            expand("https://$host$request_uri$is_args$args"),
+            "https://shop.example.com/cart/items?id=7&x=a%20b?id=7&x=a%20b"
+        );
     }
 
     #[test]
