@@ -167,6 +167,12 @@ impl BasicAuth {
             return false;
         };
         let verified = if hash.is_slow() {
+            // At most one slow check per core at a time: a flood of wrong
+            // passwords queues here instead of taking every core from the
+            // traffic that is already signed in.
+            let Ok(_turn) = slow_checks().acquire().await else {
+                return false;
+            };
             let auth = self.clone();
             let check = tokio::task::spawn_blocking(move || {
                 let password = &credentials[colon + 1..];
@@ -197,6 +203,14 @@ impl BasicAuth {
             set.insert(digest);
         }
     }
+}
+
+fn slow_checks() -> &'static tokio::sync::Semaphore {
+    static CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 /// The decoded `user:password` of a `Basic` Authorization header.
