@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -63,6 +63,8 @@ pub enum Object {
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
+    /// Only those an annotation names keep their data.
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -73,6 +75,7 @@ impl Object {
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
         }
     }
 
@@ -84,6 +87,7 @@ impl Object {
             Object::Service(o) => (&o.metadata, true),
             Object::EndpointSlice(o) => (&o.metadata, true),
             Object::Secret(o) => (&o.metadata, true),
+            Object::ConfigMap(o) => (&o.metadata, true),
         };
         let namespace = match meta.namespace.as_deref() {
             _ if !namespaced => "",
@@ -104,6 +108,7 @@ impl Object {
             Object::Service(o) => ObjectKey::of(&o.metadata, true),
             Object::EndpointSlice(o) => ObjectKey::of(&o.metadata, true),
             Object::Secret(o) => ObjectKey::of(&o.metadata, true),
+            Object::ConfigMap(o) => ObjectKey::of(&o.metadata, true),
         }
     }
 }
@@ -138,6 +143,7 @@ pub struct ClusterState {
     pub services: HashMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: HashMap<ObjectKey, Arc<Secret>>,
+    pub config_maps: HashMap<ObjectKey, Arc<ConfigMap>>,
 }
 
 impl ClusterState {
@@ -151,6 +157,7 @@ impl ClusterState {
             Object::Service(o) => self.services.insert(key, o).is_some(),
             Object::EndpointSlice(o) => self.endpoint_slices.insert(key, o).is_some(),
             Object::Secret(o) => self.secrets.insert(key, o).is_some(),
+            Object::ConfigMap(o) => self.config_maps.insert(key, o).is_some(),
         }
     }
 
@@ -163,6 +170,7 @@ impl ClusterState {
             Object::Service(_) => drop(self.services.remove(&key)),
             Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
             Object::Secret(_) => drop(self.secrets.remove(&key)),
+            Object::ConfigMap(_) => drop(self.config_maps.remove(&key)),
         }
     }
 
@@ -184,6 +192,7 @@ impl fmt::Debug for ClusterState {
             .field("services", &self.services.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("secrets", &self.secrets.len())
+            .field("config_maps", &self.config_maps.len())
             .finish()
     }
 }

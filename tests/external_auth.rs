@@ -124,6 +124,21 @@ async fn site() -> Site {
     let manifests = [
         INGRESS_CLASS.to_owned(),
         service("web", &[backend.addr]),
+        "---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: auth-headers, namespace: test}
+data: {X-Tenant: blue, X-Asked-For: $request_uri}
+"
+        .to_owned(),
+        ingress_with(
+            "headers",
+            "headers.test",
+            common(&[(
+                "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+                "test/auth-headers",
+            )]),
+        ),
         ingress_with(
             "oauth",
             "oauth.test",
@@ -332,4 +347,22 @@ async fn answers_are_cached_by_the_cache_key() {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(count(), 3);
+}
+
+#[tokio::test]
+async fn auth_proxy_set_headers_come_from_the_configmap() {
+    let site = site().await;
+    let reply = fetch(
+        &site,
+        request("headers.test", "/x?y=1", &[("x-tenant", "red")]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let asked = site.auth.lock().unwrap();
+    let (_, _, h) = asked.last().expect("a subrequest");
+    assert_eq!(
+        h["x-tenant"], "blue",
+        "the ConfigMap's value replaces the client's"
+    );
+    assert_eq!(h["x-asked-for"], "/x?y=1");
 }

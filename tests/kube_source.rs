@@ -404,3 +404,50 @@ async fn a_secret_named_by_auth_secret_keeps_its_data_and_protects_the_route() {
     let reply = send_request(&mut conn, req).await.expect("request");
     assert_eq!(reply.status, StatusCode::OK, "alice:sha1-secret signs in");
 }
+
+#[tokio::test]
+async fn a_configmap_named_by_auth_proxy_set_headers_keeps_its_data() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    let external = [
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://127.0.0.1:9/auth",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+            "test/auth-headers",
+        ),
+    ];
+    let config_map = "---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: auth-headers, namespace: test}
+data: {X-Tenant: blue}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated, namespace: test}
+data: {big: value}
+";
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            config_map.to_owned(),
+            ingress_annotated("sso", "sso.test", "/", "web", None, &external),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    let table = gatehouse.table.load();
+    let route = table
+        .routes()
+        .iter()
+        .find(|r| r.host.to_string() == "sso.test")
+        .expect("route");
+    let external = route.access.external.as_ref().expect("external auth");
+    let headers: Vec<&str> = external.proxy_set_headers().map(|h| h.as_str()).collect();
+    assert_eq!(headers, ["x-tenant"]);
+    assert!(route.access.denied.is_none(), "{:?}", route.access.denied);
+}

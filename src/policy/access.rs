@@ -17,7 +17,7 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::basic_auth::BasicAuth;
@@ -81,6 +81,7 @@ const ENFORCED: &[&str] = &[
     "auth-cache-key",
     "auth-cache-duration",
     "auth-always-set-cookie",
+    "auth-proxy-set-headers",
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
@@ -138,30 +139,54 @@ impl Problems {
     }
 }
 
-/// The Secrets an Ingress's annotations may name: its own namespace's,
-/// others' only with `--allow-cross-namespace-secrets`.
-pub struct SecretLookup<'a> {
+/// The Secrets and ConfigMaps an Ingress's annotations may name: its own
+/// namespace's, others' only with `--allow-cross-namespace-secrets`.
+pub struct ObjectLookup<'a> {
     pub namespace: &'a str,
     pub secrets: &'a HashMap<ObjectKey, Arc<Secret>>,
+    pub config_maps: &'a HashMap<ObjectKey, Arc<ConfigMap>>,
 }
 
-impl SecretLookup<'_> {
+impl ObjectLookup<'_> {
     /// The Secret `reference` (`name` or `namespace/name`) names.
-    pub fn get(
+    pub fn secret(
         &self,
         reference: &str,
         options: &AccessOptions,
     ) -> Result<(ObjectKey, &Secret), String> {
-        let key = secret_reference(self.namespace, reference)?;
-        if key.namespace != self.namespace && !options.cross_namespace_secrets {
-            return Err(format!(
-                "names Secret {key} of another namespace, which needs --allow-cross-namespace-secrets"
-            ));
-        }
+        let key = self.key("Secret", reference, options)?;
         match self.secrets.get(&key) {
             Some(secret) => Ok((key, secret)),
             None => Err(format!("Secret {key} not found")),
         }
+    }
+
+    /// The ConfigMap `reference` (`name` or `namespace/name`) names.
+    pub fn config_map(
+        &self,
+        reference: &str,
+        options: &AccessOptions,
+    ) -> Result<(ObjectKey, &ConfigMap), String> {
+        let key = self.key("ConfigMap", reference, options)?;
+        match self.config_maps.get(&key) {
+            Some(map) => Ok((key, map)),
+            None => Err(format!("ConfigMap {key} not found")),
+        }
+    }
+
+    fn key(
+        &self,
+        kind: &str,
+        reference: &str,
+        options: &AccessOptions,
+    ) -> Result<ObjectKey, String> {
+        let key = object_reference(self.namespace, reference)?;
+        if key.namespace != self.namespace && !options.cross_namespace_secrets {
+            return Err(format!(
+                "names {kind} {key} of another namespace, which needs --allow-cross-namespace-secrets"
+            ));
+        }
+        Ok(key)
     }
 }
 
@@ -173,12 +198,23 @@ pub fn annotation_secret_keys(ingress: &Ingress, our_prefix: &str) -> Vec<Object
     ["auth-secret", "auth-tls-secret"]
         .iter()
         .filter_map(|name| annotations.get(name))
-        .filter_map(|(_, reference)| secret_reference(&namespace, reference).ok())
+        .filter_map(|(_, reference)| object_reference(&namespace, reference).ok())
+        .collect()
+}
+
+/// The ConfigMaps an Ingress's access annotations name.
+pub fn annotation_config_map_keys(ingress: &Ingress, our_prefix: &str) -> Vec<ObjectKey> {
+    let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
+    let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
+    annotations
+        .get("auth-proxy-set-headers")
+        .and_then(|(_, reference)| object_reference(&namespace, reference).ok())
+        .into_iter()
         .collect()
 }
 
 /// `name` (in `namespace`) or `namespace/name`.
-pub fn secret_reference(namespace: &str, reference: &str) -> Result<ObjectKey, String> {
+pub fn object_reference(namespace: &str, reference: &str) -> Result<ObjectKey, String> {
     let dns = |s: &str| {
         !s.is_empty()
             && s.len() <= 253
@@ -316,14 +352,15 @@ pub struct Compiled {
 impl AccessPolicy {
     pub fn compile(
         annotations: &Annotations<'_>,
-        secrets: &SecretLookup<'_>,
+        secrets: &ObjectLookup<'_>,
         options: &AccessOptions,
     ) -> Compiled {
         let mut problems = Problems::default();
         let mut notes = Vec::new();
         let sources = SourceRanges::compile(annotations, &mut problems);
         let basic = BasicAuth::compile(annotations, secrets, options, &mut problems, &mut notes);
-        let external = ExternalAuth::compile(annotations, &mut problems).map(Arc::new);
+        let external =
+            ExternalAuth::compile(annotations, secrets, options, &mut problems).map(Arc::new);
         let client_cert = ClientAuth::compile(annotations, secrets, options, &mut problems);
         let satisfy = match annotations.get("satisfy") {
             None => Satisfy::All,
@@ -479,9 +516,10 @@ mod tests {
             .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
             .collect();
         let secrets = HashMap::default();
-        let lookup = SecretLookup {
+        let lookup = ObjectLookup {
             namespace: "shop",
             secrets: &secrets,
+            config_maps: &HashMap::default(),
         };
         AccessPolicy::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),
@@ -509,7 +547,7 @@ mod tests {
     #[test]
     fn unimplemented_protective_annotations_close_the_routes() {
         for name in [
-            "auth-proxy-set-headers",
+            "enable-owasp-core-rules",
             "modsecurity-transaction-id",
             "enable-modsecurity",
             "auth-snippet",
@@ -645,9 +683,10 @@ mod tests {
                 "users".to_owned(),
             ),
         ]);
-        let lookup = SecretLookup {
+        let lookup = ObjectLookup {
             namespace: "shop",
             secrets: &secrets,
+            config_maps: &HashMap::default(),
         };
         let c = AccessPolicy::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),

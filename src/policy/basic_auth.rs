@@ -19,7 +19,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
-use super::access::{AccessOptions, Problems, SecretLookup};
+use super::access::{AccessOptions, ObjectLookup, Problems};
 use super::htpasswd::Hash;
 use super::Annotations;
 use crate::cluster::ObjectKey;
@@ -51,7 +51,7 @@ impl BasicAuth {
     /// worth a warning but leaves the route protected.
     pub fn compile(
         annotations: &Annotations<'_>,
-        secrets: &SecretLookup<'_>,
+        secrets: &ObjectLookup<'_>,
         options: &AccessOptions,
         problems: &mut Problems,
         notes: &mut Vec<String>,
@@ -103,7 +103,7 @@ impl BasicAuth {
             problems.add(&type_key, "basic needs auth-secret".into());
             return None;
         };
-        let (key, secret) = match secrets.get(reference, options) {
+        let (key, secret) = match secrets.secret(reference, options) {
             Ok(found) => found,
             Err(why) => {
                 problems.add(&secret_key, why);

@@ -31,7 +31,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 
-use super::access::{parse_bool, AccessOptions, Problems, SecretLookup};
+use super::access::{parse_bool, AccessOptions, ObjectLookup, Problems};
 use super::template::escape_component;
 use super::Annotations;
 use crate::cluster::ObjectKey;
@@ -127,7 +127,7 @@ pub enum CertCheck {
 impl ClientAuth {
     pub fn compile(
         annotations: &Annotations<'_>,
-        secrets: &SecretLookup<'_>,
+        secrets: &ObjectLookup<'_>,
         options: &AccessOptions,
         problems: &mut Problems,
     ) -> Option<Arc<ClientAuth>> {
@@ -209,7 +209,7 @@ impl ClientAuth {
                     })
                     .ok()
             });
-        let (key, secret) = match secrets.get(reference, options) {
+        let (key, secret) = match secrets.secret(reference, options) {
             Ok(found) => found,
             Err(why) => {
                 problems.add(&secret_key, why);

@@ -23,7 +23,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
-use super::access::{Granted, Problems, Refusal};
+use super::access::{AccessOptions, Granted, ObjectLookup, Problems, Refusal};
 use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
 use crate::proxy::{ConnInfo, Lease, Target, Upstreams};
@@ -52,6 +52,8 @@ pub struct ExternalAuth {
     request_redirect: Option<Template>,
     always_set_cookie: bool,
     cache: Option<AnswerCache>,
+    /// `auth-proxy-set-headers`: headers set on the subrequest.
+    set_headers: Vec<(HeaderName, Template)>,
 }
 
 #[derive(Debug)]
@@ -69,7 +71,12 @@ struct Answer {
 }
 
 impl ExternalAuth {
-    pub fn compile(annotations: &Annotations<'_>, problems: &mut Problems) -> Option<ExternalAuth> {
+    pub fn compile(
+        annotations: &Annotations<'_>,
+        lookup: &ObjectLookup<'_>,
+        options: &AccessOptions,
+        problems: &mut Problems,
+    ) -> Option<ExternalAuth> {
         let (url_key, url) = annotations.get("auth-url")?;
         let before = problems.len();
         let mut template = |name: &str, vars: Vars| {
@@ -149,6 +156,15 @@ impl ExternalAuth {
                 })
             }
         };
+        let set_headers = match annotations.get("auth-proxy-set-headers") {
+            None => Vec::new(),
+            Some((key, reference)) => {
+                proxy_set_headers(lookup, reference, options).unwrap_or_else(|why| {
+                    problems.add(&key, why);
+                    Vec::new()
+                })
+            }
+        };
         if problems.len() > before {
             return None;
         }
@@ -167,7 +183,18 @@ impl ExternalAuth {
             request_redirect,
             always_set_cookie,
             cache,
+            set_headers,
         })
+    }
+
+    /// The auth URL as written.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The headers `auth-proxy-set-headers` adds to each subrequest.
+    pub fn proxy_set_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.set_headers.iter().map(|(name, _)| name)
     }
 
     /// Asks the auth service about one request; on yes, what to copy into
@@ -291,6 +318,9 @@ impl ExternalAuth {
         };
         headers.insert(X_AUTH_REQUEST_REDIRECT.clone(), value(redirect)?);
         headers.insert(X_SENT_FROM.clone(), HeaderValue::from_static("gatehouse"));
+        for (name, template) in &self.set_headers {
+            headers.insert(name.clone(), value(template.expand(facts))?);
+        }
 
         let mut request = Request::new(Lease::empty());
         *request.method_mut() = self.method.clone();
@@ -320,6 +350,30 @@ impl ExternalAuth {
             Err(_) => Err(failed(&"the auth service did not answer in time")),
         }
     }
+}
+
+/// The headers of an `auth-proxy-set-headers` ConfigMap: each key a header
+/// name, each value its value (which may use the cache key's variables).
+fn proxy_set_headers(
+    lookup: &ObjectLookup<'_>,
+    reference: &str,
+    options: &AccessOptions,
+) -> Result<Vec<(HeaderName, Template)>, String> {
+    let (key, map) = lookup.config_map(reference, options)?;
+    let mut headers = Vec::new();
+    for (name, value) in map.data.iter().flatten() {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("ConfigMap {key}: {name:?} is not a header name"))?;
+        let template = Template::parse(value, Vars::Request)
+            .map_err(|why| format!("ConfigMap {key}: header {name}: {value:?} {why}"))?;
+        if HeaderValue::from_str(&template.literal_text()).is_err() {
+            return Err(format!(
+                "ConfigMap {key}: header {name}: {value:?} is not a header value"
+            ));
+        }
+        headers.push((header, template));
+    }
+    Ok(headers)
 }
 
 fn refusal(status: StatusCode, name: HeaderName, value: HeaderValue) -> Refusal {
@@ -489,8 +543,16 @@ mod tests {
             .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
             .collect();
         let mut problems = Problems::default();
+        let (secrets, config_maps) = (Default::default(), Default::default());
+        let lookup = ObjectLookup {
+            namespace: "shop",
+            secrets: &secrets,
+            config_maps: &config_maps,
+        };
         let auth = ExternalAuth::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),
+            &lookup,
+            &AccessOptions::default(),
             &mut problems,
         );
         (auth, problems)

@@ -14,6 +14,8 @@ use http::{Method, Uri};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// As written.
+    text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +97,15 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_owned()));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            parts,
+            text: value.to_owned(),
+        })
+    }
+
+    /// The value as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The text parts alone, variables left out.

@@ -10,19 +10,19 @@
 //!   server that is down or restarting never stops Gatehouse, which keeps
 //!   serving its last table. A lost and a restored watch are each logged
 //!   once, not once per retry.
-//! - Secrets: only those an Ingress references (in `spec.tls`, in an
-//!   annotation such as `auth-secret`, or as the default certificate) keep
-//!   their data; every other Secret is held as its name only, its bytes
-//!   dropped in the same batch of changes that delivered them. When an
-//!   Ingress starts referencing a Secret held without data, the Secret is
-//!   fetched.
+//! - Secrets and ConfigMaps: only those an Ingress references (in
+//!   `spec.tls`, in an annotation such as `auth-secret` or
+//!   `auth-proxy-set-headers`, or as the default certificate) keep their
+//!   data; every other one is held as its name only, its bytes dropped in
+//!   the same batch of changes that delivered them. When an Ingress starts
+//!   referencing one held without data, it is fetched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
-use crate::policy::access::annotation_secret_keys;
+use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -94,9 +94,10 @@ enum Kind {
     Service,
     EndpointSlice,
     Secret,
+    ConfigMap,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 enum Change {
     Init,
@@ -183,8 +184,11 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
         Object::EndpointSlice,
     );
     let fetch_tx = changes_tx.clone();
-    spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx, |s| {
+    spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx.clone(), |s| {
         Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s))))
+    });
+    spawn_watcher::<ConfigMap>(api(&client, ns), Kind::ConfigMap, changes_tx, |c| {
+        Object::ConfigMap(Arc::new(trimmed_config_map(Arc::unwrap_or_clone(c))))
     });
     let pinned = source.default_certificate.clone();
     let prefix = source.annotations_prefix.clone();
@@ -193,7 +197,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut caches: BTreeMap<Kind, KindCache> = BTreeMap::new();
-        let mut secrets = SecretKeeper::new(client, pinned, prefix, fetch_tx);
+        let mut secrets = DataScope::new(client, pinned, prefix, fetch_tx);
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
             let mut changed = secrets.apply(&mut caches, first);
@@ -224,25 +228,25 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     state_rx
 }
 
-/// Keeps Secret data only for referenced Secrets, and fetches the data of a
-/// Secret that becomes referenced while held without it.
-struct SecretKeeper {
+/// Keeps the data of referenced Secrets and ConfigMaps only, and fetches
+/// one that becomes referenced while held without it.
+struct DataScope {
     client: Client,
     pinned: Option<ObjectKey>,
     annotations_prefix: String,
     fetches: mpsc::UnboundedSender<(Kind, Change)>,
-    /// Secrets fetched (or being fetched) since their last watch event.
-    fetched: BTreeSet<ObjectKey>,
+    /// Objects fetched (or being fetched) since their last watch event.
+    fetched: BTreeSet<(Kind, ObjectKey)>,
 }
 
-impl SecretKeeper {
+impl DataScope {
     fn new(
         client: Client,
         pinned: Option<ObjectKey>,
         annotations_prefix: String,
         fetches: mpsc::UnboundedSender<(Kind, Change)>,
     ) -> Self {
-        SecretKeeper {
+        DataScope {
             client,
             pinned,
             annotations_prefix,
@@ -256,78 +260,114 @@ impl SecretKeeper {
         caches: &mut BTreeMap<Kind, KindCache>,
         (kind, change): (Kind, Change),
     ) -> bool {
-        if let (Kind::Secret, Change::Apply(object) | Change::InitApply(object)) = (kind, &change) {
+        if let Change::Apply(object) | Change::InitApply(object) = &change {
             // A new version from the watch: fetch again if it needs data.
-            self.fetched.remove(&object.key());
+            self.fetched.remove(&(kind, object.key()));
         }
         caches.entry(kind).or_default().apply(change)
     }
 
-    /// Secrets named in `spec.tls` or the annotations of any Ingress, and
-    /// the pinned default.
-    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> BTreeSet<ObjectKey> {
-        let mut keys: BTreeSet<ObjectKey> = self.pinned.iter().cloned().collect();
+    /// Secrets named in `spec.tls` or the annotations of any Ingress (and
+    /// the pinned default), and ConfigMaps named in annotations.
+    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> BTreeSet<(Kind, ObjectKey)> {
+        let mut keys: BTreeSet<(Kind, ObjectKey)> = self
+            .pinned
+            .iter()
+            .map(|k| (Kind::Secret, k.clone()))
+            .collect();
         let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
+        let prefix = &self.annotations_prefix;
         for object in ingresses.into_iter().flatten() {
             if let Object::Ingress(ingress) = object {
-                keys.extend(tls_secret_keys(ingress));
-                keys.extend(annotation_secret_keys(ingress, &self.annotations_prefix));
+                let secrets =
+                    tls_secret_keys(ingress).chain(annotation_secret_keys(ingress, prefix));
+                keys.extend(secrets.map(|k| (Kind::Secret, k)));
+                let maps = annotation_config_map_keys(ingress, prefix);
+                keys.extend(maps.into_iter().map(|k| (Kind::ConfigMap, k)));
             }
         }
         keys
     }
 
-    /// Drops the data of unreferenced Secrets; fetches referenced ones held
+    /// Drops the data of unreferenced objects; fetches referenced ones held
     /// without data. Returns whether the live view changed.
     fn enforce(&mut self, caches: &mut BTreeMap<Kind, KindCache>) -> bool {
         let referenced = self.referenced(caches);
-        let Some(cache) = caches.get_mut(&Kind::Secret) else {
-            return false;
-        };
         let mut changed = false;
         let mut wanted = Vec::new();
-        for (key, object) in cache
-            .live
-            .iter_mut()
-            .chain(cache.relist.iter_mut().flatten())
-        {
-            let Object::Secret(secret) = object else {
+        for kind in [Kind::Secret, Kind::ConfigMap] {
+            let Some(cache) = caches.get_mut(&kind) else {
                 continue;
             };
-            let has_data = secret.data.as_ref().is_some_and(|d| !d.is_empty());
-            if !referenced.contains(key) {
-                if has_data {
-                    Arc::make_mut(secret).data = None;
-                    changed = true;
+            let objects = cache
+                .live
+                .iter_mut()
+                .chain(cache.relist.iter_mut().flatten());
+            for (key, object) in objects {
+                let is_referenced = referenced.contains(&(kind, key.clone()));
+                match (has_data(object), is_referenced) {
+                    (true, false) => {
+                        drop_data(object);
+                        changed = true;
+                    }
+                    (false, true) => wanted.push((kind, key.clone())),
+                    _ => {}
                 }
-            } else if !has_data {
-                wanted.push(key.clone());
             }
         }
-        for key in wanted {
-            if self.fetched.insert(key.clone()) {
-                self.fetch(key);
+        for wanted in wanted {
+            if self.fetched.insert(wanted.clone()) {
+                self.fetch(wanted);
             }
         }
         changed
     }
 
-    fn fetch(&self, key: ObjectKey) {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
-        let tx = self.fetches.clone();
+    fn fetch(&self, (kind, key): (Kind, ObjectKey)) {
+        let (client, tx) = (self.client.clone(), self.fetches.clone());
         tokio::spawn(async move {
-            match api.get(&key.name).await {
-                Ok(secret) => {
-                    let _ = tx.send((
-                        Kind::Secret,
-                        Change::Fetched(Object::Secret(Arc::new(trimmed(secret)))),
-                    ));
+            let fetched = match kind {
+                Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, &key.namespace)
+                    .get(&key.name)
+                    .await
+                    .map(|c| Object::ConfigMap(Arc::new(trimmed_config_map(c)))),
+                _ => Api::<Secret>::namespaced(client, &key.namespace)
+                    .get(&key.name)
+                    .await
+                    .map(|s| Object::Secret(Arc::new(trimmed(s)))),
+            };
+            match fetched {
+                Ok(object) => {
+                    let _ = tx.send((kind, Change::Fetched(object)));
                 }
                 Err(e) => {
-                    tracing::warn!(target: "gatehouse::source", secret = %key, "cannot read a referenced Secret: {e}")
+                    tracing::warn!(target: "gatehouse::source", ?kind, object = %key, "cannot read a referenced object: {e}")
                 }
             }
         });
+    }
+}
+
+fn has_data(object: &Object) -> bool {
+    match object {
+        Object::Secret(s) => s.data.as_ref().is_some_and(|d| !d.is_empty()),
+        Object::ConfigMap(c) => {
+            c.data.as_ref().is_some_and(|d| !d.is_empty())
+                || c.binary_data.as_ref().is_some_and(|d| !d.is_empty())
+        }
+        _ => false,
+    }
+}
+
+fn drop_data(object: &mut Object) {
+    match object {
+        Object::Secret(s) => Arc::make_mut(s).data = None,
+        Object::ConfigMap(c) => {
+            let c = Arc::make_mut(c);
+            c.data = None;
+            c.binary_data = None;
+        }
+        _ => {}
     }
 }
 
@@ -383,8 +423,6 @@ fn spawn_watcher<K>(
     });
 }
 
-/// Keeps only what a TLS Secret needs; other Secrets keep their metadata and
-/// type, nothing else.
 /// A Secret without what no use of it needs (`stringData` is write-only
 /// and never set on read; managed fields and annotations can be large).
 fn trimmed(mut secret: Secret) -> Secret {
@@ -392,4 +430,11 @@ fn trimmed(mut secret: Secret) -> Secret {
     secret.metadata.managed_fields = None;
     secret.metadata.annotations = None;
     secret
+}
+
+/// A ConfigMap without managed fields and annotations.
+fn trimmed_config_map(mut map: ConfigMap) -> ConfigMap {
+    map.metadata.managed_fields = None;
+    map.metadata.annotations = None;
+    map
 }

@@ -2,7 +2,7 @@
 //!
 //! Documents are split on `---` separator lines, as kubectl's YAML reader
 //! does, so that every error can name the line it comes from. Kinds that
-//! Gatehouse does not read (Deployments, ConfigMaps, ...) are skipped
+//! Gatehouse does not read (Deployments, Pods, ...) are skipped
 //! silently; a kind it reads under an API version it does not know is an
 //! error, as `kubectl apply` would refuse it.
 
@@ -98,7 +98,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
     };
     let expected = match kind {
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
-        "Service" | "Secret" => "v1",
+        "Service" | "Secret" | "ConfigMap" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         _ => return Ok(None),
     };
@@ -113,6 +113,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "IngressClass" => Object::IngressClass(Arc::new(typed(value)?)),
         "Service" => Object::Service(Arc::new(typed(value)?)),
         "EndpointSlice" => Object::EndpointSlice(Arc::new(typed(value)?)),
+        "ConfigMap" => Object::ConfigMap(Arc::new(typed(value)?)),
         _ => Object::Secret(Arc::new(with_string_data_merged(typed(value)?))),
     };
     if object.key().name.is_empty() {

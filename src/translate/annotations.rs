@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode, Uri};
 
 use super::WarningKind;
-use crate::policy::access::{is_protective, SecretLookup};
+use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
 
@@ -75,7 +75,7 @@ const SNIPPETS: &[&str] = &[
 pub fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     our_prefix: &str,
-    secrets: &SecretLookup<'_>,
+    secrets: &ObjectLookup<'_>,
     access: &AccessOptions,
 ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
     let mut reader = Reader {
@@ -165,7 +165,7 @@ impl Reader<'_> {
     /// The access policy, with a warning for each protection that cannot
     /// be enforced (the routes are closed, or served without it in warn
     /// mode) and for each note (nothing left open).
-    fn access(&mut self, secrets: &SecretLookup<'_>, options: &AccessOptions) -> Arc<AccessPolicy> {
+    fn access(&mut self, secrets: &ObjectLookup<'_>, options: &AccessOptions) -> Arc<AccessPolicy> {
         let compiled = AccessPolicy::compile(&self.annotations, secrets, options);
         let (kind, outcome) = match options.unsupported_protection {
             ProtectionMode::Deny => (
@@ -359,9 +359,10 @@ mod tests {
         a: &BTreeMap<String, String>,
     ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
         let secrets = HashMap::default();
-        let lookup = SecretLookup {
+        let lookup = ObjectLookup {
             namespace: "default",
             secrets: &secrets,
+            config_maps: &HashMap::default(),
         };
         parse(Some(a), "gatehouse.dev", &lookup, &AccessOptions::default())
     }

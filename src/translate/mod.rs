@@ -26,7 +26,7 @@ pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
-use crate::policy::access::SecretLookup;
+use crate::policy::access::ObjectLookup;
 use crate::policy::hsts::HstsOptions;
 use crate::policy::{AccessOptions, AccessPolicy};
 use crate::table::{
@@ -165,9 +165,10 @@ pub fn translate_with(
     build.preparse(&ingresses, options);
     let hsts = options.hsts.header();
     for (key, ingress) in ingresses {
-        let secrets = SecretLookup {
+        let secrets = ObjectLookup {
             namespace: &key.namespace,
             secrets: &state.secrets,
+            config_maps: &state.config_maps,
         };
         let (parsed, warnings) = annotations::parse(
             ingress.metadata.annotations.as_ref(),

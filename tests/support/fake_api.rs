@@ -85,6 +85,7 @@ fn collection_of(object: &Value) -> String {
         "Service" => "services",
         "EndpointSlice" => "endpointslices",
         "Secret" => "secrets",
+        "ConfigMap" => "configmaps",
         "Lease" => "leases",
         "Event" => "events",
         other => panic!("fake API does not know kind {other}"),
@@ -188,6 +189,7 @@ impl FakeApi {
                 Object::Service(o) => serde_json::to_value(&*o),
                 Object::EndpointSlice(o) => serde_json::to_value(&*o),
                 Object::Secret(o) => serde_json::to_value(&*o),
+                Object::ConfigMap(o) => serde_json::to_value(&*o),
             };
             self.put(value.expect("json"));
         }
@@ -524,6 +526,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "services" => "Service",
         "endpointslices" => "EndpointSlice",
         "secrets" => "Secret",
+        "configmaps" => "ConfigMap",
         _ => "Unknown",
     };
     (version.to_owned(), kind)
