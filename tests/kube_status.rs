@@ -163,6 +163,55 @@ async fn one_elected_replica_publishes_status_and_events() {
 }
 
 #[tokio::test]
+async fn a_route_closed_for_its_protection_gets_a_protection_denied_event() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress_annotated(
+                "admin",
+                "admin.test",
+                "/",
+                "web",
+                None,
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                    ("nginx.ingress.kubernetes.io/auth-secret", "absent"),
+                ],
+            ),
+        ]
+        .concat(),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gatehouse", "namespace": "ingress"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 443}]}}));
+    let gatehouse = replica(&api, "replica-1").await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "admin.test", "/")
+            .await
+            .status,
+        http::StatusCode::SERVICE_UNAVAILABLE
+    );
+    let denied = || {
+        api.list("events.k8s.io/v1", "Event")
+            .into_iter()
+            .find(|e| e["reason"] == "ProtectionDenied")
+    };
+    eventually("a ProtectionDenied Event", || denied().is_some()).await;
+    let event = denied().expect("event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "admin");
+    assert_eq!(event["regarding"]["kind"], "Ingress");
+    let note = event["note"].as_str().expect("note");
+    assert!(
+        note.contains("nginx.ingress.kubernetes.io/auth-secret")
+            && note.contains("Secret test/absent not found"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
 async fn a_lease_not_renewed_is_taken_over() {
     let api = FakeApi::start().await;
     api.put_manifests(INGRESS_CLASS);

@@ -226,6 +226,17 @@ impl FakeApi {
             .cloned()
     }
 
+    /// Every stored object of a kind.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let inner = self.inner.lock().expect("lock");
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        inner
+            .objects
+            .get(&collection)
+            .map(|objects| objects.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets the event log: watches that resume from before now get 410.
     pub fn compact(&self) {
         let mut inner = self.inner.lock().expect("lock");
