@@ -508,13 +508,11 @@ fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::annotations::nginx_annotations;
     use std::collections::BTreeMap;
 
     fn compile_with(pairs: &[(&str, &str)], options: &AccessOptions) -> Compiled {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
-            .collect();
+        let map = nginx_annotations(pairs);
         let secrets = HashMap::default();
         let lookup = ObjectLookup {
             namespace: "shop",

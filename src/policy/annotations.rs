@@ -36,3 +36,12 @@ impl<'a> Annotations<'a> {
         })
     }
 }
+
+/// Annotations under ingress-nginx's prefix, for tests.
+#[cfg(test)]
+pub fn nginx_annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (format!("{NGINX_PREFIX}/{k}"), v.to_string()))
+        .collect()
+}

@@ -535,13 +535,10 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::policy::annotations::nginx_annotations;
 
     fn compile(pairs: &[(&str, &str)]) -> (Option<ExternalAuth>, Problems) {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
-            .collect();
+        let map = nginx_annotations(pairs);
         let mut problems = Problems::default();
         let (secrets, config_maps) = (Default::default(), Default::default());
         let lookup = ObjectLookup {

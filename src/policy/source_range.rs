@@ -105,13 +105,10 @@ pub fn parse_cidrs(value: &str) -> Result<Vec<IpNet>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::policy::annotations::nginx_annotations;
 
     fn compile(pairs: &[(&str, &str)]) -> (Option<SourceRanges>, Problems) {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
-            .collect();
+        let map = nginx_annotations(pairs);
         let mut problems = Problems::default();
         let ranges = SourceRanges::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),
