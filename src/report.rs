@@ -150,6 +150,9 @@ fn in_effect(route: &Route) -> String {
     if let Some(v) = &p.x_forwarded_prefix {
         parts.push(format!("x-forwarded-prefix={}", v.to_str().unwrap_or("?")));
     }
+    if let Some(cors) = &route.cors {
+        parts.push(cors.describe());
+    }
     if p.load_balance == LoadBalance::Ewma {
         parts.push("load-balance=ewma".into());
     }

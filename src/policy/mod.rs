@@ -14,6 +14,7 @@ pub mod access;
 mod annotations;
 pub mod basic_auth;
 pub mod client_cert;
+pub mod cors;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;

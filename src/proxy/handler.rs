@@ -24,6 +24,7 @@ use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::policy::access::{Granted, Subject};
+use crate::policy::cors::Cors;
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
@@ -101,11 +102,24 @@ impl Proxy {
             req.uri().clone(),
             request_id,
         );
-        let mut response = match host {
+        let mut cors = None;
+        let response = match host {
             Some(host) => match self.decide(&req, conn, &host) {
                 Decision::Forward(forward) => {
                     record.route = Some(forward.route.clone());
                     record.backend = Some(forward.backend.clone());
+                    cors = forward.route.cors.as_ref().and_then(|cors| {
+                        let origin = cors.allowed_origin(req.headers())?;
+                        Some((
+                            cors.clone(),
+                            origin,
+                            cors.is_preflight(req.method(), req.headers()),
+                        ))
+                    });
+                    if let Some((_, _, true)) = &cors {
+                        // A preflight, answered here (nginx's rewrite phase).
+                        return self.finish(no_content(), record, conn, cors.as_ref());
+                    }
                     // The access phase's second step: credentials.
                     let granted = match forward.authenticate {
                         false => Ok(None),
@@ -139,8 +153,22 @@ impl Proxy {
             },
             None => respond(StatusCode::BAD_REQUEST),
         };
+        self.finish(response, record, conn, cors.as_ref())
+    }
+
+    /// The response phase: HSTS and CORS headers, then telemetry.
+    fn finish(
+        &self,
+        mut response: Response<Inner>,
+        mut record: RequestRecord,
+        conn: &ConnInfo,
+        cors: Option<&(Arc<Cors>, HeaderValue, bool)>,
+    ) -> Response<ProxyBody> {
         if let Some(route) = &record.route {
             hsts::apply(route.hsts.as_ref(), conn.tls, response.headers_mut());
+        }
+        if let Some((cors, origin, _)) = cors {
+            cors.apply(origin, response.headers_mut());
         }
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
@@ -492,6 +520,16 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
 fn refuse(refusal: Refusal) -> Response<Inner> {
     let mut response = respond(refusal.status);
     response.headers_mut().extend(refusal.headers);
+    response
+}
+
+/// `204` for a CORS preflight, with an empty text body as nginx sends it.
+fn no_content() -> Response<Inner> {
+    let mut response = respond(StatusCode::NO_CONTENT);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain charset=UTF-8"),
+    );
     response
 }
 

@@ -30,6 +30,7 @@ use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
 use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
+use crate::policy::cors::Cors;
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
 
@@ -53,6 +54,8 @@ pub struct Route {
     pub policy: Arc<Policy>,
     /// Who may reach the route (shared by the routes of one Ingress).
     pub access: Arc<AccessPolicy>,
+    /// `enable-cors`: preflights answered, headers added.
+    pub cors: Option<Arc<Cors>>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's

@@ -45,6 +45,7 @@ fn route(route: &Route) -> Value {
         "ssl_redirect": route.ssl_redirect || p.force_ssl_redirect,
         "rewrite": route.rewrite.as_ref().map(|r| format!("{r:?}")),
         "access": access.describe(),
+        "cors": route.cors.as_ref().map(|c| c.describe()),
         "hsts": route.hsts.is_some(),
         "policy": {
             "backend_protocol": p.protocol,

@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode, Uri};
 
 use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
+use crate::policy::cors::Cors;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
 
@@ -26,6 +27,8 @@ pub struct IngressAnnotations {
     pub policy: Policy,
     /// Who may reach the routes.
     pub access: Arc<AccessPolicy>,
+    /// `enable-cors` and `cors-*`.
+    pub cors: Option<Arc<Cors>>,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -59,6 +62,13 @@ const IMPLEMENTED: &[&str] = &[
     "upstream-vhost",
     "x-forwarded-prefix",
     "load-balance",
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
 ];
 
 const SNIPPETS: &[&str] = &[
@@ -114,9 +124,16 @@ pub fn parse(
     }
     reader.report_unimplemented();
     let access = reader.access(secrets, access);
+    let mut notes = Vec::new();
+    let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
+    let invalid = notes
+        .into_iter()
+        .map(|n| (WarningKind::InvalidAnnotation, n));
+    reader.warnings.extend(invalid);
     let parsed = IngressAnnotations {
         policy,
         access,
+        cors,
         ssl_redirect,
         use_regex,
         rewrite_target,
@@ -430,8 +447,11 @@ mod tests {
                 "nginx.ingress.kubernetes.io/configuration-snippet",
                 "more_set_headers x;",
             ),
-            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
-            ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            (
+                "nginx.ingress.kubernetes.io/mirror-target",
+                "http://mirror/",
+            ),
+            ("nginx.ingress.kubernetes.io/enable-opentelemetry", "true"),
             ("cert-manager.io/cluster-issuer", "letsencrypt"),
         ]);
         let (_, warnings) = parse_alone(&a);
@@ -443,7 +463,7 @@ mod tests {
                 WarningKind::UnsupportedAnnotation
             ]
         );
-        assert!(warnings[1].1.contains("affinity") && warnings[1].1.contains("enable-cors"));
+        assert!(warnings[1].1.contains("mirror-target") && warnings[1].1.contains("opentelemetry"));
         assert!(!warnings[1].1.contains("cert-manager"));
     }
 

@@ -277,6 +277,7 @@ impl IngressView<'_> {
             action,
             policy: self.policy.clone(),
             access,
+            cors: self.annotations.cors.clone(),
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -532,6 +533,7 @@ impl Build<'_> {
                     ..Policy::default()
                 }),
                 access: Arc::new(AccessPolicy::default()),
+                cors: None,
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,
