@@ -150,6 +150,13 @@ fn in_effect(route: &Route) -> String {
     if let Some(v) = &p.x_forwarded_prefix {
         parts.push(format!("x-forwarded-prefix={}", v.to_str().unwrap_or("?")));
     }
+    if let Some(canary) = &route.canary {
+        parts.push(format!(
+            "canary={} ({})",
+            canary.ingress,
+            canary.rule.describe()
+        ));
+    }
     if let Some(cors) = &route.cors {
         parts.push(cors.describe());
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use gatehouse::cluster::{ClusterState, ObjectKey};
 use gatehouse::policy::{AccessOptions, ProtectionMode};
 use gatehouse::source::manifest;
-use gatehouse::table::{Decision, Forward, Policy, RequestFacts, Upstream};
+use gatehouse::table::{Action, Decision, Forward, Policy, RequestFacts, Upstream};
 use gatehouse::translate::{translate, TranslateOptions};
 use serde::Deserialize;
 
@@ -74,6 +74,8 @@ struct RequestCase {
     authenticate: Option<bool>,
     /// Whether HTTPS responses carry Strict-Transport-Security.
     hsts: Option<bool>,
+    /// The route's canary: `ns/svc:port <rule>`, or `-` for none.
+    canary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +162,16 @@ fn access_mismatches(what: &str, forward: &Forward, case: &RequestCase) -> Vec<S
             "{what}: authenticate {}, want {:?}",
             forward.authenticate, case.authenticate
         ));
+    }
+    let canary = match &forward.route.canary {
+        None => "-".to_owned(),
+        Some(c) => match &c.action {
+            Action::Forward(b) => format!("{}:{} {}", b.service, b.port, c.rule.describe()),
+            Action::Unavailable => format!("(unavailable) {}", c.rule.describe()),
+        },
+    };
+    if case.canary.as_ref().is_some_and(|want| *want != canary) {
+        out.push(format!("{what}: canary {canary}, want {:?}", case.canary));
     }
     let hsts = forward.route.hsts.is_some();
     if case.hsts.is_some_and(|want| want != hsts) {
@@ -413,6 +425,11 @@ fn protections_that_cannot_be_enforced_close_only_their_ingress() {
 #[test]
 fn warn_mode_serves_without_what_cannot_be_enforced() {
     check("access_warn");
+}
+
+#[test]
+fn canary_ingresses_join_the_main_route_of_their_host_and_path() {
+    check("canary");
 }
 
 #[test]

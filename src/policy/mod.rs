@@ -13,6 +13,7 @@
 pub mod access;
 mod annotations;
 pub mod basic_auth;
+pub mod canary;
 pub mod client_cert;
 pub mod cors;
 pub mod external_auth;

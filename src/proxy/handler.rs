@@ -105,7 +105,13 @@ impl Proxy {
         let mut cors = None;
         let response = match host {
             Some(host) => match self.decide(&req, conn, &host) {
-                Decision::Forward(forward) => {
+                Decision::Forward(mut forward) => {
+                    // The choice phase: a canary may take this request.
+                    if let Some(canary) = &forward.route.canary {
+                        if let Some((backend, balance)) = canary.choose(req.headers()) {
+                            (forward.backend, forward.load_balance) = (backend.clone(), balance);
+                        }
+                    }
                     record.route = Some(forward.route.clone());
                     record.backend = Some(forward.backend.clone());
                     cors = forward.route.cors.as_ref().and_then(|cors| {
@@ -296,7 +302,7 @@ impl Proxy {
             };
             let (target, pick) = match &forward.backend.upstream {
                 Upstream::Endpoints(set) => {
-                    match set.pick_healthy(policy.load_balance, millis(sent_at), failed) {
+                    match set.pick_healthy(forward.load_balance, millis(sent_at), failed) {
                         Some(pick) => (set.authority(pick), Some((set, pick))),
                         None => return respond(StatusCode::SERVICE_UNAVAILABLE),
                     }

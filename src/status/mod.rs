@@ -235,6 +235,7 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::DefaultBackendConflict => "DefaultBackendConflict",
         WarningKind::ProtectionDenied => "ProtectionDenied",
         WarningKind::ProtectionNotEnforced => "ProtectionNotEnforced",
+        WarningKind::CanaryUnmatched => "CanaryUnmatched",
     }
 }
 

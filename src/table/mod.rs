@@ -29,6 +29,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
 use crate::policy::cors::Cors;
 use crate::policy::{AccessPolicy, Admission};
@@ -56,6 +57,8 @@ pub struct Route {
     pub access: Arc<AccessPolicy>,
     /// `enable-cors`: preflights answered, headers added.
     pub cors: Option<Arc<Cors>>,
+    /// A canary Ingress's share of this route's traffic.
+    pub canary: Option<Arc<Canary>>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's
@@ -142,6 +145,8 @@ pub struct Forward {
     /// The host's client-certificate policy, which says what the backend
     /// learns of the client's certificate.
     pub client_auth: Option<Arc<ClientAuth>>,
+    /// How to pick among the backend's endpoints.
+    pub load_balance: LoadBalance,
 }
 
 /// The routes of one host.
@@ -267,7 +272,10 @@ impl RouteTable {
             Admission::Closed => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
         };
         let backend = match &route.action {
-            Action::Forward(backend) if backend.has_targets() => backend.clone(),
+            // With a canary, the choice phase may still find targets.
+            Action::Forward(backend) if backend.has_targets() || route.canary.is_some() => {
+                backend.clone()
+            }
             Action::Forward(_) | Action::Unavailable => {
                 return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE)
             }
@@ -278,6 +286,7 @@ impl RouteTable {
             rewritten: rewrite(route.rewrite.as_ref(), regex, req),
             authenticate,
             client_auth: client_auth.cloned(),
+            load_balance: policy.load_balance,
         })
     }
 

@@ -46,6 +46,14 @@ fn route(route: &Route) -> Value {
         "rewrite": route.rewrite.as_ref().map(|r| format!("{r:?}")),
         "access": access.describe(),
         "cors": route.cors.as_ref().map(|c| c.describe()),
+        "canary": route.canary.as_ref().map(|c| json!({
+            "ingress": c.ingress.to_string(),
+            "rule": c.rule.describe(),
+            "backend": match &c.action {
+                Action::Forward(b) => Some(format!("{}:{}", b.service, b.port)),
+                Action::Unavailable => None,
+            },
+        })),
         "hsts": route.hsts.is_some(),
         "policy": {
             "backend_protocol": p.protocol,

@@ -69,6 +69,15 @@ const IMPLEMENTED: &[&str] = &[
     "cors-expose-headers",
     "cors-allow-credentials",
     "cors-max-age",
+    // Read on canary Ingresses (translate's canary module); without
+    // `canary: "true"` they do nothing, as in ingress-nginx.
+    "canary",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
 ];
 
 const SNIPPETS: &[&str] = &[
@@ -278,7 +287,7 @@ fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {
     }
 }
 
-fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
+pub(super) fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
     match value {
         "round_robin" => Ok(LoadBalance::RoundRobin),
         "ewma" => Ok(LoadBalance::Ewma),

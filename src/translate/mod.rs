@@ -7,6 +7,7 @@
 
 mod annotations;
 mod backend;
+mod canary;
 mod class;
 mod tls;
 mod warning;
@@ -161,9 +162,19 @@ pub fn translate_with(
         certs: HashMap::with_capacity(previous.secrets.len()),
         table: RouteTableBuilder::with_capacity(ingresses.len()),
         warnings: Vec::new(),
+        canaries: canary::Canaries::default(),
     };
     build.preparse(&ingresses, options);
     let hsts = options.hsts.header();
+    let prefix = options.annotations_prefix.as_str();
+    let (canary_ingresses, ingresses): (Vec<_>, Vec<_>) = ingresses
+        .into_iter()
+        .partition(|(_, ingress)| canary::Canaries::is_canary(ingress, prefix));
+    let mut canaries = canary::Canaries::with_capacity(canary_ingresses.len());
+    for (key, ingress) in canary_ingresses {
+        canaries.add(&mut build, key, ingress, prefix);
+    }
+    build.canaries = canaries;
     for (key, ingress) in ingresses {
         let secrets = ObjectLookup {
             namespace: &key.namespace,
@@ -197,6 +208,8 @@ pub fn translate_with(
         build.add_tls(&ingress);
     }
     build.add_controller_defaults(options);
+    let canaries = std::mem::take(&mut build.canaries);
+    canaries.warn_unmatched(&mut build);
     let mut warnings = build.warnings;
     warnings.sort();
     warnings.dedup();
@@ -278,6 +291,7 @@ impl IngressView<'_> {
             policy: self.policy.clone(),
             access,
             cors: self.annotations.cors.clone(),
+            canary: None,
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -286,7 +300,7 @@ impl IngressView<'_> {
     }
 }
 
-struct Build<'a> {
+pub(crate) struct Build<'a> {
     state: &'a ClusterState,
     backends: backend::Backends<'a>,
     /// The previous build's parsed Secrets.
@@ -295,10 +309,12 @@ struct Build<'a> {
     certs: HashMap<ObjectKey, Parsed>,
     table: RouteTableBuilder,
     warnings: Vec<Warning>,
+    /// Canary Ingresses waiting for their main routes.
+    canaries: canary::Canaries,
 }
 
 impl Build<'_> {
-    fn warn(&mut self, ingress: &ObjectKey, kind: WarningKind, message: String) {
+    pub(crate) fn warn(&mut self, ingress: &ObjectKey, kind: WarningKind, message: String) {
         self.warnings.push(Warning {
             ingress: ingress.clone(),
             kind,
@@ -308,7 +324,7 @@ impl Build<'_> {
 
     /// Resolves a backend; an unusable one becomes `Unavailable` (503) with
     /// a warning that says where.
-    fn action(
+    pub(crate) fn action(
         &mut self,
         ingress: &ObjectKey,
         backend: &IngressBackend,
@@ -360,7 +376,9 @@ impl Build<'_> {
                     }
                 };
                 let action = self.action(key, &path.backend, &context);
-                let route = view.route(host.clone(), path_text, path_type, action, regex.is_some());
+                let mut route =
+                    view.route(host.clone(), path_text, path_type, action, regex.is_some());
+                route.canary = self.canaries.take(&host, path_text);
                 if let Err(holder) = self.table.add_route(route, regex) {
                     self.warn(
                         key,
@@ -534,6 +552,7 @@ impl Build<'_> {
                 }),
                 access: Arc::new(AccessPolicy::default()),
                 cors: None,
+                canary: None,
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,
@@ -647,7 +666,7 @@ fn describe(route: &Route) -> String {
 }
 
 /// Where in an Ingress a warning is about: a rule's host and path.
-struct PathContext<'a> {
+pub(crate) struct PathContext<'a> {
     host: &'a HostPattern,
     path: &'a str,
 }

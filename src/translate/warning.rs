@@ -25,6 +25,8 @@ pub enum WarningKind {
     /// A protective annotation cannot be enforced and
     /// `--unsupported-protection warn` serves the routes without it.
     ProtectionNotEnforced,
+    /// A canary Ingress's host+path has no main route.
+    CanaryUnmatched,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.
