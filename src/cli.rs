@@ -9,7 +9,13 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::policy::hsts::HstsOptions;
+use crate::policy::rate_limit::Statuses;
 use crate::policy::{AccessOptions, ProtectionMode};
+
+/// A status the parser has checked (400–599).
+fn status(code: u16) -> http::StatusCode {
+    http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
+}
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
@@ -224,6 +230,22 @@ pub struct RoutingArgs {
     /// HSTS preload.
     #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
     pub hsts_preload: bool,
+
+    /// Status for requests over limit-rps / limit-rpm (429 is common).
+    #[arg(long, value_name = "CODE", default_value_t = 503, value_parser = parse_status)]
+    pub limit_req_status_code: u16,
+
+    /// Status for requests over limit-connections.
+    #[arg(long, value_name = "CODE", default_value_t = 503, value_parser = parse_status)]
+    pub limit_conn_status_code: u16,
+}
+
+fn parse_status(value: &str) -> Result<u16, String> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (400..600).contains(c))
+        .ok_or_else(|| format!("{value:?} is not an HTTP status between 400 and 599"))
 }
 
 impl RoutingArgs {
@@ -238,6 +260,10 @@ impl RoutingArgs {
             access: AccessOptions {
                 unsupported_protection: self.unsupported_protection,
                 cross_namespace_secrets: self.allow_cross_namespace_secrets,
+            },
+            limit_statuses: Statuses {
+                rate: status(self.limit_req_status_code),
+                connections: status(self.limit_conn_status_code),
             },
             hsts: HstsOptions {
                 enabled: self.hsts,

@@ -157,6 +157,9 @@ fn in_effect(route: &Route) -> String {
             canary.rule.describe()
         ));
     }
+    if let Some(limits) = &route.limits {
+        parts.push(limits.describe());
+    }
     if let Some(cors) = &route.cors {
         parts.push(cors.describe());
     }

@@ -19,6 +19,7 @@ pub mod cors;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;
+pub mod rate_limit;
 pub mod source_range;
 pub mod template;
 

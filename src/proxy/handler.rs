@@ -126,6 +126,16 @@ impl Proxy {
                         // A preflight, answered here (nginx's rewrite phase).
                         return self.finish(no_content(), record, conn, cors.as_ref());
                     }
+                    // The access phase's limits (nginx's preaccess phase).
+                    if let Some(limits) = &forward.route.limits {
+                        match limits.admit(conn.client.ip(), Instant::now()) {
+                            Ok(held) => record.held = held,
+                            Err(over) => {
+                                let response = respond(limits.status(over));
+                                return self.finish(response, record, conn, cors.as_ref());
+                            }
+                        }
+                    }
                     // The access phase's second step: credentials.
                     let granted = match forward.authenticate {
                         false => Ok(None),
@@ -552,6 +562,7 @@ fn respond(status: StatusCode) -> Response<Inner> {
         StatusCode::INTERNAL_SERVER_ERROR => "500 internal server error\n",
         StatusCode::BAD_REQUEST => "400 bad request\n",
         StatusCode::REQUEST_TIMEOUT => "408 request timeout\n",
+        StatusCode::TOO_MANY_REQUESTS => "429 too many requests\n",
         _ => "",
     };
     let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(

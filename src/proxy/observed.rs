@@ -3,6 +3,8 @@
 //! goes away), so that durations and byte counts cover the whole response.
 
 use std::net::IpAddr;
+
+use crate::policy::rate_limit::Held;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,6 +39,9 @@ pub struct RequestRecord {
     pub upstream_time: Option<Duration>,
     pub progress: Option<Arc<Progress>>,
     pub status: u16,
+    /// The request's place in `limit-connections`, held until its
+    /// response has been sent.
+    pub held: Option<Held>,
 }
 
 impl RequestRecord {
@@ -62,6 +67,7 @@ impl RequestRecord {
             upstream_time: None,
             progress: None,
             status: 0,
+            held: None,
         }
     }
 

@@ -32,6 +32,7 @@ use crate::cluster::ObjectKey;
 use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
 use crate::policy::cors::Cors;
+use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
 
@@ -59,6 +60,8 @@ pub struct Route {
     pub cors: Option<Arc<Cors>>,
     /// A canary Ingress's share of this route's traffic.
     pub canary: Option<Arc<Canary>>,
+    /// `limit-*`: per-client rate and connection limits.
+    pub limits: Option<Arc<RouteLimits>>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's

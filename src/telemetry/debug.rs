@@ -46,6 +46,7 @@ fn route(route: &Route) -> Value {
         "rewrite": route.rewrite.as_ref().map(|r| format!("{r:?}")),
         "access": access.describe(),
         "cors": route.cors.as_ref().map(|c| c.describe()),
+        "limits": route.limits.as_ref().map(|l| l.describe()),
         "canary": route.canary.as_ref().map(|c| json!({
             "ingress": c.ingress.to_string(),
             "rule": c.rule.describe(),

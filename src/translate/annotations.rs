@@ -18,6 +18,7 @@ use http::{HeaderValue, StatusCode, Uri};
 use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::cors::Cors;
+use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
 
@@ -29,6 +30,9 @@ pub struct IngressAnnotations {
     pub access: Arc<AccessPolicy>,
     /// `enable-cors` and `cors-*`.
     pub cors: Option<Arc<Cors>>,
+    /// `limit-*`, compiled by translate (which keeps their counters from
+    /// one build to the next).
+    pub limits: Option<LimitConfig>,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -69,6 +73,12 @@ const IMPLEMENTED: &[&str] = &[
     "cors-expose-headers",
     "cors-allow-credentials",
     "cors-max-age",
+    "limit-rps",
+    "limit-rpm",
+    "limit-connections",
+    "limit-burst-multiplier",
+    "limit-allowlist",
+    "limit-whitelist",
     // Read on canary Ingresses (translate's canary module); without
     // `canary: "true"` they do nothing, as in ingress-nginx.
     "canary",
@@ -135,6 +145,7 @@ pub fn parse(
     let access = reader.access(secrets, access);
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
+    let limits = LimitConfig::parse(&reader.annotations, &mut notes);
     let invalid = notes
         .into_iter()
         .map(|n| (WarningKind::InvalidAnnotation, n));
@@ -143,6 +154,7 @@ pub fn parse(
         policy,
         access,
         cors,
+        limits,
         ssl_redirect,
         use_regex,
         rewrite_target,

@@ -29,6 +29,7 @@ pub use warning::{Warning, WarningKind};
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
 use crate::policy::access::ObjectLookup;
 use crate::policy::hsts::HstsOptions;
+use crate::policy::rate_limit::{RouteLimits, Statuses};
 use crate::policy::{AccessOptions, AccessPolicy};
 use crate::table::{
     has_captures, Action, CertEntry, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
@@ -54,6 +55,8 @@ pub struct TranslateOptions {
     pub access: AccessOptions,
     /// `--hsts*`.
     pub hsts: HstsOptions,
+    /// `--limit-req-status-code`, `--limit-conn-status-code`.
+    pub limit_statuses: Statuses,
 }
 
 impl Default for TranslateOptions {
@@ -67,6 +70,7 @@ impl Default for TranslateOptions {
             default_ssl_certificate: None,
             access: AccessOptions::default(),
             hsts: HstsOptions::default(),
+            limit_statuses: Statuses::default(),
         }
     }
 }
@@ -91,6 +95,9 @@ pub struct Translation {
 pub struct Reuse {
     secrets: HashMap<ObjectKey, Parsed>,
     backends: backend::ResolvedBackends,
+    /// Each Ingress's limits, with their counters: a rebuild must not give
+    /// every client a fresh allowance.
+    limits: HashMap<ObjectKey, Arc<RouteLimits>>,
 }
 
 /// One parsed Secret: the object it came from (unchanged objects are the
@@ -163,6 +170,7 @@ pub fn translate_with(
         table: RouteTableBuilder::with_capacity(ingresses.len()),
         warnings: Vec::new(),
         canaries: canary::Canaries::default(),
+        limits: HashMap::new(),
     };
     build.preparse(&ingresses, options);
     let hsts = options.hsts.header();
@@ -190,9 +198,11 @@ pub fn translate_with(
         for (kind, message) in warnings {
             build.warn(key, kind, message);
         }
+        let limits = build.limits_of(key, parsed.limits.clone(), options.limit_statuses);
         let ingress = IngressView {
             key,
             ingress,
+            limits,
             policy: Arc::new(parsed.policy.clone()),
             annotations: &parsed,
             hsts: hsts.as_ref(),
@@ -219,6 +229,7 @@ pub fn translate_with(
         reuse: Reuse {
             secrets: build.certs,
             backends: build.backends.into_resolved(),
+            limits: build.limits,
         },
     }
 }
@@ -231,6 +242,7 @@ struct IngressView<'a> {
     annotations: &'a IngressAnnotations,
     /// The HSTS header value, when HSTS is on.
     hsts: Option<&'a http::HeaderValue>,
+    limits: Option<Arc<RouteLimits>>,
     /// The access of this Ingress's rules without host, when it differs:
     /// closed, when the Ingress asks for client certificates, which are
     /// asked for by server name.
@@ -292,6 +304,7 @@ impl IngressView<'_> {
             access,
             cors: self.annotations.cors.clone(),
             canary: None,
+            limits: self.limits.clone(),
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -311,6 +324,8 @@ pub(crate) struct Build<'a> {
     warnings: Vec<Warning>,
     /// Canary Ingresses waiting for their main routes.
     canaries: canary::Canaries,
+    /// Each Ingress's limits, for the next build.
+    limits: HashMap<ObjectKey, Arc<RouteLimits>>,
 }
 
 impl Build<'_> {
@@ -388,6 +403,26 @@ impl Build<'_> {
                 }
             }
         }
+    }
+
+    /// An Ingress's limits: the previous build's, counters and all, when
+    /// they are configured the same; else new ones.
+    fn limits_of(
+        &mut self,
+        key: &ObjectKey,
+        config: Option<crate::policy::rate_limit::LimitConfig>,
+        statuses: Statuses,
+    ) -> Option<Arc<RouteLimits>> {
+        let config = config?;
+        let kept = self
+            .previous
+            .limits
+            .get(key)
+            .filter(|l| l.config == config && l.statuses() == statuses)
+            .cloned();
+        let limits = kept.unwrap_or_else(|| Arc::new(config.compile(statuses)));
+        self.limits.insert(key.clone(), limits.clone());
+        Some(limits)
     }
 
     /// `auth-tls-*` apply to the whole host; the oldest Ingress that sets
@@ -553,6 +588,7 @@ impl Build<'_> {
                 access: Arc::new(AccessPolicy::default()),
                 cors: None,
                 canary: None,
+                limits: None,
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,

@@ -1,0 +1,125 @@
+//! Rate and connection limits end to end, per client address.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::*;
+
+async fn site(
+    annotations: &[(&str, &str)],
+    options: gatehouse::translate::TranslateOptions,
+) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
+    let backend = Backend::start("web").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        service("web", &[backend.addr]),
+        ingress_annotated("limited", "limited.test", "/", "web", None, annotations),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
+    let gatehouse = start_gatehouse_with(dir.path(), options).await;
+    (dir, backend, gatehouse)
+}
+
+async fn statuses(gatehouse: &gatehouse::app::Running, path: &str, n: usize) -> Vec<u16> {
+    let mut conn = http_connect(gatehouse.http_addr).await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let reply = send(&mut conn, "limited.test", path)
+            .await
+            .expect("request");
+        out.push(reply.status.as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_burst_then_503_and_the_allowance_survives_a_rebuild() {
+    let (dir, _backend, gatehouse) = site(
+        &[
+            ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "2"),
+        ],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(
+        statuses(&gatehouse, "/", 5).await,
+        [200, 200, 200, 503, 503]
+    );
+    // An unrelated change rebuilds the table; the counters stay.
+    let other = ingress("other", "other.test", "/", "web", None);
+    std::fs::write(dir.path().join("other.yaml"), other).expect("write");
+    for _ in 0..500 {
+        if http_get(gatehouse.http_addr, "other.test", "/")
+            .await
+            .status
+            == StatusCode::OK
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(statuses(&gatehouse, "/", 1).await, [503]);
+}
+
+#[tokio::test]
+async fn the_status_is_configurable_and_allowlisted_clients_are_exempt() {
+    let options = gatehouse::translate::TranslateOptions {
+        limit_statuses: gatehouse::policy::rate_limit::Statuses {
+            rate: StatusCode::TOO_MANY_REQUESTS,
+            connections: StatusCode::TOO_MANY_REQUESTS,
+        },
+        ..Default::default()
+    };
+    let (_dir, _backend, gatehouse) = site(
+        &[
+            ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+        ],
+        options,
+    )
+    .await;
+    assert_eq!(statuses(&gatehouse, "/", 3).await, [200, 200, 429]);
+
+    let (_dir, _backend, gatehouse) = site(
+        &[
+            ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+            ("nginx.ingress.kubernetes.io/limit-whitelist", "127.0.0.0/8"),
+        ],
+        Default::default(),
+    )
+    .await;
+    assert!(statuses(&gatehouse, "/", 20)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+}
+
+#[tokio::test]
+async fn limit_connections_counts_requests_in_flight() {
+    let (_dir, _backend, gatehouse) = site(
+        &[("nginx.ingress.kubernetes.io/limit-connections", "1")],
+        Default::default(),
+    )
+    .await;
+    let addr = gatehouse.http_addr;
+    let slow = tokio::spawn(async move {
+        let mut conn = http_connect(addr).await;
+        send(&mut conn, "limited.test", "/sleep/600")
+            .await
+            .expect("slow")
+            .status
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        statuses(&gatehouse, "/", 1).await,
+        [503],
+        "one already in flight"
+    );
+    assert_eq!(slow.await.expect("slow request"), StatusCode::OK);
+    assert_eq!(statuses(&gatehouse, "/", 2).await, [200, 200], "given back");
+}
