@@ -90,6 +90,19 @@ const IMPLEMENTED: &[&str] = &[
     "canary-weight-total",
 ];
 
+/// Accepted without effect, and without a warning: Gatehouse streams
+/// request and response bodies both ways and speaks HTTP/1.1 to endpoints,
+/// so nginx's buffering knobs have nothing to tune, and a migrating user
+/// could not act on a warning about them.
+pub(crate) const ACCEPTED: &[&str] = &[
+    "proxy-buffering",
+    "proxy-request-buffering",
+    "proxy-buffer-size",
+    "proxy-buffers-number",
+    "client-body-buffer-size",
+    "proxy-http-version",
+];
+
 const SNIPPETS: &[&str] = &[
     "configuration-snippet",
     "server-snippet",
@@ -236,7 +249,7 @@ impl Reader<'_> {
                     WarningKind::SnippetRefused,
                     format!("annotation {key} refused: Gatehouse has no configuration text to insert snippets into; express the need with a typed annotation"),
                 ));
-            } else if !IMPLEMENTED.contains(&name) {
+            } else if !IMPLEMENTED.contains(&name) && !ACCEPTED.contains(&name) {
                 unsupported.push(key);
             }
         }
@@ -486,6 +499,17 @@ mod tests {
         );
         assert!(warnings[1].1.contains("mirror-target") && warnings[1].1.contains("opentelemetry"));
         assert!(!warnings[1].1.contains("cert-manager"));
+    }
+
+    #[test]
+    fn buffering_annotations_are_accepted_without_a_warning() {
+        let a = annotations(&[
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+            ("nginx.ingress.kubernetes.io/proxy-buffer-size", "16k"),
+            ("nginx.ingress.kubernetes.io/proxy-http-version", "1.1"),
+        ]);
+        let (_, warnings) = parse_alone(&a);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
