@@ -157,6 +157,9 @@ fn in_effect(route: &Route) -> String {
             canary.rule.describe()
         ));
     }
+    if let Some(sticky) = &route.stickiness {
+        parts.push(sticky.describe());
+    }
     if let Some(limits) = &route.limits {
         parts.push(limits.describe());
     }

@@ -11,6 +11,7 @@
 //! names the annotation, instead of serving them open.
 
 pub mod access;
+pub mod affinity;
 mod annotations;
 pub mod basic_auth;
 pub mod canary;

@@ -24,6 +24,7 @@ use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
 use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::policy::access::{Granted, Subject};
+use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
@@ -110,6 +111,7 @@ impl Proxy {
                     if let Some(canary) = &forward.route.canary {
                         if let Some((backend, balance)) = canary.choose(req.headers()) {
                             (forward.backend, forward.load_balance) = (backend.clone(), balance);
+                            forward.canary = true;
                         }
                     }
                     record.route = Some(forward.route.clone());
@@ -248,6 +250,27 @@ impl Proxy {
                 return respond(StatusCode::PAYLOAD_TOO_LARGE);
             }
         }
+        // The choice phase: session affinity or a hash key.
+        let choice = match (&forward.route.stickiness, &forward.backend.upstream) {
+            (Some(sticky), Upstream::Endpoints(set)) if !forward.canary => {
+                let facts = Facts {
+                    method: req.method(),
+                    uri: req.uri(),
+                    host: host.to_str().unwrap_or_default(),
+                    tls: conn.tls,
+                    client: conn.client.ip(),
+                    headers: req.headers(),
+                };
+                // A regex path is no cookie path.
+                let path = if forward.route.regex {
+                    "/"
+                } else {
+                    forward.route.path.as_str()
+                };
+                sticky.choose(&facts, set, path, millis(Instant::now()))
+            }
+            _ => Choice::default(),
+        };
         let upgrade = upgrade_protocol(&req).map(|proto| (proto, hyper::upgrade::on(&mut req)));
         let path = match &forward.rewritten {
             Some(rewritten) => match PathAndQuery::try_from(rewritten.as_str()) {
@@ -312,7 +335,14 @@ impl Proxy {
             };
             let (target, pick) = match &forward.backend.upstream {
                 Upstream::Endpoints(set) => {
-                    match set.pick_healthy(forward.load_balance, millis(sent_at), failed) {
+                    let now = millis(sent_at);
+                    let preferred = choice
+                        .preferred
+                        .filter(|_| attempt == 1)
+                        .and_then(|i| set.pick_index(i, now));
+                    let pick =
+                        preferred.or_else(|| set.pick_healthy(forward.load_balance, now, failed));
+                    match pick {
                         Some(pick) => (set.authority(pick), Some((set, pick))),
                         None => return respond(StatusCode::SERVICE_UNAVAILABLE),
                     }
@@ -401,6 +431,9 @@ impl Proxy {
                     }
                 }
                 headers::remove_hop_by_hop(response.headers_mut());
+                if let Some(cookie) = choice.set_cookie {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
                 response.map(paced)
             }
             Ok(Err(e)) => {

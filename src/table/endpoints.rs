@@ -95,6 +95,13 @@ impl EndpointSet {
 
     /// Skips `pick`'s address until `until_ms` (passive health: it refused
     /// a connection).
+    /// Address `index`, unless it is marked down at `now_ms`.
+    pub fn pick_index(&self, index: usize, now_ms: u64) -> Option<Pick> {
+        let addr = *self.addrs.get(index)?;
+        let up = self.down_until[index].load(Ordering::Relaxed) <= now_ms;
+        up.then_some(Pick { index, addr })
+    }
+
     pub fn mark_down(&self, pick: Pick, until_ms: u64) {
         if let Some(slot) = self.down_until.get(pick.index) {
             slot.store(until_ms, Ordering::Relaxed);

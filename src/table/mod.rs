@@ -29,6 +29,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
 use crate::policy::cors::Cors;
@@ -62,6 +63,8 @@ pub struct Route {
     pub canary: Option<Arc<Canary>>,
     /// `limit-*`: per-client rate and connection limits.
     pub limits: Option<Arc<RouteLimits>>,
+    /// `affinity: cookie` or `upstream-hash-by`.
+    pub stickiness: Option<Arc<Stickiness>>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's
@@ -150,6 +153,9 @@ pub struct Forward {
     pub client_auth: Option<Arc<ClientAuth>>,
     /// How to pick among the backend's endpoints.
     pub load_balance: LoadBalance,
+    /// The canary's backend was chosen (the route's affinity is the main
+    /// backend's).
+    pub canary: bool,
 }
 
 /// The routes of one host.
@@ -290,6 +296,7 @@ impl RouteTable {
             authenticate,
             client_auth: client_auth.cloned(),
             load_balance: policy.load_balance,
+            canary: false,
         })
     }
 

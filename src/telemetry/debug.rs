@@ -47,6 +47,7 @@ fn route(route: &Route) -> Value {
         "access": access.describe(),
         "cors": route.cors.as_ref().map(|c| c.describe()),
         "limits": route.limits.as_ref().map(|l| l.describe()),
+        "affinity": route.stickiness.as_ref().map(|a| a.describe()),
         "canary": route.canary.as_ref().map(|c| json!({
             "ingress": c.ingress.to_string(),
             "rule": c.rule.describe(),

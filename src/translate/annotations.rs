@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode, Uri};
 
 use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
+use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
@@ -33,6 +34,8 @@ pub struct IngressAnnotations {
     /// `limit-*`, compiled by translate (which keeps their counters from
     /// one build to the next).
     pub limits: Option<LimitConfig>,
+    /// `affinity` or `upstream-hash-by`.
+    pub stickiness: Option<Arc<Stickiness>>,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -79,6 +82,18 @@ const IMPLEMENTED: &[&str] = &[
     "limit-burst-multiplier",
     "limit-allowlist",
     "limit-whitelist",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
+    "upstream-hash-by",
     // Read on canary Ingresses (translate's canary module); without
     // `canary: "true"` they do nothing, as in ingress-nginx.
     "canary",
@@ -159,6 +174,7 @@ pub fn parse(
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
     let limits = LimitConfig::parse(&reader.annotations, &mut notes);
+    let stickiness = Stickiness::compile(&reader.annotations, &mut notes).map(Arc::new);
     let invalid = notes
         .into_iter()
         .map(|n| (WarningKind::InvalidAnnotation, n));
@@ -168,6 +184,7 @@ pub fn parse(
         access,
         cors,
         limits,
+        stickiness,
         ssl_redirect,
         use_regex,
         rewrite_target,
