@@ -433,6 +433,11 @@ fn canary_ingresses_join_the_main_route_of_their_host_and_path() {
 }
 
 #[test]
+fn server_aliases_and_www_redirects() {
+    check("aliases");
+}
+
+#[test]
 fn annotations_prefix_moves_our_annotations() {
     check("custom_prefix");
 }

@@ -65,6 +65,8 @@ pub struct Route {
     pub limits: Option<Arc<RouteLimits>>,
     /// `affinity: cookie` or `upstream-hash-by`.
     pub stickiness: Option<Arc<Stickiness>>,
+    /// `from-to-www-redirect`: every request is sent (308) to this host.
+    pub host_redirect: Option<String>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's
@@ -247,6 +249,14 @@ impl RouteTable {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
         }
         let policy = &route.policy;
+        if let Some(target) = &route.host_redirect {
+            let scheme = if req.tls { "https" } else { "http" };
+            let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
+            return redirect(
+                format!("{scheme}://{target}{}{query}", req.path),
+                StatusCode::PERMANENT_REDIRECT,
+            );
+        }
         if let Some(app_root) = policy.app_root.as_deref().filter(|_| req.path == "/") {
             let scheme = if req.tls { "https" } else { "http" };
             return redirect(
@@ -398,6 +408,11 @@ impl RouteTableBuilder {
         }
         self.routes.push(route);
         Ok(())
+    }
+
+    /// Whether any route has been added for `host`.
+    pub fn has_host(&self, host: &HostPattern) -> bool {
+        self.hosts.contains_key(host)
     }
 
     /// Sets the route for unmatched paths of `host`; the first one stays.

@@ -21,7 +21,7 @@ use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
-use crate::table::{has_captures, BackendProtocol, LoadBalance, Policy, Redirect};
+use crate::table::{has_captures, BackendProtocol, HostPattern, LoadBalance, Policy, Redirect};
 
 /// What one Ingress's annotations decide.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +36,10 @@ pub struct IngressAnnotations {
     pub limits: Option<LimitConfig>,
     /// `affinity` or `upstream-hash-by`.
     pub stickiness: Option<Arc<Stickiness>>,
+    /// `server-alias`: more host names for the Ingress's rules.
+    pub server_alias: Vec<HostPattern>,
+    /// `from-to-www-redirect`.
+    pub from_to_www: bool,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -94,6 +98,8 @@ const IMPLEMENTED: &[&str] = &[
     "session-cookie-secure",
     "session-cookie-change-on-failure",
     "upstream-hash-by",
+    "server-alias",
+    "from-to-www-redirect",
     // Read on canary Ingresses (translate's canary module); without
     // `canary: "true"` they do nothing, as in ingress-nginx.
     "canary",
@@ -175,6 +181,12 @@ pub fn parse(
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
     let limits = LimitConfig::parse(&reader.annotations, &mut notes);
     let stickiness = Stickiness::compile(&reader.annotations, &mut notes).map(Arc::new);
+    let server_alias = reader
+        .parsed("server-alias", parse_aliases)
+        .unwrap_or_default();
+    let from_to_www = reader
+        .parsed("from-to-www-redirect", parse_bool)
+        .unwrap_or(false);
     let invalid = notes
         .into_iter()
         .map(|n| (WarningKind::InvalidAnnotation, n));
@@ -185,6 +197,8 @@ pub fn parse(
         cors,
         limits,
         stickiness,
+        server_alias,
+        from_to_www,
         ssl_redirect,
         use_regex,
         rewrite_target,
@@ -317,6 +331,33 @@ fn parse_size(value: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| "is not a size like 8m".into())
+}
+
+/// Host names (or `*.` wildcards), comma-separated.
+fn parse_aliases(value: &str) -> Result<Vec<HostPattern>, String> {
+    let names: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err("lists no host name".into());
+    }
+    names
+        .iter()
+        .map(|name| {
+            let bare = name.strip_prefix("*.").unwrap_or(name);
+            let valid = bare.contains('.')
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if valid {
+                Ok(HostPattern::parse(Some(name)))
+            } else {
+                Err(format!("has {name:?}, which is not a host name"))
+            }
+        })
+        .collect()
 }
 
 fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {

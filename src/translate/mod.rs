@@ -171,6 +171,7 @@ pub fn translate_with(
         warnings: Vec::new(),
         canaries: canary::Canaries::default(),
         limits: HashMap::new(),
+        www_redirects: Vec::new(),
     };
     build.preparse(&ingresses, options);
     let hsts = options.hsts.header();
@@ -217,6 +218,7 @@ pub fn translate_with(
         build.add_default_backend(&ingress);
         build.add_tls(&ingress);
     }
+    build.add_www_redirects();
     build.add_controller_defaults(options);
     let canaries = std::mem::take(&mut build.canaries);
     canaries.warn_unmatched(&mut build);
@@ -306,6 +308,7 @@ impl IngressView<'_> {
             canary: None,
             limits: self.limits.clone(),
             stickiness: self.annotations.stickiness.clone(),
+            host_redirect: None,
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -327,6 +330,8 @@ pub(crate) struct Build<'a> {
     canaries: canary::Canaries,
     /// Each Ingress's limits, for the next build.
     limits: HashMap<ObjectKey, Arc<RouteLimits>>,
+    /// `from-to-www-redirect` hosts, added once every Ingress's own.
+    www_redirects: Vec<(ObjectKey, String, Route)>,
 }
 
 impl Build<'_> {
@@ -392,16 +397,74 @@ impl Build<'_> {
                     }
                 };
                 let action = self.action(key, &path.backend, &context);
-                let mut route =
-                    view.route(host.clone(), path_text, path_type, action, regex.is_some());
-                route.canary = self.canaries.take(&host, path_text);
-                if let Err(holder) = self.table.add_route(route, regex) {
-                    self.warn(
-                        key,
-                        WarningKind::RouteConflict,
-                        conflict(key, &holder, &context),
-                    );
+                // `server-alias` names serve the same rules, as the host
+                // itself (its TLS redirect included), as ingress-nginx's
+                // server_name does.
+                let aliases = match host {
+                    HostPattern::Any => &[][..],
+                    _ => view.annotations.server_alias.as_slice(),
+                };
+                for name in std::iter::once(&host).chain(aliases) {
+                    let action = match &action {
+                        Action::Forward(b) => Action::Forward(b.clone()),
+                        Action::Unavailable => Action::Unavailable,
+                    };
+                    let mut route =
+                        view.route(host.clone(), path_text, path_type, action, regex.is_some());
+                    route.host = name.clone();
+                    route.canary = self.canaries.take(&host, path_text);
+                    if let Err(holder) = self.table.add_route(route, regex.clone()) {
+                        let context = PathContext {
+                            host: name,
+                            path: path_text,
+                        };
+                        self.warn(
+                            key,
+                            WarningKind::RouteConflict,
+                            conflict(key, &holder, &context),
+                        );
+                    }
                 }
+            }
+            if view.annotations.from_to_www {
+                if let HostPattern::Exact(name) = &host {
+                    self.www_redirects.push((
+                        key.clone(),
+                        name.clone(),
+                        view.route(
+                            host.clone(),
+                            "/",
+                            PathType::Prefix,
+                            Action::Unavailable,
+                            false,
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// `from-to-www-redirect`: the other name (with or without `www.`)
+    /// redirects to the rule's host, unless some Ingress routes that name
+    /// itself.
+    fn add_www_redirects(&mut self) {
+        for (key, name, mut route) in std::mem::take(&mut self.www_redirects) {
+            let other = match name.strip_prefix("www.") {
+                Some(bare) => bare.to_owned(),
+                None => format!("www.{name}"),
+            };
+            let other_host = HostPattern::parse(Some(&other));
+            if self.table.has_host(&other_host) {
+                continue;
+            }
+            route.host = other_host;
+            route.host_redirect = Some(name);
+            if let Err(holder) = self.table.add_route(route, None) {
+                let message = format!(
+                    "from-to-www-redirect: {other} is already redirected by {}; ignored",
+                    describe(&holder)
+                );
+                self.warn(&key, WarningKind::RouteConflict, message);
             }
         }
     }
@@ -546,8 +609,11 @@ impl Build<'_> {
                     continue;
                 }
             };
-            for host in entry.hosts.iter().flatten() {
-                let pattern = HostPattern::parse(Some(host));
+            // `server-alias` names are served with the certificate of the
+            // hosts they alias (one nginx server block).
+            let aliases = view.annotations.server_alias.iter().map(|a| a.to_string());
+            for host in entry.hosts.iter().flatten().cloned().chain(aliases) {
+                let pattern = HostPattern::parse(Some(&host));
                 if !self.table.certs.insert_first(&pattern, cert.clone()) {
                     self.warn(
                         key,
@@ -591,6 +657,7 @@ impl Build<'_> {
                 canary: None,
                 limits: None,
                 stickiness: None,
+                host_redirect: None,
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,
