@@ -40,6 +40,8 @@ pub struct IngressAnnotations {
     pub server_alias: Vec<HostPattern>,
     /// `from-to-www-redirect`.
     pub from_to_www: bool,
+    /// `service-upstream`: the Service's ClusterIP instead of endpoints.
+    pub service_upstream: bool,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -100,6 +102,7 @@ const IMPLEMENTED: &[&str] = &[
     "upstream-hash-by",
     "server-alias",
     "from-to-www-redirect",
+    "service-upstream",
     // Read on canary Ingresses (translate's canary module); without
     // `canary: "true"` they do nothing, as in ingress-nginx.
     "canary",
@@ -187,6 +190,9 @@ pub fn parse(
     let from_to_www = reader
         .parsed("from-to-www-redirect", parse_bool)
         .unwrap_or(false);
+    let service_upstream = reader
+        .parsed("service-upstream", parse_bool)
+        .unwrap_or(false);
     let invalid = notes
         .into_iter()
         .map(|n| (WarningKind::InvalidAnnotation, n));
@@ -199,6 +205,7 @@ pub fn parse(
         stickiness,
         server_alias,
         from_to_www,
+        service_upstream,
         ssl_redirect,
         use_regex,
         rewrite_target,

@@ -130,6 +130,39 @@ impl<'a> Backends<'a> {
         self.resolve_port(ObjectKey::new(namespace, &service.name), port)
     }
 
+    /// `service-upstream`: the Service's ClusterIP and port as the one
+    /// endpoint, instead of its Pods (kube-proxy balances). ExternalName
+    /// Services stay as they are.
+    pub fn service_upstream(&self, backend: &Arc<Backend>) -> Result<Arc<Backend>, String> {
+        if matches!(backend.upstream, Upstream::External(_)) {
+            return Ok(backend.clone());
+        }
+        let service = self
+            .state
+            .services
+            .get(&backend.service)
+            .ok_or_else(|| format!("Service {} not found", backend.service))?;
+        let spec = service.spec.as_ref();
+        let ip = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or_else(|| format!("Service {} has no ClusterIP (headless)", backend.service))?;
+        let port = spec
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|p| {
+                p.name.as_deref() == Some(&backend.port) || p.port.to_string() == backend.port
+            })
+            .ok_or_else(|| format!("Service {} has no port {}", backend.service, backend.port))?;
+        let port = u16::try_from(port.port).map_err(|_| "port out of range".to_owned())?;
+        Ok(Arc::new(Backend {
+            service: backend.service.clone(),
+            port: backend.port.clone(),
+            upstream: Upstream::Endpoints(EndpointSet::new(vec![SocketAddr::new(ip, port)])),
+        }))
+    }
+
     /// The first port of a Service (`--default-backend-service`, as
     /// ingress-nginx uses it).
     pub fn resolve_first_port(&mut self, key: &ObjectKey) -> Result<Arc<Backend>, BackendError> {

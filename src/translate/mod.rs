@@ -397,6 +397,7 @@ impl Build<'_> {
                     }
                 };
                 let action = self.action(key, &path.backend, &context);
+                let action = self.service_upstream(view, action, &context);
                 // `server-alias` names serve the same rules, as the host
                 // itself (its TLS redirect included), as ingress-nginx's
                 // server_name does.
@@ -440,6 +441,31 @@ impl Build<'_> {
                         ),
                     ));
                 }
+            }
+        }
+    }
+
+    /// `service-upstream`: the Service's ClusterIP in place of its
+    /// endpoints; a Service without one keeps its endpoints, with a
+    /// warning.
+    fn service_upstream(
+        &mut self,
+        view: &IngressView<'_>,
+        action: Action,
+        context: &dyn Display,
+    ) -> Action {
+        let Action::Forward(backend) = &action else {
+            return action;
+        };
+        if !view.annotations.service_upstream {
+            return action;
+        }
+        match self.backends.service_upstream(backend) {
+            Ok(backend) => Action::Forward(backend),
+            Err(why) => {
+                let message = format!("{context}: service-upstream: {why}; its endpoints are used");
+                self.warn(view.key, WarningKind::UnsupportedBackend, message);
+                action
             }
         }
     }
