@@ -166,6 +166,9 @@ fn in_effect(route: &Route) -> String {
     if let Some(cors) = &route.cors {
         parts.push(cors.describe());
     }
+    if !p.next_upstream.is_default() {
+        parts.push(p.next_upstream.describe());
+    }
     if p.load_balance == LoadBalance::Ewma {
         parts.push("load-balance=ewma".into());
     }

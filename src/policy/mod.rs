@@ -20,6 +20,7 @@ pub mod cors;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;
+pub mod next_upstream;
 pub mod rate_limit;
 pub mod source_range;
 pub mod template;

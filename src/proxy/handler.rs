@@ -26,6 +26,7 @@ use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstream
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
+use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
 use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
@@ -394,15 +395,39 @@ impl Proxy {
                     set.observe(pick, finished - sent_at);
                 }
             }
-            // Retry once: when nothing was sent (the connect failed and the
-            // body is still unsent), or when the request is idempotent and
-            // bodiless, on another endpoint.
-            let failed_plainly = matches!(&result, Ok(Err(e)) if e.failure() == Failure::Failed);
-            let retry = attempt == 1
-                && failed_plainly
-                && ((connect_failed && slot.untouched()) || (method_retryable && bodiless))
-                && upgrade.is_none();
-            if retry {
+            // Another endpoint, as `proxy-next-upstream` says, for a
+            // request that can be sent again whole.
+            let outcome = match &result {
+                Ok(Ok(response)) => Some(Outcome::Status(response.status().as_u16())),
+                Ok(Err(e)) => match e.failure() {
+                    Failure::Failed => Some(Outcome::Error),
+                    Failure::TimedOut => Some(Outcome::Timeout),
+                    Failure::BodyTooLarge => None,
+                },
+                Err(Stalled::Client) => None,
+                Err(_) => Some(Outcome::Timeout),
+            };
+            let resend = if connect_failed && slot.untouched() {
+                Resend::NothingSent
+            } else if bodiless || slot.untouched() {
+                Resend::Whole {
+                    idempotent: method_retryable,
+                }
+            } else {
+                Resend::Impossible
+            };
+            let endpoints = match &forward.backend.upstream {
+                Upstream::Endpoints(set) => set.addrs().len(),
+                Upstream::External(_) => 1,
+            };
+            let again = upgrade.is_none()
+                && outcome.is_some_and(|outcome| {
+                    let elapsed = finished - started;
+                    policy
+                        .next_upstream
+                        .again(outcome, attempt, elapsed, endpoints, resend)
+                });
+            if again {
                 self.telemetry.metrics.upstream_retries.inc();
                 failed = pick.map(|(_, p)| p);
                 continue;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
+use crate::policy::next_upstream::NextUpstream;
+
 /// How to talk to the endpoints (`backend-protocol`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -82,6 +84,8 @@ pub struct Policy {
     pub upstream_vhost: Option<HeaderValue>,
     pub x_forwarded_prefix: Option<HeaderValue>,
     pub load_balance: LoadBalance,
+    /// `proxy-next-upstream*`: when another endpoint is tried.
+    pub next_upstream: NextUpstream,
 }
 
 impl Default for Policy {
@@ -96,6 +100,7 @@ impl Default for Policy {
             upstream_vhost: None,
             x_forwarded_prefix: None,
             load_balance: LoadBalance::default(),
+            next_upstream: NextUpstream::default(),
         }
     }
 }

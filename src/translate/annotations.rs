@@ -19,6 +19,7 @@ use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
+use crate::policy::next_upstream::NextUpstream;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, HostPattern, LoadBalance, Policy, Redirect};
@@ -103,6 +104,9 @@ const IMPLEMENTED: &[&str] = &[
     "server-alias",
     "from-to-www-redirect",
     "service-upstream",
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout",
     // Read on canary Ingresses (translate's canary module); without
     // `canary: "true"` they do nothing, as in ingress-nginx.
     "canary",
@@ -178,6 +182,17 @@ pub fn parse(
     if let Some(lb) = reader.parsed("load-balance", parse_load_balance) {
         policy.load_balance = lb;
     }
+    let mut next = NextUpstream::default();
+    if let Some(n) = reader.parsed("proxy-next-upstream", |v| next.clone().with_conditions(v)) {
+        next = n;
+    }
+    if let Some(tries) = reader.parsed("proxy-next-upstream-tries", parse_count) {
+        next = next.with_tries(tries);
+    }
+    if let Some(seconds) = reader.parsed("proxy-next-upstream-timeout", parse_count) {
+        next = next.with_total(u64::from(seconds));
+    }
+    policy.next_upstream = next;
     reader.report_unimplemented();
     let access = reader.access(secrets, access);
     let mut notes = Vec::new();
@@ -310,6 +325,13 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
         _ => Err("is not a boolean".into()),
     }
+}
+
+fn parse_count(value: &str) -> Result<u32, String> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    digits
+        .parse::<u32>()
+        .map_err(|_| "is not a whole number".into())
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
