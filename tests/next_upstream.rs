@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use http_body_util::Full;
 use support::*;
 use tokio::io::AsyncWriteExt;
