@@ -160,6 +160,9 @@ fn in_effect(route: &Route) -> String {
     if let Some(sticky) = &route.stickiness {
         parts.push(sticky.describe());
     }
+    if let Some(pages) = &route.error_pages {
+        parts.push(pages.describe());
+    }
     if let Some(limits) = &route.limits {
         parts.push(limits.describe());
     }

@@ -17,6 +17,7 @@ pub mod basic_auth;
 pub mod canary;
 pub mod client_cert;
 pub mod cors;
+pub mod error_pages;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;

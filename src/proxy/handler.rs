@@ -26,6 +26,7 @@ use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstream
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
+use crate::policy::error_pages::Failed;
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
@@ -153,8 +154,44 @@ impl Proxy {
                             if let Some(granted) = &granted {
                                 granted.apply_to_request(req.headers_mut());
                             }
+                            // What a custom error page needs of the request.
+                            let pages = forward.route.error_pages.clone().map(|pages| {
+                                let request = (req.headers().clone(), req.uri().clone());
+                                (
+                                    pages,
+                                    request,
+                                    forward.route.clone(),
+                                    forward.backend.clone(),
+                                )
+                            });
                             let mut response =
                                 self.forward(req, forward, conn, host, &mut record).await;
+                            if let Some((pages, (headers, uri), route, service)) = pages {
+                                let code = response.status().as_u16();
+                                if pages.intercepts(code) {
+                                    let failed = Failed {
+                                        code,
+                                        headers: &headers,
+                                        uri: &uri,
+                                        ingress: route.ingress.as_ref(),
+                                        service: &service,
+                                    };
+                                    let timeouts = route.policy.timeouts;
+                                    if let Some(page) =
+                                        pages.fetch(&failed, &self.upstreams, timeouts).await
+                                    {
+                                        let read = timeouts.read;
+                                        let target = record.upstream.clone();
+                                        response = page.map(|body| {
+                                            let authority = target.unwrap_or_else(|| {
+                                                http::uri::Authority::from_static("error-page")
+                                            });
+                                            Either::Left(ReadPaced::new(body, read, authority))
+                                        });
+                                        headers::remove_hop_by_hop(response.headers_mut());
+                                    }
+                                }
+                            }
                             if let Some(granted) = granted {
                                 let status = response.status();
                                 granted.apply_to_response(status, response.headers_mut());

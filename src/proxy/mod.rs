@@ -20,4 +20,4 @@ pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsS
 pub use workers::Workers;
 // For the access phase's subrequests (external authentication).
 pub(crate) use lease::Lease;
-pub(crate) use upstream::{Target, Upstreams};
+pub(crate) use upstream::{Target, UpstreamResponse, Upstreams};

@@ -33,6 +33,7 @@ use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
 use crate::policy::cors::Cors;
+use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
@@ -67,6 +68,8 @@ pub struct Route {
     pub stickiness: Option<Arc<Stickiness>>,
     /// `from-to-www-redirect`: every request is sent (308) to this host.
     pub host_redirect: Option<String>,
+    /// `custom-http-errors`: statuses replaced by the default backend's page.
+    pub error_pages: Option<Arc<ErrorPages>>,
     /// Plain-HTTP requests are redirected to HTTPS (`ssl-redirect`).
     pub ssl_redirect: bool,
     /// `Strict-Transport-Security` for HTTPS responses, when the Ingress's

@@ -19,6 +19,7 @@ use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
+use crate::policy::error_pages::ErrorPages;
 use crate::policy::next_upstream::NextUpstream;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
@@ -43,6 +44,10 @@ pub struct IngressAnnotations {
     pub from_to_www: bool,
     /// `service-upstream`: the Service's ClusterIP instead of endpoints.
     pub service_upstream: bool,
+    /// `custom-http-errors`.
+    pub custom_errors: Option<Vec<u16>>,
+    /// `default-backend`: a Service of the Ingress's namespace.
+    pub default_backend: Option<String>,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -105,6 +110,8 @@ const IMPLEMENTED: &[&str] = &[
     "from-to-www-redirect",
     "service-upstream",
     "proxy-next-upstream",
+    "custom-http-errors",
+    "default-backend",
     "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout",
     // Read on canary Ingresses (translate's canary module); without
@@ -208,6 +215,8 @@ pub fn parse(
     let service_upstream = reader
         .parsed("service-upstream", parse_bool)
         .unwrap_or(false);
+    let custom_errors = reader.parsed("custom-http-errors", ErrorPages::parse_codes);
+    let default_backend = reader.parsed("default-backend", parse_service_name);
     let invalid = notes
         .into_iter()
         .map(|n| (WarningKind::InvalidAnnotation, n));
@@ -221,6 +230,8 @@ pub fn parse(
         server_alias,
         from_to_www,
         service_upstream,
+        custom_errors,
+        default_backend,
         ssl_redirect,
         use_regex,
         rewrite_target,
@@ -324,6 +335,20 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
         _ => Err("is not a boolean".into()),
+    }
+}
+
+/// A Service name (DNS-1035 label).
+fn parse_service_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("is not a Service name".into())
     }
 }
 

@@ -28,6 +28,7 @@ pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
 use crate::policy::access::ObjectLookup;
+use crate::policy::error_pages::ErrorPages;
 use crate::policy::hsts::HstsOptions;
 use crate::policy::rate_limit::{RouteLimits, Statuses};
 use crate::policy::{AccessOptions, AccessPolicy};
@@ -200,10 +201,12 @@ pub fn translate_with(
             build.warn(key, kind, message);
         }
         let limits = build.limits_of(key, parsed.limits.clone(), options.limit_statuses);
+        let error_pages = build.error_pages(key, &parsed, options);
         let ingress = IngressView {
             key,
             ingress,
             limits,
+            error_pages,
             policy: Arc::new(parsed.policy.clone()),
             annotations: &parsed,
             hsts: hsts.as_ref(),
@@ -245,6 +248,7 @@ struct IngressView<'a> {
     /// The HSTS header value, when HSTS is on.
     hsts: Option<&'a http::HeaderValue>,
     limits: Option<Arc<RouteLimits>>,
+    error_pages: Option<Arc<ErrorPages>>,
     /// The access of this Ingress's rules without host, when it differs:
     /// closed, when the Ingress asks for client certificates, which are
     /// asked for by server name.
@@ -309,6 +313,7 @@ impl IngressView<'_> {
             limits: self.limits.clone(),
             stickiness: self.annotations.stickiness.clone(),
             host_redirect: None,
+            error_pages: self.error_pages.clone(),
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
@@ -398,6 +403,7 @@ impl Build<'_> {
                 };
                 let action = self.action(key, &path.backend, &context);
                 let action = self.service_upstream(view, action, &context);
+                let action = self.default_backend_fallback(view, action);
                 // `server-alias` names serve the same rules, as the host
                 // itself (its TLS redirect included), as ingress-nginx's
                 // server_name does.
@@ -442,6 +448,59 @@ impl Build<'_> {
                     ));
                 }
             }
+        }
+    }
+
+    /// `custom-http-errors`, rendered by `default-backend` (a Service of
+    /// the Ingress's namespace, its first port) or else by
+    /// `--default-backend-service`.
+    fn error_pages(
+        &mut self,
+        key: &ObjectKey,
+        annotations: &IngressAnnotations,
+        options: &TranslateOptions,
+    ) -> Option<Arc<ErrorPages>> {
+        let codes = annotations.custom_errors.clone()?;
+        let service = match (
+            &annotations.default_backend,
+            &options.default_backend_service,
+        ) {
+            (Some(name), _) => ObjectKey::new(&key.namespace, name),
+            (None, Some(flag)) => flag.clone(),
+            (None, None) => {
+                let message = "custom-http-errors: no default-backend annotation and no --default-backend-service; the backend's own error responses are sent".to_owned();
+                self.warn(key, WarningKind::InvalidAnnotation, message);
+                return None;
+            }
+        };
+        match self.backends.resolve_first_port(&service) {
+            Ok(backend) => Some(Arc::new(ErrorPages::new(codes, backend))),
+            Err(e) => {
+                let message =
+                    format!("custom-http-errors: {e}; the backend's own error responses are sent");
+                self.warn(key, WarningKind::MissingService, message);
+                None
+            }
+        }
+    }
+
+    /// `default-backend`: also serves a rule whose Service has no ready
+    /// endpoint, as in ingress-nginx.
+    fn default_backend_fallback(&mut self, view: &IngressView<'_>, action: Action) -> Action {
+        let Some(name) = &view.annotations.default_backend else {
+            return action;
+        };
+        let empty = match &action {
+            Action::Forward(b) => !b.has_targets(),
+            Action::Unavailable => false,
+        };
+        if !empty {
+            return action;
+        }
+        let service = ObjectKey::new(&view.key.namespace, name);
+        match self.backends.resolve_first_port(&service) {
+            Ok(backend) if backend.has_targets() => Action::Forward(backend),
+            _ => action,
         }
     }
 
@@ -684,6 +743,7 @@ impl Build<'_> {
                 limits: None,
                 stickiness: None,
                 host_redirect: None,
+                error_pages: None,
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,

@@ -84,7 +84,7 @@ impl Backend {
 }
 
 /// Answers with JSON describing the request; `/sleep/MS...` waits MS
-/// milliseconds first.
+/// milliseconds first; `/status/NNN` answers with status NNN.
 ///
 /// Also: `Upgrade` requests are switched (101) and then echo every byte;
 /// `/bytes/N` streams N pattern bytes without holding them; `/trailers`
@@ -150,6 +150,14 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let version = format!("{:?}", req.version());
+    // `/status/NNN`: answers with that status (and the usual description).
+    let status = req
+        .uri()
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
     let (mut len, mut sum) = (0u64, 0u64);
     let mut body = req.into_body();
     while let Some(Ok(frame)) = body.frame().await {
@@ -162,7 +170,9 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
         "backend": name, "method": method, "uri": uri, "version": version,
         "headers": headers, "body_len": len, "body_sum": sum,
     });
-    Response::new(BackendBody::full(Bytes::from(json.to_string())))
+    let mut response = Response::new(BackendBody::full(Bytes::from(json.to_string())));
+    *response.status_mut() = status;
+    response
 }
 
 /// A running checksum over a byte stream (order-sensitive, cheap).
