@@ -49,7 +49,12 @@ async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<Ex
     let translation = gatehouse::translate::translate(&state, &routing.translate_options());
     print!(
         "{}",
-        gatehouse::report::render(&translation.table, &translation.warnings, &errors)
+        gatehouse::report::render(
+            &translation.table,
+            &translation.warnings,
+            &errors,
+            &translation.summaries
+        )
     );
     let clean = errors.is_empty() && translation.warnings.is_empty();
     Ok(if clean {

@@ -7,10 +7,16 @@ use crate::table::{
     Action, BackendProtocol, LoadBalance, Policy, Rewrite, Route, RouteTable, Timeouts, Upstream,
     DEFAULT_BODY_LIMIT,
 };
-use crate::translate::Warning;
+use crate::translate::{totals, IngressSummary, Warning};
 
-/// Renders routes, certificates, manifest errors and warnings as text.
-pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) -> String {
+/// Renders routes, certificates, manifest errors, warnings and the
+/// migration summary as text.
+pub fn render(
+    table: &RouteTable,
+    warnings: &[Warning],
+    errors: &[FileError],
+    summaries: &[IngressSummary],
+) -> String {
     let mut rows = vec![[
         "HOST".to_owned(),
         "PATH".into(),
@@ -51,6 +57,15 @@ pub fn render(table: &RouteTable, warnings: &[Warning], errors: &[FileError]) ->
         for warning in warnings {
             let _ = writeln!(out, "{warning}");
         }
+    }
+    if !summaries.is_empty() {
+        out.push_str(
+            "\nMIGRATION SUMMARY (annotations under our prefix and nginx.ingress.kubernetes.io/)\n",
+        );
+        for summary in summaries {
+            let _ = writeln!(out, "{}", summary.line());
+        }
+        let _ = writeln!(out, "{}", totals(summaries));
     }
     out
 }

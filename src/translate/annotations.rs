@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
 
+use super::summary::IngressSummary;
 use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
@@ -48,6 +49,8 @@ pub struct IngressAnnotations {
     pub custom_errors: Option<Vec<u16>>,
     /// `default-backend`: a Service of the Ingress's namespace.
     pub default_backend: Option<String>,
+    /// What became of each annotation (the migration summary).
+    pub summary: IngressSummary,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
@@ -158,6 +161,7 @@ pub fn parse(
     let mut reader = Reader {
         annotations: Annotations::new(annotations, our_prefix),
         warnings: Vec::new(),
+        unenforced: Vec::new(),
     };
     let mut policy = Policy::default();
     let ssl_redirect = reader.parsed("ssl-redirect", parse_bool);
@@ -202,6 +206,7 @@ pub fn parse(
     policy.next_upstream = next;
     reader.report_unimplemented();
     let access = reader.access(secrets, access);
+    let summary = reader.summary(&access);
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
     let limits = LimitConfig::parse(&reader.annotations, &mut notes);
@@ -232,6 +237,7 @@ pub fn parse(
         service_upstream,
         custom_errors,
         default_backend,
+        summary,
         ssl_redirect,
         use_regex,
         rewrite_target,
@@ -242,6 +248,8 @@ pub fn parse(
 struct Reader<'a> {
     annotations: Annotations<'a>,
     warnings: Vec<(WarningKind, String)>,
+    /// Protective annotations that could not be enforced.
+    unenforced: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -293,6 +301,7 @@ impl Reader<'_> {
             ),
         };
         for problem in compiled.problems.iter() {
+            self.unenforced.push(problem.annotation.clone());
             self.warnings
                 .push((kind, format!("annotation {problem}; {outcome}")));
         }
@@ -300,6 +309,30 @@ impl Reader<'_> {
             self.warnings.push((WarningKind::InvalidSecret, note));
         }
         Arc::new(compiled.policy)
+    }
+
+    /// Sorts every annotation under our prefixes into enforced, accepted
+    /// and refused (served or denied).
+    fn summary(&self, access: &AccessPolicy) -> IngressSummary {
+        let mut summary = IngressSummary::default();
+        for (key, name) in self.annotations.ours_and_nginx() {
+            let key = key.to_owned();
+            if is_protective(name) {
+                let failed = self.unenforced.contains(&key);
+                match (failed, access.denied.is_some()) {
+                    (true, true) => summary.refused_denied.push(key),
+                    (true, false) => summary.refused_served.push(key),
+                    (false, _) => summary.enforced.push(key),
+                }
+            } else if ACCEPTED.contains(&name) {
+                summary.accepted.push(key);
+            } else if IMPLEMENTED.contains(&name) {
+                summary.enforced.push(key);
+            } else {
+                summary.refused_served.push(key);
+            }
+        }
+        summary
     }
 
     fn report_unimplemented(&mut self) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::{annotations, Build, PathContext, WarningKind};
+use super::{annotations, Build, IngressSummary, PathContext, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::canary::{Canary, CanaryRule, HONOURED};
 use crate::policy::Annotations;
@@ -41,18 +41,26 @@ impl Canaries {
         key: &ObjectKey,
         ingress: &Ingress,
         our_prefix: &str,
-    ) {
+    ) -> IngressSummary {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
         let mut notes = Vec::new();
         let rule = Arc::new(CanaryRule::compile(&annotations, &mut notes));
         for note in notes {
             build.warn(key, WarningKind::InvalidAnnotation, note);
         }
-        let ignored: Vec<&str> = annotations
-            .ours_and_nginx()
-            .filter(|(_, name)| !HONOURED.contains(name))
-            .map(|(key, _)| key)
-            .collect();
+        let mut summary = IngressSummary {
+            ingress: key.clone(),
+            ..IngressSummary::default()
+        };
+        let mut ignored = Vec::new();
+        for (name_key, name) in annotations.ours_and_nginx() {
+            if HONOURED.contains(&name) {
+                summary.enforced.push(name_key.to_owned());
+            } else {
+                summary.refused_served.push(name_key.to_owned());
+                ignored.push(name_key);
+            }
+        }
         if !ignored.is_empty() {
             let message = format!(
                 "annotations ignored on a canary Ingress (the main Ingress's apply): {}",
@@ -97,6 +105,7 @@ impl Canaries {
                 );
             }
         }
+        summary
     }
 
     /// The canary for a main route's host and path, if any.

@@ -9,6 +9,7 @@ mod annotations;
 mod backend;
 mod canary;
 mod class;
+mod summary;
 mod tls;
 mod warning;
 
@@ -23,6 +24,7 @@ pub use crate::policy::NGINX_PREFIX;
 pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
+pub use summary::{totals, IngressSummary};
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
@@ -81,6 +83,8 @@ impl Default for TranslateOptions {
 pub struct Translation {
     pub table: RouteTable,
     pub warnings: Vec<Warning>,
+    /// What became of each Ingress's annotations, by Ingress.
+    pub summaries: Vec<IngressSummary>,
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
 }
@@ -181,8 +185,9 @@ pub fn translate_with(
         .into_iter()
         .partition(|(_, ingress)| canary::Canaries::is_canary(ingress, prefix));
     let mut canaries = canary::Canaries::with_capacity(canary_ingresses.len());
+    let mut summaries = Vec::with_capacity(ingresses.len() + canary_ingresses.len());
     for (key, ingress) in canary_ingresses {
-        canaries.add(&mut build, key, ingress, prefix);
+        summaries.push(canaries.add(&mut build, key, ingress, prefix));
     }
     build.canaries = canaries;
     for (key, ingress) in ingresses {
@@ -220,7 +225,11 @@ pub fn translate_with(
         build.add_rules(&ingress);
         build.add_default_backend(&ingress);
         build.add_tls(&ingress);
+        let mut summary = parsed.summary.clone();
+        summary.ingress = key.clone();
+        summaries.push(summary);
     }
+    summaries.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     build.add_www_redirects();
     build.add_controller_defaults(options);
     let canaries = std::mem::take(&mut build.canaries);
@@ -231,6 +240,7 @@ pub fn translate_with(
     Translation {
         table: build.table.build(),
         warnings,
+        summaries,
         reuse: Reuse {
             secrets: build.certs,
             backends: build.backends.into_resolved(),
