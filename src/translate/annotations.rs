@@ -139,6 +139,10 @@ pub(crate) const ACCEPTED: &[&str] = &[
     "proxy-buffers-number",
     "client-body-buffer-size",
     "proxy-http-version",
+    "proxy-busy-buffers-size",
+    "proxy-max-temp-file-size",
+    // Opts an Ingress out of a global auth URL, which Gatehouse has not.
+    "enable-global-auth",
 ];
 
 const SNIPPETS: &[&str] = &[
