@@ -8,7 +8,6 @@ use support::*;
 #[tokio::test]
 async fn an_alias_serves_the_rules_and_the_bare_name_redirects_to_www() {
     let backend = Backend::start("web").await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let manifests = [
         INGRESS_CLASS.to_owned(),
         service("web", &[backend.addr]),
@@ -25,8 +24,7 @@ async fn an_alias_serves_the_rules_and_the_bare_name_redirects_to_www() {
         ),
     ]
     .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
-    let gatehouse = start_gatehouse(dir.path()).await;
+    let (_dir, gatehouse) = serve_manifests(&manifests).await;
 
     let reply = http_get(gatehouse.http_addr, "shop.example", "/items").await;
     assert_eq!(reply.status, StatusCode::OK);

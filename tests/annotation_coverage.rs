@@ -3,18 +3,9 @@
 //! summary, so the two cannot drift apart.
 
 use gatehouse::cluster::ClusterState;
+use gatehouse::policy::access::is_protective;
 use gatehouse::source::manifest;
 use gatehouse::translate::{translate, TranslateOptions};
-
-const PROTECTIVE: &[&str] = &[
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-    "satisfy",
-    "enable-modsecurity",
-    "enable-owasp-core-rules",
-    "modsecurity-transaction-id",
-];
 
 /// (annotation, status) rows of the coverage table.
 fn rows() -> Vec<(String, String)> {
@@ -77,7 +68,7 @@ fn the_coverage_table_matches_what_gatehouse_does() {
     );
     let mut wrong = Vec::new();
     for (name, status) in &rows {
-        let protective = name.starts_with("auth-") || PROTECTIVE.contains(&name.as_str());
+        let protective = is_protective(name);
         let got = outcome(name);
         let ok = match status.as_str() {
             // A protective annotation with a dummy value may be closed.

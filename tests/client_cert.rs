@@ -86,9 +86,7 @@ async fn site() -> Site {
         ingress("open", "open.test", "/", "web", None),
     ]
     .concat();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
-    let gatehouse = start_gatehouse(dir.path()).await;
+    let (dir, gatehouse) = serve_manifests(&manifests).await;
     Site {
         _dir: dir,
         _backend: backend,

@@ -44,9 +44,7 @@ async fn site() -> Site {
         ),
     ]
     .concat();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
-    let gatehouse = start_gatehouse(dir.path()).await;
+    let (dir, gatehouse) = serve_manifests(&manifests).await;
     Site {
         _dir: dir,
         backend,

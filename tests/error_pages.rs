@@ -11,7 +11,6 @@ use support::*;
 #[tokio::test]
 async fn a_listed_status_is_replaced_by_the_default_backends_page() {
     let (app, errors) = (Backend::start("app").await, Backend::start("errors").await);
-    let dir = tempfile::tempdir().expect("tempdir");
     let manifests = [
         INGRESS_CLASS.to_owned(),
         service("app", &[app.addr]),
@@ -29,8 +28,7 @@ async fn a_listed_status_is_replaced_by_the_default_backends_page() {
         ),
     ]
     .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
-    let gatehouse = start_gatehouse(dir.path()).await;
+    let (_dir, gatehouse) = serve_manifests(&manifests).await;
 
     let req: Request<Full<Bytes>> = Request::get("/status/404?q=1")
         .header(http::header::HOST, "shop.test")

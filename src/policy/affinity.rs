@@ -25,6 +25,22 @@ use super::template::{cookie, Facts, Template, Vars};
 use super::Annotations;
 use crate::table::EndpointSet;
 
+/// The annotations this family reads.
+pub const ANNOTATIONS: &[&str] = &[
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
+    "upstream-hash-by",
+];
+
 /// Hashes every replica agrees on.
 fn stable_hash(parts: &[&[u8]]) -> u64 {
     let state = foldhash::fast::FixedState::with_seed(0x6761_7465_686f_7573);

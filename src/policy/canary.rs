@@ -20,9 +20,8 @@ use super::Annotations;
 use crate::cluster::ObjectKey;
 use crate::table::{Action, Backend, LoadBalance};
 
-/// Annotations a canary Ingress honours; ingress-nginx ignores the rest
-/// there (the main Ingress's apply), and so does Gatehouse, with a warning.
-pub const HONOURED: &[&str] = &[
+/// The annotations this family reads.
+pub const ANNOTATIONS: &[&str] = &[
     "canary",
     "canary-by-header",
     "canary-by-header-value",
@@ -30,20 +29,16 @@ pub const HONOURED: &[&str] = &[
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
-    "load-balance",
-    "upstream-hash-by",
-    "affinity",
-    "affinity-mode",
-    "session-cookie-name",
-    "session-cookie-path",
-    "session-cookie-domain",
-    "session-cookie-max-age",
-    "session-cookie-expires",
-    "session-cookie-samesite",
-    "session-cookie-conditional-samesite-none",
-    "session-cookie-secure",
-    "session-cookie-change-on-failure",
 ];
+
+/// Whether a canary Ingress honours an annotation; ingress-nginx ignores
+/// the rest there (the main Ingress's apply), and so does Gatehouse, with
+/// a warning.
+pub fn honoured(name: &str) -> bool {
+    ANNOTATIONS.contains(&name)
+        || name == "load-balance"
+        || super::affinity::ANNOTATIONS.contains(&name)
+}
 
 /// When a request goes to the canary.
 #[derive(Debug)]

@@ -254,14 +254,7 @@ impl Proxy {
         host: &HeaderValue,
     ) -> Result<Granted, Refusal> {
         let subject = Subject {
-            facts: Facts {
-                method: req.method(),
-                uri: req.uri(),
-                host: host.to_str().unwrap_or_default(),
-                tls: conn.tls,
-                client: conn.client.ip(),
-                headers: req.headers(),
-            },
+            facts: facts(req, conn, host),
             conn,
             timeouts: forward.route.policy.timeouts,
         };
@@ -291,14 +284,7 @@ impl Proxy {
         // The choice phase: session affinity or a hash key.
         let choice = match (&forward.route.stickiness, &forward.backend.upstream) {
             (Some(sticky), Upstream::Endpoints(set)) if !forward.canary => {
-                let facts = Facts {
-                    method: req.method(),
-                    uri: req.uri(),
-                    host: host.to_str().unwrap_or_default(),
-                    tls: conn.tls,
-                    client: conn.client.ip(),
-                    headers: req.headers(),
-                };
+                let facts = facts(&req, conn, &host);
                 // A regex path is no cookie path.
                 let path = if forward.route.regex {
                     "/"
@@ -623,6 +609,18 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
             // 32 hex digits are always a valid header value.
             HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
         }
+    }
+}
+
+/// What the policies' variables are expanded from.
+fn facts<'a>(req: &'a Request<Incoming>, conn: &ConnInfo, host: &'a HeaderValue) -> Facts<'a> {
+    Facts {
+        method: req.method(),
+        uri: req.uri(),
+        host: host.to_str().unwrap_or_default(),
+        tls: conn.tls,
+        client: conn.client.ip(),
+        headers: req.headers(),
     }
 }
 

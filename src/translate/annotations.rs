@@ -97,18 +97,6 @@ const IMPLEMENTED: &[&str] = &[
     "limit-burst-multiplier",
     "limit-allowlist",
     "limit-whitelist",
-    "affinity",
-    "affinity-mode",
-    "session-cookie-name",
-    "session-cookie-path",
-    "session-cookie-domain",
-    "session-cookie-max-age",
-    "session-cookie-expires",
-    "session-cookie-samesite",
-    "session-cookie-conditional-samesite-none",
-    "session-cookie-secure",
-    "session-cookie-change-on-failure",
-    "upstream-hash-by",
     "server-alias",
     "from-to-www-redirect",
     "service-upstream",
@@ -117,16 +105,17 @@ const IMPLEMENTED: &[&str] = &[
     "default-backend",
     "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout",
-    // Read on canary Ingresses (translate's canary module); without
-    // `canary: "true"` they do nothing, as in ingress-nginx.
-    "canary",
-    "canary-by-header",
-    "canary-by-header-value",
-    "canary-by-header-pattern",
-    "canary-by-cookie",
-    "canary-weight",
-    "canary-weight-total",
 ];
+
+/// Whether Gatehouse reads a (non-protective) annotation: its own list,
+/// and the families that keep theirs. Canary annotations are read on
+/// canary Ingresses; without `canary: "true"` they do nothing, as in
+/// ingress-nginx.
+fn implemented(name: &str) -> bool {
+    IMPLEMENTED.contains(&name)
+        || crate::policy::affinity::ANNOTATIONS.contains(&name)
+        || crate::policy::canary::ANNOTATIONS.contains(&name)
+}
 
 /// Accepted without effect, and without a warning: Gatehouse streams
 /// request and response bodies both ways and speaks HTTP/1.1 to endpoints,
@@ -330,7 +319,7 @@ impl Reader<'_> {
                 }
             } else if ACCEPTED.contains(&name) {
                 summary.accepted.push(key);
-            } else if IMPLEMENTED.contains(&name) {
+            } else if implemented(name) {
                 summary.enforced.push(key);
             } else {
                 summary.refused_served.push(key);
@@ -350,7 +339,7 @@ impl Reader<'_> {
                     WarningKind::SnippetRefused,
                     format!("annotation {key} refused: Gatehouse has no configuration text to insert snippets into; express the need with a typed annotation"),
                 ));
-            } else if !IMPLEMENTED.contains(&name) && !ACCEPTED.contains(&name) {
+            } else if !implemented(name) && !ACCEPTED.contains(&name) {
                 unsupported.push(key);
             }
         }

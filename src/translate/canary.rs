@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::{annotations, Build, IngressSummary, PathContext, WarningKind};
 use crate::cluster::ObjectKey;
-use crate::policy::canary::{Canary, CanaryRule, HONOURED};
+use crate::policy::canary::{honoured, Canary, CanaryRule};
 use crate::policy::Annotations;
 use crate::table::{Action, HostPattern};
 
@@ -54,7 +54,7 @@ impl Canaries {
         };
         let mut ignored = Vec::new();
         for (name_key, name) in annotations.ours_and_nginx() {
-            if HONOURED.contains(&name) {
+            if honoured(name) {
                 summary.enforced.push(name_key.to_owned());
             } else {
                 summary.refused_served.push(name_key.to_owned());

@@ -519,6 +519,14 @@ pub fn write_atomically(path: &Path, text: &str) {
 
 // ---------------------------------------------------------------- gatehouse
 
+/// Gatehouse on a new directory holding `manifests` in one file.
+pub async fn serve_manifests(manifests: &str) -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
+    let gatehouse = start_gatehouse(dir.path()).await;
+    (dir, gatehouse)
+}
+
 pub async fn start_gatehouse(dir: &Path) -> Running {
     start_gatehouse_with(dir, TranslateOptions::default()).await
 }
