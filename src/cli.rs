@@ -98,6 +98,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Limits::default().workers)]
     pub workers: usize,
 
+    /// Every connection (HTTP and HTTPS, not the metrics port) starts with
+    /// a PROXY protocol v1 or v2 header from the load balancer; its client
+    /// address is used everywhere. Connections without one are closed.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
     /// Idle keep-alive connections each worker keeps open per endpoint.
     #[arg(long, value_name = "N", default_value_t = Limits::default().upstream_keepalive)]
     pub upstream_keepalive_connections: usize,
@@ -309,6 +315,7 @@ impl Cli {
                 max_connections: self.max_connections,
                 workers: self.workers,
                 upstream_keepalive: self.upstream_keepalive_connections,
+                proxy_protocol: self.proxy_protocol,
                 ..Limits::default()
             },
             shutdown_grace: self.shutdown_grace,

@@ -24,6 +24,9 @@ pub struct Limits {
     /// (ingress-nginx's `upstream-keepalive-connections`, which is per
     /// worker and upstream).
     pub upstream_keepalive: usize,
+    /// `--proxy-protocol`: every connection starts with a PROXY protocol
+    /// header naming the client.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -36,6 +39,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             workers: 0,
             upstream_keepalive: 320,
+            proxy_protocol: false,
         }
     }
 }

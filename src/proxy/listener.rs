@@ -25,6 +25,7 @@ use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
 use super::headers::ConnInfo;
 use super::limits::Limits;
+use super::proxy_protocol;
 use super::tls::Handshakes;
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 
@@ -177,8 +178,37 @@ impl Listeners {
         counted: Option<Counted>,
     ) {
         let open = OpenConnection::new(&self.proxy, "http", counted);
-        self.connections
-            .spawn(self.clone().serve(stream, conn, (open, permit)));
+        let me = self.clone();
+        self.connections.spawn(async move {
+            let Some((stream, conn)) = me.proxied(stream, conn).await else {
+                return;
+            };
+            me.serve(stream, conn, (open, permit)).await
+        });
+    }
+
+    /// With `--proxy-protocol`, reads the header and takes the client
+    /// address from it; `None` when the connection must be closed.
+    async fn proxied(
+        &self,
+        mut stream: TcpStream,
+        mut conn: ConnInfo,
+    ) -> Option<(TcpStream, ConnInfo)> {
+        if !self.limits.proxy_protocol {
+            return Some((stream, conn));
+        }
+        match proxy_protocol::read_header(&mut stream, self.limits.header_read_timeout).await {
+            Ok(Some(client)) => {
+                conn = ConnInfo::new(client, conn.local, conn.tls);
+                Some((stream, conn))
+            }
+            Ok(None) => Some((stream, conn)),
+            Err(e) => {
+                self.proxy.telemetry().metrics.proxy_protocol_rejected.inc();
+                tracing::debug!(peer = %conn.client, "connection closed: {e}");
+                None
+            }
+        }
     }
 
     fn start_tls(
@@ -192,7 +222,9 @@ impl Listeners {
         let open = OpenConnection::new(&self.proxy, "https", counted);
         let (me, acceptor) = (self.clone(), acceptor.clone());
         self.connections.spawn(async move {
-            let mut conn = conn;
+            let Some((stream, mut conn)) = me.proxied(stream, conn).await else {
+                return;
+            };
             let timeout = me.limits.tls_handshake_timeout;
             let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
             let reason = match &outcome {

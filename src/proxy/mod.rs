@@ -8,6 +8,7 @@ mod limits;
 mod listener;
 mod observed;
 mod progress;
+mod proxy_protocol;
 mod tls;
 mod upstream;
 mod workers;

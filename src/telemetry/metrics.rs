@@ -165,6 +165,8 @@ pub struct Metrics {
     pub tls_handshakes: Family<HandshakeLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub upstream_retries: Counter,
+    /// Connections closed for a missing or bad PROXY protocol header.
+    pub proxy_protocol_rejected: Counter,
     pub backend_endpoints: Family<BackendLabels, Gauge<i64, AtomicI64>>,
     pub rebuilds: Counter,
     pub rebuild_duration: Histogram,
@@ -212,6 +214,7 @@ impl Metrics {
             tls_handshakes: Family::default(),
             upstream_errors: Family::default(),
             upstream_retries: Counter::default(),
+            proxy_protocol_rejected: Counter::default(),
             backend_endpoints: Family::default(),
             rebuilds: Counter::default(),
             rebuild_duration: latency_histogram(),
@@ -269,6 +272,11 @@ impl Metrics {
             "upstream_retries",
             "Upstream requests retried on another endpoint",
             m.upstream_retries.clone(),
+        );
+        r.register(
+            "proxy_protocol_rejected",
+            "Connections closed for a missing or invalid PROXY protocol header",
+            m.proxy_protocol_rejected.clone(),
         );
         r.register(
             "backend_endpoints",
