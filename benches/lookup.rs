@@ -97,7 +97,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("headers/browser-request/prepare", |b| {
         b.iter_batched_ref(
             || browser.clone(),
-            |headers| prepare_request(headers, &conn, &host),
+            |headers| prepare_request(headers, &conn, &host, false),
             BatchSize::SmallInput,
         )
     });

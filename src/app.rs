@@ -12,7 +12,8 @@ use tokio::task::JoinSet;
 
 use crate::controller::Controller;
 use crate::proxy::{
-    self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
+    self, CertResolver, Drain, ForwardedHeaders, Handshakes, Limits, Listeners, Proxy,
+    TlsSetupError, Workers,
 };
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
@@ -56,6 +57,8 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
     pub limits: Limits,
+    /// Trusted proxies' `X-Forwarded-*` (`--use-forwarded-headers` …).
+    pub forwarded: ForwardedHeaders,
     /// After SIGTERM, how long the listeners keep accepting (while the load
     /// balancer notices `/readyz` and deregisters this replica).
     pub shutdown_grace: Duration,
@@ -188,11 +191,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = Handshakes::new(table.clone(), Arc::new(resolver))?;
-    let proxy = Arc::new(Proxy::new(
-        table.clone(),
-        telemetry,
-        config.limits.upstream_keepalive,
-    ));
+    let proxy = Proxy::new(table.clone(), telemetry, config.limits.upstream_keepalive)
+        .with_forwarded(config.forwarded.clone());
+    let proxy = Arc::new(proxy);
     let (listeners, drain) = Listeners::new(proxy.clone(), config.limits);
 
     let http = bind("HTTP", config.http_addr).await?;

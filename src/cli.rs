@@ -16,7 +16,7 @@ use crate::policy::{AccessOptions, ProtectionMode};
 fn status(code: u16) -> http::StatusCode {
     http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
 }
-use crate::proxy::{parse_duration, Limits};
+use crate::proxy::{parse_duration, ForwardedHeaders, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
@@ -97,6 +97,28 @@ pub struct Cli {
     /// worker_processes); 0 means one per CPU.
     #[arg(long, value_name = "N", default_value_t = Limits::default().workers)]
     pub workers: usize,
+
+    /// Believe the X-Forwarded-For (see --forwarded-for-header),
+    /// X-Forwarded-Proto, -Host and -Port of peers in --proxy-real-ip-cidr:
+    /// the client is the rightmost forwarded-for address that is not a
+    /// trusted proxy. Off, they are replaced.
+    #[arg(long)]
+    pub use_forwarded_headers: bool,
+
+    /// The header a trusted proxy names the client in.
+    #[arg(long, value_name = "NAME", default_value = "X-Forwarded-For")]
+    pub forwarded_for_header: http::HeaderName,
+
+    /// Send upstream X-Forwarded-For as the chain received plus the peer,
+    /// instead of the client address alone.
+    #[arg(long)]
+    pub compute_full_forwarded_for: bool,
+
+    /// Comma-separated CIDRs of trusted proxies (default: everyone, as
+    /// ingress-nginx's proxy-real-ip-cidr, once --use-forwarded-headers is
+    /// on).
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub proxy_real_ip_cidr: Vec<ipnet::IpNet>,
 
     /// Every connection (HTTP and HTTPS, not the metrics port) starts with
     /// a PROXY protocol v1 or v2 header from the load balancer; its client
@@ -318,9 +340,24 @@ impl Cli {
                 proxy_protocol: self.proxy_protocol,
                 ..Limits::default()
             },
+            forwarded: self.forwarded_headers(),
             shutdown_grace: self.shutdown_grace,
             drain_timeout: self.drain_timeout,
             status: Some(self.status_config()),
+        }
+    }
+
+    fn forwarded_headers(&self) -> ForwardedHeaders {
+        let defaults = ForwardedHeaders::default();
+        ForwardedHeaders {
+            use_forwarded_headers: self.use_forwarded_headers,
+            header: self.forwarded_for_header.clone(),
+            compute_full: self.compute_full_forwarded_for,
+            trusted: if self.proxy_real_ip_cidr.is_empty() {
+                defaults.trusted
+            } else {
+                self.proxy_real_ip_cidr.clone()
+            },
         }
     }
 

@@ -293,7 +293,7 @@ impl ExternalAuth {
             split_url(&url).ok_or_else(|| failed(&"the auth URL does not expand to a URL"))?;
         let mut headers = facts.headers.clone();
         let original_host = HeaderValue::from_str(facts.host).map_err(|e| failed(&e))?;
-        crate::proxy::prepare_request(&mut headers, conn, &original_host);
+        crate::proxy::prepare_request(&mut headers, conn, &original_host, false);
         for name in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::EXPECT] {
             headers.remove(name);
         }

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
-use super::headers::{self, ConnInfo};
+use super::headers::{self, ConnInfo, ForwardedHeaders};
 use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
@@ -55,6 +55,8 @@ pub struct Proxy {
     telemetry: Arc<Telemetry>,
     /// Upgraded connections (WebSockets), so that draining can wait for them.
     tunnels: TaskTracker,
+    /// How far a peer's `X-Forwarded-*` headers are believed.
+    forwarded: Arc<ForwardedHeaders>,
 }
 
 impl Proxy {
@@ -69,7 +71,14 @@ impl Proxy {
             upstream_keepalive,
             telemetry,
             tunnels: TaskTracker::new(),
+            forwarded: Arc::new(ForwardedHeaders::default()),
         }
+    }
+
+    /// Believes trusted proxies' `X-Forwarded-*` headers as `forwarded` says.
+    pub fn with_forwarded(mut self, forwarded: ForwardedHeaders) -> Self {
+        self.forwarded = Arc::new(forwarded);
+        self
     }
 
     /// A proxy for one worker thread: the same table, telemetry and tunnel
@@ -81,6 +90,7 @@ impl Proxy {
             upstream_keepalive: self.upstream_keepalive,
             telemetry: self.telemetry.clone(),
             tunnels: self.tunnels.clone(),
+            forwarded: self.forwarded.clone(),
         }
     }
 
@@ -93,6 +103,9 @@ impl Proxy {
     }
 
     pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        // A trusted proxy may name the client (`use-forwarded-headers`).
+        let forwarded = conn.for_request(req.headers(), &self.forwarded);
+        let conn = forwarded.as_ref().unwrap_or(conn);
         let host = request_host(&req);
         let request_id = request_id(&req);
         req.headers_mut()
@@ -240,7 +253,7 @@ impl Proxy {
             query: req.uri().query(),
             tls: conn.tls,
             client: conn.client.ip(),
-            peer: conn.peer.as_deref(),
+            peer: conn.peer_cert.as_deref(),
         };
         self.table.load().decide(&facts)
     }
@@ -310,10 +323,10 @@ impl Proxy {
         let method_retryable = is_idempotent(req.method());
 
         let (mut parts, body) = req.into_parts();
-        headers::prepare_request(&mut parts.headers, conn, &host);
+        headers::prepare_request(&mut parts.headers, conn, &host, self.forwarded.compute_full);
         match &forward.client_auth {
             Some(client_auth) => {
-                client_auth.request_headers(conn.peer.as_deref(), &mut parts.headers)
+                client_auth.request_headers(conn.peer_cert.as_deref(), &mut parts.headers)
             }
             None => client_cert::remove_forged(&mut parts.headers),
         }

@@ -4,22 +4,81 @@
 //! removed in both directions, with every header the `Connection` header
 //! names. The `X-Forwarded-*` family tells the backend what the client sent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::policy::client_cert::PeerCert;
 
+/// How far `X-Forwarded-*` headers from the peer are believed:
+/// ingress-nginx's `use-forwarded-headers`, `forwarded-for-header`,
+/// `compute-full-forwarded-for` and `proxy-real-ip-cidr`.
+#[derive(Clone, Debug)]
+pub struct ForwardedHeaders {
+    /// Believe a trusted peer's forwarded headers.
+    pub use_forwarded_headers: bool,
+    /// The header naming the client (`X-Forwarded-For`).
+    pub header: HeaderName,
+    /// Send upstream the whole chain plus the peer, not the client alone.
+    pub compute_full: bool,
+    /// Peers (and chain entries) that are proxies of ours; ingress-nginx's
+    /// default trusts every address once `use-forwarded-headers` is on.
+    pub trusted: Vec<IpNet>,
+}
+
+impl Default for ForwardedHeaders {
+    fn default() -> Self {
+        ForwardedHeaders {
+            use_forwarded_headers: false,
+            header: X_FORWARDED_FOR.clone(),
+            compute_full: false,
+            trusted: vec![
+                IpNet::from(IpAddr::from([0, 0, 0, 0])).supernet_for(0),
+                IpNet::from(IpAddr::from([0u16; 8])).supernet_for(0),
+            ],
+        }
+    }
+}
+
+trait Supernet {
+    fn supernet_for(self, prefix: u8) -> IpNet;
+}
+
+impl Supernet for IpNet {
+    fn supernet_for(self, prefix: u8) -> IpNet {
+        IpNet::new(self.addr(), prefix).unwrap_or(self).trunc()
+    }
+}
+
+impl ForwardedHeaders {
+    fn trusts(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&addr))
+    }
+}
+
 /// The connection a request arrived on, with the header values every
 /// request on it forwards (formatted once per connection).
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The client: the peer, the PROXY protocol header's address, or (per
+    /// request) the forwarded-for address a trusted peer names.
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The address the connection came from (the peer, or the PROXY
+    /// protocol header's).
+    pub peer: IpAddr,
+    /// The peer is a trusted proxy whose `X-Forwarded-*` are kept.
+    pub forwarded_trusted: bool,
     /// The client certificate, when the server name asked for one.
-    pub peer: Option<Arc<PeerCert>>,
+    pub peer_cert: Option<Arc<PeerCert>>,
     client_ip: HeaderValue,
     local_port: HeaderValue,
 }
@@ -33,10 +92,49 @@ impl ConnInfo {
             client,
             local,
             tls,
-            peer: None,
+            peer_cert: None,
+            peer: client.ip(),
+            forwarded_trusted: false,
             client_ip,
             local_port: HeaderValue::from(local.port()),
         }
+    }
+
+    /// The connection as one request sees it, when a trusted proxy names
+    /// the client: the rightmost forwarded-for entry that is not itself a
+    /// trusted proxy (nginx's `real_ip_recursive on`). `None`: as it is.
+    pub fn for_request(
+        &self,
+        headers: &HeaderMap,
+        forwarded: &ForwardedHeaders,
+    ) -> Option<ConnInfo> {
+        if !forwarded.use_forwarded_headers || !forwarded.trusts(self.peer) {
+            return None;
+        }
+        let chain: Vec<IpAddr> = headers
+            .get_all(&forwarded.header)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+            .collect();
+        let client = chain
+            .iter()
+            .rev()
+            .find(|addr| !forwarded.trusts(**addr))
+            .or(chain.first())
+            .copied();
+        let mut conn = match client {
+            Some(ip) => {
+                let mut c = ConnInfo::new(SocketAddr::new(ip, 0), self.local, self.tls);
+                c.peer = self.peer;
+                c.peer_cert = self.peer_cert.clone();
+                c
+            }
+            None => self.clone(),
+        };
+        conn.forwarded_trusted = true;
+        Some(conn)
     }
 
     pub fn scheme(&self) -> &'static str {
@@ -87,40 +185,54 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares the headers of a request about to be forwarded: hop-by-hop
-/// removed, `Host` set to what the client asked for, `X-Forwarded-For`
-/// appended to, the other `X-Forwarded-*` and `X-Real-IP` set.
-pub fn prepare_request(headers: &mut HeaderMap, conn: &ConnInfo, host: &HeaderValue) {
+/// removed, `Host` set to what the client asked for, `X-Real-IP` and
+/// `X-Forwarded-For` the client (or, with `compute_full`, the chain the
+/// client sent plus the peer), the other `X-Forwarded-*` ours unless a
+/// trusted proxy sent them.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    conn: &ConnInfo,
+    host: &HeaderValue,
+    compute_full: bool,
+) {
     remove_hop_by_hop(headers);
     // Room for the headers added below, so that no insert regrows the map.
     headers.reserve(6);
     headers.insert(header::HOST, host.clone());
 
     let client_ip = &conn.client_ip;
-    match headers.entry(X_FORWARDED_FOR.clone()) {
-        header::Entry::Occupied(mut prior) if !prior.get().is_empty() => {
-            let prior_value = prior.get().as_bytes();
-            let mut joined = Vec::with_capacity(prior_value.len() + 2 + client_ip.len());
-            joined.extend_from_slice(prior_value);
+    let chain = headers
+        .get(&X_FORWARDED_FOR)
+        .filter(|v| compute_full && !v.is_empty());
+    let forwarded_for = match chain {
+        Some(prior) => {
+            let peer = conn.peer.to_string();
+            let mut joined = Vec::with_capacity(prior.len() + 2 + peer.len());
+            joined.extend_from_slice(prior.as_bytes());
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(client_ip.as_bytes());
+            joined.extend_from_slice(peer.as_bytes());
             // A valid header value, a comma and an IP address: valid.
-            let value = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone());
-            prior.insert(value);
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
         }
-        header::Entry::Occupied(mut prior) => {
-            prior.insert(client_ip.clone());
+        None if compute_full => {
+            HeaderValue::from_str(&conn.peer.to_string()).unwrap_or_else(|_| client_ip.clone())
         }
-        header::Entry::Vacant(slot) => {
-            slot.insert(client_ip.clone());
-        }
-    }
+        None => client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_REAL_IP.clone(), client_ip.clone());
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
+    let ours = |headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue| {
+        if !(conn.forwarded_trusted && headers.contains_key(name)) {
+            headers.insert(name.clone(), value);
+        }
+    };
+    ours(
+        headers,
+        &X_FORWARDED_PROTO,
         HeaderValue::from_static(conn.scheme()),
     );
-    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    ours(headers, &X_FORWARDED_HOST, host.clone());
+    ours(headers, &X_FORWARDED_PORT, conn.local_port.clone());
 }
 
 #[cfg(test)]
@@ -151,16 +263,71 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended_and_the_rest_set() {
+    fn an_untrusted_clients_forwarded_headers_are_replaced() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("spoofed"));
-        prepare_request(&mut h, &conn(), &HeaderValue::from_static("shop.example"));
-        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
+        prepare_request(
+            &mut h,
+            &conn(),
+            &HeaderValue::from_static("shop.example"),
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["x-forwarded-port"], "8443");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["host"], "shop.example");
+    }
+
+    #[test]
+    fn compute_full_forwarded_for_appends_the_peer_to_the_chain() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        prepare_request(&mut h, &conn(), &HeaderValue::from_static("a"), true);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
+    }
+
+    fn trusting(cidrs: &[&str]) -> ForwardedHeaders {
+        ForwardedHeaders {
+            use_forwarded_headers: true,
+            trusted: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+            ..ForwardedHeaders::default()
+        }
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_entry_of_a_trusted_peer() {
+        let peer = ConnInfo::new(
+            "10.0.0.5:40000".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+            false,
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.7, 10.0.0.9"),
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let fwd = trusting(&["10.0.0.0/8"]);
+        let seen = peer.for_request(&h, &fwd).expect("trusted");
+        assert_eq!(seen.client.ip().to_string(), "203.0.113.7");
+        prepare_request(&mut h, &seen, &HeaderValue::from_static("a"), false);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(
+            h["x-forwarded-proto"], "https",
+            "a trusted proxy's scheme is kept"
+        );
+        // An untrusted peer's chain is not believed.
+        let stranger = ConnInfo::new(
+            "192.0.2.9:1".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+            false,
+        );
+        assert!(stranger.for_request(&h, &fwd).is_none());
+        // Off: never believed.
+        let off = ForwardedHeaders::default();
+        assert!(peer.for_request(&h, &off).is_none());
     }
 }

@@ -242,7 +242,7 @@ impl Listeners {
                 .inc();
             match outcome {
                 Ok(Ok((tls, peer))) => {
-                    conn.peer = peer.map(Arc::new);
+                    conn.peer_cert = peer.map(Arc::new);
                     me.serve(tls, conn, (open, permit)).await
                 }
                 Ok(Err(e)) => {

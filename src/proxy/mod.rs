@@ -14,7 +14,7 @@ mod upstream;
 mod workers;
 
 pub use handler::{Proxy, ProxyBody};
-pub use headers::{prepare_request, ConnInfo};
+pub use headers::{prepare_request, ConnInfo, ForwardedHeaders};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};

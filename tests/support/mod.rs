@@ -551,6 +551,7 @@ pub fn config_for(dir: &Path) -> Config {
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
         limits: gatehouse::proxy::Limits::default(),
+        forwarded: gatehouse::proxy::ForwardedHeaders::default(),
         shutdown_grace: std::time::Duration::from_secs(5),
         drain_timeout: std::time::Duration::from_secs(30),
         status: None,
