@@ -256,6 +256,54 @@ fn routes_fails_on_broken_manifests_and_warnings() {
 }
 
 #[test]
+fn routes_shows_canary_rules_affinity_and_limits_per_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = ingress_annotated(
+        "shop-canary",
+        "shop.test",
+        "/",
+        "web",
+        None,
+        &[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "20"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary"),
+        ],
+    );
+    let main = ingress_annotated(
+        "shop",
+        "shop.test",
+        "/",
+        "web",
+        None,
+        &[
+            ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ("nginx.ingress.kubernetes.io/limit-rps", "10"),
+        ],
+    );
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        service("web", &["127.0.0.1:9".parse().expect("addr")]),
+        main,
+        canary,
+    ]
+    .concat();
+    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
+    let (_, out) = routes(dir.path());
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("shop.test"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for cell in [
+        "canary=test/shop-canary (weight 20/100, header x-canary)",
+        "affinity=cookie INGRESSCOOKIE (balanced)",
+        "limits=10 rps burst ×5",
+    ] {
+        assert!(row.contains(cell), "{cell:?} missing in {row:?}");
+    }
+}
+
+#[test]
 fn routes_shows_what_protects_each_route_and_warn_mode_says_so_loudly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifests = [
