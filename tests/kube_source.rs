@@ -451,3 +451,30 @@ data: {big: value}
     assert_eq!(headers, ["x-tenant"]);
     assert!(route.access.denied.is_none(), "{:?}", route.access.denied);
 }
+
+#[tokio::test]
+async fn secrets_are_listed_and_watched_without_the_types_that_are_never_certificates() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("plain", "plain.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let _gatehouse = start_on(&api, None).await;
+    let calls = api.calls();
+    let secret_calls: Vec<_> = calls
+        .iter()
+        .filter(|c| c.resource == "secrets" && c.name.is_none())
+        .collect();
+    assert!(!secret_calls.is_empty());
+    for call in secret_calls {
+        let selector = call.field_selector.as_deref().unwrap_or_default();
+        for kind in ["helm.sh/release.v1", "kubernetes.io/service-account-token"] {
+            assert!(selector.contains(&format!("type!={kind}")), "{call:?}");
+        }
+    }
+}

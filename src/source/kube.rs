@@ -10,6 +10,9 @@
 //!   server that is down or restarting never stops Gatehouse, which keeps
 //!   serving its last table. A lost and a restored watch are each logged
 //!   once, not once per retry.
+//! - Secrets are listed and watched without the types that are never
+//!   certificates or password files (Helm releases, service-account
+//!   tokens, image pull secrets), which the API server leaves out.
 //! - Secrets and ConfigMaps: only those an Ingress references (in
 //!   `spec.tls`, in an annotation such as `auth-secret` or
 //!   `auth-proxy-set-headers`, or as the default certificate) keep their
@@ -184,9 +187,14 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
         Object::EndpointSlice,
     );
     let fetch_tx = changes_tx.clone();
-    spawn_watcher::<Secret>(api(&client, ns), Kind::Secret, changes_tx.clone(), |s| {
-        Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s))))
-    });
+    let secrets = watcher::Config::default().fields(SECRET_TYPES_NEVER_NEEDED);
+    spawn_watcher_with::<Secret>(
+        api(&client, ns),
+        secrets,
+        Kind::Secret,
+        changes_tx.clone(),
+        |s| Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s)))),
+    );
     spawn_watcher::<ConfigMap>(api(&client, ns), Kind::ConfigMap, changes_tx, |c| {
         Object::ConfigMap(Arc::new(trimmed_config_map(Arc::unwrap_or_clone(c))))
     });
@@ -382,6 +390,11 @@ where
     }
 }
 
+/// Secret types that are never certificates, CA bundles or password
+/// files, left out by the API server itself: Helm's release Secrets alone
+/// are often most of a cluster's Secret bytes.
+pub const SECRET_TYPES_NEVER_NEEDED: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg,type!=bootstrap.kubernetes.io/token";
+
 fn spawn_watcher<K>(
     api: Api<K>,
     kind: Kind,
@@ -390,8 +403,20 @@ fn spawn_watcher<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    spawn_watcher_with(api, watcher::Config::default(), kind, tx, wrap);
+}
+
+fn spawn_watcher_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<(Kind, Change)>,
+    wrap: fn(Arc<K>) -> Object,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher(api, config).default_backoff();
         futures_util::pin_mut!(stream);
         let mut healthy = true;
         while let Some(item) = stream.next().await {

@@ -40,6 +40,8 @@ pub struct Call {
     pub watch: bool,
     /// The `x-replica` header the client sent (see `client_as`).
     pub replica: Option<String>,
+    /// `fieldSelector`, percent-decoded.
+    pub field_selector: Option<String>,
 }
 
 #[derive(Clone)]
@@ -317,6 +319,7 @@ impl FakeApi {
             );
         };
         call.replica = replica;
+        call.field_selector = query.get("fieldSelector").map(|v| percent_decode(v));
         let mut inner = self.inner.lock().expect("lock");
         inner.calls.push(call.clone());
         if inner.down {
@@ -562,6 +565,28 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn parse_path(method: &Method, path: &str, watch: bool) -> Option<Call> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match parts.as_slice() {
@@ -592,6 +617,7 @@ fn parse_path(method: &Method, path: &str, watch: bool) -> Option<Call> {
         name,
         watch,
         replica: None,
+        field_selector: None,
     })
 }
 
