@@ -342,3 +342,30 @@ async fn hsts_goes_on_https_responses_of_tls_hosts_only() {
     let reply = http_get(site.gatehouse.http_addr, "open.test", "/").await;
     assert!(!reply.headers.contains_key(&sts));
 }
+
+#[tokio::test]
+async fn debug_routes_show_the_access_column_and_never_a_password_hash() {
+    let site = site("").await;
+    let reply = http_get(site.gatehouse.metrics_addr, "localhost", "/debug/routes").await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let routes: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let access = |host: &str, path: &str| {
+        routes["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .find(|r| r["host"] == host && r["path"] == path)
+            .map(|r| r["access"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| panic!("no route {host}{path}"))
+    };
+    assert_eq!(access("basic.test", "/"), "basic");
+    assert_eq!(access("open.test", "/"), "public");
+    assert_eq!(access("deny.test", "/"), "denylist");
+    assert_eq!(access("any.test", "/"), "allowlist|basic");
+    assert!(access("open.test", "/admin")
+        .starts_with("denied: nginx.ingress.kubernetes.io/enable-modsecurity"));
+    for line in HTPASSWD.lines() {
+        let hash = line.split_once(':').map_or("", |(_, h)| h);
+        assert!(!text.contains(hash), "a hash leaked into /debug/routes");
+    }
+}

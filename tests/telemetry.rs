@@ -251,6 +251,8 @@ async fn debug_endpoints_show_routes_and_certificates_but_never_keys() {
         .expect("shop route");
     assert_eq!(shop["backend"]["service"], "test/web");
     assert_eq!(shop["ssl_redirect"], true);
+    assert_eq!(shop["access"], "public");
+    assert_eq!(shop["hsts"], true);
 
     let text = scrape(s.gatehouse.metrics_addr, "/debug/certs").await;
     let certs: serde_json::Value = serde_json::from_str(&text).expect("JSON");
