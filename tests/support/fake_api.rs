@@ -56,6 +56,8 @@ struct Change {
 struct Watch {
     collection: String,
     namespace: Option<String>,
+    /// `fieldSelector`, when the server honours it.
+    selector: Option<String>,
     tx: mpsc::UnboundedSender<String>,
 }
 
@@ -70,6 +72,8 @@ struct Inner {
     watches: Vec<Watch>,
     calls: Vec<Call>,
     down: bool,
+    /// Answer as an API server that ignores field selectors would.
+    ignore_field_selectors: bool,
 }
 
 #[derive(Clone)]
@@ -239,6 +243,12 @@ impl FakeApi {
             .unwrap_or_default()
     }
 
+    /// Serve lists and watches as if field selectors were not there (to
+    /// measure what a selector saves).
+    pub fn ignore_field_selectors(&self, ignore: bool) {
+        self.inner.lock().expect("lock").ignore_field_selectors = ignore;
+    }
+
     /// Forgets the event log: watches that resume from before now get 410.
     pub fn compact(&self) {
         let mut inner = self.inner.lock().expect("lock");
@@ -329,6 +339,10 @@ impl FakeApi {
             );
         }
         let collection = format!("{}/{}", call.group, call.resource);
+        let selector = call
+            .field_selector
+            .clone()
+            .filter(|_| !inner.ignore_field_selectors);
         match (&method, &call.name, call.watch) {
             (&Method::GET, None, true) => {
                 let from: u64 = query
@@ -351,6 +365,7 @@ impl FakeApi {
                         .namespace
                         .as_ref()
                         .is_none_or(|ns| *ns == change.namespace)
+                        && selected(selector.as_deref(), &change.object)
                     {
                         let _ = tx.send(format!(
                             "{}\n",
@@ -361,6 +376,7 @@ impl FakeApi {
                 inner.watches.push(Watch {
                     collection,
                     namespace: call.namespace.clone(),
+                    selector,
                     tx,
                 });
                 let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -384,6 +400,7 @@ impl FakeApi {
                             .filter(|((ns, _), _)| {
                                 call.namespace.as_ref().is_none_or(|want| want == ns)
                             })
+                            .filter(|(_, o)| selected(selector.as_deref(), o))
                             .map(|(_, o)| o.clone())
                             .collect()
                     })
@@ -523,6 +540,7 @@ impl Inner {
                 || w.namespace
                     .as_ref()
                     .is_some_and(|ns| *ns != change.namespace)
+                || !selected(w.selector.as_deref(), &change.object)
             {
                 return !w.tx.is_closed();
             }
@@ -563,6 +581,35 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         other => *target = other.clone(),
     }
+}
+
+/// Whether an object satisfies a field selector (`field=value`,
+/// `field==value`, `field!=value`, comma-separated), as the API server
+/// decides it for the fields Gatehouse selects on.
+fn selected(selector: Option<&str>, object: &Value) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| {
+        let (field, negated, want) = match term.split_once("!=") {
+            Some((f, v)) => (f, true, v),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((f, v)) => (f, false, v),
+                None => return true,
+            },
+        };
+        let got = match field {
+            // A Secret without a type is Opaque.
+            "type" => object["type"].as_str().unwrap_or("Opaque").to_owned(),
+            "metadata.name" => object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            "metadata.namespace" => object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            _ => return true,
+        };
+        (got == want) != negated
+    })
 }
 
 fn percent_decode(text: &str) -> String {
