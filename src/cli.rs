@@ -259,6 +259,11 @@ pub struct RoutingArgs {
     #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
     pub hsts_preload: bool,
 
+    /// Pass TLS connections for hosts with `ssl-passthrough: "true"` whole
+    /// to their backend, unterminated.
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
+
     /// Status for requests over limit-rps / limit-rpm (429 is common).
     #[arg(long, value_name = "CODE", default_value_t = 503, value_parser = parse_status)]
     pub limit_req_status_code: u16,
@@ -289,6 +294,7 @@ impl RoutingArgs {
                 unsupported_protection: self.unsupported_protection,
                 cross_namespace_secrets: self.allow_cross_namespace_secrets,
             },
+            ssl_passthrough: self.enable_ssl_passthrough,
             limit_statuses: Statuses {
                 rate: status(self.limit_req_status_code),
                 connections: status(self.limit_conn_status_code),

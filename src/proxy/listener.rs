@@ -26,7 +26,8 @@ use super::handler::Proxy;
 use super::headers::ConnInfo;
 use super::limits::Limits;
 use super::proxy_protocol;
-use super::tls::Handshakes;
+use super::tls::{Accepted, Handshakes};
+use crate::table::{Backend, LoadBalance, Upstream};
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
@@ -228,11 +229,16 @@ impl Listeners {
             let timeout = me.limits.tls_handshake_timeout;
             let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
             let reason = match &outcome {
+                Ok(Ok(Accepted::Passthrough(..))) => "passthrough".to_owned(),
                 Ok(Ok(_)) => String::new(),
                 Ok(Err(e)) => handshake_failure(e),
                 Err(_) => "timeout".to_owned(),
             };
-            let result = if reason.is_empty() { "ok" } else { "error" };
+            let result = match reason.as_str() {
+                "" => "ok",
+                "passthrough" => "passthrough",
+                _ => "error",
+            };
             let labels = HandshakeLabels { result, reason };
             me.proxy
                 .telemetry()
@@ -241,9 +247,13 @@ impl Listeners {
                 .get_or_create(&labels)
                 .inc();
             match outcome {
-                Ok(Ok((tls, peer))) => {
+                Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
-                    me.serve(tls, conn, (open, permit)).await
+                    me.serve(*tls, conn, (open, permit)).await
+                }
+                Ok(Ok(Accepted::Passthrough(stream, backend))) => {
+                    let _held = (open, permit);
+                    pass_through(stream, &backend, &conn).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client = %conn.client, "TLS handshake failed: {e}")
@@ -361,6 +371,36 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// `ssl-passthrough`: the connection, ClientHello included, joined byte
+/// for byte to one of the backend's endpoints.
+async fn pass_through(mut client: TcpStream, backend: &Backend, conn: &ConnInfo) {
+    let target = match &backend.upstream {
+        Upstream::Endpoints(set) => match set.pick(LoadBalance::RoundRobin) {
+            Some(pick) => pick.addr.to_string(),
+            None => {
+                tracing::debug!(client = %conn.client, service = %backend.service, "passthrough: no ready endpoint");
+                return;
+            }
+        },
+        Upstream::External(authority) => authority.to_string(),
+    };
+    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target));
+    match connect
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        Ok(mut upstream) => {
+            let _ = upstream.set_nodelay(true);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(client = %conn.client, "passthrough ended: {e}");
+            }
+        }
+        Err(e) => {
+            tracing::debug!(client = %conn.client, upstream = %target, "passthrough connect failed: {e}")
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::policy::client_cert::PeerCert;
-use crate::table::RouteTable;
+use crate::table::{Backend, RouteTable};
 use crate::translate::{certified_key_from_der, provider, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +79,27 @@ impl Handshakes {
 
     /// Reads the ClientHello, picks the configuration for its server name,
     /// and completes the handshake; for a host that asks for client
-    /// certificates, the certificate the client sent is verified.
-    pub async fn accept(
+    /// certificates, the certificate the client sent is verified. A
+    /// connection for an `ssl-passthrough` host is handed back untouched.
+    pub async fn accept(&self, stream: TcpStream) -> std::io::Result<Accepted> {
+        if let Some(backend) = self.passthrough(&stream).await? {
+            return Ok(Accepted::Passthrough(stream, backend));
+        }
+        let (tls, peer) = self.terminate(stream).await?;
+        Ok(Accepted::Tls(Box::new(tls), peer))
+    }
+
+    /// The passthrough backend of the ClientHello's server name; only
+    /// looked at (peeked, nothing consumed) when some host passes through.
+    async fn passthrough(&self, stream: &TcpStream) -> std::io::Result<Option<Arc<Backend>>> {
+        if self.table.load().passthrough.is_empty() {
+            return Ok(None);
+        }
+        let name = peek_server_name(stream).await?;
+        Ok(name.and_then(|n| self.table.load().passthrough_for(&n).cloned()))
+    }
+
+    async fn terminate(
         &self,
         stream: TcpStream,
     ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerCert>)> {
@@ -98,6 +117,48 @@ impl Handshakes {
         let tls = start.into_stream(config).await?;
         let peer = client_auth.verify(tls.get_ref().1.peer_certificates());
         Ok((tls, Some(peer)))
+    }
+}
+
+/// What a TLS connection turned out to be.
+pub enum Accepted {
+    /// Terminated here, with the client certificate when one was asked for
+    /// (boxed: a TLS stream is large, and every connection holds one).
+    Tls(Box<TlsStream<TcpStream>>, Option<PeerCert>),
+    /// For an `ssl-passthrough` host: the raw connection (its ClientHello
+    /// still unread) and where it goes.
+    Passthrough(TcpStream, Arc<Backend>),
+}
+
+/// The server name of the ClientHello at the start of `stream`, read
+/// without consuming it.
+async fn peek_server_name(stream: &TcpStream) -> std::io::Result<Option<String>> {
+    // A ClientHello fits in one TLS record (16 KiB) plus its header.
+    let mut buf = vec![0u8; 16 * 1024 + 5];
+    loop {
+        let seen = stream.peek(&mut buf).await?;
+        if seen == 0 {
+            return Ok(None);
+        }
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut rest = &buf[..seen];
+        while !rest.is_empty() {
+            match acceptor.read_tls(&mut rest) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                return Ok(accepted.client_hello().server_name().map(str::to_owned))
+            }
+            // More of the ClientHello is on its way (the handshake
+            // timeout bounds the wait).
+            Ok(None) if seen < buf.len() => {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await
+            }
+            Ok(None) | Err(_) => return Ok(None),
+        }
     }
 }
 

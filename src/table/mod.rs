@@ -209,9 +209,20 @@ pub struct RouteTable {
     pub certs: CertStore,
     /// Hosts that ask for client certificates (`auth-tls-*`).
     pub client_auth: HostMap<Arc<ClientAuth>>,
+    /// `ssl-passthrough` hosts: their TLS connections go to this backend
+    /// untouched.
+    pub passthrough: HostMap<Arc<Backend>>,
 }
 
 impl RouteTable {
+    /// The backend a TLS connection for `server_name` is passed to whole.
+    pub fn passthrough_for(&self, server_name: &str) -> Option<&Arc<Backend>> {
+        if self.passthrough.is_empty() {
+            return None;
+        }
+        self.passthrough.get(&normalize_host(server_name))
+    }
+
     /// The client-certificate policy of a server name or host.
     pub fn client_auth_for(&self, host: &str) -> Option<&Arc<ClientAuth>> {
         if self.client_auth.is_empty() {
@@ -374,6 +385,7 @@ pub struct RouteTableBuilder {
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
     pub client_auth: HostMap<Arc<ClientAuth>>,
+    pub passthrough: HostMap<Arc<Backend>>,
 }
 
 #[derive(Debug, Default)]
@@ -446,6 +458,7 @@ impl RouteTableBuilder {
             routes: self.routes,
             certs: self.certs,
             client_auth: self.client_auth,
+            passthrough: self.passthrough,
             default_route: self.default_route,
             ..RouteTable::default()
         };

@@ -49,6 +49,8 @@ pub struct IngressAnnotations {
     pub custom_errors: Option<Vec<u16>>,
     /// `default-backend`: a Service of the Ingress's namespace.
     pub default_backend: Option<String>,
+    /// `ssl-passthrough`.
+    pub ssl_passthrough: bool,
     /// What became of each annotation (the migration summary).
     pub summary: IngressSummary,
     /// `ssl-redirect`; `None` means "when the Ingress has TLS for the host".
@@ -103,6 +105,7 @@ const IMPLEMENTED: &[&str] = &[
     "proxy-next-upstream",
     "custom-http-errors",
     "default-backend",
+    "ssl-passthrough",
     "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout",
 ];
@@ -214,6 +217,9 @@ pub fn parse(
         .parsed("service-upstream", parse_bool)
         .unwrap_or(false);
     let custom_errors = reader.parsed("custom-http-errors", ErrorPages::parse_codes);
+    let ssl_passthrough = reader
+        .parsed("ssl-passthrough", parse_bool)
+        .unwrap_or(false);
     let default_backend = reader.parsed("default-backend", parse_service_name);
     let invalid = notes
         .into_iter()
@@ -230,6 +236,7 @@ pub fn parse(
         service_upstream,
         custom_errors,
         default_backend,
+        ssl_passthrough,
         summary,
         ssl_redirect,
         use_regex,

@@ -60,6 +60,8 @@ pub struct TranslateOptions {
     pub hsts: HstsOptions,
     /// `--limit-req-status-code`, `--limit-conn-status-code`.
     pub limit_statuses: Statuses,
+    /// `--enable-ssl-passthrough`: `ssl-passthrough` annotations apply.
+    pub ssl_passthrough: bool,
 }
 
 impl Default for TranslateOptions {
@@ -74,6 +76,7 @@ impl Default for TranslateOptions {
             access: AccessOptions::default(),
             hsts: HstsOptions::default(),
             limit_statuses: Statuses::default(),
+            ssl_passthrough: false,
         }
     }
 }
@@ -223,6 +226,7 @@ pub fn translate_with(
             }),
         };
         build.add_rules(&ingress);
+        build.add_passthrough(&ingress, options);
         build.add_default_backend(&ingress);
         build.add_tls(&ingress);
         let mut summary = parsed.summary.clone();
@@ -535,6 +539,49 @@ impl Build<'_> {
                 let message = format!("{context}: service-upstream: {why}; its endpoints are used");
                 self.warn(view.key, WarningKind::UnsupportedBackend, message);
                 action
+            }
+        }
+    }
+
+    /// `ssl-passthrough`: TLS connections for the Ingress's hosts go whole
+    /// to the backend of the host's `/` rule (ingress-nginx's rule), never
+    /// terminated; the oldest Ingress keeps a contested host.
+    fn add_passthrough(&mut self, view: &IngressView<'_>, options: &TranslateOptions) {
+        if !view.annotations.ssl_passthrough {
+            return;
+        }
+        let key = view.key;
+        if !options.ssl_passthrough {
+            let message = "ssl-passthrough needs --enable-ssl-passthrough; the host's TLS is terminated as usual".to_owned();
+            self.warn(key, WarningKind::InvalidAnnotation, message);
+            return;
+        }
+        let rules = view.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+        for rule in rules.into_iter().flatten() {
+            let host = HostPattern::parse(rule.host.as_deref());
+            let root = rule
+                .http
+                .iter()
+                .flat_map(|h| h.paths.iter())
+                .find(|p| p.path.as_deref().unwrap_or("/") == "/");
+            let Some(root) = root else {
+                let message = format!(
+                    "host {host}: ssl-passthrough needs a rule for path /; not passed through"
+                );
+                self.warn(key, WarningKind::InvalidPath, message);
+                continue;
+            };
+            let context = PathContext {
+                host: &host,
+                path: "/",
+            };
+            let Action::Forward(backend) = self.action(key, &root.backend, &context) else {
+                continue;
+            };
+            if !self.table.passthrough.insert_first(&host, backend) {
+                let message =
+                    format!("host {host}: already passed through by an older Ingress; ignored");
+                self.warn(key, WarningKind::RouteConflict, message);
             }
         }
     }
