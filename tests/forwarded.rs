@@ -12,28 +12,12 @@ use support::*;
 async fn site(
     forwarded: gatehouse::proxy::ForwardedHeaders,
 ) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
-    let backend = Backend::start("web").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        ingress_annotated(
-            "office",
-            "office.test",
-            "/",
-            "web",
-            None,
-            &[(
-                "nginx.ingress.kubernetes.io/allowlist-source-range",
-                "203.0.113.0/24",
-            )],
-        ),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
-    let mut config = config_for(dir.path());
-    config.forwarded = forwarded;
-    let gatehouse = gatehouse::app::start(config).await.expect("start");
+    let allow = [(
+        "nginx.ingress.kubernetes.io/allowlist-source-range",
+        "203.0.113.0/24",
+    )];
+    let (backend, manifests) = one_route("office", "office.test", &allow).await;
+    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.forwarded = forwarded).await;
     (dir, backend, gatehouse)
 }
 

@@ -11,16 +11,8 @@ async fn site(
     annotations: &[(&str, &str)],
     options: gatehouse::translate::TranslateOptions,
 ) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
-    let backend = Backend::start("web").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        ingress_annotated("limited", "limited.test", "/", "web", None, annotations),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
-    let gatehouse = start_gatehouse_with(dir.path(), options).await;
+    let (backend, manifests) = one_route("limited", "limited.test", annotations).await;
+    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.translate = options).await;
     (dir, backend, gatehouse)
 }
 

@@ -13,28 +13,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn site() -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
-    let backend = Backend::start("web").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        ingress_annotated(
-            "office",
-            "office.test",
-            "/",
-            "web",
-            None,
-            &[(
-                "nginx.ingress.kubernetes.io/allowlist-source-range",
-                "198.51.100.0/24, 2001:db8::/32",
-            )],
-        ),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write");
-    let mut config = config_for(dir.path());
-    config.limits.proxy_protocol = true;
-    let gatehouse = gatehouse::app::start(config).await.expect("start");
+    let allow = [(
+        "nginx.ingress.kubernetes.io/allowlist-source-range",
+        "198.51.100.0/24, 2001:db8::/32",
+    )];
+    let (backend, manifests) = one_route("office", "office.test", &allow).await;
+    let (dir, gatehouse) =
+        serve_manifests_with(&manifests, |c| c.limits.proxy_protocol = true).await;
     (dir, backend, gatehouse)
 }
 

@@ -521,10 +521,35 @@ pub fn write_atomically(path: &Path, text: &str) {
 
 /// Gatehouse on a new directory holding `manifests` in one file.
 pub async fn serve_manifests(manifests: &str) -> (tempfile::TempDir, Running) {
+    serve_manifests_with(manifests, |_| {}).await
+}
+
+/// `serve_manifests`, with the configuration changed by `configure` first.
+pub async fn serve_manifests_with(
+    manifests: &str,
+    configure: impl FnOnce(&mut Config),
+) -> (tempfile::TempDir, Running) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
-    let gatehouse = start_gatehouse(dir.path()).await;
+    let mut config = config_for(dir.path());
+    configure(&mut config);
+    let gatehouse = gatehouse::app::start(config)
+        .await
+        .expect("gatehouse starts");
     (dir, gatehouse)
+}
+
+/// A backend `web` and an Ingress `name` for `host` with `annotations`:
+/// the setup of most single-route tests.
+pub async fn one_route(name: &str, host: &str, annotations: &[(&str, &str)]) -> (Backend, String) {
+    let backend = Backend::start("web").await;
+    let manifests = [
+        INGRESS_CLASS.to_owned(),
+        service("web", &[backend.addr]),
+        ingress_annotated(name, host, "/", "web", None, annotations),
+    ]
+    .concat();
+    (backend, manifests)
 }
 
 pub async fn start_gatehouse(dir: &Path) -> Running {
