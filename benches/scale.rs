@@ -13,6 +13,8 @@
 //! - change→traffic: from rewriting one Ingress's file to the first request
 //!   through the HTTP listener that reaches its new backend (median of 5).
 
+mod common;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -73,12 +75,7 @@ fn main() {
 }
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    common::memory_mib().0
 }
 
 /// Writes `n` hosts (Ingress, Service, EndpointSlice, TLS Secret each) in

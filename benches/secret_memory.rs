@@ -9,6 +9,7 @@
 //! that are never certificates). Reported per run: RSS once the first
 //! table is built and a second later, and the peak (VmHWM).
 
+mod common;
 #[path = "../tests/support/fake_api.rs"]
 #[allow(dead_code)]
 mod fake_api;
@@ -111,25 +112,12 @@ fn child(url: &str) {
             status: None,
         };
         let running = gatehouse::app::start(config).await.expect("start");
-        let (ready_rss, _) = memory();
+        let (ready_rss, _) = common::memory_mib();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (rss, peak) = memory();
+        let (rss, peak) = common::memory_mib();
         let certs = running.table.load().certs.len();
         println!(
             "{certs} certificates served; RSS {ready_rss:.1} MiB when ready, {rss:.1} MiB a second later; peak {peak:.1} MiB"
         );
     });
-}
-
-/// (VmRSS, VmHWM) in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
