@@ -369,3 +369,155 @@ async fn debug_routes_show_the_access_column_and_never_a_password_hash() {
         assert!(!text.contains(hash), "a hash leaked into /debug/routes");
     }
 }
+
+/// Every way a protection added here can fail to be enforced, each on a
+/// route whose backend is up: over HTTP and over HTTPS the answer is 503,
+/// never the backend's 200.
+#[tokio::test]
+async fn every_protection_that_cannot_be_enforced_answers_503_never_200() {
+    let backend = Backend::start("web").await;
+    let n = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
+    let cases: Vec<(&str, Vec<(String, &str)>)> = vec![
+        // Basic authentication.
+        (
+            "missing-secret",
+            vec![(n("auth-type"), "basic"), (n("auth-secret"), "absent")],
+        ),
+        (
+            "no-auth-key",
+            vec![(n("auth-type"), "basic"), (n("auth-secret"), "no-auth-key")],
+        ),
+        (
+            "no-usable-user",
+            vec![(n("auth-type"), "basic"), (n("auth-secret"), "plain-only")],
+        ),
+        (
+            "digest",
+            vec![(n("auth-type"), "digest"), (n("auth-secret"), "plain-only")],
+        ),
+        (
+            "secret-without-type",
+            vec![(n("auth-secret"), "plain-only")],
+        ),
+        (
+            "other-namespace",
+            vec![
+                (n("auth-type"), "basic"),
+                (n("auth-secret"), "elsewhere/users"),
+            ],
+        ),
+        (
+            "bad-secret-type",
+            vec![
+                (n("auth-type"), "basic"),
+                (n("auth-secret"), "plain-only"),
+                (n("auth-secret-type"), "ldap"),
+            ],
+        ),
+        // Source ranges and satisfy.
+        (
+            "bad-allowlist",
+            vec![(n("allowlist-source-range"), "the office")],
+        ),
+        (
+            "bad-denylist",
+            vec![(n("denylist-source-range"), "10.0.0.0/33")],
+        ),
+        ("bad-satisfy", vec![(n("satisfy"), "some")]),
+        // External authentication.
+        (
+            "unknown-variable",
+            vec![(n("auth-url"), "http://$upstream_addr/auth")],
+        ),
+        ("not-a-url", vec![(n("auth-url"), "/relative")]),
+        (
+            "missing-headers-map",
+            vec![
+                (n("auth-url"), "http://127.0.0.1:9/auth"),
+                (n("auth-proxy-set-headers"), "absent"),
+            ],
+        ),
+        (
+            "bad-method",
+            vec![
+                (n("auth-url"), "http://127.0.0.1:9/auth"),
+                (n("auth-method"), "get me"),
+            ],
+        ),
+        // Client certificates.
+        ("missing-ca", vec![(n("auth-tls-secret"), "test/absent")]),
+        (
+            "no-ca-key",
+            vec![(n("auth-tls-secret"), "test/no-auth-key")],
+        ),
+        (
+            "bad-verify",
+            vec![
+                (n("auth-tls-secret"), "test/no-auth-key"),
+                (n("auth-tls-verify-client"), "sometimes"),
+            ],
+        ),
+        (
+            "tls-options-alone",
+            vec![(n("auth-tls-verify-client"), "on")],
+        ),
+        // Not implemented, or refused by design.
+        ("modsecurity", vec![(n("enable-modsecurity"), "true")]),
+        ("owasp", vec![(n("enable-owasp-core-rules"), "true")]),
+        (
+            "auth-snippet",
+            vec![(n("auth-snippet"), "proxy_set_header X-A b;")],
+        ),
+    ];
+    let mut manifests = vec![
+        INGRESS_CLASS.to_owned(),
+        service("web", &[backend.addr]),
+        opaque_secret(
+            "no-auth-key",
+            &[("users", "alice:{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=")],
+        ),
+        opaque_secret("plain-only", &[("auth", "alice:plain-secret")]),
+        ingress("open", "open.test", "/", "web", None),
+    ];
+    for (name, annotations) in &cases {
+        let pairs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        manifests.push(ingress_annotated(
+            name,
+            &format!("{name}.test"),
+            "/",
+            "web",
+            None,
+            &pairs,
+        ));
+    }
+    let (_dir, gatehouse) = serve_manifests(&manifests.concat()).await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "open.test", "/").await.status,
+        StatusCode::OK
+    );
+
+    let config = tls_config(None, &[b"http/1.1"]);
+    for (name, _) in &cases {
+        let host = format!("{name}.test");
+        let reply = http_get(gatehouse.http_addr, &host, "/").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host} over HTTP"
+        );
+        let (tls, _) = tls_connect(gatehouse.https_addr, &host, config.clone())
+            .await
+            .expect("TLS");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let reply = send(&mut sender, &host, "/").await.expect("request");
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host} over HTTPS"
+        );
+    }
+}
