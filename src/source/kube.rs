@@ -277,24 +277,25 @@ impl DataScope {
 
     /// Secrets named in `spec.tls` or the annotations of any Ingress (and
     /// the pinned default), and ConfigMaps named in annotations.
-    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> BTreeSet<(Kind, ObjectKey)> {
-        let mut keys: BTreeSet<(Kind, ObjectKey)> = self
-            .pinned
-            .iter()
-            .map(|k| (Kind::Secret, k.clone()))
-            .collect();
+    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> Referenced {
+        let mut referenced = Referenced {
+            secrets: self.pinned.iter().cloned().collect(),
+            config_maps: BTreeSet::new(),
+        };
         let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
         let prefix = &self.annotations_prefix;
         for object in ingresses.into_iter().flatten() {
             if let Object::Ingress(ingress) = object {
-                let secrets =
-                    tls_secret_keys(ingress).chain(annotation_secret_keys(ingress, prefix));
-                keys.extend(secrets.map(|k| (Kind::Secret, k)));
-                let maps = annotation_config_map_keys(ingress, prefix);
-                keys.extend(maps.into_iter().map(|k| (Kind::ConfigMap, k)));
+                referenced.secrets.extend(tls_secret_keys(ingress));
+                referenced
+                    .secrets
+                    .extend(annotation_secret_keys(ingress, prefix));
+                referenced
+                    .config_maps
+                    .extend(annotation_config_map_keys(ingress, prefix));
             }
         }
-        keys
+        referenced
     }
 
     /// Drops the data of unreferenced objects; fetches referenced ones held
@@ -311,9 +312,12 @@ impl DataScope {
                 .live
                 .iter_mut()
                 .chain(cache.relist.iter_mut().flatten());
+            let keys = match kind {
+                Kind::ConfigMap => &referenced.config_maps,
+                _ => &referenced.secrets,
+            };
             for (key, object) in objects {
-                let is_referenced = referenced.contains(&(kind, key.clone()));
-                match (has_data(object), is_referenced) {
+                match (has_data(object), keys.contains(key)) {
                     (true, false) => {
                         drop_data(object);
                         changed = true;
@@ -354,6 +358,12 @@ impl DataScope {
             }
         });
     }
+}
+
+/// The objects whose data is kept, by kind.
+struct Referenced {
+    secrets: BTreeSet<ObjectKey>,
+    config_maps: BTreeSet<ObjectKey>,
 }
 
 fn has_data(object: &Object) -> bool {

@@ -110,6 +110,10 @@ impl Canaries {
 
     /// The canary for a main route's host and path, if any.
     pub fn take(&mut self, host: &HostPattern, path: &str) -> Option<Arc<Canary>> {
+        // Most clusters have no canary: no key to build for every route.
+        if self.by_route.is_empty() {
+            return None;
+        }
         let waiting = self.by_route.get_mut(&(host.clone(), path.to_owned()))?;
         waiting.taken = true;
         Some(waiting.canary.clone())
