@@ -144,7 +144,7 @@ impl RouteLimits {
     /// request is served (it counts toward `limit-connections`), or why
     /// not.
     pub fn admit(self: &Arc<Self>, client: IpAddr, now: Instant) -> Result<Option<Held>, Over> {
-        let client = canonical(client);
+        let client = super::canonical_ip(client);
         if self.config.allow.iter().any(|net| net.contains(&client)) {
             return Ok(None);
         }
@@ -220,14 +220,6 @@ impl Drop for Held {
         if let Some(limit) = &self.limits.connections {
             limit.leave(self.client);
         }
-    }
-}
-
-/// An IPv4 client seen on a dual-stack socket is the IPv4 client.
-fn canonical(client: IpAddr) -> IpAddr {
-    match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
-        v4 => v4,
     }
 }
 

@@ -48,11 +48,7 @@ impl SourceRanges {
     }
 
     pub fn verdict(&self, client: IpAddr) -> Verdict {
-        let client = match client {
-            // An IPv4 client seen on a dual-stack socket.
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
-            v4 => v4,
-        };
+        let client = super::canonical_ip(client);
         if self.deny.iter().any(|net| net.contains(&client)) {
             return Verdict::Refused;
         }

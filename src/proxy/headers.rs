@@ -35,30 +35,15 @@ impl Default for ForwardedHeaders {
             use_forwarded_headers: false,
             header: X_FORWARDED_FOR.clone(),
             compute_full: false,
-            trusted: vec![
-                IpNet::from(IpAddr::from([0, 0, 0, 0])).supernet_for(0),
-                IpNet::from(IpAddr::from([0u16; 8])).supernet_for(0),
-            ],
+            // 0.0.0.0/0 and ::/0.
+            trusted: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
         }
-    }
-}
-
-trait Supernet {
-    fn supernet_for(self, prefix: u8) -> IpNet;
-}
-
-impl Supernet for IpNet {
-    fn supernet_for(self, prefix: u8) -> IpNet {
-        IpNet::new(self.addr(), prefix).unwrap_or(self).trunc()
     }
 }
 
 impl ForwardedHeaders {
     fn trusts(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-            v4 => v4,
-        };
+        let addr = crate::policy::canonical_ip(addr);
         self.trusted.iter().any(|net| net.contains(&addr))
     }
 }

@@ -364,11 +364,7 @@ impl Reader<'_> {
 
 /// Go's `strconv.ParseBool`, which ingress-nginx uses.
 fn parse_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err("is not a boolean".into()),
-    }
+    crate::policy::access::parse_bool(value).ok_or_else(|| "is not a boolean".into())
 }
 
 /// A Service name (DNS-1035 label).
