@@ -62,7 +62,7 @@ const PROTECTIVE: &[&str] = &[
 
 /// Protective annotations that Gatehouse enforces, or accepts because they
 /// change nothing here (`auth-keepalive*` tunes connections to an external
-/// auth service; `enable-global-auth` opts out of a global auth URL).
+/// auth service).
 const ENFORCED: &[&str] = &[
     "whitelist-source-range",
     "allowlist-source-range",
@@ -88,7 +88,6 @@ const ENFORCED: &[&str] = &[
     "auth-tls-error-page",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-match-cn",
-    "enable-global-auth",
 ];
 
 /// Whether an annotation (name without prefix) restricts who may reach a

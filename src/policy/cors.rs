@@ -117,12 +117,13 @@ impl Cors {
         }
     }
 
-    /// Whether Gatehouse answers this request itself: a preflight from an
-    /// allowed origin.
-    pub fn is_preflight(&self, method: &Method, headers: &HeaderMap) -> bool {
-        method == Method::OPTIONS
-            && headers.contains_key(header::ORIGIN)
-            && self.allowed_origin(headers).is_some()
+    /// For a request from an allowed origin: its
+    /// `Access-Control-Allow-Origin`, and whether it is a preflight that
+    /// Gatehouse answers itself (`OPTIONS` that carries an `Origin`).
+    pub fn admit(&self, method: &Method, headers: &HeaderMap) -> Option<(HeaderValue, bool)> {
+        let origin = self.allowed_origin(headers)?;
+        let preflight = method == Method::OPTIONS && headers.contains_key(header::ORIGIN);
+        Some((origin, preflight))
     }
 
     /// The response phase: the CORS headers for an allowed origin.
@@ -322,9 +323,10 @@ mod tests {
             ("cors-allow-origin", "https://ok.test"),
         ]);
         let cors = cors.unwrap();
-        assert!(cors.is_preflight(&Method::OPTIONS, &origin("https://ok.test")));
-        assert!(!cors.is_preflight(&Method::OPTIONS, &origin("https://no.test")));
-        assert!(!cors.is_preflight(&Method::GET, &origin("https://ok.test")));
-        assert!(!cors.is_preflight(&Method::OPTIONS, &HeaderMap::new()));
+        let preflight = |m: &Method, h: &HeaderMap| cors.admit(m, h).is_some_and(|(_, p)| p);
+        assert!(preflight(&Method::OPTIONS, &origin("https://ok.test")));
+        assert!(!preflight(&Method::OPTIONS, &origin("https://no.test")));
+        assert!(!preflight(&Method::GET, &origin("https://ok.test")));
+        assert!(!preflight(&Method::OPTIONS, &HeaderMap::new()));
     }
 }

@@ -132,12 +132,8 @@ impl Proxy {
                     record.route = Some(forward.route.clone());
                     record.backend = Some(forward.backend.clone());
                     cors = forward.route.cors.as_ref().and_then(|cors| {
-                        let origin = cors.allowed_origin(req.headers())?;
-                        Some((
-                            cors.clone(),
-                            origin,
-                            cors.is_preflight(req.method(), req.headers()),
-                        ))
+                        let (origin, preflight) = cors.admit(req.method(), req.headers())?;
+                        Some((cors.clone(), origin, preflight))
                     });
                     if let Some((_, _, true)) = &cors {
                         // A preflight, answered here (nginx's rewrite phase).

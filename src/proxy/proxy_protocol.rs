@@ -56,8 +56,8 @@ async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderE
         }
         match parse(&buf[..seen]) {
             Parsed::Done { len, client } => {
-                let mut header = vec![0u8; len];
-                stream.read_exact(&mut header).await?;
+                // Consume exactly the header; what follows stays unread.
+                stream.read_exact(&mut buf[..len]).await?;
                 return Ok(client);
             }
             Parsed::Invalid => return Err(ProxyHeaderError::Invalid),
