@@ -12,10 +12,10 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri};
+use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
-use crate::proxy::{Lease, Target, UpstreamResponse, Upstreams};
+use crate::proxy::{OwnRequest, UpstreamResponse, Upstreams};
 use crate::table::{Backend, LoadBalance, Timeouts, Upstream};
 
 #[derive(Debug)]
@@ -102,27 +102,18 @@ impl ErrorPages {
         );
         text("x-service-port", failed.service.port.clone(), &mut headers);
 
-        let mut request = Request::new(Lease::empty());
-        *request.uri_mut() = Uri::from_static("/");
-        *request.headers_mut() = headers;
-        let target = Target {
-            authority: &authority,
-            tls: false,
-            http2: false,
-            connect_timeout: timeouts.connect,
+        let request = OwnRequest {
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            headers,
         };
-        let sent = tokio::time::timeout(
-            timeouts.connect + timeouts.read,
-            upstreams.send(request, target),
-        );
-        match sent.await {
-            Ok(Ok(response)) => Some(response),
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %authority, "custom error page failed: {e}");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(upstream = %authority, "custom error page timed out");
+        match upstreams
+            .send_own(request, &authority, false, timeouts)
+            .await
+        {
+            Ok(response) => Some(response),
+            Err(e) => {
+                tracing::warn!(upstream = %authority, "custom error page: {e}");
                 None
             }
         }

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
 use super::access::{AccessOptions, Granted, ObjectLookup, Problems, Refusal};
 use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
-use crate::proxy::{ConnInfo, Lease, Target, Upstreams};
+use crate::proxy::{ConnInfo, OwnRequest, Upstreams};
 use crate::table::Timeouts;
 
 /// The most of an auth service's response body that is read (and dropped)
@@ -322,33 +322,27 @@ impl ExternalAuth {
             headers.insert(name.clone(), value(template.expand(facts))?);
         }
 
-        let mut request = Request::new(Lease::empty());
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = Uri::from(path);
-        *request.headers_mut() = headers;
-        let target = Target {
-            authority: &authority,
-            tls,
-            http2: false,
-            connect_timeout: timeouts.connect,
+        // The whole exchange, body included, within connect + read.
+        let deadline = tokio::time::Instant::now() + timeouts.connect + timeouts.read;
+        let request = OwnRequest {
+            method: self.method.clone(),
+            uri: Uri::from(path),
+            headers,
         };
-        let exchange = async {
-            let response = upstreams
-                .send(request, target)
-                .await
-                .map_err(|e| failed(&e))?;
-            let (parts, body) = response.into_parts();
-            // Read to its end so the connection goes back to the pool.
-            let _ = Limited::new(body, BODY_LIMIT).collect().await;
-            Ok(Answer {
-                status: parts.status,
-                headers: parts.headers,
-            })
-        };
-        match tokio::time::timeout(timeouts.connect + timeouts.read, exchange).await {
-            Ok(answer) => answer,
-            Err(_) => Err(failed(&"the auth service did not answer in time")),
+        let response = upstreams
+            .send_own(request, &authority, tls, timeouts)
+            .await
+            .map_err(|e| failed(&e))?;
+        let (parts, body) = response.into_parts();
+        // Read to its end so the connection goes back to the pool.
+        let drain = Limited::new(body, BODY_LIMIT).collect();
+        if tokio::time::timeout_at(deadline, drain).await.is_err() {
+            return Err(failed(&"the auth service did not answer in time"));
         }
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+        })
     }
 }
 

@@ -19,6 +19,5 @@ pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
 pub use workers::Workers;
-// For the access phase's subrequests (external authentication).
-pub(crate) use lease::Lease;
-pub(crate) use upstream::{Target, UpstreamResponse, Upstreams};
+// For requests of the policies' own (external authentication, error pages).
+pub(crate) use upstream::{OwnRequest, UpstreamResponse, Upstreams};

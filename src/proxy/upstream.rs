@@ -37,6 +37,7 @@ use tokio_util::either::Either;
 
 use super::lease::Lease;
 use super::progress::Watched;
+use crate::table::Timeouts;
 use crate::translate::provider;
 
 /// The body sent upstream: the client's, cut off past the route's limit,
@@ -92,6 +93,21 @@ impl UpstreamError {
             _ => Failure::Failed,
         }
     }
+}
+
+/// A request of the proxy's own: method, origin-form URI, headers.
+pub struct OwnRequest {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub headers: http::HeaderMap,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnRequestError {
+    #[error(transparent)]
+    Failed(UpstreamError),
+    #[error("no answer within the connect and read timeouts")]
+    TimedOut,
 }
 
 /// What went wrong with an upstream request, for the status it earns.
@@ -182,6 +198,33 @@ impl Upstreams {
             self.send_http2(request, key, target.connect_timeout).await
         } else {
             self.send_http1(request, key, target.connect_timeout).await
+        }
+    }
+
+    /// A bodiless HTTP/1.1 request of the proxy's own (an auth check, an
+    /// error page) through the same pools, bounded by connect + read.
+    pub async fn send_own(
+        &self,
+        parts: OwnRequest,
+        authority: &Authority,
+        tls: bool,
+        timeouts: Timeouts,
+    ) -> Result<Response<UpstreamResponse>, OwnRequestError> {
+        let mut request = Request::new(Lease::empty());
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = parts.uri;
+        *request.headers_mut() = parts.headers;
+        let target = Target {
+            authority,
+            tls,
+            http2: false,
+            connect_timeout: timeouts.connect,
+        };
+        let sent =
+            tokio::time::timeout(timeouts.connect + timeouts.read, self.send(request, target));
+        match sent.await {
+            Ok(result) => result.map_err(OwnRequestError::Failed),
+            Err(_) => Err(OwnRequestError::TimedOut),
         }
     }
 
