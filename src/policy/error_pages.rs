@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
@@ -66,7 +67,7 @@ impl ErrorPages {
         failed: &Failed<'_>,
         upstreams: &Upstreams,
         timeouts: Timeouts,
-    ) -> Option<Response<UpstreamResponse>> {
+    ) -> Option<(Response<UpstreamResponse>, Authority)> {
         let Upstream::Endpoints(set) = &self.backend.upstream else {
             return None;
         };
@@ -111,7 +112,7 @@ impl ErrorPages {
             .send_own(request, &authority, false, timeouts)
             .await
         {
-            Ok(response) => Some(response),
+            Ok(response) => Some((response, authority)),
             Err(e) => {
                 tracing::warn!(upstream = %authority, "custom error page: {e}");
                 None

@@ -26,11 +26,11 @@ use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstream
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
-use crate::policy::error_pages::Failed;
+use crate::policy::error_pages::{ErrorPages, Failed};
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
-use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Upstream};
+use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Timeouts, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 
@@ -121,93 +121,9 @@ impl Proxy {
         let mut cors = None;
         let response = match host {
             Some(host) => match self.decide(&req, conn, &host) {
-                Decision::Forward(mut forward) => {
-                    // The choice phase: a canary may take this request.
-                    if let Some(canary) = &forward.route.canary {
-                        if let Some((backend, balance)) = canary.choose(req.headers()) {
-                            (forward.backend, forward.load_balance) = (backend.clone(), balance);
-                            forward.canary = true;
-                        }
-                    }
-                    record.route = Some(forward.route.clone());
-                    record.backend = Some(forward.backend.clone());
-                    cors = forward.route.cors.as_ref().and_then(|cors| {
-                        let (origin, preflight) = cors.admit(req.method(), req.headers())?;
-                        Some((cors.clone(), origin, preflight))
-                    });
-                    if let Some((_, _, true)) = &cors {
-                        // A preflight, answered here (nginx's rewrite phase).
-                        return self.finish(no_content(), record, conn, cors.as_ref());
-                    }
-                    // The access phase's limits (nginx's preaccess phase).
-                    if let Some(limits) = &forward.route.limits {
-                        match limits.admit(conn.client.ip(), Instant::now()) {
-                            Ok(held) => record.held = held,
-                            Err(over) => {
-                                let response = respond(limits.status(over));
-                                return self.finish(response, record, conn, cors.as_ref());
-                            }
-                        }
-                    }
-                    // The access phase's second step: credentials.
-                    let granted = match forward.authenticate {
-                        false => Ok(None),
-                        true => self
-                            .authenticate(&req, &forward, conn, &host)
-                            .await
-                            .map(Some),
-                    };
-                    match granted {
-                        Err(refusal) => refuse(refusal),
-                        Ok(granted) => {
-                            if let Some(granted) = &granted {
-                                granted.apply_to_request(req.headers_mut());
-                            }
-                            // What a custom error page needs of the request.
-                            let pages = forward.route.error_pages.clone().map(|pages| {
-                                let request = (req.headers().clone(), req.uri().clone());
-                                (
-                                    pages,
-                                    request,
-                                    forward.route.clone(),
-                                    forward.backend.clone(),
-                                )
-                            });
-                            let mut response =
-                                self.forward(req, forward, conn, host, &mut record).await;
-                            if let Some((pages, (headers, uri), route, service)) = pages {
-                                let code = response.status().as_u16();
-                                if pages.intercepts(code) {
-                                    let failed = Failed {
-                                        code,
-                                        headers: &headers,
-                                        uri: &uri,
-                                        ingress: route.ingress.as_ref(),
-                                        service: &service,
-                                    };
-                                    let timeouts = route.policy.timeouts;
-                                    if let Some(page) =
-                                        pages.fetch(&failed, &self.upstreams, timeouts).await
-                                    {
-                                        let read = timeouts.read;
-                                        let target = record.upstream.clone();
-                                        response = page.map(|body| {
-                                            let authority = target.unwrap_or_else(|| {
-                                                http::uri::Authority::from_static("error-page")
-                                            });
-                                            Either::Left(ReadPaced::new(body, read, authority))
-                                        });
-                                        headers::remove_hop_by_hop(response.headers_mut());
-                                    }
-                                }
-                            }
-                            if let Some(granted) = granted {
-                                let status = response.status();
-                                granted.apply_to_response(status, response.headers_mut());
-                            }
-                            response
-                        }
-                    }
+                Decision::Forward(forward) => {
+                    self.serve_route(req, forward, conn, host, &mut record, &mut cors)
+                        .await
                 }
                 Decision::Redirect { location, status } => {
                     let mut response = respond(status);
@@ -219,6 +135,105 @@ impl Proxy {
             None => respond(StatusCode::BAD_REQUEST),
         };
         self.finish(response, record, conn, cors.as_ref())
+    }
+
+    /// A request the table routes: the choice of a canary, then, in
+    /// ingress-nginx's order, a CORS preflight, limits, credentials,
+    /// forwarding and custom error pages.
+    async fn serve_route(
+        &self,
+        mut req: Request<Incoming>,
+        mut forward: Forward,
+        conn: &ConnInfo,
+        host: HeaderValue,
+        record: &mut RequestRecord,
+        cors: &mut Option<(Arc<Cors>, HeaderValue, bool)>,
+    ) -> Response<Inner> {
+        // The choice phase: a canary may take this request.
+        if let Some(canary) = &forward.route.canary {
+            if let Some((backend, balance)) = canary.choose(req.headers()) {
+                (forward.backend, forward.load_balance) = (backend.clone(), balance);
+                forward.canary = true;
+            }
+        }
+        record.route = Some(forward.route.clone());
+        record.backend = Some(forward.backend.clone());
+        *cors = forward.route.cors.as_ref().and_then(|c| {
+            let (origin, preflight) = c.admit(req.method(), req.headers())?;
+            Some((c.clone(), origin, preflight))
+        });
+        if let Some((_, _, true)) = cors {
+            // A preflight, answered here (nginx's rewrite phase).
+            return no_content();
+        }
+        // The access phase's limits (nginx's preaccess phase).
+        if let Some(limits) = &forward.route.limits {
+            match limits.admit(conn.client.ip(), Instant::now()) {
+                Ok(held) => record.held = held,
+                Err(over) => return respond(limits.status(over)),
+            }
+        }
+        // The access phase's second step: credentials.
+        let granted = if forward.authenticate {
+            match self.authenticate(&req, &forward, conn, &host).await {
+                Ok(granted) => Some(granted),
+                Err(refusal) => return refuse(refusal),
+            }
+        } else {
+            None
+        };
+        if let Some(granted) = &granted {
+            granted.apply_to_request(req.headers_mut());
+        }
+        // What a custom error page needs of the request.
+        let pages = forward.route.error_pages.clone().map(|pages| {
+            let request = (req.headers().clone(), req.uri().clone());
+            (
+                pages,
+                request,
+                forward.route.clone(),
+                forward.backend.clone(),
+            )
+        });
+        let mut response = self.forward(req, forward, conn, host, record).await;
+        if let Some((pages, (headers, uri), route, service)) = pages {
+            let failed = Failed {
+                code: response.status().as_u16(),
+                headers: &headers,
+                uri: &uri,
+                ingress: route.ingress.as_ref(),
+                service: &service,
+            };
+            if let Some(page) = self
+                .error_page(&pages, &failed, route.policy.timeouts)
+                .await
+            {
+                response = page;
+            }
+        }
+        if let Some(granted) = granted {
+            let status = response.status();
+            granted.apply_to_response(status, response.headers_mut());
+        }
+        response
+    }
+
+    /// The default backend's page for a status the route lists, if it
+    /// answers.
+    async fn error_page(
+        &self,
+        pages: &ErrorPages,
+        failed: &Failed<'_>,
+        timeouts: Timeouts,
+    ) -> Option<Response<Inner>> {
+        if !pages.intercepts(failed.code) {
+            return None;
+        }
+        let (page, authority) = pages.fetch(failed, &self.upstreams, timeouts).await?;
+        let read = timeouts.read;
+        let mut response = page.map(|body| Either::Left(ReadPaced::new(body, read, authority)));
+        headers::remove_hop_by_hop(response.headers_mut());
+        Some(response)
     }
 
     /// The response phase: HSTS and CORS headers, then telemetry.
