@@ -213,7 +213,6 @@ async fn run(n: usize) {
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
         limits: gatehouse::proxy::Limits::default(),
-        forwarded: gatehouse::proxy::ForwardedHeaders::default(),
         shutdown_grace: Duration::ZERO,
         drain_timeout: Duration::ZERO,
         status: None,

@@ -95,7 +95,9 @@ fn child(url: &str) {
         let config = Config {
             source: SourceConfig::Kube(KubeSource {
                 client,
-                namespace: None,
+                namespaces: Vec::new(),
+                namespace_selector: None,
+                config_map: None,
                 default_certificate: None,
                 annotations_prefix: "gatehouse.dev".into(),
             }),
@@ -106,7 +108,6 @@ fn child(url: &str) {
             access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
             access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
             limits: gatehouse::proxy::Limits::default(),
-            forwarded: gatehouse::proxy::ForwardedHeaders::default(),
             shutdown_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(1),
             status: None,

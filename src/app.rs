@@ -12,8 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::controller::Controller;
 use crate::proxy::{
-    self, CertResolver, Drain, ForwardedHeaders, Handshakes, Limits, Listeners, Proxy,
-    TlsSetupError, Workers,
+    self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
 };
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
@@ -26,6 +25,8 @@ use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 
 /// Where the cluster's objects come from.
+// Made once at start: the size of the Kubernetes variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
     /// `--manifests DIR`.
@@ -38,9 +39,15 @@ impl std::fmt::Display for SourceConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SourceConfig::Manifests(dir) => write!(f, "manifests in {}", dir.display()),
-            SourceConfig::Kube(k) => match &k.namespace {
-                Some(ns) => write!(f, "Kubernetes API, namespace {ns}"),
-                None => f.write_str("Kubernetes API, all namespaces"),
+            SourceConfig::Kube(k) => match (k.namespaces.as_slice(), &k.namespace_selector) {
+                ([], None) => f.write_str("Kubernetes API, all namespaces"),
+                ([], Some(labels)) => write!(f, "Kubernetes API, namespaces labelled {labels}"),
+                (names, None) => write!(f, "Kubernetes API, namespaces {}", names.join(",")),
+                (names, Some(labels)) => write!(
+                    f,
+                    "Kubernetes API, namespaces {} labelled {labels}",
+                    names.join(",")
+                ),
             },
         }
     }
@@ -57,8 +64,6 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
     pub limits: Limits,
-    /// Trusted proxies' `X-Forwarded-*` (`--use-forwarded-headers` …).
-    pub forwarded: ForwardedHeaders,
     /// After SIGTERM, how long the listeners keep accepting (while the load
     /// balancer notices `/readyz` and deregisters this replica).
     pub shutdown_grace: Duration,
@@ -191,9 +196,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let resolver = CertResolver::new(table.clone(), proxy::default_certificate()?);
     let acceptor = Handshakes::new(table.clone(), Arc::new(resolver))?;
-    let proxy = Proxy::new(table.clone(), telemetry, config.limits.upstream_keepalive)
-        .with_forwarded(config.forwarded.clone());
-    let proxy = Arc::new(proxy);
+    let proxy = Arc::new(Proxy::new(table.clone(), telemetry));
     let (listeners, drain) = Listeners::new(proxy.clone(), config.limits);
 
     let http = bind("HTTP", config.http_addr).await?;
@@ -204,8 +207,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let writer = StatusWriter::new(source.client.clone(), status.clone(), controller.options());
         tasks.spawn(writer.run(states.clone(), controller.warnings()));
     }
+    // `worker-processes` of the controller ConfigMap wins over the flag.
+    let workers = controller.workers().unwrap_or(config.limits.workers);
     tasks.spawn(controller.run(states));
-    let count = match config.limits.workers {
+    let count = match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };

@@ -16,9 +16,10 @@ use crate::policy::{AccessOptions, ProtectionMode};
 fn status(code: u16) -> http::StatusCode {
     http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
 }
-use crate::proxy::{parse_duration, ForwardedHeaders, Limits};
+use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
+use crate::table::{Edge, ForwardedHeaders, UpstreamKeepalive};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::TranslateOptions;
@@ -127,7 +128,7 @@ pub struct Cli {
     pub proxy_protocol: bool,
 
     /// Idle keep-alive connections each worker keeps open per endpoint.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().upstream_keepalive)]
+    #[arg(long, value_name = "N", default_value_t = UpstreamKeepalive::default().connections)]
     pub upstream_keepalive_connections: usize,
 
     /// Write this Service's LoadBalancer addresses (else its ClusterIP) into
@@ -157,6 +158,11 @@ pub enum Command {
         source: SourceArgs,
         #[command(flatten)]
         routing: RoutingArgs,
+        /// Lint this controller ConfigMap manifest and apply it, as
+        /// `--configmap` would: an unknown key or a bad value is a warning
+        /// (exit status 1) naming the key.
+        #[arg(long, value_name = "FILE", conflicts_with = "configmap")]
+        configmap_file: Option<PathBuf>,
     },
 }
 
@@ -173,10 +179,17 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Watch Ingresses, Services, EndpointSlices and Secrets of this
-    /// namespace only (IngressClasses are cluster-scoped).
-    #[arg(long, value_name = "NS")]
-    pub watch_namespace: Option<String>,
+    /// Watch Ingresses, Services, EndpointSlices, Secrets and ConfigMaps
+    /// of these comma-separated namespaces only (IngressClasses are
+    /// cluster-scoped); a Role in each suffices.
+    #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
+
+    /// Serve only namespaces whose labels match this selector
+    /// (`team=shop,env!=dev`), as ingress-nginx's flag of the same name;
+    /// Namespaces are watched, and a labelled namespace is served at once.
+    #[arg(long, value_name = "SELECTOR", conflicts_with = "manifests")]
+    pub watch_namespace_selector: Option<String>,
 }
 
 impl SourceArgs {
@@ -188,7 +201,9 @@ impl SourceArgs {
         let client = crate::source::kube::client(self.kubeconfig.as_deref()).await?;
         Ok(SourceConfig::Kube(KubeSource {
             client,
-            namespace: self.watch_namespace.clone(),
+            namespaces: self.watch_namespace.clone(),
+            namespace_selector: self.watch_namespace_selector.clone(),
+            config_map: routing.configmap.clone(),
             default_certificate: routing.default_ssl_certificate.clone(),
             annotations_prefix: routing.translate_options().annotations_prefix,
         }))
@@ -271,6 +286,12 @@ pub struct RoutingArgs {
     /// Status for requests over limit-connections.
     #[arg(long, value_name = "CODE", default_value_t = 503, value_parser = parse_status)]
     pub limit_conn_status_code: u16,
+
+    /// The controller ConfigMap: ingress-nginx's global settings (see
+    /// docs/configuration.md), watched and applied without restart. Its
+    /// keys win over these flags; annotations win over both.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key)]
+    pub configmap: Option<ObjectKey>,
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {
@@ -293,6 +314,7 @@ impl RoutingArgs {
             access: AccessOptions {
                 unsupported_protection: self.unsupported_protection,
                 cross_namespace_secrets: self.allow_cross_namespace_secrets,
+                ..AccessOptions::default()
             },
             ssl_passthrough: self.enable_ssl_passthrough,
             limit_statuses: Statuses {
@@ -305,6 +327,8 @@ impl RoutingArgs {
                 include_subdomains: self.hsts_include_subdomains,
                 preload: self.hsts_preload,
             },
+            config_map: self.configmap.clone(),
+            edge: Edge::default(),
         }
     }
 
@@ -333,7 +357,10 @@ impl Cli {
             http_addr: self.http_addr,
             https_addr: self.https_addr,
             metrics_addr: self.metrics_addr,
-            translate: self.routing.translate_options(),
+            translate: TranslateOptions {
+                edge: self.edge(),
+                ..self.routing.translate_options()
+            },
             access_log: self.access_log.clone(),
             access_log_format: self.access_log_format,
             limits: Limits {
@@ -342,20 +369,19 @@ impl Cli {
                 h2_max_concurrent_streams: self.h2_max_concurrent_streams,
                 max_connections: self.max_connections,
                 workers: self.workers,
-                upstream_keepalive: self.upstream_keepalive_connections,
-                proxy_protocol: self.proxy_protocol,
                 ..Limits::default()
             },
-            forwarded: self.forwarded_headers(),
             shutdown_grace: self.shutdown_grace,
             drain_timeout: self.drain_timeout,
             status: Some(self.status_config()),
         }
     }
 
-    fn forwarded_headers(&self) -> ForwardedHeaders {
+    /// The edge settings these flags set; the controller ConfigMap's keys
+    /// win over them.
+    fn edge(&self) -> Edge {
         let defaults = ForwardedHeaders::default();
-        ForwardedHeaders {
+        let forwarded = ForwardedHeaders {
             use_forwarded_headers: self.use_forwarded_headers,
             header: self.forwarded_for_header.clone(),
             compute_full: self.compute_full_forwarded_for,
@@ -364,6 +390,16 @@ impl Cli {
             } else {
                 self.proxy_real_ip_cidr.clone()
             },
+            ..defaults
+        };
+        Edge {
+            proxy_protocol: self.proxy_protocol,
+            forwarded,
+            upstream: UpstreamKeepalive {
+                connections: self.upstream_keepalive_connections,
+                ..UpstreamKeepalive::default()
+            },
+            ..Edge::default()
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Controller {
     /// Tables built so far, and the newest one whose metrics are published.
     generation: u64,
     observed: Arc<std::sync::Mutex<u64>>,
+    /// `worker-processes` of the first table's ConfigMap: threads are
+    /// started once.
+    workers: Option<Option<usize>>,
 }
 
 impl Controller {
@@ -47,12 +50,19 @@ impl Controller {
             reuse: Arc::new(Reuse::default()),
             generation: 0,
             observed: Arc::default(),
+            workers: None,
         }
     }
 
     /// The warnings of the current table, updated on every rebuild.
     pub fn warnings(&self) -> watch::Receiver<Arc<BTreeSet<Warning>>> {
         self.warnings_tx.subscribe()
+    }
+
+    /// The controller ConfigMap's `worker-processes` when the first table
+    /// was built (0: one per core).
+    pub fn workers(&self) -> Option<usize> {
+        self.workers.flatten()
     }
 
     pub fn options(&self) -> Arc<TranslateOptions> {
@@ -82,6 +92,14 @@ impl Controller {
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
         );
+        let workers = translation.settings.workers;
+        match self.workers {
+            None => self.workers = Some(workers),
+            Some(started) if started != workers => tracing::warn!(
+                "the controller ConfigMap's worker-processes changed; it takes effect at the next restart"
+            ),
+            Some(_) => {}
+        }
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
         let old_reuse = std::mem::replace(&mut self.reuse, Arc::new(translation.reuse));

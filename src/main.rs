@@ -27,15 +27,23 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match &cli.command {
-        Some(Command::Routes { source, routing }) => routes(source, routing).await,
+        Some(Command::Routes {
+            source,
+            routing,
+            configmap_file,
+        }) => routes(source, routing, configmap_file.as_deref()).await,
         None => run(&cli).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
 /// `gatehouse routes`: one translation, printed; exit 1 on any problem.
-async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<ExitCode> {
+async fn routes(
+    source: &SourceArgs,
+    routing: &RoutingArgs,
+    configmap_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     routing.warn_about_unenforced_protection();
-    let (state, errors) = match source.source(routing).await.context("gatehouse routes")? {
+    let (mut state, errors) = match source.source(routing).await.context("gatehouse routes")? {
         SourceConfig::Manifests(dir) => {
             let (manifests, errors) = ManifestDir::load(&dir).context("gatehouse routes")?;
             (Arc::new(manifests.state().0), errors)
@@ -46,7 +54,13 @@ async fn routes(source: &SourceArgs, routing: &RoutingArgs) -> anyhow::Result<Ex
             (state, Vec::new())
         }
     };
-    let translation = gatehouse::translate::translate(&state, &routing.translate_options());
+    let mut options = routing.translate_options();
+    if let Some(path) = configmap_file {
+        let map = config_map_file(path)?;
+        options.config_map = Some(map.key());
+        Arc::make_mut(&mut state).insert(map);
+    }
+    let translation = gatehouse::translate::translate(&state, &options);
     print!(
         "{}",
         gatehouse::report::render(
@@ -89,5 +103,20 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     tokio::select! {
         _ = term.recv() => Ok("SIGTERM"),
         result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT").context("cannot listen for SIGINT"),
+    }
+}
+
+/// The one ConfigMap of a manifest file (`routes --configmap-file`).
+fn config_map_file(path: &std::path::Path) -> anyhow::Result<gatehouse::cluster::Object> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let objects = gatehouse::source::manifest::parse(&text)
+        .with_context(|| format!("{} is not a manifest", path.display()))?;
+    let mut maps = objects
+        .into_iter()
+        .filter(|o| matches!(o, gatehouse::cluster::Object::ConfigMap(_)));
+    match (maps.next(), maps.next()) {
+        (Some(map), None) => Ok(map),
+        _ => anyhow::bail!("{} must hold exactly one ConfigMap", path.display()),
     }
 }

@@ -116,6 +116,11 @@ async fn the_weight_moves_from_0_to_100_under_load_with_every_response_2xx() {
         load.push(tokio::spawn(async move {
             let mut conn = http_connect(addr).await;
             while !stop.load(Ordering::Relaxed) {
+                // As a browser does when keep-alive-requests ends a
+                // connection: a new one, and nothing lost.
+                if conn.ready().await.is_err() {
+                    conn = http_connect(addr).await;
+                }
                 match send_request(&mut conn, get(&[])).await {
                     Ok(reply) if reply.status.is_success() => {}
                     _ => {

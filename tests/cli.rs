@@ -450,3 +450,44 @@ async fn sigterm_drains_gracefully_and_exits_zero() {
     }
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
 }
+
+fn routes_with_configmap(file: &Path) -> (Option<i32>, String) {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let out = gatehouse()
+        .arg("routes")
+        .arg("--manifests")
+        .arg(demo)
+        .arg("--configmap-file")
+        .arg(file)
+        .output()
+        .expect("run routes");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn routes_lints_a_controller_configmap_and_names_each_key_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("configmap.yaml");
+    let clean = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gatehouse, namespace: ingress}\ndata:\n  proxy-body-size: 8m\n  use-forwarded-headers: \"true\"\n  ssl-protocols: TLSv1.3\n";
+    std::fs::write(&file, clean).expect("write");
+    let (code, out) = routes_with_configmap(&file);
+    assert_eq!(code, Some(0), "{out}");
+    let broken = format!("{clean}  no-such-key: \"1\"\n  keep-alive: forever\n");
+    std::fs::write(&file, broken).expect("write");
+    let (code, out) = routes_with_configmap(&file);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("ConfigMap ingress/gatehouse"), "{out}");
+    assert!(
+        out.contains("no-such-key: is not an ingress-nginx ConfigMap key"),
+        "{out}"
+    );
+    assert!(out.contains("keep-alive: \"forever\""), "{out}");
+    // Not a ConfigMap at all: a clear error, status 1.
+    std::fs::write(&file, "kind: [").expect("write");
+    let (code, out) = routes_with_configmap(&file);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("configmap.yaml"), "{out}");
+}

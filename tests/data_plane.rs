@@ -62,10 +62,26 @@ fn one_worker() -> Limits {
 async fn client_connections_are_shared_out_evenly_between_workers() {
     let limits = Limits {
         workers: 2,
-        upstream_keepalive: 4,
         ..Limits::default()
     };
-    let (web, _dir, gatehouse) = start_web(limits).await;
+    let web = Backend::start("web").await;
+    // The controller ConfigMap's upstream-keepalive-connections.
+    let manifests = [
+        service("web", &[web.addr]),
+        ingress("web", "web.test", "/", "web", None),
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: gatehouse, namespace: test}\ndata: {upstream-keepalive-connections: \"4\"}\n".to_owned(),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = [INGRESS_CLASS.to_owned()]
+        .iter()
+        .chain(&manifests)
+        .cloned()
+        .collect();
+    std::fs::write(dir.path().join("all.yaml"), text).expect("write");
+    let mut config = config_for(dir.path());
+    config.limits = limits;
+    config.translate.config_map = Some(gatehouse::cluster::ObjectKey::new("test", "gatehouse"));
+    let gatehouse = gatehouse::app::start(config).await.expect("start");
     let connecting = (0..8).map(|_| http_connect(gatehouse.http_addr));
     let mut clients = futures_util::future::join_all(connecting).await;
     for round in 0..2 {

@@ -59,6 +59,7 @@ fn every_document_is_the_kubernetes_type_it_claims_to_be() {
             "RoleBinding" => drop(typed::<RoleBinding>(path, value)),
             "IngressClass" => drop(typed::<IngressClass>(path, value)),
             "Service" => drop(typed::<Service>(path, value)),
+            "ConfigMap" => drop(typed::<k8s_openapi::api::core::v1::ConfigMap>(path, value)),
             "Deployment" => drop(typed::<Deployment>(path, value)),
             "DaemonSet" => drop(typed::<DaemonSet>(path, value)),
             // kustomize's own file is not a Kubernetes object.
@@ -184,4 +185,29 @@ fn the_load_balancer_maps_80_and_443_to_the_listeners() {
         named.contains(&("http".into(), 8080)) && named.contains(&("https".into(), 8443)),
         "{named:?}"
     );
+}
+
+#[test]
+fn both_workloads_read_the_controller_configmap_that_deploy_ships_and_their_args_parse() {
+    let (path, value) = manifests()
+        .into_iter()
+        .find(|(_, v)| v["kind"] == "ConfigMap")
+        .expect("the controller ConfigMap");
+    let map: k8s_openapi::api::core::v1::ConfigMap = typed(&path, &value);
+    let key = format!(
+        "{}/{}",
+        map.metadata.namespace.expect("namespace"),
+        map.metadata.name.expect("name")
+    );
+    for (kind, template) in pod_templates() {
+        let spec = template.spec.expect("pod spec");
+        let args = spec.containers[0].args.clone().unwrap_or_default();
+        assert!(
+            args.contains(&format!("--configmap={key}")),
+            "{kind}: {args:?}"
+        );
+        let argv = std::iter::once("gatehouse".to_owned()).chain(args);
+        let parsed = <gatehouse::cli::Cli as clap::Parser>::try_parse_from(argv);
+        assert!(parsed.is_ok(), "{kind}: {:?}", parsed.err());
+    }
 }

@@ -10,19 +10,20 @@ use http_body_util::Full;
 use support::*;
 
 async fn site(
-    forwarded: gatehouse::proxy::ForwardedHeaders,
+    forwarded: gatehouse::table::ForwardedHeaders,
 ) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
     let allow = [(
         "nginx.ingress.kubernetes.io/allowlist-source-range",
         "203.0.113.0/24",
     )];
     let (backend, manifests) = one_route("office", "office.test", &allow).await;
-    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.forwarded = forwarded).await;
+    let (dir, gatehouse) =
+        serve_manifests_with(&manifests, |c| c.translate.edge.forwarded = forwarded).await;
     (dir, backend, gatehouse)
 }
 
-fn trusting(cidr: &str, compute_full: bool) -> gatehouse::proxy::ForwardedHeaders {
-    gatehouse::proxy::ForwardedHeaders {
+fn trusting(cidr: &str, compute_full: bool) -> gatehouse::table::ForwardedHeaders {
+    gatehouse::table::ForwardedHeaders {
         use_forwarded_headers: true,
         compute_full,
         trusted: vec![

@@ -12,13 +12,30 @@ use support::fake_api::FakeApi;
 use support::*;
 
 async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Running {
+    start_watching(api, |source| {
+        source.namespaces = namespace.map(str::to_owned).into_iter().collect();
+    })
+    .await
+}
+
+/// Gatehouse on the fake API, with the source changed by `configure`
+/// (its `config_map` also becomes the translate options').
+async fn start_watching(
+    api: &FakeApi,
+    configure: impl FnOnce(&mut KubeSource),
+) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
+    let mut source = KubeSource {
         client: api.client(),
-        namespace: namespace.map(str::to_owned),
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
         default_certificate: None,
         annotations_prefix: "gatehouse.dev".into(),
-    });
+    };
+    configure(&mut source);
+    config.translate.config_map = source.config_map.clone();
+    config.source = SourceConfig::Kube(source);
     tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await
         .expect("initial sync in time")
@@ -121,7 +138,9 @@ async fn readyz_is_503_until_every_kind_is_listed() {
     config.metrics_addr = metrics_addr;
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client(),
-        namespace: None,
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
         default_certificate: None,
         annotations_prefix: "gatehouse.dev".into(),
     });
@@ -477,4 +496,149 @@ async fn secrets_are_listed_and_watched_without_the_types_that_are_never_certifi
             assert!(selector.contains(&format!("type!={kind}")), "{call:?}");
         }
     }
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    })
+}
+
+/// `ingress(...)` in namespace `ns`, with its Service there too.
+fn site_in(ns: &str, host: &str, web: &Backend) -> String {
+    [
+        service("web", &[web.addr]),
+        ingress(ns, host, "/", "web", None),
+    ]
+    .concat()
+    .replace("namespace: test", &format!("namespace: {ns}"))
+}
+
+#[tokio::test]
+async fn watch_namespace_takes_a_list_and_watches_each_namespace_alone() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(INGRESS_CLASS);
+    for ns in ["shop", "blog", "other"] {
+        api.put_manifests(&site_in(ns, &format!("{ns}.test"), &web));
+    }
+    let gatehouse = start_watching(&api, |s| {
+        s.namespaces = vec!["shop".into(), "blog".into()];
+    })
+    .await;
+    let addr = gatehouse.http_addr;
+    assert_eq!(
+        http_get(addr, "shop.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http_get(addr, "blog.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http_get(addr, "other.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let namespaced = api
+        .calls()
+        .into_iter()
+        .filter(|c| c.resource != "ingressclasses");
+    for call in namespaced {
+        let ns = call.namespace.as_deref();
+        assert!(matches!(ns, Some("shop" | "blog")), "{call:?}");
+    }
+}
+
+#[tokio::test]
+async fn watch_namespace_selector_serves_labelled_namespaces_and_follows_relabelling() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(INGRESS_CLASS);
+    api.put(namespace("shop", &[("gatehouse", "on")]));
+    api.put(namespace("blog", &[]));
+    for ns in ["shop", "blog"] {
+        api.put_manifests(&site_in(ns, &format!("{ns}.test"), &web));
+    }
+    let gatehouse = start_watching(&api, |s| {
+        s.namespace_selector = Some("gatehouse=on".into());
+    })
+    .await;
+    let addr = gatehouse.http_addr;
+    assert_eq!(
+        http_get(addr, "shop.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http_get(addr, "blog.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Labelled later: served at once, no restart.
+    api.put(namespace("blog", &[("gatehouse", "on")]));
+    until_status(&gatehouse, "blog.test", StatusCode::OK).await;
+    // Unlabelled: no longer served.
+    api.put(namespace("shop", &[("gatehouse", "off")]));
+    until_status(&gatehouse, "shop.test", StatusCode::NOT_FOUND).await;
+    let namespaces = api
+        .calls()
+        .into_iter()
+        .find(|c| c.resource == "namespaces")
+        .expect("namespaces watched");
+    assert_eq!(
+        namespaces.field_selector.as_deref(),
+        Some("labels.gatehouse=on")
+    );
+}
+
+#[tokio::test]
+async fn the_controller_configmap_is_read_from_the_api_and_its_changes_apply() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(&[INGRESS_CLASS.to_owned(), site_in("shop", "shop.test", &web)].concat());
+    let controller = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gatehouse, namespace: ingress}}\ndata: {data}\n")
+    };
+    api.put_manifests(&controller("{block-user-agents: badbot}"));
+    // The ConfigMap lives outside the one namespace watched.
+    let gatehouse = start_watching(&api, |s| {
+        s.namespaces = vec!["shop".into()];
+        s.config_map = Some(gatehouse::cluster::ObjectKey::new("ingress", "gatehouse"));
+    })
+    .await;
+    let addr = gatehouse.http_addr;
+    let as_bot = || async move {
+        let req = http::Request::get("/")
+            .header("host", "shop.test")
+            .header("user-agent", "badbot")
+            .body(http_body_util::Full::default())
+            .expect("request");
+        send_request(&mut http_connect(addr).await, req)
+            .await
+            .expect("reply")
+            .status
+    };
+    assert_eq!(as_bot().await, StatusCode::FORBIDDEN);
+    api.put_manifests(&controller("{server-tokens: \"true\"}"));
+    let mut status = StatusCode::FORBIDDEN;
+    for _ in 0..1000 {
+        status = as_bot().await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "the change applies");
+    let by_name = api
+        .calls()
+        .into_iter()
+        .find(|c| c.resource == "configmaps" && c.namespace.as_deref() == Some("ingress"))
+        .expect("the controller ConfigMap watched");
+    assert_eq!(
+        by_name.field_selector.as_deref(),
+        Some("metadata.name=gatehouse")
+    );
 }

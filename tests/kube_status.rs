@@ -18,7 +18,9 @@ async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client_as(name),
-        namespace: None,
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
         default_certificate: None,
         annotations_prefix: "gatehouse.dev".into(),
     });

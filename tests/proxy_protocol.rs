@@ -19,7 +19,7 @@ async fn site() -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
     )];
     let (backend, manifests) = one_route("office", "office.test", &allow).await;
     let (dir, gatehouse) =
-        serve_manifests_with(&manifests, |c| c.limits.proxy_protocol = true).await;
+        serve_manifests_with(&manifests, |c| c.translate.edge.proxy_protocol = true).await;
     (dir, backend, gatehouse)
 }
 

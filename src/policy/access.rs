@@ -47,6 +47,25 @@ pub struct AccessOptions {
     /// `--allow-cross-namespace-secrets`: annotations may name Secrets of
     /// other namespaces (`namespace/name`).
     pub cross_namespace_secrets: bool,
+    /// The controller ConfigMap's `whitelist-source-range`, for Ingresses
+    /// without an allowlist of their own.
+    pub default_allow: Option<Vec<ipnet::IpNet>>,
+    /// Its `denylist-source-range`, likewise.
+    pub default_deny: Vec<ipnet::IpNet>,
+    /// What the controller ConfigMap asks to protect every route with and
+    /// cannot be enforced: those routes are closed.
+    pub closed: Vec<GlobalClosure>,
+}
+
+/// A controller-wide protection that cannot be enforced.
+#[derive(Clone, Debug)]
+pub struct GlobalClosure {
+    pub reason: String,
+    /// `global-auth-url`: an Ingress opts out with `enable-global-auth: "false"`.
+    pub global_auth: bool,
+    /// Annotations that replace the setting: an Ingress with one of its
+    /// own is not closed by it.
+    pub replaced_by: &'static [&'static str],
 }
 
 /// Protective annotations besides every `auth-*`.
@@ -356,7 +375,20 @@ impl AccessPolicy {
     ) -> Compiled {
         let mut problems = Problems::default();
         let mut notes = Vec::new();
-        let sources = SourceRanges::compile(annotations, &mut problems);
+        let sources = SourceRanges::compile(annotations, options, &mut problems);
+        for closure in &options.closed {
+            let opted_out = closure.global_auth
+                && annotations
+                    .get("enable-global-auth")
+                    .is_some_and(|(_, v)| parse_bool(v) == Some(false));
+            let replaced = closure
+                .replaced_by
+                .iter()
+                .any(|name| annotations.get(name).is_some());
+            if !opted_out && !replaced {
+                problems.add("(controller ConfigMap)", closure.reason.clone());
+            }
+        }
         let basic = BasicAuth::compile(annotations, secrets, options, &mut problems, &mut notes);
         let external =
             ExternalAuth::compile(annotations, secrets, options, &mut problems).map(Arc::new);
@@ -640,6 +672,7 @@ mod tests {
                 )])),
                 "gatehouse.dev",
             ),
+            &AccessOptions::default(),
             &mut Problems::default(),
         );
         let mut policy = AccessPolicy {

@@ -251,19 +251,23 @@ impl ClientAuth {
     /// shared certificate resolver, a certificate request (never
     /// mandatory at the TLS layer), and no resumption, so that no session
     /// made under another policy can be resumed under this one.
+    /// Built once, under the TLS settings of the table this policy
+    /// belongs to.
     pub fn server_config(
         &self,
         resolver: &Arc<dyn ResolvesServerCert>,
+        settings: &crate::table::TlsSettings,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
         if let Some(config) = self.config.get() {
             return Ok(config.clone());
         }
+        let (provider, versions) = crate::proxy::tls_choice(settings);
         let ask = Arc::new(AskForCertificate {
             inner: self.verifier.clone(),
             offer: self.mode != VerifyMode::Off,
         });
-        let mut config = ServerConfig::builder_with_provider(crate::translate::provider().clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)?
             .with_client_cert_verifier(ask)
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -31,7 +31,13 @@ pub enum Verdict {
 impl SourceRanges {
     /// The ranges an Ingress sets, if any; a list that does not parse is a
     /// problem (the Ingress is closed), never an open route.
-    pub fn compile(annotations: &Annotations<'_>, problems: &mut Problems) -> Option<Self> {
+    /// Without an annotation, the controller ConfigMap's list (`options`)
+    /// applies, as in ingress-nginx.
+    pub fn compile(
+        annotations: &Annotations<'_>,
+        options: &super::AccessOptions,
+        problems: &mut Problems,
+    ) -> Option<Self> {
         let mut list = |name: &str| {
             let (key, value) = annotations.get(name)?;
             match parse_cidrs(value) {
@@ -42,8 +48,17 @@ impl SourceRanges {
                 }
             }
         };
-        let allow = list("allowlist-source-range").or_else(|| list("whitelist-source-range"));
-        let deny = list("denylist-source-range").unwrap_or_default();
+        let allow = match (
+            annotations.get("allowlist-source-range"),
+            annotations.get("whitelist-source-range"),
+        ) {
+            (None, None) => options.default_allow.clone(),
+            _ => list("allowlist-source-range").or_else(|| list("whitelist-source-range")),
+        };
+        let deny = match annotations.get("denylist-source-range") {
+            None => options.default_deny.clone(),
+            Some(_) => list("denylist-source-range").unwrap_or_default(),
+        };
         (allow.is_some() || !deny.is_empty()).then_some(SourceRanges { allow, deny })
     }
 
@@ -108,6 +123,7 @@ mod tests {
         let mut problems = Problems::default();
         let ranges = SourceRanges::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),
+            &crate::policy::AccessOptions::default(),
             &mut problems,
         );
         (ranges, problems)

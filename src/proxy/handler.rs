@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
-use super::headers::{self, ConnInfo, ForwardedHeaders};
+use super::headers::{self, ConnInfo};
 use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
@@ -30,7 +30,7 @@ use crate::policy::error_pages::{ErrorPages, Failed};
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
-use crate::table::{Decision, Forward, Pick, RequestFacts, RouteTable, Timeouts, Upstream};
+use crate::table::{Decision, Edge, Forward, Pick, RequestFacts, RouteTable, Timeouts, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 
@@ -50,35 +50,19 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
     upstreams: Upstreams,
-    /// Idle upstream connections kept per endpoint.
-    upstream_keepalive: usize,
     telemetry: Arc<Telemetry>,
     /// Upgraded connections (WebSockets), so that draining can wait for them.
     tunnels: TaskTracker,
-    /// How far a peer's `X-Forwarded-*` headers are believed.
-    forwarded: Arc<ForwardedHeaders>,
 }
 
 impl Proxy {
-    pub fn new(
-        table: Arc<ArcSwap<RouteTable>>,
-        telemetry: Arc<Telemetry>,
-        upstream_keepalive: usize,
-    ) -> Self {
+    pub fn new(table: Arc<ArcSwap<RouteTable>>, telemetry: Arc<Telemetry>) -> Self {
         Proxy {
             table,
-            upstreams: Upstreams::new(upstream_keepalive),
-            upstream_keepalive,
+            upstreams: Upstreams::new(),
             telemetry,
             tunnels: TaskTracker::new(),
-            forwarded: Arc::new(ForwardedHeaders::default()),
         }
-    }
-
-    /// Believes trusted proxies' `X-Forwarded-*` headers as `forwarded` says.
-    pub fn with_forwarded(mut self, forwarded: ForwardedHeaders) -> Self {
-        self.forwarded = Arc::new(forwarded);
-        self
     }
 
     /// A proxy for one worker thread: the same table, telemetry and tunnel
@@ -86,12 +70,15 @@ impl Proxy {
     pub fn for_worker(&self) -> Self {
         Proxy {
             table: self.table.clone(),
-            upstreams: Upstreams::new(self.upstream_keepalive),
-            upstream_keepalive: self.upstream_keepalive,
+            upstreams: Upstreams::new(),
             telemetry: self.telemetry.clone(),
             tunnels: self.tunnels.clone(),
-            forwarded: self.forwarded.clone(),
         }
+    }
+
+    /// The table being served.
+    pub fn table(&self) -> &Arc<ArcSwap<RouteTable>> {
+        &self.table
     }
 
     pub fn tunnels(&self) -> &TaskTracker {
@@ -103,9 +90,13 @@ impl Proxy {
     }
 
     pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        // The table is borrowed for what is decided without waiting, and
+        // let go before anything is awaited.
+        let table = self.table.load();
         // A trusted proxy may name the client (`use-forwarded-headers`).
-        let forwarded = conn.for_request(req.headers(), &self.forwarded);
+        let forwarded = conn.for_request(req.headers(), &table.edge.forwarded);
         let conn = forwarded.as_ref().unwrap_or(conn);
+        let blocked = table.edge.block.refuses(conn.client.ip(), req.headers());
         let host = request_host(&req);
         let request_id = request_id(&req);
         req.headers_mut()
@@ -119,20 +110,25 @@ impl Proxy {
             request_id,
         );
         let mut cors = None;
-        let response = match host {
-            Some(host) => match self.decide(&req, conn, &host) {
-                Decision::Forward(forward) => {
-                    self.serve_route(req, forward, conn, host, &mut record, &mut cors)
-                        .await
-                }
-                Decision::Redirect { location, status } => {
-                    let mut response = respond(status);
-                    response.headers_mut().insert(header::LOCATION, location);
-                    response
-                }
-                Decision::Respond(status) => respond(status),
-            },
-            None => respond(StatusCode::BAD_REQUEST),
+        let decision = match &host {
+            // `block-*` of the controller ConfigMap: before anything else.
+            _ if blocked => Decision::Respond(StatusCode::FORBIDDEN),
+            Some(host) => decide(&table, &req, conn, host),
+            None => Decision::Respond(StatusCode::BAD_REQUEST),
+        };
+        drop(table);
+        let response = match (decision, host) {
+            (Decision::Forward(forward), Some(host)) => {
+                self.serve_route(req, forward, conn, host, &mut record, &mut cors)
+                    .await
+            }
+            (Decision::Redirect { location, status }, _) => {
+                let mut response = respond(status);
+                response.headers_mut().insert(header::LOCATION, location);
+                response
+            }
+            (Decision::Respond(status), _) => respond(status),
+            (Decision::Forward(_), None) => respond(StatusCode::BAD_REQUEST),
         };
         self.finish(response, record, conn, cors.as_ref())
     }
@@ -236,7 +232,8 @@ impl Proxy {
         Some(response)
     }
 
-    /// The response phase: HSTS and CORS headers, then telemetry.
+    /// The response phase: HSTS, CORS and the controller ConfigMap's
+    /// headers, then telemetry.
     fn finish(
         &self,
         mut response: Response<Inner>,
@@ -250,23 +247,10 @@ impl Proxy {
         if let Some((cors, origin, _)) = cors {
             cors.apply(origin, response.headers_mut());
         }
+        edge_response_headers(&self.table.load().edge, response.headers_mut());
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
         response.map(|body| Observed::new(body, record, telemetry))
-    }
-
-    /// What the table says about the request. The table is only borrowed
-    /// here, never across an await.
-    fn decide(&self, req: &Request<Incoming>, conn: &ConnInfo, host: &HeaderValue) -> Decision {
-        let facts = RequestFacts {
-            host: host.to_str().unwrap_or_default(),
-            path: req.uri().path(),
-            query: req.uri().query(),
-            tls: conn.tls,
-            client: conn.client.ip(),
-            peer: conn.peer_cert.as_deref(),
-        };
-        self.table.load().decide(&facts)
     }
 
     /// Runs the route's authentication on the request.
@@ -333,8 +317,29 @@ impl Proxy {
         };
         let method_retryable = is_idempotent(req.method());
 
+        let (set_headers, compute_full) = {
+            let table = self.table.load();
+            let edge = &table.edge;
+            self.upstreams.configure(&edge.upstream);
+            let set = (!edge.proxy_set_headers.is_empty()).then(|| {
+                let facts = facts(&req, conn, &host);
+                let expand = |(name, value): &(header::HeaderName, _)| {
+                    let value: &crate::policy::template::Template = value;
+                    let value = HeaderValue::from_str(&value.expand(&facts)).ok()?;
+                    Some((name.clone(), value))
+                };
+                edge.proxy_set_headers
+                    .iter()
+                    .filter_map(expand)
+                    .collect::<Vec<_>>()
+            });
+            (set, edge.forwarded.compute_full)
+        };
         let (mut parts, body) = req.into_parts();
-        headers::prepare_request(&mut parts.headers, conn, &host, self.forwarded.compute_full);
+        headers::prepare_request(&mut parts.headers, conn, &host, compute_full);
+        for (name, value) in set_headers.into_iter().flatten() {
+            parts.headers.insert(name, value);
+        }
         match &forward.client_auth {
             Some(client_auth) => {
                 client_auth.request_headers(conn.peer_cert.as_deref(), &mut parts.headers)
@@ -704,4 +709,45 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// What the table says about the request.
+fn decide(
+    table: &RouteTable,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    host: &HeaderValue,
+) -> Decision {
+    let facts = RequestFacts {
+        host: host.to_str().unwrap_or_default(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        tls: conn.tls,
+        client: conn.client.ip(),
+        peer: conn.peer_cert.as_deref(),
+    };
+    table.decide(&facts)
+}
+
+static SERVER_TOKEN: HeaderValue =
+    HeaderValue::from_static(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
+
+/// The controller ConfigMap's response headers: `hide-headers`, the
+/// endpoint's `Server` unless `allow-backend-server-header`, ours with
+/// `server-tokens`, then `add-headers`.
+fn edge_response_headers(edge: &Edge, headers: &mut http::HeaderMap) {
+    for name in &edge.hide_headers {
+        headers.remove(name);
+    }
+    if !edge.backend_server_header {
+        headers.remove(header::SERVER);
+    }
+    if edge.server_tokens {
+        headers
+            .entry(header::SERVER)
+            .or_insert_with(|| SERVER_TOKEN.clone());
+    }
+    for (name, value) in &edge.add_headers {
+        headers.insert(name.clone(), value.clone());
+    }
 }

@@ -7,46 +7,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use ipnet::IpNet;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::policy::client_cert::PeerCert;
-
-/// How far `X-Forwarded-*` headers from the peer are believed:
-/// ingress-nginx's `use-forwarded-headers`, `forwarded-for-header`,
-/// `compute-full-forwarded-for` and `proxy-real-ip-cidr`.
-#[derive(Clone, Debug)]
-pub struct ForwardedHeaders {
-    /// Believe a trusted peer's forwarded headers.
-    pub use_forwarded_headers: bool,
-    /// The header naming the client (`X-Forwarded-For`).
-    pub header: HeaderName,
-    /// Send upstream the whole chain plus the peer, not the client alone.
-    pub compute_full: bool,
-    /// Peers (and chain entries) that are proxies of ours; ingress-nginx's
-    /// default trusts every address once `use-forwarded-headers` is on.
-    pub trusted: Vec<IpNet>,
-}
-
-impl Default for ForwardedHeaders {
-    fn default() -> Self {
-        ForwardedHeaders {
-            use_forwarded_headers: false,
-            header: X_FORWARDED_FOR.clone(),
-            compute_full: false,
-            // 0.0.0.0/0 and ::/0.
-            trusted: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
-        }
-    }
-}
-
-impl ForwardedHeaders {
-    fn trusts(&self, addr: IpAddr) -> bool {
-        let addr = crate::policy::canonical_ip(addr);
-        self.trusted.iter().any(|net| net.contains(&addr))
-    }
-}
+pub use crate::table::ForwardedHeaders;
 
 /// The connection a request arrived on, with the header values every
 /// request on it forwards (formatted once per connection).
@@ -93,7 +57,7 @@ impl ConnInfo {
         headers: &HeaderMap,
         forwarded: &ForwardedHeaders,
     ) -> Option<ConnInfo> {
-        if !forwarded.use_forwarded_headers || !forwarded.trusts(self.peer) {
+        if !forwarded.names_client() || !forwarded.trusts(self.peer) {
             return None;
         }
         let chain: Vec<IpAddr> = headers
@@ -118,7 +82,7 @@ impl ConnInfo {
             }
             None => self.clone(),
         };
-        conn.forwarded_trusted = true;
+        conn.forwarded_trusted = forwarded.use_forwarded_headers;
         Some(conn)
     }
 

@@ -20,13 +20,6 @@ pub struct Limits {
     pub tls_handshake_timeout: Duration,
     /// Data-plane threads (nginx's `worker_processes`); 0: one per core.
     pub workers: usize,
-    /// Idle keep-alive connections each worker keeps per endpoint
-    /// (ingress-nginx's `upstream-keepalive-connections`, which is per
-    /// worker and upstream).
-    pub upstream_keepalive: usize,
-    /// `--proxy-protocol`: every connection starts with a PROXY protocol
-    /// header naming the client.
-    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -38,8 +31,6 @@ impl Default for Limits {
             max_connections: 16_384,
             tls_handshake_timeout: Duration::from_secs(10),
             workers: 0,
-            upstream_keepalive: 320,
-            proxy_protocol: false,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! HTTP/1.1 and sends GOAWAY on HTTP/2.
 
 use std::convert::Infallible;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::balance::{Balance, Counted, Handoff};
@@ -27,7 +27,7 @@ use super::headers::ConnInfo;
 use super::limits::Limits;
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
-use crate::table::{Backend, LoadBalance, Upstream};
+use crate::table::{Backend, Edge, LoadBalance, Upstream};
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
@@ -35,7 +35,9 @@ use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 #[derive(Clone)]
 pub struct Listeners {
     proxy: Arc<Proxy>,
-    server: auto::Builder<TokioExecutor>,
+    /// The HTTP server for the built-in settings; connections under other
+    /// settings (the controller ConfigMap's) get their own.
+    server: Arc<(ConnSettings, auto::Builder<TokioExecutor>)>,
     limits: Limits,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -69,18 +71,54 @@ impl Drain {
     }
 }
 
-impl Listeners {
-    pub fn new(proxy: Arc<Proxy>, limits: Limits) -> (Self, Drain) {
+/// A client connection's HTTP settings: the flags, with the controller
+/// ConfigMap's `keep-alive`, `client-header-timeout` and
+/// `http2-max-concurrent-streams` over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConnSettings {
+    keep_alive: bool,
+    /// hyper has one timer for a request head and for the idle wait before
+    /// it, so the lower of the two applies to both.
+    header_timeout: Duration,
+    h2_max_concurrent_streams: u32,
+    /// Requests before the connection is closed (`keep-alive-requests`).
+    requests: u64,
+}
+
+impl ConnSettings {
+    fn new(limits: &Limits, edge: &Edge) -> Self {
+        let header_timeout = edge.header_timeout.unwrap_or(limits.header_read_timeout);
+        let idle = edge.keep_alive.timeout;
+        ConnSettings {
+            keep_alive: idle.is_some(),
+            header_timeout: idle.map_or(header_timeout, |idle| idle.min(header_timeout)),
+            h2_max_concurrent_streams: edge
+                .h2_max_concurrent_streams
+                .unwrap_or(limits.h2_max_concurrent_streams),
+            requests: edge.keep_alive.requests,
+        }
+    }
+
+    fn server(&self, limits: &Limits) -> auto::Builder<TokioExecutor> {
         let mut server = auto::Builder::new(TokioExecutor::new());
         server
             .http1()
             .timer(TokioTimer::new())
             .max_buf_size(limits.max_header_bytes.max(8192))
-            .header_read_timeout(limits.header_read_timeout);
+            .keep_alive(self.keep_alive)
+            .header_read_timeout(self.header_timeout);
         server
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_concurrent_streams);
+            .max_concurrent_streams(self.h2_max_concurrent_streams);
+        server
+    }
+}
+
+impl Listeners {
+    pub fn new(proxy: Arc<Proxy>, limits: Limits) -> (Self, Drain) {
+        let base = ConnSettings::new(&limits, &Edge::default());
+        let server = Arc::new((base, base.server(&limits)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = TaskTracker::new();
         let listeners = Listeners {
@@ -195,7 +233,7 @@ impl Listeners {
         mut stream: TcpStream,
         mut conn: ConnInfo,
     ) -> Option<(TcpStream, ConnInfo)> {
-        if !self.limits.proxy_protocol {
+        if !self.proxy.table().load().edge.proxy_protocol {
             return Some((stream, conn));
         }
         match proxy_protocol::read_header(&mut stream, self.limits.header_read_timeout).await {
@@ -311,17 +349,35 @@ impl Listeners {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.proxy.clone();
+        let settings = ConnSettings::new(&self.limits, &proxy.table().load().edge);
+        let own;
+        let server = if settings == self.server.0 {
+            &self.server.1
+        } else {
+            own = settings.server(&self.limits);
+            &own
+        };
         let conn = Arc::new(conn);
         let info = conn.clone();
+        // `keep-alive-requests`: an HTTP/1.1 connection is shut down
+        // gracefully once it has taken that many (the last response says
+        // `Connection: close`). HTTP/2 connections are not counted: a
+        // GOAWAY every thousand streams would cost multiplexing clients
+        // (gRPC above all) a new connection and handshake for nothing.
+        let served = Arc::new(AtomicU64::new(0));
+        let enough = Arc::new(Notify::new());
+        let last = enough.clone();
         let service = service_fn(move |req| {
             let (proxy, conn) = (proxy.clone(), info.clone());
+            let http1 = req.version() < http::Version::HTTP_2;
+            if http1 && served.fetch_add(1, Ordering::Relaxed) + 1 == settings.requests {
+                last.notify_one();
+            }
             // Boxed: HTTP/2 spawns a task per stream, and the future would
             // otherwise be moved whole several times on the way there.
             Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) })
         });
-        let connection = self
-            .server
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let mut stop = self.stop.clone();
         let stopping = async move {
@@ -334,6 +390,10 @@ impl Listeners {
         let result = tokio::select! {
             result = connection.as_mut() => result,
             () = stopping => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            () = enough.notified() => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }

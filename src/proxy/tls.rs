@@ -20,7 +20,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::policy::client_cert::PeerCert;
-use crate::table::{Backend, RouteTable};
+use crate::table::{Backend, RouteTable, TlsSettings};
 use crate::translate::{certified_key_from_der, provider, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +60,20 @@ impl ResolvesServerCert for CertResolver {
 /// The HTTPS listener's handshakes.
 #[derive(Clone)]
 pub struct Handshakes {
-    shared: Arc<ServerConfig>,
+    /// The shared configuration and the settings it was built for.
+    shared: Arc<ArcSwap<(Arc<TlsSettings>, Arc<ServerConfig>)>>,
     resolver: Arc<dyn ResolvesServerCert>,
+    cert_resolver: Arc<CertResolver>,
+    /// Kept across configurations, so that a settings change does not
+    /// end every client's resumption.
+    resumption: Resumption,
     table: Arc<ArcSwap<RouteTable>>,
+}
+
+#[derive(Clone)]
+struct Resumption {
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
 impl Handshakes {
@@ -70,11 +81,42 @@ impl Handshakes {
         table: Arc<ArcSwap<RouteTable>>,
         resolver: Arc<CertResolver>,
     ) -> Result<Self, TlsSetupError> {
+        let resumption = Resumption {
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        };
+        let settings = table.load().edge.tls.clone();
+        let config = shared_config(resolver.clone(), &settings, &resumption)?;
         Ok(Handshakes {
-            shared: server_config(resolver.clone())?,
-            resolver,
+            shared: Arc::new(ArcSwap::from_pointee((settings, config))),
+            resolver: resolver.clone(),
+            cert_resolver: resolver,
+            resumption,
             table,
         })
+    }
+
+    /// The shared configuration for the current table's `ssl-protocols`
+    /// and `ssl-ciphers`, rebuilt only when they change.
+    fn current(&self) -> Arc<ServerConfig> {
+        let settings = self.table.load().edge.tls.clone();
+        let shared = self.shared.load();
+        if Arc::ptr_eq(&shared.0, &settings) {
+            return shared.1.clone();
+        }
+        let config = if *shared.0 == *settings {
+            shared.1.clone()
+        } else {
+            match shared_config(self.cert_resolver.clone(), &settings, &self.resumption) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::warn!("TLS settings of the controller ConfigMap not applied: {e}");
+                    shared.1.clone()
+                }
+            }
+        };
+        self.shared.store(Arc::new((settings, config.clone())));
+        config
     }
 
     /// Reads the ClientHello, picks the configuration for its server name,
@@ -109,10 +151,11 @@ impl Handshakes {
             .server_name()
             .and_then(|name| self.table.load().client_auth_for(name).cloned());
         let Some(client_auth) = client_auth else {
-            return Ok((start.into_stream(self.shared.clone()).await?, None));
+            return Ok((start.into_stream(self.current()).await?, None));
         };
+        let settings = self.table.load().edge.tls.clone();
         let config = client_auth
-            .server_config(&self.resolver)
+            .server_config(&self.resolver, &settings)
             .map_err(std::io::Error::other)?;
         let tls = start.into_stream(config).await?;
         let peer = client_auth.verify(tls.get_ref().1.peer_certificates());
@@ -182,14 +225,55 @@ const SESSION_CACHE_ENTRIES: usize = 16_384;
 /// TLS 1.2 and 1.3 with the provider's default (secure) cipher suites;
 /// ALPN offers HTTP/2 and HTTP/1.1.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let mut config = ServerConfig::builder_with_provider(provider().clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    let resumption = Resumption {
+        ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
+        sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+    };
+    shared_config(resolver, &TlsSettings::default(), &resumption)
+}
+
+/// The configuration of every handshake that asks for no client
+/// certificate, under `settings`. Resumption both ways: stateless tickets
+/// (rotating keys) for clients that take them, a session cache for TLS 1.2
+/// clients that do not.
+fn shared_config(
+    resolver: Arc<CertResolver>,
+    settings: &TlsSettings,
+    resumption: &Resumption,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let (provider, versions) = tls_choice(settings);
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // Resumption both ways: stateless tickets (rotating keys) for clients
-    // that take them, a session cache for TLS 1.2 clients that do not.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    config.ticketer = resumption.ticketer.clone();
+    config.session_storage = resumption.sessions.clone();
     Ok(Arc::new(config))
+}
+
+/// The crypto provider and protocol versions `ssl-protocols` and
+/// `ssl-ciphers` select: every TLS 1.3 suite, and the chosen TLS 1.2 ones.
+pub fn tls_choice(
+    settings: &TlsSettings,
+) -> (
+    Arc<rustls::crypto::CryptoProvider>,
+    Vec<&'static rustls::SupportedProtocolVersion>,
+) {
+    let mut versions = Vec::with_capacity(2);
+    if settings.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if settings.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let Some(tls12) = &settings.tls12_suites else {
+        return (provider().clone(), versions);
+    };
+    let mut provider = (**provider()).clone();
+    provider
+        .cipher_suites
+        .retain(|s| s.version() == &rustls::version::TLS13);
+    provider.cipher_suites.extend(tls12.iter().copied());
+    (Arc::new(provider), versions)
 }

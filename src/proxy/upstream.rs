@@ -9,8 +9,10 @@
 //! and no lookup beyond one hash of the endpoint's address. A response read
 //! only in part closes its connection, which is the only safe thing to do
 //! with HTTP/1.1. Idle connections are kept LIFO, so the warm ones are used
-//! first; those idle past [`IDLE_TIMEOUT`], and those the endpoint closed,
-//! are dropped when met or in a sweep every few seconds of pool use.
+//! first; those idle past `upstream-keepalive-timeout`, those that served
+//! `upstream-keepalive-requests`, and those the endpoint closed, are dropped
+//! when met or in a sweep every few seconds of pool use. The limits come
+//! from the current table (the controller ConfigMap) on every request.
 //!
 //! Upstream TLS does not verify the endpoint's certificate: endpoints are
 //! Pods addressed by IP, usually with self-signed certificates, and
@@ -19,6 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,7 +40,7 @@ use tokio_util::either::Either;
 
 use super::lease::Lease;
 use super::progress::Watched;
-use crate::table::Timeouts;
+use crate::table::{Timeouts, UpstreamKeepalive};
 use crate::translate::provider;
 
 /// The body sent upstream: the client's, cut off past the route's limit,
@@ -45,8 +48,6 @@ use crate::translate::provider;
 /// attempt at a time.
 pub type UpstreamBody = Lease<Watched<Limited<Incoming>>>;
 
-/// How long an idle connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the pools look for idle connections to drop.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a connection whose response has ended may take to be ready for
@@ -162,13 +163,21 @@ pub struct Upstreams {
     tls_http2: TlsConnector,
 }
 
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Upstreams {
-    /// Pools that keep at most `keepalive` idle HTTP/1.1 connections per
-    /// endpoint.
-    pub fn new(keepalive: usize) -> Self {
+    /// Pools with ingress-nginx's default limits, until `configure`.
+    pub fn new() -> Self {
+        let limits = UpstreamKeepalive::default();
         Upstreams {
             http1: Arc::new(Http1Pool {
-                keepalive,
+                keepalive: AtomicUsize::new(limits.connections),
+                idle_timeout_ms: AtomicU64::new(limits.timeout.as_millis() as u64),
+                max_requests: AtomicU32::new(limits.requests),
                 idle: Mutex::new(Idle {
                     conns: Map::default(),
                     next_sweep: Instant::now() + SWEEP_EVERY,
@@ -181,6 +190,16 @@ impl Upstreams {
             tls_http1: TlsConnector::from(Arc::new(unverified_tls(b"http/1.1"))),
             tls_http2: TlsConnector::from(Arc::new(unverified_tls(b"h2"))),
         }
+    }
+
+    /// Takes the current limits (`upstream-keepalive-*`); cheap enough for
+    /// every request (relaxed stores to this worker's own pools).
+    pub fn configure(&self, limits: &UpstreamKeepalive) {
+        let pool = &self.http1;
+        pool.keepalive.store(limits.connections, Ordering::Relaxed);
+        let idle = limits.timeout.as_millis() as u64;
+        pool.idle_timeout_ms.store(idle, Ordering::Relaxed);
+        pool.max_requests.store(limits.requests, Ordering::Relaxed);
     }
 
     /// Sends `request` (origin-form URI for HTTP/1.1, absolute for HTTP/2)
@@ -235,15 +254,16 @@ impl Upstreams {
         connect_timeout: Duration,
     ) -> Result<Response<UpstreamResponse>, UpstreamError> {
         loop {
-            let (mut sender, reused) = match self.http1.take(&key) {
-                Some(sender) => (sender, true),
+            let (mut sender, uses) = match self.http1.take(&key) {
+                Some(kept) => kept,
                 // Boxed: connecting (a lookup, a TLS handshake) needs a large
                 // future, and the request path should not carry it inline.
                 None => (
                     Box::pin(self.connect_http1(&key, connect_timeout)).await?,
-                    false,
+                    0,
                 ),
             };
+            let reused = uses > 0;
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     // A switched connection belongs to its tunnel now.
@@ -252,6 +272,7 @@ impl Upstreams {
                             pool: self.http1.clone(),
                             key,
                             sender,
+                            uses: uses + 1,
                         });
                     return Ok(response.map(|body| UpstreamResponse::new(body, release)));
                 }
@@ -272,7 +293,8 @@ impl Upstreams {
         connect_timeout: Duration,
     ) -> Result<Response<UpstreamResponse>, UpstreamError> {
         loop {
-            let shared = self.lock_http2().take(&key);
+            let idle = self.http1.idle_timeout();
+            let shared = self.lock_http2().take(&key, idle);
             let (mut sender, reused) = match shared {
                 Some(sender) => (sender, true),
                 None => {
@@ -394,7 +416,11 @@ async fn http2_over(io: Stream) -> Result<http2::SendRequest<UpstreamBody>, Upst
 
 /// Idle HTTP/1.1 connections, per endpoint.
 struct Http1Pool {
-    keepalive: usize,
+    /// Idle connections kept per endpoint.
+    keepalive: AtomicUsize,
+    idle_timeout_ms: AtomicU64,
+    /// Requests one connection carries before it is closed.
+    max_requests: AtomicU32,
     idle: Mutex<Idle>,
 }
 
@@ -406,6 +432,8 @@ struct Idle {
 struct IdleConn {
     sender: http1::SendRequest<UpstreamBody>,
     since: Instant,
+    /// Requests it has carried.
+    uses: u32,
 }
 
 impl Http1Pool {
@@ -413,14 +441,20 @@ impl Http1Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used live connection to the endpoint, if any.
-    fn take(&self, key: &Key) -> Option<http1::SendRequest<UpstreamBody>> {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// The most recently used live connection to the endpoint, if any,
+    /// with the requests it has carried.
+    fn take(&self, key: &Key) -> Option<(http1::SendRequest<UpstreamBody>, u32)> {
+        let timeout = self.idle_timeout();
         let mut idle = self.lock();
         let conns = idle.conns.get_mut(key)?;
         let now = Instant::now();
         while let Some(conn) = conns.pop() {
-            if conn.sender.is_ready() && now.duration_since(conn.since) < IDLE_TIMEOUT {
-                return Some(conn.sender);
+            if conn.sender.is_ready() && now.duration_since(conn.since) < timeout {
+                return Some((conn.sender, conn.uses));
             }
         }
         None
@@ -428,9 +462,12 @@ impl Http1Pool {
 
     /// Keeps a connection whose response has ended, once it can take the
     /// next request.
-    fn put(self: &Arc<Self>, key: Key, mut sender: http1::SendRequest<UpstreamBody>) {
+    fn put(self: &Arc<Self>, key: Key, mut sender: http1::SendRequest<UpstreamBody>, uses: u32) {
+        if uses >= self.max_requests.load(Ordering::Relaxed) {
+            return; // dropped: the connection closes
+        }
         if sender.is_ready() {
-            self.keep(key, sender);
+            self.keep(key, sender, uses);
         } else if !sender.is_closed() {
             // The connection task has not yet seen the end of the exchange.
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -439,27 +476,31 @@ impl Http1Pool {
             let pool = self.clone();
             runtime.spawn(async move {
                 if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                    pool.keep(key, sender);
+                    pool.keep(key, sender, uses);
                 }
             });
         }
     }
 
-    fn keep(&self, key: Key, sender: http1::SendRequest<UpstreamBody>) {
+    fn keep(&self, key: Key, sender: http1::SendRequest<UpstreamBody>, uses: u32) {
         let now = Instant::now();
+        let timeout = self.idle_timeout();
+        let keepalive = self.keepalive.load(Ordering::Relaxed);
         let mut idle = self.lock();
         if now >= idle.next_sweep {
             idle.next_sweep = now + SWEEP_EVERY;
             idle.conns.retain(|_, conns| {
-                conns.retain(|c| {
-                    !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT
-                });
+                conns.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < timeout);
                 !conns.is_empty()
             });
         }
         let conns = idle.conns.entry(key).or_default();
-        if conns.len() < self.keepalive {
-            conns.push(IdleConn { sender, since: now });
+        if conns.len() < keepalive {
+            conns.push(IdleConn {
+                sender,
+                since: now,
+                uses,
+            });
         }
     }
 }
@@ -471,12 +512,12 @@ struct Http2Conns {
 }
 
 impl Http2Conns {
-    fn take(&mut self, key: &Key) -> Option<http2::SendRequest<UpstreamBody>> {
+    fn take(&mut self, key: &Key, timeout: Duration) -> Option<http2::SendRequest<UpstreamBody>> {
         let now = Instant::now();
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             self.conns.retain(|_, (sender, used)| {
-                !sender.is_closed() && now.duration_since(*used) < IDLE_TIMEOUT
+                !sender.is_closed() && now.duration_since(*used) < timeout
             });
         }
         let (sender, used) = self.conns.get_mut(key)?;
@@ -502,6 +543,8 @@ struct Release {
     pool: Arc<Http1Pool>,
     key: Key,
     sender: http1::SendRequest<UpstreamBody>,
+    /// Requests it will have carried.
+    uses: u32,
 }
 
 /// An endpoint's response body. Read to its end, it gives its HTTP/1.1
@@ -520,8 +563,14 @@ impl UpstreamResponse {
 
     fn release_if_ended(&mut self) {
         if self.body.is_end_stream() {
-            if let Some(Release { pool, key, sender }) = self.release.take() {
-                pool.put(key, sender);
+            if let Some(Release {
+                pool,
+                key,
+                sender,
+                uses,
+            }) = self.release.take()
+            {
+                pool.put(key, sender, uses);
             }
         }
     }

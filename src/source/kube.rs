@@ -25,7 +25,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -73,9 +73,14 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, Clie
 #[derive(Clone)]
 pub struct KubeSource {
     pub client: Client,
-    /// `--watch-namespace`: Ingresses, Services, EndpointSlices and Secrets
-    /// of one namespace only (IngressClasses are cluster-scoped).
-    pub namespace: Option<String>,
+    /// `--watch-namespace`: Ingresses, Services, EndpointSlices, Secrets
+    /// and ConfigMaps of these namespaces only (IngressClasses are
+    /// cluster-scoped); empty: all.
+    pub namespaces: Vec<String>,
+    /// `--watch-namespace-selector`: only namespaces with these labels.
+    pub namespace_selector: Option<String>,
+    /// `--configmap`: the controller ConfigMap, watched wherever it is.
+    pub config_map: Option<ObjectKey>,
     /// `--default-ssl-certificate`: a Secret to keep though no Ingress names it.
     pub default_certificate: Option<ObjectKey>,
     /// `--annotations-prefix`, to find the Secrets annotations name.
@@ -85,7 +90,8 @@ pub struct KubeSource {
 impl std::fmt::Debug for KubeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeSource")
-            .field("namespace", &self.namespace)
+            .field("namespaces", &self.namespaces)
+            .field("namespace_selector", &self.namespace_selector)
             .finish()
     }
 }
@@ -98,9 +104,15 @@ enum Kind {
     EndpointSlice,
     Secret,
     ConfigMap,
+    Namespace,
 }
 
-const KINDS: usize = 6;
+/// One watch: a kind, in one namespace or all (a kind may have several).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Stream {
+    kind: Kind,
+    index: usize,
+}
 
 enum Change {
     Init,
@@ -110,6 +122,8 @@ enum Change {
     Delete(Object),
     /// A Secret read on demand (it became referenced).
     Fetched(Object),
+    /// The namespaces `--watch-namespace-selector` selects, once listed.
+    Namespaces(BTreeSet<String>),
 }
 
 /// One kind's objects: the live view, and a relist being collected.
@@ -152,73 +166,142 @@ impl KindCache {
                 None => false,
             },
             Change::Delete(object) => self.live.remove(&object.key()).is_some(),
+            Change::Namespaces(_) => false,
         }
     }
+}
+
+/// Where one kind's watches go: every namespace at once, or one watch
+/// per namespace listed.
+fn scopes(source: &KubeSource) -> Vec<Option<String>> {
+    if source.namespaces.is_empty() {
+        vec![None]
+    } else {
+        source.namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
+/// The watches: each namespaced kind once per scope, IngressClasses, and
+/// the controller ConfigMap by name when no scope covers its namespace.
+fn spawn_watchers(source: &KubeSource, tx: &mpsc::UnboundedSender<(Stream, Change)>) -> usize {
+    let client = &source.client;
+    let mut streams = 0;
+    let mut next = |kind: Kind| {
+        streams += 1;
+        Stream {
+            kind,
+            index: streams,
+        }
+    };
+    spawn_watcher::<IngressClass>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        next(Kind::IngressClass),
+        tx.clone(),
+        Object::IngressClass,
+    );
+    for scope in scopes(source) {
+        let ns = scope.as_deref();
+        let all = watcher::Config::default();
+        spawn_watcher::<Ingress>(
+            api(client, ns),
+            all.clone(),
+            next(Kind::Ingress),
+            tx.clone(),
+            Object::Ingress,
+        );
+        spawn_watcher::<Service>(
+            api(client, ns),
+            all.clone(),
+            next(Kind::Service),
+            tx.clone(),
+            Object::Service,
+        );
+        spawn_watcher::<EndpointSlice>(
+            api(client, ns),
+            all.clone(),
+            next(Kind::EndpointSlice),
+            tx.clone(),
+            Object::EndpointSlice,
+        );
+        spawn_watcher::<Secret>(
+            api(client, ns),
+            all.clone().fields(SECRET_TYPES_NEVER_NEEDED),
+            next(Kind::Secret),
+            tx.clone(),
+            |s| Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s)))),
+        );
+        spawn_watcher::<ConfigMap>(
+            api(client, ns),
+            all,
+            next(Kind::ConfigMap),
+            tx.clone(),
+            config_map,
+        );
+    }
+    if let Some(key) = &source.config_map {
+        let covered = source.namespaces.is_empty() || source.namespaces.contains(&key.namespace);
+        if !covered {
+            let one = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+            spawn_watcher::<ConfigMap>(
+                Api::namespaced(client.clone(), &key.namespace),
+                one,
+                next(Kind::ConfigMap),
+                tx.clone(),
+                config_map,
+            );
+        }
+    }
+    if let Some(selector) = &source.namespace_selector {
+        spawn_namespaces(
+            client.clone(),
+            selector.clone(),
+            next(Kind::Namespace),
+            tx.clone(),
+        );
+    }
+    streams
+}
+
+fn config_map(map: Arc<ConfigMap>) -> Object {
+    Object::ConfigMap(Arc::new(trimmed_config_map(Arc::unwrap_or_clone(map))))
 }
 
 /// Starts the watchers and waits until every kind has been listed once;
 /// then returns the receiver of cluster states, which keeps being updated.
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
-    let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Kind, Change)>();
+    let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
+    let streams = spawn_watchers(&source, &changes_tx);
     let client = source.client.clone();
-    let ns = source.namespace.as_deref();
-    spawn_watcher::<Ingress>(
-        api(&client, ns),
-        Kind::Ingress,
-        changes_tx.clone(),
-        Object::Ingress,
-    );
-    spawn_watcher::<IngressClass>(
-        Api::all(client.clone()),
-        Kind::IngressClass,
-        changes_tx.clone(),
-        Object::IngressClass,
-    );
-    spawn_watcher::<Service>(
-        api(&client, ns),
-        Kind::Service,
-        changes_tx.clone(),
-        Object::Service,
-    );
-    spawn_watcher::<EndpointSlice>(
-        api(&client, ns),
-        Kind::EndpointSlice,
-        changes_tx.clone(),
-        Object::EndpointSlice,
-    );
-    let fetch_tx = changes_tx.clone();
-    let secrets = watcher::Config::default().fields(SECRET_TYPES_NEVER_NEEDED);
-    spawn_watcher_with::<Secret>(
-        api(&client, ns),
-        secrets,
-        Kind::Secret,
-        changes_tx.clone(),
-        |s| Object::Secret(Arc::new(trimmed(Arc::unwrap_or_clone(s)))),
-    );
-    spawn_watcher::<ConfigMap>(api(&client, ns), Kind::ConfigMap, changes_tx, |c| {
-        Object::ConfigMap(Arc::new(trimmed_config_map(Arc::unwrap_or_clone(c))))
-    });
-    let pinned = source.default_certificate.clone();
+    let pinned = Pinned {
+        secret: source.default_certificate.clone(),
+        config_map: source.config_map.clone(),
+    };
     let prefix = source.annotations_prefix.clone();
+    let selecting = source.namespace_selector.is_some();
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let mut caches: BTreeMap<Kind, KindCache> = BTreeMap::new();
-        let mut secrets = DataScope::new(client, pinned, prefix, fetch_tx);
+        let mut caches: BTreeMap<Stream, KindCache> = BTreeMap::new();
+        let mut scope = DataScope::new(client, pinned, prefix, changes_tx);
+        let mut selected: Option<BTreeSet<String>> = None;
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
-            let mut changed = secrets.apply(&mut caches, first);
+            let mut changed = scope.apply(&mut caches, &mut selected, first);
             // Fold everything already queued into one state.
             while let Ok(more) = changes.try_recv() {
-                changed |= secrets.apply(&mut caches, more);
+                changed |= scope.apply(&mut caches, &mut selected, more);
             }
-            changed |= secrets.enforce(&mut caches);
-            let all_synced = caches.len() == KINDS && caches.values().all(|c| c.synced);
+            changed |= scope.enforce(&mut caches);
+            let all_synced = caches.len() == streams - usize::from(selecting)
+                && caches.values().all(|c| c.synced)
+                && (!selecting || selected.is_some());
             if !changed || !all_synced {
                 continue;
             }
             let objects = caches.values().flat_map(|c| c.live.values().cloned());
+            let objects = objects.filter(|o| scope.in_scope(o, selected.as_ref()));
             if state_tx
                 .send(Arc::new(ClusterState::from_objects(objects)))
                 .is_err()
@@ -236,13 +319,62 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     state_rx
 }
 
+/// Objects kept whatever references them: the default certificate and the
+/// controller ConfigMap.
+struct Pinned {
+    secret: Option<ObjectKey>,
+    config_map: Option<ObjectKey>,
+}
+
+/// Watches the Namespaces a label selector picks, and sends the whole set
+/// after every change once listed.
+fn spawn_namespaces(
+    client: Client,
+    selector: String,
+    stream: Stream,
+    tx: mpsc::UnboundedSender<(Stream, Change)>,
+) {
+    tokio::spawn(async move {
+        let config = watcher::Config::default().labels(&selector);
+        let events = watcher(Api::<Namespace>::all(client), config).default_backoff();
+        futures_util::pin_mut!(events);
+        let (mut live, mut relist, mut synced) = (BTreeSet::new(), None, false);
+        while let Some(event) = events.next().await {
+            let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+            match event {
+                Ok(watcher::Event::Init) => relist = Some(BTreeSet::new()),
+                Ok(watcher::Event::InitApply(ns)) => {
+                    relist.get_or_insert_with(BTreeSet::new).insert(name(&ns));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    live = relist.take().unwrap_or_default();
+                    synced = true;
+                }
+                Ok(watcher::Event::Apply(ns)) => {
+                    live.insert(name(&ns));
+                }
+                Ok(watcher::Event::Delete(ns)) => {
+                    live.remove(&name(&ns));
+                }
+                Err(e) => {
+                    tracing::warn!(target: "gatehouse::source", "namespace watch failed; retrying: {e}");
+                    continue;
+                }
+            }
+            if synced && tx.send((stream, Change::Namespaces(live.clone()))).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// Keeps the data of referenced Secrets and ConfigMaps only, and fetches
 /// one that becomes referenced while held without it.
 struct DataScope {
     client: Client,
-    pinned: Option<ObjectKey>,
+    pinned: Pinned,
     annotations_prefix: String,
-    fetches: mpsc::UnboundedSender<(Kind, Change)>,
+    fetches: mpsc::UnboundedSender<(Stream, Change)>,
     /// Objects fetched (or being fetched) since their last watch event.
     fetched: BTreeSet<(Kind, ObjectKey)>,
 }
@@ -250,9 +382,9 @@ struct DataScope {
 impl DataScope {
     fn new(
         client: Client,
-        pinned: Option<ObjectKey>,
+        pinned: Pinned,
         annotations_prefix: String,
-        fetches: mpsc::UnboundedSender<(Kind, Change)>,
+        fetches: mpsc::UnboundedSender<(Stream, Change)>,
     ) -> Self {
         DataScope {
             client,
@@ -265,26 +397,66 @@ impl DataScope {
 
     fn apply(
         &mut self,
-        caches: &mut BTreeMap<Kind, KindCache>,
-        (kind, change): (Kind, Change),
+        caches: &mut BTreeMap<Stream, KindCache>,
+        selected: &mut Option<BTreeSet<String>>,
+        (stream, change): (Stream, Change),
     ) -> bool {
-        if let Change::Apply(object) | Change::InitApply(object) = &change {
-            // A new version from the watch: fetch again if it needs data.
-            self.fetched.remove(&(kind, object.key()));
+        match change {
+            Change::Namespaces(names) => {
+                let changed = selected.as_ref() != Some(&names);
+                *selected = Some(names);
+                changed
+            }
+            // To whichever watch of the kind holds the object.
+            Change::Fetched(object) => {
+                let mut changed = false;
+                for (_, cache) in caches.iter_mut().filter(|(s, _)| s.kind == stream.kind) {
+                    changed |= cache.apply(Change::Fetched(object.clone()));
+                }
+                changed
+            }
+            change => {
+                if let Change::Apply(object) | Change::InitApply(object) = &change {
+                    // A new version from the watch: fetch again if it needs data.
+                    self.fetched.remove(&(stream.kind, object.key()));
+                }
+                caches.entry(stream).or_default().apply(change)
+            }
         }
-        caches.entry(kind).or_default().apply(change)
+    }
+
+    /// Whether an object belongs to the namespaces the selector picks (the
+    /// pinned objects always do).
+    fn in_scope(&self, object: &Object, selected: Option<&BTreeSet<String>>) -> bool {
+        let Some(selected) = selected else {
+            return true;
+        };
+        let key = object.key();
+        let pinned = match object {
+            Object::IngressClass(_) => return true,
+            Object::Secret(_) => self.pinned.secret.as_ref() == Some(&key),
+            Object::ConfigMap(_) => self.pinned.config_map.as_ref() == Some(&key),
+            _ => false,
+        };
+        pinned || selected.contains(&key.namespace)
     }
 
     /// Secrets named in `spec.tls` or the annotations of any Ingress (and
-    /// the pinned default), and ConfigMaps named in annotations.
-    fn referenced(&self, caches: &BTreeMap<Kind, KindCache>) -> Referenced {
+    /// the pinned default), and ConfigMaps named in annotations, the
+    /// controller ConfigMap and those it names.
+    fn referenced(&self, caches: &BTreeMap<Stream, KindCache>) -> Referenced {
         let mut referenced = Referenced {
-            secrets: self.pinned.iter().cloned().collect(),
-            config_maps: BTreeSet::new(),
+            secrets: self.pinned.secret.iter().cloned().collect(),
+            config_maps: self.pinned.config_map.iter().cloned().collect(),
         };
-        let ingresses = caches.get(&Kind::Ingress).map(|c| c.live.values());
+        let of = |kind: Kind| {
+            caches
+                .iter()
+                .filter(move |(s, _)| s.kind == kind)
+                .flat_map(|(_, c)| c.live.values())
+        };
         let prefix = &self.annotations_prefix;
-        for object in ingresses.into_iter().flatten() {
+        for object in of(Kind::Ingress) {
             if let Object::Ingress(ingress) = object {
                 referenced.secrets.extend(tls_secret_keys(ingress));
                 referenced
@@ -295,34 +467,43 @@ impl DataScope {
                     .extend(annotation_config_map_keys(ingress, prefix));
             }
         }
+        if let Some(pinned) = &self.pinned.config_map {
+            for object in of(Kind::ConfigMap) {
+                if let Object::ConfigMap(map) = object {
+                    if object.key() == *pinned {
+                        referenced
+                            .config_maps
+                            .extend(named_config_maps(pinned, map));
+                    }
+                }
+            }
+        }
         referenced
     }
 
     /// Drops the data of unreferenced objects; fetches referenced ones held
     /// without data. Returns whether the live view changed.
-    fn enforce(&mut self, caches: &mut BTreeMap<Kind, KindCache>) -> bool {
+    fn enforce(&mut self, caches: &mut BTreeMap<Stream, KindCache>) -> bool {
         let referenced = self.referenced(caches);
         let mut changed = false;
         let mut wanted = Vec::new();
-        for kind in [Kind::Secret, Kind::ConfigMap] {
-            let Some(cache) = caches.get_mut(&kind) else {
-                continue;
+        for (stream, cache) in caches.iter_mut() {
+            let keys = match stream.kind {
+                Kind::ConfigMap => &referenced.config_maps,
+                Kind::Secret => &referenced.secrets,
+                _ => continue,
             };
             let objects = cache
                 .live
                 .iter_mut()
                 .chain(cache.relist.iter_mut().flatten());
-            let keys = match kind {
-                Kind::ConfigMap => &referenced.config_maps,
-                _ => &referenced.secrets,
-            };
             for (key, object) in objects {
                 match (has_data(object), keys.contains(key)) {
                     (true, false) => {
                         drop_data(object);
                         changed = true;
                     }
-                    (false, true) => wanted.push((kind, key.clone())),
+                    (false, true) => wanted.push((stream.kind, key.clone())),
                     _ => {}
                 }
             }
@@ -350,7 +531,7 @@ impl DataScope {
             };
             match fetched {
                 Ok(object) => {
-                    let _ = tx.send((kind, Change::Fetched(object)));
+                    let _ = tx.send((Stream { kind, index: 0 }, Change::Fetched(object)));
                 }
                 Err(e) => {
                     tracing::warn!(target: "gatehouse::source", ?kind, object = %key, "cannot read a referenced object: {e}")
@@ -358,6 +539,18 @@ impl DataScope {
             }
         });
     }
+}
+
+/// The ConfigMaps the controller ConfigMap names (`add-headers`,
+/// `proxy-set-headers`), in its namespace unless `namespace/name`.
+fn named_config_maps(own: &ObjectKey, map: &ConfigMap) -> Vec<ObjectKey> {
+    let data = map.data.iter().flatten();
+    data.filter(|(k, _)| *k == "add-headers" || *k == "proxy-set-headers")
+        .map(|(_, v)| match v.trim().split_once('/') {
+            Some((ns, name)) => ObjectKey::new(ns, name),
+            None => ObjectKey::new(&own.namespace, v.trim()),
+        })
+        .collect()
 }
 
 /// The objects whose data is kept, by kind.
@@ -407,41 +600,30 @@ pub const SECRET_TYPES_NEVER_NEEDED: &str = "type!=helm.sh/release.v1,type!=kube
 
 fn spawn_watcher<K>(
     api: Api<K>,
-    kind: Kind,
-    tx: mpsc::UnboundedSender<(Kind, Change)>,
-    wrap: fn(Arc<K>) -> Object,
-) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    spawn_watcher_with(api, watcher::Config::default(), kind, tx, wrap);
-}
-
-fn spawn_watcher_with<K>(
-    api: Api<K>,
     config: watcher::Config,
-    kind: Kind,
-    tx: mpsc::UnboundedSender<(Kind, Change)>,
+    stream: Stream,
+    tx: mpsc::UnboundedSender<(Stream, Change)>,
     wrap: fn(Arc<K>) -> Object,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher(api, config).default_backoff();
-        futures_util::pin_mut!(stream);
+        let events = watcher(api, config).default_backoff();
+        futures_util::pin_mut!(events);
         let mut healthy = true;
-        while let Some(item) = stream.next().await {
+        while let Some(item) = events.next().await {
             let event = match item {
                 Ok(event) => event,
                 Err(e) => {
                     if healthy {
-                        tracing::warn!(target: "gatehouse::source", ?kind, "watch failed; serving the last table and retrying with backoff: {e}");
+                        tracing::warn!(target: "gatehouse::source", kind = ?stream.kind, "watch failed; serving the last table and retrying with backoff: {e}");
                         healthy = false;
                     }
                     continue;
                 }
             };
             if !healthy {
-                tracing::info!(target: "gatehouse::source", ?kind, "watch restored");
+                tracing::info!(target: "gatehouse::source", kind = ?stream.kind, "watch restored");
                 healthy = true;
             }
             let change = match event {
@@ -451,7 +633,7 @@ fn spawn_watcher_with<K>(
                 watcher::Event::Apply(o) => Change::Apply(wrap(Arc::new(o))),
                 watcher::Event::Delete(o) => Change::Delete(wrap(Arc::new(o))),
             };
-            if tx.send((kind, change)).is_err() {
+            if tx.send((stream, change)).is_err() {
                 return;
             }
         }

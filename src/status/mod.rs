@@ -233,6 +233,7 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::UnsupportedAnnotation => "UnsupportedAnnotation",
         WarningKind::SnippetRefused => "SnippetRefused",
         WarningKind::DefaultBackendConflict => "DefaultBackendConflict",
+        WarningKind::ConfigMapKey => "ConfigMapKey",
         WarningKind::ProtectionDenied => "ProtectionDenied",
         WarningKind::ProtectionNotEnforced => "ProtectionNotEnforced",
         WarningKind::CanaryUnmatched => "CanaryUnmatched",

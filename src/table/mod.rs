@@ -7,6 +7,7 @@
 //! does with one server block per host.
 
 mod certs;
+mod edge;
 mod endpoints;
 mod host;
 mod path;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
+pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, TlsSettings, UpstreamKeepalive};
 pub use endpoints::{EndpointSet, Pick};
 pub use host::{normalize as normalize_host, HostMap, HostPattern};
 pub use path::{PathTable, PathTableBuilder, PathType};
@@ -212,6 +214,8 @@ pub struct RouteTable {
     /// `ssl-passthrough` hosts: their TLS connections go to this backend
     /// untouched.
     pub passthrough: HostMap<Arc<Backend>>,
+    /// The edge settings (flags and the controller ConfigMap).
+    pub edge: Arc<Edge>,
 }
 
 impl RouteTable {
@@ -386,6 +390,7 @@ pub struct RouteTableBuilder {
     pub certs: CertStore,
     pub client_auth: HostMap<Arc<ClientAuth>>,
     pub passthrough: HostMap<Arc<Backend>>,
+    pub edge: Arc<Edge>,
 }
 
 #[derive(Debug, Default)]
@@ -459,6 +464,7 @@ impl RouteTableBuilder {
             certs: self.certs,
             client_auth: self.client_auth,
             passthrough: self.passthrough,
+            edge: self.edge,
             default_route: self.default_route,
             ..RouteTable::default()
         };

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, Uri};
 
+use super::settings::RouteDefaults;
 use super::summary::IngressSummary;
 use super::WarningKind;
 use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
-use crate::policy::next_upstream::NextUpstream;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::{has_captures, BackendProtocol, HostPattern, LoadBalance, Policy, Redirect};
@@ -152,18 +152,18 @@ pub fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     our_prefix: &str,
     secrets: &ObjectLookup<'_>,
-    access: &AccessOptions,
+    defaults: &RouteDefaults,
 ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
     let mut reader = Reader {
         annotations: Annotations::new(annotations, our_prefix),
         warnings: Vec::new(),
         unenforced: Vec::new(),
     };
-    let mut policy = Policy::default();
+    let mut policy = defaults.policy.clone();
     let ssl_redirect = reader.parsed("ssl-redirect", parse_bool);
-    policy.force_ssl_redirect = reader
-        .parsed("force-ssl-redirect", parse_bool)
-        .unwrap_or(false);
+    if let Some(force) = reader.parsed("force-ssl-redirect", parse_bool) {
+        policy.force_ssl_redirect = force;
+    }
     let use_regex = reader.parsed("use-regex", parse_bool).unwrap_or(false);
     let rewrite_target = reader.parsed("rewrite-target", parse_rewrite_target);
     policy.app_root = reader.parsed("app-root", parse_app_root);
@@ -189,7 +189,7 @@ pub fn parse(
     if let Some(lb) = reader.parsed("load-balance", parse_load_balance) {
         policy.load_balance = lb;
     }
-    let mut next = NextUpstream::default();
+    let mut next = policy.next_upstream.clone();
     if let Some(n) = reader.parsed("proxy-next-upstream", |v| next.clone().with_conditions(v)) {
         next = n;
     }
@@ -201,7 +201,7 @@ pub fn parse(
     }
     policy.next_upstream = next;
     reader.report_unimplemented();
-    let access = reader.access(secrets, access);
+    let access = reader.access(secrets, &defaults.access);
     let summary = reader.summary(&access);
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
@@ -215,8 +215,10 @@ pub fn parse(
         .unwrap_or(false);
     let service_upstream = reader
         .parsed("service-upstream", parse_bool)
-        .unwrap_or(false);
-    let custom_errors = reader.parsed("custom-http-errors", ErrorPages::parse_codes);
+        .unwrap_or(defaults.service_upstream);
+    let custom_errors = reader
+        .parsed("custom-http-errors", ErrorPages::parse_codes)
+        .or_else(|| defaults.custom_errors.clone());
     let ssl_passthrough = reader
         .parsed("ssl-passthrough", parse_bool)
         .unwrap_or(false);
@@ -363,7 +365,7 @@ impl Reader<'_> {
 }
 
 /// Go's `strconv.ParseBool`, which ingress-nginx uses.
-fn parse_bool(value: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(value: &str) -> Result<bool, String> {
     crate::policy::access::parse_bool(value).ok_or_else(|| "is not a boolean".into())
 }
 
@@ -381,14 +383,14 @@ fn parse_service_name(value: &str) -> Result<String, String> {
     }
 }
 
-fn parse_count(value: &str) -> Result<u32, String> {
+pub(super) fn parse_count(value: &str) -> Result<u32, String> {
     let digits = value.strip_suffix('s').unwrap_or(value);
     digits
         .parse::<u32>()
         .map_err(|_| "is not a whole number".into())
 }
 
-fn parse_seconds(value: &str) -> Result<Duration, String> {
+pub(super) fn parse_seconds(value: &str) -> Result<Duration, String> {
     let digits = value.strip_suffix('s').unwrap_or(value);
     match digits.parse::<u64>() {
         Ok(n) if n > 0 && n <= 24 * 3600 => Ok(Duration::from_secs(n)),
@@ -397,7 +399,7 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 }
 
 /// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case).
-fn parse_size(value: &str) -> Result<u64, String> {
+pub(super) fn parse_size(value: &str) -> Result<u64, String> {
     let (digits, unit) = match value.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
         _ => (value, 'b'),
@@ -556,7 +558,7 @@ mod tests {
             secrets: &secrets,
             config_maps: &HashMap::default(),
         };
-        parse(Some(a), "gatehouse.dev", &lookup, &AccessOptions::default())
+        parse(Some(a), "gatehouse.dev", &lookup, &RouteDefaults::default())
     }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

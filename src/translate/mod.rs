@@ -9,6 +9,7 @@ mod annotations;
 mod backend;
 mod canary;
 mod class;
+pub mod settings;
 mod summary;
 mod tls;
 mod warning;
@@ -35,9 +36,10 @@ use crate::policy::hsts::HstsOptions;
 use crate::policy::rate_limit::{RouteLimits, Statuses};
 use crate::policy::{AccessOptions, AccessPolicy};
 use crate::table::{
-    has_captures, Action, CertEntry, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
-    RouteTableBuilder,
+    has_captures, Action, CertEntry, Edge, HostPattern, PathType, Policy, Rewrite, Route,
+    RouteTable, RouteTableBuilder,
 };
+use settings::Settings;
 
 /// The controller-wide settings translate depends on.
 #[derive(Clone, Debug)]
@@ -62,6 +64,11 @@ pub struct TranslateOptions {
     pub limit_statuses: Statuses,
     /// `--enable-ssl-passthrough`: `ssl-passthrough` annotations apply.
     pub ssl_passthrough: bool,
+    /// `--configmap`: the controller ConfigMap, over the flags' defaults.
+    pub config_map: Option<ObjectKey>,
+    /// The edge settings the flags set (`--proxy-protocol`,
+    /// `--use-forwarded-headers` …), before the ConfigMap.
+    pub edge: Edge,
 }
 
 impl Default for TranslateOptions {
@@ -77,6 +84,8 @@ impl Default for TranslateOptions {
             hsts: HstsOptions::default(),
             limit_statuses: Statuses::default(),
             ssl_passthrough: false,
+            config_map: None,
+            edge: Edge::default(),
         }
     }
 }
@@ -88,6 +97,8 @@ pub struct Translation {
     pub warnings: Vec<Warning>,
     /// What became of each Ingress's annotations, by Ingress.
     pub summaries: Vec<IngressSummary>,
+    /// The flags and the controller ConfigMap, compiled.
+    pub settings: Settings,
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
 }
@@ -182,7 +193,9 @@ pub fn translate_with(
         www_redirects: Vec::new(),
     };
     build.preparse(&ingresses, options);
-    let hsts = options.hsts.header();
+    let settings = build.settings(options);
+    let defaults = &settings.routes;
+    let hsts = defaults.hsts.header();
     let prefix = options.annotations_prefix.as_str();
     let (canary_ingresses, ingresses): (Vec<_>, Vec<_>) = ingresses
         .into_iter()
@@ -203,12 +216,12 @@ pub fn translate_with(
             ingress.metadata.annotations.as_ref(),
             &options.annotations_prefix,
             &secrets,
-            &options.access,
+            defaults,
         );
         for (kind, message) in warnings {
             build.warn(key, kind, message);
         }
-        let limits = build.limits_of(key, parsed.limits.clone(), options.limit_statuses);
+        let limits = build.limits_of(key, parsed.limits.clone(), defaults.limit_statuses);
         let error_pages = build.error_pages(key, &parsed, options);
         let ingress = IngressView {
             key,
@@ -218,6 +231,7 @@ pub fn translate_with(
             policy: Arc::new(parsed.policy.clone()),
             annotations: &parsed,
             hsts: hsts.as_ref(),
+            ssl_redirect: defaults.ssl_redirect,
             any_host_access: parsed.access.client_cert.as_ref().map(|_| {
                 Arc::new(AccessPolicy {
                     denied: Some(NO_HOST_FOR_CLIENT_CERTS.into()),
@@ -238,6 +252,7 @@ pub fn translate_with(
     build.add_controller_defaults(options);
     let canaries = std::mem::take(&mut build.canaries);
     canaries.warn_unmatched(&mut build);
+    build.table.edge = Arc::new(settings.edge.clone());
     let mut warnings = build.warnings;
     warnings.sort();
     warnings.dedup();
@@ -245,6 +260,7 @@ pub fn translate_with(
         table: build.table.build(),
         warnings,
         summaries,
+        settings,
         reuse: Reuse {
             secrets: build.certs,
             backends: build.backends.into_resolved(),
@@ -261,6 +277,8 @@ struct IngressView<'a> {
     annotations: &'a IngressAnnotations,
     /// The HSTS header value, when HSTS is on.
     hsts: Option<&'a http::HeaderValue>,
+    /// `ssl-redirect`'s default (the controller ConfigMap's).
+    ssl_redirect: bool,
     limits: Option<Arc<RouteLimits>>,
     error_pages: Option<Arc<ErrorPages>>,
     /// The access of this Ingress's rules without host, when it differs:
@@ -305,7 +323,10 @@ impl IngressView<'_> {
             (HostPattern::Any, Some(closed)) => closed.clone(),
             _ => self.annotations.access.clone(),
         };
-        let ssl_redirect = self.annotations.ssl_redirect.unwrap_or(tls);
+        let ssl_redirect = self
+            .annotations
+            .ssl_redirect
+            .unwrap_or(tls && self.ssl_redirect);
         let rewrite = self.annotations.rewrite_target.as_ref().map(|target| {
             if regex && has_captures(target) {
                 Rewrite::Captures(target.clone())
@@ -822,6 +843,29 @@ impl Build<'_> {
                 }
             }
         }
+    }
+
+    /// The flags' defaults with the controller ConfigMap applied; its
+    /// problems are warnings on the ConfigMap.
+    fn settings(&mut self, options: &TranslateOptions) -> Settings {
+        let mut settings = Settings::from_options(options);
+        let Some(key) = &options.config_map else {
+            return settings;
+        };
+        let Some(map) = self.state.config_maps.get(key) else {
+            let message = "not found; the built-in defaults and flags apply".to_owned();
+            self.warn(key, WarningKind::ConfigMapKey, message);
+            return settings;
+        };
+        let lookup = ObjectLookup {
+            namespace: &key.namespace,
+            secrets: &self.state.secrets,
+            config_maps: &self.state.config_maps,
+        };
+        for problem in settings.apply(map, &lookup) {
+            self.warn(key, WarningKind::ConfigMapKey, problem);
+        }
+        settings
     }
 
     /// Parses, on every core, the referenced Secrets the previous build

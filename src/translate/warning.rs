@@ -27,12 +27,15 @@ pub enum WarningKind {
     ProtectionNotEnforced,
     /// A canary Ingress's host+path has no main route.
     CanaryUnmatched,
+    /// A key of the controller ConfigMap is unknown, not implemented or
+    /// has a bad value (the warning names the ConfigMap, not an Ingress).
+    ConfigMapKey,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Warning {
-    /// The Ingress the warning concerns.
+    /// The Ingress the warning concerns (the ConfigMap, for `ConfigMapKey`).
     pub ingress: ObjectKey,
     pub kind: WarningKind,
     pub message: String,
@@ -40,7 +43,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ingress {}: {}", self.ingress, self.message)
+        let kind = match self.kind {
+            WarningKind::ConfigMapKey => "ConfigMap",
+            _ => "Ingress",
+        };
+        write!(f, "{kind} {}: {}", self.ingress, self.message)
     }
 }
 

@@ -94,6 +94,7 @@ fn collection_of(object: &Value) -> String {
         "ConfigMap" => "configmaps",
         "Lease" => "leases",
         "Event" => "events",
+        "Namespace" => "namespaces",
         other => panic!("fake API does not know kind {other}"),
     };
     format!("{api_version}/{plural}")
@@ -330,6 +331,16 @@ impl FakeApi {
         };
         call.replica = replica;
         call.field_selector = query.get("fieldSelector").map(|v| percent_decode(v));
+        // Label selectors (`k=v`, `k!=v`) go through the same matching,
+        // as `labels.k` fields.
+        if let Some(labels) = query.get("labelSelector").map(|v| percent_decode(v)) {
+            let terms = labels
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("labels.{t}"));
+            let all: Vec<String> = call.field_selector.iter().cloned().chain(terms).collect();
+            call.field_selector = Some(all.join(","));
+        }
         let mut inner = self.inner.lock().expect("lock");
         inner.calls.push(call.clone());
         if inner.down {
@@ -559,6 +570,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "endpointslices" => "EndpointSlice",
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",
+        "namespaces" => "Namespace",
         _ => "Unknown",
     };
     (version.to_owned(), kind)
@@ -603,6 +615,11 @@ fn selected(selector: Option<&str>, object: &Value) -> bool {
             "type" => object["type"].as_str().unwrap_or("Opaque").to_owned(),
             "metadata.name" => object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
             "metadata.namespace" => object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            label if label.starts_with("labels.") => object["metadata"]["labels"]
+                [&label["labels.".len()..]]
                 .as_str()
                 .unwrap_or("")
                 .to_owned(),

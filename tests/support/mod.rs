@@ -172,6 +172,11 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
     });
     let mut response = Response::new(BackendBody::full(Bytes::from(json.to_string())));
     *response.status_mut() = status;
+    // What an application server says of itself, for the tests of the
+    // headers Gatehouse removes.
+    let headers = response.headers_mut();
+    headers.insert("server", http::HeaderValue::from_static("backend/1"));
+    headers.insert("x-powered-by", http::HeaderValue::from_static("backend"));
     response
 }
 
@@ -576,7 +581,6 @@ pub fn config_for(dir: &Path) -> Config {
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
         limits: gatehouse::proxy::Limits::default(),
-        forwarded: gatehouse::proxy::ForwardedHeaders::default(),
         shutdown_grace: std::time::Duration::from_secs(5),
         drain_timeout: std::time::Duration::from_secs(30),
         status: None,

@@ -1,0 +1,249 @@
+//! The edge: how connections are taken and what every request and response
+//! gets, whatever its route. Built by translate from the flags and the
+//! controller ConfigMap, carried by the table, so a ConfigMap change reaches
+//! the next connection or request with the next table.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::policy::template::Template;
+
+/// Everything of the edge, with ingress-nginx's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Edge {
+    /// `use-proxy-protocol` (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+    pub forwarded: ForwardedHeaders,
+    pub keep_alive: KeepAlive,
+    pub upstream: UpstreamKeepalive,
+    /// `ssl-protocols`, `ssl-ciphers`; shared so that handshakes can tell
+    /// by pointer whether their configuration is still current.
+    pub tls: Arc<TlsSettings>,
+    /// `server-tokens`: a `Server: gatehouse/<version>` header.
+    pub server_tokens: bool,
+    /// `block-cidrs`, `block-user-agents`, `block-referers`: 403 before
+    /// anything else.
+    pub block: Block,
+    /// `add-headers`: set on every response.
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `proxy-set-headers`: set on every request forwarded.
+    pub proxy_set_headers: Vec<(HeaderName, Template)>,
+    /// `hide-headers`: removed from every upstream response.
+    pub hide_headers: Vec<HeaderName>,
+    /// `allow-backend-server-header`: pass the endpoint's `Server` header
+    /// (off, as nginx: it is removed).
+    pub backend_server_header: bool,
+    /// `client-header-timeout` (else `--header-read-timeout`).
+    pub header_timeout: Option<Duration>,
+    /// `http2-max-concurrent-streams` (else `--h2-max-concurrent-streams`).
+    pub h2_max_concurrent_streams: Option<u32>,
+}
+
+/// How far `X-Forwarded-*` headers from the peer are believed:
+/// ingress-nginx's `use-forwarded-headers`, `enable-real-ip`,
+/// `forwarded-for-header`, `compute-full-forwarded-for` and
+/// `proxy-real-ip-cidr`.
+#[derive(Clone, Debug)]
+pub struct ForwardedHeaders {
+    /// Believe a trusted peer's forwarded headers: the client address and
+    /// `X-Forwarded-Proto`, `-Host` and `-Port`.
+    pub use_forwarded_headers: bool,
+    /// `enable-real-ip`: believe a trusted peer's client address only.
+    pub real_ip: bool,
+    /// The header naming the client (`X-Forwarded-For`).
+    pub header: HeaderName,
+    /// Send upstream the whole chain plus the peer, not the client alone.
+    pub compute_full: bool,
+    /// Peers (and chain entries) that are proxies of ours; ingress-nginx's
+    /// default trusts every address once `use-forwarded-headers` is on.
+    pub trusted: Vec<IpNet>,
+}
+
+impl Default for ForwardedHeaders {
+    fn default() -> Self {
+        ForwardedHeaders {
+            use_forwarded_headers: false,
+            real_ip: false,
+            header: HeaderName::from_static("x-forwarded-for"),
+            compute_full: false,
+            // 0.0.0.0/0 and ::/0.
+            trusted: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
+        }
+    }
+}
+
+impl ForwardedHeaders {
+    pub fn trusts(&self, addr: IpAddr) -> bool {
+        let addr = crate::policy::canonical_ip(addr);
+        self.trusted.iter().any(|net| net.contains(&addr))
+    }
+
+    /// Whether a trusted peer may name the client at all.
+    pub fn names_client(&self) -> bool {
+        self.use_forwarded_headers || self.real_ip
+    }
+}
+
+/// Client connections kept alive (`keep-alive`, `keep-alive-requests`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// The longest a connection may wait idle for its next request; `None`
+    /// (`keep-alive: 0`) closes each HTTP/1.1 connection after one request.
+    pub timeout: Option<Duration>,
+    /// Requests served on one HTTP/1.1 connection before it is closed
+    /// (`Connection: close` on the last response).
+    pub requests: u64,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive {
+            timeout: Some(Duration::from_secs(75)),
+            requests: 1000,
+        }
+    }
+}
+
+/// Idle connections to endpoints (`upstream-keepalive-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamKeepalive {
+    /// Idle connections each worker keeps per endpoint.
+    pub connections: usize,
+    /// How long one is kept idle.
+    pub timeout: Duration,
+    /// Requests sent over one connection before it is closed.
+    pub requests: u32,
+}
+
+impl Default for UpstreamKeepalive {
+    fn default() -> Self {
+        UpstreamKeepalive {
+            connections: 320,
+            timeout: Duration::from_secs(60),
+            requests: 10_000,
+        }
+    }
+}
+
+/// The TLS versions and TLS 1.2 cipher suites offered to clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsSettings {
+    pub tls12: bool,
+    pub tls13: bool,
+    /// TLS 1.2 suites in order of preference; `None`: the provider's
+    /// defaults. TLS 1.3 suites are always all offered, as with nginx's
+    /// `ssl_ciphers`, which does not touch TLS 1.3.
+    pub tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            tls12: true,
+            tls13: true,
+            tls12_suites: None,
+        }
+    }
+}
+
+/// Clients refused everywhere, before routing.
+#[derive(Clone, Debug, Default)]
+pub struct Block {
+    pub cidrs: Vec<IpNet>,
+    pub user_agents: Vec<Match>,
+    pub referers: Vec<Match>,
+}
+
+impl Block {
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_empty() && self.user_agents.is_empty() && self.referers.is_empty()
+    }
+
+    /// Whether the request is blocked (403).
+    pub fn refuses(&self, client: IpAddr, headers: &HeaderMap) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let client = crate::policy::canonical_ip(client);
+        if self.cidrs.iter().any(|net| net.contains(&client)) {
+            return true;
+        }
+        let matches = |list: &[Match], name: http::header::HeaderName| {
+            let value = headers.get(name).and_then(|v| v.to_str().ok());
+            value.is_some_and(|v| list.iter().any(|m| m.matches(v)))
+        };
+        matches(&self.user_agents, http::header::USER_AGENT)
+            || matches(&self.referers, http::header::REFERER)
+    }
+}
+
+/// One entry of an nginx `map`: a string (matched ignoring case), or a
+/// regular expression (`~`, or `~*` ignoring case).
+#[derive(Clone, Debug)]
+pub enum Match {
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl Match {
+    pub fn parse(entry: &str) -> Result<Match, String> {
+        let (pattern, ignore_case) = match entry.strip_prefix("~*") {
+            Some(p) => (p, true),
+            None => match entry.strip_prefix('~') {
+                Some(p) => (p, false),
+                None => return Ok(Match::Exact(entry.to_ascii_lowercase())),
+            },
+        };
+        regex::RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .size_limit(1 << 20)
+            .build()
+            .map(Match::Regex)
+            .map_err(|e| format!("{entry:?} is not a valid regular expression: {e}"))
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Match::Exact(text) => value.eq_ignore_ascii_case(text),
+            Match::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_lists_match_like_an_nginx_map() {
+        let block = Block {
+            cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+            user_agents: vec![
+                Match::parse("BadBot/1.0").unwrap(),
+                Match::parse("~*crawler").unwrap(),
+            ],
+            referers: vec![Match::parse("~^https://spam\\.example").unwrap()],
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(block.refuses(ip("192.0.2.9"), &HeaderMap::new()));
+        assert!(block.refuses(ip("::ffff:192.0.2.9"), &HeaderMap::new()));
+        assert!(!block.refuses(ip("198.51.100.1"), &HeaderMap::new()));
+        let other = ip("198.51.100.1");
+        assert!(block.refuses(other, &headers(&[("user-agent", "badbot/1.0")])));
+        assert!(!block.refuses(other, &headers(&[("user-agent", "BadBot/1.0 x")])));
+        assert!(block.refuses(other, &headers(&[("user-agent", "A Crawler")])));
+        assert!(block.refuses(other, &headers(&[("referer", "https://spam.example/x")])));
+        assert!(!block.refuses(other, &headers(&[("referer", "HTTPS://SPAM.example/x")])));
+    }
+}

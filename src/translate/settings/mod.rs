@@ -1,0 +1,490 @@
+//! The controller ConfigMap (`--configmap NS/NAME`): ingress-nginx's global
+//! settings, compiled like annotations into typed values.
+//!
+//! Precedence is ingress-nginx's: an Ingress's annotation, else the
+//! ConfigMap, else the built-in default, which the flags set. A key that
+//! is unknown, not implemented or has a bad value is a warning naming it;
+//! the rest of the ConfigMap applies. Settings that protect routes fail
+//! closed instead: a bad `whitelist-source-range`, or a switched-on
+//! `global-auth-url` or `enable-modsecurity`, closes every route it would
+//! protect (503).
+
+pub mod keys;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::annotations::{parse_bool, parse_count, parse_load_balance, parse_seconds, parse_size};
+use crate::cluster::ObjectKey;
+use crate::policy::access::{GlobalClosure, ObjectLookup};
+use crate::policy::error_pages::ErrorPages;
+use crate::policy::hsts::HstsOptions;
+use crate::policy::rate_limit::Statuses;
+use crate::policy::source_range::parse_cidrs;
+use crate::policy::template::{Template, Vars};
+use crate::policy::AccessOptions;
+use crate::table::{Edge, Match, Policy};
+use keys::KeyStatus;
+
+/// What routes start from before their annotations apply.
+#[derive(Clone, Debug)]
+pub struct RouteDefaults {
+    /// `ssl-redirect`: hosts with TLS redirect plain HTTP.
+    pub ssl_redirect: bool,
+    /// `force-ssl-redirect`, `proxy-*-timeout`, `proxy-body-size`,
+    /// `load-balance`, `proxy-next-upstream*`.
+    pub policy: Policy,
+    pub hsts: HstsOptions,
+    pub limit_statuses: Statuses,
+    /// `custom-http-errors`.
+    pub custom_errors: Option<Vec<u16>>,
+    pub service_upstream: bool,
+    /// `--unsupported-protection`, cross-namespace references, and the
+    /// ConfigMap's source ranges and closures.
+    pub access: AccessOptions,
+}
+
+/// The flags and the controller ConfigMap, compiled.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub routes: RouteDefaults,
+    pub edge: Edge,
+    /// `worker-processes` (0: one per core); read at start only.
+    pub workers: Option<usize>,
+}
+
+/// What a key's value did besides applying.
+enum Outcome {
+    Applied,
+    /// Applied, with something worth saying.
+    Note(String),
+}
+
+impl Settings {
+    /// Applies the ConfigMap's keys in order; each problem comes back as a
+    /// message naming its key. `lookup` serves the ConfigMaps that
+    /// `add-headers` and `proxy-set-headers` name (in the controller
+    /// ConfigMap's namespace unless `namespace/name`).
+    pub fn apply(&mut self, map: &ConfigMap, lookup: &ObjectLookup<'_>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut tls = (*self.edge.tls).clone();
+        for (key, value) in map.data.iter().flatten() {
+            let value = value.trim();
+            match self.apply_key(key, value, lookup, &mut tls) {
+                Ok(Outcome::Applied) => {}
+                Ok(Outcome::Note(note)) => problems.push(format!("{key}: {note}")),
+                Err(why) => problems.push(format!("{key}: {value:?} {why}; ignored")),
+            }
+        }
+        self.edge.tls = Arc::new(tls);
+        problems
+    }
+
+    fn apply_key(
+        &mut self,
+        key: &str,
+        value: &str,
+        lookup: &ObjectLookup<'_>,
+        tls: &mut crate::table::TlsSettings,
+    ) -> Result<Outcome, String> {
+        let (routes, edge) = (&mut self.routes, &mut self.edge);
+        let forwarded = &mut edge.forwarded;
+        let timeouts = &mut routes.policy.timeouts;
+        match key {
+            "ssl-redirect" => routes.ssl_redirect = parse_bool(value)?,
+            "force-ssl-redirect" => routes.policy.force_ssl_redirect = parse_bool(value)?,
+            "hsts" => routes.hsts.enabled = parse_bool(value)?,
+            "hsts-max-age" => {
+                routes.hsts.max_age = value.parse().map_err(|_| "is not a number of seconds")?
+            }
+            "hsts-include-subdomains" => routes.hsts.include_subdomains = parse_bool(value)?,
+            "hsts-preload" => routes.hsts.preload = parse_bool(value)?,
+            "proxy-body-size" => {
+                let limit = parse_size(value)?;
+                routes.policy.body_limit = (limit > 0).then_some(limit);
+            }
+            "proxy-connect-timeout" => timeouts.connect = parse_seconds(value)?,
+            "proxy-read-timeout" => timeouts.read = parse_seconds(value)?,
+            "proxy-send-timeout" => timeouts.send = parse_seconds(value)?,
+            "load-balance" => routes.policy.load_balance = parse_load_balance(value)?,
+            "proxy-next-upstream" => {
+                let next = &mut routes.policy.next_upstream;
+                *next = next.clone().with_conditions(value)?;
+            }
+            "proxy-next-upstream-tries" => {
+                let next = &mut routes.policy.next_upstream;
+                *next = next.clone().with_tries(parse_count(value)?);
+            }
+            "proxy-next-upstream-timeout" => {
+                let next = &mut routes.policy.next_upstream;
+                *next = next.clone().with_total(u64::from(parse_count(value)?));
+            }
+            "custom-http-errors" => routes.custom_errors = Some(ErrorPages::parse_codes(value)?),
+            "service-upstream" => routes.service_upstream = parse_bool(value)?,
+            "limit-req-status-code" => routes.limit_statuses.rate = parse_status(value)?,
+            "limit-conn-status-code" => routes.limit_statuses.connections = parse_status(value)?,
+            "allow-cross-namespace-resources" => {
+                routes.access.cross_namespace_secrets = parse_bool(value)?
+            }
+            "whitelist-source-range" | "denylist-source-range" => {
+                return self.source_range(key, value)
+            }
+            "use-forwarded-headers" => forwarded.use_forwarded_headers = parse_bool(value)?,
+            "enable-real-ip" => forwarded.real_ip = parse_bool(value)?,
+            "forwarded-for-header" => {
+                forwarded.header =
+                    HeaderName::from_bytes(value.as_bytes()).map_err(|_| "is not a header name")?
+            }
+            "compute-full-forwarded-for" => forwarded.compute_full = parse_bool(value)?,
+            "proxy-real-ip-cidr" => forwarded.trusted = non_empty(parse_cidrs(value)?)?,
+            "use-proxy-protocol" => edge.proxy_protocol = parse_bool(value)?,
+            "keep-alive" => {
+                let seconds: u64 = value.parse().map_err(|_| "is not a number of seconds")?;
+                edge.keep_alive.timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
+            "keep-alive-requests" => edge.keep_alive.requests = positive(value)?,
+            "upstream-keepalive-connections" => {
+                edge.upstream.connections = value.parse().map_err(|_| "is not a count")?
+            }
+            "upstream-keepalive-timeout" => edge.upstream.timeout = parse_seconds(value)?,
+            "upstream-keepalive-requests" => edge.upstream.requests = positive(value)?,
+            "client-header-timeout" => edge.header_timeout = Some(parse_seconds(value)?),
+            "http2-max-concurrent-streams" => {
+                edge.h2_max_concurrent_streams = Some(positive(value)?)
+            }
+            "ssl-protocols" => return note(tls::protocols(value, tls)?),
+            "ssl-ciphers" => return note(tls::ciphers(value, tls)?),
+            "server-tokens" => edge.server_tokens = parse_bool(value)?,
+            "allow-backend-server-header" => edge.backend_server_header = parse_bool(value)?,
+            "block-cidrs" => edge.block.cidrs = parse_cidrs(value)?,
+            "block-user-agents" => edge.block.user_agents = matches(value)?,
+            "block-referers" => edge.block.referers = matches(value)?,
+            "hide-headers" => edge.hide_headers = header_names(value)?,
+            "add-headers" => edge.add_headers = add_headers(lookup, value, &routes.access)?,
+            "proxy-set-headers" => {
+                edge.proxy_set_headers = proxy_set_headers(lookup, value, &routes.access)?
+            }
+            "worker-processes" => {
+                self.workers = Some(match value {
+                    "auto" => 0,
+                    n => n.parse().map_err(|_| "is neither auto nor a count")?,
+                })
+            }
+            "allow-snippet-annotations" if parse_bool(value)? => {
+                return note(Some(
+                    "snippets are refused by design whatever this says".into(),
+                ))
+            }
+            _ => return self.other_key(key, value),
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// Keys Gatehouse does not apply: accepted, refused, closing, or named.
+    fn other_key(&mut self, key: &str, value: &str) -> Result<Outcome, String> {
+        match keys::status(key) {
+            Some(KeyStatus::Applied | KeyStatus::Accepted) => Ok(Outcome::Applied),
+            Some(KeyStatus::Refused) => note(Some(
+                "is a snippet, which Gatehouse refuses by design; ignored".into(),
+            )),
+            Some(KeyStatus::Protective) => {
+                let on = match key {
+                    "global-auth-url" => !value.is_empty(),
+                    _ => parse_bool(value)?,
+                };
+                if !on {
+                    return Ok(Outcome::Applied);
+                }
+                let reason = format!("ConfigMap {key} is not implemented by Gatehouse");
+                self.routes.access.closed.push(GlobalClosure {
+                    reason,
+                    global_auth: key == "global-auth-url",
+                    replaced_by: &[],
+                });
+                note(Some(
+                    "is not implemented by Gatehouse; every route it would protect answers 503 (enable-global-auth: \"false\" opts an Ingress out of global auth)".into(),
+                ))
+            }
+            Some(KeyStatus::NotImplemented) => {
+                note(Some("is not implemented by Gatehouse; ignored".into()))
+            }
+            None => note(Some(
+                "is not an ingress-nginx ConfigMap key; ignored".into(),
+            )),
+        }
+    }
+
+    /// A source range for every Ingress without its own; one that does not
+    /// parse closes them all rather than leave them open.
+    fn source_range(&mut self, key: &str, value: &str) -> Result<Outcome, String> {
+        let access = &mut self.routes.access;
+        match parse_cidrs(value) {
+            Ok(nets) if key == "whitelist-source-range" => access.default_allow = Some(nets),
+            Ok(nets) => access.default_deny = nets,
+            Err(why) => {
+                let replaced_by: &[&str] = match key {
+                    "whitelist-source-range" => {
+                        &["whitelist-source-range", "allowlist-source-range"]
+                    }
+                    _ => &["denylist-source-range"],
+                };
+                access.closed.push(GlobalClosure {
+                    reason: format!("ConfigMap {key}: {value:?} {why}"),
+                    global_auth: false,
+                    replaced_by,
+                });
+                return note(Some(format!(
+                    "{value:?} {why}; every route without its own {key} answers 503"
+                )));
+            }
+        }
+        Ok(Outcome::Applied)
+    }
+}
+
+fn note(note: Option<String>) -> Result<Outcome, String> {
+    Ok(note.map_or(Outcome::Applied, Outcome::Note))
+}
+
+fn parse_status(value: &str) -> Result<http::StatusCode, String> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (400..600).contains(c))
+        .and_then(|c| http::StatusCode::from_u16(c).ok())
+        .ok_or_else(|| "is not an HTTP status between 400 and 599".into())
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(value: &str) -> Result<T, String> {
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or_else(|| "is not a positive whole number".into())
+}
+
+fn non_empty<T>(list: Vec<T>) -> Result<Vec<T>, String> {
+    if list.is_empty() {
+        return Err("lists nothing".into());
+    }
+    Ok(list)
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn matches(value: &str) -> Result<Vec<Match>, String> {
+    list(value).map(Match::parse).collect()
+}
+
+fn header_names(value: &str) -> Result<Vec<HeaderName>, String> {
+    list(value)
+        .map(|name| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("has {name:?}, not a header name"))
+        })
+        .collect()
+}
+
+/// The ConfigMap `reference` names, as header name → value pairs.
+fn referenced<'a>(
+    lookup: &'a ObjectLookup<'_>,
+    reference: &str,
+    access: &AccessOptions,
+) -> Result<(ObjectKey, &'a BTreeMap<String, String>), String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    // The controller's own ConfigMap names its neighbours: no
+    // cross-namespace restriction applies to the operator.
+    let options = AccessOptions {
+        cross_namespace_secrets: true,
+        ..access.clone()
+    };
+    let (key, map) = lookup.config_map(reference, &options)?;
+    Ok((key, map.data.as_ref().unwrap_or(&EMPTY)))
+}
+
+/// `add-headers`: static response headers.
+fn add_headers(
+    lookup: &ObjectLookup<'_>,
+    reference: &str,
+    access: &AccessOptions,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let (key, data) = referenced(lookup, reference, access)?;
+    data.iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("names ConfigMap {key}, whose {name:?} is not a header name"))?;
+            if value.contains('$') {
+                return Err(format!("names ConfigMap {key}, whose header {name} uses nginx variables, which response headers do not expand here"));
+            }
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("names ConfigMap {key}, whose header {name} has a value that is not a header value"))?;
+            Ok((header, value))
+        })
+        .collect()
+}
+
+/// `proxy-set-headers`: request headers, whose values may use the request
+/// variables (`$remote_addr`, `$http_x_custom` …).
+fn proxy_set_headers(
+    lookup: &ObjectLookup<'_>,
+    reference: &str,
+    access: &AccessOptions,
+) -> Result<Vec<(HeaderName, Template)>, String> {
+    let (key, data) = referenced(lookup, reference, access)?;
+    data.iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("names ConfigMap {key}, whose {name:?} is not a header name"))?;
+            let template = Template::parse(value, Vars::Request)
+                .map_err(|why| format!("names ConfigMap {key}, whose header {name}: {value:?} {why}"))?;
+            if HeaderValue::from_str(&template.literal_text()).is_err() {
+                return Err(format!("names ConfigMap {key}, whose header {name} has a value that is not a header value"));
+            }
+            Ok((header, template))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// The built-in defaults, as the flags set them.
+    pub fn from_options(options: &super::TranslateOptions) -> Self {
+        Settings {
+            routes: RouteDefaults {
+                ssl_redirect: true,
+                policy: Policy::default(),
+                hsts: options.hsts,
+                limit_statuses: options.limit_statuses,
+                custom_errors: None,
+                service_upstream: false,
+                access: options.access.clone(),
+            },
+            edge: options.edge.clone(),
+            workers: None,
+        }
+    }
+}
+
+impl Default for RouteDefaults {
+    fn default() -> Self {
+        Settings::from_options(&super::TranslateOptions::default()).routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterState;
+
+    fn apply(data: &[(&str, &str)]) -> (Settings, Vec<String>) {
+        let map = ConfigMap {
+            metadata: kube_meta("gatehouse"),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        };
+        let state = ClusterState::default();
+        let lookup = ObjectLookup {
+            namespace: "ingress",
+            secrets: &state.secrets,
+            config_maps: &state.config_maps,
+        };
+        let mut settings = Settings::from_options(&super::super::TranslateOptions::default());
+        let problems = settings.apply(&map, &lookup);
+        (settings, problems)
+    }
+
+    fn kube_meta(name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ingress".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_problem_names_its_key_and_the_rest_applies() {
+        let (settings, problems) = apply(&[
+            ("no-such-key", "1"),
+            ("proxy-body-size", "lots"),
+            ("use-gzip", "true"),
+            ("server-snippet", "return 200;"),
+            ("hsts-max-age", "600"),
+            ("keep-alive", "5"),
+            ("client-body-buffer-size", "64k"),
+        ]);
+        let named = |key: &str| problems.iter().any(|p| p.starts_with(&format!("{key}:")));
+        assert!(named("no-such-key") && named("proxy-body-size") && named("use-gzip"));
+        assert!(named("server-snippet"));
+        assert!(!named("client-body-buffer-size"), "accepted keys are quiet");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(settings.routes.hsts.max_age, 600);
+        assert_eq!(
+            settings.edge.keep_alive.timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(settings.routes.policy.body_limit, Some(1024 * 1024));
+    }
+
+    #[test]
+    fn the_configmap_wins_over_the_flags() {
+        let mut options = super::super::TranslateOptions::default();
+        options.edge.proxy_protocol = true;
+        options.hsts.max_age = 60;
+        let base = Settings::from_options(&options);
+        assert!(base.edge.proxy_protocol);
+        assert_eq!(base.routes.hsts.max_age, 60);
+        let (settings, problems) = apply(&[
+            ("use-proxy-protocol", "false"),
+            ("worker-processes", "auto"),
+            ("limit-req-status-code", "429"),
+            ("upstream-keepalive-connections", "0"),
+            ("ssl-redirect", "false"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!settings.edge.proxy_protocol);
+        assert_eq!(settings.workers, Some(0));
+        assert_eq!(settings.routes.limit_statuses.rate.as_u16(), 429);
+        assert_eq!(settings.edge.upstream.connections, 0);
+        assert!(!settings.routes.ssl_redirect);
+    }
+
+    #[test]
+    fn protective_keys_close_routes_when_they_cannot_be_enforced() {
+        let (settings, problems) = apply(&[
+            ("enable-modsecurity", "false"),
+            ("whitelist-source-range", "10.0.0.0/8"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(settings.routes.access.closed.is_empty());
+        assert_eq!(
+            settings.routes.access.default_allow.as_ref().map(Vec::len),
+            Some(1)
+        );
+        let (settings, problems) = apply(&[
+            ("enable-modsecurity", "true"),
+            ("denylist-source-range", "not-a-range"),
+        ]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(settings.routes.access.closed.len(), 2);
+    }
+
+    #[test]
+    fn a_referenced_configmap_that_is_missing_is_a_problem_not_a_crash() {
+        let (settings, problems) = apply(&[("add-headers", "missing")]);
+        assert!(settings.edge.add_headers.is_empty());
+        assert!(
+            problems[0].contains("ConfigMap ingress/missing not found"),
+            "{problems:?}"
+        );
+    }
+}
