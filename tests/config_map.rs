@@ -419,3 +419,138 @@ async fn ssl_protocols_and_ciphers_choose_what_handshakes_offer() {
         rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
     );
 }
+
+#[tokio::test]
+async fn timeouts_error_pages_limits_and_denylists_default_from_the_configmap() {
+    let (app, errors) = (Backend::start("app").await, Backend::start("errors").await);
+    let mut manifests = INGRESS_CLASS.to_owned()
+        + &service("app", &[app.addr])
+        + &service("errors", &[errors.addr]);
+    let ingresses: [(&str, &[(&str, &str)]); 4] = [
+        ("slow", &[]),
+        (
+            "paged",
+            &[("nginx.ingress.kubernetes.io/default-backend", "errors")],
+        ),
+        ("limited", &[("nginx.ingress.kubernetes.io/limit-rpm", "1")]),
+        (
+            "patient",
+            &[("nginx.ingress.kubernetes.io/proxy-read-timeout", "5")],
+        ),
+    ];
+    for (name, annotations) in ingresses {
+        let host = format!("{name}.test");
+        manifests += &ingress_annotated(name, &host, "/", "app", None, annotations);
+    }
+    let data = [
+        ("proxy-read-timeout", "1"),
+        ("custom-http-errors", "404"),
+        ("limit-req-status-code", "429"),
+    ];
+    let (_dir, gatehouse) = serve(&manifests, &data).await;
+    let addr = gatehouse.http_addr;
+    // proxy-read-timeout: the ConfigMap's 1 s, unless the annotation's 5 s.
+    assert_eq!(
+        http_get(addr, "slow.test", "/sleep/2000").await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(
+        http_get(addr, "patient.test", "/sleep/2000").await.status,
+        StatusCode::OK
+    );
+    // custom-http-errors: the 404 of the app is the default backend's page.
+    let paged = http_get(addr, "paged.test", "/status/404").await;
+    assert_eq!(paged.backend(), "errors");
+    assert_eq!(paged.seen()["headers"]["x-code"], "404");
+    // limit-req-status-code: over limit-rpm answers 429.
+    let mut statuses = Vec::new();
+    let mut conn = http_connect(addr).await;
+    for _ in 0..12 {
+        statuses.push(
+            send(&mut conn, "limited.test", "/")
+                .await
+                .expect("reply")
+                .status,
+        );
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        !statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    drop(gatehouse);
+
+    let (_dir, gatehouse) = serve(&manifests, &[("denylist-source-range", "127.0.0.0/8")]).await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "slow.test", "/").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn ssl_redirect_and_hsts_follow_the_configmap() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("shop.test");
+    let backend = Backend::start("web").await;
+    let manifests = INGRESS_CLASS.to_owned()
+        + &service("web", &[backend.addr])
+        + &tls_secret("shop-tls", &leaf)
+        + &ingress("shop", "shop.test", "/", "web", Some("shop-tls"));
+    let data = [
+        ("ssl-redirect", "false"),
+        ("hsts-max-age", "600"),
+        ("hsts-include-subdomains", "false"),
+        ("hsts-preload", "true"),
+    ];
+    let (_dir, gatehouse) = serve(&manifests, &data).await;
+    // A host with TLS is not redirected when the ConfigMap says so.
+    assert_eq!(
+        http_get(gatehouse.http_addr, "shop.test", "/").await.status,
+        StatusCode::OK
+    );
+    let (mut tls, _) = https_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let reply = send(&mut tls, "shop.test", "/").await.expect("reply");
+    assert_eq!(
+        reply.headers["strict-transport-security"],
+        "max-age=600; preload"
+    );
+    drop(gatehouse);
+    let (_dir, gatehouse) = serve(&manifests, &[("hsts", "false")]).await;
+    let (mut tls, _) = https_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let reply = send(&mut tls, "shop.test", "/").await.expect("reply");
+    assert!(!reply.headers.contains_key("strict-transport-security"));
+    assert_eq!(
+        http_get(gatehouse.http_addr, "shop.test", "/").await.status,
+        StatusCode::PERMANENT_REDIRECT
+    );
+}
+
+#[tokio::test]
+async fn forwarded_header_settings_come_from_the_configmap() {
+    let (_web, manifests) = web_with(&[("shop", &[])]).await;
+    let data = [
+        ("enable-real-ip", "true"),
+        ("forwarded-for-header", "X-Client-Chain"),
+        ("compute-full-forwarded-for", "true"),
+    ];
+    let (_dir, gatehouse) = serve(&manifests, &data).await;
+    let req = get("shop.test")
+        .header("x-client-chain", "198.51.100.20")
+        .header("x-forwarded-for", "198.51.100.20")
+        .header("x-forwarded-proto", "https")
+        .body(Full::default())
+        .expect("request");
+    let seen = request(gatehouse.http_addr, req).await.seen();
+    // enable-real-ip believes the client address from the configured
+    // header, not the other forwarded headers.
+    assert_eq!(seen["headers"]["x-real-ip"], "198.51.100.20");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    // compute-full-forwarded-for: the chain received, then the peer.
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"],
+        "198.51.100.20, 127.0.0.1"
+    );
+}

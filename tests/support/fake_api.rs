@@ -51,6 +51,9 @@ struct Change {
     collection: String,
     namespace: String,
     object: Value,
+    /// The version it replaced: a watch whose selector matched that one
+    /// and not this one sees a DELETED, as from the API server.
+    previous: Option<Value>,
 }
 
 struct Watch {
@@ -169,19 +172,23 @@ impl FakeApi {
             .as_str()
             .expect("name")
             .to_owned();
-        let existed = inner
+        let previous = inner
             .objects
             .entry(collection.clone())
             .or_default()
-            .insert((namespace.clone(), name), object.clone())
-            .is_some();
-        let kind = if existed { "MODIFIED" } else { "ADDED" };
+            .insert((namespace.clone(), name), object.clone());
+        let kind = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         inner.record(Change {
             rv,
             kind,
             collection,
             namespace,
             object,
+            previous,
         });
     }
 
@@ -219,6 +226,7 @@ impl FakeApi {
                 collection,
                 namespace: namespace.to_owned(),
                 object,
+                previous: None,
             });
         }
     }
@@ -546,16 +554,25 @@ impl Inner {
             "{}\n",
             json!({"type": change.kind, "object": change.object})
         );
+        let gone = format!("{}\n", json!({"type": "DELETED", "object": change.object}));
         self.watches.retain(|w| {
             if w.collection != change.collection
                 || w.namespace
                     .as_ref()
                     .is_some_and(|ns| *ns != change.namespace)
-                || !selected(w.selector.as_deref(), &change.object)
             {
                 return !w.tx.is_closed();
             }
-            w.tx.send(line.clone()).is_ok()
+            let selector = w.selector.as_deref();
+            let was = change
+                .previous
+                .as_ref()
+                .is_some_and(|p| selected(selector, p));
+            match (was, selected(selector, &change.object)) {
+                (_, true) => w.tx.send(line.clone()).is_ok(),
+                (true, false) => w.tx.send(gone.clone()).is_ok(),
+                (false, false) => !w.tx.is_closed(),
+            }
         });
         self.log.push(change);
     }
