@@ -215,20 +215,17 @@ async fn configmap_source_ranges_apply_where_an_ingress_has_none() {
     .await;
     let (_dir, gatehouse) = serve(&manifests, &[("whitelist-source-range", "192.0.2.0/24")]).await;
     let addr = gatehouse.http_addr;
-    assert_eq!(
-        http_get(addr, "default.test", "/").await.status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(http_get(addr, "own.test", "/").await.status, StatusCode::OK);
+    assert_eq!(status_of(addr, "default.test").await, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(addr, "own.test").await, StatusCode::OK);
     drop(gatehouse);
     // One that does not parse closes what it would protect, never opens it.
     let (_dir, gatehouse) = serve(&manifests, &[("whitelist-source-range", "10.0.0.0/33")]).await;
     let addr = gatehouse.http_addr;
     assert_eq!(
-        http_get(addr, "default.test", "/").await.status,
+        status_of(addr, "default.test").await,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(http_get(addr, "own.test", "/").await.status, StatusCode::OK);
+    assert_eq!(status_of(addr, "own.test").await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -245,13 +242,10 @@ async fn global_auth_cannot_be_enforced_so_it_closes_routes_that_do_not_opt_out(
     let (_dir, gatehouse) = serve(&manifests, &data).await;
     let addr = gatehouse.http_addr;
     assert_eq!(
-        http_get(addr, "guarded.test", "/").await.status,
+        status_of(addr, "guarded.test").await,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(
-        http_get(addr, "public.test", "/").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(status_of(addr, "public.test").await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -485,7 +479,7 @@ async fn timeouts_error_pages_limits_and_denylists_default_from_the_configmap() 
 
     let (_dir, gatehouse) = serve(&manifests, &[("denylist-source-range", "127.0.0.0/8")]).await;
     assert_eq!(
-        http_get(gatehouse.http_addr, "slow.test", "/").await.status,
+        status_of(gatehouse.http_addr, "slow.test").await,
         StatusCode::FORBIDDEN
     );
 }
@@ -508,7 +502,7 @@ async fn ssl_redirect_and_hsts_follow_the_configmap() {
     let (_dir, gatehouse) = serve(&manifests, &data).await;
     // A host with TLS is not redirected when the ConfigMap says so.
     assert_eq!(
-        http_get(gatehouse.http_addr, "shop.test", "/").await.status,
+        status_of(gatehouse.http_addr, "shop.test").await,
         StatusCode::OK
     );
     let (mut tls, _) = https_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
@@ -523,7 +517,7 @@ async fn ssl_redirect_and_hsts_follow_the_configmap() {
     let reply = send(&mut tls, "shop.test", "/").await.expect("reply");
     assert!(!reply.headers.contains_key("strict-transport-security"));
     assert_eq!(
-        http_get(gatehouse.http_addr, "shop.test", "/").await.status,
+        status_of(gatehouse.http_addr, "shop.test").await,
         StatusCode::PERMANENT_REDIRECT
     );
 }

@@ -318,9 +318,7 @@ async fn watch_namespace_limits_namespaced_kinds_to_one_namespace() {
         "web"
     );
     assert_eq!(
-        http_get(gatehouse.http_addr, "theirs.test", "/")
-            .await
-            .status,
+        status_of(gatehouse.http_addr, "theirs.test").await,
         StatusCode::NOT_FOUND
     );
     let calls = api.calls();
@@ -532,18 +530,9 @@ async fn watch_namespace_takes_a_list_and_watches_each_namespace_alone() {
     })
     .await;
     let addr = gatehouse.http_addr;
-    assert_eq!(
-        http_get(addr, "shop.test", "/").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        http_get(addr, "blog.test", "/").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        http_get(addr, "other.test", "/").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(status_of(addr, "shop.test").await, StatusCode::OK);
+    assert_eq!(status_of(addr, "blog.test").await, StatusCode::OK);
+    assert_eq!(status_of(addr, "other.test").await, StatusCode::NOT_FOUND);
     let namespaced = api
         .calls()
         .into_iter()
@@ -569,14 +558,8 @@ async fn watch_namespace_selector_serves_labelled_namespaces_and_follows_relabel
     })
     .await;
     let addr = gatehouse.http_addr;
-    assert_eq!(
-        http_get(addr, "shop.test", "/").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        http_get(addr, "blog.test", "/").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(status_of(addr, "shop.test").await, StatusCode::OK);
+    assert_eq!(status_of(addr, "blog.test").await, StatusCode::NOT_FOUND);
     // Labelled later: served at once, no restart.
     api.put(namespace("blog", &[("gatehouse", "on")]));
     until_status(&gatehouse, "blog.test", StatusCode::OK).await;

@@ -653,6 +653,11 @@ pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     send(&mut sender, host, path).await.expect("request")
 }
 
+/// The status of `GET /` for `host` on a fresh plain-HTTP connection.
+pub async fn status_of(addr: SocketAddr, host: &str) -> StatusCode {
+    http_get(addr, host, "/").await.status
+}
+
 /// A TLS client config that trusts `ca` (or anything, when `None`) and
 /// offers the given ALPN protocols.
 pub fn tls_config(

@@ -459,6 +459,29 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_upstream_keys_are_typed() {
+        let (settings, problems) = apply(&[
+            ("upstream-keepalive-timeout", "15"),
+            ("client-header-timeout", "20"),
+            ("http2-max-concurrent-streams", "64"),
+            ("log-format-escape-json", "true"),
+            ("load-balance", "ewma"),
+            ("service-upstream", "true"),
+            ("allow-cross-namespace-resources", "true"),
+            ("allow-snippet-annotations", "true"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("allow-snippet-annotations: snippets are refused"));
+        let edge = &settings.edge;
+        assert_eq!(edge.upstream.timeout, Duration::from_secs(15));
+        assert_eq!(edge.header_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(edge.h2_max_concurrent_streams, Some(64));
+        let routes = &settings.routes;
+        assert_eq!(routes.policy.load_balance, crate::table::LoadBalance::Ewma);
+        assert!(routes.service_upstream && routes.access.cross_namespace_secrets);
+    }
+
+    #[test]
     fn protective_keys_close_routes_when_they_cannot_be_enforced() {
         let (settings, problems) = apply(&[
             ("enable-modsecurity", "false"),
