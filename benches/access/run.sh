@@ -91,6 +91,13 @@ metadata: {name: users, namespace: bench}
 type: Opaque
 stringData:
   auth: '$(cat "$work/auth")'
+---
+# As the load comparison: no per-connection request limit, so that wrk's
+# connections stay open for the whole run.
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: gatehouse, namespace: bench}
+data: {keep-alive-requests: "1000000"}
 YAML
   for case in open basic external; do
     annotations='{}'
@@ -117,6 +124,7 @@ YAML
 taskset -c 0 "$bin/examples/bench-backend" "127.0.0.1:$backend_port" 2>/dev/null & pids+=($!)
 taskset -c 0 "$bin/examples/bench-backend" "127.0.0.1:$auth_port" 2>/dev/null & pids+=($!)
 taskset -c 1 "$bin/gatehouse" --manifests "$work/manifests" --workers 1 --access-log off \
+  --configmap bench/gatehouse \
   --http-addr "127.0.0.1:$http_port" --https-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 \
   2>"$work/gatehouse.log" & gatehouse=$!; pids+=($gatehouse)
 for _ in $(seq 100); do

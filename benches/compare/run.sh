@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Load comparison: Gatehouse against nginx doing the same job on this machine.
+# Load comparison: Gatehouse against nginx and HAProxy doing the same job on
+# this machine.
 #
 #   benches/compare/run.sh            # 3 rounds of 10 s per measurement
 #   ROUNDS=5 DURATION=20 benches/compare/run.sh
+#   PINNED=1 benches/compare/run.sh   # one proxy core: see below
+#
+# PINNED=1 measures the proxy alone: each proxy gets one worker pinned to
+# core 1 (`taskset -c 1`: Gatehouse --workers 1, nginx worker_processes 1,
+# HAProxy nbthread 1) while the backend and the load generator share core
+# 0, so every proxy saturates its core and two figures are clean: requests
+# per second per proxy core, and the proxy's own CPU time per request
+# (utime + stime of all its threads and processes, from /proc, before and
+# after each measurement, divided by the requests done). Without PINNED,
+# each proxy gets 2 workers and everything shares both cores.
 #
 # Both proxies terminate TLS on 127.0.0.1 for 101 SNI hosts, each with its
 # own ECDSA P-256 certificate, and route host + /app (Prefix) to one fast
 # backend over pooled HTTP/1.1 keep-alive connections, adding
-# X-Forwarded-For and X-Forwarded-Proto. Each gets 2 workers (Tokio worker
-# threads; nginx worker processes) and no access log. Measurements alternate
-# between the two (A B A B ...) for every metric in every round:
+# X-Forwarded-For and X-Forwarded-Proto, with no access log and no limit on
+# requests per client connection. HAProxy reuses upstream connections
+# (`http-reuse always`) and offers ALPN h2 and http/1.1 like the others.
+# Measurements alternate between the three (A B C A B C ...) for every
+# metric in every round:
 #
 #   keep-alive  wrk, 64 connections, HTTPS HTTP/1.1: req/s, p50, p99
 #   h2          h2load, 64 connections x 10 streams: req/s
@@ -17,12 +30,12 @@
 #               and a full TLS handshake per request (wrk does not resume)
 #
 # and peak RSS (VmHWM; for nginx, master plus workers). It prints every
-# round, then medians with the Gatehouse/nginx ratio and the targets, the
+# round, then medians with Gatehouse's ratio to each peer, the
 # direct-to-backend figure (wrk over plain HTTP) as the ceiling, and how
 # steady the machine was: the ceiling's range and each ratio's range over
 # the rounds.
 #
-# Needs root for apt-get (nginx-light, wrk, nghttp2-client, when missing)
+# Needs root for apt-get (nginx-light, haproxy, wrk, nghttp2-client, when missing)
 # and to map the benchmark host name to 127.0.0.1 in /etc/hosts for the
 # run (wrk takes the TLS server name from the URL); the line is removed
 # on exit.
@@ -35,6 +48,20 @@ target_host=h42.compare.gatehouse.test
 backend_port=${BACKEND_PORT:-19090}
 gatehouse_port=${GATEHOUSE_PORT:-19443}
 nginx_port=${NGINX_PORT:-19444}
+haproxy_port=${HAPROXY_PORT:-19445}
+pinned=${PINNED:-}
+if [ -n "$pinned" ]; then
+  workers=1
+  on_proxy_core=(taskset -c 1)
+  on_load_core=(taskset -c 0)
+  load_threads=1
+else
+  workers=2
+  on_proxy_core=()
+  on_load_core=()
+  load_threads=2
+fi
+servers=(gatehouse nginx haproxy)
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d -t gatehouse-compare.XXXXXX)
@@ -61,6 +88,7 @@ as_root() {
 # --- tools ------------------------------------------------------------------
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
+command -v haproxy >/dev/null || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -71,13 +99,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 nginx_bin=$(command -v nginx)
+haproxy_bin=$(command -v haproxy)
 
 say "building gatehouse and the bench backend (release)"
 (cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend)
 
 # --- certificates, manifests and nginx.conf for 101 hosts -------------------
 say "generating $hosts certificates (ECDSA P-256)"
-mkdir -p "$work/certs" "$work/manifests" "$work/nginx"
+mkdir -p "$work/certs" "$work/manifests" "$work/nginx" "$work/haproxy/certs"
 manifest="$work/manifests/compare.yaml"
 cat >"$manifest" <<EOF
 apiVersion: networking.k8s.io/v1
@@ -86,6 +115,15 @@ metadata:
   name: gatehouse
 spec:
   controller: gatehouse.dev/ingress-controller
+---
+# No per-connection request limit, as nginx's and HAProxy's below.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gatehouse
+  namespace: compare
+data:
+  keep-alive-requests: "1000000"
 ---
 apiVersion: v1
 kind: Service
@@ -123,6 +161,7 @@ for i in $(seq 0 $((hosts - 1))); do
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -subj "/CN=$host" -addext "subjectAltName=DNS:$host" -days 30 \
     -keyout "$key" -out "$crt" 2>/dev/null
+  cat "$crt" "$key" >"$work/haproxy/certs/$host.pem"
   cat >>"$manifest" <<EOF
 ---
 apiVersion: v1
@@ -171,10 +210,10 @@ done
 
 # nginx as ingress-nginx runs it for this job, minus the Lua and the
 # logging: TLS 1.2 and 1.3, a shared session cache, pooled upstream
-# keep-alive. keepalive_requests is raised so that neither side closes a
-# benchmark connection (Gatehouse sets no per-connection request limit).
+# keep-alive. keepalive_requests is raised so that no proxy closes a
+# benchmark connection (Gatehouse's ConfigMap above does the same).
 cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 2;
+worker_processes $workers;
 daemon off;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
@@ -207,10 +246,34 @@ $nginx_servers
 }
 EOF
 
+# HAProxy for the same job: TLS 1.2 and 1.3 with a certificate per SNI
+# host (the directory), h2 and http/1.1, pooled upstream connections.
+cat >"$work/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread $workers
+    maxconn 8192
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend compare
+    bind 127.0.0.1:$haproxy_port ssl crt $work/haproxy/certs/ alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    acl app path_beg /app
+    use_backend app if app
+backend app
+    server backend 127.0.0.1:$backend_port
+EOF
+
 # --- start everything -------------------------------------------------------
-for port in "$backend_port" "$gatehouse_port" "$nginx_port"; do
+for port in "$backend_port" "$gatehouse_port" "$nginx_port" "$haproxy_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT or NGINX_PORT"
+    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT, NGINX_PORT or HAPROXY_PORT"
     exit 1
   fi
 done
@@ -228,23 +291,29 @@ wait_for() { # port
   return 1
 }
 
-"$root/target/release/examples/bench-backend" "127.0.0.1:$backend_port" 2>/dev/null &
+"${on_load_core[@]}" "$root/target/release/examples/bench-backend" "127.0.0.1:$backend_port" 2>/dev/null &
 pids+=($!)
 wait_for "$backend_port"
 
-"$root/target/release/gatehouse" --manifests "$work/manifests" --workers 2 \
+"${on_proxy_core[@]}" "$root/target/release/gatehouse" --manifests "$work/manifests" \
+  --workers "$workers" --configmap compare/gatehouse \
   --https-addr "127.0.0.1:$gatehouse_port" --http-addr 127.0.0.1:0 \
   --metrics-addr 127.0.0.1:0 --access-log off >"$work/gatehouse.log" 2>&1 &
 gatehouse_pid=$!
 pids+=($gatehouse_pid)
 wait_for "$gatehouse_port"
 
-"$nginx_bin" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" 2>"$work/nginx/start.log" &
+"${on_proxy_core[@]}" "$nginx_bin" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" 2>"$work/nginx/start.log" &
 nginx_pid=$!
 pids+=($nginx_pid)
 wait_for "$nginx_port"
 
-for port in "$gatehouse_port" "$nginx_port"; do
+"${on_proxy_core[@]}" "$haproxy_bin" -db -f "$work/haproxy/haproxy.cfg" >"$work/haproxy/haproxy.log" 2>&1 &
+haproxy_pid=$!
+pids+=($haproxy_pid)
+wait_for "$haproxy_port"
+
+for port in "$gatehouse_port" "$nginx_port" "$haproxy_port"; do
   status=$(curl -sk -o /dev/null -w '%{http_code}' "https://$target_host:$port/app/hello" || true)
   if [ "$status" != 200 ]; then
     say "https://$target_host:$port/app/hello answered $status, not 200"
@@ -256,6 +325,7 @@ if [ -n "${HOLD:-}" ]; then
   # For profiling: leave both running until interrupted.
   say "holding: gatehouse pid $gatehouse_pid https://$target_host:$gatehouse_port/app/"
   say "         nginx pid $nginx_pid https://$target_host:$nginx_port/app/"
+  say "         haproxy pid $haproxy_pid https://$target_host:$haproxy_port/app/"
   say "         backend http://127.0.0.1:$backend_port/"
   sleep infinity &
   pids+=($!)
@@ -277,11 +347,49 @@ to_ms() { # wrk latency such as 812.00us, 1.52ms, 1.01s
     printf "%.3f", n }'
 }
 
+pid_of() { # server
+  case $1 in
+    gatehouse) echo "$gatehouse_pid" ;;
+    nginx) echo "$nginx_pid" ;;
+    haproxy) echo "$haproxy_pid" ;;
+    *) echo "" ;;
+  esac
+}
+
+clock_ticks=$(getconf CLK_TCK)
+
+cpu_ticks() { # pid: utime + stime of every thread of it and its children
+  local pid=$1 total=0 p stat
+  if [ -z "$pid" ]; then echo 0; return; fi
+  for p in "$pid" $(pgrep -P "$pid" || true); do
+    for stat in /proc/"$p"/task/*/stat; do
+      # Fields 14 and 15, counted after the ")" that ends the command name.
+      total=$((total + $(sed 's/.*) //' "$stat" 2>/dev/null | awk '{print $12 + $13}')))
+    done
+  done
+  echo "$total"
+}
+
+# Records the server's CPU microseconds per request over a measurement.
+record_cpu() { # metric server ticks-before requests
+  local pid after us
+  pid=$(pid_of "$2")
+  if [ -z "$pid" ]; then return 0; fi
+  after=$(cpu_ticks "$pid")
+  us=$(awk -v d="$((after - $3))" -v hz="$clock_ticks" -v n="$4" \
+    'BEGIN { if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "nan" }')
+  record "$1-cpu" "$2" "$us"
+  printf '  %-9s %-10s %10s us CPU per request\n' "$2" "$1" "$us" >&2
+}
+
 run_wrk() { # server url metric-prefix [extra wrk args...]
   local server=$1 url=$2 metric=$3
   shift 3
-  local out
-  out=$(wrk -t2 -c64 -d"${duration}s" --latency "$@" "$url")
+  local out before requests
+  before=$(cpu_ticks "$(pid_of "$server")")
+  out=$("${on_load_core[@]}" wrk -t"$load_threads" -c64 -d"${duration}s" --latency "$@" "$url")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  record_cpu "$metric" "$server" "$before" "$requests"
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -296,8 +404,13 @@ run_wrk() { # server url metric-prefix [extra wrk args...]
 }
 
 run_h2load() { # server url
-  local out rps failed
-  out=$(h2load -c64 -m10 -t2 -D "$duration" --warm-up-time=1 "$2" 2>&1)
+  local out rps failed before succeeded
+  before=$(cpu_ticks "$(pid_of "$1")")
+  # No warm-up: its CPU would be counted and its requests not. The 64
+  # connections' handshakes are counted instead, about 0.01 s of CPU.
+  out=$("${on_load_core[@]}" h2load -c64 -m10 -t"$load_threads" -D "$duration" "$2" 2>&1)
+  succeeded=$(awk '/^requests:/ {print $8 + 0}' <<<"$out")
+  record_cpu h2 "$1" "$before" "$succeeded"
   rps=$(awk '/^finished in/ {gsub(",", ""); print $4}' <<<"$out")
   failed=$(awk '/^requests:/ {print $9 + 0}' <<<"$out")
   non2xx=$(awk '/^status codes:/ {gsub(",", ""); print $5 + $7 + $9}' <<<"$out")
@@ -318,14 +431,21 @@ peak_rss_kib() { # pid and its children
 url_for() { echo "https://$target_host:$1/app/hello"; }
 
 say "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-say "$rounds rounds, ${duration}s per measurement"
+port_of() { # server
+  case $1 in
+    gatehouse) echo "$gatehouse_port" ;;
+    nginx) echo "$nginx_port" ;;
+    haproxy) echo "$haproxy_port" ;;
+  esac
+}
+
+say "$rounds rounds, ${duration}s per measurement${pinned:+, each proxy pinned to core 1 with one worker}"
 for round in $(seq 1 "$rounds"); do
   say "round $round"
   run_wrk direct "http://127.0.0.1:$backend_port/app/hello" keepalive
   for metric in keepalive h2 handshakes; do
-    for server in gatehouse nginx; do
-      port=$gatehouse_port
-      [ "$server" = nginx ] && port=$nginx_port
+    for server in "${servers[@]}"; do
+      port=$(port_of "$server")
       case $metric in
         keepalive) run_wrk "$server" "$(url_for "$port")" keepalive ;;
         h2) run_h2load "$server" "$(url_for "$port")" ;;
@@ -334,8 +454,9 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
-record rss-mib gatehouse "$(awk -v k="$(peak_rss_kib "$gatehouse_pid")" 'BEGIN {printf "%.1f", k / 1024}')"
-record rss-mib nginx "$(awk -v k="$(peak_rss_kib "$nginx_pid")" 'BEGIN {printf "%.1f", k / 1024}')"
+for server in "${servers[@]}"; do
+  record rss-mib "$server" "$(awk -v k="$(peak_rss_kib "$(pid_of "$server")")" 'BEGIN {printf "%.1f", k / 1024}')"
+done
 
 # --- the table ----------------------------------------------------------------
 median() { # metric server
@@ -346,10 +467,10 @@ total() { # metric server
   awk -v m="$1" -v s="$2" '$1 == m && $2 == s {t += $3} END {print t + 0}' "$results"
 }
 
-spread() { # metric: the lowest and highest Gatehouse/nginx ratio of a round
-  awk -v m="$1" '
+spread() { # metric peer: the lowest and highest Gatehouse/peer ratio of a round
+  awk -v m="$1" -v peer="$2" '
     $1 == m && $2 == "gatehouse" { g[++i] = $3 }
-    $1 == m && $2 == "nginx" { n[++j] = $3 }
+    $1 == m && $2 == peer { n[++j] = $3 }
     END {
       lo = ""; hi = ""
       for (k = 1; k <= i && k <= j; k++) {
@@ -365,35 +486,53 @@ extent() { # metric server: lowest-highest value over the rounds
   awk -v m="$1" -v s="$2" '$1 == m && $2 == s {
       if (lo == "" || $3 < lo) lo = $3
       if (hi == "" || $3 > hi) hi = $3 }
-    END { if (lo == "") print "n/a"; else printf "%.0f-%.0f", lo, hi }' "$results"
+    END { if (lo == "") print "n/a"; else printf "%.1f-%.1f", lo, hi }' "$results"
 }
 
-row() { # label metric target-description higher-is-better(1/0) target
-  local g n
+row() { # label metric
+  local g n h
   g=$(median "$2" gatehouse)
   n=$(median "$2" nginx)
-  awk -v label="$1" -v g="$g" -v n="$n" -v desc="$3" -v higher="$4" -v t="$5" 'BEGIN {
-    ratio = (n > 0) ? g / n : 0
-    verdict = ""
-    if (t != "") verdict = (higher ? ratio >= t : ratio <= t) ? "met" : "NOT met"
-    printf "%-34s %12.2f %12.2f %8.2f   %-8s %s\n", label, g, n, ratio, desc, verdict }'
+  h=$(median "$2" haproxy)
+  awk -v label="$1" -v g="$g" -v n="$n" -v h="$h" 'BEGIN {
+    rn = (n > 0) ? g / n : 0
+    rh = (h > 0) ? g / h : 0
+    printf "%-32s %10.2f %10.2f %10.2f %9.2f %9.2f\n", label, g, n, h, rn, rh }'
 }
 
 echo
-echo "Gatehouse vs nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///'), medians of $rounds rounds x ${duration}s, $(nproc) cores"
-printf '%-34s %12s %12s %8s   %s\n' metric gatehouse nginx ratio target
-row "HTTPS h1 keep-alive req/s" keepalive-rps ">= 1.25" 1 1.25
-row "HTTPS h1 keep-alive p50 ms" keepalive-p50 "" 0 ""
-row "HTTPS h1 keep-alive p99 ms" keepalive-p99 "<= 1.0" 0 1.0
-row "HTTP/2 req/s (64 conns x 10)" h2-rps ">= 1.25" 1 1.25
-row "full TLS handshakes/s" handshakes-rps ">= 1.0" 1 1.0
-row "handshake p99 ms" handshakes-p99 "" 0 ""
-row "peak RSS MiB" rss-mib "" 0 ""
-printf '%-34s %12.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/s" "$(median keepalive-rps direct)"
+echo "Gatehouse vs nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') and HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}'): medians of $rounds rounds x ${duration}s, $(nproc) cores${pinned:+, each proxy one worker pinned to core 1}"
+printf '%-32s %10s %10s %10s %9s %9s\n' metric gatehouse nginx haproxy "G/nginx" "G/HAProxy"
+row "HTTPS h1 keep-alive req/s" keepalive-rps
+row "HTTPS h1 keep-alive CPU us/req" keepalive-cpu
+row "HTTPS h1 keep-alive p50 ms" keepalive-p50
+row "HTTPS h1 keep-alive p99 ms" keepalive-p99
+row "HTTP/2 req/s (64 conns x 10)" h2-rps
+row "HTTP/2 CPU us/req" h2-cpu
+row "full TLS handshakes/s" handshakes-rps
+row "full handshake CPU us/req" handshakes-cpu
+row "handshake p99 ms" handshakes-p99
+row "peak RSS MiB" rss-mib
+printf '%-32s %10.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/s" "$(median keepalive-rps direct)"
 # How steady the machine was: on a shared VM the ceiling itself drifts, and
 # a wide spread of per-round ratios says a median is less certain.
 echo "ceiling over the rounds: $(extent keepalive-rps direct) req/s"
-echo "ratio per round: keep-alive $(spread keepalive-rps), HTTP/2 $(spread h2-rps), handshakes $(spread handshakes-rps)"
-errors_g=$(($(total keepalive-errors gatehouse) + $(total h2-errors gatehouse) + $(total handshakes-errors gatehouse)))
-errors_n=$(($(total keepalive-errors nginx) + $(total h2-errors nginx) + $(total handshakes-errors nginx)))
-echo "failed or non-2xx responses: gatehouse $errors_g, nginx $errors_n"
+for peer in nginx haproxy; do
+  echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer")"
+done
+for metric in keepalive h2 handshakes; do
+  echo "CPU us/req over the rounds, $metric: gatehouse $(extent "$metric-cpu" gatehouse), nginx $(extent "$metric-cpu" nginx), haproxy $(extent "$metric-cpu" haproxy)"
+done
+# CPU per request times requests per second: how busy each proxy kept its
+# workers. Near 100% per worker, req/s is the proxy's own limit; well
+# below, the load generator's (full handshakes, where the client's side of
+# each handshake costs about as much as the proxy's).
+busy() { # metric server
+  awk -v c="$(median "$1-cpu" "$2")" -v r="$(median "$1-rps" "$2")" 'BEGIN {printf "%.0f%%", c * r / 1e4}'
+}
+for metric in keepalive h2 handshakes; do
+  echo "proxy busy, $metric: gatehouse $(busy "$metric" gatehouse), nginx $(busy "$metric" nginx), haproxy $(busy "$metric" haproxy) (of $workers core(s))"
+done
+for server in "${servers[@]}"; do
+  echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server")))"
+done
