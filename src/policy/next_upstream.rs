@@ -116,6 +116,16 @@ impl NextUpstream {
         wanted && allowed && attempt < tries && self.total.is_none_or(|total| elapsed < total)
     }
 
+    /// Whether attempt number `attempt` can be followed by no other,
+    /// whatever its outcome: then the request need not be kept for it.
+    pub fn is_last(&self, attempt: u32, endpoints: usize) -> bool {
+        let tries = match self.tries {
+            0 => u32::try_from(endpoints).unwrap_or(u32::MAX).max(1),
+            n => n,
+        };
+        attempt >= tries
+    }
+
     pub fn is_default(&self) -> bool {
         *self == NextUpstream::default()
     }

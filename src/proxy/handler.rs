@@ -377,6 +377,10 @@ impl Proxy {
         let slot = BodySlot::new(body);
         let bodiless = progress.body_done();
 
+        let endpoints = match &forward.backend.upstream {
+            Upstream::Endpoints(set) => set.addrs().len(),
+            Upstream::External(_) => 1,
+        };
         let mut failed: Option<Pick> = None;
         let mut attempt = 0;
         let (result, target, finished) = loop {
@@ -424,7 +428,13 @@ impl Proxy {
             } else {
                 Version::HTTP_11
             };
-            *request.headers_mut() = parts.headers.clone();
+            // Kept for another attempt only when one may follow (most
+            // routes have one endpoint or one try: no copy).
+            *request.headers_mut() = if policy.next_upstream.is_last(attempt, endpoints) {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
 
             let timeouts = policy.timeouts;
             let to = Target {
@@ -467,10 +477,6 @@ impl Proxy {
                 }
             } else {
                 Resend::Impossible
-            };
-            let endpoints = match &forward.backend.upstream {
-                Upstream::Endpoints(set) => set.addrs().len(),
-                Upstream::External(_) => 1,
             };
             let again = upgrade.is_none()
                 && outcome.is_some_and(|outcome| {
