@@ -464,7 +464,7 @@ impl Proxy {
                 Ok(Err(e)) => match e.failure() {
                     Failure::Failed => Some(Outcome::Error),
                     Failure::TimedOut => Some(Outcome::Timeout),
-                    Failure::BodyTooLarge => None,
+                    Failure::BodyTooLarge | Failure::ClientBody => None,
                 },
                 Err(Stalled::Client) => None,
                 Err(_) => Some(Outcome::Timeout),
@@ -519,10 +519,15 @@ impl Proxy {
                 }
                 response.map(paced)
             }
+            Ok(Err(e)) if e.failure() == Failure::ClientBody => {
+                tracing::debug!(client = %conn.client, error = %error_chain(&e), "the request body failed on the client's side");
+                respond(StatusCode::BAD_REQUEST)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %target, error = %error_chain(&e), "upstream request failed");
                 respond(match e.failure() {
                     Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    Failure::ClientBody => StatusCode::BAD_REQUEST,
                     Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
                     Failure::Failed => StatusCode::BAD_GATEWAY,
                 })
@@ -544,6 +549,7 @@ impl Proxy {
             Ok(Ok(_)) => return,
             Ok(Err(e)) => match e.failure() {
                 Failure::BodyTooLarge => "body_too_large",
+                Failure::ClientBody => "client_body",
                 Failure::TimedOut => "timeout",
                 Failure::Failed if e.is_connect() => "connect",
                 Failure::Failed => "other",

@@ -107,10 +107,14 @@ impl ConnSettings {
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(self.keep_alive)
             .header_read_timeout(self.header_timeout);
+        // The head limit applies to HTTP/2 too: a header list past it is
+        // refused (431) as an HTTP/1.1 head past it is.
+        let header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
         server
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.h2_max_concurrent_streams);
+            .max_concurrent_streams(self.h2_max_concurrent_streams)
+            .max_header_list_size(header_list);
         server
     }
 }

@@ -89,6 +89,12 @@ impl UpstreamError {
                     }
                     current = e.source();
                 }
+                // The request body failed on the client's side (a bad
+                // chunk size, a connection cut mid-body): the client's
+                // fault, not the endpoint's.
+                if e.is_user() {
+                    return Failure::ClientBody;
+                }
                 Failure::Failed
             }
             _ => Failure::Failed,
@@ -116,6 +122,8 @@ pub enum OwnRequestError {
 pub enum Failure {
     /// The request body passed the route's limit: 413.
     BodyTooLarge,
+    /// The client's request body was malformed or cut off: 400.
+    ClientBody,
     /// Connect or response took too long: 504.
     TimedOut,
     /// Anything else (refused, reset, bad response): 502.

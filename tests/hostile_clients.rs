@@ -1,0 +1,81 @@
+//! Clients that send what they should not: each gets the answer nginx
+//! gives, and a well-behaved client is served meanwhile.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse::proxy::Limits;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+/// A TLS site `shop.test` whose backend is `web`, with `limits`.
+async fn site(limits: Limits) -> (Backend, Pki, tempfile::TempDir, gatehouse::app::Running) {
+    let web = Backend::start("web").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("shop.test");
+    let manifests = INGRESS_CLASS.to_owned()
+        + &service("web", &[web.addr])
+        + &tls_secret("shop-tls", &leaf)
+        + &ingress_annotated(
+            "shop",
+            "shop.test",
+            "/",
+            "web",
+            Some("shop-tls"),
+            &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")],
+        );
+    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.limits = limits).await;
+    (web, pki, dir, gatehouse)
+}
+
+#[tokio::test]
+async fn a_request_body_with_a_bad_chunk_size_is_the_clients_fault_400() {
+    let (_web, _pki, _dir, gatehouse) = site(Limits::default()).await;
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    raw.write_all(
+        b"POST / HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await
+    .expect("write");
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut raw))
+        .await
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(
+        status_of(gatehouse.http_addr, "shop.test").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_head_size_limit_holds_for_http2_as_for_http1() {
+    let limits = Limits {
+        max_header_bytes: 8192,
+        ..Limits::default()
+    };
+    let (_web, pki, _dir, gatehouse) = site(limits).await;
+    let padding = "x".repeat(12 * 1024);
+    let (mut h2, _) = h2_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let big = Request::get("https://shop.test/")
+        .header("x-padding", padding.as_str())
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let refused = h2.send_request(big).await.expect("an answer");
+    assert_eq!(
+        refused.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    // The connection and a request within the limit are unaffected.
+    let small = Request::get("https://shop.test/")
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let (mut h2, _) = h2_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let response = h2.send_request(small).await.expect("small request");
+    assert_eq!(response.status(), StatusCode::OK);
+}
