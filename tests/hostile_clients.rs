@@ -79,3 +79,33 @@ async fn the_head_size_limit_holds_for_http2_as_for_http1() {
     let response = h2.send_request(small).await.expect("small request");
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_absurd_uri_gets_its_431_read_not_reset() {
+    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let uri = "a".repeat(100 * 1024);
+    let request = format!("GET /{uri} HTTP/1.1\r\nhost: shop.test\r\n\r\n");
+    for _ in 0..3 {
+        // As curl does over HTTPS/1.1: the whole request first, then the
+        // answer, which must arrive although Gatehouse stopped reading
+        // long before (closing on unread input would reset the
+        // connection, and the client's write would fail).
+        let config = tls_config(Some(&pki.ca), &[b"http/1.1"]);
+        let (mut tls, _) = tls_connect(gatehouse.https_addr, "shop.test", config)
+            .await
+            .expect("TLS");
+        let written = tls.write_all(request.as_bytes()).await;
+        assert!(
+            written.is_ok(),
+            "the request could not be sent: {written:?}"
+        );
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut tls))
+            .await
+            .expect("an answer in time");
+        assert!(head.starts_with("HTTP/1.1 431"), "{head:?}");
+    }
+    assert_eq!(
+        status_of(gatehouse.http_addr, "shop.test").await,
+        StatusCode::OK
+    );
+}

@@ -226,7 +226,8 @@ impl Listeners {
             let Some((stream, conn)) = me.proxied(stream, conn).await else {
                 return;
             };
-            me.serve(stream, conn, (open, permit)).await
+            let linger = lingering_handle(&stream);
+            me.serve(stream, conn, (open, permit), linger).await
         });
     }
 
@@ -291,7 +292,8 @@ impl Listeners {
             match outcome {
                 Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
-                    me.serve(*tls, conn, (open, permit)).await
+                    let linger = lingering_handle(tls.get_ref().0);
+                    me.serve(*tls, conn, (open, permit), linger).await
                 }
                 Ok(Ok(Accepted::Passthrough(stream, backend))) => {
                     let _held = (open, permit);
@@ -348,7 +350,8 @@ impl Listeners {
         self,
         stream: S,
         conn: ConnInfo,
-        _held: (OpenConnection, OwnedSemaphorePermit),
+        held: (OpenConnection, OwnedSemaphorePermit),
+        linger: Option<std::net::TcpStream>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -404,8 +407,50 @@ impl Listeners {
         };
         if let Err(e) = result {
             tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
+            // Ended by an error (a head too large, a bad request), the
+            // client may still be sending: close as nginx's lingering
+            // close does, so that the answer is read, not reset.
+            if let Some(socket) = linger {
+                tokio::spawn(linger_close(socket, held));
+            }
         }
     }
+}
+
+/// How long, and how much, a closing connection's unread input is read
+/// and thrown away (nginx's `lingering_timeout` and more than its buffer).
+const LINGER_FOR: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A second handle on the connection's socket, kept while hyper owns the
+/// stream so that the socket outlives it when the connection must linger.
+fn lingering_handle(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned().ok()?;
+    Some(std::net::TcpStream::from(fd))
+}
+
+/// Sends FIN, then reads and discards what the client still sends, for a
+/// bounded time and amount, before the socket closes: closing with unread
+/// input would make the kernel reset the connection, and the client could
+/// lose the answer already sent.
+async fn linger_close(socket: std::net::TcpStream, _held: (OpenConnection, OwnedSemaphorePermit)) {
+    use tokio::io::AsyncReadExt;
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let Ok(mut socket) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let drain = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
 }
 
 /// Counts a client connection as open until dropped: in the metrics, and
