@@ -109,3 +109,68 @@ async fn an_absurd_uri_gets_its_431_read_not_reset() {
         StatusCode::OK
     );
 }
+
+/// Opens streams on one HTTP/2 connection and resets each, `wait` after
+/// opening it (zero: at once, in bursts), until Gatehouse stops taking
+/// them or `limit` is reached; returns how many were sent, once the
+/// connection has ended.
+async fn reset_flood(addr: std::net::SocketAddr, pki: &Pki, wait: Duration, limit: usize) -> usize {
+    let config = tls_config(Some(&pki.ca), &[b"h2"]);
+    let (tls, _) = tls_connect(addr, "shop.test", config).await.expect("TLS");
+    let (mut flood, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let ended = tokio::spawn(connection);
+    let mut sent = 0;
+    while sent < limit {
+        flood = match flood.ready().await {
+            Ok(ready) => ready,
+            Err(_) => break,
+        };
+        let request = Request::get("https://shop.test/sleep/50")
+            .body(())
+            .expect("request");
+        let Ok((_response, mut stream)) = flood.send_request(request, false) else {
+            break;
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+        if sent % 16 == 0 {
+            // Let the connection task write the frames and read what
+            // Gatehouse answers.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    if sent < limit {
+        tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the flood connection is ended by Gatehouse")
+            .expect("connection task")
+            .ok();
+    }
+    sent
+}
+
+/// CVE-2023-44487: a client that opens streams and resets them, as fast
+/// as it can (h2's limit on streams reset before they are taken stops
+/// it), or each once it has been taken and forwarded (Gatehouse's count
+/// of cancelled streams stops it). Either way the flood is cut off after a
+/// few hundred streams, and a well-behaved client is served.
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_is_cut_off_and_others_are_served() {
+    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let addr = gatehouse.https_addr;
+    let burst = reset_flood(addr, &pki, Duration::ZERO, 20_000).await;
+    assert!(burst < 2_000, "{burst} resets in bursts were taken");
+    let taken = reset_flood(addr, &pki, Duration::from_millis(2), 1_000).await;
+    assert!(taken < 1_000, "{taken} resets of taken streams were taken");
+    let (mut good, _) = h2_connect(addr, "shop.test", &pki.ca).await;
+    let ok = Request::get("https://shop.test/")
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    assert_eq!(
+        good.send_request(ok).await.expect("served").status(),
+        StatusCode::OK
+    );
+}

@@ -371,18 +371,28 @@ impl Listeners {
         // `Connection: close`). HTTP/2 connections are not counted: a
         // GOAWAY every thousand streams would cost multiplexing clients
         // (gRPC above all) a new connection and handshake for nothing.
-        let served = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(StreamCounts::default());
         let enough = Arc::new(Notify::new());
         let last = enough.clone();
         let service = service_fn(move |req| {
             let (proxy, conn) = (proxy.clone(), info.clone());
             let http1 = req.version() < http::Version::HTTP_2;
-            if http1 && served.fetch_add(1, Ordering::Relaxed) + 1 == settings.requests {
+            let served = counts.served.fetch_add(1, Ordering::Relaxed) + 1;
+            if http1 && served == settings.requests {
                 last.notify_one();
             }
+            let mut answer = Unanswered {
+                counts: counts.clone(),
+                enough: last.clone(),
+                answered: false,
+            };
             // Boxed: HTTP/2 spawns a task per stream, and the future would
             // otherwise be moved whole several times on the way there.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) })
+            Box::pin(async move {
+                let response = proxy.handle(req, &conn).await;
+                answer.answered();
+                Ok::<_, Infallible>(response)
+            })
         });
         let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(connection);
@@ -413,6 +423,52 @@ impl Listeners {
             if let Some(socket) = linger {
                 tokio::spawn(linger_close(socket, held));
             }
+        }
+    }
+}
+
+/// Streams a client may cancel before their answer (as an HTTP/2 rapid
+/// reset does, CVE-2023-44487) before its connection is shut down, when
+/// they are also most of its streams. Browsers cancel a few when a page is
+/// left; a flood cancels thousands, each of which may already have reached
+/// an endpoint.
+const CANCELLED_STREAMS: u64 = 256;
+
+/// A connection's requests so far, and those the client gave up before
+/// their answer.
+#[derive(Default)]
+struct StreamCounts {
+    served: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// Held by a request until it is answered; dropped before, it counts the
+/// request as cancelled by the client, and a connection that cancels too
+/// many is shut down (HTTP/2: GOAWAY, so no further stream is taken).
+struct Unanswered {
+    counts: Arc<StreamCounts>,
+    enough: Arc<Notify>,
+    answered: bool,
+}
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let cancelled = self.counts.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        let served = self.counts.served.load(Ordering::Relaxed);
+        if cancelled > CANCELLED_STREAMS && cancelled * 2 > served {
+            tracing::debug!(
+                "a client cancelled {cancelled} of {served} streams: closing its connection"
+            );
+            self.enough.notify_one();
         }
     }
 }
