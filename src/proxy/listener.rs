@@ -372,18 +372,16 @@ impl Listeners {
         // GOAWAY every thousand streams would cost multiplexing clients
         // (gRPC above all) a new connection and handshake for nothing.
         let counts = Arc::new(StreamCounts::default());
-        let enough = Arc::new(Notify::new());
-        let last = enough.clone();
+        let shut = counts.clone();
         let service = service_fn(move |req| {
             let (proxy, conn) = (proxy.clone(), info.clone());
             let http1 = req.version() < http::Version::HTTP_2;
             let served = counts.served.fetch_add(1, Ordering::Relaxed) + 1;
             if http1 && served == settings.requests {
-                last.notify_one();
+                counts.enough.notify_one();
             }
             let mut answer = Unanswered {
                 counts: counts.clone(),
-                enough: last.clone(),
                 answered: false,
             };
             // Boxed: HTTP/2 spawns a task per stream, and the future would
@@ -410,7 +408,7 @@ impl Listeners {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
-            () = enough.notified() => {
+            () = shut.enough.notified() => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
@@ -434,12 +432,13 @@ impl Listeners {
 /// an endpoint.
 const CANCELLED_STREAMS: u64 = 256;
 
-/// A connection's requests so far, and those the client gave up before
-/// their answer.
+/// A connection's requests so far, those the client gave up before their
+/// answer, and the signal that it has had enough (shut it down).
 #[derive(Default)]
 struct StreamCounts {
     served: AtomicU64,
     cancelled: AtomicU64,
+    enough: Notify,
 }
 
 /// Held by a request until it is answered; dropped before, it counts the
@@ -447,7 +446,6 @@ struct StreamCounts {
 /// many is shut down (HTTP/2: GOAWAY, so no further stream is taken).
 struct Unanswered {
     counts: Arc<StreamCounts>,
-    enough: Arc<Notify>,
     answered: bool,
 }
 
@@ -468,7 +466,7 @@ impl Drop for Unanswered {
             tracing::debug!(
                 "a client cancelled {cancelled} of {served} streams: closing its connection"
             );
-            self.enough.notify_one();
+            self.counts.enough.notify_one();
         }
     }
 }
