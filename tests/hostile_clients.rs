@@ -174,3 +174,52 @@ async fn an_http2_rapid_reset_flood_is_cut_off_and_others_are_served() {
         StatusCode::OK
     );
 }
+
+/// Request smuggling shapes: each is refused with 400, or (both
+/// Content-Length and Transfer-Encoding, which RFC 9112 lets a server
+/// process by Transfer-Encoding alone) answered once; either way the
+/// connection is closed, so nothing after it is read as a second request.
+#[tokio::test]
+async fn request_smuggling_shapes_are_refused_with_400() {
+    use tokio::io::AsyncReadExt;
+    let (_web, _pki, _dir, gatehouse) = site(Limits::default()).await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";
+    let shapes = [
+        (
+            "Content-Length and Transfer-Encoding",
+            format!("POST / HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        ),
+        (
+            "two different Content-Lengths",
+            format!("POST / HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 5\r\ncontent-length: 47\r\n\r\nhello{smuggled}"),
+        ),
+        (
+            "an obs-folded header",
+            format!("GET / HTTP/1.1\r\nhost: shop.test\r\nx-folded: a\r\n b\r\n\r\n{smuggled}"),
+        ),
+        (
+            "chunked not the final transfer coding",
+            format!("POST / HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"),
+        ),
+    ];
+    for (shape, request) in shapes {
+        let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+            .await
+            .expect("connect");
+        raw.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{shape}: the connection stayed open"))
+            .ok();
+        let text = String::from_utf8_lossy(&answer);
+        let refused = text.starts_with("HTTP/1.1 400");
+        let by_transfer_encoding = shape.starts_with("Content-Length and")
+            && text.starts_with("HTTP/1.1 200")
+            && text.contains("\"body_len\":0");
+        assert!(refused || by_transfer_encoding, "{shape}: {text}");
+        let answers = text.lines().filter(|l| l.starts_with("HTTP/1.1 ")).count();
+        assert_eq!(answers, 1, "{shape}: {text}");
+        assert!(!text.contains("/smuggled"), "{shape}: {text}");
+    }
+}
