@@ -90,7 +90,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Limits::default().h2_max_concurrent_streams)]
     pub h2_max_concurrent_streams: u32,
 
-    /// Client connections open at once over both listeners.
+    /// Client connections open at once over both listeners; past it a new
+    /// connection waits, unserved, until another closes (logged).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
 

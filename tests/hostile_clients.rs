@@ -223,3 +223,39 @@ async fn request_smuggling_shapes_are_refused_with_400() {
         assert!(!text.contains("/smuggled"), "{shape}: {text}");
     }
 }
+
+/// `--max-connections`: past it a new connection waits, unserved, and is
+/// served as soon as another one closes.
+#[tokio::test]
+async fn max_connections_holds_new_connections_until_one_closes() {
+    let limits = Limits {
+        max_connections: 2,
+        workers: 1,
+        ..Limits::default()
+    };
+    let (_web, _pki, _dir, gatehouse) = site(limits).await;
+    let addr = gatehouse.http_addr;
+    let mut first = http_connect(addr).await;
+    let mut second = http_connect(addr).await;
+    for sender in [&mut first, &mut second] {
+        let reply = send(sender, "shop.test", "/").await.expect("served");
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // The third is accepted by the kernel, not by Gatehouse: no answer.
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    third
+        .write_all(b"GET / HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let waiting = tokio::time::timeout(Duration::from_millis(500), read_head(&mut third)).await;
+    assert!(
+        waiting.is_err(),
+        "served past --max-connections: {waiting:?}"
+    );
+    drop(first);
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut third))
+        .await
+        .expect("served once a connection closed");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(second);
+}

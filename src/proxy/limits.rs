@@ -13,8 +13,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// HTTP/2 streams one connection may have open at once.
     pub h2_max_concurrent_streams: u32,
-    /// Client connections open at once, over both listeners; past it new
-    /// connections wait in the kernel's accept queue.
+    /// Client connections open at once, over both listeners; past it a new
+    /// connection waits, unserved, until another closes.
     pub max_connections: usize,
     /// Time a client has to finish its TLS handshake.
     pub tls_handshake_timeout: Duration,

@@ -8,7 +8,7 @@
 //! HTTP/1.1 and sends GOAWAY on HTTP/2.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub struct Listeners {
     /// settings (the controller ConfigMap's) get their own.
     server: Arc<(ConnSettings, auto::Builder<TokioExecutor>)>,
     limits: Limits,
-    permits: Arc<Semaphore>,
+    permits: Arc<ConnectionBudget>,
     stop: watch::Receiver<bool>,
     connections: TaskTracker,
     /// The workers' connection counts and this worker's index in them;
@@ -129,7 +129,7 @@ impl Listeners {
             proxy,
             server,
             limits,
-            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            permits: Arc::new(ConnectionBudget::new(limits.max_connections)),
             stop: stop_rx,
             connections: connections.clone(),
             balance: None,
@@ -307,8 +307,11 @@ impl Listeners {
         });
     }
 
-    /// The next connection, or `None` once shutdown stops accepting. Waits
-    /// for a free connection slot before accepting.
+    /// The next connection, or `None` once shutdown stops accepting. A
+    /// connection accepted while every slot is taken waits for one, and
+    /// this loop accepts nothing more meanwhile (a slot is never held by a
+    /// loop waiting to accept, which would keep it from the connections
+    /// of the other listener).
     async fn accept(
         &self,
         listener: &TcpListener,
@@ -321,16 +324,14 @@ impl Listeners {
             }
             let accepted = tokio::select! {
                 _ = stop.changed() => continue,
-                permit = self.permits.clone().acquire_owned() => {
-                    let permit = permit.ok()?;
-                    tokio::select! {
-                        _ = stop.changed() => continue,
-                        accepted = listener.accept() => accepted.map(|a| (a, permit)),
-                    }
-                }
+                accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok(((stream, client), permit)) => {
+                Ok((stream, client)) => {
+                    let permit = tokio::select! {
+                        _ = stop.changed() => continue,
+                        permit = self.permits.acquire() => permit?,
+                    };
                     let _ = stream.set_nodelay(true);
                     let Ok(local) = stream.local_addr() else {
                         continue;
@@ -422,6 +423,42 @@ impl Listeners {
                 tokio::spawn(linger_close(socket, held));
             }
         }
+    }
+}
+
+/// `--max-connections`: a slot per open client connection. Reaching the
+/// limit, and leaving it, are each logged once.
+struct ConnectionBudget {
+    slots: Arc<Semaphore>,
+    max: usize,
+    full: AtomicBool,
+}
+
+impl ConnectionBudget {
+    fn new(max: usize) -> Self {
+        ConnectionBudget {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            full: AtomicBool::new(false),
+        }
+    }
+
+    /// A slot, once one is free; `None` if the budget is closed.
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(max = self.max, "--max-connections reached: new connections wait in the kernel's accept queue until one closes");
+        }
+        let slot = self.slots.clone().acquire_owned().await.ok()?;
+        if self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                max = self.max,
+                "below --max-connections again: accepting new connections"
+            );
+        }
+        Some(slot)
     }
 }
 
