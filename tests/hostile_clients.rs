@@ -259,3 +259,20 @@ async fn max_connections_holds_new_connections_until_one_closes() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     drop(second);
 }
+
+/// A body past `proxy-body-size` is answered 413 before it is read; the
+/// client, still uploading, must get that answer, not a reset.
+#[tokio::test]
+async fn an_early_413_reaches_a_client_still_uploading() {
+    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let body = Bytes::from(vec![b'x'; 4 << 20]);
+    for _ in 0..5 {
+        let (mut sender, _) = https_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+        let req = Request::post("/")
+            .header(http::header::HOST, "shop.test")
+            .body(Full::new(body.clone()))
+            .expect("request");
+        let reply = send_request(&mut sender, req).await.expect("an answer");
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

@@ -414,12 +414,15 @@ impl Listeners {
                 connection.await
             }
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
-            // Ended by an error (a head too large, a bad request), the
-            // client may still be sending: close as nginx's lingering
-            // close does, so that the answer is read, not reset.
-            if let Some(socket) = linger {
+        }
+        // Ended by an error (a head too large, a bad request) or with input
+        // still arriving (a body answered early, as with 413): close as
+        // nginx's lingering close does, so that the answer is read, not
+        // reset.
+        if let Some(socket) = linger {
+            if result.is_err() || has_pending_input(&socket) {
                 tokio::spawn(linger_close(socket, held));
             }
         }
@@ -509,9 +512,12 @@ impl Drop for Unanswered {
 }
 
 /// How long, and how much, a closing connection's unread input is read
-/// and thrown away (nginx's `lingering_timeout` and more than its buffer).
-const LINGER_FOR: Duration = Duration::from_secs(5);
-const LINGER_BYTES: usize = 1 << 20;
+/// and thrown away: a client uploading a large body answered early (413)
+/// must finish sending before it reads the answer. nginx's
+/// `lingering_time` is 30 s; reading and dropping is cheap, and the byte
+/// bound keeps one client from holding a slot longer.
+const LINGER_FOR: Duration = Duration::from_secs(10);
+const LINGER_BYTES: usize = 64 << 20;
 
 /// A second handle on the connection's socket, kept while hyper owns the
 /// stream so that the socket outlives it when the connection must linger.
@@ -519,6 +525,12 @@ fn lingering_handle(stream: &TcpStream) -> Option<std::net::TcpStream> {
     use std::os::fd::AsFd;
     let fd = stream.as_fd().try_clone_to_owned().ok()?;
     Some(std::net::TcpStream::from(fd))
+}
+
+/// Whether the client has sent bytes nobody read (one non-blocking peek).
+fn has_pending_input(socket: &std::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(socket.peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Sends FIN, then reads and discards what the client still sends, for a
