@@ -22,7 +22,7 @@ use crate::status::{Publish, StatusConfig};
 use crate::table::{Edge, ForwardedHeaders, UpstreamKeepalive};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
-use crate::translate::TranslateOptions;
+use crate::translate::{HostOwnership, TranslateOptions};
 
 /// Gatehouse: a Kubernetes Ingress controller with its own HTTP and HTTPS proxy.
 ///
@@ -288,6 +288,13 @@ pub struct RoutingArgs {
     #[arg(long, value_name = "CODE", default_value_t = 503, value_parser = parse_status)]
     pub limit_conn_status_code: u16,
 
+    /// Who may publish rules for a host: `shared`, any namespace (as
+    /// ingress-nginx); `namespace`, the namespace of the host's oldest
+    /// Ingress, and the namespaces its `gatehouse.dev/allow-namespaces`
+    /// annotation lists.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
+    pub host_ownership: HostOwnership,
+
     /// The controller ConfigMap: ingress-nginx's global settings (see
     /// docs/configuration.md), watched and applied without restart. Its
     /// keys win over these flags; annotations win over both.
@@ -330,6 +337,7 @@ impl RoutingArgs {
             },
             config_map: self.configmap.clone(),
             edge: Edge::default(),
+            host_ownership: self.host_ownership,
         }
     }
 

@@ -234,6 +234,7 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::SnippetRefused => "SnippetRefused",
         WarningKind::DefaultBackendConflict => "DefaultBackendConflict",
         WarningKind::ConfigMapKey => "ConfigMapKey",
+        WarningKind::HostNotOwned => "HostNotOwned",
         WarningKind::ProtectionDenied => "ProtectionDenied",
         WarningKind::ProtectionNotEnforced => "ProtectionNotEnforced",
         WarningKind::CanaryUnmatched => "CanaryUnmatched",

@@ -108,6 +108,8 @@ const IMPLEMENTED: &[&str] = &[
     "ssl-passthrough",
     "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout",
+    // `--host-ownership namespace`; read under our prefix only.
+    "allow-namespaces",
 ];
 
 /// Whether Gatehouse reads a (non-protective) annotation: its own list,

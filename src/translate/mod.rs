@@ -9,6 +9,7 @@ mod annotations;
 mod backend;
 mod canary;
 mod class;
+mod ownership;
 pub mod settings;
 mod summary;
 mod tls;
@@ -25,6 +26,7 @@ pub use crate::policy::NGINX_PREFIX;
 pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
+pub use ownership::HostOwnership;
 pub use summary::{totals, IngressSummary};
 pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
@@ -69,6 +71,8 @@ pub struct TranslateOptions {
     /// The edge settings the flags set (`--proxy-protocol`,
     /// `--use-forwarded-headers` …), before the ConfigMap.
     pub edge: Edge,
+    /// `--host-ownership`: who may publish rules for a host.
+    pub host_ownership: HostOwnership,
 }
 
 impl Default for TranslateOptions {
@@ -86,6 +90,7 @@ impl Default for TranslateOptions {
             ssl_passthrough: false,
             config_map: None,
             edge: Edge::default(),
+            host_ownership: HostOwnership::Shared,
         }
     }
 }
@@ -191,6 +196,13 @@ pub fn translate_with(
         canaries: canary::Canaries::default(),
         limits: HashMap::new(),
         www_redirects: Vec::new(),
+        owners: match options.host_ownership {
+            HostOwnership::Shared => None,
+            HostOwnership::Namespace => Some(ownership::Owners::new(
+                &ingresses,
+                &options.annotations_prefix,
+            )),
+        },
     };
     build.preparse(&ingresses, options);
     let settings = build.settings(options);
@@ -372,9 +384,28 @@ pub(crate) struct Build<'a> {
     limits: HashMap<ObjectKey, Arc<RouteLimits>>,
     /// `from-to-www-redirect` hosts, added once every Ingress's own.
     www_redirects: Vec<(ObjectKey, String, Route)>,
+    /// `--host-ownership namespace`: each host's owner.
+    owners: Option<ownership::Owners>,
 }
 
 impl Build<'_> {
+    /// Whether the Ingress `key` may not publish `what` for `host`: says
+    /// why in a warning.
+    fn not_owned(&mut self, key: &ObjectKey, host: &HostPattern, what: &str) -> bool {
+        let Some(owner) = self
+            .owners
+            .as_ref()
+            .and_then(|o| o.refuses(host, &key.namespace))
+        else {
+            return false;
+        };
+        let message = format!(
+            "{what} for host {host} refused: the host belongs to namespace {owner} (--host-ownership namespace), whose Ingresses can allow this one with allow-namespaces"
+        );
+        self.warn(key, WarningKind::HostNotOwned, message);
+        true
+    }
+
     pub(crate) fn warn(&mut self, ingress: &ObjectKey, kind: WarningKind, message: String) {
         self.warnings.push(Warning {
             ingress: ingress.clone(),
@@ -410,6 +441,9 @@ impl Build<'_> {
         let rules = view.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
         for rule in rules.into_iter().flatten() {
             let host = HostPattern::parse(rule.host.as_deref());
+            if self.not_owned(key, &host, "rules") {
+                continue;
+            }
             self.add_client_auth(view, &host);
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice());
             for path in paths.unwrap_or_default() {
@@ -447,6 +481,9 @@ impl Build<'_> {
                     _ => view.annotations.server_alias.as_slice(),
                 };
                 for name in std::iter::once(&host).chain(aliases) {
+                    if name != &host && self.not_owned(key, name, "server-alias") {
+                        continue;
+                    }
                     let action = match &action {
                         Action::Forward(b) => Action::Forward(b.clone()),
                         Action::Unavailable => Action::Unavailable,
@@ -580,6 +617,13 @@ impl Build<'_> {
         let rules = view.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
         for rule in rules.into_iter().flatten() {
             let host = HostPattern::parse(rule.host.as_deref());
+            let refused = self
+                .owners
+                .as_ref()
+                .map(|o| o.refuses(&host, &key.namespace));
+            if refused.flatten().is_some() {
+                continue; // said with the host's rules
+            }
             let root = rule
                 .http
                 .iter()
@@ -777,6 +821,9 @@ impl Build<'_> {
             let aliases = view.annotations.server_alias.iter().map(|a| a.to_string());
             for host in entry.hosts.iter().flatten().cloned().chain(aliases) {
                 let pattern = HostPattern::parse(Some(&host));
+                if self.not_owned(key, &pattern, "the TLS entry") {
+                    continue;
+                }
                 if !self.table.certs.insert_first(&pattern, cert.clone()) {
                     self.warn(
                         key,

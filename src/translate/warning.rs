@@ -30,6 +30,9 @@ pub enum WarningKind {
     /// A key of the controller ConfigMap is unknown, not implemented or
     /// has a bad value (the warning names the ConfigMap, not an Ingress).
     ConfigMapKey,
+    /// `--host-ownership namespace`: a rule or TLS entry for a host of
+    /// another namespace was refused.
+    HostNotOwned,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.
