@@ -389,7 +389,7 @@ impl Listeners {
             // otherwise be moved whole several times on the way there.
             Box::pin(async move {
                 let response = proxy.handle(req, &conn).await;
-                answer.answered();
+                answer.answered(response.status());
                 Ok::<_, Infallible>(response)
             })
         });
@@ -421,7 +421,8 @@ impl Listeners {
         // still arriving (a body answered early, as with 413): close as
         // nginx's lingering close does, so that the answer is read, not
         // reset.
-        if let Some(socket) = linger {
+        let tunnel = shut.upgraded.load(Ordering::Relaxed);
+        if let Some(socket) = linger.filter(|_| !tunnel) {
             if result.is_err() || has_pending_input(&socket) {
                 tokio::spawn(linger_close(socket, held));
             }
@@ -479,6 +480,9 @@ struct StreamCounts {
     served: AtomicU64,
     cancelled: AtomicU64,
     enough: Notify,
+    /// The connection became a tunnel (WebSocket): its socket is the
+    /// tunnel's, and never lingers.
+    upgraded: AtomicBool,
 }
 
 /// Held by a request until it is answered; dropped before, it counts the
@@ -490,8 +494,11 @@ struct Unanswered {
 }
 
 impl Unanswered {
-    fn answered(&mut self) {
+    fn answered(&mut self, status: http::StatusCode) {
         self.answered = true;
+        if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.counts.upgraded.store(true, Ordering::Relaxed);
+        }
     }
 }
 
