@@ -402,6 +402,12 @@ impl AccessPolicy {
                 Satisfy::All
             }
         };
+        for (key, name, len) in annotations.oversized() {
+            if is_protective(name) {
+                let limit = super::annotations::MAX_VALUE_BYTES;
+                problems.add(key, format!("is {len} bytes, over the {limit}-byte limit"));
+            }
+        }
         for (key, name) in annotations.ours_and_nginx() {
             if name == "auth-snippet" {
                 problems.add(

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
 
+/// The longest annotation value read. Kubernetes allows 256 KiB for all of
+/// an object's annotations together; no setting needs a fraction of that,
+/// and a longer value is ignored (a protective one closes the Ingress), so
+/// that one Ingress cannot make every table build slow or large.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Annotations<'a> {
     all: Option<&'a BTreeMap<String, String>>,
@@ -16,12 +22,25 @@ impl<'a> Annotations<'a> {
         Annotations { all, ours }
     }
 
-    /// The trimmed value of `name` and the key it was found under.
+    /// The trimmed value of `name` and the key it was found under; none
+    /// when it is longer than [`MAX_VALUE_BYTES`] (see `oversized`).
     pub fn get(&self, name: &str) -> Option<(String, &'a str)> {
         let all = self.all?;
         [self.ours, NGINX_PREFIX].iter().find_map(|prefix| {
             let key = format!("{prefix}/{name}");
-            all.get(&key).map(|v| (key, v.trim()))
+            all.get(&key)
+                .filter(|v| v.len() <= MAX_VALUE_BYTES)
+                .map(|v| (key, v.trim()))
+        })
+    }
+
+    /// Annotations under either prefix whose value is too long to be read,
+    /// as (key, name without prefix, length).
+    pub fn oversized(&self) -> impl Iterator<Item = (&'a str, &'a str, usize)> + '_ {
+        let all = self.all;
+        self.ours_and_nginx().filter_map(move |(key, name)| {
+            let len = all?.get(key)?.len();
+            (len > MAX_VALUE_BYTES).then_some((key, name, len))
         })
     }
 

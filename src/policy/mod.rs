@@ -39,4 +39,4 @@ pub fn canonical_ip(addr: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
-pub use annotations::{Annotations, NGINX_PREFIX};
+pub use annotations::{Annotations, MAX_VALUE_BYTES, NGINX_PREFIX};

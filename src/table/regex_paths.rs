@@ -18,7 +18,14 @@ pub struct RegexPaths {
 impl RegexPaths {
     /// The first route, in order, whose pattern matches `path`.
     pub fn first_match(&self, path: &str) -> Option<(&Arc<Route>, &Regex)> {
-        let index = self.set.as_ref()?.matches(path).into_iter().next()?;
+        let index = match &self.set {
+            Some(set) => set.matches(path).into_iter().next()?,
+            // No set (their combined size passed its limit): one by one.
+            None => self
+                .each
+                .iter()
+                .position(|(regex, _)| regex.is_match(path))?,
+        };
         let (regex, route) = &self.each[index];
         Some((route, regex))
     }
@@ -54,9 +61,12 @@ impl RegexPathsBuilder {
             },
             Err(e) => {
                 // Each pattern compiled alone; only the combined size limit
-                // can refuse the set.
-                tracing::error!("regular-expression paths of a host dropped: {e}");
-                RegexPaths::default()
+                // can refuse the set. The paths stay, matched one by one.
+                tracing::debug!("regular-expression paths of a host matched one by one: {e}");
+                RegexPaths {
+                    set: None,
+                    each: self.each,
+                }
             }
         }
     }

@@ -203,6 +203,7 @@ pub fn parse(
     }
     policy.next_upstream = next;
     reader.report_unimplemented();
+    reader.report_oversized();
     let access = reader.access(secrets, &defaults.access);
     let summary = reader.summary(&access);
     let mut notes = Vec::new();
@@ -313,6 +314,24 @@ impl Reader<'_> {
             self.warnings.push((WarningKind::InvalidSecret, note));
         }
         Arc::new(compiled.policy)
+    }
+
+    /// Values too long to be read: ignored (protective ones close the
+    /// Ingress, said by the access policy).
+    fn report_oversized(&mut self) {
+        let limit = crate::policy::MAX_VALUE_BYTES;
+        let oversized: Vec<(String, usize)> = self
+            .annotations
+            .oversized()
+            .filter(|(_, name, _)| !is_protective(name))
+            .map(|(key, _, len)| (key.to_owned(), len))
+            .collect();
+        for (key, len) in oversized {
+            self.warnings.push((
+                WarningKind::InvalidAnnotation,
+                format!("annotation {key}: {len} bytes, over the {limit}-byte limit; ignored"),
+            ));
+        }
     }
 
     /// Sorts every annotation under our prefixes into enforced, accepted

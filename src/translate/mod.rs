@@ -95,6 +95,10 @@ impl Default for TranslateOptions {
     }
 }
 
+/// The compiled size one path's regular expression may reach (the
+/// `regex` crate's `size_limit`).
+const PATH_REGEX_BYTES: usize = 256 * 1024;
+
 /// The result of one translation.
 #[derive(Debug)]
 pub struct Translation {
@@ -743,7 +747,11 @@ impl Build<'_> {
         // ingress-nginx: `location ~* "^<path>"`, case-insensitive, anchored
         // at the start only. The flag is inline so that the host's
         // `RegexSet`, built from the pattern text, keeps it.
-        regex::Regex::new(&format!("(?i)^(?:{path})"))
+        // Bounded, so that one Ingress's pattern cannot make the table
+        // large or its build slow.
+        regex::RegexBuilder::new(&format!("(?i)^(?:{path})"))
+            .size_limit(PATH_REGEX_BYTES)
+            .build()
             .map(Some)
             .map_err(|e| format!("invalid regular expression: {}", first_line(&e.to_string())))
     }
