@@ -44,8 +44,16 @@ fn tenants(alpha: &Backend, beta: &Backend, pki: &Pki, allow: Option<&str>) -> S
     .concat()
 }
 
-async fn admin_backend(manifests: &str, ownership: HostOwnership) -> String {
-    let (_dir, gatehouse) = serve_manifests_with(manifests, |c| {
+/// Which backend answers `shop.example/admin`, with alpha's Ingress
+/// allowing `allow`, under `ownership`.
+async fn admin_backend(allow: Option<&str>, ownership: HostOwnership) -> String {
+    let (alpha, beta, pki) = (
+        Backend::start("alpha").await,
+        Backend::start("beta").await,
+        Pki::new(),
+    );
+    let manifests = tenants(&alpha, &beta, &pki, allow);
+    let (_dir, gatehouse) = serve_manifests_with(&manifests, |c| {
         c.translate.host_ownership = ownership;
     })
     .await;
@@ -55,45 +63,19 @@ async fn admin_backend(manifests: &str, ownership: HostOwnership) -> String {
 
 #[tokio::test]
 async fn shared_hosts_merge_rules_across_namespaces_as_ingress_nginx_does() {
-    let (alpha, beta, pki) = (
-        Backend::start("alpha").await,
-        Backend::start("beta").await,
-        Pki::new(),
-    );
-    let manifests = tenants(&alpha, &beta, &pki, None);
-    assert_eq!(
-        admin_backend(&manifests, HostOwnership::Shared).await,
-        "beta"
-    );
+    assert_eq!(admin_backend(None, HostOwnership::Shared).await, "beta");
 }
 
 #[tokio::test]
 async fn under_namespace_ownership_a_neighbours_path_is_refused() {
-    let (alpha, beta, pki) = (
-        Backend::start("alpha").await,
-        Backend::start("beta").await,
-        Pki::new(),
-    );
-    let manifests = tenants(&alpha, &beta, &pki, None);
     // beta's /admin is not published: alpha's / answers it.
-    assert_eq!(
-        admin_backend(&manifests, HostOwnership::Namespace).await,
-        "alpha"
-    );
+    assert_eq!(admin_backend(None, HostOwnership::Namespace).await, "alpha");
 }
 
 #[tokio::test]
 async fn the_owner_can_allow_a_namespace() {
-    let (alpha, beta, pki) = (
-        Backend::start("alpha").await,
-        Backend::start("beta").await,
-        Pki::new(),
-    );
-    let manifests = tenants(&alpha, &beta, &pki, Some("gamma, beta"));
-    assert_eq!(
-        admin_backend(&manifests, HostOwnership::Namespace).await,
-        "beta"
-    );
+    let allow = Some("gamma, beta");
+    assert_eq!(admin_backend(allow, HostOwnership::Namespace).await, "beta");
 }
 
 #[test]
