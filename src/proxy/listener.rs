@@ -25,6 +25,7 @@ use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
 use super::headers::ConnInfo;
 use super::limits::Limits;
+use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
 use crate::table::{Backend, Edge, LoadBalance, Upstream};
@@ -226,8 +227,7 @@ impl Listeners {
             let Some((stream, conn)) = me.proxied(stream, conn).await else {
                 return;
             };
-            let linger = lingering_handle(&stream);
-            me.serve(stream, conn, (open, permit), linger).await
+            me.serve(Lingering::new(stream, (open, permit)), conn).await
         });
     }
 
@@ -292,8 +292,7 @@ impl Listeners {
             match outcome {
                 Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
-                    let linger = lingering_handle(tls.get_ref().0);
-                    me.serve(*tls, conn, (open, permit), linger).await
+                    me.serve(Lingering::new(*tls, (open, permit)), conn).await
                 }
                 Ok(Ok(Accepted::Passthrough(stream, backend))) => {
                     let _held = (open, permit);
@@ -347,14 +346,14 @@ impl Listeners {
         }
     }
 
+    /// Serves one client connection; its stream holds the connection's
+    /// slot and count until it is dropped (or has lingered, see `linger`).
     async fn serve<S>(
         self,
-        stream: S,
+        stream: Lingering<S, (OpenConnection, OwnedSemaphorePermit)>,
         conn: ConnInfo,
-        held: (OpenConnection, OwnedSemaphorePermit),
-        linger: Option<std::net::TcpStream>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: IntoTcp + AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.proxy.clone();
         let settings = ConnSettings::new(&self.limits, &proxy.table().load().edge);
@@ -389,7 +388,7 @@ impl Listeners {
             // otherwise be moved whole several times on the way there.
             Box::pin(async move {
                 let response = proxy.handle(req, &conn).await;
-                answer.answered(response.status());
+                answer.answered();
                 Ok::<_, Infallible>(response)
             })
         });
@@ -416,16 +415,6 @@ impl Listeners {
         };
         if let Err(e) = &result {
             tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
-        }
-        // Ended by an error (a head too large, a bad request) or with input
-        // still arriving (a body answered early, as with 413): close as
-        // nginx's lingering close does, so that the answer is read, not
-        // reset.
-        let tunnel = shut.upgraded.load(Ordering::Relaxed);
-        if let Some(socket) = linger.filter(|_| !tunnel) {
-            if result.is_err() || has_pending_input(&socket) {
-                tokio::spawn(linger_close(socket, held));
-            }
         }
     }
 }
@@ -480,9 +469,6 @@ struct StreamCounts {
     served: AtomicU64,
     cancelled: AtomicU64,
     enough: Notify,
-    /// The connection became a tunnel (WebSocket): its socket is the
-    /// tunnel's, and never lingers.
-    upgraded: AtomicBool,
 }
 
 /// Held by a request until it is answered; dropped before, it counts the
@@ -494,11 +480,8 @@ struct Unanswered {
 }
 
 impl Unanswered {
-    fn answered(&mut self, status: http::StatusCode) {
+    fn answered(&mut self) {
         self.answered = true;
-        if status == http::StatusCode::SWITCHING_PROTOCOLS {
-            self.counts.upgraded.store(true, Ordering::Relaxed);
-        }
     }
 }
 
@@ -516,51 +499,6 @@ impl Drop for Unanswered {
             self.counts.enough.notify_one();
         }
     }
-}
-
-/// How long, and how much, a closing connection's unread input is read
-/// and thrown away: a client uploading a large body answered early (413)
-/// must finish sending before it reads the answer. nginx's
-/// `lingering_time` is 30 s; reading and dropping is cheap, and the byte
-/// bound keeps one client from holding a slot longer.
-const LINGER_FOR: Duration = Duration::from_secs(10);
-const LINGER_BYTES: usize = 64 << 20;
-
-/// A second handle on the connection's socket, kept while hyper owns the
-/// stream so that the socket outlives it when the connection must linger.
-fn lingering_handle(stream: &TcpStream) -> Option<std::net::TcpStream> {
-    use std::os::fd::AsFd;
-    let fd = stream.as_fd().try_clone_to_owned().ok()?;
-    Some(std::net::TcpStream::from(fd))
-}
-
-/// Whether the client has sent bytes nobody read (one non-blocking peek).
-fn has_pending_input(socket: &std::net::TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(socket.peek(&mut byte), Ok(n) if n > 0)
-}
-
-/// Sends FIN, then reads and discards what the client still sends, for a
-/// bounded time and amount, before the socket closes: closing with unread
-/// input would make the kernel reset the connection, and the client could
-/// lose the answer already sent.
-async fn linger_close(socket: std::net::TcpStream, _held: (OpenConnection, OwnedSemaphorePermit)) {
-    use tokio::io::AsyncReadExt;
-    let _ = socket.shutdown(std::net::Shutdown::Write);
-    let Ok(mut socket) = TcpStream::from_std(socket) else {
-        return;
-    };
-    let drain = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0;
-        while total < LINGER_BYTES {
-            match socket.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
 }
 
 /// Counts a client connection as open until dropped: in the metrics, and

@@ -5,6 +5,7 @@ mod handler;
 mod headers;
 mod lease;
 mod limits;
+mod linger;
 mod listener;
 mod observed;
 mod progress;

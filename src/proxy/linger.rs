@@ -1,0 +1,170 @@
+//! Lingering close, as nginx's: a client connection that is closed while
+//! the client is still sending (a head too large answered 431, a body
+//! answered early with 413) would be reset by the kernel, and the client
+//! could lose the answer already sent. So when the connection's stream is
+//! dropped with unread input, its socket is kept for a while: FIN is sent,
+//! and what still arrives is read and thrown away.
+//!
+//! The stream hyper serves is wrapped; its `Drop` looks (one non-blocking
+//! peek) for unread input and, if there is some, hands the socket to a
+//! task. Nothing else changes for the connection and no descriptor is
+//! duplicated.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// How long, and how much, a closing connection's unread input is read
+/// and thrown away: a client uploading a large body answered early (413)
+/// must finish sending before it reads the answer. nginx's
+/// `lingering_time` is 30 s; reading and dropping is cheap, and the byte
+/// bound keeps one client from holding a socket longer.
+const LINGER_FOR: Duration = Duration::from_secs(10);
+const LINGER_BYTES: usize = 64 << 20;
+
+/// A stream whose TCP socket can be taken back when it is dropped.
+pub trait IntoTcp {
+    fn into_tcp(self) -> TcpStream;
+}
+
+impl IntoTcp for TcpStream {
+    fn into_tcp(self) -> TcpStream {
+        self
+    }
+}
+
+impl IntoTcp for TlsStream<TcpStream> {
+    fn into_tcp(self) -> TcpStream {
+        self.into_inner().0
+    }
+}
+
+/// A client stream that lingers when dropped with unread input; `held`
+/// (the connection's slot and count) stays with it until then.
+pub struct Lingering<S: IntoTcp, H: Send + 'static> {
+    stream: Option<S>,
+    held: Option<H>,
+}
+
+impl<S: IntoTcp, H: Send + 'static> Lingering<S, H> {
+    pub fn new(stream: S, held: H) -> Self {
+        Lingering {
+            stream: Some(stream),
+            held: Some(held),
+        }
+    }
+
+    fn inner(&mut self) -> io::Result<&mut S> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl<S: IntoTcp, H: Send + 'static> Drop for Lingering<S, H> {
+    fn drop(&mut self) {
+        let (Some(stream), held) = (self.stream.take(), self.held.take()) else {
+            return;
+        };
+        let Ok(socket) = stream.into_tcp().into_std() else {
+            return;
+        };
+        let mut byte = [0u8; 1];
+        let pending = matches!(socket.peek(&mut byte), Ok(n) if n > 0);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if pending {
+            runtime.spawn(linger(socket, held));
+        }
+    }
+}
+
+/// Sends FIN, then reads and discards what the client still sends, for a
+/// bounded time and amount, before the socket closes.
+async fn linger<H>(socket: std::net::TcpStream, _held: Option<H>) {
+    use tokio::io::AsyncReadExt;
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let Ok(mut socket) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let drain = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
+}
+
+impl<S, H> AsyncRead for Lingering<S, H>
+where
+    S: IntoTcp + AsyncRead + Unpin,
+    H: Send + Unpin + 'static,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<S, H> AsyncWrite for Lingering<S, H>
+where
+    S: IntoTcp + AsyncWrite + Unpin,
+    H: Send + Unpin + 'static,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
