@@ -346,9 +346,10 @@ impl ExternalAuth {
     }
 }
 
-/// The headers of an `auth-proxy-set-headers` ConfigMap: each key a header
-/// name, each value its value (which may use the cache key's variables).
-fn proxy_set_headers(
+/// The headers of an `auth-proxy-set-headers` ConfigMap (or the
+/// controller ConfigMap's `proxy-set-headers`): each key a header name,
+/// each value its value (which may use the request variables).
+pub(crate) fn proxy_set_headers(
     lookup: &ObjectLookup<'_>,
     reference: &str,
     options: &AccessOptions,

@@ -12,7 +12,6 @@
 pub mod keys;
 mod tls;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +19,12 @@ use http::header::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::annotations::{parse_bool, parse_count, parse_load_balance, parse_seconds, parse_size};
-use crate::cluster::ObjectKey;
 use crate::policy::access::{GlobalClosure, ObjectLookup};
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::external_auth::proxy_set_headers;
 use crate::policy::hsts::HstsOptions;
 use crate::policy::rate_limit::Statuses;
 use crate::policy::source_range::parse_cidrs;
-use crate::policy::template::{Template, Vars};
 use crate::policy::AccessOptions;
 use crate::table::{Edge, Match, Policy};
 use keys::KeyStatus;
@@ -167,7 +165,8 @@ impl Settings {
             "hide-headers" => edge.hide_headers = header_names(value)?,
             "add-headers" => edge.add_headers = add_headers(lookup, value, &routes.access)?,
             "proxy-set-headers" => {
-                edge.proxy_set_headers = proxy_set_headers(lookup, value, &routes.access)?
+                let access = operators(&routes.access);
+                edge.proxy_set_headers = proxy_set_headers(lookup, value, &access)?
             }
             "worker-processes" => {
                 self.workers = Some(match value {
@@ -292,21 +291,14 @@ fn header_names(value: &str) -> Result<Vec<HeaderName>, String> {
         .collect()
 }
 
-/// The ConfigMap `reference` names, as header name → value pairs.
-fn referenced<'a>(
-    lookup: &'a ObjectLookup<'_>,
-    reference: &str,
-    access: &AccessOptions,
-) -> Result<(ObjectKey, &'a BTreeMap<String, String>), String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    // The controller's own ConfigMap names its neighbours: no
-    // cross-namespace restriction applies to the operator.
-    let options = AccessOptions {
+/// Access options under which the controller ConfigMap names its
+/// neighbours: it is the operator's own object, so no cross-namespace
+/// restriction applies.
+fn operators(access: &AccessOptions) -> AccessOptions {
+    AccessOptions {
         cross_namespace_secrets: true,
         ..access.clone()
-    };
-    let (key, map) = lookup.config_map(reference, &options)?;
-    Ok((key, map.data.as_ref().unwrap_or(&EMPTY)))
+    }
 }
 
 /// `add-headers`: static response headers.
@@ -315,8 +307,10 @@ fn add_headers(
     reference: &str,
     access: &AccessOptions,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let (key, data) = referenced(lookup, reference, access)?;
-    data.iter()
+    let (key, map) = lookup.config_map(reference, &operators(access))?;
+    map.data
+        .iter()
+        .flatten()
         .map(|(name, value)| {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("names ConfigMap {key}, whose {name:?} is not a header name"))?;
@@ -326,28 +320,6 @@ fn add_headers(
             let value = HeaderValue::from_str(value)
                 .map_err(|_| format!("names ConfigMap {key}, whose header {name} has a value that is not a header value"))?;
             Ok((header, value))
-        })
-        .collect()
-}
-
-/// `proxy-set-headers`: request headers, whose values may use the request
-/// variables (`$remote_addr`, `$http_x_custom` …).
-fn proxy_set_headers(
-    lookup: &ObjectLookup<'_>,
-    reference: &str,
-    access: &AccessOptions,
-) -> Result<Vec<(HeaderName, Template)>, String> {
-    let (key, data) = referenced(lookup, reference, access)?;
-    data.iter()
-        .map(|(name, value)| {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("names ConfigMap {key}, whose {name:?} is not a header name"))?;
-            let template = Template::parse(value, Vars::Request)
-                .map_err(|why| format!("names ConfigMap {key}, whose header {name}: {value:?} {why}"))?;
-            if HeaderValue::from_str(&template.literal_text()).is_err() {
-                return Err(format!("names ConfigMap {key}, whose header {name} has a value that is not a header value"));
-            }
-            Ok((header, template))
         })
         .collect()
 }
