@@ -519,13 +519,14 @@ impl Proxy {
                 }
                 response.map(paced)
             }
-            Ok(Err(e)) if e.failure() == Failure::ClientBody => {
-                tracing::debug!(client = %conn.client, error = %error_chain(&e), "the request body failed on the client's side");
-                respond(StatusCode::BAD_REQUEST)
-            }
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %target, error = %error_chain(&e), "upstream request failed");
-                respond(match e.failure() {
+                let (failure, error) = (e.failure(), error_chain(&e));
+                if failure == Failure::ClientBody {
+                    tracing::debug!(client = %conn.client, %error, "the request body failed on the client's side");
+                } else {
+                    tracing::warn!(upstream = %target, %error, "upstream request failed");
+                }
+                respond(match failure {
                     Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     Failure::ClientBody => StatusCode::BAD_REQUEST,
                     Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
