@@ -394,21 +394,26 @@ impl Listeners {
         });
         let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(connection);
+        // Shut down gracefully when the process drains, or when the
+        // connection has had enough (`keep-alive-requests`, cancelled
+        // streams).
         let mut stop = self.stop.clone();
-        let stopping = async move {
+        let draining = async move {
             while !*stop.borrow_and_update() {
                 if stop.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             }
         };
+        let shutting = async move {
+            tokio::select! {
+                () = draining => {}
+                () = shut.enough.notified() => {}
+            }
+        };
         let result = tokio::select! {
             result = connection.as_mut() => result,
-            () = stopping => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-            () = shut.enough.notified() => {
+            () = shutting => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
@@ -442,7 +447,10 @@ impl ConnectionBudget {
             return Some(slot);
         }
         if !self.full.swap(true, Ordering::Relaxed) {
-            tracing::warn!(max = self.max, "--max-connections reached: new connections wait in the kernel's accept queue until one closes");
+            tracing::warn!(
+                max = self.max,
+                "--max-connections reached: a new connection waits, unserved, until one closes"
+            );
         }
         let slot = self.slots.clone().acquire_owned().await.ok()?;
         if self.full.swap(false, Ordering::Relaxed) {
