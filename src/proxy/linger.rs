@@ -59,10 +59,18 @@ impl<S: IntoTcp, H: Send + 'static> Lingering<S, H> {
         }
     }
 
-    fn inner(&mut self) -> io::Result<&mut S> {
-        self.stream
+    fn inner(self: Pin<&mut Self>) -> Pin<&mut S>
+    where
+        S: Unpin,
+        H: Unpin,
+    {
+        // Taken only by `Drop`, after which nothing polls it.
+        let stream = self
+            .get_mut()
+            .stream
             .as_mut()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+            .expect("present until dropped");
+        Pin::new(stream)
     }
 }
 
@@ -116,10 +124,7 @@ where
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(inner) => Pin::new(inner).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.inner().poll_read(cx, buf)
     }
 }
 
@@ -133,10 +138,7 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut().inner() {
-            Ok(inner) => Pin::new(inner).poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.inner().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -144,10 +146,7 @@ where
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut().inner() {
-            Ok(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.inner().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -155,16 +154,10 @@ where
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(inner) => Pin::new(inner).poll_flush(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.inner().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.inner().poll_shutdown(cx)
     }
 }
