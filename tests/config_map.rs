@@ -548,3 +548,22 @@ async fn forwarded_header_settings_come_from_the_configmap() {
         "198.51.100.20, 127.0.0.1"
     );
 }
+
+#[tokio::test]
+async fn configmap_protections_that_cannot_be_enforced_answer_503_never_200() {
+    let (_web, manifests) = web_with(&[("shop", &[])]).await;
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("enable-modsecurity", "true")],
+        &[("enable-owasp-modsecurity-crs", "true")],
+        &[("denylist-source-range", "not-a-range")],
+        &[("whitelist-source-range", "10.0.0.0/33")],
+    ];
+    for data in cases {
+        let (_dir, gatehouse) = serve(&manifests, data).await;
+        assert_eq!(
+            status_of(gatehouse.http_addr, "shop.test").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{data:?}"
+        );
+    }
+}
