@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: a real backend, a real CA, real TLS
 //! and HTTP clients, and Gatehouse itself, all on 127.0.0.1.
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code)] // the streaming test uses only a part
 
 pub mod fake_api;
 

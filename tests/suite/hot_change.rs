@@ -1,7 +1,7 @@
 //! Changes to the manifest directory while traffic flows: the table is
 //! swapped under open connections, and no request fails because of it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! added and removed, the certificate rotated, other routes added and
 //! removed. Not one request on the routes that stayed valid may fail.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

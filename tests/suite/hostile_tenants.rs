@@ -2,7 +2,7 @@
 //! expression past the size limit, megabyte annotations) is bounded and
 //! affects only itself: its neighbours keep being served.
 
-mod support;
+use crate::support;
 
 use gatehouse::translate::{TranslateOptions, WarningKind};
 use http::StatusCode;

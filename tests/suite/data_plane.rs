@@ -1,7 +1,7 @@
 //! The data plane in depth: retries and passive health, upgrades, endpoint
 //! removal with requests in flight, Expect, trailers, and listener limits.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Status publishing, leader election and Events against the local API
 //! server, with two replicas running side by side.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! address from the header seen by the allowlist and the backend, and a
 //! connection without a header closed.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

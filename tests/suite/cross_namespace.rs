@@ -4,7 +4,7 @@
 //! allows it (`--allow-cross-namespace-secrets`, or the ConfigMap's
 //! `allow-cross-namespace-resources`).
 
-mod support;
+use crate::support;
 
 use gatehouse::translate::{TranslateOptions, WarningKind};
 use http::StatusCode;

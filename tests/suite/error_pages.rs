@@ -1,7 +1,7 @@
 //! custom-http-errors end to end: listed statuses replaced by the default
 //! backend's page, asked as ingress-nginx asks it.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

@@ -2,7 +2,7 @@
 //! terminates it with its own certificate; a terminated host on the same
 //! port keeps working.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use hyper_util::rt::TokioIo;

@@ -2,7 +2,7 @@
 //! certificate on a host another namespace owns, unless that namespace
 //! allows it; `shared` keeps ingress-nginx's behaviour.
 
-mod support;
+use crate::support;
 
 use gatehouse::translate::{HostOwnership, TranslateOptions, WarningKind};
 use support::*;

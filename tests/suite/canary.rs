@@ -2,7 +2,7 @@
 //! Ingress's weight moved 0 → 100 in steps while clients keep sending, as
 //! Argo Rollouts and Flagger do.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Session affinity and hashing end to end, over a Service with three
 //! endpoints (three backends on 127.0.0.1-3).
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The real `gatehouse` binary: its command-line contract, and the bundled
 //! demo served end to end.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Clients that send what they should not: each gets the answer nginx
 //! gives, and a well-behaved client is served meanwhile.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! What operators see, checked after real traffic: /metrics, the access
 //! log, /debug/routes and /debug/certs.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! proxy-next-upstream end to end: a Service with a healthy endpoint and
 //! one that answers 503.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

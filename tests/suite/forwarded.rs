@@ -2,7 +2,7 @@
 //! X-Forwarded-For reaches the allowlist and the backend; an untrusted
 //! peer's is replaced.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

@@ -1,7 +1,7 @@
 //! CORS end to end: preflights answered by Gatehouse, headers on the
 //! backend's responses for allowed origins only.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};

@@ -1,6 +1,6 @@
 //! Rate and connection limits end to end, per client address.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

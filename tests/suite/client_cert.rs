@@ -2,7 +2,7 @@
 //! certificates, real TLS handshakes ask for them only for the names whose
 //! hosts want them, and the backend learns the verdict.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

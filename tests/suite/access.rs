@@ -4,7 +4,7 @@
 //! ranges with `satisfy`, routes closed when their protection cannot be
 //! enforced, and HSTS.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use http_body_util::Full;
 use support::*;
 
 /// The tools' hashes; each user's password is its name with `-secret`.
-const HTPASSWD: &str = include_str!("fixtures/htpasswd/users");
+const HTPASSWD: &str = include_str!("../fixtures/htpasswd/users");
 
 struct Site {
     dir: tempfile::TempDir,

@@ -1,7 +1,7 @@
 //! The kube source with the real kube-rs client against a local server that
 //! speaks the API's list/watch protocol; real requests through the proxy.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

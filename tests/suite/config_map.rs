@@ -1,7 +1,7 @@
 //! The controller ConfigMap end to end: each key's effect on real requests,
 //! its precedence against an annotation, and a change applied live.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! End to end through the in-process server: real sockets on 127.0.0.1, real
 //! TLS with SNI, real HTTP/1.1 and HTTP/2, real backends.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use support::*;

@@ -1,7 +1,7 @@
 //! service-upstream end to end: traffic goes to the Service's ClusterIP and
 //! port, not to its endpoints.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use support::*;

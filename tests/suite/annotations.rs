@@ -1,7 +1,7 @@
 //! The ingress-nginx annotations end to end: real HTTP and HTTPS clients,
 //! real backends, Gatehouse in between.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

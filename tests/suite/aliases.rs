@@ -1,6 +1,6 @@
 //! server-alias and from-to-www-redirect end to end.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use support::*;

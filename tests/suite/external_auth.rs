@@ -2,7 +2,7 @@
 //! stands in for oauth2-proxy (its answer depends on the session cookie),
 //! real requests go through Gatehouse to a real backend.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

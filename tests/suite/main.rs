@@ -1,0 +1,43 @@
+//! Gatehouse's integration tests, in one binary.
+//!
+//! Every test links the whole controller (kube, rustls, hyper), so each
+//! separate test binary costs a link and a quarter of a gigabyte on disk.
+//! One binary keeps the suite's build small and quick. A new test file here
+//! needs a `mod` line below. `tests/streaming.rs` stays a binary of its own:
+//! it measures the resident memory of its process, which other tests running
+//! beside it would disturb.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod access;
+mod affinity;
+mod aliases;
+mod annotation_coverage;
+mod annotations;
+mod canary;
+mod cli;
+mod client_cert;
+mod config_map;
+mod cors;
+mod cross_namespace;
+mod data_plane;
+mod deploy;
+mod error_pages;
+mod external_auth;
+mod forwarded;
+mod host_ownership;
+mod hostile_clients;
+mod hostile_tenants;
+mod hot_change;
+mod hot_swap;
+mod kube_source;
+mod kube_status;
+mod limits;
+mod next_upstream;
+mod passthrough;
+mod proxy;
+mod proxy_protocol;
+mod service_upstream;
+mod telemetry;
+mod translate_fixtures;
