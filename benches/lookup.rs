@@ -59,8 +59,11 @@ fn benches(c: &mut Criterion) {
     let table = translate(&state, &options).table;
     assert_eq!(table.routes().len(), HOSTS * 3);
 
+    let headers = http::HeaderMap::new();
     let facts = |host: &'static str, path: &'static str| RequestFacts {
         host,
+        method: &http::Method::GET,
+        headers: &headers,
         path,
         query: Some("page=2"),
         tls: true,

@@ -186,11 +186,14 @@ async fn run(n: usize) {
         .collect();
     let rounds = 200_000;
     let client = "192.0.2.1".parse().expect("ip");
+    let headers = http::HeaderMap::new();
     let started = Instant::now();
     for i in 0..rounds {
         let (host, path) = &facts[i % facts.len()];
         let req = RequestFacts {
             host,
+            method: &http::Method::GET,
+            headers: &headers,
             path,
             query: None,
             tls: true,

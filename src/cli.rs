@@ -300,6 +300,15 @@ pub struct RoutingArgs {
     /// keys win over these flags; annotations win over both.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_object_key)]
     pub configmap: Option<ObjectKey>,
+
+    /// The `controllerName` of the GatewayClasses that are ours: their
+    /// Gateways' HTTPRoutes are served beside the Ingresses.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "gatehouse.dev/gateway-controller"
+    )]
+    pub gateway_controller_name: String,
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {
@@ -338,6 +347,7 @@ impl RoutingArgs {
             config_map: self.configmap.clone(),
             edge: Edge::default(),
             host_ownership: self.host_ownership,
+            gateway_controller: self.gateway_controller_name.clone(),
         }
     }
 

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// `namespace/name` of a namespaced object, or just `name` for a
 /// cluster-scoped one (empty namespace).
@@ -65,6 +67,12 @@ pub enum Object {
     Secret(Arc<Secret>),
     /// Only those an annotation names keep their data.
     ConfigMap(Arc<ConfigMap>),
+    /// Their labels, for `allowedRoutes` selectors.
+    Namespace(Arc<Namespace>),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HTTPRoute(Arc<HTTPRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
 }
 
 impl Object {
@@ -76,19 +84,34 @@ impl Object {
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
             Object::ConfigMap(_) => "ConfigMap",
+            Object::Namespace(_) => "Namespace",
+            Object::GatewayClass(_) => "GatewayClass",
+            Object::Gateway(_) => "Gateway",
+            Object::HTTPRoute(_) => "HTTPRoute",
+            Object::ReferenceGrant(_) => "ReferenceGrant",
         }
     }
 
-    /// Kind, namespace and name, borrowed: `key` without allocating.
-    pub fn id(&self) -> (&'static str, &str, &str) {
-        let (meta, namespaced) = match self {
+    /// The object's metadata, and whether its kind is namespaced.
+    fn meta(&self) -> (&ObjectMeta, bool) {
+        match self {
             Object::Ingress(o) => (&o.metadata, true),
             Object::IngressClass(o) => (&o.metadata, false),
             Object::Service(o) => (&o.metadata, true),
             Object::EndpointSlice(o) => (&o.metadata, true),
             Object::Secret(o) => (&o.metadata, true),
             Object::ConfigMap(o) => (&o.metadata, true),
-        };
+            Object::Namespace(o) => (&o.metadata, false),
+            Object::GatewayClass(o) => (&o.metadata, false),
+            Object::Gateway(o) => (&o.metadata, true),
+            Object::HTTPRoute(o) => (&o.metadata, true),
+            Object::ReferenceGrant(o) => (&o.metadata, true),
+        }
+    }
+
+    /// Kind, namespace and name, borrowed: `key` without allocating.
+    pub fn id(&self) -> (&'static str, &str, &str) {
+        let (meta, namespaced) = self.meta();
         let namespace = match meta.namespace.as_deref() {
             _ if !namespaced => "",
             Some(ns) if !ns.is_empty() => ns,
@@ -102,14 +125,8 @@ impl Object {
     }
 
     pub fn key(&self) -> ObjectKey {
-        match self {
-            Object::Ingress(o) => ObjectKey::of(&o.metadata, true),
-            Object::IngressClass(o) => ObjectKey::of(&o.metadata, false),
-            Object::Service(o) => ObjectKey::of(&o.metadata, true),
-            Object::EndpointSlice(o) => ObjectKey::of(&o.metadata, true),
-            Object::Secret(o) => ObjectKey::of(&o.metadata, true),
-            Object::ConfigMap(o) => ObjectKey::of(&o.metadata, true),
-        }
+        let (meta, namespaced) = self.meta();
+        ObjectKey::of(meta, namespaced)
     }
 }
 
@@ -144,6 +161,11 @@ pub struct ClusterState {
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: HashMap<ObjectKey, Arc<Secret>>,
     pub config_maps: HashMap<ObjectKey, Arc<ConfigMap>>,
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
 }
 
 impl ClusterState {
@@ -158,6 +180,11 @@ impl ClusterState {
             Object::EndpointSlice(o) => self.endpoint_slices.insert(key, o).is_some(),
             Object::Secret(o) => self.secrets.insert(key, o).is_some(),
             Object::ConfigMap(o) => self.config_maps.insert(key, o).is_some(),
+            Object::Namespace(o) => self.namespaces.insert(key.name, o).is_some(),
+            Object::GatewayClass(o) => self.gateway_classes.insert(key.name, o).is_some(),
+            Object::Gateway(o) => self.gateways.insert(key, o).is_some(),
+            Object::HTTPRoute(o) => self.http_routes.insert(key, o).is_some(),
+            Object::ReferenceGrant(o) => self.reference_grants.insert(key, o).is_some(),
         }
     }
 
@@ -171,6 +198,11 @@ impl ClusterState {
             Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
             Object::Secret(_) => drop(self.secrets.remove(&key)),
             Object::ConfigMap(_) => drop(self.config_maps.remove(&key)),
+            Object::Namespace(_) => drop(self.namespaces.remove(&key.name)),
+            Object::GatewayClass(_) => drop(self.gateway_classes.remove(&key.name)),
+            Object::Gateway(_) => drop(self.gateways.remove(&key)),
+            Object::HTTPRoute(_) => drop(self.http_routes.remove(&key)),
+            Object::ReferenceGrant(_) => drop(self.reference_grants.remove(&key)),
         }
     }
 
@@ -193,6 +225,11 @@ impl fmt::Debug for ClusterState {
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("secrets", &self.secrets.len())
             .field("config_maps", &self.config_maps.len())
+            .field("namespaces", &self.namespaces.len())
+            .field("gateway_classes", &self.gateway_classes.len())
+            .field("gateways", &self.gateways.len())
+            .field("http_routes", &self.http_routes.len())
+            .field("reference_grants", &self.reference_grants.len())
             .finish()
     }
 }

@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod controller;
+pub mod gateway;
 pub mod policy;
 pub mod proxy;
 pub mod report;

@@ -181,6 +181,11 @@ impl Proxy {
         if let Some(granted) = &granted {
             granted.apply_to_request(req.headers_mut());
         }
+        // An HTTPRoute rule's `RequestHeaderModifier`.
+        let gateway = forward.route.gateway.clone();
+        if let Some(edits) = gateway.as_ref().and_then(|g| g.request_headers.as_ref()) {
+            edits.apply(req.headers_mut());
+        }
         // What a custom error page needs of the request.
         let pages = forward.route.error_pages.clone().map(|pages| {
             let request = (req.headers().clone(), req.uri().clone());
@@ -210,6 +215,9 @@ impl Proxy {
         if let Some(granted) = granted {
             let status = response.status();
             granted.apply_to_response(status, response.headers_mut());
+        }
+        if let Some(edits) = gateway.as_ref().and_then(|g| g.response_headers.as_ref()) {
+            edits.apply(response.headers_mut());
         }
         response
     }
@@ -733,6 +741,8 @@ fn decide(
 ) -> Decision {
     let facts = RequestFacts {
         host: host.to_str().unwrap_or_default(),
+        method: req.method(),
+        headers: req.headers(),
         path: req.uri().path(),
         query: req.uri().query(),
         tls: conn.tls,

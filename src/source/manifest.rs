@@ -100,6 +100,13 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
         "Service" | "Secret" | "ConfigMap" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
+        "Namespace" => "v1",
+        "GatewayClass" | "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
+        // Served as both; the fields are the same.
+        "ReferenceGrant" if api_version == Some("gateway.networking.k8s.io/v1") => {
+            "gateway.networking.k8s.io/v1"
+        }
+        "ReferenceGrant" => "gateway.networking.k8s.io/v1beta1",
         _ => return Ok(None),
     };
     if api_version != Some(expected) {
@@ -114,6 +121,11 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "Service" => Object::Service(Arc::new(typed(value)?)),
         "EndpointSlice" => Object::EndpointSlice(Arc::new(typed(value)?)),
         "ConfigMap" => Object::ConfigMap(Arc::new(typed(value)?)),
+        "Namespace" => Object::Namespace(Arc::new(typed(value)?)),
+        "GatewayClass" => Object::GatewayClass(Arc::new(typed(value)?)),
+        "Gateway" => Object::Gateway(Arc::new(typed(value)?)),
+        "HTTPRoute" => Object::HTTPRoute(Arc::new(typed(value)?)),
+        "ReferenceGrant" => Object::ReferenceGrant(Arc::new(typed(value)?)),
         _ => Object::Secret(Arc::new(with_string_data_merged(typed(value)?))),
     };
     if object.key().name.is_empty() {
@@ -173,6 +185,12 @@ fn located(start_line: usize, doc: &str, error: TypedError) -> ManifestError {
                 "IngressClass" => reparse::<k8s_openapi::api::networking::v1::IngressClass>(doc),
                 "Service" => reparse::<k8s_openapi::api::core::v1::Service>(doc),
                 "EndpointSlice" => reparse::<k8s_openapi::api::discovery::v1::EndpointSlice>(doc),
+                "Namespace" => reparse::<k8s_openapi::api::core::v1::Namespace>(doc),
+                "GatewayClass" => reparse::<crate::gateway::GatewayClass>(doc),
+                "Gateway" => reparse::<crate::gateway::Gateway>(doc),
+                "HTTPRoute" => reparse::<crate::gateway::HTTPRoute>(doc),
+                "ReferenceGrant" => reparse::<crate::gateway::ReferenceGrant>(doc),
+                "ConfigMap" => reparse::<k8s_openapi::api::core::v1::ConfigMap>(doc),
                 _ => reparse::<k8s_openapi::api::core::v1::Secret>(doc),
             };
             match reparsed {

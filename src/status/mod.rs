@@ -238,6 +238,10 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::ProtectionDenied => "ProtectionDenied",
         WarningKind::ProtectionNotEnforced => "ProtectionNotEnforced",
         WarningKind::CanaryUnmatched => "CanaryUnmatched",
+        WarningKind::GatewayListener => "ListenerNotServed",
+        WarningKind::RouteNotAccepted => "NotAccepted",
+        WarningKind::RouteRefs => "UnresolvedRefs",
+        WarningKind::HostShared => "HostShared",
     }
 }
 

@@ -29,7 +29,8 @@ impl fmt::Debug for CertEntry {
 #[derive(Debug, Default)]
 pub struct CertStore {
     hosts: HostMap<CertEntry>,
-    /// `--default-ssl-certificate`, when set and usable.
+    /// `--default-ssl-certificate`, when set and usable; else the
+    /// certificate of a Gateway HTTPS listener without a hostname.
     default: Option<CertEntry>,
 }
 
@@ -51,6 +52,10 @@ impl CertStore {
 
     pub fn set_default(&mut self, entry: CertEntry) {
         self.default = Some(entry);
+    }
+
+    pub fn has_default(&self) -> bool {
+        self.default.is_some()
     }
 
     /// The certificate for a handshake: by name, else the configured

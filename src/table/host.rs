@@ -1,5 +1,7 @@
 //! Host matching: exact names first, then `*.` wildcards covering exactly
-//! one extra DNS label. Shared by the routes and the certificates.
+//! one extra DNS label (Ingress), then the Gateway API's `*.` suffixes
+//! covering one or more, the longest suffix first. Shared by the routes and
+//! the certificates.
 
 use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
@@ -12,6 +14,9 @@ pub enum HostPattern {
     Exact(String),
     /// `*.example.com`, stored without the `*.`.
     Wildcard(String),
+    /// A Gateway API `*.example.com`: any number of labels before the
+    /// suffix (stored without the `*.`).
+    Suffix(String),
 }
 
 impl HostPattern {
@@ -28,6 +33,14 @@ impl HostPattern {
             }
         }
     }
+
+    /// Reads a Gateway API hostname: its `*.` covers any depth.
+    pub fn parse_gateway(host: Option<&str>) -> HostPattern {
+        match HostPattern::parse(host) {
+            HostPattern::Wildcard(suffix) => HostPattern::Suffix(suffix),
+            other => other,
+        }
+    }
 }
 
 impl std::fmt::Display for HostPattern {
@@ -36,6 +49,7 @@ impl std::fmt::Display for HostPattern {
             HostPattern::Any => f.write_str("*"),
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::Suffix(s) => write!(f, "*.{s} (any depth)"),
         }
     }
 }
@@ -45,6 +59,7 @@ impl std::fmt::Display for HostPattern {
 pub struct HostMap<T> {
     exact: HashMap<Box<str>, T>,
     wildcard: HashMap<Box<str>, T>,
+    suffix: HashMap<Box<str>, T>,
 }
 
 impl<T> Default for HostMap<T> {
@@ -52,6 +67,7 @@ impl<T> Default for HostMap<T> {
         HostMap {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
+            suffix: HashMap::new(),
         }
     }
 }
@@ -63,6 +79,7 @@ impl<T> HostMap<T> {
         let (map, key) = match pattern {
             HostPattern::Exact(h) => (&mut self.exact, h),
             HostPattern::Wildcard(h) => (&mut self.wildcard, h),
+            HostPattern::Suffix(h) => (&mut self.suffix, h),
             HostPattern::Any => return false,
         };
         if map.contains_key(key.as_str()) {
@@ -77,17 +94,29 @@ impl<T> HostMap<T> {
         self.exact.reserve(additional);
     }
 
-    /// Looks up a normalised host (see `normalize`): exact, then wildcard.
+    /// Looks up a normalised host (see `normalize`): exact, then
+    /// wildcard, then the longest Gateway API suffix.
     pub fn get(&self, host: &str) -> Option<&T> {
         if let Some(value) = self.exact.get(host) {
             return Some(value);
         }
-        let (_, suffix) = host.split_once('.')?;
-        self.wildcard.get(suffix)
+        let (_, mut suffix) = host.split_once('.')?;
+        if let Some(value) = self.wildcard.get(suffix) {
+            return Some(value);
+        }
+        if self.suffix.is_empty() {
+            return None;
+        }
+        loop {
+            if let Some(value) = self.suffix.get(suffix) {
+                return Some(value);
+            }
+            suffix = suffix.split_once('.')?.1;
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
+        self.exact.len() + self.wildcard.len() + self.suffix.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,7 +133,11 @@ impl<T> HostMap<T> {
             .wildcard
             .iter()
             .map(|(h, v)| (HostPattern::Wildcard(h.to_string()), v));
-        exact.chain(wildcard)
+        let suffix = self
+            .suffix
+            .iter()
+            .map(|(h, v)| (HostPattern::Suffix(h.to_string()), v));
+        exact.chain(wildcard).chain(suffix)
     }
 }
 
@@ -176,6 +209,24 @@ mod tests {
             m.get("b.example.com").map(String::as_str),
             Some("*.example.com")
         );
+    }
+
+    #[test]
+    fn gateway_suffixes_cover_any_depth_longest_first() {
+        let mut m = HostMap::default();
+        m.insert_first(&HostPattern::parse_gateway(Some("*.example.com")), "outer");
+        m.insert_first(
+            &HostPattern::parse_gateway(Some("*.b.example.com")),
+            "inner",
+        );
+        m.insert_first(&HostPattern::parse(Some("*.c.example.com")), "ingress");
+        assert_eq!(m.get("a.example.com"), Some(&"outer"));
+        assert_eq!(m.get("x.y.example.com"), Some(&"outer"));
+        assert_eq!(m.get("a.b.example.com"), Some(&"inner"));
+        assert_eq!(m.get("z.a.b.example.com"), Some(&"inner"));
+        assert_eq!(m.get("a.c.example.com"), Some(&"ingress"));
+        assert_eq!(m.get("a.a.c.example.com"), Some(&"outer"));
+        assert_eq!(m.get("example.com"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod certs;
 mod edge;
 mod endpoints;
+mod gateway;
 mod host;
 mod path;
 mod policy;
@@ -22,6 +23,10 @@ use http::{HeaderValue, StatusCode};
 pub use certs::{CertEntry, CertStore};
 pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, TlsSettings, UpstreamKeepalive};
 pub use endpoints::{EndpointSet, Pick};
+pub use gateway::{
+    GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
+    Split, ValueMatch,
+};
 pub use host::{normalize as normalize_host, HostMap, HostPattern};
 pub use path::{PathTable, PathTableBuilder, PathType};
 pub use policy::{
@@ -78,6 +83,8 @@ pub struct Route {
     /// `tls` section covers the host and HSTS is on.
     pub hsts: Option<HeaderValue>,
     pub rewrite: Option<Rewrite>,
+    /// An HTTPRoute rule's filters and backends (`ingress` is then `None`).
+    pub gateway: Option<Arc<GatewayRule>>,
     /// The route's request metrics, resolved on its first request.
     pub metrics: RouteMetricsSlot,
 }
@@ -124,6 +131,8 @@ impl Backend {
 pub struct RequestFacts<'a> {
     /// `Host` or `:authority` as sent (any case, maybe with a port).
     pub host: &'a str,
+    pub method: &'a http::Method,
+    pub headers: &'a http::HeaderMap,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub tls: bool,
@@ -168,6 +177,8 @@ pub struct Forward {
 /// The routes of one host.
 #[derive(Debug, Default)]
 struct HostRoutes {
+    /// HTTPRoute matches, in the spec's precedence order, tried first.
+    gateway: Vec<GatewayMatch>,
     paths: PathTable<Arc<Route>>,
     regexes: RegexPaths,
     /// `spec.defaultBackend` of the Ingress that has rules for this host.
@@ -181,9 +192,17 @@ struct Matched<'a> {
 }
 
 impl HostRoutes {
-    /// Exact paths first, then regular expressions in order, then the
-    /// longest prefix, then the fallback (nginx's location order).
-    fn lookup(&self, path: &str) -> Option<Matched<'_>> {
+    /// HTTPRoute matches first; then, for the Ingress rules, exact paths,
+    /// then regular expressions in order, then the longest prefix, then
+    /// the fallback (nginx's location order).
+    fn lookup(&self, req: &RequestFacts<'_>) -> Option<Matched<'_>> {
+        if let Some(m) = self.gateway.iter().find(|m| m.matches(req)) {
+            return Some(Matched {
+                route: &m.route,
+                regex: None,
+            });
+        }
+        let path = req.path;
         let tree = self.paths.lookup(path);
         if let Some(route) = tree.filter(|r| r.path_type == PathType::Exact) {
             return Some(Matched { route, regex: None });
@@ -235,10 +254,10 @@ impl RouteTable {
         self.client_auth.get(&normalize_host(host))
     }
 
-    fn lookup(&self, host: &str, path: &str) -> Option<Matched<'_>> {
-        let host = normalize_host(host);
+    fn lookup(&self, req: &RequestFacts<'_>) -> Option<Matched<'_>> {
+        let host = normalize_host(req.host);
         let routes = self.hosts.get(&host).unwrap_or(&self.any_host);
-        routes.lookup(path).or_else(|| {
+        routes.lookup(req).or_else(|| {
             self.default_route
                 .as_ref()
                 .map(|route| Matched { route, regex: None })
@@ -260,9 +279,12 @@ impl RouteTable {
                 return refused;
             }
         }
-        let Some(Matched { route, regex }) = self.lookup(req.host, req.path) else {
+        let Some(Matched { route, regex }) = self.lookup(req) else {
             return Decision::Respond(StatusCode::NOT_FOUND);
         };
+        if let Some(rule) = &route.gateway {
+            return gateway_decision(route, rule, req);
+        }
         if route.access.denied.is_some() {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -338,6 +360,41 @@ impl RouteTable {
     }
 }
 
+/// An HTTPRoute rule's answer: its redirect, or one of its backends by
+/// weight (500 for a share whose reference did not resolve, 503 for a
+/// backend without ready endpoints).
+fn gateway_decision(route: &Arc<Route>, rule: &GatewayRule, req: &RequestFacts<'_>) -> Decision {
+    let prefix = match route.path_type {
+        PathType::Prefix => Some(route.path.trim_end_matches('/')),
+        _ => None,
+    };
+    if let Some(r) = &rule.redirect {
+        return redirect(r.location(req, prefix), r.status);
+    }
+    let backend = match rule.backends.pick() {
+        Some(Some(backend)) if backend.has_targets() => backend.clone(),
+        Some(Some(_)) => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
+        Some(None) | None => return Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let rewritten = rule.rewrite.as_ref().map(|m| {
+        let mut path = m.apply(req.path, prefix);
+        if let Some(query) = req.query {
+            path.push('?');
+            path.push_str(query);
+        }
+        path
+    });
+    Decision::Forward(Forward {
+        route: route.clone(),
+        backend,
+        rewritten,
+        authenticate: false,
+        client_auth: None,
+        load_balance: route.policy.load_balance,
+        canary: false,
+    })
+}
+
 fn cert_refusal(client_auth: &ClientAuth, req: &RequestFacts<'_>) -> Option<Decision> {
     match client_auth.check(req.peer, req.tls) {
         CertCheck::Pass => None,
@@ -395,6 +452,7 @@ pub struct RouteTableBuilder {
 
 #[derive(Debug, Default)]
 struct HostBuilder {
+    gateway: Vec<GatewayMatch>,
     paths: PathTableBuilder<Arc<Route>>,
     regexes: RegexPathsBuilder,
     fallback: Option<Arc<Route>>,
@@ -428,6 +486,14 @@ impl RouteTableBuilder {
         }
         self.routes.push(route);
         Ok(())
+    }
+
+    /// Adds an HTTPRoute match for its route's host, after those already
+    /// added (translate adds them in precedence order).
+    pub fn add_gateway_match(&mut self, m: GatewayMatch) {
+        let host = self.hosts.entry(m.route.host.clone()).or_default();
+        self.routes.push(m.route.clone());
+        host.gateway.push(m);
     }
 
     /// Whether any route has been added for `host`.
@@ -471,6 +537,7 @@ impl RouteTableBuilder {
         table.hosts.reserve(self.hosts.len());
         for (pattern, host) in self.hosts {
             let routes = HostRoutes {
+                gateway: host.gateway,
                 paths: host.paths.build(),
                 regexes: host.regexes.build(),
                 fallback: host.fallback,

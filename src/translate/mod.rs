@@ -9,6 +9,7 @@ mod annotations;
 mod backend;
 mod canary;
 mod class;
+mod gateway;
 mod ownership;
 pub mod settings;
 mod summary;
@@ -73,6 +74,9 @@ pub struct TranslateOptions {
     pub edge: Edge,
     /// `--host-ownership`: who may publish rules for a host.
     pub host_ownership: HostOwnership,
+    /// `--gateway-controller-name`: the `controllerName` of GatewayClasses
+    /// that are ours.
+    pub gateway_controller: String,
 }
 
 impl Default for TranslateOptions {
@@ -91,6 +95,7 @@ impl Default for TranslateOptions {
             config_map: None,
             edge: Edge::default(),
             host_ownership: HostOwnership::Shared,
+            gateway_controller: "gatehouse.dev/gateway-controller".into(),
         }
     }
 }
@@ -265,6 +270,7 @@ pub fn translate_with(
     }
     summaries.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     build.add_www_redirects();
+    build.add_gateway_api(options, &defaults.policy);
     build.add_controller_defaults(options);
     let canaries = std::mem::take(&mut build.canaries);
     canaries.warn_unmatched(&mut build);
@@ -368,6 +374,7 @@ impl IngressView<'_> {
             ssl_redirect,
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
+            gateway: None,
             metrics: Default::default(),
         }
     }
@@ -880,6 +887,7 @@ impl Build<'_> {
                 ssl_redirect: false,
                 hsts: None,
                 rewrite: None,
+                gateway: None,
                 metrics: Default::default(),
             };
             // An Ingress-provided default backend wins over the flag.

@@ -33,12 +33,24 @@ pub enum WarningKind {
     /// `--host-ownership namespace`: a rule or TLS entry for a host of
     /// another namespace was refused.
     HostNotOwned,
+    /// A Gateway listener is not served, or its certificate cannot be used
+    /// (the warning names the Gateway).
+    GatewayListener,
+    /// An HTTPRoute is not accepted by a Gateway it names.
+    RouteNotAccepted,
+    /// An HTTPRoute's backend or filter cannot be used: the share or rule
+    /// answers 500.
+    RouteRefs,
+    /// An HTTPRoute serves a host that Ingress rules serve too.
+    HostShared,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Warning {
-    /// The Ingress the warning concerns (the ConfigMap, for `ConfigMapKey`).
+    /// The Ingress the warning concerns (the ConfigMap for `ConfigMapKey`,
+    /// the Gateway for `GatewayListener`, the HTTPRoute for the other
+    /// Gateway API kinds).
     pub ingress: ObjectKey,
     pub kind: WarningKind,
     pub message: String,
@@ -48,6 +60,10 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             WarningKind::ConfigMapKey => "ConfigMap",
+            WarningKind::GatewayListener => "Gateway",
+            WarningKind::RouteNotAccepted | WarningKind::RouteRefs | WarningKind::HostShared => {
+                "HTTPRoute"
+            }
             _ => "Ingress",
         };
         write!(f, "{kind} {}: {}", self.ingress, self.message)

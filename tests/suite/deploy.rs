@@ -62,6 +62,7 @@ fn every_document_is_the_kubernetes_type_it_claims_to_be() {
             "ConfigMap" => drop(typed::<k8s_openapi::api::core::v1::ConfigMap>(path, value)),
             "Deployment" => drop(typed::<Deployment>(path, value)),
             "DaemonSet" => drop(typed::<DaemonSet>(path, value)),
+            "CustomResourceDefinition" => drop(typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(path, value)),
             // kustomize's own file is not a Kubernetes object.
             "Kustomization" => assert_eq!(value["apiVersion"], "kustomize.config.k8s.io/v1beta1"),
             other => panic!("{}: unexpected kind {other:?}", path.display()),

@@ -29,6 +29,8 @@ async fn until_table(
 fn routes_to(table: &gatehouse::table::RouteTable, host: &str, service: &str) -> bool {
     let facts = RequestFacts {
         host,
+        method: &http::Method::GET,
+        headers: &http::HeaderMap::new(),
         path: "/",
         query: None,
         tls: true,

@@ -26,6 +26,7 @@ mod deploy;
 mod error_pages;
 mod external_auth;
 mod forwarded;
+mod gateway_api;
 mod host_ownership;
 mod hostile_clients;
 mod hostile_tenants;

@@ -236,6 +236,8 @@ fn check(name: &str) {
         );
         let facts = RequestFacts {
             host: &case.host,
+            method: &http::Method::GET,
+            headers: &http::HeaderMap::new(),
             path: &case.path,
             query: case.query.as_deref(),
             tls: case.tls,

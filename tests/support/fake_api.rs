@@ -204,6 +204,11 @@ impl FakeApi {
                 Object::EndpointSlice(o) => serde_json::to_value(&*o),
                 Object::Secret(o) => serde_json::to_value(&*o),
                 Object::ConfigMap(o) => serde_json::to_value(&*o),
+                Object::Namespace(o) => serde_json::to_value(&*o),
+                Object::GatewayClass(o) => serde_json::to_value(&*o),
+                Object::Gateway(o) => serde_json::to_value(&*o),
+                Object::HTTPRoute(o) => serde_json::to_value(&*o),
+                Object::ReferenceGrant(o) => serde_json::to_value(&*o),
             };
             self.put(value.expect("json"));
         }

@@ -147,6 +147,10 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
             })
             .or_insert(value);
     }
+    let set_headers = headers
+        .get("x-echo-set-header")
+        .cloned()
+        .unwrap_or_default();
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let version = format!("{:?}", req.version());
@@ -172,6 +176,18 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
     });
     let mut response = Response::new(BackendBody::full(Bytes::from(json.to_string())));
     *response.status_mut() = status;
+    // `X-Echo-Set-Header: Name:Value,Name2:Value2` (the Gateway API
+    // conformance suite's echo server's): those headers on the response.
+    for pair in set_headers.split(',').filter(|p| !p.is_empty()) {
+        if let Some((name, value)) = pair.split_once(':') {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.trim().as_bytes()),
+                http::HeaderValue::from_str(value.trim()),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
+    }
     // What an application server says of itself, for the tests of the
     // headers Gatehouse removes.
     let headers = response.headers_mut();
@@ -367,8 +383,14 @@ impl Pki {
     }
 
     pub fn leaf(&self, host: &str) -> Leaf {
+        self.leaf_for(&[host])
+    }
+
+    /// A server certificate for several names.
+    pub fn leaf_for(&self, hosts: &[&str]) -> Leaf {
         let key = rcgen::KeyPair::generate().expect("leaf key");
-        let params = rcgen::CertificateParams::new(vec![host.to_owned()]).expect("leaf params");
+        let names = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let params = rcgen::CertificateParams::new(names).expect("leaf params");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
             cert_pem: cert.pem(),

@@ -1,0 +1,946 @@
+//! Gateway API → the table: the GatewayClasses of our controller, their
+//! Gateways' listeners, and the HTTPRoutes attached to them.
+//!
+//! Every Gateway of our classes shares Gatehouse's two addresses: a
+//! listener on port 80 (`HTTP`) is the plain-HTTP listener, one on 443
+//! (`HTTPS`, `Terminate`) the TLS listener. A listener on any other port is
+//! refused (`PortUnavailable`): opening ports per Gateway would change what
+//! the platform's LoadBalancer Service exposes, which Gatehouse does not
+//! own. HTTPRoute matches land in the same table as Ingress rules; on a
+//! host that both claim, the HTTPRoute matches are tried first and the
+//! Ingress rules take what none of them matches.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashSet};
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
+
+use super::{Build, TranslateOptions, WarningKind, PATH_REGEX_BYTES};
+use crate::cluster::ObjectKey;
+use crate::gateway::{
+    self, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HeaderModifier,
+    Listener, ParentRef,
+};
+use crate::policy::AccessPolicy;
+use crate::table::{
+    Action, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern, Listeners,
+    PathMatch, PathModifier, PathType, Policy, Route, Split, ValueMatch,
+};
+
+/// The ports Gateway listeners may use: Gatehouse's HTTP and HTTPS ports,
+/// as the LoadBalancer in front of it publishes them.
+const HTTP_PORT: i32 = 80;
+const HTTPS_PORT: i32 = 443;
+
+/// A listener of one of our Gateways that Gatehouse serves.
+struct Open<'a> {
+    gateway: &'a ObjectKey,
+    listener: &'a Listener,
+    hostname: Option<HostPattern>,
+    tls: bool,
+    /// `allowedRoutes.kinds` admits HTTPRoute.
+    takes_http_routes: bool,
+}
+
+/// One HTTPRoute match, on one host, before the matches are sorted.
+struct Pending {
+    order: Order,
+    host: HostPattern,
+    listeners: Listeners,
+    matched: Arc<CompiledMatch>,
+    rule: Arc<GatewayRule>,
+    action_backend: Option<Arc<crate::table::Backend>>,
+}
+
+/// The spec's precedence, smallest first: an exact path, then the longest
+/// path (regular expressions between the exact and the prefix matches,
+/// their order being the implementation's), a method, the most headers,
+/// the most query parameters; then the oldest route, its name, and the
+/// rule's and match's position.
+type Order = (
+    u8,
+    Reverse<usize>,
+    bool,
+    Reverse<usize>,
+    Reverse<usize>,
+    Option<k8s_openapi::jiff::Timestamp>,
+    ObjectKey,
+    usize,
+    usize,
+);
+
+/// A match's conditions, compiled once for all its hosts.
+struct CompiledMatch {
+    path: String,
+    path_type: PathType,
+    regex: Option<regex::Regex>,
+    method: Option<http::Method>,
+    headers: Vec<(HeaderName, ValueMatchSpec)>,
+    query: Vec<(String, ValueMatchSpec)>,
+}
+
+#[derive(Clone)]
+enum ValueMatchSpec {
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl ValueMatchSpec {
+    fn to_table(&self) -> ValueMatch {
+        match self {
+            ValueMatchSpec::Exact(v) => ValueMatch::Exact(v.clone()),
+            ValueMatchSpec::Regex(r) => ValueMatch::Regex(r.clone()),
+        }
+    }
+}
+
+impl CompiledMatch {
+    fn path_match(&self) -> PathMatch {
+        match (&self.regex, self.path_type) {
+            (Some(r), _) => PathMatch::Regex(r.clone()),
+            (None, PathType::Exact) => PathMatch::Exact(self.path.clone()),
+            (None, _) => PathMatch::prefix(&self.path),
+        }
+    }
+}
+
+impl Build<'_> {
+    /// Adds the routes of every HTTPRoute attached to a Gateway of ours.
+    pub(super) fn add_gateway_api(&mut self, options: &TranslateOptions, base: &Policy) {
+        let state = self.state;
+        let classes: HashSet<&str> = state
+            .gateway_classes
+            .iter()
+            .filter(|(_, c)| c.spec.controller_name == options.gateway_controller)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if classes.is_empty() {
+            return;
+        }
+        let gateways: BTreeMap<&ObjectKey, &Gateway> = state
+            .gateways
+            .iter()
+            .filter(|(_, g)| classes.contains(g.spec.gateway_class_name.as_str()))
+            .map(|(k, g)| (k, &**g))
+            .collect();
+        let mut open = Vec::new();
+        for (key, gateway) in &gateways {
+            for listener in &gateway.spec.listeners {
+                if let Some(l) = self.open_listener(key, listener) {
+                    open.push(l);
+                }
+            }
+        }
+        let mut routes: Vec<(&ObjectKey, &HTTPRoute)> =
+            state.http_routes.iter().map(|(k, r)| (k, &**r)).collect();
+        routes.sort_by(|(ka, a), (kb, b)| {
+            let age = |r: &HTTPRoute| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
+        });
+        let policy = Arc::new(base.clone());
+        let mut pending = Vec::new();
+        // Hosts of the routes each listener took, for listeners without a
+        // hostname of their own (their certificate covers those).
+        let mut listener_hosts: HashMap<(&ObjectKey, &str), Vec<HostPattern>> = HashMap::default();
+        for (key, route) in routes {
+            let hosts = self.attach(key, route, &open, &gateways, &mut listener_hosts);
+            if hosts.is_empty() {
+                continue;
+            }
+            self.route_matches(key, route, &hosts, &mut pending);
+        }
+        self.add_listener_certs(&open, &listener_hosts);
+        pending.sort_by(|a, b| a.order.cmp(&b.order));
+        // Hosts the Ingress rules have, before any match is added.
+        let ingress_hosts: HashSet<HostPattern> = pending
+            .iter()
+            .filter(|p| self.table.has_host(&p.host))
+            .map(|p| p.host.clone())
+            .collect();
+        let mut shared = HashSet::default();
+        for p in pending {
+            if ingress_hosts.contains(&p.host) && shared.insert(p.host.clone()) {
+                let message = format!(
+                    "host {} also has Ingress rules: HTTPRoute matches are tried first, the Ingress rules take the rest",
+                    p.host
+                );
+                self.warn(&p.rule.origin, WarningKind::HostShared, message);
+            }
+            let action = match p.action_backend {
+                Some(b) => Action::Forward(b),
+                None => Action::Unavailable,
+            };
+            let route = Arc::new(Route {
+                ingress: None,
+                host: p.host,
+                path: p.matched.path.clone(),
+                path_type: p.matched.path_type,
+                regex: p.matched.regex.is_some(),
+                action,
+                policy: policy_for(&policy, &p.rule),
+                access: Arc::new(AccessPolicy::default()),
+                cors: None,
+                canary: None,
+                limits: None,
+                stickiness: None,
+                host_redirect: None,
+                error_pages: None,
+                ssl_redirect: false,
+                hsts: None,
+                rewrite: None,
+                gateway: Some(p.rule.clone()),
+                metrics: Default::default(),
+            });
+            self.table.add_gateway_match(GatewayMatch {
+                path: p.matched.path_match(),
+                method: p.matched.method.clone(),
+                headers: p
+                    .matched
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.to_table()))
+                    .collect(),
+                query: p
+                    .matched
+                    .query
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.to_table()))
+                    .collect(),
+                listeners: p.listeners,
+                route,
+            });
+        }
+    }
+
+    /// A listener Gatehouse can serve, or a warning that says why not.
+    fn open_listener<'a>(
+        &mut self,
+        gateway: &'a ObjectKey,
+        listener: &'a Listener,
+    ) -> Option<Open<'a>> {
+        let name = &listener.name;
+        let tls = match (listener.protocol.as_str(), listener.port) {
+            ("HTTP", HTTP_PORT) => false,
+            ("HTTPS", HTTPS_PORT) => true,
+            ("HTTP" | "HTTPS", port) => {
+                let message = format!(
+                    "listener {name}: port {port} is not served (PortUnavailable): every Gateway of this class shares Gatehouse's ports, HTTP {HTTP_PORT} and HTTPS {HTTPS_PORT}"
+                );
+                self.warn(gateway, WarningKind::GatewayListener, message);
+                return None;
+            }
+            (protocol, _) => {
+                let message = format!(
+                    "listener {name}: protocol {protocol} is not supported (UnsupportedProtocol); HTTP and HTTPS are"
+                );
+                self.warn(gateway, WarningKind::GatewayListener, message);
+                return None;
+            }
+        };
+        if tls {
+            let mode = listener
+                .tls
+                .as_ref()
+                .map_or("Terminate", |t| t.mode.as_str());
+            if mode != "Terminate" {
+                let message =
+                    format!("listener {name}: TLS mode {mode} is not supported; Terminate is");
+                self.warn(gateway, WarningKind::GatewayListener, message);
+                return None;
+            }
+        }
+        let kinds = &listener.allowed_routes.kinds;
+        let takes_http_routes = kinds.is_empty()
+            || kinds
+                .iter()
+                .any(|k| k.group == gateway::GROUP && k.kind == "HTTPRoute");
+        if !kinds.is_empty() && !takes_http_routes {
+            let message = format!(
+                "listener {name}: allowedRoutes.kinds names no kind served here (InvalidRouteKinds); HTTPRoute is"
+            );
+            self.warn(gateway, WarningKind::GatewayListener, message);
+        }
+        Some(Open {
+            gateway,
+            listener,
+            hostname: listener
+                .hostname
+                .as_deref()
+                .map(|h| HostPattern::parse_gateway(Some(h))),
+            tls,
+            takes_http_routes,
+        })
+    }
+
+    /// The hosts a route is served for, with the listeners of each, from
+    /// every parent that accepts it; each parent that does not says why.
+    fn attach<'a>(
+        &mut self,
+        key: &ObjectKey,
+        route: &HTTPRoute,
+        open: &'a [Open<'a>],
+        gateways: &BTreeMap<&ObjectKey, &Gateway>,
+        listener_hosts: &mut HashMap<(&'a ObjectKey, &'a str), Vec<HostPattern>>,
+    ) -> BTreeMap<HostPattern, Listeners> {
+        let mut hosts: BTreeMap<HostPattern, Listeners> = BTreeMap::new();
+        for parent in &route.spec.parent_refs {
+            if parent.group != gateway::GROUP || parent.kind != "Gateway" {
+                continue;
+            }
+            let gateway_key = ObjectKey::new(
+                parent.namespace.as_deref().unwrap_or(&key.namespace),
+                &parent.name,
+            );
+            // Another controller's Gateway, or none: not ours to judge.
+            if !gateways.contains_key(&gateway_key) {
+                continue;
+            }
+            let mut why_not = "no listener matches the parentRef (NoMatchingParent)";
+            let mut attached = false;
+            for l in open.iter().filter(|l| *l.gateway == gateway_key) {
+                if !names_listener(parent, l.listener) {
+                    continue;
+                }
+                if !l.takes_http_routes || !self.namespace_allowed(l, &key.namespace) {
+                    why_not = "the listener does not allow this route (NotAllowedByListeners)";
+                    continue;
+                }
+                let names = intersect(l.hostname.as_ref(), &route.spec.hostnames);
+                if names.is_empty() {
+                    why_not = "no hostname of the route is one of the listener's (NoMatchingListenerHostname)";
+                    continue;
+                }
+                attached = true;
+                let this = Listeners {
+                    plain: !l.tls,
+                    tls: l.tls,
+                };
+                for name in names {
+                    if l.hostname.is_none() && name != HostPattern::Any {
+                        listener_hosts
+                            .entry((l.gateway, l.listener.name.as_str()))
+                            .or_default()
+                            .push(name.clone());
+                    }
+                    let entry = hosts.entry(name).or_default();
+                    *entry = entry.union(this);
+                }
+            }
+            if !attached {
+                let message = format!("parentRef Gateway {gateway_key}: not accepted: {why_not}");
+                self.warn(key, WarningKind::RouteNotAccepted, message);
+            }
+        }
+        hosts
+    }
+
+    /// `allowedRoutes.namespaces`: `Same`, `All`, or a label `Selector`
+    /// over the route's Namespace.
+    fn namespace_allowed(&self, l: &Open<'_>, namespace: &str) -> bool {
+        let rule = &l.listener.allowed_routes.namespaces;
+        match rule.from.as_str() {
+            "All" => true,
+            "Selector" => {
+                let Some(selector) = &rule.selector else {
+                    return false;
+                };
+                let labels = self
+                    .state
+                    .namespaces
+                    .get(namespace)
+                    .and_then(|n| n.metadata.labels.clone())
+                    .unwrap_or_default();
+                selector.matches(&labels).unwrap_or(false)
+            }
+            _ => namespace == l.gateway.namespace,
+        }
+    }
+
+    /// Compiles each rule of a route and queues its matches for each host.
+    fn route_matches(
+        &mut self,
+        key: &ObjectKey,
+        route: &HTTPRoute,
+        hosts: &BTreeMap<HostPattern, Listeners>,
+        pending: &mut Vec<Pending>,
+    ) {
+        let age = route.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        for (index, rule) in route.spec.rules.iter().enumerate() {
+            let context = format!("rule {index}");
+            let compiled = self.compile_rule(key, index, rule, &context);
+            let first_backend = compiled
+                .backends
+                .iter()
+                .find_map(|(w, b)| b.filter(|_| w > 0).cloned());
+            let rule_arc = Arc::new(compiled);
+            for (m_index, m) in rule.matches.iter().enumerate() {
+                let Some(matched) = self.compile_match(key, &context, m) else {
+                    continue;
+                };
+                if let Some(PathModifier::Prefix(_)) = rule_arc
+                    .rewrite
+                    .as_ref()
+                    .or(rule_arc.redirect.as_ref().and_then(|r| r.path.as_ref()))
+                {
+                    if matched.path_type != PathType::Prefix || matched.regex.is_some() {
+                        let message = format!(
+                            "{context}: ReplacePrefixMatch needs a PathPrefix match; this match is skipped"
+                        );
+                        self.warn(key, WarningKind::RouteRefs, message);
+                        continue;
+                    }
+                }
+                let matched = Arc::new(matched);
+                let rank = match (&matched.regex, matched.path_type) {
+                    (None, PathType::Exact) => 0,
+                    (Some(_), _) => 1,
+                    _ => 2,
+                };
+                let length = matched.path.trim_end_matches('/').len();
+                for (host, listeners) in hosts {
+                    pending.push(Pending {
+                        order: (
+                            rank,
+                            Reverse(length),
+                            matched.method.is_none(),
+                            Reverse(matched.headers.len()),
+                            Reverse(matched.query.len()),
+                            age,
+                            key.clone(),
+                            index,
+                            m_index,
+                        ),
+                        host: host.clone(),
+                        listeners: *listeners,
+                        matched: matched.clone(),
+                        rule: rule_arc.clone(),
+                        action_backend: first_backend.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn compile_match(
+        &mut self,
+        key: &ObjectKey,
+        context: &str,
+        m: &HTTPRouteMatch,
+    ) -> Option<CompiledMatch> {
+        let path = &m.path;
+        let (path_type, regex) = match path.type_.as_str() {
+            "Exact" => (PathType::Exact, None),
+            "PathPrefix" => (PathType::Prefix, None),
+            "RegularExpression" => match anchored(&path.value) {
+                Ok(r) => (PathType::ImplementationSpecific, Some(r)),
+                Err(e) => {
+                    let message =
+                        format!("{context}: path regex {:?}: {e}; match skipped", path.value);
+                    self.warn(key, WarningKind::InvalidPath, message);
+                    return None;
+                }
+            },
+            other => {
+                let message =
+                    format!("{context}: path match type {other} is not supported; match skipped");
+                self.warn(key, WarningKind::InvalidPath, message);
+                return None;
+            }
+        };
+        if regex.is_none() && !path.value.starts_with('/') {
+            let message = format!(
+                "{context}: path {:?} does not start with /; match skipped",
+                path.value
+            );
+            self.warn(key, WarningKind::InvalidPath, message);
+            return None;
+        }
+        let method = match &m.method {
+            None => None,
+            Some(text) => match http::Method::from_bytes(text.as_bytes()) {
+                Ok(method) => Some(method),
+                Err(_) => {
+                    let message = format!("{context}: method {text:?} is not valid; match skipped");
+                    self.warn(key, WarningKind::InvalidPath, message);
+                    return None;
+                }
+            },
+        };
+        let mut headers = Vec::new();
+        let mut seen = HashSet::default();
+        for h in &m.headers {
+            let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+                let message = format!(
+                    "{context}: header name {:?} is not valid; match skipped",
+                    h.name
+                );
+                self.warn(key, WarningKind::InvalidPath, message);
+                return None;
+            };
+            // Only the first of equal names counts (case-insensitive).
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            headers.push((name, self.value_match(key, context, &h.type_, &h.value)?));
+        }
+        let mut query = Vec::new();
+        let mut seen = HashSet::default();
+        for q in &m.query_params {
+            if !seen.insert(q.name.clone()) {
+                continue;
+            }
+            query.push((
+                q.name.clone(),
+                self.value_match(key, context, &q.type_, &q.value)?,
+            ));
+        }
+        Some(CompiledMatch {
+            path: path.value.clone(),
+            path_type,
+            regex,
+            method,
+            headers,
+            query,
+        })
+    }
+
+    fn value_match(
+        &mut self,
+        key: &ObjectKey,
+        context: &str,
+        type_: &str,
+        value: &str,
+    ) -> Option<ValueMatchSpec> {
+        match type_ {
+            "Exact" => Some(ValueMatchSpec::Exact(value.to_owned())),
+            "RegularExpression" => match anchored(value) {
+                Ok(r) => Some(ValueMatchSpec::Regex(r)),
+                Err(e) => {
+                    let message = format!("{context}: regex {value:?}: {e}; match skipped");
+                    self.warn(key, WarningKind::InvalidPath, message);
+                    None
+                }
+            },
+            other => {
+                let message =
+                    format!("{context}: match type {other} is not supported; match skipped");
+                self.warn(key, WarningKind::InvalidPath, message);
+                None
+            }
+        }
+    }
+
+    /// A rule's filters and backends. What cannot be used is warned about
+    /// and fails closed: an unknown filter makes the whole rule answer 500,
+    /// an unresolvable backend its share.
+    fn compile_rule(
+        &mut self,
+        key: &ObjectKey,
+        index: usize,
+        rule: &gateway::HTTPRouteRule,
+        context: &str,
+    ) -> GatewayRule {
+        let mut compiled = GatewayRule {
+            origin: key.clone(),
+            rule: index,
+            ..GatewayRule::default()
+        };
+        let mut closed = false;
+        for filter in &rule.filters {
+            if let Err(why) = apply_filter(&mut compiled, filter) {
+                let message = format!("{context}: {why}; the rule answers 500");
+                self.warn(key, WarningKind::RouteRefs, message);
+                closed = true;
+            }
+        }
+        if closed {
+            compiled.redirect = None;
+            compiled.backends = Split::default();
+            compiled.backends.push(1, None);
+            return compiled;
+        }
+        if compiled.redirect.is_some() {
+            return compiled;
+        }
+        for backend in &rule.backend_refs {
+            let resolved = match self.gateway_backend(key, backend) {
+                Ok(b) => Some(b),
+                Err(why) => {
+                    let message = format!(
+                        "{context}: backendRef {}: {why}; its share of requests gets 500",
+                        backend.name
+                    );
+                    self.warn(key, WarningKind::RouteRefs, message);
+                    None
+                }
+            };
+            compiled.backends.push(backend.weight, resolved);
+        }
+        if let Some(t) = &rule.timeouts {
+            if t.request.is_some() || t.backend_request.is_some() {
+                let message = format!(
+                    "{context}: timeouts are not implemented yet; the controller's timeouts apply"
+                );
+                self.warn(key, WarningKind::RouteRefs, message);
+            }
+        }
+        compiled
+    }
+
+    /// A Service backendRef: in the route's namespace, or another one that
+    /// grants it with a ReferenceGrant.
+    fn gateway_backend(
+        &mut self,
+        key: &ObjectKey,
+        backend: &HTTPBackendRef,
+    ) -> Result<Arc<crate::table::Backend>, String> {
+        if !backend.group.is_empty() || backend.kind != "Service" {
+            return Err(format!(
+                "kind {}/{} is not supported (InvalidKind); Service is",
+                backend.group, backend.kind
+            ));
+        }
+        if !backend.filters.is_empty() {
+            return Err("backendRef filters are not implemented yet".into());
+        }
+        let namespace = backend.namespace.as_deref().unwrap_or(&key.namespace);
+        if namespace != key.namespace
+            && !self.granted(
+                &key.namespace,
+                "HTTPRoute",
+                namespace,
+                "",
+                "Service",
+                &backend.name,
+            )
+        {
+            return Err(format!(
+                "Service {namespace}/{} is in another namespace and no ReferenceGrant allows it (RefNotPermitted)",
+                backend.name
+            ));
+        }
+        let Some(port) = backend.port else {
+            return Err("a Service backendRef needs a port".into());
+        };
+        let reference = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: backend.name.clone(),
+                port: Some(ServiceBackendPort {
+                    number: Some(port),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        self.backends
+            .resolve(namespace, &reference)
+            .map_err(|e| format!("{e} (BackendNotFound)"))
+    }
+
+    /// Whether a ReferenceGrant in `to_namespace` lets `from_kind` objects
+    /// of `from_namespace` refer to the `to_kind` object `name`.
+    fn granted(
+        &self,
+        from_namespace: &str,
+        from_kind: &str,
+        to_namespace: &str,
+        to_group: &str,
+        to_kind: &str,
+        name: &str,
+    ) -> bool {
+        self.state
+            .reference_grants
+            .iter()
+            .filter(|(k, _)| k.namespace == to_namespace)
+            .any(|(_, grant)| {
+                let from = grant.spec.from.iter().any(|f| {
+                    f.group == gateway::GROUP
+                        && f.kind == from_kind
+                        && f.namespace == from_namespace
+                });
+                let to = grant.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name.as_deref().is_none_or(|n| n == name)
+                });
+                from && to
+            })
+    }
+
+    /// The certificate of each HTTPS listener: for its hostname, or, when
+    /// it has none, for the hosts of the routes it took.
+    fn add_listener_certs(
+        &mut self,
+        open: &[Open<'_>],
+        listener_hosts: &HashMap<(&ObjectKey, &str), Vec<HostPattern>>,
+    ) {
+        for l in open.iter().filter(|l| l.tls) {
+            let name = &l.listener.name;
+            let refs = l
+                .listener
+                .tls
+                .as_ref()
+                .map(|t| t.certificate_refs.as_slice());
+            let Some(cert_ref) = refs.and_then(<[_]>::first) else {
+                let message = format!("listener {name}: HTTPS without certificateRefs (InvalidCertificateRef); its hosts get the default certificate");
+                self.warn(l.gateway, WarningKind::GatewayListener, message);
+                continue;
+            };
+            let namespace = cert_ref
+                .namespace
+                .as_deref()
+                .unwrap_or(&l.gateway.namespace);
+            if !cert_ref.group.is_empty() || cert_ref.kind != "Secret" {
+                let message = format!("listener {name}: certificateRef kind {}/{} is not supported (InvalidCertificateRef)", cert_ref.group, cert_ref.kind);
+                self.warn(l.gateway, WarningKind::GatewayListener, message);
+                continue;
+            }
+            if namespace != l.gateway.namespace
+                && !self.granted(
+                    &l.gateway.namespace,
+                    "Gateway",
+                    namespace,
+                    "",
+                    "Secret",
+                    &cert_ref.name,
+                )
+            {
+                let message = format!("listener {name}: Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it (RefNotPermitted)", cert_ref.name);
+                self.warn(l.gateway, WarningKind::GatewayListener, message);
+                continue;
+            }
+            let secret = ObjectKey::new(namespace, &cert_ref.name);
+            let cert = match self.cert(&secret) {
+                Ok(cert) => cert,
+                Err(e) => {
+                    let message = format!("listener {name}: TLS Secret {secret}: {e} (InvalidCertificateRef); its hosts get the default certificate");
+                    self.warn(l.gateway, WarningKind::GatewayListener, message);
+                    continue;
+                }
+            };
+            let hosts = match &l.hostname {
+                Some(h) => vec![h.clone()],
+                None => {
+                    // A listener for every name answers every name it has
+                    // no other certificate for (`--default-ssl-certificate`,
+                    // set later, wins over it).
+                    if !self.table.certs.has_default() {
+                        self.table.certs.set_default(cert.clone());
+                    }
+                    listener_hosts
+                        .get(&(l.gateway, name.as_str()))
+                        .cloned()
+                        .unwrap_or_default()
+                }
+            };
+            for host in hosts {
+                if !self.table.certs.insert_first(&host, cert.clone()) {
+                    let message = format!("listener {name}: host {host} already has a certificate (from an Ingress or an older listener); Secret {secret} is not used for it");
+                    self.warn(l.gateway, WarningKind::TlsConflict, message);
+                }
+            }
+        }
+    }
+}
+
+/// A rule's policy: the controller's defaults, with `URLRewrite`'s
+/// hostname as the upstream `Host`.
+fn policy_for(base: &Arc<Policy>, rule: &GatewayRule) -> Arc<Policy> {
+    match &rule.upstream_host {
+        None => base.clone(),
+        Some(host) => Arc::new(Policy {
+            upstream_vhost: Some(host.clone()),
+            ..(**base).clone()
+        }),
+    }
+}
+
+/// Whether a parentRef's `sectionName` and `port` pick this listener.
+fn names_listener(parent: &ParentRef, listener: &Listener) -> bool {
+    parent
+        .section_name
+        .as_deref()
+        .is_none_or(|s| s == listener.name)
+        && parent.port.is_none_or(|p| p == listener.port)
+}
+
+/// The hostnames a route is served for under a listener: the spec's
+/// intersection. Empty: none in common.
+fn intersect(listener: Option<&HostPattern>, route: &[String]) -> Vec<HostPattern> {
+    let route: Vec<HostPattern> = route
+        .iter()
+        .map(|h| HostPattern::parse_gateway(Some(h)))
+        .collect();
+    match (listener, route.is_empty()) {
+        (None, true) => vec![HostPattern::Any],
+        (None, false) => route,
+        (Some(l), true) => vec![l.clone()],
+        (Some(l), false) => route.into_iter().filter_map(|r| narrower(l, &r)).collect(),
+    }
+}
+
+/// The more specific of two host patterns when one covers the other.
+fn narrower(a: &HostPattern, b: &HostPattern) -> Option<HostPattern> {
+    let covers = |wild: &str, name: &str| {
+        name.strip_suffix(wild)
+            .is_some_and(|label| label.ends_with('.') && label.len() > 1)
+    };
+    match (a, b) {
+        (x, y) if x == y => Some(x.clone()),
+        (HostPattern::Suffix(w), HostPattern::Exact(n))
+        | (HostPattern::Exact(n), HostPattern::Suffix(w)) => {
+            covers(w, n).then(|| HostPattern::Exact(n.clone()))
+        }
+        (HostPattern::Suffix(x), HostPattern::Suffix(y)) => {
+            if covers(x, y) {
+                Some(HostPattern::Suffix(y.clone()))
+            } else if covers(y, x) {
+                Some(HostPattern::Suffix(x.clone()))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A regex anchored at both ends, within the size limit of path regexes.
+fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(PATH_REGEX_BYTES)
+        .build()
+}
+
+fn apply_filter(rule: &mut GatewayRule, filter: &HTTPRouteFilter) -> Result<(), String> {
+    match filter.type_.as_str() {
+        "RequestHeaderModifier" => {
+            let m = filter
+                .request_header_modifier
+                .as_ref()
+                .ok_or("RequestHeaderModifier without its settings")?;
+            rule.request_headers = Some(header_edits(m)?);
+        }
+        "ResponseHeaderModifier" => {
+            let m = filter
+                .response_header_modifier
+                .as_ref()
+                .ok_or("ResponseHeaderModifier without its settings")?;
+            rule.response_headers = Some(header_edits(m)?);
+        }
+        "RequestRedirect" => {
+            let r = filter
+                .request_redirect
+                .as_ref()
+                .ok_or("RequestRedirect without its settings")?;
+            let status = match r.status_code {
+                301 | 302 | 303 | 307 | 308 => {
+                    StatusCode::from_u16(r.status_code).map_err(|e| e.to_string())?
+                }
+                other => return Err(format!("RequestRedirect status {other} is not a redirect")),
+            };
+            let port = match r.port {
+                None => None,
+                Some(p) => Some(u16::try_from(p).map_err(|_| format!("port {p} is out of range"))?),
+            };
+            rule.redirect = Some(GatewayRedirect {
+                scheme: r.scheme.clone(),
+                hostname: r.hostname.clone(),
+                port,
+                path: r.path.as_ref().map(path_modifier).transpose()?,
+                status,
+            });
+        }
+        "URLRewrite" => {
+            let r = filter
+                .url_rewrite
+                .as_ref()
+                .ok_or("URLRewrite without its settings")?;
+            if let Some(host) = &r.hostname {
+                rule.upstream_host = Some(
+                    HeaderValue::from_str(host)
+                        .map_err(|_| format!("hostname {host:?} is not valid"))?,
+                );
+            }
+            rule.rewrite = r.path.as_ref().map(path_modifier).transpose()?;
+        }
+        other => return Err(format!("filter {other} is not implemented")),
+    }
+    Ok(())
+}
+
+fn path_modifier(m: &gateway::PathModifier) -> Result<PathModifier, String> {
+    match (
+        m.type_.as_str(),
+        &m.replace_full_path,
+        &m.replace_prefix_match,
+    ) {
+        ("ReplaceFullPath", Some(path), _) => Ok(PathModifier::Full(path.clone())),
+        ("ReplacePrefixMatch", _, Some(prefix)) => Ok(PathModifier::Prefix(prefix.clone())),
+        (other, _, _) => Err(format!("path modifier {other} without its value")),
+    }
+}
+
+fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
+    let pair = |h: &gateway::Header| -> Result<(HeaderName, HeaderValue), String> {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("header name {:?} is not valid", h.name))?;
+        let value = HeaderValue::from_str(&h.value)
+            .map_err(|_| format!("header {:?}: value is not valid", h.name))?;
+        Ok((name, value))
+    };
+    Ok(HeaderEdits {
+        set: m.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: m.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: m
+            .remove
+            .iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("header name {n:?} is not valid"))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(h: &str) -> HostPattern {
+        HostPattern::parse_gateway(Some(h))
+    }
+
+    #[test]
+    fn hostnames_intersect_as_the_spec_says() {
+        let hosts = |l: Option<&str>, r: &[&str]| {
+            let r: Vec<String> = r.iter().map(|s| s.to_string()).collect();
+            intersect(l.map(p).as_ref(), &r)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hosts(None, &[]), ["*"]);
+        assert_eq!(hosts(Some("a.example.com"), &[]), ["a.example.com"]);
+        assert_eq!(
+            hosts(Some("*.example.com"), &["a.example.com", "other.org"]),
+            ["a.example.com"]
+        );
+        assert_eq!(
+            hosts(Some("a.example.com"), &["*.example.com"]),
+            ["a.example.com"]
+        );
+        assert_eq!(
+            hosts(Some("*.example.com"), &["x.a.example.com"]),
+            ["x.a.example.com"]
+        );
+        assert_eq!(
+            hosts(Some("*.example.com"), &["*.a.example.com"]),
+            ["*.a.example.com (any depth)"]
+        );
+        assert!(hosts(Some("example.com"), &["*.example.com"]).is_empty());
+    }
+}

@@ -1,0 +1,1183 @@
+//! The Gateway API conformance suite's HTTPRoute tests, re-expressed: the
+//! suite's own manifests (`tests/fixtures/gateway-api/`, from
+//! kubernetes-sigs/gateway-api v1.6.1), served by Gatehouse through the
+//! files source, with real backends on 127.0.0.1 named as the suite names
+//! them, and the suite's requests and expected answers. The conformance
+//! base (its namespaces, Gateways and Services) is `BASE` below, with the
+//! Deployments replaced by those backends.
+
+use crate::support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+
+const INFRA: &str = "gateway-conformance-infra";
+const APP: &str = "gateway-conformance-app-backend";
+const WEB: &str = "gateway-conformance-web-backend";
+
+/// The conformance base: namespaces, our GatewayClass and the suite's
+/// Gateways (the HTTPS one's certificate is added by `Suite::start`).
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-infra, labels: {gateway-conformance: infra}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-app-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-web-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same-namespace, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: backend-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchLabels: {gateway-conformance: backend}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same-namespace-with-https-listener, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    allowedRoutes: {namespaces: {from: Same}}
+    tls:
+      certificateRefs: [{group: "", kind: Secret, name: tls-validity-checks-certificate}]
+  - name: https-with-hostname
+    port: 443
+    hostname: second-example.org
+    protocol: HTTPS
+    allowedRoutes: {namespaces: {from: Same}}
+    tls:
+      certificateRefs: [{group: "", kind: Secret, name: tls-validity-checks-certificate}]
+  - name: https-with-wildcard-hostname
+    port: 443
+    hostname: "*.wildcard.org"
+    protocol: HTTPS
+    allowedRoutes: {namespaces: {from: Same}}
+    tls:
+      certificateRefs: [{group: "", kind: Secret, name: tls-validity-checks-certificate}]
+"#;
+
+/// The suite's backends, by namespace and name.
+const BACKENDS: [(&str, &str); 6] = [
+    (INFRA, "infra-backend-v1"),
+    (INFRA, "infra-backend-v2"),
+    (INFRA, "infra-backend-v3"),
+    (APP, "app-backend-v1"),
+    (APP, "app-backend-v2"),
+    (WEB, "web-backend"),
+];
+
+/// A Service with the suite's port 8080 and its endpoint.
+fn suite_service(namespace: &str, name: &str, addr: std::net::SocketAddr) -> String {
+    let port = addr.port();
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  ports: [{{name: first-port, port: 8080, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-x1
+  namespace: {namespace}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: first-port, port: {port}}}]
+endpoints:
+- addresses: [\"{}\"]
+",
+        addr.ip()
+    )
+}
+
+struct Suite {
+    dir: tempfile::TempDir,
+    manifests: String,
+    _backends: Vec<Backend>,
+    gatehouse: gatehouse::app::Running,
+    pki: Pki,
+}
+
+impl Suite {
+    /// The base and the named conformance manifests.
+    async fn start(fixtures: &[&str]) -> Suite {
+        let pki = Pki::new();
+        let mut manifests = BASE.to_owned();
+        let mut backends = Vec::new();
+        for (namespace, name) in BACKENDS {
+            let backend = Backend::start(name).await;
+            manifests.push_str(&suite_service(namespace, name, backend.addr));
+            backends.push(backend);
+        }
+        let leaf = pki.leaf_for(&[
+            "example.org",
+            "*.example.org",
+            "second-example.org",
+            "unknown-example.org",
+            "*.wildcard.org",
+        ]);
+        manifests.push_str(
+            &tls_secret("tls-validity-checks-certificate", &leaf)
+                .replace("namespace: test", &format!("namespace: {INFRA}")),
+        );
+        for name in fixtures {
+            let path = format!(
+                "{}/tests/fixtures/gateway-api/{name}.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).expect("conformance manifest");
+            manifests.push_str("\n---\n");
+            manifests.push_str(&text.replace("{GATEWAY_CLASS_NAME}", "gatehouse"));
+        }
+        let (dir, gatehouse) = serve_manifests(&manifests).await;
+        Suite {
+            dir,
+            manifests,
+            _backends: backends,
+            gatehouse,
+            pki,
+        }
+    }
+
+    /// Rewrites the manifests with `from` replaced by `to`, as an edit or
+    /// a deletion in a cluster would change them.
+    fn edit(&mut self, from: &str, to: &str) {
+        assert!(
+            self.manifests.contains(from),
+            "{from:?} is not in the manifests"
+        );
+        self.manifests = self.manifests.replace(from, to);
+        write_atomically(&self.dir.path().join("all.yaml"), &self.manifests);
+    }
+
+    /// Checks the cases until they pass (a change takes a moment to be
+    /// read), for at most ten seconds.
+    async fn eventually(&self, cases: &[Case]) {
+        for _ in 0..100 {
+            if self.failures(cases).await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.check(cases).await;
+    }
+
+    async fn send(&self, case: &Case) -> Reply {
+        let mut req = Request::builder()
+            .method(case.method)
+            .uri(case.path)
+            .header(http::header::HOST, case.host);
+        for (name, value) in case.headers {
+            req = req.header(*name, *value);
+        }
+        let req: Request<Full<Bytes>> = req.body(Full::default()).expect("request");
+        let mut conn = http_connect(self.gatehouse.http_addr).await;
+        send_request(&mut conn, req).await.expect("request")
+    }
+
+    /// Sends every case and checks its answer; all failures are reported
+    /// together.
+    async fn check(&self, cases: &[Case]) {
+        let failures = self.failures(cases).await;
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    async fn failures(&self, cases: &[Case]) -> Vec<String> {
+        let mut failures = Vec::new();
+        for case in cases {
+            let reply = self.send(case).await;
+            if let Err(why) = case.expect.check(&reply) {
+                failures.push(format!(
+                    "{} {}{} {:?}: {why}",
+                    case.method, case.host, case.path, case.headers
+                ));
+            }
+        }
+        failures
+    }
+}
+
+/// One request of a conformance test and what must come back.
+struct Case {
+    host: &'static str,
+    path: &'static str,
+    method: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: Expect,
+}
+
+/// The suite's request defaults: GET, no headers, the Gateway's address as
+/// the host (any host does, for routes without hostnames).
+fn get(path: &'static str, expect: Expect) -> Case {
+    Case {
+        host: "gateway.test",
+        path,
+        method: "GET",
+        headers: &[],
+        expect,
+    }
+}
+
+fn at(host: &'static str, path: &'static str, expect: Expect) -> Case {
+    Case {
+        host,
+        ..get(path, expect)
+    }
+}
+
+fn with(
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: Expect,
+) -> Case {
+    Case {
+        headers,
+        ..get(path, expect)
+    }
+}
+
+enum Expect {
+    /// Served by this backend.
+    Backend(&'static str),
+    Status(u16),
+    /// A redirect with this status to this location.
+    Redirect(u16, &'static str),
+    /// Served by this backend, with these response headers (name, value
+    /// or `None` for absent; repeated headers joined with `,`).
+    Answered {
+        backend: &'static str,
+        headers: &'static [(&'static str, Option<&'static str>)],
+    },
+    /// Served by this backend, which saw this path and query and host, and
+    /// these headers (name, value or `None` for absent).
+    Seen {
+        backend: &'static str,
+        uri: &'static str,
+        host: Option<&'static str>,
+        headers: &'static [(&'static str, Option<&'static str>)],
+    },
+}
+
+impl Expect {
+    fn check(&self, reply: &Reply) -> Result<(), String> {
+        let status = reply.status.as_u16();
+        match self {
+            Expect::Status(want) if status == *want => Ok(()),
+            Expect::Status(want) => Err(format!("status {status}, want {want}")),
+            Expect::Redirect(want, location) => {
+                let got = reply
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                if status == *want && got == Some(*location) {
+                    Ok(())
+                } else {
+                    Err(format!("{status} to {got:?}, want {want} to {location}"))
+                }
+            }
+            Expect::Backend(name) => served_by(reply, name),
+            Expect::Answered { backend, headers } => {
+                served_by(reply, backend)?;
+                for (name, want) in *headers {
+                    let values: Vec<&str> = reply
+                        .headers
+                        .get_all(*name)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect();
+                    let got = (!values.is_empty()).then(|| values.join(","));
+                    if got.as_deref() != *want {
+                        return Err(format!("response {name}: {got:?}, want {want:?}"));
+                    }
+                }
+                Ok(())
+            }
+            Expect::Seen {
+                backend,
+                uri,
+                host,
+                headers,
+            } => {
+                served_by(reply, backend)?;
+                let seen = reply.seen();
+                if seen["uri"] != *uri {
+                    return Err(format!("backend saw {}, want {uri}", seen["uri"]));
+                }
+                if let Some(host) = host {
+                    if seen["headers"]["host"] != *host {
+                        return Err(format!(
+                            "backend saw host {}, want {host}",
+                            seen["headers"]["host"]
+                        ));
+                    }
+                }
+                for (name, want) in *headers {
+                    let got = seen["headers"][name.to_ascii_lowercase()].as_str();
+                    if got != *want {
+                        return Err(format!("backend saw {name}: {got:?}, want {want:?}"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn served_by(reply: &Reply, name: &str) -> Result<(), String> {
+    if reply.status != StatusCode::OK {
+        return Err(format!("status {}, want 200 from {name}", reply.status));
+    }
+    match reply.backend() {
+        got if got == name => Ok(()),
+        got => Err(format!("served by {got}, want {name}")),
+    }
+}
+
+use Expect::{Backend as B, Redirect, Status};
+
+#[tokio::test]
+async fn httproute_simple_same_namespace() {
+    let suite = Suite::start(&["httproute-simple-same-namespace"]).await;
+    suite.check(&[get("/", B("infra-backend-v1"))]).await;
+}
+
+#[tokio::test]
+async fn httproute_matching() {
+    let suite = Suite::start(&["httproute-matching"]).await;
+    suite
+        .check(&[
+            get("/", B("infra-backend-v1")),
+            get("/example", B("infra-backend-v1")),
+            with("/", &[("Version", "one")], B("infra-backend-v1")),
+            get("/v2", B("infra-backend-v2")),
+            get("/v2/example", B("infra-backend-v2")),
+            with("/", &[("Version", "two")], B("infra-backend-v2")),
+            get("/v2/", B("infra-backend-v2")),
+            get("/v2example", B("infra-backend-v1")),
+            get("/foo/v2/example", B("infra-backend-v1")),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_exact_path_matching() {
+    let suite = Suite::start(&["httproute-exact-path-matching"]).await;
+    suite
+        .check(&[
+            get("/one", B("infra-backend-v1")),
+            get("/two", B("infra-backend-v2")),
+            get("/", Status(404)),
+            get("/one/example", Status(404)),
+            get("/two/", Status(404)),
+            get("/Two", Status(404)),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_header_matching() {
+    let suite = Suite::start(&["httproute-header-matching"]).await;
+    suite
+        .check(&[
+            with("/", &[("Version", "one")], B("infra-backend-v1")),
+            with("/", &[("Version", "two")], B("infra-backend-v2")),
+            with(
+                "/",
+                &[("Version", "two"), ("Color", "orange")],
+                B("infra-backend-v1"),
+            ),
+            with(
+                "/",
+                &[("Version", "two"), ("Color", "blue")],
+                B("infra-backend-v2"),
+            ),
+            with("/", &[("Color", "orange")], Status(404)),
+            with("/", &[("Some-Other-Header", "one")], Status(404)),
+            with("/", &[("Color", "blue")], B("infra-backend-v1")),
+            with("/", &[("Color", "green")], B("infra-backend-v1")),
+            with("/", &[("Color", "red")], B("infra-backend-v2")),
+            with("/", &[("Color", "yellow")], B("infra-backend-v2")),
+            with("/", &[("Color", "purple")], Status(404)),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_query_param_matching() {
+    let suite = Suite::start(&["httproute-query-param-matching"]).await;
+    suite
+        .check(&[
+            get("/?animal=whale", B("infra-backend-v1")),
+            get("/?animal=dolphin", B("infra-backend-v2")),
+            get("/?animal=dolphin&color=blue", B("infra-backend-v3")),
+            get("/?ANIMAL=Whale", B("infra-backend-v3")),
+            get(
+                "/?animal=whale&otherparam=irrelevant",
+                B("infra-backend-v1"),
+            ),
+            get("/?animal=dolphin&color=yellow", B("infra-backend-v2")),
+            get("/?color=blue", Status(404)),
+            get("/?animal=dog", Status(404)),
+            get("/?animal=whaledolphin", Status(404)),
+            get("/", Status(404)),
+            get("/path1?animal=whale", B("infra-backend-v1")),
+            with(
+                "/?animal=whale",
+                &[("version", "one")],
+                B("infra-backend-v2"),
+            ),
+            with(
+                "/path2?animal=whale",
+                &[("version", "two")],
+                B("infra-backend-v3"),
+            ),
+            get("/path3?animal=shark", B("infra-backend-v1")),
+            with(
+                "/path4?animal=kraken",
+                &[("version", "three")],
+                B("infra-backend-v1"),
+            ),
+            get("/?animal=shark", Status(404)),
+            get("/path4?animal=kraken", Status(404)),
+            get("/path5?animal=hydra", B("infra-backend-v1")),
+            with(
+                "/?animal=hydra",
+                &[("version", "four")],
+                B("infra-backend-v3"),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_method_matching() {
+    let suite = Suite::start(&["httproute-method-matching"]).await;
+    let method = |method: &'static str, path: &'static str, expect: Expect| Case {
+        method,
+        ..get(path, expect)
+    };
+    let headed = |method: &'static str,
+                  path: &'static str,
+                  headers: &'static [(&'static str, &'static str)],
+                  expect: Expect| Case {
+        method,
+        headers,
+        ..get(path, expect)
+    };
+    suite
+        .check(&[
+            method("POST", "/", B("infra-backend-v1")),
+            method("GET", "/", B("infra-backend-v2")),
+            method("HEAD", "/", Status(404)),
+            method("GET", "/path1", B("infra-backend-v1")),
+            headed("PUT", "/", &[("version", "one")], B("infra-backend-v2")),
+            headed(
+                "POST",
+                "/path2",
+                &[("version", "two")],
+                B("infra-backend-v3"),
+            ),
+            method("PATCH", "/path3", B("infra-backend-v1")),
+            headed(
+                "DELETE",
+                "/path4",
+                &[("version", "three")],
+                B("infra-backend-v1"),
+            ),
+            method("PUT", "/", Status(404)),
+            method("DELETE", "/path4", Status(404)),
+            method("PATCH", "/path5", B("infra-backend-v1")),
+            headed("PATCH", "/", &[("version", "four")], B("infra-backend-v2")),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_path_match_order() {
+    let suite = Suite::start(&["httproute-path-match-order"]).await;
+    suite
+        .check(&[
+            get("/match/exact/one", B("infra-backend-v3")),
+            get("/match/exact", B("infra-backend-v2")),
+            get("/match", B("infra-backend-v1")),
+            get("/match/prefix/one/any", B("infra-backend-v2")),
+            get("/match/prefix/any", B("infra-backend-v1")),
+            get("/match/any", B("infra-backend-v3")),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_hostname_intersection() {
+    let suite = Suite::start(&["httproute-hostname-intersection"]).await;
+    suite
+        .check(&[
+            at("very.specific.com", "/s1", B("infra-backend-v1")),
+            at("very.specific.com:1234", "/s1", B("infra-backend-v1")),
+            at("non.matching.com", "/s1", Status(404)),
+            at("foo.nonmatchingwildcard.io", "/s1", Status(404)),
+            at("foo.wildcard.io", "/s1", Status(404)),
+            at("very.specific.com", "/non-matching-prefix", Status(404)),
+            at("foo.wildcard.io", "/s2", B("infra-backend-v2")),
+            at("bar.wildcard.io", "/s2", B("infra-backend-v2")),
+            at("foo.bar.wildcard.io", "/s2", B("infra-backend-v2")),
+            at("non.matching.com", "/s2", Status(404)),
+            at("wildcard.io", "/s2", Status(404)),
+            at("very.specific.com", "/s2", Status(404)),
+            at("foo.wildcard.io", "/non-matching-prefix", Status(404)),
+            at("very.specific.com", "/s3", B("infra-backend-v3")),
+            at("non.matching.com", "/s3", Status(404)),
+            at("foo.specific.com", "/s3", Status(404)),
+            at("foo.wildcard.io", "/s3", Status(404)),
+            at("foo.anotherwildcard.io", "/s4", B("infra-backend-v1")),
+            at("bar.anotherwildcard.io", "/s4", B("infra-backend-v1")),
+            at("foo.bar.anotherwildcard.io", "/s4", B("infra-backend-v1")),
+            at("anotherwildcard.io", "/s4", Status(404)),
+            at("foo.wildcard.io", "/s4", Status(404)),
+            at("very.specific.com", "/s4", Status(404)),
+            at(
+                "foo.anotherwildcard.io",
+                "/non-matching-prefix",
+                Status(404),
+            ),
+            at("specific.but.wrong.com", "/s5", Status(404)),
+            at("wildcard.io", "/s5", Status(404)),
+            at("first.com", "/", B("infra-backend-v2")),
+            at("sub.first.com", "/", B("infra-backend-v2")),
+            at("second.com", "/", B("infra-backend-v2")),
+            at("sub.second.com", "/", B("infra-backend-v2")),
+            at("third.com", "/", Status(404)),
+            at("sub.third.com", "/", Status(404)),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_listener_hostname_matching() {
+    let suite = Suite::start(&["httproute-listener-hostname-matching"]).await;
+    suite
+        .check(&[
+            at("bar.com", "/", B("infra-backend-v1")),
+            at("foo.bar.com", "/", B("infra-backend-v2")),
+            at("baz.bar.com", "/", B("infra-backend-v3")),
+            at("boo.bar.com", "/", B("infra-backend-v3")),
+            at("multiple.prefixes.bar.com", "/", B("infra-backend-v3")),
+            at("multiple.prefixes.foo.com", "/", B("infra-backend-v3")),
+            at("foo.com", "/", Status(404)),
+            at("no.matching.host", "/", Status(404)),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_redirects() {
+    let suite = Suite::start(&[
+        "httproute-redirect-host-and-status",
+        "httproute-redirect-path",
+        "httproute-redirect-port",
+        "httproute-redirect-scheme",
+    ])
+    .await;
+    suite
+        .check(&[
+            get(
+                "/hostname-redirect",
+                Redirect(302, "http://example.org/hostname-redirect"),
+            ),
+            get(
+                "/host-and-status",
+                Redirect(301, "http://example.org/host-and-status"),
+            ),
+            get(
+                "/original-prefix/lemon",
+                Redirect(302, "http://gateway.test/replacement-prefix/lemon"),
+            ),
+            get(
+                "/full/path/original",
+                Redirect(302, "http://gateway.test/full-path-replacement"),
+            ),
+            get(
+                "/path-and-host",
+                Redirect(302, "http://example.org/replacement-prefix"),
+            ),
+            get(
+                "/path-and-status",
+                Redirect(301, "http://gateway.test/replacement-prefix"),
+            ),
+            get(
+                "/full-path-and-host",
+                Redirect(302, "http://example.org/replacement-full"),
+            ),
+            get(
+                "/full-path-and-status",
+                Redirect(301, "http://gateway.test/replacement-full"),
+            ),
+            get("/port", Redirect(302, "http://gateway.test:8083/port")),
+            get(
+                "/port-and-host",
+                Redirect(302, "http://example.org:8083/port-and-host"),
+            ),
+            get(
+                "/port-and-status",
+                Redirect(301, "http://gateway.test:8083/port-and-status"),
+            ),
+            get(
+                "/port-and-host-and-status",
+                Redirect(302, "http://example.org:8083/port-and-host-and-status"),
+            ),
+            get("/scheme", Redirect(302, "https://gateway.test/scheme")),
+            get(
+                "/scheme-and-host",
+                Redirect(302, "https://example.org/scheme-and-host"),
+            ),
+            get(
+                "/scheme-and-status",
+                Redirect(301, "https://gateway.test/scheme-and-status"),
+            ),
+            get(
+                "/scheme-and-host-and-status",
+                Redirect(302, "https://example.org/scheme-and-host-and-status"),
+            ),
+            get(
+                "/original-prefix/lemon?fruit=yes",
+                Redirect(
+                    302,
+                    "http://gateway.test/replacement-prefix/lemon?fruit=yes",
+                ),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_redirect_port_and_scheme() {
+    let suite = Suite::start(&["httproute-redirect-port-and-scheme"]).await;
+    suite
+        .check(&[
+            get(
+                "/scheme-nil-and-port-nil",
+                Redirect(302, "http://example.org/scheme-nil-and-port-nil"),
+            ),
+            get(
+                "/scheme-nil-and-port-80",
+                Redirect(302, "http://example.org/scheme-nil-and-port-80"),
+            ),
+            get(
+                "/scheme-nil-and-port-8080",
+                Redirect(302, "http://example.org:8080/scheme-nil-and-port-8080"),
+            ),
+            get(
+                "/scheme-https-and-port-nil",
+                Redirect(302, "https://example.org/scheme-https-and-port-nil"),
+            ),
+            get(
+                "/scheme-https-and-port-443",
+                Redirect(302, "https://example.org/scheme-https-and-port-443"),
+            ),
+            get(
+                "/scheme-https-and-port-8443",
+                Redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_redirect_status_codes_303_307_308() {
+    let suite = Suite::start(&[
+        "httproute-303-redirect",
+        "httproute-307-redirect",
+        "httproute-308-redirect",
+    ])
+    .await;
+    suite
+        .check(&[
+            get("/see-other", Redirect(303, "http://gateway.test/see-other")),
+            get("/temporary", Redirect(307, "http://gateway.test/temporary")),
+            get("/permanent", Redirect(308, "http://gateway.test/permanent")),
+        ])
+        .await;
+}
+
+const MODIFIED: &[(&str, Option<&str>)] = &[
+    ("X-Header-Add", Some("header-val-1")),
+    ("X-Header-Add-Append", Some("append-val-1, header-val-2")),
+    ("X-Header-Set", Some("set-overwrites-values")),
+    ("X-Header-Remove", None),
+];
+const SENT: &[(&str, &str)] = &[
+    ("X-Header-Remove", "remove-val"),
+    ("X-Header-Add-Append", "append-val-1"),
+    ("X-Header-Set", "set-val"),
+];
+
+#[tokio::test]
+async fn httproute_rewrite_host() {
+    let suite = Suite::start(&["httproute-rewrite-host"]).await;
+    let seen = |host, uri, backend, headers| Expect::Seen {
+        backend,
+        uri,
+        host: Some(host),
+        headers,
+    };
+    suite
+        .check(&[
+            at(
+                "rewrite.example",
+                "/one",
+                seen("one.example.org", "/one", "infra-backend-v1", &[]),
+            ),
+            at(
+                "rewrite.example",
+                "/two",
+                seen("example.org", "/two", "infra-backend-v2", &[]),
+            ),
+            Case {
+                headers: SENT,
+                ..at(
+                    "rewrite.example",
+                    "/rewrite-host-and-modify-headers",
+                    seen(
+                        "test.example.org",
+                        "/rewrite-host-and-modify-headers",
+                        "infra-backend-v2",
+                        MODIFIED,
+                    ),
+                )
+            },
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_rewrite_path() {
+    let suite = Suite::start(&["httproute-rewrite-path"]).await;
+    let seen = |uri, headers| Expect::Seen {
+        backend: "infra-backend-v1",
+        uri,
+        host: None,
+        headers,
+    };
+    suite
+        .check(&[
+            get("/prefix/one/two", seen("/one/two", &[])),
+            get("/strip-prefix/three", seen("/three", &[])),
+            get("/strip-prefix", seen("/", &[])),
+            get("/full/one/two", seen("/one", &[])),
+            with(
+                "/full/rewrite-path-and-modify-headers/test",
+                SENT,
+                seen("/test", MODIFIED),
+            ),
+            with(
+                "/prefix/rewrite-path-and-modify-headers/one",
+                SENT,
+                seen("/prefix/one", MODIFIED),
+            ),
+            get("/prefix/one/two?keep=1", seen("/one/two?keep=1", &[])),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_request_header_modifier() {
+    let suite = Suite::start(&["httproute-request-header-modifier"]).await;
+    let seen = |uri, headers| Expect::Seen {
+        backend: "infra-backend-v1",
+        uri,
+        host: None,
+        headers,
+    };
+    suite
+        .check(&[
+            with(
+                "/set",
+                &[("Some-Other-Header", "val")],
+                seen(
+                    "/set",
+                    &[
+                        ("Some-Other-Header", Some("val")),
+                        ("X-Header-Set", Some("set-overwrites-values")),
+                    ],
+                ),
+            ),
+            with(
+                "/set",
+                &[
+                    ("Some-Other-Header", "val"),
+                    ("X-Header-Set", "some-other-value"),
+                ],
+                seen("/set", &[("X-Header-Set", Some("set-overwrites-values"))]),
+            ),
+            with(
+                "/add",
+                &[("Some-Other-Header", "val")],
+                seen("/add", &[("X-Header-Add", Some("add-appends-values"))]),
+            ),
+            with(
+                "/add",
+                &[("X-Header-Add", "some-other-value")],
+                seen(
+                    "/add",
+                    &[("X-Header-Add", Some("some-other-value, add-appends-values"))],
+                ),
+            ),
+            with(
+                "/remove",
+                &[("X-Header-Remove", "val")],
+                seen("/remove", &[("X-Header-Remove", None)]),
+            ),
+            with(
+                "/multiple",
+                &[
+                    ("X-Header-Set-2", "set-val-2"),
+                    ("X-Header-Add-2", "add-val-2"),
+                    ("X-Header-Remove-2", "remove-val-2"),
+                    ("Another-Header", "another-header-val"),
+                ],
+                seen(
+                    "/multiple",
+                    &[
+                        ("X-Header-Set-1", Some("header-set-1")),
+                        ("X-Header-Set-2", Some("header-set-2")),
+                        ("X-Header-Add-1", Some("header-add-1")),
+                        ("X-Header-Add-2", Some("add-val-2, header-add-2")),
+                        ("X-Header-Add-3", Some("header-add-3")),
+                        ("Another-Header", Some("another-header-val")),
+                        ("X-Header-Remove-1", None),
+                        ("X-Header-Remove-2", None),
+                    ],
+                ),
+            ),
+            with(
+                "/case-insensitivity",
+                &[
+                    ("x-header-set", "original-val-set"),
+                    ("x-header-add", "original-val-add"),
+                    ("x-header-remove", "original-val-remove"),
+                    ("Another-Header", "another-header-val"),
+                ],
+                seen(
+                    "/case-insensitivity",
+                    &[
+                        ("X-Header-Set", Some("header-set")),
+                        ("X-Header-Add", Some("original-val-add, header-add")),
+                        ("Another-Header", Some("another-header-val")),
+                        ("X-Header-Remove", None),
+                    ],
+                ),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_response_header_modifier() {
+    let suite = Suite::start(&["httproute-response-header-modifier"]).await;
+    let answered = |headers| Expect::Answered {
+        backend: "infra-backend-v1",
+        headers,
+    };
+    suite
+        .check(&[
+            with(
+                "/set",
+                &[("X-Echo-Set-Header", "Some-Other-Header:val")],
+                answered(&[
+                    ("Some-Other-Header", Some("val")),
+                    ("X-Header-Set", Some("set-overwrites-values")),
+                ]),
+            ),
+            with(
+                "/set",
+                &[(
+                    "X-Echo-Set-Header",
+                    "Some-Other-Header:val,X-Header-Set:some-other-value",
+                )],
+                answered(&[("X-Header-Set", Some("set-overwrites-values"))]),
+            ),
+            with(
+                "/add",
+                &[("X-Echo-Set-Header", "X-Header-Add:some-other-value")],
+                answered(&[("X-Header-Add", Some("some-other-value,add-appends-values"))]),
+            ),
+            with(
+                "/remove",
+                &[("X-Echo-Set-Header", "X-Header-Remove:val")],
+                answered(&[("X-Header-Remove", None)]),
+            ),
+            with(
+                "/multiple",
+                &[(
+                    "X-Echo-Set-Header",
+                    "X-Header-Set-2:set-val-2,X-Header-Add-2:add-val-2,X-Header-Remove-2:remove-val-2,Another-Header:another-header-val,X-Header-Remove-1:val",
+                )],
+                answered(&[
+                    ("X-Header-Set-1", Some("header-set-1")),
+                    ("X-Header-Set-2", Some("header-set-2")),
+                    ("X-Header-Add-1", Some("header-add-1")),
+                    ("X-Header-Add-2", Some("add-val-2,header-add-2")),
+                    ("X-Header-Add-3", Some("header-add-3")),
+                    ("Another-Header", Some("another-header-val")),
+                    ("X-Header-Remove-1", None),
+                    ("X-Header-Remove-2", None),
+                ]),
+            ),
+            with(
+                "/case-insensitivity",
+                &[(
+                    "X-Echo-Set-Header",
+                    "x-header-set:original-val-set,x-header-add:original-val-add,x-header-remove:original-val-remove,Another-Header:another-header-val",
+                )],
+                answered(&[
+                    ("X-Header-Set", Some("header-set")),
+                    ("X-Header-Add", Some("original-val-add,header-add")),
+                    ("X-Lowercase-Add", Some("lowercase-add")),
+                    ("X-Mixedcase-Add-1", Some("mixedcase-add-1")),
+                    ("X-Mixedcase-Add-2", Some("mixedcase-add-2")),
+                    ("X-Uppercase-Add", Some("uppercase-add")),
+                    ("Another-Header", Some("another-header-val")),
+                    ("X-Header-Remove", None),
+                ]),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_cross_namespace() {
+    let suite = Suite::start(&["httproute-cross-namespace"]).await;
+    suite.check(&[get("/", B("web-backend"))]).await;
+}
+
+#[tokio::test]
+async fn httproute_reference_grant_allows_and_its_deletion_closes() {
+    let mut suite = Suite::start(&["httproute-reference-grant"]).await;
+    suite.check(&[get("/", B("web-backend"))]).await;
+    suite.edit("kind: ReferenceGrant", "kind: NotAReferenceGrant");
+    suite.eventually(&[get("/", Status(500))]).await;
+}
+
+#[tokio::test]
+async fn httproute_unresolvable_backends_answer_500() {
+    let suite = Suite::start(&["httproute-invalid-cross-namespace-backend-ref"]).await;
+    suite.check(&[get("/", Status(500))]).await;
+    let suite = Suite::start(&["httproute-invalid-nonexistent-backendref"]).await;
+    suite.check(&[get("/", Status(500))]).await;
+    let suite = Suite::start(&["httproute-invalid-backendref-unknown-kind"]).await;
+    suite.check(&[get("/v2", Status(500))]).await;
+}
+
+#[tokio::test]
+async fn httproute_omitted_backendrefs() {
+    let suite = Suite::start(&["httproute-omitted-backendrefs"]).await;
+    suite
+        .check(&[
+            get("/forward", B("infra-backend-v1")),
+            get("/omitted-no-forward", Status(500)),
+            get("/empty-no-forward", Status(500)),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_matching_across_routes() {
+    let suite = Suite::start(&["httproute-matching-across-routes"]).await;
+    let headed = |host, path, headers, expect| Case {
+        headers,
+        ..at(host, path, expect)
+    };
+    suite
+        .check(&[
+            at("example.com", "/", B("infra-backend-v1")),
+            at("example.com", "/example", B("infra-backend-v1")),
+            at("example.net", "/example", B("infra-backend-v1")),
+            headed(
+                "example.com",
+                "/example",
+                &[("Version", "one")],
+                B("infra-backend-v1"),
+            ),
+            at("example.com", "/v2", B("infra-backend-v2")),
+            at("example.net", "/v2", B("infra-backend-v1")),
+            at("example.com", "/v2/example", B("infra-backend-v2")),
+            headed(
+                "example.com",
+                "/",
+                &[("Version", "two")],
+                B("infra-backend-v2"),
+            ),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn httproute_disallowed_kind_is_not_served() {
+    let suite = Suite::start(&["httproute-disallowed-kind"]).await;
+    suite.check(&[get("/", Status(404))]).await;
+    let warnings = warnings_of(&suite.manifests);
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "HTTPRoute gateway-conformance-infra/disallowed-kind: parentRef Gateway gateway-conformance-infra/tlsroutes-only: not accepted"
+        )),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "Gateway gateway-conformance-infra/tlsroutes-only: listener tls: protocol TLS"
+        )),
+        "{warnings:#?}"
+    );
+}
+
+/// What translate warns about, for manifests, as `gatehouse routes` shows.
+fn warnings_of(manifests: &str) -> Vec<String> {
+    let objects = gatehouse::source::manifest::parse(manifests).expect("manifests parse");
+    let state = gatehouse::cluster::ClusterState::from_objects(objects);
+    let translation = gatehouse::translate::translate(&state, &Default::default());
+    translation
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn httproute_https_listener() {
+    let suite = Suite::start(&["httproute-https-listener"]).await;
+    for (host, want) in [
+        ("example.org", Some("infra-backend-v1")),
+        ("unknown-example.org", None),
+        ("second-example.org", Some("infra-backend-v2")),
+    ] {
+        let (mut conn, _) = https_connect(suite.gatehouse.https_addr, host, &suite.pki.ca).await;
+        let reply = send(&mut conn, host, "/").await.expect("request");
+        match want {
+            Some(backend) => assert_eq!(served_by(&reply, backend), Ok(()), "{host}"),
+            None => assert_eq!(reply.status, StatusCode::NOT_FOUND, "{host}"),
+        }
+    }
+    // The HTTPS listener's routes are not served over plain HTTP.
+    suite.check(&[at("example.org", "/", Status(404))]).await;
+}
+
+/// The types Gatehouse reads the Gateway API with are written by hand:
+/// every field they read (here, every field of every object of the
+/// conformance manifests, read and written back) must be a field of the
+/// CRD schema in `deploy/gateway-api/`.
+#[test]
+fn every_field_read_is_a_field_of_the_crd_schemas() {
+    use gatehouse::cluster::Object;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = BASE.to_owned();
+    for entry in std::fs::read_dir(dir.join("tests/fixtures/gateway-api")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        text.push_str("\n---\n");
+        text.push_str(&std::fs::read_to_string(path).expect("fixture"));
+    }
+    let text = text.replace("{GATEWAY_CLASS_NAME}", "gatehouse");
+    let schema = |file: &str, version: &str| -> serde_json::Value {
+        let crd = std::fs::read_to_string(dir.join("deploy/gateway-api").join(file)).expect("CRD");
+        let crd: serde_json::Value = serde_yaml_ng::from_str(&crd).expect("CRD yaml");
+        let versions = crd["spec"]["versions"].as_array().expect("versions");
+        let found = versions.iter().find(|v| v["name"] == version);
+        found.expect("version")["schema"]["openAPIV3Schema"].clone()
+    };
+    let mut checked = std::collections::BTreeMap::<&str, usize>::new();
+    for object in gatehouse::source::manifest::parse(&text).expect("parse") {
+        let (kind, value, schema) = match &object {
+            Object::GatewayClass(o) => (
+                "GatewayClass",
+                serde_json::to_value(&**o),
+                schema("gatewayclasses.yaml", "v1"),
+            ),
+            Object::Gateway(o) => (
+                "Gateway",
+                serde_json::to_value(&**o),
+                schema("gateways.yaml", "v1"),
+            ),
+            Object::HTTPRoute(o) => (
+                "HTTPRoute",
+                serde_json::to_value(&**o),
+                schema("httproutes.yaml", "v1"),
+            ),
+            Object::ReferenceGrant(o) => (
+                "ReferenceGrant",
+                serde_json::to_value(&**o),
+                schema("referencegrants.yaml", "v1beta1"),
+            ),
+            _ => continue,
+        };
+        let value = value.expect("json");
+        walk(
+            &value["spec"],
+            &schema["properties"]["spec"],
+            &format!("{kind}.spec"),
+        );
+        *checked.entry(kind).or_default() += 1;
+    }
+    assert_eq!(checked.len(), 4, "{checked:?}");
+}
+
+fn walk(value: &serde_json::Value, schema: &serde_json::Value, path: &str) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                // A map's keys are free; its values have a schema.
+                let sub = match &schema["additionalProperties"] {
+                    serde_json::Value::Object(_) => &schema["additionalProperties"],
+                    _ => &schema["properties"][name],
+                };
+                assert!(!sub.is_null(), "{path}.{name} is not in the CRD schema");
+                walk(field, sub, &format!("{path}.{name}"));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                walk(item, &schema["items"], &format!("{path}[]"));
+            }
+        }
+        _ => {}
+    }
+}
