@@ -23,7 +23,7 @@ pub fn render(
         "TYPE".into(),
         "BACKEND".into(),
         "ENDPOINTS".into(),
-        "INGRESS".into(),
+        "ORIGIN".into(),
         "ACCESS".into(),
         "IN EFFECT".into(),
     ]];
@@ -71,7 +71,23 @@ pub fn render(
 }
 
 fn route_row(route: &Route) -> [String; 8] {
+    let split = route.gateway.as_ref().map(|g| &g.backends);
     let (backend, endpoints) = match &route.action {
+        _ if split.is_some_and(|s| s.iter().count() > 1 || s.is_empty()) => {
+            let shares: Vec<String> = split
+                .into_iter()
+                .flat_map(|s| s.iter())
+                .map(|(weight, b)| match b {
+                    Some(b) => format!("{}:{} ×{weight}", b.service, b.port),
+                    None => format!("(unresolved: 500) ×{weight}"),
+                })
+                .collect();
+            let backend = match shares.is_empty() {
+                true => "(none: 500)".to_owned(),
+                false => shares.join(", "),
+            };
+            (backend, "-".to_owned())
+        }
         Action::Unavailable => ("(unavailable: 503)".to_owned(), "-".to_owned()),
         Action::Forward(b) => {
             let endpoints = match &b.upstream {
@@ -87,15 +103,17 @@ fn route_row(route: &Route) -> [String; 8] {
             (format!("{}:{}", b.service, b.port), endpoints)
         }
     };
-    let kind = match (route.regex, route.ingress.is_none()) {
-        (_, true) => "default".to_owned(),
-        (true, _) => format!("{:?} (regex)", route.path_type),
-        (false, _) => format!("{:?}", route.path_type),
+    let kind = match (route.regex, route.ingress.is_none(), &route.gateway) {
+        (_, _, Some(_)) if route.regex => "RegularExpression".to_owned(),
+        (_, _, Some(_)) => match route.path_type {
+            crate::table::PathType::Prefix => "PathPrefix".to_owned(),
+            other => format!("{other:?}"),
+        },
+        (_, true, None) => "default".to_owned(),
+        (true, _, None) => format!("{:?} (regex)", route.path_type),
+        (false, _, None) => format!("{:?}", route.path_type),
     };
-    let ingress = route
-        .ingress
-        .as_ref()
-        .map_or("--default-backend-service".to_owned(), |k| k.to_string());
+    let ingress = route.origin();
     [
         route.host.to_string(),
         route.path.clone(),
@@ -108,8 +126,17 @@ fn route_row(route: &Route) -> [String; 8] {
     ]
 }
 
-/// The behaviour that differs from the defaults, in annotation terms.
+/// The behaviour that differs from the defaults, in annotation terms (in
+/// Gateway API terms for an HTTPRoute's).
 fn in_effect(route: &Route) -> String {
+    if let Some(rule) = &route.gateway {
+        let parts: Vec<String> = [route.conditions.clone(), Some(rule.describe())]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect();
+        return parts.join(", ");
+    }
     let p: &Policy = &route.policy;
     let mut parts = Vec::new();
     if route.ssl_redirect || p.force_ssl_redirect {

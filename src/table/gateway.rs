@@ -49,6 +49,51 @@ pub struct GatewayMatch {
     pub route: Arc<Route>,
 }
 
+impl GatewayRule {
+    /// The filters and backends, as `gatehouse routes` shows them.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.redirect {
+            let mut target = String::new();
+            if let Some(s) = &r.scheme {
+                target.push_str(&format!("{s}://"));
+            }
+            if let Some(h) = &r.hostname {
+                target.push_str(h);
+            }
+            if let Some(p) = r.port {
+                target.push_str(&format!(":{p}"));
+            }
+            if let Some(p) = &r.path {
+                target.push_str(&p.to_string());
+            }
+            parts.push(format!("redirect {} {target}", r.status.as_u16()));
+        }
+        if let Some(p) = &self.rewrite {
+            parts.push(format!("rewrite path {p}"));
+        }
+        if let Some(h) = &self.upstream_host {
+            parts.push(format!("rewrite host {}", h.to_str().unwrap_or("?")));
+        }
+        if self.request_headers.is_some() {
+            parts.push("request headers modified".to_owned());
+        }
+        if self.response_headers.is_some() {
+            parts.push("response headers modified".to_owned());
+        }
+        parts.join(", ")
+    }
+}
+
+impl std::fmt::Display for PathModifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathModifier::Full(p) => write!(f, "{p} (full path)"),
+            PathModifier::Prefix(p) => write!(f, "{p} (prefix)"),
+        }
+    }
+}
+
 impl GatewayMatch {
     pub fn matches(&self, req: &RequestFacts<'_>) -> bool {
         let listener = if req.tls {

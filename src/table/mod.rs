@@ -85,8 +85,23 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     /// An HTTPRoute rule's filters and backends (`ingress` is then `None`).
     pub gateway: Option<Arc<GatewayRule>>,
+    /// An HTTPRoute match's conditions besides the path, for display
+    /// (`method GET, header version=one`).
+    pub conditions: Option<String>,
     /// The route's request metrics, resolved on its first request.
     pub metrics: RouteMetricsSlot,
+}
+
+impl Route {
+    /// The object the route comes from, as `gatehouse routes` and
+    /// `/debug/routes` show it.
+    pub fn origin(&self) -> String {
+        match (&self.ingress, &self.gateway) {
+            (Some(ingress), _) => format!("Ingress {ingress}"),
+            (None, Some(rule)) => format!("HTTPRoute {} rule {}", rule.origin, rule.rule),
+            (None, None) => "--default-backend-service".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -37,6 +37,9 @@ fn route(route: &Route) -> Value {
     let nets = |nets: &[ipnet::IpNet]| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     json!({
         "ingress": route.ingress.as_ref().map(|k| k.to_string()),
+        "origin": route.origin(),
+        "conditions": route.conditions,
+        "gateway": route.gateway.as_ref().map(|g| g.describe()),
         "host": route.host.to_string(),
         "path": route.path,
         "path_type": route.path_type,

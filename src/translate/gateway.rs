@@ -99,6 +99,25 @@ impl ValueMatchSpec {
 }
 
 impl CompiledMatch {
+    /// The conditions besides the path, for display.
+    fn describe(&self) -> Option<String> {
+        let value = |v: &ValueMatchSpec| match v {
+            ValueMatchSpec::Exact(v) => format!("={v}"),
+            ValueMatchSpec::Regex(r) => format!("~{}", r.as_str()),
+        };
+        let mut parts = Vec::new();
+        if let Some(m) = &self.method {
+            parts.push(format!("method {m}"));
+        }
+        for (name, v) in &self.headers {
+            parts.push(format!("header {name}{}", value(v)));
+        }
+        for (name, v) in &self.query {
+            parts.push(format!("query {name}{}", value(v)));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
     fn path_match(&self) -> PathMatch {
         match (&self.regex, self.path_type) {
             (Some(r), _) => PathMatch::Regex(r.clone()),
@@ -193,6 +212,7 @@ impl Build<'_> {
                 hsts: None,
                 rewrite: None,
                 gateway: Some(p.rule.clone()),
+                conditions: p.matched.describe(),
                 metrics: Default::default(),
             });
             self.table.add_gateway_match(GatewayMatch {

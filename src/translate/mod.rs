@@ -375,6 +375,7 @@ impl IngressView<'_> {
             hsts: self.hsts.filter(|_| tls).cloned(),
             rewrite,
             gateway: None,
+            conditions: None,
             metrics: Default::default(),
         }
     }
@@ -888,6 +889,7 @@ impl Build<'_> {
                 hsts: None,
                 rewrite: None,
                 gateway: None,
+                conditions: None,
                 metrics: Default::default(),
             };
             // An Ingress-provided default backend wins over the flag.

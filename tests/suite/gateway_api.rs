@@ -1113,6 +1113,9 @@ fn every_field_read_is_a_field_of_the_crd_schemas() {
     let mut text = BASE.to_owned();
     for entry in std::fs::read_dir(dir.join("tests/fixtures/gateway-api")).expect("fixtures") {
         let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
         text.push_str("\n---\n");
         text.push_str(&std::fs::read_to_string(path).expect("fixture"));
     }
@@ -1180,4 +1183,168 @@ fn walk(value: &serde_json::Value, schema: &serde_json::Value, path: &str) {
         }
         _ => {}
     }
+}
+
+/// Beyond the conformance suite: weights, and a host that an Ingress and
+/// an HTTPRoute both serve.
+const SPLIT_AND_SHARED: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [split.example]
+  rules:
+  - backendRefs:
+    - {name: infra-backend-v1, port: 8080, weight: 3}
+    - {name: infra-backend-v2, port: 8080, weight: 1}
+    - {name: infra-backend-v3, port: 8080, weight: 0}
+  - matches: [{path: {type: PathPrefix, value: /half-broken}}]
+    backendRefs:
+    - {name: infra-backend-v1, port: 8080}
+    - {name: no-such-service, port: 8080}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api-moved, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [shop.example]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: gatehouse}
+spec: {controller: gatehouse.dev/ingress-controller}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: gateway-conformance-infra}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: infra-backend-v1, port: {number: 8080}}}}
+      - {path: /api, pathType: Prefix, backend: {service: {name: infra-backend-v3, port: {number: 8080}}}}
+"#;
+
+async fn split_suite() -> Suite {
+    let mut suite = Suite::start(&[]).await;
+    suite.manifests.push_str(SPLIT_AND_SHARED);
+    let all = suite.manifests.clone();
+    suite.edit(&all, &all);
+    suite
+        .eventually(&[at("shop.example", "/api", B("infra-backend-v2"))])
+        .await;
+    suite
+}
+
+#[tokio::test]
+async fn weights_split_requests_and_an_unresolved_share_answers_500() {
+    let suite = split_suite().await;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..400 {
+        let reply = suite.send(&at("split.example", "/", Status(200))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        *counts.entry(reply.backend()).or_default() += 1;
+    }
+    let v1 = counts.get("infra-backend-v1").copied().unwrap_or(0);
+    let v2 = counts.get("infra-backend-v2").copied().unwrap_or(0);
+    assert_eq!(v1 + v2, 400, "weight 0 takes nothing: {counts:?}");
+    // 3:1, with a wide margin for chance (300 expected, sd ≈ 8.7).
+    assert!((240..=360).contains(&v1), "{counts:?}");
+
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..200 {
+        let reply = suite
+            .send(&at("split.example", "/half-broken", Status(200)))
+            .await;
+        *statuses.entry(reply.status.as_u16()).or_default() += 1;
+    }
+    let ok = statuses.get(&200).copied().unwrap_or(0);
+    let failed = statuses.get(&500).copied().unwrap_or(0);
+    assert_eq!(ok + failed, 200, "{statuses:?}");
+    assert!(
+        (60..=140).contains(&failed),
+        "half answer 500: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn on_a_host_ingress_rules_share_the_httproute_matches_come_first() {
+    let suite = split_suite().await;
+    suite
+        .check(&[
+            at("shop.example", "/api/items", B("infra-backend-v2")),
+            at("shop.example", "/", B("infra-backend-v1")),
+            at("shop.example", "/cart", B("infra-backend-v1")),
+        ])
+        .await;
+    let warnings = warnings_of(&suite.manifests);
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "HTTPRoute gateway-conformance-infra/api-moved: host shop.example also has Ingress rules"
+        )),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn gatehouse_routes_shows_where_each_route_comes_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = format!(
+        "{BASE}\n---\n{}\n---\n{SPLIT_AND_SHARED}",
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gateway-api/httproute-matching.yaml"
+        ))
+        .expect("fixture")
+    );
+    let endpoint = "198.18.0.1:3000".parse().expect("addr");
+    let services: String = BACKENDS
+        .iter()
+        .map(|(namespace, name)| suite_service(namespace, name, endpoint))
+        .collect();
+    std::fs::write(dir.path().join("all.yaml"), manifests + &services).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["routes", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .expect("run gatehouse routes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |needle: &[&str]| {
+        text.lines()
+            .find(|l| needle.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+            .to_owned()
+    };
+    line(&[
+        "shop.example",
+        "/api",
+        "Ingress gateway-conformance-infra/shop",
+    ]);
+    line(&[
+        "shop.example",
+        "/api",
+        "PathPrefix",
+        "HTTPRoute gateway-conformance-infra/api-moved rule 0",
+    ]);
+    line(&[
+        "HTTPRoute gateway-conformance-infra/matching rule 1",
+        "header version=two",
+    ]);
+    line(&[
+        "split.example",
+        "infra-backend-v1:8080 ×3",
+        "infra-backend-v2:8080 ×1",
+    ]);
+    line(&["/half-broken", "(unresolved: 500) ×1"]);
+    line(&[
+        "HTTPRoute gateway-conformance-infra/api-moved: host shop.example also has Ingress rules",
+    ]);
 }
