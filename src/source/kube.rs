@@ -19,6 +19,11 @@
 //!   data; every other one is held as its name only, its bytes dropped in
 //!   the same batch of changes that delivered them. When an Ingress starts
 //!   referencing one held without data, it is fetched.
+//! - The Gateway API kinds (GatewayClass, Gateway, HTTPRoute,
+//!   ReferenceGrant) and the Namespaces (for `allowedRoutes` selectors) are
+//!   watched when the API server serves the Gateway API group at start; a
+//!   cluster without its CRDs gets one log line and no errors. The Secrets
+//!   a Gateway listener names keep their data like those Ingresses name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -35,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
+use crate::gateway::{self, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +111,12 @@ enum Kind {
     Secret,
     ConfigMap,
     Namespace,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    ReferenceGrant,
+    /// Every Namespace with its labels (the Gateway API's selectors).
+    NamespaceLabels,
 }
 
 /// One watch: a kind, in one namespace or all (a kind may have several).
@@ -181,9 +193,51 @@ fn scopes(source: &KubeSource) -> Vec<Option<String>> {
     }
 }
 
+/// Which Gateway API kinds the API server serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayApi {
+    /// GatewayClass, Gateway and HTTPRoute (v1).
+    pub routes: bool,
+    /// ReferenceGrant (v1beta1, served by every release that has it).
+    pub grants: bool,
+}
+
+/// Asks the API server (discovery) which Gateway API kinds it serves. Not
+/// served, or not readable: none, said once in the log.
+pub async fn discover_gateway_api(client: &Client) -> GatewayApi {
+    let serves = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+                  names: &[&str]| {
+        names
+            .iter()
+            .all(|n| list.resources.iter().any(|r| r.name == *n))
+    };
+    let v1 = client
+        .list_api_group_resources(&format!("{}/v1", gateway::GROUP))
+        .await;
+    let routes = match &v1 {
+        Ok(list) => serves(list, &["gatewayclasses", "gateways", "httproutes"]),
+        Err(_) => false,
+    };
+    let grants = routes
+        && client
+            .list_api_group_resources(&format!("{}/v1beta1", gateway::GROUP))
+            .await
+            .is_ok_and(|list| serves(&list, &["referencegrants"]));
+    if routes {
+        tracing::info!(target: "gatehouse::source", grants, "the Gateway API is served: watching GatewayClasses, Gateways and HTTPRoutes beside the Ingresses");
+    } else {
+        tracing::info!(target: "gatehouse::source", "the Gateway API CRDs are not installed: serving Ingresses only (install them and restart to serve HTTPRoutes)");
+    }
+    GatewayApi { routes, grants }
+}
+
 /// The watches: each namespaced kind once per scope, IngressClasses, and
 /// the controller ConfigMap by name when no scope covers its namespace.
-fn spawn_watchers(source: &KubeSource, tx: &mpsc::UnboundedSender<(Stream, Change)>) -> usize {
+fn spawn_watchers(
+    source: &KubeSource,
+    gateway_api: GatewayApi,
+    tx: &mpsc::UnboundedSender<(Stream, Change)>,
+) -> usize {
     let client = &source.client;
     let mut streams = 0;
     let mut next = |kind: Kind| {
@@ -239,6 +293,49 @@ fn spawn_watchers(source: &KubeSource, tx: &mpsc::UnboundedSender<(Stream, Chang
             config_map,
         );
     }
+    if gateway_api.routes {
+        spawn_watcher::<GatewayClass>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            next(Kind::GatewayClass),
+            tx.clone(),
+            Object::GatewayClass,
+        );
+        spawn_watcher::<Namespace>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            next(Kind::NamespaceLabels),
+            tx.clone(),
+            Object::Namespace,
+        );
+        for scope in scopes(source) {
+            let ns = scope.as_deref();
+            let all = watcher::Config::default();
+            spawn_watcher::<Gateway>(
+                api(client, ns),
+                all.clone(),
+                next(Kind::Gateway),
+                tx.clone(),
+                Object::Gateway,
+            );
+            spawn_watcher::<HTTPRoute>(
+                api(client, ns),
+                all.clone(),
+                next(Kind::HTTPRoute),
+                tx.clone(),
+                Object::HTTPRoute,
+            );
+            if gateway_api.grants {
+                spawn_watcher::<ReferenceGrant>(
+                    api(client, ns),
+                    all,
+                    next(Kind::ReferenceGrant),
+                    tx.clone(),
+                    Object::ReferenceGrant,
+                );
+            }
+        }
+    }
     if let Some(key) = &source.config_map {
         let covered = source.namespaces.is_empty() || source.namespaces.contains(&key.namespace);
         if !covered {
@@ -271,7 +368,8 @@ fn config_map(map: Arc<ConfigMap>) -> Object {
 /// then returns the receiver of cluster states, which keeps being updated.
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
-    let streams = spawn_watchers(&source, &changes_tx);
+    let gateway_api = discover_gateway_api(&source.client).await;
+    let streams = spawn_watchers(&source, gateway_api, &changes_tx);
     let client = source.client.clone();
     let pinned = Pinned {
         secret: source.default_certificate.clone(),
@@ -433,7 +531,9 @@ impl DataScope {
         };
         let key = object.key();
         let pinned = match object {
-            Object::IngressClass(_) => return true,
+            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => {
+                return true
+            }
             Object::Secret(_) => self.pinned.secret.as_ref() == Some(&key),
             Object::ConfigMap(_) => self.pinned.config_map.as_ref() == Some(&key),
             _ => false,
@@ -465,6 +565,13 @@ impl DataScope {
                 referenced
                     .config_maps
                     .extend(annotation_config_map_keys(ingress, prefix));
+            }
+        }
+        for object in of(Kind::Gateway) {
+            if let Object::Gateway(gateway) = object {
+                referenced
+                    .secrets
+                    .extend(gateway::certificate_secret_keys(gateway));
             }
         }
         if let Some(pinned) = &self.pinned.config_map {

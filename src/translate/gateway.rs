@@ -21,6 +21,7 @@ use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, Se
 
 use super::{Build, TranslateOptions, WarningKind, PATH_REGEX_BYTES};
 use crate::cluster::ObjectKey;
+use crate::gateway::report::{Condition, GatewayReport, ListenerReport, ParentReport, RouteReport};
 use crate::gateway::{
     self, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HeaderModifier,
     Listener, ParentRef,
@@ -39,6 +40,8 @@ const HTTPS_PORT: i32 = 443;
 /// A listener of one of our Gateways that Gatehouse serves.
 struct Open<'a> {
     gateway: &'a ObjectKey,
+    /// The listener's place in its Gateway's report.
+    index: usize,
     listener: &'a Listener,
     hostname: Option<HostPattern>,
     tls: bool,
@@ -72,6 +75,24 @@ type Order = (
     usize,
     usize,
 );
+
+/// What was wrong with a route's rules, for its status.
+#[derive(Default)]
+struct Problems {
+    /// The first backend that cannot be used: the reason and what.
+    unresolved: Option<(&'static str, String)>,
+    /// The first filter that is not supported.
+    unsupported: Option<String>,
+}
+
+impl Problems {
+    fn resolved_refs(&self) -> Condition {
+        match &self.unresolved {
+            None => Condition::yes("ResolvedRefs", "ResolvedRefs"),
+            Some((reason, message)) => Condition::no("ResolvedRefs", reason, message.clone()),
+        }
+    }
+}
 
 /// A match's conditions, compiled once for all its hosts.
 struct CompiledMatch {
@@ -140,6 +161,10 @@ impl Build<'_> {
         if classes.is_empty() {
             return;
         }
+        for name in &classes {
+            let generation = state.gateway_classes[*name].metadata.generation;
+            self.report.classes.insert(name.to_string(), generation);
+        }
         let gateways: BTreeMap<&ObjectKey, &Gateway> = state
             .gateways
             .iter()
@@ -148,11 +173,39 @@ impl Build<'_> {
             .collect();
         let mut open = Vec::new();
         for (key, gateway) in &gateways {
-            for listener in &gateway.spec.listeners {
-                if let Some(l) = self.open_listener(key, listener) {
-                    open.push(l);
+            let mut report = GatewayReport {
+                generation: gateway.metadata.generation,
+                ..GatewayReport::default()
+            };
+            for (index, listener) in gateway.spec.listeners.iter().enumerate() {
+                let mut listener_report = ListenerReport {
+                    name: listener.name.clone(),
+                    ..ListenerReport::default()
+                };
+                match self.open_listener(key, index, listener) {
+                    Ok((l, kinds)) => {
+                        listener_report.conditions = vec![
+                            Condition::yes("Accepted", "Accepted"),
+                            kinds.unwrap_or_else(|| Condition::yes("ResolvedRefs", "ResolvedRefs")),
+                            Condition::yes("Programmed", "Programmed"),
+                        ];
+                        if l.takes_http_routes {
+                            listener_report.supported_kinds.push("HTTPRoute");
+                        }
+                        open.push(l);
+                    }
+                    Err(refused) => {
+                        let message = refused.message.clone();
+                        listener_report.conditions = vec![
+                            refused,
+                            Condition::yes("ResolvedRefs", "ResolvedRefs"),
+                            Condition::no("Programmed", "Invalid", message),
+                        ];
+                    }
                 }
+                report.listeners.push(listener_report);
             }
+            self.report.gateways.insert((*key).clone(), report);
         }
         let mut routes: Vec<(&ObjectKey, &HTTPRoute)> =
             state.http_routes.iter().map(|(k, r)| (k, &**r)).collect();
@@ -167,12 +220,27 @@ impl Build<'_> {
         let mut listener_hosts: HashMap<(&ObjectKey, &str), Vec<HostPattern>> = HashMap::default();
         for (key, route) in routes {
             let hosts = self.attach(key, route, &open, &gateways, &mut listener_hosts);
-            if hosts.is_empty() {
-                continue;
+            if !self.report.routes.contains_key(key) {
+                continue; // no parent of ours
             }
-            self.route_matches(key, route, &hosts, &mut pending);
+            // Compiled even when no parent took it: its status says whether
+            // its references resolve.
+            let mut problems = Problems::default();
+            self.route_matches(key, route, &hosts, &mut pending, &mut problems);
+            if let Some(report) = self.report.routes.get_mut(key) {
+                for parent in &mut report.parents {
+                    parent.conditions.push(problems.resolved_refs());
+                    if let Some(accepted) = &problems.unsupported {
+                        if parent.conditions[0].status {
+                            parent.conditions[0] =
+                                Condition::no("Accepted", "UnsupportedValue", accepted.clone());
+                        }
+                    }
+                }
+            }
         }
         self.add_listener_certs(&open, &listener_hosts);
+        self.sum_up_gateways();
         pending.sort_by(|a, b| a.order.cmp(&b.order));
         // Hosts the Ingress rules have, before any match is added.
         let ingress_hosts: HashSet<HostPattern> = pending
@@ -236,29 +304,34 @@ impl Build<'_> {
         }
     }
 
-    /// A listener Gatehouse can serve, or a warning that says why not.
+    /// A listener Gatehouse can serve (with a `ResolvedRefs` condition
+    /// when its route kinds are wrong), or the `Accepted` condition that
+    /// says why not; each problem is a warning too.
     fn open_listener<'a>(
         &mut self,
         gateway: &'a ObjectKey,
+        index: usize,
         listener: &'a Listener,
-    ) -> Option<Open<'a>> {
+    ) -> Result<(Open<'a>, Option<Condition>), Condition> {
         let name = &listener.name;
+        let mut refuse = |reason: &'static str, why: String| {
+            let message = format!("listener {name}: {why} ({reason})");
+            self.warn(gateway, WarningKind::GatewayListener, message);
+            Err(Condition::no("Accepted", reason, why))
+        };
         let tls = match (listener.protocol.as_str(), listener.port) {
             ("HTTP", HTTP_PORT) => false,
             ("HTTPS", HTTPS_PORT) => true,
             ("HTTP" | "HTTPS", port) => {
-                let message = format!(
-                    "listener {name}: port {port} is not served (PortUnavailable): every Gateway of this class shares Gatehouse's ports, HTTP {HTTP_PORT} and HTTPS {HTTPS_PORT}"
-                );
-                self.warn(gateway, WarningKind::GatewayListener, message);
-                return None;
+                return refuse("PortUnavailable", format!(
+                    "port {port} is not served: every Gateway of this class shares Gatehouse's ports, HTTP {HTTP_PORT} and HTTPS {HTTPS_PORT}"
+                ));
             }
             (protocol, _) => {
-                let message = format!(
-                    "listener {name}: protocol {protocol} is not supported (UnsupportedProtocol); HTTP and HTTPS are"
+                return refuse(
+                    "UnsupportedProtocol",
+                    format!("protocol {protocol} is not supported; HTTP and HTTPS are"),
                 );
-                self.warn(gateway, WarningKind::GatewayListener, message);
-                return None;
             }
         };
         if tls {
@@ -267,10 +340,10 @@ impl Build<'_> {
                 .as_ref()
                 .map_or("Terminate", |t| t.mode.as_str());
             if mode != "Terminate" {
-                let message =
-                    format!("listener {name}: TLS mode {mode} is not supported; Terminate is");
-                self.warn(gateway, WarningKind::GatewayListener, message);
-                return None;
+                return refuse(
+                    "UnsupportedValue",
+                    format!("TLS mode {mode} is not supported; Terminate is"),
+                );
             }
         }
         let kinds = &listener.allowed_routes.kinds;
@@ -278,14 +351,16 @@ impl Build<'_> {
             || kinds
                 .iter()
                 .any(|k| k.group == gateway::GROUP && k.kind == "HTTPRoute");
+        let mut kinds_condition = None;
         if !kinds.is_empty() && !takes_http_routes {
-            let message = format!(
-                "listener {name}: allowedRoutes.kinds names no kind served here (InvalidRouteKinds); HTTPRoute is"
-            );
+            let why = "allowedRoutes.kinds names no kind served here; HTTPRoute is";
+            let message = format!("listener {name}: {why} (InvalidRouteKinds)");
             self.warn(gateway, WarningKind::GatewayListener, message);
+            kinds_condition = Some(Condition::no("ResolvedRefs", "InvalidRouteKinds", why));
         }
-        Some(Open {
+        let open = Open {
             gateway,
+            index,
             listener,
             hostname: listener
                 .hostname
@@ -293,7 +368,48 @@ impl Build<'_> {
                 .map(|h| HostPattern::parse_gateway(Some(h))),
             tls,
             takes_http_routes,
-        })
+        };
+        Ok((open, kinds_condition))
+    }
+
+    /// Each Gateway's own conditions and its listeners' attached routes.
+    fn sum_up_gateways(&mut self) {
+        for report in self.report.gateways.values_mut() {
+            let accepted = report
+                .listeners
+                .iter()
+                .filter(|l| {
+                    l.conditions
+                        .iter()
+                        .all(|c| c.type_ != "Accepted" || c.status)
+                })
+                .count();
+            let programmed = report
+                .listeners
+                .iter()
+                .filter(|l| {
+                    l.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Programmed" && c.status)
+                })
+                .count();
+            let all = report.listeners.len();
+            let invalid = format!("{} of {all} listeners are not valid", all - accepted);
+            report.conditions = vec![
+                match accepted {
+                    n if n == all => Condition::yes("Accepted", "Accepted"),
+                    0 => Condition::no("Accepted", "ListenersNotValid", invalid),
+                    _ => Condition {
+                        message: invalid,
+                        ..Condition::yes("Accepted", "ListenersNotValid")
+                    },
+                },
+                match programmed {
+                    0 => Condition::no("Programmed", "Invalid", "no listener is programmed"),
+                    _ => Condition::yes("Programmed", "Programmed"),
+                },
+            ];
+        }
     }
 
     /// The hosts a route is served for, with the listeners of each, from
@@ -316,25 +432,45 @@ impl Build<'_> {
                 &parent.name,
             );
             // Another controller's Gateway, or none: not ours to judge.
-            if !gateways.contains_key(&gateway_key) {
+            let Some(gateway) = gateways.get(&gateway_key) else {
                 continue;
-            }
-            let mut why_not = "no listener matches the parentRef (NoMatchingParent)";
+            };
+            let names_one = gateway
+                .spec
+                .listeners
+                .iter()
+                .any(|l| names_listener(parent, l));
+            let mut why_not = match names_one {
+                true => (
+                    "NotAllowedByListeners",
+                    "the listener it names is not served",
+                ),
+                false => ("NoMatchingParent", "no listener matches the parentRef"),
+            };
             let mut attached = false;
             for l in open.iter().filter(|l| *l.gateway == gateway_key) {
                 if !names_listener(parent, l.listener) {
                     continue;
                 }
                 if !l.takes_http_routes || !self.namespace_allowed(l, &key.namespace) {
-                    why_not = "the listener does not allow this route (NotAllowedByListeners)";
+                    why_not = (
+                        "NotAllowedByListeners",
+                        "the listener does not allow this route",
+                    );
                     continue;
                 }
                 let names = intersect(l.hostname.as_ref(), &route.spec.hostnames);
                 if names.is_empty() {
-                    why_not = "no hostname of the route is one of the listener's (NoMatchingListenerHostname)";
+                    why_not = (
+                        "NoMatchingListenerHostname",
+                        "no hostname of the route is one of the listener's",
+                    );
                     continue;
                 }
                 attached = true;
+                if let Some(gw) = self.report.gateways.get_mut(&gateway_key) {
+                    gw.listeners[l.index].attached_routes += 1;
+                }
                 let this = Listeners {
                     plain: !l.tls,
                     tls: l.tls,
@@ -350,10 +486,27 @@ impl Build<'_> {
                     *entry = entry.union(this);
                 }
             }
-            if !attached {
-                let message = format!("parentRef Gateway {gateway_key}: not accepted: {why_not}");
+            let accepted = if attached {
+                Condition::yes("Accepted", "Accepted")
+            } else {
+                let (reason, why) = why_not;
+                let message =
+                    format!("parentRef Gateway {gateway_key}: not accepted: {why} ({reason})");
                 self.warn(key, WarningKind::RouteNotAccepted, message);
-            }
+                Condition::no("Accepted", reason, why)
+            };
+            let report = self
+                .report
+                .routes
+                .entry(key.clone())
+                .or_insert_with(|| RouteReport {
+                    generation: route.metadata.generation,
+                    parents: Vec::new(),
+                });
+            report.parents.push(ParentReport {
+                parent: parent.clone(),
+                conditions: vec![accepted],
+            });
         }
         hosts
     }
@@ -387,11 +540,12 @@ impl Build<'_> {
         route: &HTTPRoute,
         hosts: &BTreeMap<HostPattern, Listeners>,
         pending: &mut Vec<Pending>,
+        problems: &mut Problems,
     ) {
         let age = route.metadata.creation_timestamp.as_ref().map(|t| t.0);
         for (index, rule) in route.spec.rules.iter().enumerate() {
             let context = format!("rule {index}");
-            let compiled = self.compile_rule(key, index, rule, &context);
+            let compiled = self.compile_rule(key, index, rule, &context, problems);
             let first_backend = compiled
                 .backends
                 .iter()
@@ -563,6 +717,7 @@ impl Build<'_> {
         index: usize,
         rule: &gateway::HTTPRouteRule,
         context: &str,
+        problems: &mut Problems,
     ) -> GatewayRule {
         let mut compiled = GatewayRule {
             origin: key.clone(),
@@ -574,6 +729,9 @@ impl Build<'_> {
             if let Err(why) = apply_filter(&mut compiled, filter) {
                 let message = format!("{context}: {why}; the rule answers 500");
                 self.warn(key, WarningKind::RouteRefs, message);
+                problems
+                    .unsupported
+                    .get_or_insert(format!("{context}: {why}"));
                 closed = true;
             }
         }
@@ -589,7 +747,11 @@ impl Build<'_> {
         for backend in &rule.backend_refs {
             let resolved = match self.gateway_backend(key, backend) {
                 Ok(b) => Some(b),
-                Err(why) => {
+                Err((reason, why)) => {
+                    problems.unresolved.get_or_insert((
+                        reason,
+                        format!("{context}: backendRef {}: {why}", backend.name),
+                    ));
                     let message = format!(
                         "{context}: backendRef {}: {why}; its share of requests gets 500",
                         backend.name
@@ -617,15 +779,21 @@ impl Build<'_> {
         &mut self,
         key: &ObjectKey,
         backend: &HTTPBackendRef,
-    ) -> Result<Arc<crate::table::Backend>, String> {
+    ) -> Result<Arc<crate::table::Backend>, (&'static str, String)> {
         if !backend.group.is_empty() || backend.kind != "Service" {
-            return Err(format!(
-                "kind {}/{} is not supported (InvalidKind); Service is",
-                backend.group, backend.kind
+            return Err((
+                "InvalidKind",
+                format!(
+                    "kind {}/{} is not supported (InvalidKind); Service is",
+                    backend.group, backend.kind
+                ),
             ));
         }
         if !backend.filters.is_empty() {
-            return Err("backendRef filters are not implemented yet".into());
+            return Err((
+                "UnsupportedValue",
+                "backendRef filters are not implemented yet".into(),
+            ));
         }
         let namespace = backend.namespace.as_deref().unwrap_or(&key.namespace);
         if namespace != key.namespace
@@ -638,13 +806,16 @@ impl Build<'_> {
                 &backend.name,
             )
         {
-            return Err(format!(
+            return Err(("RefNotPermitted", format!(
                 "Service {namespace}/{} is in another namespace and no ReferenceGrant allows it (RefNotPermitted)",
                 backend.name
-            ));
+            )));
         }
         let Some(port) = backend.port else {
-            return Err("a Service backendRef needs a port".into());
+            return Err((
+                "UnsupportedValue",
+                "a Service backendRef needs a port".into(),
+            ));
         };
         let reference = IngressBackend {
             service: Some(IngressServiceBackend {
@@ -658,7 +829,61 @@ impl Build<'_> {
         };
         self.backends
             .resolve(namespace, &reference)
-            .map_err(|e| format!("{e} (BackendNotFound)"))
+            .map_err(|e| ("BackendNotFound", format!("{e} (BackendNotFound)")))
+    }
+
+    /// The Secret and certificate an HTTPS listener names.
+    fn listener_cert(
+        &mut self,
+        l: &Open<'_>,
+    ) -> Result<(ObjectKey, crate::table::CertEntry), (&'static str, String)> {
+        let refs = l
+            .listener
+            .tls
+            .as_ref()
+            .map(|t| t.certificate_refs.as_slice());
+        let Some(cert_ref) = refs.and_then(<[_]>::first) else {
+            return Err((
+                "InvalidCertificateRef",
+                "HTTPS without certificateRefs".into(),
+            ));
+        };
+        if !cert_ref.group.is_empty() || cert_ref.kind != "Secret" {
+            return Err((
+                "InvalidCertificateRef",
+                format!(
+                    "certificateRef kind {}/{} is not supported; Secret is",
+                    cert_ref.group, cert_ref.kind
+                ),
+            ));
+        }
+        let namespace = cert_ref
+            .namespace
+            .as_deref()
+            .unwrap_or(&l.gateway.namespace);
+        if namespace != l.gateway.namespace
+            && !self.granted(
+                &l.gateway.namespace,
+                "Gateway",
+                namespace,
+                "",
+                "Secret",
+                &cert_ref.name,
+            )
+        {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it",
+                    cert_ref.name
+                ),
+            ));
+        }
+        let secret = ObjectKey::new(namespace, &cert_ref.name);
+        match self.cert(&secret) {
+            Ok(cert) => Ok((secret, cert)),
+            Err(e) => Err(("InvalidCertificateRef", format!("TLS Secret {secret}: {e}"))),
+        }
     }
 
     /// Whether a ReferenceGrant in `to_namespace` lets `from_kind` objects
@@ -692,7 +917,8 @@ impl Build<'_> {
     }
 
     /// The certificate of each HTTPS listener: for its hostname, or, when
-    /// it has none, for the hosts of the routes it took.
+    /// it has none, for the hosts of the routes it took. A listener whose
+    /// certificate cannot be used says so in its status.
     fn add_listener_certs(
         &mut self,
         open: &[Open<'_>],
@@ -700,45 +926,20 @@ impl Build<'_> {
     ) {
         for l in open.iter().filter(|l| l.tls) {
             let name = &l.listener.name;
-            let refs = l
-                .listener
-                .tls
-                .as_ref()
-                .map(|t| t.certificate_refs.as_slice());
-            let Some(cert_ref) = refs.and_then(<[_]>::first) else {
-                let message = format!("listener {name}: HTTPS without certificateRefs (InvalidCertificateRef); its hosts get the default certificate");
-                self.warn(l.gateway, WarningKind::GatewayListener, message);
-                continue;
-            };
-            let namespace = cert_ref
-                .namespace
-                .as_deref()
-                .unwrap_or(&l.gateway.namespace);
-            if !cert_ref.group.is_empty() || cert_ref.kind != "Secret" {
-                let message = format!("listener {name}: certificateRef kind {}/{} is not supported (InvalidCertificateRef)", cert_ref.group, cert_ref.kind);
-                self.warn(l.gateway, WarningKind::GatewayListener, message);
-                continue;
-            }
-            if namespace != l.gateway.namespace
-                && !self.granted(
-                    &l.gateway.namespace,
-                    "Gateway",
-                    namespace,
-                    "",
-                    "Secret",
-                    &cert_ref.name,
-                )
-            {
-                let message = format!("listener {name}: Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it (RefNotPermitted)", cert_ref.name);
-                self.warn(l.gateway, WarningKind::GatewayListener, message);
-                continue;
-            }
-            let secret = ObjectKey::new(namespace, &cert_ref.name);
-            let cert = match self.cert(&secret) {
-                Ok(cert) => cert,
-                Err(e) => {
-                    let message = format!("listener {name}: TLS Secret {secret}: {e} (InvalidCertificateRef); its hosts get the default certificate");
+            let (secret, cert) = match self.listener_cert(l) {
+                Ok(found) => found,
+                Err((reason, why)) => {
+                    let message = format!(
+                        "listener {name}: {why} ({reason}); its hosts get the default certificate"
+                    );
                     self.warn(l.gateway, WarningKind::GatewayListener, message);
+                    if let Some(gw) = self.report.gateways.get_mut(l.gateway) {
+                        gw.listeners[l.index].conditions = vec![
+                            Condition::yes("Accepted", "Accepted"),
+                            Condition::no("ResolvedRefs", reason, why.clone()),
+                            Condition::no("Programmed", "Invalid", why),
+                        ];
+                    }
                     continue;
                 }
             };

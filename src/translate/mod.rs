@@ -115,6 +115,8 @@ pub struct Translation {
     pub settings: Settings,
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
+    /// The status of the Gateway API objects of ours.
+    pub gateway_status: crate::gateway::report::StatusReport,
 }
 
 /// What one build hands to the next: parsed TLS Secrets by name (each with
@@ -212,6 +214,7 @@ pub fn translate_with(
                 &options.annotations_prefix,
             )),
         },
+        report: Default::default(),
     };
     build.preparse(&ingresses, options);
     let settings = build.settings(options);
@@ -283,6 +286,7 @@ pub fn translate_with(
         warnings,
         summaries,
         settings,
+        gateway_status: build.report,
         reuse: Reuse {
             secrets: build.certs,
             backends: build.backends.into_resolved(),
@@ -398,6 +402,8 @@ pub(crate) struct Build<'a> {
     www_redirects: Vec<(ObjectKey, String, Route)>,
     /// `--host-ownership namespace`: each host's owner.
     owners: Option<ownership::Owners>,
+    /// The Gateway API objects' status.
+    report: crate::gateway::report::StatusReport,
 }
 
 impl Build<'_> {

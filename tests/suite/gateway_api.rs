@@ -1348,3 +1348,181 @@ fn gatehouse_routes_shows_where_each_route_comes_from() {
         "HTTPRoute gateway-conformance-infra/api-moved: host shop.example also has Ingress rules",
     ]);
 }
+
+/// The status translate reports for the base and some conformance
+/// manifests (the elected replica writes it; see kube_status.rs).
+fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
+    let mut text = BASE.to_owned();
+    let endpoint = "198.18.0.1:3000".parse().expect("addr");
+    for (namespace, name) in BACKENDS {
+        text.push_str(&suite_service(namespace, name, endpoint));
+    }
+    let leaf = Pki::new().leaf("example.org");
+    text.push_str(
+        &tls_secret("tls-validity-checks-certificate", &leaf)
+            .replace("namespace: test", &format!("namespace: {INFRA}")),
+    );
+    for name in fixtures {
+        let path = format!(
+            "{}/tests/fixtures/gateway-api/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        text.push_str("\n---\n");
+        text.push_str(&std::fs::read_to_string(path).expect("fixture"));
+    }
+    let text = text.replace("{GATEWAY_CLASS_NAME}", "gatehouse");
+    let objects = gatehouse::source::manifest::parse(&text).expect("manifests parse");
+    let state = gatehouse::cluster::ClusterState::from_objects(objects);
+    gatehouse::translate::translate(&state, &Default::default()).gateway_status
+}
+
+/// `(type, status, reason)` of each condition of a route's parents.
+fn route_conditions(
+    report: &gatehouse::gateway::report::StatusReport,
+    namespace: &str,
+    name: &str,
+) -> Vec<Vec<(&'static str, bool, &'static str)>> {
+    let key = gatehouse::cluster::ObjectKey::new(namespace, name);
+    let route = report
+        .routes
+        .get(&key)
+        .unwrap_or_else(|| panic!("no status for {key}: {report:#?}"));
+    route
+        .parents
+        .iter()
+        .map(|p| {
+            p.conditions
+                .iter()
+                .map(|c| (c.type_, c.status, c.reason))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn route_conditions_carry_the_specs_reasons() {
+    let accepted = ("Accepted", true, "Accepted");
+    let resolved = ("ResolvedRefs", true, "ResolvedRefs");
+    for (fixture, name, want) in [
+        (
+            "httproute-simple-same-namespace",
+            "gateway-conformance-infra-test",
+            vec![accepted, resolved],
+        ),
+        (
+            "httproute-invalid-cross-namespace-backend-ref",
+            "invalid-cross-namespace-backend-ref",
+            vec![accepted, ("ResolvedRefs", false, "RefNotPermitted")],
+        ),
+        (
+            "httproute-invalid-reference-grant",
+            "reference-grant",
+            vec![accepted, ("ResolvedRefs", false, "RefNotPermitted")],
+        ),
+        (
+            "httproute-invalid-nonexistent-backendref",
+            "invalid-nonexistent-backend-ref",
+            vec![accepted, ("ResolvedRefs", false, "BackendNotFound")],
+        ),
+        (
+            "httproute-invalid-backendref-unknown-kind",
+            "invalid-backend-ref-unknown-kind",
+            vec![accepted, ("ResolvedRefs", false, "InvalidKind")],
+        ),
+        (
+            "httproute-invalid-parentref-not-matching-listener-port",
+            "httproute-listener-not-matching-route-port",
+            vec![("Accepted", false, "NoMatchingParent"), resolved],
+        ),
+        (
+            "httproute-invalid-parentref-not-matching-section-name",
+            "httproute-listener-not-matching-section-name",
+            vec![("Accepted", false, "NoMatchingParent"), resolved],
+        ),
+        (
+            "httproute-invalid-parentref-section-name-not-matching-port",
+            "httproute-listener-section-name-not-matching-port",
+            vec![("Accepted", false, "NoMatchingParent"), resolved],
+        ),
+        (
+            "httproute-disallowed-kind",
+            "disallowed-kind",
+            vec![("Accepted", false, "NotAllowedByListeners"), resolved],
+        ),
+    ] {
+        let report = status_of(&[fixture]);
+        let got = route_conditions(&report, INFRA, name);
+        assert_eq!(got, vec![want], "{fixture}");
+    }
+    let report = status_of(&["httproute-invalid-cross-namespace-parent-ref"]);
+    assert_eq!(
+        route_conditions(&report, WEB, "invalid-cross-namespace-parent-ref"),
+        vec![vec![("Accepted", false, "NotAllowedByListeners"), resolved]]
+    );
+    let report = status_of(&["httproute-hostname-intersection"]);
+    let got = route_conditions(&report, INFRA, "no-intersecting-hosts");
+    assert_eq!(
+        got,
+        vec![vec![
+            ("Accepted", false, "NoMatchingListenerHostname"),
+            resolved
+        ]]
+    );
+}
+
+#[test]
+fn gateway_and_listener_status_count_routes_and_refuse_what_is_not_served() {
+    let report = status_of(&[
+        "httproute-matching",
+        "httproute-exact-path-matching",
+        "httproute-disallowed-kind",
+    ]);
+    let gateway = |name: &str| &report.gateways[&gatehouse::cluster::ObjectKey::new(INFRA, name)];
+    let conditions = |c: &[gatehouse::gateway::report::Condition]| {
+        c.iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect::<Vec<_>>()
+    };
+    let same = gateway("same-namespace");
+    assert_eq!(
+        conditions(&same.conditions),
+        [
+            ("Accepted", true, "Accepted"),
+            ("Programmed", true, "Programmed")
+        ]
+    );
+    assert_eq!(same.listeners[0].attached_routes, 2);
+    assert_eq!(same.listeners[0].supported_kinds, ["HTTPRoute"]);
+    let tls_only = gateway("tlsroutes-only");
+    assert_eq!(
+        conditions(&tls_only.conditions),
+        [
+            ("Accepted", false, "ListenersNotValid"),
+            ("Programmed", false, "Invalid")
+        ]
+    );
+    assert_eq!(
+        conditions(&tls_only.listeners[0].conditions)[0],
+        ("Accepted", false, "UnsupportedProtocol")
+    );
+    assert_eq!(tls_only.listeners[0].attached_routes, 0);
+    let https = gateway("same-namespace-with-https-listener");
+    assert!(
+        https
+            .listeners
+            .iter()
+            .all(|l| l.conditions.iter().all(|c| c.status)),
+        "{https:#?}"
+    );
+    assert_eq!(report.classes.keys().collect::<Vec<_>>(), ["gatehouse"]);
+}
+
+#[tokio::test]
+async fn httproute_partially_invalid_via_invalid_reference_grant() {
+    let suite = Suite::start(&["httproute-partially-invalid-via-invalid-reference-grant"]).await;
+    suite
+        .check(&[get("/v2", Status(500)), get("/", B("app-backend-v1"))])
+        .await;
+    let suite = Suite::start(&["httproute-invalid-reference-grant"]).await;
+    suite.check(&[get("/", Status(500))]).await;
+}
