@@ -205,7 +205,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     if let (SourceConfig::Kube(source), Some(status)) = (&config.source, &config.status) {
         let writer = StatusWriter::new(source.client.clone(), status.clone(), controller.options());
-        tasks.spawn(writer.run(states.clone(), controller.warnings()));
+        tasks.spawn(writer.run(
+            states.clone(),
+            controller.warnings(),
+            controller.gateway_status(),
+        ));
     }
     // `worker-processes` of the controller ConfigMap wins over the flag.
     let workers = controller.workers().unwrap_or(config.limits.workers);

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
+use crate::gateway::report::StatusReport;
 use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
@@ -28,6 +29,8 @@ pub struct Controller {
     warnings: BTreeSet<Warning>,
     /// The current warnings, for whoever reports them further (Events).
     warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
+    /// The Gateway API objects' status, for the status writer.
+    gateway_tx: watch::Sender<Arc<StatusReport>>,
     /// What the last build parsed and resolved, reused while unchanged.
     reuse: Arc<Reuse>,
     /// Tables built so far, and the newest one whose metrics are published.
@@ -47,6 +50,7 @@ impl Controller {
             options: Arc::new(options),
             warnings: BTreeSet::new(),
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
+            gateway_tx: watch::channel(Arc::new(StatusReport::default())).0,
             reuse: Arc::new(Reuse::default()),
             generation: 0,
             observed: Arc::default(),
@@ -57,6 +61,11 @@ impl Controller {
     /// The warnings of the current table, updated on every rebuild.
     pub fn warnings(&self) -> watch::Receiver<Arc<BTreeSet<Warning>>> {
         self.warnings_tx.subscribe()
+    }
+
+    /// The Gateway API objects' status of the current table.
+    pub fn gateway_status(&self) -> watch::Receiver<Arc<StatusReport>> {
+        self.gateway_tx.subscribe()
     }
 
     /// The controller ConfigMap's `worker-processes` when the first table
@@ -124,6 +133,10 @@ impl Controller {
             drop((old, old_reuse));
         });
         self.report(translation.warnings);
+        if **self.gateway_tx.borrow() != translation.gateway_status {
+            self.gateway_tx
+                .send_replace(Arc::new(translation.gateway_status));
+        }
         self.readiness.set(true);
     }
 

@@ -24,6 +24,7 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
     group = "gateway.networking.k8s.io",
     version = "v1",
     kind = "GatewayClass",
+    status = "serde_json::Value",
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +41,7 @@ pub struct GatewayClassSpec {
     version = "v1",
     kind = "Gateway",
     namespaced,
+    status = "serde_json::Value",
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
@@ -190,6 +192,7 @@ fn secret() -> String {
     version = "v1",
     kind = "HTTPRoute",
     namespaced,
+    status = "serde_json::Value",
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]

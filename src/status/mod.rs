@@ -1,8 +1,10 @@
 //! What Gatehouse writes back to the cluster, as the elected leader only:
-//! `status.loadBalancer.ingress` of its Ingresses, and Events on Ingresses
-//! for the warnings that concern them (so `kubectl describe ingress` says
-//! what is wrong).
+//! `status.loadBalancer.ingress` of its Ingresses, the status of its
+//! GatewayClasses, Gateways and HTTPRoutes (`gateway`), and Events on the
+//! objects the warnings concern (so `kubectl describe` says what is
+//! wrong).
 
+pub mod gateway;
 pub mod lease;
 
 use std::collections::BTreeSet;
@@ -18,6 +20,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterState, ObjectKey};
+use crate::gateway::report::StatusReport;
 use crate::source::StateReceiver;
 use crate::translate::{is_ours, TranslateOptions, Warning, WarningKind};
 
@@ -75,6 +78,7 @@ impl StatusWriter {
         mut self,
         mut states: StateReceiver,
         mut warnings: watch::Receiver<Arc<BTreeSet<Warning>>>,
+        mut gateway_status: watch::Receiver<Arc<StatusReport>>,
     ) {
         let (leading_tx, mut leading) = watch::channel(false);
         let elector = lease::Elector::new(
@@ -87,7 +91,26 @@ impl StatusWriter {
             if *leading.borrow_and_update() {
                 let state = states.borrow_and_update().clone();
                 let current = warnings.borrow_and_update().clone();
-                self.sync_status(&state).await;
+                let report = gateway_status.borrow_and_update().clone();
+                let addresses = self.addresses().await;
+                if let Some(addresses) = &addresses {
+                    self.sync_status(&state, addresses).await;
+                }
+                if !report.classes.is_empty() || !state.http_routes.is_empty() {
+                    let published: Option<Vec<String>> = addresses.as_ref().map(|list| {
+                        list.iter()
+                            .filter_map(|a| a.ip.clone().or_else(|| a.hostname.clone()))
+                            .collect()
+                    });
+                    gateway::sync(
+                        &self.client,
+                        &self.options.gateway_controller,
+                        &state,
+                        &report,
+                        published.as_deref(),
+                    )
+                    .await;
+                }
                 self.publish_events(&state, &current).await;
             } else {
                 self.published.clear();
@@ -95,6 +118,7 @@ impl StatusWriter {
             tokio::select! {
                 r = states.changed() => if r.is_err() { return },
                 r = warnings.changed() => if r.is_err() { return },
+                r = gateway_status.changed() => if r.is_err() { return },
                 r = leading.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep(RESYNC) => {}
             }
@@ -145,10 +169,7 @@ impl StatusWriter {
 
     /// Writes our addresses into every Ingress of ours whose status differs,
     /// and clears them from Ingresses that are no longer ours.
-    async fn sync_status(&self, state: &ClusterState) {
-        let Some(addresses) = self.addresses().await else {
-            return;
-        };
+    async fn sync_status(&self, state: &ClusterState, addresses: &[IngressLoadBalancerIngress]) {
         for (key, ingress) in &state.ingresses {
             let current = ingress
                 .status
@@ -158,7 +179,7 @@ impl StatusWriter {
                 .unwrap_or_default();
             let ours = is_ours(ingress, &state.ingress_classes, &self.options);
             let desired = if ours {
-                addresses.clone()
+                addresses.to_vec()
             } else if !current.is_empty() && current == addresses {
                 Vec::new()
             } else {
@@ -188,16 +209,31 @@ impl StatusWriter {
     async fn publish_events(&mut self, state: &ClusterState, warnings: &BTreeSet<Warning>) {
         self.published.retain(|w| warnings.contains(w));
         for warning in warnings.difference(&self.published.clone()) {
-            let Some(ingress) = state.ingresses.get(&warning.ingress) else {
-                continue; // a controller-wide warning: no object to attach it to
+            let key = &warning.ingress;
+            let (api_version, kind, meta) = match warning.kind {
+                WarningKind::GatewayListener => match state.gateways.get(key) {
+                    Some(g) => ("gateway.networking.k8s.io/v1", "Gateway", &g.metadata),
+                    None => continue,
+                },
+                WarningKind::RouteNotAccepted
+                | WarningKind::RouteRefs
+                | WarningKind::HostShared => match state.http_routes.get(key) {
+                    Some(r) => ("gateway.networking.k8s.io/v1", "HTTPRoute", &r.metadata),
+                    None => continue,
+                },
+                _ => match state.ingresses.get(key) {
+                    Some(i) => ("networking.k8s.io/v1", "Ingress", &i.metadata),
+                    // A controller-wide warning: no object to attach it to.
+                    None => continue,
+                },
             };
             let reference = ObjectReference {
-                api_version: Some("networking.k8s.io/v1".into()),
-                kind: Some("Ingress".into()),
-                name: ingress.metadata.name.clone(),
-                namespace: Some(warning.ingress.namespace.clone()),
-                uid: ingress.metadata.uid.clone(),
-                resource_version: ingress.metadata.resource_version.clone(),
+                api_version: Some(api_version.into()),
+                kind: Some(kind.into()),
+                name: meta.name.clone(),
+                namespace: Some(key.namespace.clone()),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
                 ..ObjectReference::default()
             };
             let event = Event {

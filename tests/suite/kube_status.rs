@@ -298,10 +298,10 @@ fn grants(
 async fn deploy_rbac_grants_every_call_the_controller_makes() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
+    api.serve_gateway_api();
     api.put_manifests(
         &[
-            INGRESS_CLASS.to_owned(),
-            service("web", &[web.addr]),
+            gateway_api_manifests(web.addr),
             ingress("shop", "shop.test", "/", "web", None),
             ingress("broken", "broken.test", "/", "missing", None),
         ]
@@ -319,6 +319,12 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
     .await;
     eventually("an Event", || {
         api.calls().iter().any(|c| c.resource == "events")
+    })
+    .await;
+    eventually("route status", || {
+        api.calls()
+            .iter()
+            .any(|c| c.resource == "httproutes" && c.subresource.is_some())
     })
     .await;
 
@@ -377,10 +383,204 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
         "create events.k8s.io/events",
         "get /services",
         "get coordination.k8s.io/leases",
+        "watch gateway.networking.k8s.io/httproutes",
+        "list gateway.networking.k8s.io/referencegrants",
+        "list /namespaces",
+        "patch gateway.networking.k8s.io/gatewayclasses/status",
+        "patch gateway.networking.k8s.io/gateways/status",
+        "patch gateway.networking.k8s.io/httproutes/status",
     ] {
         assert!(
             kinds.contains(expected),
             "the scenario never made {expected}: {kinds:?}"
         );
     }
+}
+
+/// A GatewayClass of ours, a Gateway with a listener served and one not, an
+/// HTTPRoute attached to the first and naming a missing backend too.
+fn gateway_api_manifests(web: std::net::SocketAddr) -> String {
+    let gateway = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse, generation: 1}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: test, generation: 3}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: test, generation: 2}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [gw.test]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {value: /gone}}]
+    backendRefs: [{name: missing, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: elsewhere, namespace: test}
+spec:
+  parentRefs: [{name: someone-elses}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+"#;
+    [
+        INGRESS_CLASS.to_owned(),
+        service("web", &[web]),
+        gateway.to_owned(),
+    ]
+    .concat()
+}
+
+fn condition(conditions: &Value, type_: &str) -> (String, String, i64) {
+    let found = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {conditions}"));
+    (
+        found["status"].as_str().unwrap_or_default().to_owned(),
+        found["reason"].as_str().unwrap_or_default().to_owned(),
+        found["observedGeneration"].as_i64().unwrap_or(-1),
+    )
+}
+
+#[tokio::test]
+async fn the_elected_replica_writes_gateway_api_status() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.serve_gateway_api();
+    api.put_manifests(&gateway_api_manifests(web.addr));
+    // Another controller's entry in a route's status stays.
+    let mut shop = api
+        .get("gateway.networking.k8s.io/v1", "HTTPRoute", "test", "shop")
+        .expect("route");
+    shop["status"] = json!({"parents": [{"parentRef": {"name": "other"}, "controllerName": "example.com/other", "conditions": []}]});
+    api.put(shop);
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gatehouse", "namespace": "ingress"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 443}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}));
+    let running = replica(&api, "replica-1").await;
+
+    let get = |kind: &str, ns: &str, name: &str| {
+        api.get("gateway.networking.k8s.io/v1", kind, ns, name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    eventually("route status", || {
+        get("HTTPRoute", "test", "shop")["status"]["parents"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    let class = get("GatewayClass", "", "gatehouse");
+    assert_eq!(
+        condition(&class["status"]["conditions"], "Accepted"),
+        ("True".into(), "Accepted".into(), 1)
+    );
+    let gateway = get("Gateway", "test", "edge");
+    let status = &gateway["status"];
+    assert_eq!(
+        status["addresses"],
+        json!([{"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+    assert_eq!(
+        condition(&status["conditions"], "Accepted"),
+        ("True".into(), "ListenersNotValid".into(), 3)
+    );
+    assert_eq!(
+        condition(&status["conditions"], "Programmed"),
+        ("True".into(), "Programmed".into(), 3)
+    );
+    let listeners = status["listeners"].as_array().expect("listeners");
+    assert_eq!(listeners[0]["name"], "http");
+    assert_eq!(listeners[0]["attachedRoutes"], 1);
+    assert_eq!(
+        listeners[0]["supportedKinds"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+    );
+    assert_eq!(
+        condition(&listeners[1]["conditions"], "Accepted"),
+        ("False".into(), "PortUnavailable".into(), 3)
+    );
+    let parents = get("HTTPRoute", "test", "shop")["status"]["parents"].clone();
+    assert_eq!(parents[0]["controllerName"], "example.com/other");
+    let ours = &parents[1];
+    assert_eq!(ours["controllerName"], "gatehouse.dev/gateway-controller");
+    assert_eq!(ours["parentRef"]["name"], "edge");
+    assert_eq!(ours["parentRef"]["namespace"], "test");
+    assert_eq!(
+        condition(&ours["conditions"], "Accepted"),
+        ("True".into(), "Accepted".into(), 2)
+    );
+    assert_eq!(
+        condition(&ours["conditions"], "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into(), 2)
+    );
+    // Another controller's route is left alone.
+    assert!(get("HTTPRoute", "test", "elsewhere")["status"].is_null());
+    // And the route serves.
+    let reply = http_get(running.http_addr, "gw.test", "/").await;
+    assert_eq!(reply.backend(), "web");
+    assert_eq!(
+        http_get(running.http_addr, "gw.test", "/gone").await.status,
+        http::StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    // A resync writes nothing more: the status is what it should be.
+    let writes = || {
+        api.calls()
+            .iter()
+            .filter(|c| c.method == Method::PATCH && c.group.starts_with("gateway"))
+            .count()
+    };
+    let before = writes();
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nudge", "namespace": "test"}}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(writes(), before, "status rewritten without a change");
+    // An Event on the route for its missing backend.
+    eventually("an Event on the HTTPRoute", || {
+        api.list("events.k8s.io/v1", "Event")
+            .iter()
+            .any(|e| e["regarding"]["kind"] == "HTTPRoute" && e["reason"] == "UnresolvedRefs")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_the_gateway_api_nothing_of_it_is_asked_for() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let running = replica(&api, "replica-1").await;
+    assert_eq!(
+        http_get(running.http_addr, "shop.test", "/")
+            .await
+            .backend(),
+        "web"
+    );
+    let asked: Vec<_> = api
+        .calls()
+        .into_iter()
+        .filter(|c| c.group.starts_with("gateway.networking.k8s.io"))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
 }

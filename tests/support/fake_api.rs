@@ -77,6 +77,8 @@ struct Inner {
     down: bool,
     /// Answer as an API server that ignores field selectors would.
     ignore_field_selectors: bool,
+    /// Serve the Gateway API group (discovery says so).
+    gateway_api: bool,
 }
 
 #[derive(Clone)]
@@ -98,6 +100,10 @@ fn collection_of(object: &Value) -> String {
         "Lease" => "leases",
         "Event" => "events",
         "Namespace" => "namespaces",
+        "GatewayClass" => "gatewayclasses",
+        "Gateway" => "gateways",
+        "HTTPRoute" => "httproutes",
+        "ReferenceGrant" => "referencegrants",
         other => panic!("fake API does not know kind {other}"),
     };
     format!("{api_version}/{plural}")
@@ -259,6 +265,11 @@ impl FakeApi {
 
     /// Serve lists and watches as if field selectors were not there (to
     /// measure what a selector saves).
+    /// Serves the Gateway API group, as a cluster with its CRDs does.
+    pub fn serve_gateway_api(&self) {
+        self.inner.lock().expect("lock").gateway_api = true;
+    }
+
     pub fn ignore_field_selectors(&self, ignore: bool) {
         self.inner.lock().expect("lock").ignore_field_selectors = ignore;
     }
@@ -332,6 +343,31 @@ impl FakeApi {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        // Discovery of the Gateway API group (what `discover_gateway_api`
+        // asks): served only when the test says the CRDs are installed.
+        if let Some(version) = path.strip_prefix("/apis/gateway.networking.k8s.io/") {
+            let inner = self.inner.lock().expect("lock");
+            let resources: &[&str] = match (inner.gateway_api, version) {
+                (true, "v1") => &[
+                    "gatewayclasses",
+                    "gateways",
+                    "httproutes",
+                    "referencegrants",
+                ],
+                (true, "v1beta1") => &["referencegrants"],
+                _ => &[],
+            };
+            if !resources.is_empty() && !version.contains('/') {
+                let list: Vec<Value> = resources
+                    .iter()
+                    .map(|r| json!({"name": r, "singularName": "", "namespaced": *r != "gatewayclasses", "kind": "", "verbs": ["get", "list", "watch"]}))
+                    .collect();
+                return reply(
+                    StatusCode::OK,
+                    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("gateway.networking.k8s.io/{version}"), "resources": list}),
+                );
+            }
+        }
         let Some(mut call) = parse_path(
             &method,
             &path,
