@@ -72,7 +72,9 @@ pub fn render(
 
 fn route_row(route: &Route) -> [String; 8] {
     let split = route.gateway.as_ref().map(|g| &g.backends);
+    let redirects = route.gateway.as_ref().is_some_and(|g| g.redirect.is_some());
     let (backend, endpoints) = match &route.action {
+        _ if redirects => ("(redirect)".to_owned(), "-".to_owned()),
         _ if split.is_some_and(|s| s.iter().count() > 1 || s.is_empty()) => {
             let shares: Vec<String> = split
                 .into_iter()

@@ -191,6 +191,48 @@ async fn the_binary_serves_the_bundled_demo_over_https() {
     assert_eq!(reply.seen()["uri"], "/hello");
 }
 
+/// The Gateway API demo, as its `run.sh` serves it: HTTP is redirected
+/// to HTTPS, `/api` is rewritten, and the certificate is the listener's.
+#[tokio::test]
+async fn the_binary_serves_the_gateway_api_demo() {
+    let backend = Backend::start("demo").await;
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-demo");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&demo).expect("demo dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let text = text.replace("port: 9080", &format!("port: {}", backend.addr.port()));
+            std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let (_running, addrs) = start_binary(dir.path(), &[]);
+
+    let ca_pem = std::fs::read(demo.join("ca.crt")).expect("demo CA");
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca_pem).expect("CA PEM");
+    let (mut conn, _) = https_connect(addrs.https, "demo.gatehouse.test", &ca).await;
+    let reply = send(&mut conn, "demo.gatehouse.test", "/api/hello")
+        .await
+        .expect("request");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.seen()["uri"], "/hello");
+    assert_eq!(reply.seen()["headers"]["x-gateway-route"], "demo/api");
+    let reply = send(&mut conn, "demo.gatehouse.test", "/hello")
+        .await
+        .expect("request");
+    assert_eq!(reply.seen()["uri"], "/hello");
+
+    let reply = http_get(addrs.http, "demo.gatehouse.test", "/hello?x=1").await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        reply.headers[http::header::LOCATION],
+        "https://demo.gatehouse.test:8443/hello?x=1"
+    );
+    let (code, out) = routes(&demo);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("HTTPRoute demo/demo rule 0"), "{out}");
+}
+
 fn routes(dir: &Path) -> (Option<i32>, String) {
     let out = gatehouse()
         .arg("routes")

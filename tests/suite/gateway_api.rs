@@ -1526,3 +1526,29 @@ async fn httproute_partially_invalid_via_invalid_reference_grant() {
     let suite = Suite::start(&["httproute-invalid-reference-grant"]).await;
     suite.check(&[get("/", Status(500))]).await;
 }
+
+#[tokio::test]
+async fn httproute_weight() {
+    let suite = Suite::start(&["httproute-weight"]).await;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..500 {
+        let reply = suite.send(&get("/", Status(200))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        *counts.entry(reply.backend()).or_default() += 1;
+    }
+    // 70/30/0 (350 expected for v1, sd ≈ 10): the suite allows a 5% error.
+    let v1 = counts.get("infra-backend-v1").copied().unwrap_or(0);
+    assert!((300..=400).contains(&v1), "{counts:?}");
+    assert!(!counts.contains_key("infra-backend-v3"), "{counts:?}");
+}
+
+#[tokio::test]
+async fn httproute_named_rule() {
+    let suite = Suite::start(&["httproute-named-rule"]).await;
+    suite
+        .check(&[
+            get("/named", B("infra-backend-v1")),
+            get("/unnamed", B("infra-backend-v2")),
+        ])
+        .await;
+}
