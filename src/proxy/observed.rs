@@ -74,7 +74,13 @@ impl RequestRecord {
     fn finish(self, sent: u64, telemetry: &Telemetry) {
         let duration = self.started.elapsed();
         let ingress = self.route.as_ref().and_then(|r| r.ingress.as_ref());
-        let namespace = ingress.map_or("", |k| k.namespace.as_str());
+        // The Ingress's namespace, or the HTTPRoute's.
+        let origin = self.route.as_ref().and_then(|r| {
+            r.ingress
+                .as_ref()
+                .or(r.gateway.as_ref().map(|g| &g.origin))
+        });
+        let namespace = origin.map_or("", |k| k.namespace.as_str());
         let received = self.progress.as_ref().map_or(0, |p| p.received());
         let finished = Finished {
             method: method_index(&self.method),
@@ -111,7 +117,7 @@ impl RequestRecord {
                 .route
                 .as_ref()
                 .and(self.backend.as_ref())
-                .map(|b| format!("{namespace}/{}", b.service.name));
+                .map(|b| b.service.to_string());
             log.write(&AccessEntry {
                 time: &time,
                 client: self.client,
