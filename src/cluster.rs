@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::gateway::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// `namespace/name` of a namespaced object, or just `name` for a
 /// cluster-scoped one (empty namespace).
@@ -72,6 +72,7 @@ pub enum Object {
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
     HTTPRoute(Arc<HTTPRoute>),
+    GRPCRoute(Arc<GRPCRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
 }
 
@@ -88,6 +89,7 @@ impl Object {
             Object::GatewayClass(_) => "GatewayClass",
             Object::Gateway(_) => "Gateway",
             Object::HTTPRoute(_) => "HTTPRoute",
+            Object::GRPCRoute(_) => "GRPCRoute",
             Object::ReferenceGrant(_) => "ReferenceGrant",
         }
     }
@@ -105,6 +107,7 @@ impl Object {
             Object::GatewayClass(o) => (&o.metadata, false),
             Object::Gateway(o) => (&o.metadata, true),
             Object::HTTPRoute(o) => (&o.metadata, true),
+            Object::GRPCRoute(o) => (&o.metadata, true),
             Object::ReferenceGrant(o) => (&o.metadata, true),
         }
     }
@@ -165,6 +168,7 @@ pub struct ClusterState {
     pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
     pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Arc<GRPCRoute>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
 }
 
@@ -184,6 +188,7 @@ impl ClusterState {
             Object::GatewayClass(o) => self.gateway_classes.insert(key.name, o).is_some(),
             Object::Gateway(o) => self.gateways.insert(key, o).is_some(),
             Object::HTTPRoute(o) => self.http_routes.insert(key, o).is_some(),
+            Object::GRPCRoute(o) => self.grpc_routes.insert(key, o).is_some(),
             Object::ReferenceGrant(o) => self.reference_grants.insert(key, o).is_some(),
         }
     }
@@ -202,6 +207,7 @@ impl ClusterState {
             Object::GatewayClass(_) => drop(self.gateway_classes.remove(&key.name)),
             Object::Gateway(_) => drop(self.gateways.remove(&key)),
             Object::HTTPRoute(_) => drop(self.http_routes.remove(&key)),
+            Object::GRPCRoute(_) => drop(self.grpc_routes.remove(&key)),
             Object::ReferenceGrant(_) => drop(self.reference_grants.remove(&key)),
         }
     }
@@ -229,6 +235,7 @@ impl fmt::Debug for ClusterState {
             .field("gateway_classes", &self.gateway_classes.len())
             .field("gateways", &self.gateways.len())
             .field("http_routes", &self.http_routes.len())
+            .field("grpc_routes", &self.grpc_routes.len())
             .field("reference_grants", &self.reference_grants.len())
             .finish()
     }

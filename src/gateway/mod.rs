@@ -428,6 +428,129 @@ pub struct HTTPRouteTimeouts {
     pub backend_request: Option<String>,
 }
 
+/// `GRPCRoute`: gRPC service and method matches, served over HTTP/2 to
+/// the backends. Translate reads it as the HTTPRoute it amounts to
+/// (`GRPCRoute::as_http_route`).
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "GRPCRoute",
+    namespaced,
+    status = "serde_json::Value",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentRef>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<GRPCRouteRule>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Empty: every gRPC request.
+    #[serde(default)]
+    pub matches: Vec<GRPCRouteMatch>,
+    /// The same filters as an HTTPRoute's (the spec allows a subset).
+    #[serde(default)]
+    pub filters: Vec<HTTPRouteFilter>,
+    #[serde(default)]
+    pub backend_refs: Vec<HTTPBackendRef>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GRPCMethodMatch>,
+    #[serde(default)]
+    pub headers: Vec<ValueMatch>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCMethodMatch {
+    /// `Exact` (the default) or `RegularExpression`.
+    #[serde(default = "exact", rename = "type")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl GRPCRoute {
+    /// The HTTPRoute this GRPCRoute amounts to: a gRPC call is a POST to
+    /// `/<service>/<method>`, so a service and method match is an exact
+    /// path, a service alone a path prefix, and anything else (a method
+    /// alone, regular expressions) a path regular expression.
+    pub fn as_http_route(&self) -> HTTPRoute {
+        let rules = self.spec.rules.iter().map(|rule| HTTPRouteRule {
+            name: rule.name.clone(),
+            matches: match rule.matches.is_empty() {
+                true => vec![HTTPRouteMatch::default()],
+                false => rule.matches.iter().map(grpc_match).collect(),
+            },
+            filters: rule.filters.clone(),
+            backend_refs: rule.backend_refs.clone(),
+            timeouts: None,
+        });
+        HTTPRoute {
+            metadata: self.metadata.clone(),
+            spec: HTTPRouteSpec {
+                parent_refs: self.spec.parent_refs.clone(),
+                hostnames: self.spec.hostnames.clone(),
+                rules: rules.collect(),
+            },
+            status: None,
+        }
+    }
+}
+
+fn grpc_match(m: &GRPCRouteMatch) -> HTTPRouteMatch {
+    let path = match &m.method {
+        None => HTTPPathMatch::default(),
+        Some(method) => {
+            let exact = method.type_ == "Exact";
+            match (exact, method.service.as_deref(), method.method.as_deref()) {
+                (true, Some(service), Some(name)) => HTTPPathMatch {
+                    type_: "Exact".into(),
+                    value: format!("/{service}/{name}"),
+                },
+                (true, Some(service), None) => HTTPPathMatch {
+                    type_: "PathPrefix".into(),
+                    value: format!("/{service}"),
+                },
+                (true, None, None) => HTTPPathMatch::default(),
+                (_, service, name) => {
+                    let part = |p: Option<&str>| match (p, exact) {
+                        (None, _) => "[^/]+".to_owned(),
+                        (Some(p), true) => regex::escape(p),
+                        (Some(p), false) => format!("(?:{p})"),
+                    };
+                    HTTPPathMatch {
+                        type_: "RegularExpression".into(),
+                        value: format!("/{}/{}", part(service), part(name)),
+                    }
+                }
+            }
+        }
+    };
+    HTTPRouteMatch {
+        path,
+        headers: m.headers.clone(),
+        query_params: Vec::new(),
+        method: None,
+    }
+}
+
 /// `ReferenceGrant`: which objects of other namespaces may refer to
 /// objects of this one (served as v1beta1 and v1; read as either).
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -540,6 +663,30 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn a_grpc_route_is_the_http_route_of_its_paths() {
+        let route: GRPCRoute = serde_yaml_ng::from_str(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\nspec:\n  rules:\n  - matches:\n    - method: {service: a.B, method: Get}\n    - method: {service: a.B}\n    - method: {method: Get}\n    - method: {type: RegularExpression, service: 'a\\..*', method: 'Get|Put'}\n  - backendRefs: [{name: s, port: 50051}]\n",
+        )
+        .unwrap();
+        let http = route.as_http_route();
+        let paths: Vec<(&str, &str)> = http.spec.rules[0]
+            .matches
+            .iter()
+            .map(|m| (m.path.type_.as_str(), m.path.value.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("Exact", "/a.B/Get"),
+                ("PathPrefix", "/a.B"),
+                ("RegularExpression", "/[^/]+/Get"),
+                ("RegularExpression", "/(?:a\\..*)/(?:Get|Put)"),
+            ]
+        );
+        assert_eq!(http.spec.rules[1].matches, vec![HTTPRouteMatch::default()]);
     }
 
     #[test]

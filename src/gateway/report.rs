@@ -73,4 +73,16 @@ pub struct StatusReport {
     pub gateways: BTreeMap<ObjectKey, GatewayReport>,
     /// HTTPRoutes with a parent of ours.
     pub routes: BTreeMap<ObjectKey, RouteReport>,
+    /// GRPCRoutes with a parent of ours.
+    pub grpc_routes: BTreeMap<ObjectKey, RouteReport>,
+}
+
+impl StatusReport {
+    /// The routes of a kind (`HTTPRoute` or `GRPCRoute`).
+    pub fn routes_of(&mut self, kind: &str) -> &mut BTreeMap<ObjectKey, RouteReport> {
+        match kind {
+            "GRPCRoute" => &mut self.grpc_routes,
+            _ => &mut self.routes,
+        }
+    }
 }

@@ -75,11 +75,10 @@ impl RequestRecord {
         let duration = self.started.elapsed();
         let ingress = self.route.as_ref().and_then(|r| r.ingress.as_ref());
         // The Ingress's namespace, or the HTTPRoute's.
-        let origin = self.route.as_ref().and_then(|r| {
-            r.ingress
-                .as_ref()
-                .or(r.gateway.as_ref().map(|g| &g.origin))
-        });
+        let origin = self
+            .route
+            .as_ref()
+            .and_then(|r| r.ingress.as_ref().or(r.gateway.as_ref().map(|g| &g.origin)));
         let namespace = origin.map_or("", |k| k.namespace.as_str());
         let received = self.progress.as_ref().map_or(0, |p| p.received());
         let finished = Finished {

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
-use crate::gateway::{self, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway::{self, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,7 @@ enum Kind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     /// Every Namespace with its labels (the Gateway API's selectors).
     NamespaceLabels,
@@ -198,6 +199,8 @@ fn scopes(source: &KubeSource) -> Vec<Option<String>> {
 pub struct GatewayApi {
     /// GatewayClass, Gateway and HTTPRoute (v1).
     pub routes: bool,
+    /// GRPCRoute (v1).
+    pub grpc: bool,
     /// ReferenceGrant (v1beta1, served by every release that has it).
     pub grants: bool,
 }
@@ -218,17 +221,22 @@ pub async fn discover_gateway_api(client: &Client) -> GatewayApi {
         Ok(list) => serves(list, &["gatewayclasses", "gateways", "httproutes"]),
         Err(_) => false,
     };
+    let grpc = routes && v1.as_ref().is_ok_and(|list| serves(list, &["grpcroutes"]));
     let grants = routes
         && client
             .list_api_group_resources(&format!("{}/v1beta1", gateway::GROUP))
             .await
             .is_ok_and(|list| serves(&list, &["referencegrants"]));
     if routes {
-        tracing::info!(target: "gatehouse::source", grants, "the Gateway API is served: watching GatewayClasses, Gateways and HTTPRoutes beside the Ingresses");
+        tracing::info!(target: "gatehouse::source", grants, grpc, "the Gateway API is served: watching GatewayClasses, Gateways and HTTPRoutes beside the Ingresses");
     } else {
         tracing::info!(target: "gatehouse::source", "the Gateway API CRDs are not installed: serving Ingresses only (install them and restart to serve HTTPRoutes)");
     }
-    GatewayApi { routes, grants }
+    GatewayApi {
+        routes,
+        grpc,
+        grants,
+    }
 }
 
 /// The watches: each namespaced kind once per scope, IngressClasses, and
@@ -325,6 +333,15 @@ fn spawn_watchers(
                 tx.clone(),
                 Object::HTTPRoute,
             );
+            if gateway_api.grpc {
+                spawn_watcher::<GRPCRoute>(
+                    api(client, ns),
+                    all.clone(),
+                    next(Kind::GRPCRoute),
+                    tx.clone(),
+                    Object::GRPCRoute,
+                );
+            }
             if gateway_api.grants {
                 spawn_watcher::<ReferenceGrant>(
                     api(client, ns),

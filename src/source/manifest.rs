@@ -101,7 +101,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "Service" | "Secret" | "ConfigMap" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         "Namespace" => "v1",
-        "GatewayClass" | "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
+        "GatewayClass" | "Gateway" | "HTTPRoute" | "GRPCRoute" => "gateway.networking.k8s.io/v1",
         // Served as both; the fields are the same.
         "ReferenceGrant" if api_version == Some("gateway.networking.k8s.io/v1") => {
             "gateway.networking.k8s.io/v1"
@@ -125,6 +125,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "GatewayClass" => Object::GatewayClass(Arc::new(typed(value)?)),
         "Gateway" => Object::Gateway(Arc::new(typed(value)?)),
         "HTTPRoute" => Object::HTTPRoute(Arc::new(typed(value)?)),
+        "GRPCRoute" => Object::GRPCRoute(Arc::new(typed(value)?)),
         "ReferenceGrant" => Object::ReferenceGrant(Arc::new(typed(value)?)),
         _ => Object::Secret(Arc::new(with_string_data_merged(typed(value)?))),
     };
@@ -189,6 +190,7 @@ fn located(start_line: usize, doc: &str, error: TypedError) -> ManifestError {
                 "GatewayClass" => reparse::<crate::gateway::GatewayClass>(doc),
                 "Gateway" => reparse::<crate::gateway::Gateway>(doc),
                 "HTTPRoute" => reparse::<crate::gateway::HTTPRoute>(doc),
+                "GRPCRoute" => reparse::<crate::gateway::GRPCRoute>(doc),
                 "ReferenceGrant" => reparse::<crate::gateway::ReferenceGrant>(doc),
                 "ConfigMap" => reparse::<k8s_openapi::api::core::v1::ConfigMap>(doc),
                 _ => reparse::<k8s_openapi::api::core::v1::Secret>(doc),

@@ -7,13 +7,15 @@
 //! same, and an object whose status would not change is not written, so a
 //! resync costs no writes.
 
+use std::collections::HashMap;
+
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::cluster::ClusterState;
-use crate::gateway::report::{Condition, StatusReport};
-use crate::gateway::{Gateway, GatewayClass, HTTPRoute, GROUP};
+use crate::cluster::{ClusterState, ObjectKey};
+use crate::gateway::report::{Condition, RouteReport, StatusReport};
+use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, GROUP};
 
 /// The `status.addresses` of a Gateway for the published addresses.
 pub fn addresses(published: &[String]) -> Value {
@@ -30,6 +32,11 @@ pub fn addresses(published: &[String]) -> Value {
     Value::Array(entries)
 }
 
+/// What was last written to each object (kind and key), so that a write
+/// whose watch event has not arrived yet is not made again. Cleared on every
+/// resync, so that a status changed by someone else is put right.
+pub type Written = HashMap<(&'static str, ObjectKey), Value>;
+
 /// Writes every status that differs from the report.
 pub async fn sync(
     client: &Client,
@@ -37,7 +44,9 @@ pub async fn sync(
     state: &ClusterState,
     report: &StatusReport,
     published: Option<&[String]>,
+    written: &mut Written,
 ) {
+    let mut pending = Writes { written };
     let now = now();
     for (name, generation) in &report.classes {
         let Some(class) = state.gateway_classes.get(name) else {
@@ -51,9 +60,12 @@ pub async fn sync(
         let desired = json!({
             "conditions": conditions_json(&conditions, *generation, current.map(|s| &s["conditions"]), &now),
         });
-        if current != Some(&desired) {
+        let key = ObjectKey::new("", name);
+        if pending.needed("GatewayClass", &key, current, &desired) {
             let api: Api<GatewayClass> = Api::all(client.clone());
-            write(api, name, "GatewayClass", name, desired).await;
+            if !write(api, name, "GatewayClass", name, desired).await {
+                pending.forget("GatewayClass", &key);
+            }
         }
     }
     for (key, gateway_report) in &report.gateways {
@@ -92,61 +104,134 @@ pub async fn sync(
         } else if let Some(kept) = current.map(|s| &s["addresses"]).filter(|a| !a.is_null()) {
             desired["addresses"] = kept.clone();
         }
-        if current != Some(&desired) {
+        if pending.needed("Gateway", key, current, &desired) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &key.namespace);
-            write(api, &key.name, "Gateway", &key.to_string(), desired).await;
+            if !write(api, &key.name, "Gateway", &key.to_string(), desired).await {
+                pending.forget("Gateway", key);
+            }
         }
     }
     for (key, route) in &state.http_routes {
+        let ours = report.routes.get(key);
         let current = route.status.as_ref();
-        let parents = current.and_then(|s| s["parents"].as_array());
-        let ours = |p: &&Value| p["controllerName"] == controller;
-        let theirs: Vec<Value> = parents
+        let desired = route_status(key, current, ours, controller, &now);
+        if let Some(desired) = desired.filter(|d| pending.needed("HTTPRoute", key, current, d)) {
+            let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
+            if !write(api, &key.name, "HTTPRoute", &key.to_string(), desired).await {
+                pending.forget("HTTPRoute", key);
+            }
+        }
+    }
+    for (key, route) in &state.grpc_routes {
+        let ours = report.grpc_routes.get(key);
+        let current = route.status.as_ref();
+        let desired = route_status(key, current, ours, controller, &now);
+        if let Some(desired) = desired.filter(|d| pending.needed("GRPCRoute", key, current, d)) {
+            let api: Api<GRPCRoute> = Api::namespaced(client.clone(), &key.namespace);
+            if !write(api, &key.name, "GRPCRoute", &key.to_string(), desired).await {
+                pending.forget("GRPCRoute", key);
+            }
+        }
+    }
+}
+
+/// A route's status with our parents' entries as the report says (none,
+/// when no parent is ours) and other controllers' entries kept; `None`
+/// when that is what it already is.
+fn route_status(
+    key: &ObjectKey,
+    current: Option<&Value>,
+    report: Option<&RouteReport>,
+    controller: &str,
+    now: &str,
+) -> Option<Value> {
+    let parents = current.and_then(|s| s["parents"].as_array());
+    let ours = |p: &&Value| p["controllerName"] == controller;
+    let mut all: Vec<Value> = parents
+        .into_iter()
+        .flatten()
+        .filter(|p| !ours(p))
+        .cloned()
+        .collect();
+    let Some(report) = report else {
+        // No parent of ours: take out what we wrote before, if anything.
+        let stale = parents.is_some_and(|ps| ps.iter().any(|p| ours(&p)));
+        return stale.then(|| json!({ "parents": all }));
+    };
+    for parent in &report.parents {
+        let namespace = parent.parent.namespace.as_deref().unwrap_or(&key.namespace);
+        let mut reference = json!({
+            "group": parent.parent.group,
+            "kind": parent.parent.kind,
+            "namespace": namespace,
+            "name": parent.parent.name,
+        });
+        if let Some(section) = &parent.parent.section_name {
+            reference["sectionName"] = json!(section);
+        }
+        if let Some(port) = parent.parent.port {
+            reference["port"] = json!(port);
+        }
+        let previous = parents
             .into_iter()
             .flatten()
-            .filter(|p| !ours(p))
-            .cloned()
-            .collect();
-        let Some(route_report) = report.routes.get(key) else {
-            // No parent of ours: take out what we wrote before, if anything.
-            if parents.is_some_and(|ps| ps.iter().any(|p| ours(&p))) {
-                let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
-                let desired = json!({"parents": theirs});
-                write(api, &key.name, "HTTPRoute", &key.to_string(), desired).await;
-            }
-            continue;
-        };
-        let mut all = theirs;
-        for parent in &route_report.parents {
-            let reference = json!({
-                "group": parent.parent.group,
-                "kind": parent.parent.kind,
-                "namespace": parent.parent.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-                "name": parent.parent.name,
-            });
-            let mut reference = reference;
-            if let Some(section) = &parent.parent.section_name {
-                reference["sectionName"] = json!(section);
-            }
-            if let Some(port) = parent.parent.port {
-                reference["port"] = json!(port);
-            }
-            let previous = parents
-                .into_iter()
-                .flatten()
-                .find(|p| ours(p) && p["parentRef"] == reference)
-                .map(|p| &p["conditions"]);
-            all.push(json!({
-                "parentRef": reference,
-                "controllerName": controller,
-                "conditions": conditions_json(&parent.conditions, route_report.generation, previous, &now),
-            }));
+            .find(|p| ours(p) && p["parentRef"] == reference)
+            .map(|p| &p["conditions"]);
+        all.push(json!({
+            "parentRef": reference,
+            "controllerName": controller,
+            "conditions": conditions_json(&parent.conditions, report.generation, previous, now),
+        }));
+    }
+    let desired = json!({ "parents": all });
+    (current != Some(&desired)).then_some(desired)
+}
+
+struct Writes<'w> {
+    written: &'w mut Written,
+}
+
+impl Writes<'_> {
+    /// Whether `desired` must be written: it is not the current status,
+    /// nor (times aside) what was last written; remembered when it must.
+    fn needed(
+        &mut self,
+        kind: &'static str,
+        key: &ObjectKey,
+        current: Option<&Value>,
+        desired: &Value,
+    ) -> bool {
+        if current == Some(desired) {
+            return false;
         }
-        let desired = json!({"parents": all});
-        if current != Some(&desired) {
-            let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
-            write(api, &key.name, "HTTPRoute", &key.to_string(), desired).await;
+        let slot = (kind, key.clone());
+        if let Some(last) = self.written.get(&slot) {
+            if without_times(last) == without_times(desired) {
+                return false;
+            }
         }
+        self.written.insert(slot, desired.clone());
+        true
+    }
+
+    /// A write that failed: to be tried again.
+    fn forget(&mut self, kind: &'static str, key: &ObjectKey) {
+        self.written.remove(&(kind, key.clone()));
+    }
+}
+
+/// A status without its conditions' `lastTransitionTime`.
+fn without_times(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(k, _)| *k != "lastTransitionTime")
+                .map(|(k, v)| (k.clone(), without_times(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_times).collect()),
+        other => other.clone(),
     }
 }
 
@@ -193,7 +278,8 @@ fn now() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
-async fn write<K>(api: Api<K>, name: &str, kind: &str, key: &str, status: Value)
+/// Patches the status; whether it was written.
+async fn write<K>(api: Api<K>, name: &str, kind: &str, key: &str, status: Value) -> bool
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -202,9 +288,13 @@ where
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => tracing::debug!(target: "gatehouse::status", kind, object = key, "status updated"),
+        Ok(_) => {
+            tracing::debug!(target: "gatehouse::status", kind, object = key, "status updated");
+            true
+        }
         Err(e) => {
-            tracing::warn!(target: "gatehouse::status", kind, object = key, "cannot update status: {e}")
+            tracing::warn!(target: "gatehouse::status", kind, object = key, "cannot update status: {e}");
+            false
         }
     }
 }

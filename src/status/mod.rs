@@ -55,6 +55,8 @@ pub struct StatusWriter {
     recorder: Recorder,
     /// Warnings already published as Events (while we lead).
     published: BTreeSet<Warning>,
+    /// The Gateway API statuses last written.
+    written: gateway::Written,
 }
 
 impl StatusWriter {
@@ -69,6 +71,7 @@ impl StatusWriter {
             config,
             options,
             published: BTreeSet::new(),
+            written: gateway::Written::new(),
         }
     }
 
@@ -96,7 +99,8 @@ impl StatusWriter {
                 if let Some(addresses) = &addresses {
                     self.sync_status(&state, addresses).await;
                 }
-                if !report.classes.is_empty() || !state.http_routes.is_empty() {
+                let routes = !state.http_routes.is_empty() || !state.grpc_routes.is_empty();
+                if !report.classes.is_empty() || routes {
                     let published: Option<Vec<String>> = addresses.as_ref().map(|list| {
                         list.iter()
                             .filter_map(|a| a.ip.clone().or_else(|| a.hostname.clone()))
@@ -108,19 +112,21 @@ impl StatusWriter {
                         &state,
                         &report,
                         published.as_deref(),
+                        &mut self.written,
                     )
                     .await;
                 }
                 self.publish_events(&state, &current).await;
             } else {
                 self.published.clear();
+                self.written.clear();
             }
             tokio::select! {
                 r = states.changed() => if r.is_err() { return },
                 r = warnings.changed() => if r.is_err() { return },
                 r = gateway_status.changed() => if r.is_err() { return },
                 r = leading.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(RESYNC) => {}
+                _ = tokio::time::sleep(RESYNC) => self.written.clear(),
             }
         }
     }
@@ -210,23 +216,28 @@ impl StatusWriter {
         self.published.retain(|w| warnings.contains(w));
         for warning in warnings.difference(&self.published.clone()) {
             let key = &warning.ingress;
-            let (api_version, kind, meta) = match warning.kind {
-                WarningKind::GatewayListener => match state.gateways.get(key) {
-                    Some(g) => ("gateway.networking.k8s.io/v1", "Gateway", &g.metadata),
-                    None => continue,
-                },
-                WarningKind::RouteNotAccepted
-                | WarningKind::RouteRefs
-                | WarningKind::HostShared => match state.http_routes.get(key) {
-                    Some(r) => ("gateway.networking.k8s.io/v1", "HTTPRoute", &r.metadata),
-                    None => continue,
-                },
-                _ => match state.ingresses.get(key) {
-                    Some(i) => ("networking.k8s.io/v1", "Ingress", &i.metadata),
-                    // A controller-wide warning: no object to attach it to.
-                    None => continue,
-                },
+            let gateway_api = "gateway.networking.k8s.io/v1";
+            let found = match warning.object {
+                "Gateway" => state.gateways.get(key).map(|g| (gateway_api, &g.metadata)),
+                "HTTPRoute" => state
+                    .http_routes
+                    .get(key)
+                    .map(|r| (gateway_api, &r.metadata)),
+                "GRPCRoute" => state
+                    .grpc_routes
+                    .get(key)
+                    .map(|r| (gateway_api, &r.metadata)),
+                "Ingress" => state
+                    .ingresses
+                    .get(key)
+                    .map(|i| ("networking.k8s.io/v1", &i.metadata)),
+                _ => None,
             };
+            // A controller-wide warning: no object to attach it to.
+            let Some((api_version, meta)) = found else {
+                continue;
+            };
+            let kind = warning.object;
             let reference = ObjectReference {
                 api_version: Some(api_version.into()),
                 kind: Some(kind.into()),

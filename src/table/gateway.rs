@@ -20,7 +20,9 @@ use crate::cluster::ObjectKey;
 /// the routes of its matches.
 #[derive(Debug, Default)]
 pub struct GatewayRule {
-    /// The HTTPRoute, and the rule's index in it.
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: &'static str,
+    /// The route, and the rule's index in it.
     pub origin: ObjectKey,
     pub rule: usize,
     /// `RequestHeaderModifier`.

@@ -98,7 +98,7 @@ impl Route {
     pub fn origin(&self) -> String {
         match (&self.ingress, &self.gateway) {
             (Some(ingress), _) => format!("Ingress {ingress}"),
-            (None, Some(rule)) => format!("HTTPRoute {} rule {}", rule.origin, rule.rule),
+            (None, Some(rule)) => format!("{} {} rule {}", rule.kind, rule.origin, rule.rule),
             (None, None) => "--default-backend-service".to_owned(),
         }
     }

@@ -28,9 +28,12 @@ use crate::gateway::{
 };
 use crate::policy::AccessPolicy;
 use crate::table::{
-    Action, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern, Listeners,
-    PathMatch, PathModifier, PathType, Policy, Route, Split, ValueMatch,
+    Action, BackendProtocol, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern,
+    Listeners, PathMatch, PathModifier, PathType, Policy, Route, Split, ValueMatch,
 };
+
+/// The route kinds served on HTTP and HTTPS listeners.
+const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
 /// The ports Gateway listeners may use: Gatehouse's HTTP and HTTPS ports,
 /// as the LoadBalancer in front of it publishes them.
@@ -45,8 +48,16 @@ struct Open<'a> {
     listener: &'a Listener,
     hostname: Option<HostPattern>,
     tls: bool,
-    /// `allowedRoutes.kinds` admits HTTPRoute.
-    takes_http_routes: bool,
+    /// The route kinds `allowedRoutes.kinds` admits of those served here.
+    kinds: Vec<&'static str>,
+}
+
+/// The route being translated: its key and kind (`HTTPRoute`, or a
+/// `GRPCRoute` read as one), for warnings, status and grants.
+#[derive(Clone, Copy)]
+struct Who<'k> {
+    key: &'k ObjectKey,
+    kind: &'static str,
 }
 
 /// One HTTPRoute match, on one host, before the matches are sorted.
@@ -189,9 +200,7 @@ impl Build<'_> {
                             kinds.unwrap_or_else(|| Condition::yes("ResolvedRefs", "ResolvedRefs")),
                             Condition::yes("Programmed", "Programmed"),
                         ];
-                        if l.takes_http_routes {
-                            listener_report.supported_kinds.push("HTTPRoute");
-                        }
+                        listener_report.supported_kinds = l.kinds.clone();
                         open.push(l);
                     }
                     Err(refused) => {
@@ -207,27 +216,42 @@ impl Build<'_> {
             }
             self.report.gateways.insert((*key).clone(), report);
         }
-        let mut routes: Vec<(&ObjectKey, &HTTPRoute)> =
-            state.http_routes.iter().map(|(k, r)| (k, &**r)).collect();
-        routes.sort_by(|(ka, a), (kb, b)| {
+        // GRPCRoutes are read as the HTTPRoutes they amount to.
+        let grpc: Vec<(&ObjectKey, HTTPRoute)> = state
+            .grpc_routes
+            .iter()
+            .map(|(k, r)| (k, r.as_http_route()))
+            .collect();
+        let http = state
+            .http_routes
+            .iter()
+            .map(|(k, r)| (k, &**r, "HTTPRoute"));
+        let grpc_refs = grpc.iter().map(|(k, r)| (*k, r, "GRPCRoute"));
+        let mut routes: Vec<(&ObjectKey, &HTTPRoute, &'static str)> =
+            http.chain(grpc_refs).collect();
+        routes.sort_by(|(ka, a, kind_a), (kb, b, kind_b)| {
             let age = |r: &HTTPRoute| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
+            age(a)
+                .cmp(&age(b))
+                .then_with(|| ka.cmp(kb))
+                .then_with(|| kind_a.cmp(kind_b))
         });
         let policy = Arc::new(base.clone());
         let mut pending = Vec::new();
         // Hosts of the routes each listener took, for listeners without a
         // hostname of their own (their certificate covers those).
         let mut listener_hosts: HashMap<(&ObjectKey, &str), Vec<HostPattern>> = HashMap::default();
-        for (key, route) in routes {
-            let hosts = self.attach(key, route, &open, &gateways, &mut listener_hosts);
-            if !self.report.routes.contains_key(key) {
+        for (key, route, kind) in routes {
+            let who = Who { key, kind };
+            let hosts = self.attach(who, route, &open, &gateways, &mut listener_hosts);
+            if !self.report.routes_of(kind).contains_key(key) {
                 continue; // no parent of ours
             }
             // Compiled even when no parent took it: its status says whether
             // its references resolve.
             let mut problems = Problems::default();
-            self.route_matches(key, route, &hosts, &mut pending, &mut problems);
-            if let Some(report) = self.report.routes.get_mut(key) {
+            self.route_matches(who, route, &hosts, &mut pending, &mut problems);
+            if let Some(report) = self.report.routes_of(kind).get_mut(key) {
                 for parent in &mut report.parents {
                     parent.conditions.push(problems.resolved_refs());
                     if let Some(accepted) = &problems.unsupported {
@@ -252,10 +276,15 @@ impl Build<'_> {
         for p in pending {
             if ingress_hosts.contains(&p.host) && shared.insert(p.host.clone()) {
                 let message = format!(
-                    "host {} also has Ingress rules: HTTPRoute matches are tried first, the Ingress rules take the rest",
+                    "host {} also has Ingress rules: Gateway API matches are tried first, the Ingress rules take the rest",
                     p.host
                 );
-                self.warn(&p.rule.origin, WarningKind::HostShared, message);
+                self.warn_object(
+                    p.rule.kind,
+                    &p.rule.origin,
+                    WarningKind::HostShared,
+                    message,
+                );
             }
             let action = match p.action_backend {
                 Some(b) => Action::Forward(b),
@@ -347,13 +376,18 @@ impl Build<'_> {
             }
         }
         let kinds = &listener.allowed_routes.kinds;
-        let takes_http_routes = kinds.is_empty()
-            || kinds
-                .iter()
-                .any(|k| k.group == gateway::GROUP && k.kind == "HTTPRoute");
+        let served: Vec<&'static str> = ROUTE_KINDS
+            .into_iter()
+            .filter(|served| {
+                kinds.is_empty()
+                    || kinds
+                        .iter()
+                        .any(|k| k.group == gateway::GROUP && k.kind == *served)
+            })
+            .collect();
         let mut kinds_condition = None;
-        if !kinds.is_empty() && !takes_http_routes {
-            let why = "allowedRoutes.kinds names no kind served here; HTTPRoute is";
+        if served.is_empty() {
+            let why = "allowedRoutes.kinds names no kind served here; HTTPRoute and GRPCRoute are";
             let message = format!("listener {name}: {why} (InvalidRouteKinds)");
             self.warn(gateway, WarningKind::GatewayListener, message);
             kinds_condition = Some(Condition::no("ResolvedRefs", "InvalidRouteKinds", why));
@@ -367,7 +401,7 @@ impl Build<'_> {
                 .as_deref()
                 .map(|h| HostPattern::parse_gateway(Some(h))),
             tls,
-            takes_http_routes,
+            kinds: served,
         };
         Ok((open, kinds_condition))
     }
@@ -416,12 +450,13 @@ impl Build<'_> {
     /// every parent that accepts it; each parent that does not says why.
     fn attach<'a>(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         route: &HTTPRoute,
         open: &'a [Open<'a>],
         gateways: &BTreeMap<&ObjectKey, &Gateway>,
         listener_hosts: &mut HashMap<(&'a ObjectKey, &'a str), Vec<HostPattern>>,
     ) -> BTreeMap<HostPattern, Listeners> {
+        let key = who.key;
         let mut hosts: BTreeMap<HostPattern, Listeners> = BTreeMap::new();
         for parent in &route.spec.parent_refs {
             if parent.group != gateway::GROUP || parent.kind != "Gateway" {
@@ -452,7 +487,7 @@ impl Build<'_> {
                 if !names_listener(parent, l.listener) {
                     continue;
                 }
-                if !l.takes_http_routes || !self.namespace_allowed(l, &key.namespace) {
+                if !l.kinds.contains(&who.kind) || !self.namespace_allowed(l, &key.namespace) {
                     why_not = (
                         "NotAllowedByListeners",
                         "the listener does not allow this route",
@@ -492,12 +527,12 @@ impl Build<'_> {
                 let (reason, why) = why_not;
                 let message =
                     format!("parentRef Gateway {gateway_key}: not accepted: {why} ({reason})");
-                self.warn(key, WarningKind::RouteNotAccepted, message);
+                self.warn_object(who.kind, key, WarningKind::RouteNotAccepted, message);
                 Condition::no("Accepted", reason, why)
             };
             let report = self
                 .report
-                .routes
+                .routes_of(who.kind)
                 .entry(key.clone())
                 .or_insert_with(|| RouteReport {
                     generation: route.metadata.generation,
@@ -536,23 +571,24 @@ impl Build<'_> {
     /// Compiles each rule of a route and queues its matches for each host.
     fn route_matches(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         route: &HTTPRoute,
         hosts: &BTreeMap<HostPattern, Listeners>,
         pending: &mut Vec<Pending>,
         problems: &mut Problems,
     ) {
+        let key = who.key;
         let age = route.metadata.creation_timestamp.as_ref().map(|t| t.0);
         for (index, rule) in route.spec.rules.iter().enumerate() {
             let context = format!("rule {index}");
-            let compiled = self.compile_rule(key, index, rule, &context, problems);
+            let compiled = self.compile_rule(who, index, rule, &context, problems);
             let first_backend = compiled
                 .backends
                 .iter()
                 .find_map(|(w, b)| b.filter(|_| w > 0).cloned());
             let rule_arc = Arc::new(compiled);
             for (m_index, m) in rule.matches.iter().enumerate() {
-                let Some(matched) = self.compile_match(key, &context, m) else {
+                let Some(matched) = self.compile_match(who, &context, m) else {
                     continue;
                 };
                 if let Some(PathModifier::Prefix(_)) = rule_arc
@@ -564,7 +600,7 @@ impl Build<'_> {
                         let message = format!(
                             "{context}: ReplacePrefixMatch needs a PathPrefix match; this match is skipped"
                         );
-                        self.warn(key, WarningKind::RouteRefs, message);
+                        self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
                         continue;
                     }
                 }
@@ -601,10 +637,11 @@ impl Build<'_> {
 
     fn compile_match(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         context: &str,
         m: &HTTPRouteMatch,
     ) -> Option<CompiledMatch> {
+        let key = who.key;
         let path = &m.path;
         let (path_type, regex) = match path.type_.as_str() {
             "Exact" => (PathType::Exact, None),
@@ -614,14 +651,14 @@ impl Build<'_> {
                 Err(e) => {
                     let message =
                         format!("{context}: path regex {:?}: {e}; match skipped", path.value);
-                    self.warn(key, WarningKind::InvalidPath, message);
+                    self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                     return None;
                 }
             },
             other => {
                 let message =
                     format!("{context}: path match type {other} is not supported; match skipped");
-                self.warn(key, WarningKind::InvalidPath, message);
+                self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                 return None;
             }
         };
@@ -630,7 +667,7 @@ impl Build<'_> {
                 "{context}: path {:?} does not start with /; match skipped",
                 path.value
             );
-            self.warn(key, WarningKind::InvalidPath, message);
+            self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
             return None;
         }
         let method = match &m.method {
@@ -639,7 +676,7 @@ impl Build<'_> {
                 Ok(method) => Some(method),
                 Err(_) => {
                     let message = format!("{context}: method {text:?} is not valid; match skipped");
-                    self.warn(key, WarningKind::InvalidPath, message);
+                    self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                     return None;
                 }
             },
@@ -652,14 +689,14 @@ impl Build<'_> {
                     "{context}: header name {:?} is not valid; match skipped",
                     h.name
                 );
-                self.warn(key, WarningKind::InvalidPath, message);
+                self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                 return None;
             };
             // Only the first of equal names counts (case-insensitive).
             if !seen.insert(name.clone()) {
                 continue;
             }
-            headers.push((name, self.value_match(key, context, &h.type_, &h.value)?));
+            headers.push((name, self.value_match(who, context, &h.type_, &h.value)?));
         }
         let mut query = Vec::new();
         let mut seen = HashSet::default();
@@ -669,7 +706,7 @@ impl Build<'_> {
             }
             query.push((
                 q.name.clone(),
-                self.value_match(key, context, &q.type_, &q.value)?,
+                self.value_match(who, context, &q.type_, &q.value)?,
             ));
         }
         Some(CompiledMatch {
@@ -684,25 +721,26 @@ impl Build<'_> {
 
     fn value_match(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         context: &str,
         type_: &str,
         value: &str,
     ) -> Option<ValueMatchSpec> {
+        let key = who.key;
         match type_ {
             "Exact" => Some(ValueMatchSpec::Exact(value.to_owned())),
             "RegularExpression" => match anchored(value) {
                 Ok(r) => Some(ValueMatchSpec::Regex(r)),
                 Err(e) => {
                     let message = format!("{context}: regex {value:?}: {e}; match skipped");
-                    self.warn(key, WarningKind::InvalidPath, message);
+                    self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                     None
                 }
             },
             other => {
                 let message =
                     format!("{context}: match type {other} is not supported; match skipped");
-                self.warn(key, WarningKind::InvalidPath, message);
+                self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
                 None
             }
         }
@@ -713,13 +751,15 @@ impl Build<'_> {
     /// an unresolvable backend its share.
     fn compile_rule(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         index: usize,
         rule: &gateway::HTTPRouteRule,
         context: &str,
         problems: &mut Problems,
     ) -> GatewayRule {
+        let key = who.key;
         let mut compiled = GatewayRule {
+            kind: who.kind,
             origin: key.clone(),
             rule: index,
             ..GatewayRule::default()
@@ -728,7 +768,7 @@ impl Build<'_> {
         for filter in &rule.filters {
             if let Err(why) = apply_filter(&mut compiled, filter) {
                 let message = format!("{context}: {why}; the rule answers 500");
-                self.warn(key, WarningKind::RouteRefs, message);
+                self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
                 problems
                     .unsupported
                     .get_or_insert(format!("{context}: {why}"));
@@ -745,7 +785,7 @@ impl Build<'_> {
             return compiled;
         }
         for backend in &rule.backend_refs {
-            let resolved = match self.gateway_backend(key, backend) {
+            let resolved = match self.gateway_backend(who, backend) {
                 Ok(b) => Some(b),
                 Err((reason, why)) => {
                     problems.unresolved.get_or_insert((
@@ -756,7 +796,7 @@ impl Build<'_> {
                         "{context}: backendRef {}: {why}; its share of requests gets 500",
                         backend.name
                     );
-                    self.warn(key, WarningKind::RouteRefs, message);
+                    self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
                     None
                 }
             };
@@ -767,7 +807,7 @@ impl Build<'_> {
                 let message = format!(
                     "{context}: timeouts are not implemented yet; the controller's timeouts apply"
                 );
-                self.warn(key, WarningKind::RouteRefs, message);
+                self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
             }
         }
         compiled
@@ -777,9 +817,10 @@ impl Build<'_> {
     /// grants it with a ReferenceGrant.
     fn gateway_backend(
         &mut self,
-        key: &ObjectKey,
+        who: Who<'_>,
         backend: &HTTPBackendRef,
     ) -> Result<Arc<crate::table::Backend>, (&'static str, String)> {
+        let key = who.key;
         if !backend.group.is_empty() || backend.kind != "Service" {
             return Err((
                 "InvalidKind",
@@ -799,7 +840,7 @@ impl Build<'_> {
         if namespace != key.namespace
             && !self.granted(
                 &key.namespace,
-                "HTTPRoute",
+                who.kind,
                 namespace,
                 "",
                 "Service",
@@ -969,15 +1010,21 @@ impl Build<'_> {
 }
 
 /// A rule's policy: the controller's defaults, with `URLRewrite`'s
-/// hostname as the upstream `Host`.
+/// hostname as the upstream `Host`, and gRPC over cleartext HTTP/2 (h2c)
+/// to a GRPCRoute's backends.
 fn policy_for(base: &Arc<Policy>, rule: &GatewayRule) -> Arc<Policy> {
-    match &rule.upstream_host {
-        None => base.clone(),
-        Some(host) => Arc::new(Policy {
-            upstream_vhost: Some(host.clone()),
-            ..(**base).clone()
-        }),
+    let grpc = rule.kind == "GRPCRoute";
+    if rule.upstream_host.is_none() && !grpc {
+        return base.clone();
     }
+    let mut policy = (**base).clone();
+    if let Some(host) = &rule.upstream_host {
+        policy.upstream_vhost = Some(host.clone());
+    }
+    if grpc {
+        policy.protocol = BackendProtocol::Grpc;
+    }
+    Arc::new(policy)
 }
 
 /// Whether a parentRef's `sectionName` and `port` pick this listener.

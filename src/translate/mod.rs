@@ -425,8 +425,20 @@ impl Build<'_> {
     }
 
     pub(crate) fn warn(&mut self, ingress: &ObjectKey, kind: WarningKind, message: String) {
+        self.warn_object(kind.object(), ingress, kind, message);
+    }
+
+    /// A warning about an object of a kind other than the warning kind's.
+    pub(crate) fn warn_object(
+        &mut self,
+        object: &'static str,
+        key: &ObjectKey,
+        kind: WarningKind,
+        message: String,
+    ) {
         self.warnings.push(Warning {
-            ingress: ingress.clone(),
+            object,
+            ingress: key.clone(),
             kind,
             message,
         });

@@ -48,25 +48,34 @@ pub enum WarningKind {
 /// A problem with one Ingress. Other objects are unaffected by it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Warning {
-    /// The Ingress the warning concerns (the ConfigMap for `ConfigMapKey`,
-    /// the Gateway for `GatewayListener`, the HTTPRoute for the other
-    /// Gateway API kinds).
+    /// The kind of the object the warning concerns: `Ingress`, `ConfigMap`
+    /// (`ConfigMapKey`), `Gateway`, `HTTPRoute` or `GRPCRoute`.
+    pub object: &'static str,
+    /// The object the warning concerns (an Ingress unless `object` says
+    /// otherwise).
     pub ingress: ObjectKey,
     pub kind: WarningKind,
     pub message: String,
 }
 
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
+impl WarningKind {
+    /// The kind of object a warning of this kind concerns, unless said
+    /// otherwise (a GRPCRoute's route warnings).
+    pub fn object(self) -> &'static str {
+        match self {
             WarningKind::ConfigMapKey => "ConfigMap",
             WarningKind::GatewayListener => "Gateway",
             WarningKind::RouteNotAccepted | WarningKind::RouteRefs | WarningKind::HostShared => {
                 "HTTPRoute"
             }
             _ => "Ingress",
-        };
-        write!(f, "{kind} {}: {}", self.ingress, self.message)
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.object, self.ingress, self.message)
     }
 }
 

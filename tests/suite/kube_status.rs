@@ -322,9 +322,12 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
     })
     .await;
     eventually("route status", || {
-        api.calls()
-            .iter()
-            .any(|c| c.resource == "httproutes" && c.subresource.is_some())
+        let calls = api.calls();
+        ["httproutes", "grpcroutes"].iter().all(|r| {
+            calls
+                .iter()
+                .any(|c| c.resource == *r && c.subresource.is_some())
+        })
     })
     .await;
 
@@ -389,6 +392,7 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
         "patch gateway.networking.k8s.io/gatewayclasses/status",
         "patch gateway.networking.k8s.io/gateways/status",
         "patch gateway.networking.k8s.io/httproutes/status",
+        "patch gateway.networking.k8s.io/grpcroutes/status",
     ] {
         assert!(
             kinds.contains(expected),
@@ -426,6 +430,16 @@ spec:
   - backendRefs: [{name: web, port: 80}]
   - matches: [{path: {value: /gone}}]
     backendRefs: [{name: missing, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: test, generation: 4}
+spec:
+  parentRefs: [{name: edge, sectionName: http}]
+  hostnames: [rpc.test]
+  rules:
+  - matches: [{method: {service: shop.Cart}}]
+    backendRefs: [{name: web, port: 80}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -482,6 +496,7 @@ async fn the_elected_replica_writes_gateway_api_status() {
         get("HTTPRoute", "test", "shop")["status"]["parents"]
             .as_array()
             .is_some_and(|p| p.len() == 2)
+            && !get("GRPCRoute", "test", "rpc")["status"].is_null()
     })
     .await;
     let class = get("GatewayClass", "", "gatehouse");
@@ -505,10 +520,16 @@ async fn the_elected_replica_writes_gateway_api_status() {
     );
     let listeners = status["listeners"].as_array().expect("listeners");
     assert_eq!(listeners[0]["name"], "http");
-    assert_eq!(listeners[0]["attachedRoutes"], 1);
+    assert_eq!(
+        listeners[0]["attachedRoutes"], 2,
+        "the HTTPRoute and the GRPCRoute"
+    );
     assert_eq!(
         listeners[0]["supportedKinds"],
-        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+        json!([
+            {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+            {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}
+        ])
     );
     assert_eq!(
         condition(&listeners[1]["conditions"], "Accepted"),
@@ -527,6 +548,17 @@ async fn the_elected_replica_writes_gateway_api_status() {
     assert_eq!(
         condition(&ours["conditions"], "ResolvedRefs"),
         ("False".into(), "BackendNotFound".into(), 2)
+    );
+    let rpc = get("GRPCRoute", "test", "rpc");
+    let ours = &rpc["status"]["parents"][0];
+    assert_eq!(ours["parentRef"]["sectionName"], "http");
+    assert_eq!(
+        condition(&ours["conditions"], "Accepted"),
+        ("True".into(), "Accepted".into(), 4)
+    );
+    assert_eq!(
+        listeners[0]["attachedRoutes"], 2,
+        "the HTTPRoute and the GRPCRoute"
     );
     // Another controller's route is left alone.
     assert!(get("HTTPRoute", "test", "elsewhere")["status"].is_null());
@@ -548,7 +580,16 @@ async fn the_elected_replica_writes_gateway_api_status() {
     let before = writes();
     api.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nudge", "namespace": "test"}}));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(writes(), before, "status rewritten without a change");
+    let late: Vec<_> = api
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == Method::PATCH && c.group.starts_with("gateway"))
+        .collect();
+    assert_eq!(
+        writes(),
+        before,
+        "status rewritten without a change: {late:#?}"
+    );
     // An Event on the route for its missing backend.
     eventually("an Event on the HTTPRoute", || {
         api.list("events.k8s.io/v1", "Event")

@@ -103,6 +103,7 @@ fn collection_of(object: &Value) -> String {
         "GatewayClass" => "gatewayclasses",
         "Gateway" => "gateways",
         "HTTPRoute" => "httproutes",
+        "GRPCRoute" => "grpcroutes",
         "ReferenceGrant" => "referencegrants",
         other => panic!("fake API does not know kind {other}"),
     };
@@ -214,6 +215,7 @@ impl FakeApi {
                 Object::GatewayClass(o) => serde_json::to_value(&*o),
                 Object::Gateway(o) => serde_json::to_value(&*o),
                 Object::HTTPRoute(o) => serde_json::to_value(&*o),
+                Object::GRPCRoute(o) => serde_json::to_value(&*o),
                 Object::ReferenceGrant(o) => serde_json::to_value(&*o),
             };
             self.put(value.expect("json"));
@@ -352,6 +354,7 @@ impl FakeApi {
                     "gatewayclasses",
                     "gateways",
                     "httproutes",
+                    "grpcroutes",
                     "referencegrants",
                 ],
                 (true, "v1beta1") => &["referencegrants"],
