@@ -331,9 +331,73 @@ pub struct HTTPRouteFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_rewrite: Option<UrlRewrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_mirror: Option<serde_json::Value>,
+    pub request_mirror: Option<RequestMirror>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_ref: Option<serde_json::Value>,
+}
+
+/// `RequestMirror`: a copy of each request (or of a share of them) to
+/// another backend, whose answer is ignored.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMirror {
+    pub backend_ref: BackendObjectRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<Fraction>,
+}
+
+/// A reference to a backend without weight or filters (a mirror's).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct BackendObjectRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default = "service")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+}
+
+impl BackendObjectRef {
+    /// As a route's backendRef of weight 1, to be resolved like one.
+    pub fn as_backend_ref(&self) -> HTTPBackendRef {
+        HTTPBackendRef {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            port: self.port,
+            weight: 1,
+            filters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Fraction {
+    pub numerator: u32,
+    #[serde(default = "hundred")]
+    pub denominator: u32,
+}
+
+fn hundred() -> u32 {
+    100
+}
+
+impl RequestMirror {
+    /// The share of requests mirrored, in millionths.
+    pub fn per_million(&self) -> u32 {
+        let (numerator, denominator) = match (&self.fraction, self.percent) {
+            (Some(f), _) => (u64::from(f.numerator), u64::from(f.denominator.max(1))),
+            (None, Some(percent)) => (u64::from(percent), 100),
+            (None, None) => (1, 1),
+        };
+        (numerator.min(denominator) * 1_000_000 / denominator) as u32
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

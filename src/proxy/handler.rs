@@ -22,7 +22,7 @@ use super::headers::{self, ConnInfo};
 use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
-use super::upstream::{Failure, Target, UpstreamError, UpstreamResponse, Upstreams};
+use super::upstream::{Failure, OwnRequest, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
@@ -30,7 +30,10 @@ use crate::policy::error_pages::{ErrorPages, Failed};
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
-use crate::table::{Decision, Edge, Forward, Pick, RequestFacts, RouteTable, Timeouts, Upstream};
+use crate::table::{
+    Decision, Edge, Forward, GatewayRule, LoadBalance, Pick, RequestFacts, RouteTable, Timeouts,
+    Upstream,
+};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 
@@ -49,7 +52,7 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 /// the telemetry it reports to.
 pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
     telemetry: Arc<Telemetry>,
     /// Upgraded connections (WebSockets), so that draining can wait for them.
     tunnels: TaskTracker,
@@ -59,7 +62,7 @@ impl Proxy {
     pub fn new(table: Arc<ArcSwap<RouteTable>>, telemetry: Arc<Telemetry>) -> Self {
         Proxy {
             table,
-            upstreams: Upstreams::new(),
+            upstreams: Arc::new(Upstreams::new()),
             telemetry,
             tunnels: TaskTracker::new(),
         }
@@ -70,7 +73,7 @@ impl Proxy {
     pub fn for_worker(&self) -> Self {
         Proxy {
             table: self.table.clone(),
-            upstreams: Upstreams::new(),
+            upstreams: Arc::new(Upstreams::new()),
             telemetry: self.telemetry.clone(),
             tunnels: self.tunnels.clone(),
         }
@@ -181,10 +184,13 @@ impl Proxy {
         if let Some(granted) = &granted {
             granted.apply_to_request(req.headers_mut());
         }
-        // An HTTPRoute rule's `RequestHeaderModifier`.
+        // An HTTPRoute rule's `RequestHeaderModifier`, then its mirrors.
         let gateway = forward.route.gateway.clone();
         if let Some(edits) = gateway.as_ref().and_then(|g| g.request_headers.as_ref()) {
             edits.apply(req.headers_mut());
+        }
+        if let Some(rule) = gateway.as_ref().filter(|g| !g.mirrors.is_empty()) {
+            self.mirror(&req, rule, forward.route.policy.timeouts);
         }
         // What a custom error page needs of the request.
         let pages = forward.route.error_pages.clone().map(|pages| {
@@ -196,7 +202,16 @@ impl Proxy {
                 forward.backend.clone(),
             )
         });
-        let mut response = self.forward(req, forward, conn, host, record).await;
+        let deadline = gateway.as_ref().and_then(|g| g.deadline);
+        let forwarded = self.forward(req, forward, conn, host, record);
+        let mut response = match deadline {
+            None => forwarded.await,
+            // An HTTPRoute's `timeouts`: the head in time, or 504.
+            Some(deadline) => match tokio::time::timeout(deadline, forwarded).await {
+                Ok(response) => response,
+                Err(_) => respond(StatusCode::GATEWAY_TIMEOUT),
+            },
+        };
         if let Some((pages, (headers, uri), route, service)) = pages {
             let failed = Failed {
                 code: response.status().as_u16(),
@@ -220,6 +235,54 @@ impl Proxy {
             edits.apply(response.headers_mut());
         }
         response
+    }
+
+    /// `RequestMirror`: a copy of a request without a body to each mirror
+    /// backend (for its share), sent beside the request and never waited
+    /// for; the answer is dropped. A request with a body is not mirrored:
+    /// copying it would mean holding it, or slowing it to the mirror's pace.
+    fn mirror(&self, req: &Request<Incoming>, rule: &GatewayRule, timeouts: Timeouts) {
+        let headers = req.headers();
+        let bodiless = hyper::body::Body::is_end_stream(req.body())
+            || (headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v == "0")
+                && !headers.contains_key(header::TRANSFER_ENCODING));
+        if !bodiless {
+            return;
+        }
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = Uri::try_from(uri) else {
+            return;
+        };
+        for (backend, per_million) in &rule.mirrors {
+            if *per_million < 1_000_000 && fastrand::u32(0..1_000_000) >= *per_million {
+                continue;
+            }
+            let authority = match &backend.upstream {
+                Upstream::Endpoints(set) => match set.pick(LoadBalance::RoundRobin) {
+                    Some(pick) => set.authority(pick),
+                    None => continue,
+                },
+                Upstream::External(authority) => authority.clone(),
+            };
+            let mut headers = headers.clone();
+            headers::remove_hop_by_hop(&mut headers);
+            let request = OwnRequest {
+                method: req.method().clone(),
+                uri: uri.clone(),
+                headers,
+            };
+            let upstreams = self.upstreams.clone();
+            tokio::spawn(async move {
+                if let Err(e) = upstreams
+                    .send_own(request, &authority, false, timeouts)
+                    .await
+                {
+                    tracing::debug!(upstream = %authority, "request mirror: {e}");
+                }
+            });
+        }
     }
 
     /// The default backend's page for a status the route lists, if it

@@ -35,6 +35,14 @@ pub struct GatewayRule {
     pub rewrite: Option<PathModifier>,
     /// `URLRewrite`'s hostname (carried out as the policy's upstream host).
     pub upstream_host: Option<HeaderValue>,
+    /// `RequestMirror`: backends that get a copy of the request, each for
+    /// a share of requests (in millionths).
+    pub mirrors: Vec<(Arc<Backend>, u32)>,
+    /// `timeouts`: the response's head must arrive within this time, or
+    /// the request is answered 504 (the shorter of `request` and
+    /// `backendRequest`; Gatehouse sends a request again only when nothing
+    /// of it reached the first endpoint).
+    pub deadline: Option<std::time::Duration>,
     /// The weighted backends; a share whose reference cannot be resolved
     /// is answered 500, as the spec asks.
     pub backends: Split,

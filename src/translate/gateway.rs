@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use foldhash::{HashMap, HashSet};
 use http::header::{HeaderName, HeaderValue};
@@ -766,6 +767,24 @@ impl Build<'_> {
         };
         let mut closed = false;
         for filter in &rule.filters {
+            if let (Some(mirror), "RequestMirror") = (&filter.request_mirror, filter.type_.as_str())
+            {
+                // A mirror that cannot be resolved is left out: it protects
+                // nothing, and the requests themselves are served.
+                match self.gateway_backend(who, &mirror.backend_ref.as_backend_ref()) {
+                    Ok(backend) => compiled.mirrors.push((backend, mirror.per_million())),
+                    Err((reason, why)) => {
+                        let what = format!(
+                            "{context}: RequestMirror {}: {why}",
+                            mirror.backend_ref.name
+                        );
+                        problems.unresolved.get_or_insert((reason, what.clone()));
+                        let message = format!("{what}; requests are not mirrored");
+                        self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
+                    }
+                }
+                continue;
+            }
             if let Err(why) = apply_filter(&mut compiled, filter) {
                 let message = format!("{context}: {why}; the rule answers 500");
                 self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
@@ -803,12 +822,23 @@ impl Build<'_> {
             compiled.backends.push(backend.weight, resolved);
         }
         if let Some(t) = &rule.timeouts {
-            if t.request.is_some() || t.backend_request.is_some() {
-                let message = format!(
-                    "{context}: timeouts are not implemented yet; the controller's timeouts apply"
-                );
-                self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
+            let mut deadline = None;
+            for (field, text) in [
+                ("request", &t.request),
+                ("backendRequest", &t.backend_request),
+            ] {
+                let Some(text) = text else { continue };
+                match gateway::parse_duration(text) {
+                    // `0s`: no timeout.
+                    Some(d) if d.is_zero() => {}
+                    Some(d) => deadline = Some(deadline.map_or(d, |old: Duration| old.min(d))),
+                    None => {
+                        let message = format!("{context}: timeouts.{field} {text:?} is not a duration (GEP-2257: 1h, 10s, 500ms); ignored");
+                        self.warn_object(who.kind, key, WarningKind::RouteRefs, message);
+                    }
+                }
             }
+            compiled.deadline = deadline;
         }
         compiled
     }

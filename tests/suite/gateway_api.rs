@@ -137,7 +137,7 @@ endpoints:
 struct Suite {
     dir: tempfile::TempDir,
     manifests: String,
-    _backends: Vec<Backend>,
+    backends: Vec<Backend>,
     gatehouse: gatehouse::app::Running,
     pki: Pki,
 }
@@ -177,10 +177,20 @@ impl Suite {
         Suite {
             dir,
             manifests,
-            _backends: backends,
+            backends,
             gatehouse,
             pki,
         }
+    }
+
+    /// The requests a backend received whose path starts with `path`.
+    fn seen_by(&self, backend: &str, path: &str) -> Vec<serde_json::Value> {
+        let backend = self.backends.iter().find(|b| b.name == backend);
+        let seen = backend.expect("a suite backend").seen.lock().expect("seen");
+        seen.iter()
+            .filter(|r| r["uri"].as_str().is_some_and(|u| u.starts_with(path)))
+            .cloned()
+            .collect()
     }
 
     /// Rewrites the manifests with `from` replaced by `to`, as an edit or
@@ -1713,4 +1723,109 @@ async fn grpcroute_weight() {
     let v1 = counts.get("grpc-infra-backend-v1").copied().unwrap_or(0);
     assert!((170..=250).contains(&v1), "{counts:?}");
     assert!(!counts.contains_key("grpc-infra-backend-v3"), "{counts:?}");
+}
+
+#[tokio::test]
+async fn httproute_timeouts() {
+    let suite = Suite::start(&[
+        "httproute-timeout-request",
+        "httproute-timeout-backend-request",
+    ])
+    .await;
+    suite
+        .check(&[
+            get("/request-timeout", B("infra-backend-v1")),
+            get("/request-timeout?delay=1s", Status(504)),
+            get("/disable-request-timeout?delay=1s", B("infra-backend-v1")),
+            get("/backend-timeout", B("infra-backend-v1")),
+            get("/backend-timeout?delay=1s", Status(504)),
+            get("/disable-backend-timeout?delay=1s", B("infra-backend-v1")),
+        ])
+        .await;
+}
+
+/// Waits up to five seconds for `count` requests under `path` at a backend.
+async fn mirrored(
+    suite: &Suite,
+    backend: &str,
+    path: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let seen = suite.seen_by(backend, path);
+        if seen.len() >= count {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    suite.seen_by(backend, path)
+}
+
+#[tokio::test]
+async fn httproute_request_mirror() {
+    let suite = Suite::start(&[
+        "httproute-request-mirror",
+        "httproute-request-multiple-mirrors",
+    ])
+    .await;
+    suite.check(&[get("/mirror", B("infra-backend-v1"))]).await;
+    let copies = mirrored(&suite, "infra-backend-v2", "/mirror", 1).await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0]["method"], "GET");
+
+    suite
+        .check(&[with(
+            "/mirror-and-modify-headers",
+            SENT,
+            Expect::Seen {
+                backend: "infra-backend-v1",
+                uri: "/mirror-and-modify-headers",
+                host: None,
+                headers: MODIFIED,
+            },
+        )])
+        .await;
+    let copies = mirrored(&suite, "infra-backend-v2", "/mirror-and-modify-headers", 1).await;
+    let headers = &copies[0]["headers"];
+    assert_eq!(headers["x-header-set"], "set-overwrites-values");
+    assert_eq!(headers["x-header-add"], "header-val-1");
+    assert!(headers["x-header-remove"].is_null(), "{headers}");
+
+    suite
+        .check(&[get("/multi-mirror", B("infra-backend-v1"))])
+        .await;
+    for backend in ["infra-backend-v2", "infra-backend-v3"] {
+        assert_eq!(
+            mirrored(&suite, backend, "/multi-mirror", 1).await.len(),
+            1,
+            "{backend}"
+        );
+    }
+
+    // A request with a body is served, and not mirrored.
+    let mut conn = http_connect(suite.gatehouse.http_addr).await;
+    let req = Request::post("/mirror/upload")
+        .header(http::header::HOST, "gateway.test")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .expect("request");
+    let reply = send_request(&mut conn, req).await.expect("reply");
+    assert_eq!(reply.backend(), "infra-backend-v1");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(suite
+        .seen_by("infra-backend-v2", "/mirror/upload")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn httproute_request_percentage_mirror() {
+    let suite = Suite::start(&["httproute-request-percentage-mirror"]).await;
+    for _ in 0..200 {
+        suite
+            .check(&[get("/percent-mirror-fraction", B("infra-backend-v1"))])
+            .await;
+    }
+    // 25/50: half of them (100 expected, sd ≈ 7).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let copies = suite.seen_by("infra-backend-v2", "/percent-mirror-fraction");
+    assert!((60..=140).contains(&copies.len()), "{}", copies.len());
 }

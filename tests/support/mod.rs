@@ -28,11 +28,16 @@ use gatehouse::translate::TranslateOptions;
 
 /// An HTTP backend on 127.0.0.1 that answers every request with JSON
 /// describing what it received.
+/// What a backend received: each request's description, in order.
+pub type Seen = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
 pub struct Backend {
     pub name: &'static str,
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// The requests it answered (their descriptions).
+    pub seen: Seen,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,6 +61,8 @@ impl Backend {
         let addr = listener.local_addr().expect("backend addr");
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
+        let seen = Seen::default();
+        let log = seen.clone();
         let task = tokio::spawn(async move {
             let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             loop {
@@ -63,10 +70,11 @@ impl Backend {
                     continue;
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let server = server.clone();
+                let (server, log) = (server.clone(), log.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| async move {
-                        Ok::<_, Infallible>(describe(name, req).await)
+                    let service = service_fn(move |req| {
+                        let log = log.clone();
+                        async move { Ok::<_, Infallible>(describe(name, req, &log).await) }
                     });
                     let _ = server
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -78,6 +86,7 @@ impl Backend {
             name,
             addr,
             accepted,
+            seen,
             task,
         }
     }
@@ -90,7 +99,7 @@ impl Backend {
 /// `/bytes/N` streams N pattern bytes without holding them; `/trailers`
 /// answers with a `grpc-status` trailer; request bodies are streamed into a
 /// length and checksum, never held.
-async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBody> {
+async fn describe(name: &str, mut req: Request<Incoming>, seen: &Seen) -> Response<BackendBody> {
     if let Some(ms) = req
         .uri()
         .path()
@@ -99,6 +108,26 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
     {
         let ms: u64 = ms.parse().unwrap_or(0);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    // `?delay=1s` or `?delay=250ms` (the Gateway API conformance suite's).
+    let delay = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| {
+            let value = kv.strip_prefix("delay=")?;
+            match value.strip_suffix("ms") {
+                Some(ms) => ms.parse().ok().map(std::time::Duration::from_millis),
+                None => value
+                    .strip_suffix('s')?
+                    .parse()
+                    .ok()
+                    .map(std::time::Duration::from_secs),
+            }
+        });
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     if let Some(proto) = req.headers().get(http::header::UPGRADE).cloned() {
         let upgrade = hyper::upgrade::on(&mut req);
@@ -174,6 +203,7 @@ async fn describe(name: &str, mut req: Request<Incoming>) -> Response<BackendBod
         "backend": name, "method": method, "uri": uri, "version": version,
         "headers": headers, "body_len": len, "body_sum": sum,
     });
+    seen.lock().expect("seen").push(json.clone());
     let mut response = Response::new(BackendBody::full(Bytes::from(json.to_string())));
     *response.status_mut() = status;
     // `X-Echo-Set-Header: Name:Value,Name2:Value2` (the Gateway API
@@ -294,6 +324,8 @@ impl Backend {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
+        let seen = Seen::default();
+        let log = seen.clone();
         let task = tokio::spawn(async move {
             let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             loop {
@@ -301,13 +333,14 @@ impl Backend {
                     continue;
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (server, acceptor) = (server.clone(), acceptor.clone());
+                let (server, acceptor, log) = (server.clone(), acceptor.clone(), log.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
-                    let service = service_fn(move |req| async move {
-                        Ok::<_, Infallible>(describe(name, req).await)
+                    let service = service_fn(move |req| {
+                        let log = log.clone();
+                        async move { Ok::<_, Infallible>(describe(name, req, &log).await) }
                     });
                     let _ = server.serve_connection(TokioIo::new(tls), service).await;
                 });
@@ -317,6 +350,7 @@ impl Backend {
             name,
             addr,
             accepted,
+            seen,
             task,
         }
     }
