@@ -386,9 +386,13 @@ impl Build<'_> {
                         .any(|k| k.group == gateway::GROUP && k.kind == *served)
             })
             .collect();
+        let unknown = kinds
+            .iter()
+            .any(|k| k.group != gateway::GROUP || !ROUTE_KINDS.contains(&k.kind.as_str()));
         let mut kinds_condition = None;
-        if served.is_empty() {
-            let why = "allowedRoutes.kinds names no kind served here; HTTPRoute and GRPCRoute are";
+        if unknown {
+            let why =
+                "allowedRoutes.kinds names a kind not served here; HTTPRoute and GRPCRoute are";
             let message = format!("listener {name}: {why} (InvalidRouteKinds)");
             self.warn(gateway, WarningKind::GatewayListener, message);
             kinds_condition = Some(Condition::no("ResolvedRefs", "InvalidRouteKinds", why));
@@ -557,12 +561,17 @@ impl Build<'_> {
                 let Some(selector) = &rule.selector else {
                     return false;
                 };
-                let labels = self
+                let mut labels = self
                     .state
                     .namespaces
                     .get(namespace)
                     .and_then(|n| n.metadata.labels.clone())
                     .unwrap_or_default();
+                // Set on every Namespace by the API server; applied here
+                // for manifests, which may not even hold the Namespace.
+                labels
+                    .entry("kubernetes.io/metadata.name".to_owned())
+                    .or_insert_with(|| namespace.to_owned());
                 selector.matches(&labels).unwrap_or(false)
             }
             _ => namespace == l.gateway.namespace,

@@ -1375,6 +1375,10 @@ fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
         &tls_secret("tls-validity-checks-certificate", &leaf)
             .replace("namespace: test", &format!("namespace: {INFRA}")),
     );
+    // The base's certificate in another namespace.
+    text.push_str(
+        &tls_secret("certificate", &leaf).replace("namespace: test", &format!("namespace: {WEB}")),
+    );
     for name in fixtures {
         let path = format!(
             "{}/tests/fixtures/gateway-api/{name}.yaml",
@@ -1828,4 +1832,145 @@ async fn httproute_request_percentage_mirror() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let copies = suite.seen_by("infra-backend-v2", "/percent-mirror-fraction");
     assert!((60..=140).contains(&copies.len()), "{}", copies.len());
+}
+
+/// A condition as `(type, status, reason)`.
+type Brief = (&'static str, bool, &'static str);
+
+/// `(type, status, reason)` of a Gateway listener's conditions, its
+/// supported kinds and attached routes.
+fn listener_of(
+    report: &gatehouse::gateway::report::StatusReport,
+    gateway: &str,
+    listener: &str,
+) -> (Vec<Brief>, Vec<&'static str>, i32) {
+    let key = gatehouse::cluster::ObjectKey::new(INFRA, gateway);
+    let gateway = report
+        .gateways
+        .get(&key)
+        .unwrap_or_else(|| panic!("no {key}"));
+    let l = gateway
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .unwrap_or_else(|| panic!("no listener {listener} in {gateway:#?}"));
+    let conditions = l
+        .conditions
+        .iter()
+        .map(|c| (c.type_, c.status, c.reason))
+        .collect();
+    (conditions, l.supported_kinds.clone(), l.attached_routes)
+}
+
+#[test]
+fn gateway_conformance_status() {
+    let accepted = ("Accepted", true, "Accepted");
+    let resolved = ("ResolvedRefs", true, "ResolvedRefs");
+    let programmed = ("Programmed", true, "Programmed");
+    let not_programmed = ("Programmed", false, "Invalid");
+
+    // GatewayListenerUnsupportedProtocol.
+    let report = status_of(&["gateway-invalid-listeners-unsupported-protocol"]);
+    let (conditions, kinds, attached) =
+        listener_of(&report, "gateway-only-unsupported-protocols", "invalid");
+    assert_eq!(conditions[0], ("Accepted", false, "UnsupportedProtocol"));
+    assert!(kinds.is_empty());
+    assert_eq!(attached, 0);
+    let gateway = &report.gateways
+        [&gatehouse::cluster::ObjectKey::new(INFRA, "gateway-only-unsupported-protocols")];
+    assert_eq!(
+        (gateway.conditions[0].status, gateway.conditions[0].reason),
+        (false, "ListenersNotValid")
+    );
+    let mixed = &report.gateways
+        [&gatehouse::cluster::ObjectKey::new(INFRA, "gateway-supported-and-unsupported-protocols")];
+    assert_eq!(
+        (mixed.conditions[0].status, mixed.conditions[0].reason),
+        (true, "ListenersNotValid")
+    );
+    let (conditions, _, _) = listener_of(
+        &report,
+        "gateway-supported-and-unsupported-protocols",
+        "http",
+    );
+    assert_eq!(conditions[0], accepted);
+
+    // GatewayInvalidRouteKind.
+    let report = status_of(&["gateway-invalid-route-kind"]);
+    let (conditions, kinds, _) = listener_of(&report, "gateway-only-invalid-route-kind", "http");
+    assert_eq!(conditions[1], ("ResolvedRefs", false, "InvalidRouteKinds"));
+    assert!(kinds.is_empty(), "{kinds:?}");
+    let (conditions, kinds, _) =
+        listener_of(&report, "gateway-supported-and-invalid-route-kind", "http");
+    assert_eq!(conditions[1], ("ResolvedRefs", false, "InvalidRouteKinds"));
+    assert_eq!(kinds, ["HTTPRoute"]);
+
+    // GatewayInvalidTLSConfiguration.
+    let report = status_of(&["gateway-invalid-tls-configuration"]);
+    for gateway in [
+        "gateway-certificate-nonexistent-secret",
+        "gateway-certificate-unsupported-group",
+        "gateway-certificate-unsupported-kind",
+        "gateway-certificate-malformed-secret",
+    ] {
+        let (conditions, _, _) = listener_of(&report, gateway, "https");
+        assert_eq!(
+            conditions,
+            [
+                accepted,
+                ("ResolvedRefs", false, "InvalidCertificateRef"),
+                not_programmed
+            ],
+            "{gateway}"
+        );
+    }
+
+    // GatewaySecret*ReferenceGrant.
+    for (fixture, ok) in [
+        ("gateway-secret-invalid-reference-grant", false),
+        ("gateway-secret-missing-reference-grant", false),
+        ("gateway-secret-reference-grant-all-in-namespace", true),
+        ("gateway-secret-reference-grant-specific", true),
+    ] {
+        let report = status_of(&[fixture]);
+        let (conditions, _, _) = listener_of(&report, fixture, "https");
+        let want = match ok {
+            true => vec![accepted, resolved, programmed],
+            false => vec![
+                accepted,
+                ("ResolvedRefs", false, "RefNotPermitted"),
+                not_programmed,
+            ],
+        };
+        assert_eq!(conditions, want, "{fixture}");
+    }
+
+    // GatewayWithAttachedRoutes (its port-80 Gateways).
+    let report = status_of(&["gateway-with-attached-routes"]);
+    assert_eq!(
+        listener_of(&report, "gateway-with-one-attached-route", "http").2,
+        1
+    );
+    assert_eq!(
+        listener_of(&report, "gateway-with-two-attached-routes", "http").2,
+        2
+    );
+    assert_eq!(
+        route_conditions(&report, INFRA, "http-route-not-accepted")[0][0],
+        ("Accepted", false, "NoMatchingListenerHostname")
+    );
+    // Routes attach to a listener whose certificate is missing.
+    let (conditions, _, attached) = listener_of(
+        &report,
+        "unresolved-gateway-with-one-attached-unresolved-route",
+        "tls",
+    );
+    assert_eq!(attached, 1);
+    assert_eq!(
+        conditions[1..],
+        [
+            ("ResolvedRefs", false, "InvalidCertificateRef"),
+            not_programmed
+        ]
+    );
 }

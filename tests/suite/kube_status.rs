@@ -590,6 +590,28 @@ async fn the_elected_replica_writes_gateway_api_status() {
         before,
         "status rewritten without a change: {late:#?}"
     );
+    // A new generation of each is observed (the suite's
+    // ObservedGenerationBump tests).
+    for (kind, ns, name, generation) in [
+        ("GatewayClass", "", "gatehouse", 2),
+        ("Gateway", "test", "edge", 4),
+        ("HTTPRoute", "test", "shop", 3),
+    ] {
+        let mut object = get(kind, ns, name);
+        object["metadata"]["generation"] = json!(generation);
+        object["spec"]["nudged"] = json!(true);
+        api.put(object);
+    }
+    eventually("observedGeneration bumped", || {
+        let class = get("GatewayClass", "", "gatehouse");
+        let gateway = get("Gateway", "test", "edge");
+        let route = get("HTTPRoute", "test", "shop");
+        condition(&class["status"]["conditions"], "Accepted").2 == 2
+            && condition(&gateway["status"]["conditions"], "Accepted").2 == 4
+            && condition(&gateway["status"]["listeners"][0]["conditions"], "Accepted").2 == 4
+            && condition(&route["status"]["parents"][1]["conditions"], "Accepted").2 == 3
+    })
+    .await;
     // An Event on the route for its missing backend.
     eventually("an Event on the HTTPRoute", || {
         api.list("events.k8s.io/v1", "Event")
