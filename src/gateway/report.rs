@@ -75,6 +75,9 @@ pub struct StatusReport {
     pub routes: BTreeMap<ObjectKey, RouteReport>,
     /// GRPCRoutes with a parent of ours.
     pub grpc_routes: BTreeMap<ObjectKey, RouteReport>,
+    /// Gateways refused whole (their conditions say why; their listeners
+    /// are not served).
+    pub refused: std::collections::BTreeSet<ObjectKey>,
 }
 
 impl StatusReport {

@@ -189,6 +189,19 @@ impl Build<'_> {
                 generation: gateway.metadata.generation,
                 ..GatewayReport::default()
             };
+            let parameters = gateway.spec.infrastructure.as_ref();
+            if parameters.is_some_and(|i| i.parameters_ref.is_some()) {
+                let why = "infrastructure.parametersRef names parameters, and Gatehouse takes none";
+                let message = format!("{why} (InvalidParameters); the Gateway is not served");
+                self.warn(key, WarningKind::GatewayListener, message);
+                report.conditions = vec![
+                    Condition::no("Accepted", "InvalidParameters", why),
+                    Condition::no("Programmed", "Invalid", why),
+                ];
+                self.report.refused.insert((*key).clone());
+                self.report.gateways.insert((*key).clone(), report);
+                continue;
+            }
             for (index, listener) in gateway.spec.listeners.iter().enumerate() {
                 let mut listener_report = ListenerReport {
                     name: listener.name.clone(),
@@ -413,7 +426,9 @@ impl Build<'_> {
 
     /// Each Gateway's own conditions and its listeners' attached routes.
     fn sum_up_gateways(&mut self) {
-        for report in self.report.gateways.values_mut() {
+        let refused = &self.report.refused;
+        let reports = self.report.gateways.iter_mut();
+        for (_, report) in reports.filter(|(key, _)| !refused.contains(*key)) {
             let accepted = report
                 .listeners
                 .iter()

@@ -145,6 +145,15 @@ struct Suite {
 impl Suite {
     /// The base and the named conformance manifests.
     async fn start(fixtures: &[&str]) -> Suite {
+        Suite::start_with(fixtures, |text, _| text).await
+    }
+
+    /// `start`, with the manifests' text changed by `change` (which also
+    /// gets the backends) first.
+    async fn start_with(
+        fixtures: &[&str],
+        change: impl FnOnce(String, &[Backend]) -> String,
+    ) -> Suite {
         let pki = Pki::new();
         let mut manifests = BASE.to_owned();
         let mut backends = Vec::new();
@@ -173,6 +182,7 @@ impl Suite {
             manifests.push_str("\n---\n");
             manifests.push_str(&text.replace("{GATEWAY_CLASS_NAME}", "gatehouse"));
         }
+        let manifests = change(manifests, &backends);
         let (dir, gatehouse) = serve_manifests(&manifests).await;
         Suite {
             dir,
@@ -1365,6 +1375,15 @@ fn gatehouse_routes_shows_where_each_route_comes_from() {
 /// The status translate reports for the base and some conformance
 /// manifests (the elected replica writes it; see kube_status.rs).
 fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
+    status_after(fixtures, |_| {})
+}
+
+/// `status_of`, with the state changed by `change` first (as an edit in
+/// the cluster would).
+fn status_after(
+    fixtures: &[&str],
+    change: impl FnOnce(&mut gatehouse::cluster::ClusterState),
+) -> gatehouse::gateway::report::StatusReport {
     let mut text = BASE.to_owned();
     let endpoint = "198.18.0.1:3000".parse().expect("addr");
     for (namespace, name) in BACKENDS {
@@ -1389,7 +1408,8 @@ fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
     }
     let text = text.replace("{GATEWAY_CLASS_NAME}", "gatehouse");
     let objects = gatehouse::source::manifest::parse(&text).expect("manifests parse");
-    let state = gatehouse::cluster::ClusterState::from_objects(objects);
+    let mut state = gatehouse::cluster::ClusterState::from_objects(objects);
+    change(&mut state);
     gatehouse::translate::translate(&state, &Default::default()).gateway_status
 }
 
@@ -1973,4 +1993,89 @@ fn gateway_conformance_status() {
             not_programmed
         ]
     );
+}
+
+#[test]
+fn gateway_modify_listeners_and_invalid_parameters() {
+    use gatehouse::cluster::ObjectKey;
+    // GatewayModifyListeners: a listener added takes its routes; one
+    // removed is gone from the status.
+    let report = status_after(&["gateway-modify-listeners"], |state| {
+        let key = ObjectKey::new(INFRA, "gateway-add-listener");
+        let gateway = std::sync::Arc::make_mut(state.gateways.get_mut(&key).expect("gateway"));
+        gateway.spec.listeners.push(gatehouse::gateway::Listener {
+            name: "http".into(),
+            port: 80,
+            protocol: "HTTP".into(),
+            allowed_routes: serde_yaml_ng::from_str("namespaces: {from: All}").expect("yaml"),
+            ..Default::default()
+        });
+        let key = ObjectKey::new(INFRA, "gateway-remove-listener");
+        let gateway = std::sync::Arc::make_mut(state.gateways.get_mut(&key).expect("gateway"));
+        gateway.spec.listeners.retain(|l| l.name != "https");
+    });
+    let names = |gateway: &str| {
+        let key = ObjectKey::new(INFRA, gateway);
+        report.gateways[&key]
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.attached_routes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("gateway-add-listener"),
+        [("https".to_owned(), 1), ("http".to_owned(), 1)]
+    );
+    assert_eq!(names("gateway-remove-listener"), [("http".to_owned(), 1)]);
+
+    // GatewayInvalidParametersRef.
+    let report = status_of(&["gateway-invalid-parameters-ref"]);
+    let gateway = &report.gateways[&ObjectKey::new(INFRA, "gateway-invalid-parameters-ref")];
+    let brief: Vec<Brief> = gateway
+        .conditions
+        .iter()
+        .map(|c| (c.type_, c.status, c.reason))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("Accepted", false, "InvalidParameters"),
+            ("Programmed", false, "Invalid")
+        ]
+    );
+}
+
+/// HTTPRouteServiceTypes: Services with manual EndpointSlices, headless or
+/// not, and a headless Service with a selector. The suite copies a Pod's
+/// addresses into the manual slices; here they get infra-backend-v1's, and
+/// the headless Service gets the slice its controller would make.
+#[tokio::test]
+async fn httproute_service_types() {
+    let suite = Suite::start_with(&["httproute-service-types"], |text, backends| {
+        let v1 = backends.iter().find(|b| b.name == "infra-backend-v1").expect("v1");
+        let port = v1.addr.port();
+        let docs: Vec<String> = text
+            .split("\n---\n")
+            .map(|doc| {
+                let manual = doc.contains("kind: EndpointSlice") && doc.contains("port: 3000");
+                let doc = doc.replace("port: 3000", &format!("port: {port}"));
+                match (manual, doc.contains("addressType: IPv4")) {
+                    (true, true) => format!("{doc}\nendpoints:\n- addresses: [\"127.0.0.1\"]\n"),
+                    _ => doc,
+                }
+            })
+            .collect();
+        let headless = format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: headless-x1\n  namespace: {INFRA}\n  labels: {{kubernetes.io/service-name: headless}}\naddressType: IPv4\nports: [{{name: first-port, port: {port}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"]}}]\n"
+        );
+        format!("{}\n---\n{headless}", docs.join("\n---\n"))
+    })
+    .await;
+    suite
+        .check(&[
+            get("/manual-endpointslices", B("infra-backend-v1")),
+            get("/headless", B("infra-backend-v1")),
+            get("/headless-manual-endpointslices", B("infra-backend-v1")),
+        ])
+        .await;
 }
