@@ -93,6 +93,39 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route with none of the Ingress annotations' features: open to
+    /// all, no CORS, canary, limits, affinity, redirects or rewrites.
+    pub fn bare(
+        host: HostPattern,
+        path: &str,
+        path_type: PathType,
+        action: Action,
+        policy: Arc<Policy>,
+    ) -> Route {
+        Route {
+            ingress: None,
+            host,
+            path: path.to_owned(),
+            path_type,
+            regex: false,
+            action,
+            policy,
+            access: Arc::new(AccessPolicy::default()),
+            cors: None,
+            canary: None,
+            limits: None,
+            stickiness: None,
+            host_redirect: None,
+            error_pages: None,
+            ssl_redirect: false,
+            hsts: None,
+            rewrite: None,
+            gateway: None,
+            conditions: None,
+            metrics: Default::default(),
+        }
+    }
+
     /// The object the route comes from, as `gatehouse routes` and
     /// `/debug/routes` show it.
     pub fn origin(&self) -> String {

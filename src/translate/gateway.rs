@@ -27,7 +27,6 @@ use crate::gateway::{
     self, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HeaderModifier,
     Listener, ParentRef,
 };
-use crate::policy::AccessPolicy;
 use crate::table::{
     Action, BackendProtocol, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern,
     Listeners, PathMatch, PathModifier, PathType, Policy, Route, Split, ValueMatch,
@@ -304,28 +303,17 @@ impl Build<'_> {
                 Some(b) => Action::Forward(b),
                 None => Action::Unavailable,
             };
-            let route = Arc::new(Route {
-                ingress: None,
-                host: p.host,
-                path: p.matched.path.clone(),
-                path_type: p.matched.path_type,
-                regex: p.matched.regex.is_some(),
+            let mut route = Route::bare(
+                p.host,
+                &p.matched.path,
+                p.matched.path_type,
                 action,
-                policy: policy_for(&policy, &p.rule),
-                access: Arc::new(AccessPolicy::default()),
-                cors: None,
-                canary: None,
-                limits: None,
-                stickiness: None,
-                host_redirect: None,
-                error_pages: None,
-                ssl_redirect: false,
-                hsts: None,
-                rewrite: None,
-                gateway: Some(p.rule.clone()),
-                conditions: p.matched.describe(),
-                metrics: Default::default(),
-            });
+                policy_for(&policy, &p.rule),
+            );
+            route.regex = p.matched.regex.is_some();
+            route.gateway = Some(p.rule.clone());
+            route.conditions = p.matched.describe();
+            let route = Arc::new(route);
             self.table.add_gateway_match(GatewayMatch {
                 path: p.matched.path_match(),
                 method: p.matched.method.clone(),

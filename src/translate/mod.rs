@@ -885,31 +885,11 @@ impl Build<'_> {
                     Action::Unavailable
                 }
             };
-            let route = Route {
-                ingress: None,
-                host: HostPattern::Any,
-                path: "/".into(),
-                path_type: PathType::Prefix,
-                regex: false,
-                action,
-                policy: Arc::new(Policy {
-                    body_limit: None,
-                    ..Policy::default()
-                }),
-                access: Arc::new(AccessPolicy::default()),
-                cors: None,
-                canary: None,
-                limits: None,
-                stickiness: None,
-                host_redirect: None,
-                error_pages: None,
-                ssl_redirect: false,
-                hsts: None,
-                rewrite: None,
-                gateway: None,
-                conditions: None,
-                metrics: Default::default(),
-            };
+            let policy = Arc::new(Policy {
+                body_limit: None,
+                ..Policy::default()
+            });
+            let route = Route::bare(HostPattern::Any, "/", PathType::Prefix, action, policy);
             // An Ingress-provided default backend wins over the flag.
             let _ = self.table.set_default(route);
         }

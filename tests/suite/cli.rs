@@ -164,20 +164,26 @@ fn start_binary(dir: &Path, extra: &[&str]) -> (Running, Addrs) {
     panic!("gatehouse exited before serving");
 }
 
-#[tokio::test]
-async fn the_binary_serves_the_bundled_demo_over_https() {
-    let backend = Backend::start("demo").await;
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+/// A demo folder's manifests in a new directory, its EndpointSlice (which
+/// names 127.0.0.1:9080) pointed at `backend`; and the folder itself.
+fn demo_copy(folder: &str, backend: &Backend) -> (std::path::PathBuf, tempfile::TempDir) {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     let dir = tempfile::tempdir().expect("tempdir");
     for entry in std::fs::read_dir(&demo).expect("demo dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            // The demo's EndpointSlice names 127.0.0.1:9080; point it at this test's backend.
             let text = std::fs::read_to_string(&path).expect("read");
             let text = text.replace("port: 9080", &format!("port: {}", backend.addr.port()));
             std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
         }
     }
+    (demo, dir)
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_bundled_demo_over_https() {
+    let backend = Backend::start("demo").await;
+    let (demo, dir) = demo_copy("examples/demo", &backend);
     let (_running, addrs) = start_binary(dir.path(), &[]);
     let https = addrs.https;
 
@@ -196,16 +202,7 @@ async fn the_binary_serves_the_bundled_demo_over_https() {
 #[tokio::test]
 async fn the_binary_serves_the_gateway_api_demo() {
     let backend = Backend::start("demo").await;
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-demo");
-    let dir = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(&demo).expect("demo dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).expect("read");
-            let text = text.replace("port: 9080", &format!("port: {}", backend.addr.port()));
-            std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
-        }
-    }
+    let (demo, dir) = demo_copy("examples/gateway-demo", &backend);
     let (_running, addrs) = start_binary(dir.path(), &[]);
 
     let ca_pem = std::fs::read(demo.join("ca.crt")).expect("demo CA");
