@@ -1,14 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Gateway API demo with no cluster: the demo backend on
-# 127.0.0.1:9080 and Gatehouse serving the Gateway and HTTPRoutes of this
-# folder on 127.0.0.1:8080 (HTTP), 127.0.0.1:8443 (HTTPS) and
-# 127.0.0.1:10254 (health). Ctrl-C stops both.
+# Runs the Gateway API demo with no cluster: the Ingress demo's runner on
+# the Gateway and HTTPRoutes of this folder, on the same ports.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/../.."
-cargo build --release --bin gatehouse --example demo-backend
-target/release/examples/demo-backend 127.0.0.1:9080 &
-backend=$!
-trap 'kill $backend 2>/dev/null' EXIT
-target/release/gatehouse --manifests "$here" \
-  --http-addr 127.0.0.1:8080 --https-addr 127.0.0.1:8443 --metrics-addr 127.0.0.1:10254
+exec "$here/../demo/run.sh" "$here"
