@@ -160,7 +160,7 @@ async fn a_client_hello_with_thousands_of_extensions_is_answered() {
 /// label, not UTF-8, empty): each is refused with an alert at once (rustls
 /// checks the name before anything looks it up), and nothing breaks.
 #[tokio::test]
-async fn server_names_of_bad_characters_are_refused_or_get_the_default() {
+async fn server_names_of_bad_characters_are_refused_with_an_alert() {
     let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
     let long = "a".repeat(250);
     for name in [
