@@ -39,6 +39,7 @@ mod kube_status;
 mod limits;
 mod next_upstream;
 mod passthrough;
+mod properties;
 mod proxy;
 mod proxy_protocol;
 mod service_upstream;
