@@ -258,22 +258,7 @@ async fn an_hpack_bomb_is_refused() {
 /// as it may; what it got out is bounded by the buffers in between.
 #[tokio::test]
 async fn a_stalled_stream_window_back_pressures_the_upstream() {
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = written.clone();
-    let (upstream, _task) = raw_endpoint(move |_request, mut stream| {
-        let counter = counter.clone();
-        async move {
-            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n";
-            if stream.write_all(head).await.is_err() {
-                return;
-            }
-            let chunk = vec![b'x'; 64 * 1024];
-            while stream.write_all(&chunk).await.is_ok() {
-                counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    })
-    .await;
+    let (upstream, written, _task) = endless_upstream().await;
     let manifests = INGRESS_CLASS.to_owned()
         + &service("big", &[upstream])
         + &ingress("big", "shop.test", "/", "big", None);

@@ -908,6 +908,34 @@ where
     (addr, server)
 }
 
+/// An upstream that answers every request with a 1 GiB body written as
+/// fast as the connection takes it, and counts the bytes it got out: to
+/// see whether the proxy back-pressures it.
+pub async fn endless_upstream() -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
+    let (addr, task) = raw_endpoint(move |_request, mut stream| {
+        let counter = counter.clone();
+        async move {
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n";
+            if stream.write_all(head).await.is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            while stream.write_all(&chunk).await.is_ok() {
+                counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    })
+    .await;
+    (addr, written, task)
+}
+
 /// An upgraded (WebSocket-style) connection through Gatehouse to an echoing
 /// backend: sends the upgrade request and checks the 101.
 pub async fn open_upgrade(addr: SocketAddr, host: &str) -> TcpStream {
