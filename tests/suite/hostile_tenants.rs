@@ -9,58 +9,7 @@ use http::StatusCode;
 use support::*;
 
 fn pathological(backend: std::net::SocketAddr) -> String {
-    let megabyte = "x".repeat(1 << 20);
-    let mut paths = String::new();
-    for i in 0..10_000 {
-        paths += &format!(
-            "      - {{path: /p{i}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
-        );
-    }
-    let huge = format!(
-        "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: huge
-  namespace: test
-  annotations:
-    nginx.ingress.kubernetes.io/cors-allow-origin: \"{megabyte}\"
-spec:
-  ingressClassName: gatehouse
-  rules:
-  - host: huge.test
-    http:
-      paths:
-{paths}"
-    );
-    let closed = ingress_annotated(
-        "closed",
-        "closed.test",
-        "/",
-        "web",
-        None,
-        &[(
-            "nginx.ingress.kubernetes.io/whitelist-source-range",
-            &megabyte,
-        )],
-    );
-    let regex = ingress_annotated(
-        "regex",
-        "regex.test",
-        "/\\w{5000}",
-        "web",
-        None,
-        &[("nginx.ingress.kubernetes.io/use-regex", "true")],
-    );
-    [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend]),
-        huge,
-        closed,
-        regex,
-        ingress("neighbour", "neighbour.test", "/", "web", None),
-    ]
-    .concat()
+    support::pathological::manifests(backend, 0)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // the streaming test uses only a part
 
 pub mod fake_api;
+pub mod pathological;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
