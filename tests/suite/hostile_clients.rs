@@ -318,3 +318,35 @@ async fn a_client_that_never_reads_back_pressures_the_upstream() {
     );
     drop(client);
 }
+
+/// A request with more header fields than hyper's limit (100) over
+/// HTTP/1.1 is refused with 431 before anything is forwarded. (Over
+/// HTTP/2 the header list's size is the limit, whatever the count:
+/// `the_head_size_limit_holds_for_http2_as_for_http1`.)
+#[tokio::test]
+async fn too_many_header_fields_get_431() {
+    let (web, _pki, _dir, gatehouse) = site(Limits::default()).await;
+    let before = web.seen.lock().expect("seen").len();
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    let mut request = String::from("GET / HTTP/1.1\r\nhost: shop.test\r\n");
+    for i in 0..200 {
+        request.push_str(&format!("x-field-{i}: {i}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw.write_all(request.as_bytes()).await.expect("write");
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut raw))
+        .await
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert_eq!(
+        web.seen.lock().expect("seen").len(),
+        before,
+        "nothing forwarded"
+    );
+    assert_eq!(
+        status_of(gatehouse.http_addr, "shop.test").await,
+        StatusCode::OK
+    );
+}
