@@ -412,6 +412,17 @@ impl RouteTable {
 /// weight (500 for a share whose reference did not resolve, 503 for a
 /// backend without ready endpoints).
 fn gateway_decision(route: &Arc<Route>, rule: &GatewayRule, req: &RequestFacts<'_>) -> Decision {
+    // The controller ConfigMap's source ranges and closures hold for
+    // HTTPRoutes as for Ingresses without annotations.
+    if route.access.denied.is_some() {
+        return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let authenticate = match route.access.admit(req.client) {
+        Admission::Open => false,
+        Admission::Authenticate => true,
+        Admission::Refused => return Decision::Respond(StatusCode::FORBIDDEN),
+        Admission::Closed => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
+    };
     let prefix = match route.path_type {
         PathType::Prefix => Some(route.path.trim_end_matches('/')),
         _ => None,
@@ -436,7 +447,7 @@ fn gateway_decision(route: &Arc<Route>, rule: &GatewayRule, req: &RequestFacts<'
         route: route.clone(),
         backend,
         rewritten,
-        authenticate: false,
+        authenticate,
         client_auth: None,
         load_balance: route.policy.load_balance,
         canary: false,

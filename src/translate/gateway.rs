@@ -161,7 +161,12 @@ impl CompiledMatch {
 
 impl Build<'_> {
     /// Adds the routes of every HTTPRoute attached to a Gateway of ours.
-    pub(super) fn add_gateway_api(&mut self, options: &TranslateOptions, base: &Policy) {
+    pub(super) fn add_gateway_api(
+        &mut self,
+        options: &TranslateOptions,
+        defaults: &super::settings::RouteDefaults,
+    ) {
+        let base = &defaults.policy;
         let state = self.state;
         let classes: HashSet<&str> = state
             .gateway_classes
@@ -250,6 +255,16 @@ impl Build<'_> {
                 .then_with(|| kind_a.cmp(kind_b))
         });
         let policy = Arc::new(base.clone());
+        // Who may reach an HTTPRoute: what the controller ConfigMap says for
+        // an Ingress without annotations (its source ranges, its closures).
+        let lookup = crate::policy::access::ObjectLookup {
+            namespace: "",
+            secrets: &state.secrets,
+            config_maps: &state.config_maps,
+        };
+        let (plain, _) =
+            super::annotations::parse(None, &options.annotations_prefix, &lookup, defaults);
+        let access = plain.access.clone();
         let mut pending = Vec::new();
         // Hosts of the routes each listener took, for listeners without a
         // hostname of their own (their certificate covers those).
@@ -311,6 +326,7 @@ impl Build<'_> {
                 policy_for(&policy, &p.rule),
             );
             route.regex = p.matched.regex.is_some();
+            route.access = access.clone();
             route.gateway = Some(p.rule.clone());
             route.conditions = p.matched.describe();
             let route = Arc::new(route);

@@ -273,7 +273,7 @@ pub fn translate_with(
     }
     summaries.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     build.add_www_redirects();
-    build.add_gateway_api(options, &defaults.policy);
+    build.add_gateway_api(options, defaults);
     build.add_controller_defaults(options);
     let canaries = std::mem::take(&mut build.canaries);
     canaries.warn_unmatched(&mut build);

@@ -2079,3 +2079,51 @@ async fn httproute_service_types() {
         ])
         .await;
 }
+
+/// The controller ConfigMap's protections hold for HTTPRoutes as for an
+/// Ingress without annotations: its allowlist refuses other clients (403),
+/// and a protection it switches on that Gatehouse cannot enforce closes
+/// them (503). Never is an HTTPRoute the open door beside closed Ingresses.
+#[test]
+fn the_controller_configmaps_protections_hold_for_httproutes() {
+    use gatehouse::table::{Decision, RequestFacts};
+    let decide = |data: &str, client: &str| {
+        let text = format!(
+            "{BASE}\n---\n{}\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gatehouse, namespace: {INFRA}}}\ndata: {{{data}}}\n",
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/gateway-api/httproute-simple-same-namespace.yaml"
+            ))
+            .expect("fixture"),
+            suite_service(INFRA, "infra-backend-v1", "198.18.0.1:3000".parse().expect("addr")),
+        );
+        let objects = gatehouse::source::manifest::parse(&text).expect("parse");
+        let state = gatehouse::cluster::ClusterState::from_objects(objects);
+        let options = gatehouse::translate::TranslateOptions {
+            config_map: Some(gatehouse::cluster::ObjectKey::new(INFRA, "gatehouse")),
+            ..Default::default()
+        };
+        let table = gatehouse::translate::translate(&state, &options).table;
+        let headers = http::HeaderMap::new();
+        let facts = RequestFacts {
+            host: "gateway.test",
+            method: &http::Method::GET,
+            headers: &headers,
+            path: "/",
+            query: None,
+            tls: false,
+            client: client.parse().expect("ip"),
+            peer: None,
+        };
+        match table.decide(&facts) {
+            Decision::Forward(f) => f.backend.service.name.clone(),
+            Decision::Respond(status) => status.as_str().to_owned(),
+            Decision::Redirect { status, .. } => status.as_str().to_owned(),
+        }
+    };
+    assert_eq!(decide("", "192.0.2.1"), "infra-backend-v1");
+    let allowlist = "whitelist-source-range: 10.0.0.0/8";
+    assert_eq!(decide(allowlist, "10.1.2.3"), "infra-backend-v1");
+    assert_eq!(decide(allowlist, "192.0.2.1"), "403");
+    assert_eq!(decide("enable-modsecurity: \"true\"", "10.1.2.3"), "503");
+}
