@@ -331,7 +331,21 @@ impl RouteTable {
             return Decision::Respond(StatusCode::NOT_FOUND);
         };
         if let Some(rule) = &route.gateway {
-            return gateway_decision(route, rule, req);
+            // A host that asks for client certificates (an Ingress's
+            // `auth-tls-*`) asks for its HTTPRoutes too; over plain HTTP
+            // there is no certificate to give.
+            if !req.tls {
+                if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
+                    return refused;
+                }
+            }
+            return match gateway_decision(route, rule, req) {
+                Decision::Forward(mut forward) => {
+                    forward.client_auth = client_auth.cloned();
+                    Decision::Forward(forward)
+                }
+                other => other,
+            };
         }
         if route.access.denied.is_some() {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);

@@ -2127,3 +2127,61 @@ fn the_controller_configmaps_protections_hold_for_httproutes() {
     assert_eq!(decide(allowlist, "192.0.2.1"), "403");
     assert_eq!(decide("enable-modsecurity: \"true\"", "10.1.2.3"), "503");
 }
+
+/// A host whose Ingress asks for client certificates asks for them on its
+/// HTTPRoutes too: a plain-HTTP request, which has none to give, is
+/// refused as it is for the Ingress's own paths, and nothing is forwarded.
+#[tokio::test]
+async fn client_certificates_asked_for_a_host_hold_for_its_httproutes() {
+    let pki = Pki::new();
+    let ca = pki.ca_pem.clone();
+    let suite = Suite::start_with(&[], move |text, _| {
+        let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "{text}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: client-ca, namespace: {INFRA}}}
+stringData:
+  ca.crt: |
+{indented}---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: gatehouse}}
+spec: {{controller: gatehouse.dev/ingress-controller}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: mtls
+  namespace: {INFRA}
+  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {INFRA}/client-ca}}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: mtls.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: infra-backend-v1, port: {{number: 8080}}}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mtls-api, namespace: {INFRA}}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  hostnames: [mtls.example]
+  rules:
+  - matches: [{{path: {{value: /api}}}}]
+    backendRefs: [{{name: infra-backend-v2, port: 8080}}]
+"
+        )
+    })
+    .await;
+    for path in ["/", "/api"] {
+        let reply = suite.send(&at("mtls.example", path, Status(400))).await;
+        assert_ne!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+    }
+    assert!(suite.seen_by("infra-backend-v2", "/api").is_empty());
+    assert!(suite.seen_by("infra-backend-v1", "/").is_empty());
+}
