@@ -301,7 +301,27 @@ impl Build<'_> {
             .map(|p| p.host.clone())
             .collect();
         let mut shared = HashSet::default();
+        let mut refused = HashSet::default();
         for p in pending {
+            // `--host-ownership namespace`: a host an Ingress of another
+            // namespace owns is not for this route (the owner's
+            // `allow-namespaces` can let it in).
+            let owner = self
+                .owners
+                .as_ref()
+                .and_then(|o| o.refuses(&p.host, &p.rule.origin.namespace))
+                .map(str::to_owned);
+            if let Some(owner) = owner {
+                if refused.insert((p.rule.origin.clone(), p.host.clone())) {
+                    let message = format!(
+                        "host {} refused: it belongs to namespace {owner} (--host-ownership namespace), whose Ingresses can allow this one with allow-namespaces",
+                        p.host
+                    );
+                    let (kind, origin) = (p.rule.kind, p.rule.origin.clone());
+                    self.warn_object(kind, &origin, WarningKind::HostNotOwned, message);
+                }
+                continue;
+            }
             if ingress_hosts.contains(&p.host) && shared.insert(p.host.clone()) {
                 let message = format!(
                     "host {} also has Ingress rules: Gateway API matches are tried first, the Ingress rules take the rest",

@@ -2185,3 +2185,80 @@ spec:
     assert!(suite.seen_by("infra-backend-v2", "/api").is_empty());
     assert!(suite.seen_by("infra-backend-v1", "/").is_empty());
 }
+
+/// `--host-ownership namespace` holds for HTTPRoutes: a route of another
+/// namespace cannot take paths of a host an Ingress owns (it would be
+/// tried first), and says why; with `shared` (the default) it can.
+#[test]
+fn host_ownership_holds_for_httproutes() {
+    use gatehouse::table::{Decision, RequestFacts};
+    use gatehouse::translate::HostOwnership;
+    let text = format!(
+        "{BASE}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: gatehouse}}
+spec: {{controller: gatehouse.dev/ingress-controller}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: shop, namespace: {INFRA}}}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: infra-backend-v1, port: {{number: 8080}}}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: intruder, namespace: {WEB}}}
+spec:
+  parentRefs: [{{name: all-namespaces, namespace: {INFRA}}}]
+  hostnames: [shop.example]
+  rules:
+  - matches: [{{path: {{value: /admin}}}}]
+    backendRefs: [{{name: web-backend, port: 8080}}]
+{}{}",
+        suite_service(INFRA, "infra-backend-v1", "198.18.0.1:3000".parse().expect("addr")),
+        suite_service(WEB, "web-backend", "198.18.0.2:3000".parse().expect("addr")),
+    );
+    let objects = gatehouse::source::manifest::parse(&text).expect("parse");
+    let state = gatehouse::cluster::ClusterState::from_objects(objects);
+    let admin = |ownership| {
+        let options = gatehouse::translate::TranslateOptions {
+            host_ownership: ownership,
+            ..Default::default()
+        };
+        let t = gatehouse::translate::translate(&state, &options);
+        let headers = http::HeaderMap::new();
+        let facts = RequestFacts {
+            host: "shop.example",
+            method: &http::Method::GET,
+            headers: &headers,
+            path: "/admin",
+            query: None,
+            tls: false,
+            client: "192.0.2.1".parse().expect("ip"),
+            peer: None,
+        };
+        let served_by = match t.table.decide(&facts) {
+            Decision::Forward(f) => f.backend.service.to_string(),
+            other => format!("{other:?}"),
+        };
+        let warnings: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
+        (served_by, warnings)
+    };
+    let (served, _) = admin(HostOwnership::Shared);
+    assert_eq!(served, format!("{WEB}/web-backend"));
+    let (served, warnings) = admin(HostOwnership::Namespace);
+    assert_eq!(served, format!("{INFRA}/infra-backend-v1"));
+    assert!(
+        warnings.iter().any(|w| w.starts_with(&format!(
+            "HTTPRoute {WEB}/intruder: host shop.example refused: it belongs to namespace {INFRA}"
+        ))),
+        "{warnings:#?}"
+    );
+}
