@@ -265,6 +265,9 @@ impl Build<'_> {
         let (plain, _) =
             super::annotations::parse(None, &options.annotations_prefix, &lookup, defaults);
         let access = plain.access.clone();
+        // HSTS on HTTPS answers, as for an Ingress whose `tls` covers its
+        // host (the controller's setting, on by default).
+        let hsts = defaults.hsts.header();
         let mut pending = Vec::new();
         // Hosts of the routes each listener took, for listeners without a
         // hostname of their own (their certificate covers those).
@@ -347,6 +350,7 @@ impl Build<'_> {
             );
             route.regex = p.matched.regex.is_some();
             route.access = access.clone();
+            route.hsts = hsts.clone().filter(|_| p.listeners.tls);
             route.gateway = Some(p.rule.clone());
             route.conditions = p.matched.describe();
             let route = Arc::new(route);

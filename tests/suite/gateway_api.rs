@@ -1117,7 +1117,16 @@ async fn httproute_https_listener() {
         let (mut conn, _) = https_connect(suite.gatehouse.https_addr, host, &suite.pki.ca).await;
         let reply = send(&mut conn, host, "/").await.expect("request");
         match want {
-            Some(backend) => assert_eq!(served_by(&reply, backend), Ok(()), "{host}"),
+            Some(backend) => {
+                assert_eq!(served_by(&reply, backend), Ok(()), "{host}");
+                // HSTS, as for an Ingress with TLS (the default setting).
+                let hsts = reply.headers.get("strict-transport-security");
+                assert!(
+                    hsts.is_some_and(|v| v.to_str().unwrap_or_default().starts_with("max-age=")),
+                    "{host}: {:?}",
+                    reply.headers
+                );
+            }
             None => assert_eq!(reply.status, StatusCode::NOT_FOUND, "{host}"),
         }
     }
