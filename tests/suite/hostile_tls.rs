@@ -12,9 +12,10 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A TLS 1.3 ClientHello for `server_name` (raw bytes, any characters),
-/// with `extra` unknown, empty extensions after the ones a server needs.
-fn client_hello(server_name: &[u8], extra: u16) -> Vec<u8> {
+/// A TLS 1.3 ClientHello handshake message for `server_name` (raw bytes,
+/// any characters), with `extra` unknown, empty extensions after the ones
+/// a server needs.
+fn client_hello_message(server_name: &[u8], extra: u16) -> Vec<u8> {
     let mut extensions = Vec::new();
     let mut extension = |kind: u16, body: &[u8]| {
         extensions.extend_from_slice(&kind.to_be_bytes());
@@ -51,7 +52,12 @@ fn client_hello(server_name: &[u8], extra: u16) -> Vec<u8> {
     let mut handshake = vec![1];
     handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     handshake.extend(body);
-    // Records of at most 16 KiB.
+    handshake
+}
+
+/// `client_hello_message` in plaintext records of at most 16 KiB.
+fn client_hello(server_name: &[u8], extra: u16) -> Vec<u8> {
+    let handshake = client_hello_message(server_name, extra);
     let mut out = Vec::new();
     for chunk in handshake.chunks(16_384) {
         out.extend_from_slice(&[0x16, 3, 1]);
@@ -186,5 +192,161 @@ async fn server_names_of_bad_characters_are_refused_with_an_alert() {
             String::from_utf8_lossy(name)
         );
     }
+    served_over_tls(&gatehouse, &pki).await;
+}
+
+/// A TLS 1.2 connection's records, sealed and opened with the traffic
+/// secrets rustls hands out (`dangerous_extract_secrets`): what lets this
+/// test send a handshake message inside an established session, which no
+/// TLS client library here does.
+struct Records {
+    tx: (u64, aws_lc_rs::aead::LessSafeKey, [u8; 12]),
+    rx: (u64, aws_lc_rs::aead::LessSafeKey, [u8; 12]),
+}
+
+impl Records {
+    fn keys(
+        (seq, secrets): (u64, rustls::ConnectionTrafficSecrets),
+    ) -> (u64, aws_lc_rs::aead::LessSafeKey, [u8; 12]) {
+        let rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } = secrets else {
+            panic!("the test asks for AES-128-GCM");
+        };
+        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_128_GCM, key.as_ref())
+            .expect("key");
+        let iv: [u8; 12] = iv.as_ref().try_into().expect("iv");
+        (seq, aws_lc_rs::aead::LessSafeKey::new(key), iv)
+    }
+
+    /// The nonce of record `seq`: the IV with the sequence number xored
+    /// into its last eight bytes (rustls's construction for TLS 1.2 GCM).
+    fn nonce(iv: &[u8; 12], seq: u64) -> [u8; 12] {
+        let mut nonce = *iv;
+        for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        nonce
+    }
+
+    fn seal(&mut self, kind: u8, plaintext: &[u8]) -> Vec<u8> {
+        let (seq, key, iv) = &mut self.tx;
+        let nonce = Self::nonce(iv, *seq);
+        let mut aad = seq.to_be_bytes().to_vec();
+        aad.extend_from_slice(&[kind, 3, 3]);
+        aad.extend_from_slice(&(plaintext.len() as u16).to_be_bytes());
+        let mut sealed = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aws_lc_rs::aead::Aad::from(aad),
+            &mut sealed,
+        )
+        .expect("seal");
+        *seq += 1;
+        let mut record = vec![kind, 3, 3];
+        record.extend_from_slice(&((8 + sealed.len()) as u16).to_be_bytes());
+        record.extend_from_slice(&nonce[4..]);
+        record.extend(sealed);
+        record
+    }
+
+    /// The next record: its type and plaintext, or `None` at the end.
+    async fn open(&mut self, stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 5];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head));
+        read.await.ok()?.ok()?;
+        let mut body = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
+        stream.read_exact(&mut body).await.ok()?;
+        let (seq, key, iv) = &mut self.rx;
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&iv[..4]);
+        nonce[4..].copy_from_slice(&body[..8]);
+        let mut aad = seq.to_be_bytes().to_vec();
+        aad.extend_from_slice(&[head[0], 3, 3]);
+        aad.extend_from_slice(&((body.len() - 8 - 16) as u16).to_be_bytes());
+        let plain = key
+            .open_in_place(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(aad),
+                &mut body[8..],
+            )
+            .expect("a record the server sealed")
+            .to_vec();
+        *seq += 1;
+        Some((head[0], plain))
+    }
+}
+
+/// TLS 1.2 renegotiation, asked for by the client inside an established
+/// session: refused with a `no_renegotiation` warning alert, the session
+/// going on (a request on it is served); asked for again, the connection is
+/// ended. Renegotiation costs a client one refusal, never a handshake.
+#[tokio::test]
+async fn renegotiation_is_refused_and_a_second_attempt_ends_the_connection() {
+    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ],
+        ..provider
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).expect("CA");
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.enable_secret_extraction = true;
+    let tcp = TcpStream::connect(gatehouse.https_addr)
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("shop.test").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("a TLS 1.2 handshake");
+    let (mut tcp, connection) = tls.into_inner();
+    let secrets = connection.dangerous_extract_secrets().expect("secrets");
+    let mut records = Records {
+        tx: Records::keys(secrets.tx),
+        rx: Records::keys(secrets.rx),
+    };
+
+    // A ClientHello (handshake, 22) inside the session, then a request.
+    // The refusal is queued and goes out with the next thing the server
+    // writes: the answer.
+    let hello = client_hello_message(b"shop.test", 0);
+    let request = b"GET / HTTP/1.1\r\nhost: shop.test\r\n\r\n";
+    let mut both = records.seal(22, &hello);
+    both.extend(records.seal(23, request));
+    tcp.write_all(&both).await.expect("hello and request");
+    // Alert (21): warning (1), no_renegotiation (100).
+    assert_eq!(records.open(&mut tcp).await, Some((21, vec![1, 100])));
+    // The session goes on: the request is served.
+    let (kind, answer) = records.open(&mut tcp).await.expect("an answer");
+    assert_eq!(kind, 23);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Once more: a fatal alert, or the connection ends.
+    tcp.write_all(&records.seal(22, &hello))
+        .await
+        .expect("hello");
+    let mut ended = false;
+    while let Some((kind, body)) = records.open(&mut tcp).await {
+        if kind == 21 && body.first() == Some(&2) {
+            ended = true;
+            break;
+        }
+    }
+    let mut byte = [0u8; 1];
+    let eof = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
+    assert!(
+        ended || matches!(eof, Ok(Ok(0)) | Ok(Err(_))),
+        "a second renegotiation was let be"
+    );
     served_over_tls(&gatehouse, &pki).await;
 }
