@@ -208,6 +208,30 @@ pub struct GatewayApi {
 /// Asks the API server (discovery) which Gateway API kinds it serves. Not
 /// served, or not readable: none, said once in the log.
 pub async fn discover_gateway_api(client: &Client) -> GatewayApi {
+    let found = gateway_api_served(client).await;
+    if found.routes {
+        let GatewayApi { grants, grpc, .. } = found;
+        tracing::info!(target: "gatehouse::source", grants, grpc, "the Gateway API is served: watching GatewayClasses, Gateways and HTTPRoutes beside the Ingresses");
+    } else {
+        tracing::info!(target: "gatehouse::source", "the Gateway API CRDs are not installed: serving Ingresses only (install them and restart to serve HTTPRoutes)");
+        // Installed later, they are noticed (once a minute) and the
+        // restart they need is asked for in the log.
+        let client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if gateway_api_served(&client).await.routes {
+                    tracing::warn!(target: "gatehouse::source", "the Gateway API CRDs are now installed: restart Gatehouse to serve HTTPRoutes");
+                    return;
+                }
+            }
+        });
+    }
+    found
+}
+
+/// What discovery says of the Gateway API group, quietly.
+async fn gateway_api_served(client: &Client) -> GatewayApi {
     let serves = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
                   names: &[&str]| {
         names
@@ -227,11 +251,6 @@ pub async fn discover_gateway_api(client: &Client) -> GatewayApi {
             .list_api_group_resources(&format!("{}/v1beta1", gateway::GROUP))
             .await
             .is_ok_and(|list| serves(&list, &["referencegrants"]));
-    if routes {
-        tracing::info!(target: "gatehouse::source", grants, grpc, "the Gateway API is served: watching GatewayClasses, Gateways and HTTPRoutes beside the Ingresses");
-    } else {
-        tracing::info!(target: "gatehouse::source", "the Gateway API CRDs are not installed: serving Ingresses only (install them and restart to serve HTTPRoutes)");
-    }
     GatewayApi {
         routes,
         grpc,
