@@ -278,6 +278,9 @@ pub struct RouteTable {
     pub certs: CertStore,
     /// Hosts that ask for client certificates (`auth-tls-*`).
     pub client_auth: HostMap<Arc<ClientAuth>>,
+    /// Hosts that ask for client certificates Gatehouse cannot check (a
+    /// missing CA): their HTTPRoutes answer 503.
+    pub client_auth_denied: HostMap<()>,
     /// `ssl-passthrough` hosts: their TLS connections go to this backend
     /// untouched.
     pub passthrough: HostMap<Arc<Backend>>,
@@ -333,7 +336,16 @@ impl RouteTable {
         if let Some(rule) = &route.gateway {
             // A host that asks for client certificates (an Ingress's
             // `auth-tls-*`) asks for its HTTPRoutes too; over plain HTTP
-            // there is no certificate to give.
+            // there is no certificate to give. One whose certificates
+            // cannot be checked closes them.
+            if !self.client_auth_denied.is_empty()
+                && self
+                    .client_auth_denied
+                    .get(&normalize_host(req.host))
+                    .is_some()
+            {
+                return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
+            }
             if !req.tls {
                 if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
                     return refused;
@@ -519,6 +531,7 @@ pub struct RouteTableBuilder {
     routes: Vec<Arc<Route>>,
     pub certs: CertStore,
     pub client_auth: HostMap<Arc<ClientAuth>>,
+    pub client_auth_denied: HostMap<()>,
     pub passthrough: HostMap<Arc<Backend>>,
     pub edge: Arc<Edge>,
 }
@@ -602,6 +615,7 @@ impl RouteTableBuilder {
             routes: self.routes,
             certs: self.certs,
             client_auth: self.client_auth,
+            client_auth_denied: self.client_auth_denied,
             passthrough: self.passthrough,
             edge: self.edge,
             default_route: self.default_route,

@@ -43,6 +43,10 @@ pub struct IngressAnnotations {
     pub server_alias: Vec<HostPattern>,
     /// `from-to-www-redirect`.
     pub from_to_www: bool,
+    /// Client certificates are asked for (`auth-tls-secret`) and cannot
+    /// be enforced, and the Ingress is closed for it: the HTTPRoutes of
+    /// its hosts are closed too.
+    pub client_cert_denied: bool,
     /// `service-upstream`: the Service's ClusterIP instead of endpoints.
     pub service_upstream: bool,
     /// `custom-http-errors`.
@@ -205,6 +209,9 @@ pub fn parse(
     reader.report_unimplemented();
     reader.report_oversized();
     let access = reader.access(secrets, &defaults.access);
+    let client_cert_denied = reader.annotations.get("auth-tls-secret").is_some()
+        && access.client_cert.is_none()
+        && access.denied.is_some();
     let summary = reader.summary(&access);
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
@@ -238,6 +245,7 @@ pub fn parse(
         stickiness,
         server_alias,
         from_to_www,
+        client_cert_denied,
         service_upstream,
         custom_errors,
         default_backend,

@@ -730,6 +730,9 @@ impl Build<'_> {
     /// them for a host decides them.
     fn add_client_auth(&mut self, view: &IngressView<'_>, host: &HostPattern) {
         let Some(client_auth) = &view.annotations.access.client_cert else {
+            if view.annotations.client_cert_denied {
+                self.table.client_auth_denied.insert_first(host, ());
+            }
             return;
         };
         if *host == HostPattern::Any {

@@ -2271,3 +2271,53 @@ spec:
         "{warnings:#?}"
     );
 }
+
+/// When the client certificates a host asks for cannot be checked (its CA
+/// Secret is missing), the host's HTTPRoutes answer 503 like its Ingress's
+/// own paths: never 200.
+#[tokio::test]
+async fn client_certificates_that_cannot_be_checked_close_the_hosts_httproutes() {
+    let suite = Suite::start_with(&[], |text, _| {
+        format!(
+            "{text}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: gatehouse}}
+spec: {{controller: gatehouse.dev/ingress-controller}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: mtls
+  namespace: {INFRA}
+  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {INFRA}/absent-ca}}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: mtls.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: infra-backend-v1, port: {{number: 8080}}}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mtls-api, namespace: {INFRA}}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  hostnames: [mtls.example]
+  rules:
+  - matches: [{{path: {{value: /api}}}}]
+    backendRefs: [{{name: infra-backend-v2, port: 8080}}]
+"
+        )
+    })
+    .await;
+    suite
+        .check(&[
+            at("mtls.example", "/", Status(503)),
+            at("mtls.example", "/api", Status(503)),
+        ])
+        .await;
+    assert!(suite.seen_by("infra-backend-v2", "/api").is_empty());
+}
