@@ -179,7 +179,7 @@ impl PathMatch {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ValueMatch {
     Exact(String),
     /// Anchored at both ends.

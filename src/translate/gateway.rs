@@ -111,31 +111,16 @@ struct CompiledMatch {
     path_type: PathType,
     regex: Option<regex::Regex>,
     method: Option<http::Method>,
-    headers: Vec<(HeaderName, ValueMatchSpec)>,
-    query: Vec<(String, ValueMatchSpec)>,
-}
-
-#[derive(Clone)]
-enum ValueMatchSpec {
-    Exact(String),
-    Regex(regex::Regex),
-}
-
-impl ValueMatchSpec {
-    fn to_table(&self) -> ValueMatch {
-        match self {
-            ValueMatchSpec::Exact(v) => ValueMatch::Exact(v.clone()),
-            ValueMatchSpec::Regex(r) => ValueMatch::Regex(r.clone()),
-        }
-    }
+    headers: Vec<(HeaderName, ValueMatch)>,
+    query: Vec<(String, ValueMatch)>,
 }
 
 impl CompiledMatch {
     /// The conditions besides the path, for display.
     fn describe(&self) -> Option<String> {
-        let value = |v: &ValueMatchSpec| match v {
-            ValueMatchSpec::Exact(v) => format!("={v}"),
-            ValueMatchSpec::Regex(r) => format!("~{}", r.as_str()),
+        let value = |v: &ValueMatch| match v {
+            ValueMatch::Exact(v) => format!("={v}"),
+            ValueMatch::Regex(r) => format!("~{}", r.as_str()),
         };
         let mut parts = Vec::new();
         if let Some(m) = &self.method {
@@ -357,18 +342,8 @@ impl Build<'_> {
             self.table.add_gateway_match(GatewayMatch {
                 path: p.matched.path_match(),
                 method: p.matched.method.clone(),
-                headers: p
-                    .matched
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.clone(), v.to_table()))
-                    .collect(),
-                query: p
-                    .matched
-                    .query
-                    .iter()
-                    .map(|(n, v)| (n.clone(), v.to_table()))
-                    .collect(),
+                headers: p.matched.headers.clone(),
+                query: p.matched.query.clone(),
                 listeners: p.listeners,
                 route,
             });
@@ -778,12 +753,12 @@ impl Build<'_> {
         context: &str,
         type_: &str,
         value: &str,
-    ) -> Option<ValueMatchSpec> {
+    ) -> Option<ValueMatch> {
         let key = who.key;
         match type_ {
-            "Exact" => Some(ValueMatchSpec::Exact(value.to_owned())),
+            "Exact" => Some(ValueMatch::Exact(value.to_owned())),
             "RegularExpression" => match anchored(value) {
-                Ok(r) => Some(ValueMatchSpec::Regex(r)),
+                Ok(r) => Some(ValueMatch::Regex(r)),
                 Err(e) => {
                     let message = format!("{context}: regex {value:?}: {e}; match skipped");
                     self.warn_object(who.kind, key, WarningKind::InvalidPath, message);
