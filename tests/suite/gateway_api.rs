@@ -2321,3 +2321,42 @@ spec:
         .await;
     assert!(suite.seen_by("infra-backend-v2", "/api").is_empty());
 }
+
+/// A filter Gatehouse does not implement is never skipped: its rule answers
+/// 500, and so does the share of a backendRef with filters; never 200.
+#[tokio::test]
+async fn filters_not_implemented_answer_500_never_200() {
+    let suite = Suite::start_with(&[], |text, _| {
+        format!(
+            "{text}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: unimplemented, namespace: {INFRA}}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  rules:
+  - matches: [{{path: {{value: /cors}}}}]
+    filters: [{{type: CORS, cors: {{allowOrigins: [\"https://a.test\"]}}}}]
+    backendRefs: [{{name: infra-backend-v1, port: 8080}}]
+  - matches: [{{path: {{value: /extension}}}}]
+    filters: [{{type: ExtensionRef, extensionRef: {{group: example.com, kind: Auth, name: x}}}}]
+    backendRefs: [{{name: infra-backend-v1, port: 8080}}]
+  - matches: [{{path: {{value: /backend-filter}}}}]
+    backendRefs:
+    - name: infra-backend-v1
+      port: 8080
+      filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-a, value: b}}]}}}}]
+"
+        )
+    })
+    .await;
+    suite
+        .check(&[
+            get("/cors", Status(500)),
+            get("/extension", Status(500)),
+            get("/backend-filter", Status(500)),
+        ])
+        .await;
+    assert!(suite.seen_by("infra-backend-v1", "/").is_empty());
+}
