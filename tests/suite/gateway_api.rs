@@ -2089,13 +2089,33 @@ async fn httproute_service_types() {
         .await;
 }
 
+/// What the table decides for a plain-HTTP GET: the Service it forwards
+/// to (`namespace/name`), or the status it answers with.
+fn decision(table: &gatehouse::table::RouteTable, host: &str, path: &str, client: &str) -> String {
+    use gatehouse::table::{Decision, RequestFacts};
+    let headers = http::HeaderMap::new();
+    let facts = RequestFacts {
+        host,
+        method: &http::Method::GET,
+        headers: &headers,
+        path,
+        query: None,
+        tls: false,
+        client: client.parse().expect("ip"),
+        peer: None,
+    };
+    match table.decide(&facts) {
+        Decision::Forward(f) => f.backend.service.to_string(),
+        Decision::Respond(status) | Decision::Redirect { status, .. } => status.as_str().to_owned(),
+    }
+}
+
 /// The controller ConfigMap's protections hold for HTTPRoutes as for an
 /// Ingress without annotations: its allowlist refuses other clients (403),
 /// and a protection it switches on that Gatehouse cannot enforce closes
 /// them (503). Never is an HTTPRoute the open door beside closed Ingresses.
 #[test]
 fn the_controller_configmaps_protections_hold_for_httproutes() {
-    use gatehouse::table::{Decision, RequestFacts};
     let decide = |data: &str, client: &str| {
         let text = format!(
             "{BASE}\n---\n{}\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gatehouse, namespace: {INFRA}}}\ndata: {{{data}}}\n",
@@ -2113,26 +2133,12 @@ fn the_controller_configmaps_protections_hold_for_httproutes() {
             ..Default::default()
         };
         let table = gatehouse::translate::translate(&state, &options).table;
-        let headers = http::HeaderMap::new();
-        let facts = RequestFacts {
-            host: "gateway.test",
-            method: &http::Method::GET,
-            headers: &headers,
-            path: "/",
-            query: None,
-            tls: false,
-            client: client.parse().expect("ip"),
-            peer: None,
-        };
-        match table.decide(&facts) {
-            Decision::Forward(f) => f.backend.service.name.clone(),
-            Decision::Respond(status) => status.as_str().to_owned(),
-            Decision::Redirect { status, .. } => status.as_str().to_owned(),
-        }
+        decision(&table, "gateway.test", "/", client)
     };
-    assert_eq!(decide("", "192.0.2.1"), "infra-backend-v1");
+    let v1 = format!("{INFRA}/infra-backend-v1");
+    assert_eq!(decide("", "192.0.2.1"), v1);
     let allowlist = "whitelist-source-range: 10.0.0.0/8";
-    assert_eq!(decide(allowlist, "10.1.2.3"), "infra-backend-v1");
+    assert_eq!(decide(allowlist, "10.1.2.3"), v1);
     assert_eq!(decide(allowlist, "192.0.2.1"), "403");
     assert_eq!(decide("enable-modsecurity: \"true\"", "10.1.2.3"), "503");
 }
@@ -2200,7 +2206,6 @@ spec:
 /// tried first), and says why; with `shared` (the default) it can.
 #[test]
 fn host_ownership_holds_for_httproutes() {
-    use gatehouse::table::{Decision, RequestFacts};
     use gatehouse::translate::HostOwnership;
     let text = format!(
         "{BASE}
@@ -2242,21 +2247,7 @@ spec:
             ..Default::default()
         };
         let t = gatehouse::translate::translate(&state, &options);
-        let headers = http::HeaderMap::new();
-        let facts = RequestFacts {
-            host: "shop.example",
-            method: &http::Method::GET,
-            headers: &headers,
-            path: "/admin",
-            query: None,
-            tls: false,
-            client: "192.0.2.1".parse().expect("ip"),
-            peer: None,
-        };
-        let served_by = match t.table.decide(&facts) {
-            Decision::Forward(f) => f.backend.service.to_string(),
-            other => format!("{other:?}"),
-        };
+        let served_by = decision(&t.table, "shop.example", "/admin", "192.0.2.1");
         let warnings: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
         (served_by, warnings)
     };
