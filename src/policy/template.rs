@@ -197,12 +197,7 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
             }
         }
         Var::Arg(name) => {
-            let query = facts.uri.query().unwrap_or_default();
-            let value = query
-                .split('&')
-                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v);
+            let value = crate::table::query_value(facts.uri.query(), name);
             out.push_str(value.unwrap_or_default());
         }
     }

@@ -127,8 +127,8 @@ impl GatewayMatch {
     }
 }
 
-/// The first value of a query parameter, as sent.
-fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+/// The first value of a query parameter, as sent (empty for a bare name).
+pub fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name).then_some(value)

@@ -24,8 +24,8 @@ pub use certs::{CertEntry, CertStore};
 pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, TlsSettings, UpstreamKeepalive};
 pub use endpoints::{EndpointSet, Pick};
 pub use gateway::{
-    GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
-    Split, ValueMatch,
+    query_value, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch,
+    PathModifier, Split, ValueMatch,
 };
 pub use host::{normalize as normalize_host, HostMap, HostPattern};
 pub use path::{PathTable, PathTableBuilder, PathType};
