@@ -67,6 +67,8 @@ struct Pending {
     listeners: Listeners,
     matched: Arc<CompiledMatch>,
     rule: Arc<GatewayRule>,
+    /// The rule's policy, shared by its matches on every host.
+    policy: Arc<Policy>,
     action_backend: Option<Arc<crate::table::Backend>>,
 }
 
@@ -266,7 +268,7 @@ impl Build<'_> {
             // Compiled even when no parent took it: its status says whether
             // its references resolve.
             let mut problems = Problems::default();
-            self.route_matches(who, route, &hosts, &mut pending, &mut problems);
+            self.route_matches(who, route, &hosts, &policy, &mut pending, &mut problems);
             if let Some(report) = self.report.routes_of(kind).get_mut(key) {
                 for parent in &mut report.parents {
                     parent.conditions.push(problems.resolved_refs());
@@ -331,7 +333,7 @@ impl Build<'_> {
                 &p.matched.path,
                 p.matched.path_type,
                 action,
-                policy_for(&policy, &p.rule),
+                p.policy,
             );
             route.regex = p.matched.regex.is_some();
             route.access = access.clone();
@@ -602,6 +604,7 @@ impl Build<'_> {
         who: Who<'_>,
         route: &HTTPRoute,
         hosts: &BTreeMap<HostPattern, Listeners>,
+        base: &Arc<Policy>,
         pending: &mut Vec<Pending>,
         problems: &mut Problems,
     ) {
@@ -614,6 +617,7 @@ impl Build<'_> {
                 .backends
                 .iter()
                 .find_map(|(w, b)| b.filter(|_| w > 0).cloned());
+            let rule_policy = policy_for(base, &compiled);
             let rule_arc = Arc::new(compiled);
             for (m_index, m) in rule.matches.iter().enumerate() {
                 let Some(matched) = self.compile_match(who, &context, m) else {
@@ -656,6 +660,7 @@ impl Build<'_> {
                         listeners: *listeners,
                         matched: matched.clone(),
                         rule: rule_arc.clone(),
+                        policy: rule_policy.clone(),
                         action_backend: first_backend.clone(),
                     });
                 }
