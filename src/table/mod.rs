@@ -346,10 +346,8 @@ impl RouteTable {
             {
                 return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
             }
-            if !req.tls {
-                if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
-                    return refused;
-                }
+            if let Some(refused) = plain_cert_refusal(client_auth, req) {
+                return refused;
             }
             return match gateway_decision(route, rule, req) {
                 Decision::Forward(mut forward) => {
@@ -393,16 +391,12 @@ impl RouteTable {
                 StatusCode::PERMANENT_REDIRECT,
             );
         }
-        if !req.tls {
-            if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
-                return refused;
-            }
+        if let Some(refused) = plain_cert_refusal(client_auth, req) {
+            return refused;
         }
-        let authenticate = match route.access.admit(req.client) {
-            Admission::Open => false,
-            Admission::Authenticate => true,
-            Admission::Refused => return Decision::Respond(StatusCode::FORBIDDEN),
-            Admission::Closed => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
+        let authenticate = match admission(route, req) {
+            Ok(authenticate) => authenticate,
+            Err(refused) => return refused,
         };
         let backend = match &route.action {
             // With a canary, the choice phase may still find targets.
@@ -440,14 +434,9 @@ impl RouteTable {
 fn gateway_decision(route: &Arc<Route>, rule: &GatewayRule, req: &RequestFacts<'_>) -> Decision {
     // The controller ConfigMap's source ranges and closures hold for
     // HTTPRoutes as for Ingresses without annotations.
-    if route.access.denied.is_some() {
-        return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
-    }
-    let authenticate = match route.access.admit(req.client) {
-        Admission::Open => false,
-        Admission::Authenticate => true,
-        Admission::Refused => return Decision::Respond(StatusCode::FORBIDDEN),
-        Admission::Closed => return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE),
+    let authenticate = match admission(route, req) {
+        Ok(authenticate) => authenticate,
+        Err(refused) => return refused,
     };
     let prefix = match route.path_type {
         PathType::Prefix => Some(route.path.trim_end_matches('/')),
@@ -478,6 +467,30 @@ fn gateway_decision(route: &Arc<Route>, rule: &GatewayRule, req: &RequestFacts<'
         load_balance: route.policy.load_balance,
         canary: false,
     })
+}
+
+/// The access phase's first step: whether credentials must be checked,
+/// or the answer that refuses the request (403 outside the source ranges,
+/// 503 for a route closed because its protection cannot be enforced).
+fn admission(route: &Route, req: &RequestFacts<'_>) -> Result<bool, Decision> {
+    match route.access.admit(req.client) {
+        Admission::Open => Ok(false),
+        Admission::Authenticate => Ok(true),
+        Admission::Refused => Err(Decision::Respond(StatusCode::FORBIDDEN)),
+        Admission::Closed => Err(Decision::Respond(StatusCode::SERVICE_UNAVAILABLE)),
+    }
+}
+
+/// Over plain HTTP, the refusal of a host that asks for client
+/// certificates (over TLS they are checked before anything else).
+fn plain_cert_refusal(
+    client_auth: Option<&Arc<ClientAuth>>,
+    req: &RequestFacts<'_>,
+) -> Option<Decision> {
+    if req.tls {
+        return None;
+    }
+    client_auth.and_then(|ca| cert_refusal(ca, req))
 }
 
 fn cert_refusal(client_auth: &ClientAuth, req: &RequestFacts<'_>) -> Option<Decision> {
