@@ -86,26 +86,37 @@ async fn a_connection_without_a_header_is_closed_and_counted() {
 }
 
 #[tokio::test]
-async fn v2_then_tls_over_https() {
+async fn v1_or_v2_then_tls_over_https() {
     let (_dir, _backend, gatehouse) = site().await;
-    let addr = gatehouse.https_addr;
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&v2_header("198.51.100.20:4000", "10.0.0.1:443"))
-        .await
-        .expect("header");
-    let config = tls_config(None, &[b"http/1.1"]);
-    let name = rustls::pki_types::ServerName::try_from("office.test").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .expect("TLS after the PROXY header");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let reply = send(&mut sender, "office.test", "/")
-        .await
-        .expect("request");
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.seen()["headers"]["x-real-ip"], "198.51.100.20");
+    let headers = [
+        (
+            b"PROXY TCP4 198.51.100.21 10.0.0.1 4000 443\r\n".to_vec(),
+            "198.51.100.21",
+        ),
+        (
+            v2_header("198.51.100.20:4000", "10.0.0.1:443"),
+            "198.51.100.20",
+        ),
+    ];
+    for (header, client) in headers {
+        let mut tcp = TcpStream::connect(gatehouse.https_addr)
+            .await
+            .expect("connect");
+        tcp.write_all(&header).await.expect("header");
+        let config = tls_config(None, &[b"http/1.1"]);
+        let name = rustls::pki_types::ServerName::try_from("office.test").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("TLS after the PROXY header");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let reply = send(&mut sender, "office.test", "/")
+            .await
+            .expect("request");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.seen()["headers"]["x-real-ip"], client);
+    }
 }
