@@ -4,8 +4,9 @@
 //! downstream knows which source filled it.
 
 use foldhash::HashMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
@@ -170,18 +171,109 @@ pub struct ClusterState {
     pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<GRPCRoute>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
+    /// Each Service's EndpointSlices (label `kubernetes.io/service-name`).
+    slices_by_service: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// What `insert` and `remove` changed, for an incremental rebuild.
+    journal: Journal,
+}
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Service an EndpointSlice belongs to.
+pub fn slice_service(key: &ObjectKey, slice: &EndpointSlice) -> Option<ObjectKey> {
+    let labels = slice.metadata.labels.as_ref()?;
+    let service = labels.get(SERVICE_NAME_LABEL)?;
+    Some(ObjectKey::new(&key.namespace, service))
+}
+
+/// The changes made to a state, in order: each `insert` and `remove`
+/// appends the object's kind and key. A clone continues the journal of
+/// the state it was cloned from; `from_objects` starts a new one. Only
+/// the newest `JOURNAL_LIMIT` changes are kept: a reader that is further
+/// behind rebuilds from scratch.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    lineage: u64,
+    /// The sequence number of `entries[0]`.
+    start: u64,
+    entries: VecDeque<(&'static str, ObjectKey)>,
+}
+
+const JOURNAL_LIMIT: usize = 8192;
+
+/// Where a journal stood: the changes after it can be asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalPosition {
+    lineage: u64,
+    seq: u64,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        static LINEAGES: AtomicU64 = AtomicU64::new(1);
+        Journal {
+            lineage: LINEAGES.fetch_add(1, Ordering::Relaxed),
+            start: 0,
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl Journal {
+    fn record(&mut self, kind: &'static str, key: ObjectKey) {
+        self.entries.push_back((kind, key));
+        if self.entries.len() > JOURNAL_LIMIT {
+            self.entries.pop_front();
+            self.start += 1;
+        }
+    }
+
+    /// Where the journal stands now.
+    pub fn position(&self) -> JournalPosition {
+        JournalPosition {
+            lineage: self.lineage,
+            seq: self.start + self.entries.len() as u64,
+        }
+    }
+
+    /// The changes (kind and key) made since `position`, when this
+    /// journal continues that one and still holds them all.
+    pub fn since(
+        &self,
+        position: JournalPosition,
+    ) -> Option<impl Iterator<Item = &(&'static str, ObjectKey)>> {
+        let end = self.start + self.entries.len() as u64;
+        if position.lineage != self.lineage || position.seq < self.start || position.seq > end {
+            return None;
+        }
+        Some(
+            self.entries
+                .iter()
+                .skip((position.seq - self.start) as usize),
+        )
+    }
 }
 
 impl ClusterState {
     /// Adds or replaces an object; returns true when one of the same kind
     /// and key was already present.
     pub fn insert(&mut self, object: Object) -> bool {
-        let key = object.key();
+        let (kind, key) = (object.kind(), object.key());
+        self.journal.record(kind, key.clone());
+        self.put(key, object)
+    }
+
+    fn put(&mut self, key: ObjectKey, object: Object) -> bool {
         match object {
             Object::Ingress(o) => self.ingresses.insert(key, o).is_some(),
             Object::IngressClass(o) => self.ingress_classes.insert(key.name, o).is_some(),
             Object::Service(o) => self.services.insert(key, o).is_some(),
-            Object::EndpointSlice(o) => self.endpoint_slices.insert(key, o).is_some(),
+            Object::EndpointSlice(o) => {
+                self.index_slice(&key, &o);
+                let old = self.endpoint_slices.insert(key.clone(), o);
+                self.unindex_slice(&key, old)
+            }
             Object::Secret(o) => self.secrets.insert(key, o).is_some(),
             Object::ConfigMap(o) => self.config_maps.insert(key, o).is_some(),
             Object::Namespace(o) => self.namespaces.insert(key.name, o).is_some(),
@@ -196,11 +288,15 @@ impl ClusterState {
     /// Removes the object of `object`'s kind and key, if present.
     pub fn remove(&mut self, object: &Object) {
         let key = object.key();
+        self.journal.record(object.kind(), key.clone());
         match object {
             Object::Ingress(_) => drop(self.ingresses.remove(&key)),
             Object::IngressClass(_) => drop(self.ingress_classes.remove(&key.name)),
             Object::Service(_) => drop(self.services.remove(&key)),
-            Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
+            Object::EndpointSlice(_) => {
+                let old = self.endpoint_slices.remove(&key);
+                self.unindex_slice(&key, old);
+            }
             Object::Secret(_) => drop(self.secrets.remove(&key)),
             Object::ConfigMap(_) => drop(self.config_maps.remove(&key)),
             Object::Namespace(_) => drop(self.namespaces.remove(&key.name)),
@@ -212,12 +308,56 @@ impl ClusterState {
         }
     }
 
+    /// A state of these objects, with a journal of its own that starts
+    /// empty.
     pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
         let mut state = ClusterState::default();
         for object in objects {
-            state.insert(object);
+            state.put(object.key(), object);
         }
         state
+    }
+
+    /// The changes made to this state, for an incremental rebuild.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The EndpointSlices of a Service, by key.
+    pub fn slices_of(&self, service: &ObjectKey) -> impl Iterator<Item = &Arc<EndpointSlice>> {
+        let keys = self.slices_by_service.get(service).into_iter().flatten();
+        keys.filter_map(|key| self.endpoint_slices.get(key))
+    }
+
+    fn index_slice(&mut self, key: &ObjectKey, slice: &EndpointSlice) {
+        if let Some(service) = slice_service(key, slice) {
+            self.slices_by_service
+                .entry(service)
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// Forgets a replaced or removed slice's Service, unless the current
+    /// slice of that key still names it. Returns whether there was one.
+    fn unindex_slice(&mut self, key: &ObjectKey, old: Option<Arc<EndpointSlice>>) -> bool {
+        let Some(old) = old else {
+            return false;
+        };
+        let Some(service) = slice_service(key, &old) else {
+            return true;
+        };
+        let current = self.endpoint_slices.get(key);
+        if current.is_some_and(|c| slice_service(key, c).as_ref() == Some(&service)) {
+            return true;
+        }
+        if let Some(keys) = self.slices_by_service.get_mut(&service) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.slices_by_service.remove(&service);
+            }
+        }
+        true
     }
 }
 

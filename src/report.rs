@@ -28,7 +28,7 @@ pub fn render(
         "IN EFFECT".into(),
     ]];
     for route in table.routes() {
-        rows.push(route_row(route));
+        rows.push(route_row(&route));
     }
     let mut out = String::new();
     write_table(&mut out, &rows);

@@ -26,7 +26,7 @@ impl fmt::Debug for CertEntry {
 
 /// Server name → certificate: exact name, then wildcard. Names with no entry
 /// get the default certificate, which the resolver owns.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct CertStore {
     hosts: HostMap<CertEntry>,
     /// `--default-ssl-certificate`, when set and usable; else the
@@ -45,9 +45,19 @@ impl CertStore {
         self.hosts.get(&normalize(server_name))
     }
 
-    /// Makes room for `additional` more hosts.
-    pub fn reserve(&mut self, additional: usize) {
-        self.hosts.reserve(additional);
+    /// The certificate stored for exactly this TLS host pattern.
+    pub fn get_pattern(&self, host: &HostPattern) -> Option<&CertEntry> {
+        self.hosts.get_pattern(host)
+    }
+
+    /// Makes this TLS host's certificate `entry`, or none.
+    pub fn set_pattern(&mut self, host: &HostPattern, entry: Option<CertEntry>) {
+        self.hosts.set_pattern(host, entry);
+    }
+
+    /// Takes `from`'s default certificate (or its absence).
+    pub(super) fn copy_default(&mut self, from: &CertStore) {
+        self.default = from.default.clone();
     }
 
     pub fn set_default(&mut self, entry: CertEntry) {

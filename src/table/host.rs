@@ -3,8 +3,8 @@
 //! covering one or more, the longest suffix first. Shared by the routes and
 //! the certificates.
 
-use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// How an Ingress names a host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,44 +54,79 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
+/// One kind of key of a `HostMap`: persistent, so that a table that
+/// differs from the previous one in a few hosts shares the rest with it
+/// (a clone is O(1), an insert O(log n)).
+type Keyed<T> = imbl::GenericHashMap<
+    Arc<str>,
+    T,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
 /// Values keyed by exact host and by wildcard suffix.
-#[derive(Debug)]
-pub struct HostMap<T> {
-    exact: HashMap<Box<str>, T>,
-    wildcard: HashMap<Box<str>, T>,
-    suffix: HashMap<Box<str>, T>,
+#[derive(Debug, Clone)]
+pub struct HostMap<T: Clone> {
+    exact: Keyed<T>,
+    wildcard: Keyed<T>,
+    suffix: Keyed<T>,
 }
 
-impl<T> Default for HostMap<T> {
+impl<T: Clone> Default for HostMap<T> {
     fn default() -> Self {
         HostMap {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
-            suffix: HashMap::new(),
+            exact: Keyed::default(),
+            wildcard: Keyed::default(),
+            suffix: Keyed::default(),
         }
     }
 }
 
-impl<T> HostMap<T> {
+impl<T: Clone> HostMap<T> {
+    fn map_of_mut<'a>(
+        &'a mut self,
+        pattern: &'a HostPattern,
+    ) -> Option<(&'a mut Keyed<T>, &'a str)> {
+        match pattern {
+            HostPattern::Exact(h) => Some((&mut self.exact, h)),
+            HostPattern::Wildcard(h) => Some((&mut self.wildcard, h)),
+            HostPattern::Suffix(h) => Some((&mut self.suffix, h)),
+            HostPattern::Any => None,
+        }
+    }
+
     /// Inserts unless the pattern is taken; `Any` is not a key here.
     /// Returns false when the pattern was already present (first wins).
     pub fn insert_first(&mut self, pattern: &HostPattern, value: T) -> bool {
-        let (map, key) = match pattern {
-            HostPattern::Exact(h) => (&mut self.exact, h),
-            HostPattern::Wildcard(h) => (&mut self.wildcard, h),
-            HostPattern::Suffix(h) => (&mut self.suffix, h),
-            HostPattern::Any => return false,
+        let Some((map, key)) = self.map_of_mut(pattern) else {
+            return false;
         };
-        if map.contains_key(key.as_str()) {
+        if map.contains_key(key) {
             return false;
         }
-        map.insert(key.as_str().into(), value);
+        map.insert(key.into(), value);
         true
     }
 
-    /// Makes room for `additional` more exact hosts (wildcards are few).
-    pub fn reserve(&mut self, additional: usize) {
-        self.exact.reserve(additional);
+    /// The value stored under exactly this pattern (no wildcard matching).
+    pub fn get_pattern(&self, pattern: &HostPattern) -> Option<&T> {
+        match pattern {
+            HostPattern::Exact(h) => self.exact.get(h.as_str()),
+            HostPattern::Wildcard(h) => self.wildcard.get(h.as_str()),
+            HostPattern::Suffix(h) => self.suffix.get(h.as_str()),
+            HostPattern::Any => None,
+        }
+    }
+
+    /// Makes the pattern's value `value`, or absent.
+    pub fn set_pattern(&mut self, pattern: &HostPattern, value: Option<T>) {
+        let Some((map, key)) = self.map_of_mut(pattern) else {
+            return;
+        };
+        match value {
+            Some(value) => drop(map.insert(key.into(), value)),
+            None => drop(map.remove(key)),
+        }
     }
 
     /// Looks up a normalised host (see `normalize`): exact, then

@@ -225,6 +225,8 @@ pub struct Forward {
 /// The routes of one host.
 #[derive(Debug, Default)]
 struct HostRoutes {
+    /// Every route of the host, in the order translate added them.
+    routes: Vec<Arc<Route>>,
     /// HTTPRoute matches, in the spec's precedence order, tried first.
     gateway: Vec<GatewayMatch>,
     paths: PathTable<Arc<Route>>,
@@ -267,14 +269,17 @@ impl HostRoutes {
 }
 
 /// Every route, by host then path, and the certificates.
-#[derive(Debug, Default)]
+///
+/// Its maps are persistent: a clone shares everything with the original,
+/// and `splice` replaces a few hosts in O(hosts × log n), which is how a
+/// change reaches traffic without rebuilding the whole table.
+#[derive(Debug, Default, Clone)]
 pub struct RouteTable {
-    hosts: HostMap<HostRoutes>,
-    any_host: HostRoutes,
+    hosts: HostMap<Arc<HostRoutes>>,
+    any_host: Arc<HostRoutes>,
     /// Receives what no rule matches: the oldest rule-less Ingress with a
     /// `spec.defaultBackend`, else `--default-backend-service`.
     default_route: Option<Arc<Route>>,
-    routes: Vec<Arc<Route>>,
     pub certs: CertStore,
     /// Hosts that ask for client certificates (`auth-tls-*`).
     pub client_auth: HostMap<Arc<ClientAuth>>,
@@ -418,9 +423,65 @@ impl RouteTable {
         })
     }
 
-    /// Every route in the order translate added them.
-    pub fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
+    /// Every route: host by host (in the order of their patterns), each
+    /// host's in the order translate added them, then the rules without a
+    /// host and the default route.
+    pub fn routes(&self) -> Vec<Arc<Route>> {
+        let mut hosts: Vec<(HostPattern, &Arc<HostRoutes>)> = self.hosts.iter().collect();
+        hosts.sort_by(|a, b| a.0.cmp(&b.0));
+        let hosts = hosts.into_iter().map(|(_, routes)| routes);
+        let every = hosts.chain(std::iter::once(&self.any_host));
+        let mut routes: Vec<Arc<Route>> = every.flat_map(|h| h.routes.iter().cloned()).collect();
+        routes.extend(self.default_route.clone());
+        routes
+    }
+
+    /// The number of routes, without listing them.
+    pub fn route_count(&self) -> usize {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(_, h)| h.routes.len())
+            .sum::<usize>();
+        hosts + self.any_host.routes.len() + usize::from(self.default_route.is_some())
+    }
+
+    /// This table with the parts named by `slots` taken from `part` (a
+    /// table translated from the objects those slots depend on), sharing
+    /// everything else with this one. The edge settings and the default
+    /// certificate come from `part`, which was built from the same
+    /// settings.
+    pub fn splice<'a>(
+        &self,
+        part: &RouteTable,
+        slots: impl IntoIterator<Item = &'a Slot>,
+    ) -> RouteTable {
+        let mut table = self.clone();
+        for slot in slots {
+            match slot {
+                Slot::Default => table.default_route = part.default_route.clone(),
+                Slot::Host(HostPattern::Any) => table.any_host = part.any_host.clone(),
+                Slot::Host(host) => {
+                    table
+                        .hosts
+                        .set_pattern(host, part.hosts.get_pattern(host).cloned());
+                    table
+                        .certs
+                        .set_pattern(host, part.certs.get_pattern(host).cloned());
+                    table
+                        .client_auth
+                        .set_pattern(host, part.client_auth.get_pattern(host).cloned());
+                    let denied = part.client_auth_denied.get_pattern(host).cloned();
+                    table.client_auth_denied.set_pattern(host, denied);
+                    table
+                        .passthrough
+                        .set_pattern(host, part.passthrough.get_pattern(host).cloned());
+                }
+            }
+        }
+        table.certs.copy_default(&part.certs);
+        table.edge = part.edge.clone();
+        table
     }
 
     pub fn default_route(&self) -> Option<&Arc<Route>> {
@@ -536,12 +597,20 @@ fn rewrite(
     Some(path)
 }
 
+/// What one piece of translate's output is keyed by: a host pattern (its
+/// routes, certificate, client-certificate policy and passthrough), or the
+/// default route for requests no rule matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    Host(HostPattern),
+    Default,
+}
+
 /// Collects routes and certificates, then builds the lookup structures once.
 #[derive(Debug, Default)]
 pub struct RouteTableBuilder {
     hosts: foldhash::HashMap<HostPattern, HostBuilder>,
     default_route: Option<Arc<Route>>,
-    routes: Vec<Arc<Route>>,
     pub certs: CertStore,
     pub client_auth: HostMap<Arc<ClientAuth>>,
     pub client_auth_denied: HostMap<()>,
@@ -551,6 +620,7 @@ pub struct RouteTableBuilder {
 
 #[derive(Debug, Default)]
 struct HostBuilder {
+    routes: Vec<Arc<Route>>,
     gateway: Vec<GatewayMatch>,
     paths: PathTableBuilder<Arc<Route>>,
     regexes: RegexPathsBuilder,
@@ -562,7 +632,6 @@ impl RouteTableBuilder {
     pub fn with_capacity(hosts: usize) -> Self {
         let mut builder = RouteTableBuilder::default();
         builder.hosts.reserve(hosts);
-        builder.certs.reserve(hosts);
         builder
     }
 
@@ -583,7 +652,7 @@ impl RouteTableBuilder {
                 .add(&route.path, route.path_type, route.clone())
                 .map_err(Arc::clone)?,
         }
-        self.routes.push(route);
+        host.routes.push(route);
         Ok(())
     }
 
@@ -591,7 +660,7 @@ impl RouteTableBuilder {
     /// added (translate adds them in precedence order).
     pub fn add_gateway_match(&mut self, m: GatewayMatch) {
         let host = self.hosts.entry(m.route.host.clone()).or_default();
-        self.routes.push(m.route.clone());
+        host.routes.push(m.route.clone());
         host.gateway.push(m);
     }
 
@@ -608,7 +677,7 @@ impl RouteTableBuilder {
         }
         let route = Arc::new(route);
         host.fallback = Some(route.clone());
-        self.routes.push(route);
+        host.routes.push(route);
         Ok(())
     }
 
@@ -617,15 +686,12 @@ impl RouteTableBuilder {
         if let Some(present) = &self.default_route {
             return Err(present.clone());
         }
-        let route = Arc::new(route);
-        self.default_route = Some(route.clone());
-        self.routes.push(route);
+        self.default_route = Some(Arc::new(route));
         Ok(())
     }
 
     pub fn build(self) -> RouteTable {
         let mut table = RouteTable {
-            routes: self.routes,
             certs: self.certs,
             client_auth: self.client_auth,
             client_auth_denied: self.client_auth_denied,
@@ -634,18 +700,18 @@ impl RouteTableBuilder {
             default_route: self.default_route,
             ..RouteTable::default()
         };
-        table.hosts.reserve(self.hosts.len());
         for (pattern, host) in self.hosts {
             let routes = HostRoutes {
+                routes: host.routes,
                 gateway: host.gateway,
                 paths: host.paths.build(),
                 regexes: host.regexes.build(),
                 fallback: host.fallback,
             };
             match pattern {
-                HostPattern::Any => table.any_host = routes,
+                HostPattern::Any => table.any_host = Arc::new(routes),
                 pattern => {
-                    table.hosts.insert_first(&pattern, routes);
+                    table.hosts.insert_first(&pattern, Arc::new(routes));
                 }
             }
         }

@@ -20,8 +20,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::table::{Backend, EndpointSet, Upstream};
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("Service {0} not found")]
@@ -47,7 +45,6 @@ pub enum BackendError {
 /// latency averages and passive-health marks) without being resolved again.
 pub struct Backends<'a> {
     state: &'a ClusterState,
-    slices: HashMap<ObjectKey, Vec<&'a Arc<EndpointSlice>>>,
     previous: &'a ResolvedBackends,
     resolved: ResolvedBackends,
 }
@@ -82,24 +79,8 @@ impl Resolved {
 
 impl<'a> Backends<'a> {
     pub fn new(state: &'a ClusterState, previous: &'a ResolvedBackends) -> Self {
-        let mut slices: HashMap<ObjectKey, Vec<&Arc<EndpointSlice>>> =
-            HashMap::with_capacity(state.endpoint_slices.len());
-        for (key, slice) in &state.endpoint_slices {
-            let service = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let Some(service) = service {
-                slices
-                    .entry(ObjectKey::new(&key.namespace, service))
-                    .or_default()
-                    .push(slice);
-            }
-        }
         Backends {
             state,
-            slices,
             previous,
             resolved: HashMap::with_capacity(previous.len()),
         }
@@ -190,13 +171,9 @@ impl<'a> Backends<'a> {
             return done.result.clone();
         }
         let service = self.state.services.get(&cache_key.0);
-        let slices = self
-            .slices
-            .get(&cache_key.0)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let slices: Vec<&Arc<EndpointSlice>> = self.state.slices_of(&cache_key.0).collect();
         let result = match self.previous.get(&cache_key) {
-            Some(before) if before.still_valid(service, slices) => before.result.clone(),
+            Some(before) if before.still_valid(service, &slices) => before.result.clone(),
             _ => self.resolve_uncached(&cache_key.0, port).map(Arc::new),
         };
         let resolved = Resolved {
@@ -232,9 +209,9 @@ impl<'a> Backends<'a> {
             service: key.clone(),
             port: port.to_string(),
         })?;
-        let slices = self.slices.get(key).map(Vec::as_slice).unwrap_or_default();
-        let addrs = slices
-            .iter()
+        let addrs = self
+            .state
+            .slices_of(key)
             .flat_map(|slice| ready_addresses(slice.as_ref(), service_port))
             .collect();
         Ok(Backend {

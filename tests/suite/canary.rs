@@ -74,7 +74,7 @@ fn served_weight(site: &Site) -> Option<u32> {
     let table = site.gatehouse.table.load();
     let route = table
         .routes()
-        .iter()
+        .into_iter()
         .find(|r| r.host.to_string() == "shop.test")?;
     route.canary.as_ref().map(|c| c.rule.weight().0)
 }

@@ -460,7 +460,7 @@ data: {big: value}
     let table = gatehouse.table.load();
     let route = table
         .routes()
-        .iter()
+        .into_iter()
         .find(|r| r.host.to_string() == "sso.test")
         .expect("route");
     let external = route.access.external.as_ref().expect("external auth");

@@ -533,7 +533,7 @@ fn a_rebuild_resolves_only_the_backends_that_changed() {
         let route = t
             .table
             .routes()
-            .iter()
+            .into_iter()
             .find(|r| r.path == "/" && r.host.to_string() == format!("{service}.test"));
         match &route.expect("route").action {
             Action::Forward(backend) => backend.clone(),
