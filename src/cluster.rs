@@ -141,6 +141,18 @@ impl fmt::Debug for Object {
     }
 }
 
+/// The ConfigMaps the controller ConfigMap names (`add-headers`,
+/// `proxy-set-headers`), in its namespace unless `namespace/name`.
+pub fn named_config_maps(own: &ObjectKey, map: &ConfigMap) -> Vec<ObjectKey> {
+    let data = map.data.iter().flatten();
+    data.filter(|(k, _)| *k == "add-headers" || *k == "proxy-set-headers")
+        .map(|(_, v)| match v.trim().split_once('/') {
+            Some((ns, name)) => ObjectKey::new(ns, name),
+            None => ObjectKey::new(&own.namespace, v.trim()),
+        })
+        .collect()
+}
+
 /// The Secrets an Ingress's `spec.tls` names, in the Ingress's own
 /// namespace (an Ingress never uses another namespace's Secrets).
 pub fn tls_secret_keys(ingress: &Ingress) -> impl Iterator<Item = ObjectKey> + '_ {
@@ -260,8 +272,28 @@ impl ClusterState {
     /// and key was already present.
     pub fn insert(&mut self, object: Object) -> bool {
         let (kind, key) = (object.kind(), object.key());
+        if let Object::EndpointSlice(slice) = &object {
+            self.record_slice_services(&key, Some(slice));
+        }
         self.journal.record(kind, key.clone());
         self.put(key, object)
+    }
+
+    /// An EndpointSlice change is a change of its Service's endpoints:
+    /// the journal names the Service the slice belonged to and the one it
+    /// belongs to now.
+    fn record_slice_services(&mut self, key: &ObjectKey, new: Option<&Arc<EndpointSlice>>) {
+        let old = self.endpoint_slices.get(key);
+        let old = old.and_then(|o| slice_service(key, o));
+        let new = new.and_then(|n| slice_service(key, n));
+        if old != new {
+            if let Some(service) = old {
+                self.journal.record("Service", service);
+            }
+        }
+        if let Some(service) = new {
+            self.journal.record("Service", service);
+        }
     }
 
     fn put(&mut self, key: ObjectKey, object: Object) -> bool {
@@ -288,6 +320,9 @@ impl ClusterState {
     /// Removes the object of `object`'s kind and key, if present.
     pub fn remove(&mut self, object: &Object) {
         let key = object.key();
+        if let Object::EndpointSlice(_) = object {
+            self.record_slice_services(&key, None);
+        }
         self.journal.record(object.kind(), key.clone());
         match object {
             Object::Ingress(_) => drop(self.ingresses.remove(&key)),

@@ -18,7 +18,7 @@ use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::translate::{translate_with, Reuse, TranslateOptions, Warning};
+use crate::translate::{translate_next, Reuse, TranslateOptions, Warning};
 
 /// Publishes tables built from one source.
 pub struct Controller {
@@ -31,8 +31,9 @@ pub struct Controller {
     warnings_tx: watch::Sender<Arc<BTreeSet<Warning>>>,
     /// The Gateway API objects' status, for the status writer.
     gateway_tx: watch::Sender<Arc<StatusReport>>,
-    /// What the last build parsed and resolved, reused while unchanged.
-    reuse: Arc<Reuse>,
+    /// What the last build parsed, resolved and produced: the next build
+    /// translates only what changed since.
+    reuse: Reuse,
     /// Tables built so far, and the newest one whose metrics are published.
     generation: u64,
     observed: Arc<std::sync::Mutex<u64>>,
@@ -51,7 +52,7 @@ impl Controller {
             warnings: BTreeSet::new(),
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
             gateway_tx: watch::channel(Arc::new(StatusReport::default())).0,
-            reuse: Arc::new(Reuse::default()),
+            reuse: Reuse::default(),
             generation: 0,
             observed: Arc::default(),
             workers: None,
@@ -82,21 +83,23 @@ impl Controller {
     /// controller ready.
     pub async fn rebuild(&mut self, state: Arc<ClusterState>) {
         let options = self.options.clone();
-        let previous = self.reuse.clone();
-        // Translation is CPU work that grows with the cluster; keep it off
-        // the threads that serve traffic.
+        // Handed over whole: the build patches it. After a panic the next
+        // build starts from nothing.
+        let previous = std::mem::take(&mut self.reuse);
+        // Translation is CPU work that grows with the change (a full build
+        // with the cluster); keep it off the threads that serve traffic.
         let built = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let translation = translate_with(&state, &options, &previous);
-            (translation, started.elapsed())
+            let (translation, kind) = translate_next(&state, &options, previous);
+            (translation, kind, started.elapsed())
         })
         .await;
-        let Ok((translation, took)) = built else {
+        let Ok((mut translation, kind, took)) = built else {
             tracing::error!("routing table build panicked; keeping the previous table");
             return;
         };
         tracing::debug!(
-            routes = translation.table.routes().len(),
+            ?kind,
             certificates = translation.table.certs.len(),
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"
@@ -109,9 +112,9 @@ impl Controller {
             ),
             Some(_) => {}
         }
+        self.reuse = std::mem::take(&mut translation.reuse);
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
-        let old_reuse = std::mem::replace(&mut self.reuse, Arc::new(translation.reuse));
         // Traffic sees the new table now. The table's metrics (a series per
         // backend and certificate) and freeing the old table take
         // milliseconds: after the swap, and not on a thread that serves
@@ -130,7 +133,7 @@ impl Controller {
                 *last = generation;
             }
             drop(last);
-            drop((old, old_reuse));
+            drop(old);
         });
         self.report(translation.warnings);
         if **self.gateway_tx.borrow() != translation.gateway_status {

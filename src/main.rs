@@ -67,7 +67,7 @@ async fn routes(
             &translation.table,
             &translation.warnings,
             &errors,
-            &translation.summaries
+            &translation.summary_list()
         )
     );
     let clean = errors.is_empty() && translation.warnings.is_empty();

@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
-use crate::cluster::{tls_secret_keys, ClusterState, Object, ObjectKey};
+use crate::cluster::{named_config_maps, tls_secret_keys, ClusterState, Object, ObjectKey};
 use crate::gateway::{self, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
@@ -682,18 +682,6 @@ impl DataScope {
             }
         });
     }
-}
-
-/// The ConfigMaps the controller ConfigMap names (`add-headers`,
-/// `proxy-set-headers`), in its namespace unless `namespace/name`.
-fn named_config_maps(own: &ObjectKey, map: &ConfigMap) -> Vec<ObjectKey> {
-    let data = map.data.iter().flatten();
-    data.filter(|(k, _)| *k == "add-headers" || *k == "proxy-set-headers")
-        .map(|(_, v)| match v.trim().split_once('/') {
-            Some((ns, name)) => ObjectKey::new(ns, name),
-            None => ObjectKey::new(&own.namespace, v.trim()),
-        })
-        .collect()
 }
 
 /// The objects whose data is kept, by kind.

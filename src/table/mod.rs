@@ -436,6 +436,20 @@ impl RouteTable {
         routes
     }
 
+    /// The hosts with HTTPRoute or GRPCRoute matches.
+    pub fn gateway_hosts(&self) -> Vec<HostPattern> {
+        let mut hosts: Vec<HostPattern> = self
+            .hosts
+            .iter()
+            .filter(|(_, routes)| !routes.gateway.is_empty())
+            .map(|(host, _)| host)
+            .collect();
+        if !self.any_host.gateway.is_empty() {
+            hosts.push(HostPattern::Any);
+        }
+        hosts
+    }
+
     /// The number of routes, without listing them.
     pub fn route_count(&self) -> usize {
         let hosts = self

@@ -78,11 +78,13 @@ impl Resolved {
 }
 
 impl<'a> Backends<'a> {
-    pub fn new(state: &'a ClusterState, previous: &'a ResolvedBackends) -> Self {
+    /// Resolves against `state`, reusing `previous`; room for about
+    /// `expected` Service ports.
+    pub fn new(state: &'a ClusterState, previous: &'a ResolvedBackends, expected: usize) -> Self {
         Backends {
             state,
             previous,
-            resolved: HashMap::with_capacity(previous.len()),
+            resolved: HashMap::with_capacity(expected),
         }
     }
 

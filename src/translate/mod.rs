@@ -10,6 +10,7 @@ mod backend;
 mod canary;
 mod class;
 mod gateway;
+mod incremental;
 mod ownership;
 pub mod settings;
 mod summary;
@@ -110,13 +111,25 @@ pub struct Translation {
     pub table: RouteTable,
     pub warnings: Vec<Warning>,
     /// What became of each Ingress's annotations, by Ingress.
-    pub summaries: Vec<IngressSummary>,
+    pub summaries: Summaries,
     /// The flags and the controller ConfigMap, compiled.
     pub settings: Settings,
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
     /// The status of the Gateway API objects of ours.
     pub gateway_status: crate::gateway::report::StatusReport,
+}
+
+/// Each Ingress's migration summary, by Ingress (persistent: a rebuild
+/// that translates a few Ingresses shares the others' with the previous
+/// build).
+pub type Summaries = imbl::OrdMap<ObjectKey, Arc<IngressSummary>>;
+
+impl Translation {
+    /// The migration summaries in Ingress order.
+    pub fn summary_list(&self) -> Vec<IngressSummary> {
+        self.summaries.values().map(|s| (**s).clone()).collect()
+    }
 }
 
 /// What one build hands to the next: parsed TLS Secrets by name (each with
@@ -133,6 +146,9 @@ pub struct Reuse {
     /// Each Ingress's limits, with their counters: a rebuild must not give
     /// every client a fresh allowance.
     limits: HashMap<ObjectKey, Arc<RouteLimits>>,
+    /// The previous build's output and what it depended on, for
+    /// `translate_next` to patch.
+    last: Option<Box<incremental::Last>>,
 }
 
 /// One parsed Secret: the object it came from (unchanged objects are the
@@ -179,6 +195,38 @@ pub fn translate(state: &ClusterState, options: &TranslateOptions) -> Translatio
     translate_with(state, options, &Reuse::default())
 }
 
+/// How `translate_next` built its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildKind {
+    /// Every Ingress translated.
+    Full,
+    /// Only the hosts the changes touched, the rest shared.
+    Incremental,
+}
+
+/// Translates `state`, which continues (by its journal) the state of the
+/// build that left `previous`: only the hosts the changes since touch are
+/// translated again, and the rest of the table is shared with the
+/// previous one. Falls back to a full build when the journal does not
+/// reach back, or a change can affect every host. The result equals
+/// `translate` of the same state.
+pub fn translate_next(
+    state: &ClusterState,
+    options: &TranslateOptions,
+    mut previous: Reuse,
+) -> (Translation, BuildKind) {
+    if let Some(last) = previous.last.take() {
+        match incremental::patch(state, options, &mut previous, *last) {
+            Ok(translation) => return (translation, BuildKind::Incremental),
+            Err(why) => tracing::debug!(?why, "full rebuild"),
+        }
+    }
+    let mut translation = build(state, options, &previous, None);
+    let last = incremental::Last::of(&translation, state, options);
+    translation.reuse.last = Some(Box::new(last));
+    (translation, BuildKind::Full)
+}
+
 /// `translate`, reusing what `previous` parsed and resolved from objects
 /// that did not change.
 pub fn translate_with(
@@ -186,9 +234,27 @@ pub fn translate_with(
     options: &TranslateOptions,
     previous: &Reuse,
 ) -> Translation {
-    let mut ingresses: Vec<(&ObjectKey, &Ingress)> = state
-        .ingresses
-        .iter()
+    build(state, options, previous, None)
+}
+
+/// Translates the Ingresses of `only` (all of them when `None`) with the
+/// rest of `state`: the Gateway API objects and the controller's own
+/// settings always.
+fn build(
+    state: &ClusterState,
+    options: &TranslateOptions,
+    previous: &Reuse,
+    only: Option<&HashSet<ObjectKey>>,
+) -> Translation {
+    let candidates: Vec<(&ObjectKey, &Arc<Ingress>)> = match only {
+        None => state.ingresses.iter().collect(),
+        Some(keys) => keys
+            .iter()
+            .filter_map(|key| state.ingresses.get_key_value(key))
+            .collect(),
+    };
+    let mut ingresses: Vec<(&ObjectKey, &Ingress)> = candidates
+        .into_iter()
         .filter(|(_, ing)| class::is_ours(ing, &state.ingress_classes, options))
         .map(|(key, ing)| (key, &**ing))
         .collect();
@@ -199,9 +265,9 @@ pub fn translate_with(
 
     let mut build = Build {
         state,
-        backends: backend::Backends::new(state, &previous.backends),
+        backends: backend::Backends::new(state, &previous.backends, ingresses.len()),
         previous,
-        certs: HashMap::with_capacity(previous.secrets.len()),
+        certs: HashMap::with_capacity(ingresses.len()),
         table: RouteTableBuilder::with_capacity(ingresses.len()),
         warnings: Vec::new(),
         canaries: canary::Canaries::default(),
@@ -271,7 +337,10 @@ pub fn translate_with(
         summary.ingress = key.clone();
         summaries.push(summary);
     }
-    summaries.sort_by(|a, b| a.ingress.cmp(&b.ingress));
+    let summaries: Summaries = summaries
+        .into_iter()
+        .map(|s| (s.ingress.clone(), Arc::new(s)))
+        .collect();
     build.add_www_redirects();
     build.add_gateway_api(options, defaults);
     build.add_controller_defaults(options);
@@ -291,6 +360,7 @@ pub fn translate_with(
             secrets: build.certs,
             backends: build.backends.into_resolved(),
             limits: build.limits,
+            last: None,
         },
     }
 }

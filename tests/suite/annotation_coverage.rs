@@ -46,7 +46,7 @@ spec:
     );
     let state = ClusterState::from_objects(manifest::parse(&yaml).expect("yaml"));
     let translation = translate(&state, &TranslateOptions::default());
-    let summary = &translation.summaries[0];
+    let summary = translation.summaries.values().next().expect("a summary");
     if !summary.enforced.is_empty() {
         "enforced"
     } else if !summary.accepted.is_empty() {

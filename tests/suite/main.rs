@@ -34,6 +34,7 @@ mod hostile_tenants;
 mod hostile_tls;
 mod hot_change;
 mod hot_swap;
+mod incremental;
 mod kube_source;
 mod kube_status;
 mod limits;

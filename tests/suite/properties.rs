@@ -13,7 +13,7 @@ use gatehouse::translate::{translate, TranslateOptions};
 use k8s_openapi::api::networking::v1::Ingress;
 use proptest::prelude::*;
 
-fn config(cases: u32) -> ProptestConfig {
+pub(crate) fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: None,
@@ -105,14 +105,14 @@ proptest! {
 
 // ------------------------------------------------------------ translate
 
-const INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
+pub(crate) const INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {name: gatehouse}
 spec: {controller: gatehouse.dev/ingress-controller}
 ";
 
 /// Annotation names ingress-nginx documents (docs/annotations.md's table).
-fn annotation_names() -> Vec<String> {
+pub(crate) fn annotation_names() -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
         .expect("docs/annotations.md");
     let section = doc.split("## Coverage").nth(1).expect("a Coverage section");
@@ -156,6 +156,9 @@ fn value() -> impl Strategy<Value = String> {
             "Exact",
             "$request_uri",
             "a,b,,c",
+            "h1.test",
+            "www.h0.test, h2.test",
+            "svc1",
         ])
         .prop_map(str::to_owned),
         ".{0,40}",
@@ -164,17 +167,32 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 #[derive(Clone, Debug)]
-struct IngressSpec {
-    name: usize,
-    namespace: usize,
-    host: usize,
+pub(crate) struct IngressSpec {
+    pub(crate) name: usize,
+    pub(crate) namespace: usize,
+    pub(crate) host: usize,
     paths: Vec<(String, &'static str, usize)>,
     annotations: Vec<(usize, String)>,
     created: u32,
     tls: bool,
 }
 
-fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
+impl IngressSpec {
+    /// The plainest Ingress of this name: one `/` rule on h0.test.
+    pub(crate) fn named(name: usize, namespace: usize) -> Self {
+        IngressSpec {
+            name,
+            namespace,
+            host: 0,
+            paths: vec![("/".into(), "Prefix", 0)],
+            annotations: Vec::new(),
+            created: 0,
+            tls: false,
+        }
+    }
+}
+
+pub(crate) fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     (
         0..6usize,
         0..2usize,
@@ -204,7 +222,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
         )
 }
 
-fn ingress_object(spec: &IngressSpec, names: &[String]) -> Object {
+pub(crate) fn ingress_object(spec: &IngressSpec, names: &[String]) -> Object {
     let annotations: BTreeMap<&str, &str> = spec
         .annotations
         .iter()
@@ -234,13 +252,14 @@ fn ingress_object(spec: &IngressSpec, names: &[String]) -> Object {
         },
     });
     if spec.tls {
-        value["spec"]["tls"] = serde_json::json!([{"hosts": [host], "secretName": "missing"}]);
+        value["spec"]["tls"] =
+            serde_json::json!([{"hosts": [host], "secretName": format!("tls-h{}", spec.host)}]);
     }
     let ingress: Ingress = serde_json::from_value(value).expect("an Ingress");
     Object::Ingress(Arc::new(ingress))
 }
 
-fn services() -> String {
+pub(crate) fn services() -> String {
     let mut out = String::new();
     for ns in 0..2 {
         for svc in 0..2 {
@@ -272,7 +291,7 @@ endpoints: [{{addresses: [\"198.18.{ns}.{svc}\"]}}]
 /// `gatehouse routes` prints them.
 fn rendered(state: &ClusterState) -> String {
     let t = translate(state, &TranslateOptions::default());
-    gatehouse::report::render(&t.table, &t.warnings, &[], &t.summaries)
+    gatehouse::report::render(&t.table, &t.warnings, &[], &t.summary_list())
 }
 
 proptest! {

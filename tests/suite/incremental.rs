@@ -1,0 +1,369 @@
+//! Incremental rebuilds equal full builds: random clusters, random change
+//! sequences, and after every change the patched build (`translate_next`)
+//! against `translate` of the same state — routes, certificates,
+//! warnings, migration summaries and the decision for a grid of requests.
+
+use std::collections::BTreeMap;
+
+use gatehouse::cluster::{ClusterState, Object};
+use gatehouse::source::manifest;
+use gatehouse::table::{Decision, RequestFacts};
+use gatehouse::translate::{
+    translate, translate_next, BuildKind, HostOwnership, Reuse, TranslateOptions, Translation,
+};
+use proptest::prelude::*;
+
+use crate::properties::{
+    annotation_names, config, ingress_object, ingress_spec, services, IngressSpec, INGRESS_CLASS,
+};
+use crate::support::{tls_secret, Pki};
+
+/// An Ingress of the translate properties' kind, plus what ties hosts
+/// together: a second host, a default backend (with or without rules),
+/// and the annotations that reach across hosts.
+#[derive(Clone, Debug)]
+struct Shape {
+    spec: IngressSpec,
+    second_host: Option<usize>,
+    default_backend: Option<usize>,
+    rules: bool,
+    annotations: Vec<(&'static str, &'static str)>,
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    let focus = prop::sample::select(vec![
+        ("server-alias", "h1.test"),
+        ("server-alias", "www.h0.test, h2.test"),
+        ("from-to-www-redirect", "true"),
+        ("canary", "true"),
+        ("canary-weight", "50"),
+        ("default-backend", "svc1"),
+        ("custom-http-errors", "503"),
+        ("ssl-passthrough", "true"),
+        ("ssl-redirect", "false"),
+        ("service-upstream", "true"),
+        ("auth-tls-secret", "tls-h0"),
+        ("auth-secret", "tls-h1"),
+    ]);
+    (
+        ingress_spec(),
+        prop::option::of(0..4usize),
+        prop::option::of(0..3usize),
+        prop::bool::weighted(0.9),
+        prop::collection::vec(focus, 0..4),
+    )
+        .prop_map(
+            |(spec, second_host, default_backend, rules, annotations)| Shape {
+                spec,
+                second_host,
+                default_backend,
+                rules,
+                annotations,
+            },
+        )
+}
+
+fn shaped(shape: &Shape, names: &[String]) -> Object {
+    let Object::Ingress(ingress) = ingress_object(&shape.spec, names) else {
+        unreachable!("an Ingress")
+    };
+    let mut ingress = (*ingress).clone();
+    let annotations = ingress
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    for (name, value) in &shape.annotations {
+        annotations.insert(
+            format!("nginx.ingress.kubernetes.io/{name}"),
+            value.to_string(),
+        );
+    }
+    let spec = ingress.spec.as_mut().expect("spec");
+    let rules = spec.rules.as_mut().expect("rules");
+    if let Some(host) = shape.second_host {
+        let mut rule = rules[0].clone();
+        rule.host = Some(format!("h{host}.test")).filter(|_| host < 3);
+        rules.push(rule);
+    }
+    if let Some(service) = shape.default_backend {
+        spec.default_backend = Some(
+            serde_json::from_value(serde_json::json!(
+                {"service": {"name": format!("svc{service}"), "port": {"number": 80}}}
+            ))
+            .expect("a backend"),
+        );
+    }
+    if !shape.rules {
+        spec.rules = None;
+    }
+    Object::Ingress(std::sync::Arc::new(ingress))
+}
+
+#[derive(Clone, Debug)]
+enum Change {
+    Ingress(Shape),
+    DeleteIngress {
+        name: usize,
+        namespace: usize,
+    },
+    Slice {
+        namespace: usize,
+        service: usize,
+        address: u8,
+        ready: bool,
+    },
+    /// The slice moves to the other Service (its label changes).
+    MoveSlice {
+        namespace: usize,
+        service: usize,
+    },
+    DeleteSlice {
+        namespace: usize,
+        service: usize,
+    },
+    Service {
+        namespace: usize,
+        service: usize,
+        port: u16,
+    },
+    DeleteService {
+        namespace: usize,
+        service: usize,
+    },
+    Secret {
+        namespace: usize,
+        host: usize,
+        valid: bool,
+    },
+    DeleteSecret {
+        namespace: usize,
+        host: usize,
+    },
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let ns = 0..2usize;
+    let svc = 0..3usize;
+    prop_oneof![
+        4 => shape().prop_map(Change::Ingress),
+        1 => (0..6usize, ns.clone()).prop_map(|(name, namespace)| Change::DeleteIngress { name, namespace }),
+        2 => (ns.clone(), svc.clone(), 1..4u8, any::<bool>()).prop_map(|(namespace, service, address, ready)| {
+            Change::Slice { namespace, service, address, ready }
+        }),
+        1 => (ns.clone(), svc.clone()).prop_map(|(namespace, service)| Change::MoveSlice { namespace, service }),
+        1 => (ns.clone(), svc.clone()).prop_map(|(namespace, service)| Change::DeleteSlice { namespace, service }),
+        1 => (ns.clone(), svc.clone(), prop::sample::select(vec![80u16, 81])).prop_map(|(namespace, service, port)| {
+            Change::Service { namespace, service, port }
+        }),
+        1 => (ns.clone(), svc.clone()).prop_map(|(namespace, service)| Change::DeleteService { namespace, service }),
+        2 => (ns.clone(), 0..3usize, any::<bool>()).prop_map(|(namespace, host, valid)| {
+            Change::Secret { namespace, host, valid }
+        }),
+        1 => (ns, 0..3usize).prop_map(|(namespace, host)| Change::DeleteSecret { namespace, host }),
+    ]
+}
+
+fn one(yaml: &str) -> Object {
+    manifest::parse(yaml)
+        .expect("manifest")
+        .pop()
+        .expect("one object")
+}
+
+fn slice(namespace: usize, service: usize, label: usize, address: u8, ready: bool) -> Object {
+    one(&format!(
+        "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: svc{service}-x
+  namespace: ns{namespace}
+  labels: {{kubernetes.io/service-name: svc{label}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints: [{{addresses: [\"198.18.{namespace}.{address}\"], conditions: {{ready: {ready}}}}}]
+"
+    ))
+}
+
+fn service(namespace: usize, service: usize, port: u16) -> Object {
+    one(&format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: svc{service}, namespace: ns{namespace}}}
+spec:
+  ports: [{{name: http, port: {port}}}]
+"
+    ))
+}
+
+fn secret(namespace: usize, host: usize, pki: Option<&Pki>) -> Object {
+    let name = format!("tls-h{host}");
+    let yaml = match pki {
+        Some(pki) => tls_secret(&name, &pki.leaf(&format!("h{host}.test"))),
+        None => format!(
+            "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: test}}
+type: kubernetes.io/tls
+stringData: {{tls.crt: broken, tls.key: broken}}
+"
+        ),
+    };
+    one(&yaml.replace("namespace: test", &format!("namespace: ns{namespace}")))
+}
+
+fn apply(state: &mut ClusterState, change: &Change, names: &[String], pki: &Pki) {
+    match change {
+        Change::Ingress(shape) => drop(state.insert(shaped(shape, names))),
+        Change::DeleteIngress { name, namespace } => {
+            let spec = IngressSpec::named(*name, *namespace);
+            state.remove(&ingress_object(&spec, names));
+        }
+        Change::Slice {
+            namespace,
+            service,
+            address,
+            ready,
+        } => drop(state.insert(slice(*namespace, *service, *service, *address, *ready))),
+        Change::MoveSlice { namespace, service } => {
+            let label = (service + 1) % 3;
+            state.insert(slice(*namespace, *service, label, 9, true));
+        }
+        Change::DeleteSlice { namespace, service } => {
+            state.remove(&slice(*namespace, *service, *service, 1, true))
+        }
+        Change::Service {
+            namespace,
+            service: s,
+            port,
+        } => drop(state.insert(service(*namespace, *s, *port))),
+        Change::DeleteService {
+            namespace,
+            service: s,
+        } => state.remove(&service(*namespace, *s, 80)),
+        Change::Secret {
+            namespace,
+            host,
+            valid,
+        } => drop(state.insert(secret(*namespace, *host, valid.then_some(pki)))),
+        Change::DeleteSecret { namespace, host } => state.remove(&secret(*namespace, *host, None)),
+    }
+}
+
+/// Everything a build decides, as text: `gatehouse routes`, and the
+/// answer to each request of a grid, with the host's passthrough and
+/// client-certificate policy.
+fn view(t: &Translation) -> String {
+    let mut out = gatehouse::report::render(&t.table, &t.warnings, &[], &t.summary_list());
+    let headers = http::HeaderMap::new();
+    let hosts = [
+        "h0.test",
+        "h1.test",
+        "h2.test",
+        "www.h0.test",
+        "www.h1.test",
+        "other.test",
+    ];
+    for host in hosts {
+        out.push_str(&format!(
+            "{host}: passthrough {:?} client certificates {} certificate {:?}\n",
+            t.table.passthrough_for(host).map(|b| b.service.to_string()),
+            t.table.client_auth_for(host).is_some(),
+            t.table.certs.resolve(host).map(|c| c.secret.to_string()),
+        ));
+        for path in ["/", "/a", "/b", "/a/b", "/ab", "/c"] {
+            for tls in [false, true] {
+                let facts = RequestFacts {
+                    host,
+                    method: &http::Method::GET,
+                    headers: &headers,
+                    path,
+                    query: None,
+                    tls,
+                    client: "192.0.2.10".parse().expect("address"),
+                    peer: None,
+                };
+                let decision = match t.table.decide(&facts) {
+                    Decision::Forward(f) => format!(
+                        "forward {}:{} {:?} {:?} rewritten {:?} authenticate {}",
+                        f.backend.service,
+                        f.backend.port,
+                        f.route.ingress,
+                        f.route.path,
+                        f.rewritten,
+                        f.authenticate
+                    ),
+                    Decision::Redirect { location, status } => {
+                        format!("redirect {status} {location:?}")
+                    }
+                    Decision::Respond(status) => format!("respond {status}"),
+                };
+                out.push_str(&format!("{host}{path} tls={tls}: {decision}\n"));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn an_incremental_build_equals_a_full_build(
+        initial in prop::collection::vec(shape(), 1..8),
+        changes in prop::collection::vec(change(), 1..12),
+        owned in any::<bool>(),
+    ) {
+        let names = annotation_names();
+        let pki = Pki::new();
+        let options = TranslateOptions {
+            host_ownership: if owned { HostOwnership::Namespace } else { HostOwnership::Shared },
+            ..TranslateOptions::default()
+        };
+        let text = format!("{INGRESS_CLASS}{}", services());
+        let mut objects = manifest::parse(&text).expect("manifests parse");
+        objects.extend(initial.iter().map(|shape| shaped(shape, &names)));
+        let mut latest: BTreeMap<(String, String, String), Object> = BTreeMap::new();
+        for object in objects {
+            let (kind, ns, name) = object.id();
+            latest.insert((kind.to_owned(), ns.to_owned(), name.to_owned()), object);
+        }
+        let mut state = ClusterState::from_objects(latest.into_values());
+        let (first, kind) = translate_next(&state, &options, Reuse::default());
+        prop_assert_eq!(kind, BuildKind::Full);
+        let mut reuse = first.reuse;
+        for (step, change) in changes.iter().enumerate() {
+            apply(&mut state, change, &names, &pki);
+            let (mut patched, kind) = translate_next(&state, &options, reuse);
+            prop_assert_eq!(kind, BuildKind::Incremental, "step {}: {:?}", step, change);
+            let full = translate(&state, &options);
+            prop_assert_eq!(view(&patched), view(&full), "step {}: {:?}", step, change);
+            prop_assert_eq!(&patched.gateway_status, &full.gateway_status);
+            reuse = std::mem::take(&mut patched.reuse);
+        }
+    }
+}
+
+/// A change the journal cannot describe to every host (an IngressClass)
+/// makes a full build, and so does a state that does not continue the
+/// previous one.
+#[test]
+fn global_changes_and_new_states_build_in_full() {
+    let names = annotation_names();
+    let text = format!("{INGRESS_CLASS}{}", services());
+    let mut objects = manifest::parse(&text).expect("manifests parse");
+    objects.push(ingress_object(&IngressSpec::named(0, 0), &names));
+    let options = TranslateOptions::default();
+    let mut state = ClusterState::from_objects(objects.clone());
+    let (t, kind) = translate_next(&state, &options, Reuse::default());
+    assert_eq!(kind, BuildKind::Full);
+    state.insert(service(0, 1, 80));
+    let (mut t, kind) = translate_next(&state, &options, t.reuse);
+    assert_eq!(kind, BuildKind::Incremental);
+    state.insert(one(INGRESS_CLASS));
+    let (mut t, kind) = translate_next(&state, &options, std::mem::take(&mut t.reuse));
+    assert_eq!(kind, BuildKind::Full);
+    let fresh = ClusterState::from_objects(objects);
+    let (_, kind) = translate_next(&fresh, &options, std::mem::take(&mut t.reuse));
+    assert_eq!(kind, BuildKind::Full);
+}
