@@ -3,8 +3,6 @@
 //! Every source (files, kube) produces a whole `ClusterState`; nothing
 //! downstream knows which source filled it.
 
-use foldhash::HashMap;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -132,6 +130,29 @@ impl Object {
         let (meta, namespaced) = self.meta();
         ObjectKey::of(meta, namespaced)
     }
+
+    /// Whether two objects are of one kind with equal content (the same
+    /// `Arc`, or equal fields).
+    pub fn same_content(&self, other: &Object) -> bool {
+        fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+            Arc::ptr_eq(a, b) || **a == **b
+        }
+        match (self, other) {
+            (Object::Ingress(a), Object::Ingress(b)) => same(a, b),
+            (Object::IngressClass(a), Object::IngressClass(b)) => same(a, b),
+            (Object::Service(a), Object::Service(b)) => same(a, b),
+            (Object::EndpointSlice(a), Object::EndpointSlice(b)) => same(a, b),
+            (Object::Secret(a), Object::Secret(b)) => same(a, b),
+            (Object::ConfigMap(a), Object::ConfigMap(b)) => same(a, b),
+            (Object::Namespace(a), Object::Namespace(b)) => same(a, b),
+            (Object::GatewayClass(a), Object::GatewayClass(b)) => same(a, b),
+            (Object::Gateway(a), Object::Gateway(b)) => same(a, b),
+            (Object::HTTPRoute(a), Object::HTTPRoute(b)) => same(a, b),
+            (Object::GRPCRoute(a), Object::GRPCRoute(b)) => same(a, b),
+            (Object::ReferenceGrant(a), Object::ReferenceGrant(b)) => same(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// Deliberately not `Debug`-printing its objects: Secrets hold key material.
@@ -165,26 +186,40 @@ pub fn tls_secret_keys(ingress: &Ingress) -> impl Iterator<Item = ObjectKey> + '
         .map(move |name| ObjectKey::new(&namespace, name))
 }
 
+/// A persistent hashed map by object key: a clone is O(1) and shares
+/// everything with the original, an insert is O(log n).
+pub type KeyedMap<V> = imbl::GenericHashMap<
+    ObjectKey,
+    V,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
+/// A persistent ordered map (same cost model as `KeyedMap`).
+pub type OrderedMap<K, V> = imbl::OrdMap<K, V>;
+
 /// The objects that matter for routing. What translate walks (Ingresses,
 /// EndpointSlices) is ordered, for deterministic iteration; what it only
-/// looks up by key (Services, Secrets) is hashed: at 10,000 Ingresses an
-/// ordered lookup compares dozens of names and was a tenth of a rebuild.
+/// looks up by key (Services, Secrets) is hashed. Every map is
+/// persistent: a source publishes a new state after each change by
+/// cloning the previous one, which costs O(1) whatever the cluster's
+/// size, and the journal says what changed.
 #[derive(Clone, Default)]
 pub struct ClusterState {
-    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
-    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
-    pub services: HashMap<ObjectKey, Arc<Service>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
-    pub secrets: HashMap<ObjectKey, Arc<Secret>>,
-    pub config_maps: HashMap<ObjectKey, Arc<ConfigMap>>,
-    pub namespaces: BTreeMap<String, Arc<Namespace>>,
-    pub gateway_classes: BTreeMap<String, Arc<GatewayClass>>,
-    pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
-    pub http_routes: BTreeMap<ObjectKey, Arc<HTTPRoute>>,
-    pub grpc_routes: BTreeMap<ObjectKey, Arc<GRPCRoute>>,
-    pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
+    pub ingresses: OrderedMap<ObjectKey, Arc<Ingress>>,
+    pub ingress_classes: OrderedMap<String, Arc<IngressClass>>,
+    pub services: KeyedMap<Arc<Service>>,
+    pub endpoint_slices: OrderedMap<ObjectKey, Arc<EndpointSlice>>,
+    pub secrets: KeyedMap<Arc<Secret>>,
+    pub config_maps: KeyedMap<Arc<ConfigMap>>,
+    pub namespaces: OrderedMap<String, Arc<Namespace>>,
+    pub gateway_classes: OrderedMap<String, Arc<GatewayClass>>,
+    pub gateways: OrderedMap<ObjectKey, Arc<Gateway>>,
+    pub http_routes: OrderedMap<ObjectKey, Arc<HTTPRoute>>,
+    pub grpc_routes: OrderedMap<ObjectKey, Arc<GRPCRoute>>,
+    pub reference_grants: OrderedMap<ObjectKey, Arc<ReferenceGrant>>,
     /// Each Service's EndpointSlices (label `kubernetes.io/service-name`).
-    slices_by_service: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: KeyedMap<imbl::OrdSet<ObjectKey>>,
     /// What `insert` and `remove` changed, for an incremental rebuild.
     journal: Journal,
 }
@@ -209,7 +244,7 @@ pub struct Journal {
     lineage: u64,
     /// The sequence number of `entries[0]`.
     start: u64,
-    entries: VecDeque<(&'static str, ObjectKey)>,
+    entries: imbl::Vector<(&'static str, ObjectKey)>,
 }
 
 const JOURNAL_LIMIT: usize = 8192;
@@ -227,7 +262,7 @@ impl Default for Journal {
         Journal {
             lineage: LINEAGES.fetch_add(1, Ordering::Relaxed),
             start: 0,
-            entries: VecDeque::new(),
+            entries: imbl::Vector::new(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
+    derive = "PartialEq",
     version = "v1",
     kind = "GatewayClass",
     status = "serde_json::Value",
@@ -38,6 +39,7 @@ pub struct GatewayClassSpec {
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
+    derive = "PartialEq",
     version = "v1",
     kind = "Gateway",
     namespaced,
@@ -200,6 +202,7 @@ fn secret() -> String {
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
+    derive = "PartialEq",
     version = "v1",
     kind = "HTTPRoute",
     namespaced,
@@ -509,6 +512,7 @@ pub struct HTTPRouteTimeouts {
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
+    derive = "PartialEq",
     version = "v1",
     kind = "GRPCRoute",
     namespaced,
@@ -631,6 +635,7 @@ fn grpc_match(m: &GRPCRouteMatch) -> HTTPRouteMatch {
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
+    derive = "PartialEq",
     version = "v1beta1",
     kind = "ReferenceGrant",
     namespaced,

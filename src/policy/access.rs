@@ -14,7 +14,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -26,7 +25,7 @@ use super::external_auth::ExternalAuth;
 use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
 use super::Annotations;
-use crate::cluster::ObjectKey;
+use crate::cluster::{KeyedMap, ObjectKey};
 use crate::proxy::{ConnInfo, Upstreams};
 use crate::table::Timeouts;
 
@@ -161,8 +160,8 @@ impl Problems {
 /// namespace's, others' only with `--allow-cross-namespace-secrets`.
 pub struct ObjectLookup<'a> {
     pub namespace: &'a str,
-    pub secrets: &'a HashMap<ObjectKey, Arc<Secret>>,
-    pub config_maps: &'a HashMap<ObjectKey, Arc<ConfigMap>>,
+    pub secrets: &'a KeyedMap<Arc<Secret>>,
+    pub config_maps: &'a KeyedMap<Arc<ConfigMap>>,
 }
 
 impl ObjectLookup<'_> {
@@ -550,11 +549,11 @@ mod tests {
 
     fn compile_with(pairs: &[(&str, &str)], options: &AccessOptions) -> Compiled {
         let map = nginx_annotations(pairs);
-        let secrets = HashMap::default();
+        let secrets = crate::cluster::KeyedMap::default();
         let lookup = ObjectLookup {
             namespace: "shop",
             secrets: &secrets,
-            config_maps: &HashMap::default(),
+            config_maps: &crate::cluster::KeyedMap::default(),
         };
         AccessPolicy::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),
@@ -707,7 +706,7 @@ mod tests {
             )])),
             ..Secret::default()
         };
-        let mut secrets = HashMap::default();
+        let mut secrets = crate::cluster::KeyedMap::default();
         secrets.insert(ObjectKey::new("shop", "users"), Arc::new(secret));
         let map = BTreeMap::from([
             (
@@ -722,7 +721,7 @@ mod tests {
         let lookup = ObjectLookup {
             namespace: "shop",
             secrets: &secrets,
-            config_maps: &HashMap::default(),
+            config_maps: &crate::cluster::KeyedMap::default(),
         };
         let c = AccessPolicy::compile(
             &Annotations::new(Some(&map), "gatehouse.dev"),

@@ -7,7 +7,7 @@
 //! routes down. When two files define the same object, the file that sorts
 //! last wins and a warning names both.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,17 @@ pub enum SourceError {
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// How many times each object (kind, namespace, name) is defined
+    /// across the files: a patch needs to know, without reading them all,
+    /// whether another file defines an object too.
+    defined: HashMap<Id, u32>,
+}
+
+type Id = (&'static str, String, String);
+
+fn id(object: &Object) -> Id {
+    let (kind, namespace, name) = object.id();
+    (kind, namespace.to_owned(), name.to_owned())
 }
 
 impl ManifestDir {
@@ -50,7 +61,7 @@ impl ManifestDir {
     pub fn load(dir: &Path) -> Result<(Self, Vec<FileError>), SourceError> {
         let mut manifests = ManifestDir {
             dir: dir.to_owned(),
-            files: BTreeMap::new(),
+            ..ManifestDir::default()
         };
         let errors = manifests.rescan()?;
         Ok((manifests, errors))
@@ -66,7 +77,15 @@ impl ManifestDir {
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| is_manifest(path))
             .collect();
-        self.files.retain(|path, _| present.contains(path));
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|path| !present.contains(path))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.set_file(path, None);
+        }
         Ok(self.reload(present))
     }
 
@@ -79,14 +98,10 @@ impl ManifestDir {
             }
             match std::fs::read_to_string(&path) {
                 Ok(text) => match manifest::parse(&text) {
-                    Ok(objects) => {
-                        self.files.insert(path, objects);
-                    }
+                    Ok(objects) => self.set_file(path, Some(objects)),
                     Err(error) => errors.push(FileError { file: path, error }),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    self.files.remove(&path);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.set_file(path, None),
                 Err(e) => errors.push(FileError {
                     file: path,
                     error: ManifestError {
@@ -97,6 +112,27 @@ impl ManifestDir {
             }
         }
         errors
+    }
+
+    /// Replaces (or, with `None`, forgets) what a file holds, keeping the
+    /// definition counts.
+    fn set_file(&mut self, path: PathBuf, objects: Option<Vec<Object>>) {
+        for object in objects.iter().flatten() {
+            *self.defined.entry(id(object)).or_default() += 1;
+        }
+        let old = match objects {
+            Some(objects) => self.files.insert(path, objects),
+            None => self.files.remove(&path),
+        };
+        for object in old.iter().flatten() {
+            let id = id(object);
+            if let Some(count) = self.defined.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.defined.remove(&id);
+                }
+            }
+        }
     }
 
     /// What `paths` hold now, to `patch` a state with after reloading them.
@@ -128,43 +164,53 @@ impl ManifestDir {
     }
 
     /// `patch` once `can_patch` said yes.
+    ///
+    /// An object read again with the same content is left as it is, so
+    /// that the state's journal names only what really changed.
     fn apply(&self, state: &mut ClusterState, before: &Before) {
-        for (_, objects) in &before.0 {
-            for object in objects {
-                state.remove(object);
+        for (path, old) in &before.0 {
+            let now = self.files.get(path).map(Vec::as_slice).unwrap_or_default();
+            let now_ids: HashMap<Id, &Object> = now.iter().map(|o| (id(o), o)).collect();
+            for object in old {
+                if !now_ids.contains_key(&id(object)) {
+                    state.remove(object);
+                }
             }
-        }
-        for (path, _) in &before.0 {
-            for object in self.files.get(path).into_iter().flatten() {
-                state.insert(object.clone());
+            let old_ids: HashMap<Id, &Object> = old.iter().map(|o| (id(o), o)).collect();
+            for object in now {
+                let same = old_ids
+                    .get(&id(object))
+                    .is_some_and(|o| o.same_content(object));
+                if !same {
+                    state.insert(object.clone());
+                }
             }
         }
     }
 
     fn can_patch(&self, before: &Before) -> bool {
-        let changed: HashSet<&Path> = before.0.iter().map(|(p, _)| p.as_path()).collect();
-        let mut involved = HashSet::new();
+        // Definitions of each involved object in the changed files now.
+        let mut here: HashMap<Id, u32> = HashMap::new();
         for (path, old) in &before.0 {
-            let mut ids = HashSet::new();
             let now = self.files.get(path).into_iter().flatten();
-            if !now.clone().all(|o| ids.insert(o.id())) {
+            let mut ids = HashSet::new();
+            if !now.clone().all(|o| ids.insert(id(o))) {
                 return false; // defined twice in one file
             }
             let mut old_ids = HashSet::new();
-            if !old.iter().all(|o| old_ids.insert(o.id())) {
+            if !old.iter().all(|o| old_ids.insert(id(o))) {
                 return false;
             }
-            for id in ids.into_iter().chain(old_ids) {
-                involved.insert(id);
+            for id in ids {
+                *here.entry(id).or_default() += 1;
+            }
+            for id in old_ids {
+                here.entry(id).or_default();
             }
         }
-        let others = self
-            .files
-            .iter()
-            .filter(|(path, _)| !changed.contains(path.as_path()));
-        !others
-            .flat_map(|(_, objects)| objects)
-            .any(|o| involved.contains(&o.id()))
+        // No other file defines any of them.
+        here.iter()
+            .all(|(id, count)| self.defined.get(id).copied().unwrap_or(0) == *count)
     }
 
     /// The state the directory describes now, with a note for every object

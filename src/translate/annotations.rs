@@ -575,17 +575,16 @@ fn parse_prefix_header(value: &str) -> Result<HeaderValue, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use foldhash::HashMap;
 
     /// Parses with no Secrets and the default access options.
     fn parse_alone(
         a: &BTreeMap<String, String>,
     ) -> (IngressAnnotations, Vec<(WarningKind, String)>) {
-        let secrets = HashMap::default();
+        let secrets = crate::cluster::KeyedMap::default();
         let lookup = ObjectLookup {
             namespace: "default",
             secrets: &secrets,
-            config_maps: &HashMap::default(),
+            config_maps: &crate::cluster::KeyedMap::default(),
         };
         parse(Some(a), "gatehouse.dev", &lookup, &RouteDefaults::default())
     }

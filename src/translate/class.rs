@@ -8,7 +8,7 @@
 //! `ingressclass.kubernetes.io/is-default-class: "true"`, or when the
 //! controller is told to watch Ingresses without a class.
 
-use std::collections::BTreeMap;
+use crate::cluster::OrderedMap;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -19,7 +19,7 @@ const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-cl
 
 pub fn is_ours(
     ingress: &Ingress,
-    classes: &BTreeMap<String, std::sync::Arc<IngressClass>>,
+    classes: &OrderedMap<String, std::sync::Arc<IngressClass>>,
     options: &TranslateOptions,
 ) -> bool {
     let named = ingress
