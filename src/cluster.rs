@@ -224,6 +224,10 @@ pub struct ClusterState {
     journal: Journal,
 }
 
+fn same<T>(current: Option<&Arc<T>>, object: &Arc<T>) -> bool {
+    current.is_some_and(|c| Arc::ptr_eq(c, object))
+}
+
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -354,27 +358,52 @@ impl ClusterState {
 
     /// Removes the object of `object`'s kind and key, if present.
     pub fn remove(&mut self, object: &Object) {
-        let key = object.key();
-        if let Object::EndpointSlice(_) = object {
-            self.record_slice_services(&key, None);
+        self.remove_key(object.kind(), &object.key());
+    }
+
+    /// Removes the object of this kind (`Object::kind`) and key, if
+    /// present.
+    pub fn remove_key(&mut self, kind: &'static str, key: &ObjectKey) {
+        if kind == "EndpointSlice" {
+            self.record_slice_services(key, None);
         }
-        self.journal.record(object.kind(), key.clone());
-        match object {
-            Object::Ingress(_) => drop(self.ingresses.remove(&key)),
-            Object::IngressClass(_) => drop(self.ingress_classes.remove(&key.name)),
-            Object::Service(_) => drop(self.services.remove(&key)),
-            Object::EndpointSlice(_) => {
-                let old = self.endpoint_slices.remove(&key);
-                self.unindex_slice(&key, old);
+        self.journal.record(kind, key.clone());
+        match kind {
+            "Ingress" => drop(self.ingresses.remove(key)),
+            "IngressClass" => drop(self.ingress_classes.remove(&key.name)),
+            "Service" => drop(self.services.remove(key)),
+            "EndpointSlice" => {
+                let old = self.endpoint_slices.remove(key);
+                self.unindex_slice(key, old);
             }
-            Object::Secret(_) => drop(self.secrets.remove(&key)),
-            Object::ConfigMap(_) => drop(self.config_maps.remove(&key)),
-            Object::Namespace(_) => drop(self.namespaces.remove(&key.name)),
-            Object::GatewayClass(_) => drop(self.gateway_classes.remove(&key.name)),
-            Object::Gateway(_) => drop(self.gateways.remove(&key)),
-            Object::HTTPRoute(_) => drop(self.http_routes.remove(&key)),
-            Object::GRPCRoute(_) => drop(self.grpc_routes.remove(&key)),
-            Object::ReferenceGrant(_) => drop(self.reference_grants.remove(&key)),
+            "Secret" => drop(self.secrets.remove(key)),
+            "ConfigMap" => drop(self.config_maps.remove(key)),
+            "Namespace" => drop(self.namespaces.remove(&key.name)),
+            "GatewayClass" => drop(self.gateway_classes.remove(&key.name)),
+            "Gateway" => drop(self.gateways.remove(key)),
+            "HTTPRoute" => drop(self.http_routes.remove(key)),
+            "GRPCRoute" => drop(self.grpc_routes.remove(key)),
+            "ReferenceGrant" => drop(self.reference_grants.remove(key)),
+            _ => {}
+        }
+    }
+
+    /// Whether this very object (the same `Arc`) is the state's.
+    pub fn holds(&self, object: &Object) -> bool {
+        let key = object.key();
+        match object {
+            Object::Ingress(o) => same(self.ingresses.get(&key), o),
+            Object::IngressClass(o) => same(self.ingress_classes.get(&key.name), o),
+            Object::Service(o) => same(self.services.get(&key), o),
+            Object::EndpointSlice(o) => same(self.endpoint_slices.get(&key), o),
+            Object::Secret(o) => same(self.secrets.get(&key), o),
+            Object::ConfigMap(o) => same(self.config_maps.get(&key), o),
+            Object::Namespace(o) => same(self.namespaces.get(&key.name), o),
+            Object::GatewayClass(o) => same(self.gateway_classes.get(&key.name), o),
+            Object::Gateway(o) => same(self.gateways.get(&key), o),
+            Object::HTTPRoute(o) => same(self.http_routes.get(&key), o),
+            Object::GRPCRoute(o) => same(self.grpc_routes.get(&key), o),
+            Object::ReferenceGrant(o) => same(self.reference_grants.get(&key), o),
         }
     }
 
