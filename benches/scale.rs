@@ -1,17 +1,24 @@
-//! Scale benchmark: generated clusters of 1,000 / 10,000 / 50,000 Ingresses
-//! (distinct hosts, a TLS Secret per host, 3 endpoints each).
+//! Scale benchmark: generated clusters of 1,000 / 10,000 / 50,000 /
+//! 100,000 Ingresses (distinct hosts, a TLS Secret per host, 3 endpoints
+//! each).
 //!
 //! Run: `cargo bench --bench scale` (or `-- 1000 10000` for chosen sizes).
 //! Each size runs in a child process, so that its memory is its own.
 //! Reported per size:
 //! - parse: reading and parsing the manifest directory;
-//! - cold build: translate with no parsed Secrets to reuse (start-up);
-//! - warm build: translate reusing the previous build's Secrets (every
-//!   rebuild after a change);
+//! - cold build: translate with nothing to reuse (start-up);
+//! - full rebuild: translate of the whole state reusing the parsed
+//!   Secrets (what every change cost before incremental builds);
+//! - Ingress Δ, slice Δ: an incremental build after one Ingress or one
+//!   EndpointSlice changed (median of 21);
+//! - start→first: from starting Gatehouse on the directory to its first
+//!   answered request (parse, build and listeners);
 //! - RSS: the whole process with Gatehouse started on the directory;
 //! - lookup: one routing decision for a random host;
-//! - change→traffic: from rewriting one Ingress's file to the first request
-//!   through the HTTP listener that reaches its new backend (median of 5).
+//! - Ingress→traffic, slice→traffic: from rewriting one Ingress's (or one
+//!   EndpointSlice's) file to the first request through the HTTP listener
+//!   that reaches its new backend (median of 5; the files source waits
+//!   10 ms for the rest of an editor's burst before reading).
 
 mod common;
 
@@ -22,9 +29,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gatehouse::cluster::Object;
 use gatehouse::source::files::ManifestDir;
 use gatehouse::table::RequestFacts;
-use gatehouse::translate::{translate, translate_with, TranslateOptions};
+use gatehouse::translate::{translate_next, translate_with, BuildKind, Reuse, TranslateOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -36,14 +44,20 @@ const PER_FILE: usize = 1000;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    if let Ok(n) = std::env::var("GATEHOUSE_SCALE_CHILD") {
-        let n: usize = n.parse().expect("size");
+    if let (Ok(phase), Ok(dir)) = (
+        std::env::var("GATEHOUSE_SCALE_PHASE"),
+        std::env::var("GATEHOUSE_SCALE_DIR"),
+    ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        runtime.block_on(run(n));
+        let dir = Path::new(&dir);
+        match phase.as_str() {
+            "translate" => print!("{}", translate_phase(dir)),
+            _ => print!("{}", runtime.block_on(serve_phase(dir))),
+        }
         return;
     }
     let sizes: Vec<usize> = std::env::args()
@@ -51,26 +65,37 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {
-        vec![1_000, 10_000, 50_000]
+        vec![1_000, 10_000, 50_000, 100_000]
     } else {
         sizes
     };
     println!(
-        "{:>8}  {:>9}  {:>10}  {:>10}  {:>8}  {:>9}  {:>14}",
-        "ingresses", "parse", "cold build", "warm build", "RSS", "lookup", "change→traffic"
+        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | start→first | RSS | Ingress→traffic | slice→traffic |"
     );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
-        let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-            .env("GATEHOUSE_SCALE_CHILD", n.to_string())
-            .output()
-            .expect("child");
-        let line = String::from_utf8_lossy(&out.stdout);
-        let line = line.lines().last().unwrap_or_default();
-        if !out.status.success() {
-            eprintln!("{n}: failed:\n{}", String::from_utf8_lossy(&out.stderr));
-            continue;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        generate(dir.path(), n, unused, unused);
+        // Each phase in a process of its own, so that the controller's
+        // memory is its own.
+        let mut cells = Vec::new();
+        for phase in ["translate", "serve"] {
+            let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+                .env("GATEHOUSE_SCALE_PHASE", phase)
+                .env("GATEHOUSE_SCALE_DIR", dir.path())
+                .output()
+                .expect("child");
+            if !out.status.success() {
+                eprintln!(
+                    "{n} {phase}: failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break;
+            }
+            cells.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }
-        println!("{line}");
+        println!("| {n} | {} |", cells.join(" | "));
     }
 }
 
@@ -110,15 +135,23 @@ fn generate(dir: &Path, n: usize, old: SocketAddr, new: SocketAddr) {
         }
     }
     for (name, addr) in [("old", old), ("new", new)] {
-        let backend = format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: {port}}}]}}\n\
-             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: scale, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-             addressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"]}}]\n",
+        let service = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: {port}}}]}}\n",
             port = addr.port()
         );
-        std::fs::write(dir.join(format!("backend-{name}.yaml")), backend).expect("write");
+        std::fs::write(dir.join(format!("service-{name}.yaml")), service).expect("write");
+        std::fs::write(dir.join(format!("slice-{name}.yaml")), slice(name, addr)).expect("write");
     }
     std::fs::write(dir.join("change.yaml"), change_ingress("old")).expect("write");
+}
+
+/// The EndpointSlice of Service `service`, its one endpoint at `to`.
+fn slice(service: &str, to: SocketAddr) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: scale, labels: {{kubernetes.io/service-name: {service}}}}}\n\
+         addressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"]}}]\n",
+        port = to.port()
+    )
 }
 
 fn change_ingress(service: &str) -> String {
@@ -153,33 +186,97 @@ async fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-async fn run(n: usize) {
-    let (old, new) = (backend("old").await, backend("new").await);
-    let dir = tempfile::tempdir().expect("tempdir");
-    generate(dir.path(), n, old, new);
-    let options = TranslateOptions::default();
+fn ms(d: Duration) -> String {
+    if d < Duration::from_millis(10) {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    }
+}
 
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// One object from a manifest.
+fn object(yaml: &str) -> Object {
+    gatehouse::source::manifest::parse(yaml)
+        .expect("manifest")
+        .pop()
+        .expect("an object")
+}
+
+/// Host `i`'s Ingress, sending `/` to Service `service`.
+fn host_ingress(i: usize, service: &str) -> Object {
+    object(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing{i}, namespace: scale}}\n\
+         spec:\n  ingressClassName: gatehouse\n  tls: [{{hosts: [host{i}.scale.test], secretName: tls{i}}}]\n  rules:\n  - host: host{i}.scale.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}\n"
+    ))
+}
+
+/// Host `i`'s EndpointSlice, with `last` as its third address.
+fn host_slice(i: usize, last: u8) -> Object {
+    let (a, b) = (i / 250 % 250, i % 250);
+    object(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc{i}-1, namespace: scale, labels: {{kubernetes.io/service-name: svc{i}}}}}\n\
+         addressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"10.1.{a}.{b}\"]}}, {{addresses: [\"10.2.{a}.{b}\"]}}, {{addresses: [\"10.4.{last}.{b}\"]}}]\n"
+    ))
+}
+
+/// Parse, cold build, full rebuild, incremental builds and lookup.
+fn translate_phase(dir: &Path) -> String {
+    let options = TranslateOptions::default();
     let started = Instant::now();
-    let (manifests, errors) = ManifestDir::load(dir.path()).expect("load");
+    let (manifests, errors) = ManifestDir::load(dir).expect("load");
     assert!(errors.is_empty(), "{errors:?}");
-    let state = manifests.state().0;
+    let mut state = manifests.state().0;
     let parse = started.elapsed();
     drop(manifests);
 
     let started = Instant::now();
-    let cold = translate(&state, &options);
+    let (cold, kind) = translate_next(&state, &options, Reuse::default());
     let cold_build = started.elapsed();
-    assert_eq!(cold.table.certs.len(), n);
-    let mut warm_times = Vec::new();
-    let mut previous = cold.reuse.clone();
+    assert_eq!(kind, BuildKind::Full);
+    let n = cold.table.certs.len();
+    let mut full_times = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let warm = translate_with(&state, &options, &previous);
-        warm_times.push(started.elapsed());
-        previous = warm.reuse;
+        let full = translate_with(&state, &options, &cold.reuse);
+        full_times.push(started.elapsed());
+        drop(full);
     }
-    warm_times.sort();
-    let warm_build = warm_times[1];
+    let full_rebuild = median(full_times);
+
+    // Incremental builds: one Ingress, then one EndpointSlice, changed.
+    let mut cold = cold;
+    let mut reuse = std::mem::take(&mut cold.reuse);
+    let mut table = cold.table.clone();
+    let mut timed = |state: &mut gatehouse::cluster::ClusterState, change: Object| {
+        state.insert(change);
+        let started = Instant::now();
+        let (mut next, kind) = translate_next(state, &options, std::mem::take(&mut reuse));
+        let took = started.elapsed();
+        assert_eq!(kind, BuildKind::Incremental);
+        reuse = std::mem::take(&mut next.reuse);
+        table = next.table;
+        took
+    };
+    let ingress_delta = median(
+        (0..21)
+            .map(|k| {
+                timed(
+                    &mut state,
+                    host_ingress((k * 7919) % n, ["old", "new"][k % 2]),
+                )
+            })
+            .collect(),
+    );
+    let slice_delta = median(
+        (0..21)
+            .map(|k| timed(&mut state, host_slice((k * 104_729) % n, k as u8)))
+            .collect(),
+    );
 
     let facts: Vec<(String, &str)> = (0..1024)
         .map(|i| (format!("host{}.scale.test", (i * 7919) % n), "/api/items"))
@@ -200,15 +297,36 @@ async fn run(n: usize) {
             client,
             peer: None,
         };
-        black_box(cold.table.decide(black_box(&req)));
+        black_box(table.decide(black_box(&req)));
     }
     let lookup = started.elapsed() / rounds as u32;
-    drop((cold, state, previous));
+    format!(
+        "{} | {} | {} | {} | {} | {} ns",
+        ms(parse),
+        ms(cold_build),
+        ms(full_rebuild),
+        ms(ingress_delta),
+        ms(slice_delta),
+        lookup.as_nanos()
+    )
+}
 
-    // The whole controller on the directory.
+/// The whole controller on the directory: start to first request, memory,
+/// and changes through the files source to traffic.
+async fn serve_phase(dir: &Path) -> String {
+    let (old, new) = (backend("old").await, backend("new").await);
+    for (name, addr) in [("old", old), ("new", new)] {
+        let service = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: {port}}}]}}\n",
+            port = addr.port()
+        );
+        std::fs::write(dir.join(format!("service-{name}.yaml")), service).expect("write");
+        std::fs::write(dir.join(format!("slice-{name}.yaml")), slice(name, addr)).expect("write");
+    }
+    let options = TranslateOptions::default();
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let config = gatehouse::app::Config {
-        source: gatehouse::app::SourceConfig::Manifests(dir.path().to_owned()),
+        source: gatehouse::app::SourceConfig::Manifests(dir.to_owned()),
         http_addr: any,
         https_addr: any,
         metrics_addr: any,
@@ -220,9 +338,8 @@ async fn run(n: usize) {
         drain_timeout: Duration::ZERO,
         status: None,
     };
+    let started = Instant::now();
     let running = gatehouse::app::start(config).await.expect("start");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss = rss_mib();
 
     let stream = tokio::net::TcpStream::connect(running.http_addr)
         .await
@@ -248,15 +365,21 @@ async fn run(n: usize) {
             .to_bytes();
         String::from_utf8_lossy(&body).into_owned()
     };
-    let mut latencies = Vec::new();
-    let mut target = "new";
-    for _ in 0..5 {
-        assert_ne!(ask().await, target);
+    while ask().await != "old" {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let first = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss = rss_mib();
+
+    // Rewrites `file` with `text` (as an editor does: write, then rename)
+    // and waits for `target` to answer.
+    let path = dir.to_owned();
+    let mut through = async |file: &str, text: String, target: &str| {
         let started = Instant::now();
-        let file = dir.path().join("change.yaml");
-        let tmp = dir.path().join(".change.tmp");
-        std::fs::write(&tmp, change_ingress(target)).expect("write");
-        std::fs::rename(&tmp, &file).expect("rename");
+        let tmp = path.join(".change.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, path.join(file)).expect("rename");
         loop {
             if ask().await == target {
                 break;
@@ -267,20 +390,30 @@ async fn run(n: usize) {
             );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        latencies.push(started.elapsed());
-        target = if target == "new" { "old" } else { "new" };
+        let took = started.elapsed();
         tokio::time::sleep(Duration::from_millis(100)).await;
+        took
+    };
+    let mut ingress_traffic = Vec::new();
+    for target in ["new", "old", "new", "old", "new", "old"] {
+        ingress_traffic.push(through("change.yaml", change_ingress(target), target).await);
     }
-    latencies.sort();
-    let change = latencies[latencies.len() / 2];
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-    println!(
-        "{n:>8}  {:>9}  {:>10}  {:>10}  {:>5.0} MiB  {:>6} ns  {:>14}",
-        ms(parse),
-        ms(cold_build),
-        ms(warm_build),
-        rss,
-        lookup.as_nanos(),
-        ms(change)
-    );
+    // The Ingress now sends to "old"; its slice moves between the two
+    // backends' ports.
+    let mut slice_traffic = Vec::new();
+    for (target, to) in [
+        ("new", new),
+        ("old", old),
+        ("new", new),
+        ("old", old),
+        ("new", new),
+    ] {
+        slice_traffic.push(through("slice-old.yaml", slice("old", to), target).await);
+    }
+    format!(
+        "{} | {rss:.0} MiB | {} | {}",
+        ms(first),
+        ms(median(ingress_traffic)),
+        ms(median(slice_traffic)),
+    )
 }

@@ -186,14 +186,11 @@ pub fn tls_secret_keys(ingress: &Ingress) -> impl Iterator<Item = ObjectKey> + '
         .map(move |name| ObjectKey::new(&namespace, name))
 }
 
-/// A persistent hashed map by object key: a clone is O(1) and shares
-/// everything with the original, an insert is O(log n).
-pub type KeyedMap<V> = imbl::GenericHashMap<
-    ObjectKey,
-    V,
-    foldhash::fast::RandomState,
-    imbl::shared_ptr::DefaultSharedPtr,
->;
+/// A persistent map by object key: a clone is O(1) and shares everything
+/// with the original, an insert is O(log n). A B-tree of small nodes: at
+/// 100,000 objects a hash trie's mostly empty leaves cost several times
+/// the memory.
+pub type KeyedMap<V> = imbl::OrdMap<ObjectKey, V>;
 
 /// A persistent ordered map (same cost model as `KeyedMap`).
 pub type OrderedMap<K, V> = imbl::OrdMap<K, V>;
@@ -219,7 +216,7 @@ pub struct ClusterState {
     pub grpc_routes: OrderedMap<ObjectKey, Arc<GRPCRoute>>,
     pub reference_grants: OrderedMap<ObjectKey, Arc<ReferenceGrant>>,
     /// Each Service's EndpointSlices (label `kubernetes.io/service-name`).
-    slices_by_service: KeyedMap<imbl::OrdSet<ObjectKey>>,
+    slices_by_service: KeyedMap<Arc<Vec<ObjectKey>>>,
     /// What `insert` and `remove` changed, for an incremental rebuild.
     journal: Journal,
 }
@@ -424,16 +421,17 @@ impl ClusterState {
 
     /// The EndpointSlices of a Service, by key.
     pub fn slices_of(&self, service: &ObjectKey) -> impl Iterator<Item = &Arc<EndpointSlice>> {
-        let keys = self.slices_by_service.get(service).into_iter().flatten();
+        let keys = self.slices_by_service.get(service).into_iter();
+        let keys = keys.flat_map(|k| k.iter());
         keys.filter_map(|key| self.endpoint_slices.get(key))
     }
 
     fn index_slice(&mut self, key: &ObjectKey, slice: &EndpointSlice) {
         if let Some(service) = slice_service(key, slice) {
-            self.slices_by_service
-                .entry(service)
-                .or_default()
-                .insert(key.clone());
+            let keys = self.slices_by_service.entry(service).or_default();
+            if let Err(at) = keys.binary_search(key) {
+                Arc::make_mut(keys).insert(at, key.clone());
+            }
         }
     }
 
@@ -451,7 +449,7 @@ impl ClusterState {
             return true;
         }
         if let Some(keys) = self.slices_by_service.get_mut(&service) {
-            keys.remove(key);
+            Arc::make_mut(keys).retain(|k| k != key);
             if keys.is_empty() {
                 self.slices_by_service.remove(&service);
             }

@@ -100,6 +100,7 @@ impl Controller {
         };
         tracing::debug!(
             ?kind,
+            routes = translation.table.route_count(),
             certificates = translation.table.certs.len(),
             took_ms = took.as_secs_f64() * 1e3,
             "routing table rebuilt"

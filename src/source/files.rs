@@ -42,17 +42,18 @@ pub enum SourceError {
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, Vec<Object>>,
-    /// How many times each object (kind, namespace, name) is defined
-    /// across the files: a patch needs to know, without reading them all,
-    /// whether another file defines an object too.
+    /// How many times each object (by a hash of its kind, namespace and
+    /// name) is defined across the files: a patch needs to know, without
+    /// reading them all, whether another file defines an object too. Two
+    /// objects with one hash only make a patch give way to a rebuild.
     defined: HashMap<Id, u32>,
 }
 
-type Id = (&'static str, String, String);
+type Id = u64;
 
 fn id(object: &Object) -> Id {
-    let (kind, namespace, name) = object.id();
-    (kind, namespace.to_owned(), name.to_owned())
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0).hash_one(object.id())
 }
 
 impl ManifestDir {
@@ -172,7 +173,10 @@ impl ManifestDir {
             let now = self.files.get(path).map(Vec::as_slice).unwrap_or_default();
             let now_ids: HashMap<Id, &Object> = now.iter().map(|o| (id(o), o)).collect();
             for object in old {
-                if !now_ids.contains_key(&id(object)) {
+                let kept = now_ids
+                    .get(&id(object))
+                    .is_some_and(|o| o.id() == object.id());
+                if !kept {
                     state.remove(object);
                 }
             }

@@ -28,7 +28,8 @@ impl fmt::Debug for CertEntry {
 /// get the default certificate, which the resolver owns.
 #[derive(Debug, Default, Clone)]
 pub struct CertStore {
-    hosts: HostMap<CertEntry>,
+    /// Shared entries: the map's nodes stay small.
+    hosts: HostMap<Arc<CertEntry>>,
     /// `--default-ssl-certificate`, when set and usable; else the
     /// certificate of a Gateway HTTPS listener without a hostname.
     default: Option<CertEntry>,
@@ -38,20 +39,20 @@ impl CertStore {
     /// Adds a certificate for a TLS host unless one is already there (the
     /// oldest Ingress wins). Returns false when the host was taken.
     pub fn insert_first(&mut self, host: &HostPattern, entry: CertEntry) -> bool {
-        self.hosts.insert_first(host, entry)
+        self.hosts.insert_first(host, Arc::new(entry))
     }
 
     pub fn resolve(&self, server_name: &str) -> Option<&CertEntry> {
-        self.hosts.get(&normalize(server_name))
+        self.hosts.get(&normalize(server_name)).map(|e| &**e)
     }
 
     /// The certificate stored for exactly this TLS host pattern.
-    pub fn get_pattern(&self, host: &HostPattern) -> Option<&CertEntry> {
+    pub fn get_pattern(&self, host: &HostPattern) -> Option<&Arc<CertEntry>> {
         self.hosts.get_pattern(host)
     }
 
     /// Makes this TLS host's certificate `entry`, or none.
-    pub fn set_pattern(&mut self, host: &HostPattern, entry: Option<CertEntry>) {
+    pub fn set_pattern(&mut self, host: &HostPattern, entry: Option<Arc<CertEntry>>) {
         self.hosts.set_pattern(host, entry);
     }
 
@@ -77,7 +78,7 @@ impl CertStore {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &CertEntry)> {
-        self.hosts.iter()
+        self.hosts.iter().map(|(host, entry)| (host, &**entry))
     }
 
     pub fn len(&self) -> usize {

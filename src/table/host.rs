@@ -158,6 +158,14 @@ impl<T: Clone> HostMap<T> {
         self.len() == 0
     }
 
+    /// Every value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        let exact = self.exact.values();
+        exact
+            .chain(self.wildcard.values())
+            .chain(self.suffix.values())
+    }
+
     /// Every entry with its pattern, for display.
     pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &T)> {
         let exact = self

@@ -332,7 +332,7 @@ impl Metrics {
         self.last_rebuild.set(now_unix);
 
         self.backend_endpoints.clear();
-        for route in table.routes() {
+        for route in table.iter_routes() {
             if let Action::Forward(backend) = &route.action {
                 let count = match &backend.upstream {
                     Upstream::Endpoints(set) => set.addrs().len() as i64,

@@ -21,6 +21,8 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::networking::v1::Ingress;
 
@@ -71,40 +73,56 @@ impl Last {
     }
 }
 
-/// What each Ingress touches and names, and the reverse indexes.
+/// What each Ingress touches and names, and the reverse indexes. Kept
+/// lean (100,000 Ingresses hold one of these): keys shared, lists as
+/// vectors (mostly of one).
 #[derive(Clone, Debug, Default)]
 struct Dependencies {
-    ingresses: HashMap<ObjectKey, Needs>,
+    ingresses: HashMap<Arc<ObjectKey>, Needs>,
     /// The Ingresses of each slot.
-    by_slot: HashMap<Slot, BTreeSet<ObjectKey>>,
+    by_slot: HashMap<Slot, Vec<Arc<ObjectKey>>>,
     /// The Ingresses that name each Service, Secret or ConfigMap.
-    by_object: HashMap<(&'static str, ObjectKey), BTreeSet<ObjectKey>>,
+    by_object: HashMap<(&'static str, ObjectKey), Vec<Arc<ObjectKey>>>,
     /// The hosts HTTPRoutes and GRPCRoutes have routes for.
     gateway_slots: BTreeSet<Slot>,
 }
 
-/// One Ingress's slots and the objects it names.
+/// One Ingress's slots (without their `www.` twins, which the closure
+/// adds) and the objects it names.
 #[derive(Clone, Debug, Default)]
 struct Needs {
-    slots: Vec<Slot>,
-    objects: Vec<(&'static str, ObjectKey)>,
+    slots: Box<[Slot]>,
+    objects: Box<[(&'static str, ObjectKey)]>,
+}
+
+/// The other name of a `from-to-www-redirect` pair: an Ingress's exact
+/// host and its `www.` twin are decided together.
+fn twin(slot: &Slot) -> Option<Slot> {
+    let Slot::Host(HostPattern::Exact(name)) = slot else {
+        return None;
+    };
+    let other = match name.strip_prefix("www.") {
+        Some(bare) => bare.to_owned(),
+        None => format!("www.{name}"),
+    };
+    Some(Slot::Host(HostPattern::Exact(other)))
 }
 
 impl Needs {
     /// Over-approximates: a slot or object too many costs a little work,
     /// one too few a wrong table.
     fn of(key: &ObjectKey, ingress: &Ingress, prefix: &str) -> Needs {
-        let mut needs = Needs::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), prefix);
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_ref()).into_iter().flatten();
         let mut hosts: Vec<HostPattern> = Vec::new();
+        let mut objects: Vec<(&'static str, ObjectKey)> = Vec::new();
         let service = |name: &str| ("Service", ObjectKey::new(&key.namespace, name));
         for rule in rules {
             hosts.push(HostPattern::parse(rule.host.as_deref()));
             let paths = rule.http.iter().flat_map(|h| h.paths.iter());
             for backend in paths.filter_map(|p| p.backend.service.as_ref()) {
-                needs.objects.push(service(&backend.name));
+                objects.push(service(&backend.name));
             }
         }
         if let Some((_, aliases)) = annotations.get("server-alias") {
@@ -116,45 +134,32 @@ impl Needs {
             tls.flat_map(|t| t.hosts.iter().flatten())
                 .map(|h| HostPattern::parse(Some(h))),
         );
-        // `from-to-www-redirect` ties a name to its `www.` twin.
-        let twins: Vec<HostPattern> = hosts
-            .iter()
-            .filter_map(|h| match h {
-                HostPattern::Exact(name) => {
-                    Some(HostPattern::Exact(match name.strip_prefix("www.") {
-                        Some(bare) => bare.to_owned(),
-                        None => format!("www.{name}"),
-                    }))
-                }
-                _ => None,
-            })
-            .collect();
-        hosts.extend(twins);
         hosts.sort();
         hosts.dedup();
-        needs.slots = hosts.into_iter().map(Slot::Host).collect();
+        let mut slots: Vec<Slot> = hosts.into_iter().map(Slot::Host).collect();
         let default = spec.and_then(|s| s.default_backend.as_ref());
         if let Some(backend) = default.and_then(|b| b.service.as_ref()) {
-            needs.objects.push(service(&backend.name));
+            objects.push(service(&backend.name));
         }
         let has_rules = spec
             .and_then(|s| s.rules.as_ref())
             .is_some_and(|r| !r.is_empty());
         if default.is_some() && !has_rules {
-            needs.slots.push(Slot::Default);
+            slots.push(Slot::Default);
         }
         if let Some((_, name)) = annotations.get("default-backend") {
-            needs.objects.push(service(name));
+            objects.push(service(name));
         }
         let secrets = tls_secret_keys(ingress).chain(annotation_secret_keys(ingress, prefix));
-        needs.objects.extend(secrets.map(|k| ("Secret", k)));
+        objects.extend(secrets.map(|k| ("Secret", k)));
         let maps = annotation_config_map_keys(ingress, prefix);
-        needs
-            .objects
-            .extend(maps.into_iter().map(|k| ("ConfigMap", k)));
-        needs.objects.sort();
-        needs.objects.dedup();
-        needs
+        objects.extend(maps.into_iter().map(|k| ("ConfigMap", k)));
+        objects.sort();
+        objects.dedup();
+        Needs {
+            slots: slots.into_boxed_slice(),
+            objects: objects.into_boxed_slice(),
+        }
     }
 }
 
@@ -171,35 +176,40 @@ impl Dependencies {
     }
 
     fn add(&mut self, key: &ObjectKey, needs: Needs) {
+        let key = Arc::new(key.clone());
         for slot in &needs.slots {
-            let ingresses = self.by_slot.entry(slot.clone()).or_default();
-            ingresses.insert(key.clone());
+            self.by_slot
+                .entry(slot.clone())
+                .or_default()
+                .push(key.clone());
         }
         for object in &needs.objects {
             let ingresses = self.by_object.entry(object.clone()).or_default();
-            ingresses.insert(key.clone());
+            ingresses.push(key.clone());
         }
-        self.ingresses.insert(key.clone(), needs);
+        self.ingresses.insert(key, needs);
     }
 
     /// Forgets an Ingress; returns what it needed.
     fn remove(&mut self, key: &ObjectKey) -> Option<Needs> {
         let needs = self.ingresses.remove(key)?;
-        for slot in &needs.slots {
-            if let Some(ingresses) = self.by_slot.get_mut(slot) {
-                ingresses.remove(key);
+        fn forget<K: std::hash::Hash + Eq>(
+            index: &mut HashMap<K, Vec<Arc<ObjectKey>>>,
+            at: &K,
+            key: &ObjectKey,
+        ) {
+            if let Some(ingresses) = index.get_mut(at) {
+                ingresses.retain(|k| **k != *key);
                 if ingresses.is_empty() {
-                    self.by_slot.remove(slot);
+                    index.remove(at);
                 }
             }
         }
+        for slot in &needs.slots {
+            forget(&mut self.by_slot, slot, key);
+        }
         for object in &needs.objects {
-            if let Some(ingresses) = self.by_object.get_mut(object) {
-                ingresses.remove(key);
-                if ingresses.is_empty() {
-                    self.by_object.remove(object);
-                }
-            }
+            forget(&mut self.by_object, object, key);
         }
         Some(needs)
     }
@@ -269,18 +279,19 @@ pub(crate) fn patch(
             }
             "Service" | "Secret" | "ConfigMap" => {
                 if let Some(named) = last.deps.by_object.get(&(*kind, key.clone())) {
-                    seeds.extend(named.iter().cloned());
+                    seeds.extend(named.iter().map(|k| (**k).clone()));
                 }
             }
             _ => {}
         }
     }
     let prefix = &options.annotations_prefix;
-    for key in seeds.iter().filter(|k| {
-        changes
-            .iter()
-            .any(|(kind, c)| *kind == "Ingress" && c == *k)
-    }) {
+    let changed_ingresses: BTreeSet<&ObjectKey> = changes
+        .iter()
+        .filter(|(kind, _)| *kind == "Ingress")
+        .map(|(_, key)| key)
+        .collect();
+    for key in changed_ingresses {
         last.deps.remove(key);
         if let Some(ingress) = state.ingresses.get(key) {
             last.deps.add(key, Needs::of(key, ingress, prefix));
@@ -300,14 +311,19 @@ pub(crate) fn patch(
         .collect();
     let mut pending: Vec<Slot> = slots.iter().cloned().collect();
     while let Some(slot) = pending.pop() {
+        if let Some(other) = twin(&slot) {
+            if slots.insert(other.clone()) {
+                pending.push(other);
+            }
+        }
         let Some(ingresses) = last.deps.by_slot.get(&slot) else {
             continue;
         };
         for key in ingresses {
-            if !closure.insert(key.clone()) {
+            if !closure.insert((**key).clone()) {
                 continue;
             }
-            let needs = last.deps.ingresses.get(key).into_iter();
+            let needs = last.deps.ingresses.get(&**key).into_iter();
             for other in needs.flat_map(|n| n.slots.iter()) {
                 if slots.insert(other.clone()) {
                     pending.push(other.clone());
