@@ -18,9 +18,16 @@
 //! - Ingress→traffic, slice→traffic: from rewriting one Ingress's (or one
 //!   EndpointSlice's) file to the first request through the HTTP listener
 //!   that reaches its new backend (median of 5; the files source waits
-//!   10 ms for the rest of an editor's burst before reading).
+//!   10 ms for the rest of an editor's burst before reading);
+//! - over the API: the same two changes through the kube source, the
+//!   cluster served by the local list/watch API server (`tests/support`),
+//!   from the object's update to the first request that reaches its new
+//!   backend (median of 5).
 
 mod common;
+#[path = "../tests/support/fake_api.rs"]
+#[allow(dead_code)]
+mod fake_api;
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -56,7 +63,8 @@ fn main() {
         let dir = Path::new(&dir);
         match phase.as_str() {
             "translate" => print!("{}", translate_phase(dir)),
-            _ => print!("{}", runtime.block_on(serve_phase(dir))),
+            "serve" => print!("{}", runtime.block_on(serve_phase(dir))),
+            _ => print!("{}", runtime.block_on(kube_phase(dir))),
         }
         return;
     }
@@ -70,9 +78,9 @@ fn main() {
         sizes
     };
     println!(
-        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | start→first | RSS | Ingress→traffic | slice→traffic |"
+        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | start→first | RSS | Ingress→traffic | slice→traffic | over the API: Ingress→traffic | slice→traffic |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
@@ -80,7 +88,7 @@ fn main() {
         // Each phase in a process of its own, so that the controller's
         // memory is its own.
         let mut cells = Vec::new();
-        for phase in ["translate", "serve"] {
+        for phase in ["translate", "serve", "kube"] {
             let out = std::process::Command::new(std::env::current_exe().expect("exe"))
                 .env("GATEHOUSE_SCALE_PHASE", phase)
                 .env("GATEHOUSE_SCALE_DIR", dir.path())
@@ -311,9 +319,8 @@ fn translate_phase(dir: &Path) -> String {
     )
 }
 
-/// The whole controller on the directory: start to first request, memory,
-/// and changes through the files source to traffic.
-async fn serve_phase(dir: &Path) -> String {
+/// Starts the two backends, and points the directory's Services at them.
+async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
     let (old, new) = (backend("old").await, backend("new").await);
     for (name, addr) in [("old", old), ("new", new)] {
         let service = format!(
@@ -323,6 +330,128 @@ async fn serve_phase(dir: &Path) -> String {
         std::fs::write(dir.join(format!("service-{name}.yaml")), service).expect("write");
         std::fs::write(dir.join(format!("slice-{name}.yaml")), slice(name, addr)).expect("write");
     }
+    (old, new)
+}
+
+/// An HTTP/1.1 connection to `addr`, asking for change.scale.test.
+async fn asker(addr: SocketAddr) -> impl AsyncFnMut() -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    async move || {
+        sender.ready().await.expect("ready");
+        let req = hyper::Request::get("/")
+            .header("host", "change.scale.test")
+            .body(Full::<Bytes>::default())
+            .expect("req");
+        let body = sender
+            .send_request(req)
+            .await
+            .expect("response")
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+/// The directory's cluster served by the local API server, Gatehouse on
+/// it, and the two changes made through the API.
+async fn kube_phase(dir: &Path) -> String {
+    let (old, new) = backends(dir).await;
+    let (manifests, _) = ManifestDir::load(dir).expect("load");
+    let state = manifests.state().0;
+    drop(manifests);
+    let api = fake_api::FakeApi::start().await;
+    let json = |value: serde_json::Result<serde_json::Value>| value.expect("json");
+    for class in state.ingress_classes.values() {
+        api.put(json(serde_json::to_value(&**class)));
+    }
+    for ingress in state.ingresses.values() {
+        api.put(json(serde_json::to_value(&**ingress)));
+    }
+    for service in state.services.values() {
+        api.put(json(serde_json::to_value(&**service)));
+    }
+    for slice in state.endpoint_slices.values() {
+        api.put(json(serde_json::to_value(&**slice)));
+    }
+    for secret in state.secrets.values() {
+        api.put(json(serde_json::to_value(&**secret)));
+    }
+    drop(state);
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let config = gatehouse::app::Config {
+        source: gatehouse::app::SourceConfig::Kube(gatehouse::source::kube::KubeSource {
+            client: api.client(),
+            namespaces: Vec::new(),
+            namespace_selector: None,
+            config_map: None,
+            default_certificate: None,
+            annotations_prefix: "gatehouse.dev".into(),
+        }),
+        http_addr: any,
+        https_addr: any,
+        metrics_addr: any,
+        translate: TranslateOptions::default(),
+        access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
+        access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
+        limits: gatehouse::proxy::Limits::default(),
+        shutdown_grace: Duration::ZERO,
+        drain_timeout: Duration::ZERO,
+        status: None,
+    };
+    let running = gatehouse::app::start(config).await.expect("start");
+    let mut ask = asker(running.http_addr).await;
+    while ask().await != "old" {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut through = async |object: Object, target: &str| {
+        let value = match &object {
+            Object::Ingress(o) => serde_json::to_value(&**o),
+            Object::EndpointSlice(o) => serde_json::to_value(&**o),
+            other => panic!("{other:?}"),
+        };
+        let started = Instant::now();
+        api.put(json(value));
+        loop {
+            if ask().await == target {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the change never reached traffic"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        took
+    };
+    let mut ingress_traffic = Vec::new();
+    for target in ["new", "old", "new", "old", "new", "old"] {
+        let change = object(&change_ingress(target));
+        ingress_traffic.push(through(change, target).await);
+    }
+    let mut slice_traffic = Vec::new();
+    for (target, to) in [("new", new), ("old", old), ("new", new), ("old", old), ("new", new)] {
+        slice_traffic.push(through(object(&slice("old", to)), target).await);
+    }
+    format!(
+        "{} | {}",
+        ms(median(ingress_traffic)),
+        ms(median(slice_traffic))
+    )
+}
+
+/// The whole controller on the directory: start to first request, memory,
+/// and changes through the files source to traffic.
+async fn serve_phase(dir: &Path) -> String {
+    let (old, new) = backends(dir).await;
     let options = TranslateOptions::default();
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let config = gatehouse::app::Config {
@@ -341,30 +470,7 @@ async fn serve_phase(dir: &Path) -> String {
     let started = Instant::now();
     let running = gatehouse::app::start(config).await.expect("start");
 
-    let stream = tokio::net::TcpStream::connect(running.http_addr)
-        .await
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut ask = async || {
-        sender.ready().await.expect("ready");
-        let req = hyper::Request::get("/")
-            .header("host", "change.scale.test")
-            .body(Full::<Bytes>::default())
-            .expect("req");
-        let body = sender
-            .send_request(req)
-            .await
-            .expect("response")
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        String::from_utf8_lossy(&body).into_owned()
-    };
+    let mut ask = asker(running.http_addr).await;
     while ask().await != "old" {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

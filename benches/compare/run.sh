@@ -28,6 +28,15 @@
 #   h2          h2load, 64 connections x 10 streams: req/s
 #   handshakes  wrk, 64 connections, `Connection: close`: a new connection
 #               and a full TLS handshake per request (wrk does not resume)
+#   resumed     examples/loadgen.rs, 16 connections at a time: a new TLS 1.3
+#               connection per request, resuming with the server's session
+#               tickets (as browsers do): handshakes/s, p99
+#
+# then, after the rounds, a fixed-rate measurement: HTTPS HTTP/1.1
+# keep-alive at 70% of nginx's median keep-alive rate, open loop over 64
+# connections (examples/loadgen.rs: latency counted from when each request
+# was due, so a stall is not hidden): p50 and p99 per server, interleaved,
+# one per round;
 #
 # and peak RSS (VmHWM; for nginx, master plus workers). It prints every
 # round, then medians with Gatehouse's ratio to each peer, the
@@ -102,7 +111,8 @@ nginx_bin=$(command -v nginx)
 haproxy_bin=$(command -v haproxy)
 
 say "building gatehouse and the bench backend (release)"
-(cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend)
+(cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend --example loadgen)
+loadgen="$root/target/release/examples/loadgen"
 
 # --- certificates, manifests and nginx.conf for 101 hosts -------------------
 say "generating $hosts certificates (ECDSA P-256)"
@@ -419,6 +429,33 @@ run_h2load() { # server url
   printf '  %-9s %-10s %10.0f req/s  errors %s\n' "$1" h2 "$rps" "$((failed + non2xx))" >&2
 }
 
+# New TLS 1.3 connections resuming with session tickets.
+run_resume() { # server port
+  local out before done_ resumed
+  before=$(cpu_ticks "$(pid_of "$1")")
+  out=$("${on_load_core[@]}" "$loadgen" resume "127.0.0.1:$2" "$target_host" /app/hello 16 "$duration")
+  done_=$(awk '{gsub(",", "", $6); print $6}' <<<"$out")
+  resumed=$(awk '{print $4}' <<<"$out")
+  record_cpu resume "$1" "$before" "$done_"
+  record resume-rps "$1" "$(awk '{print $2}' <<<"$out" | sed 's|/s,||')"
+  record resume-p99 "$1" "$(awk '{print $11}' <<<"$out")"
+  record resume-errors "$1" "$(awk '{print $14}' <<<"$out")"
+  record resume-missed "$1" "$((done_ - resumed))"
+  printf '  %-9s %-10s %s\n' "$1" resumed "$out" >&2
+}
+
+# Keep-alive at a fixed rate, open loop.
+run_rate() { # server port rate
+  local out
+  out=$("${on_load_core[@]}" "$loadgen" rate "127.0.0.1:$2" "$target_host" /app/hello "$3" 64 "$duration")
+  record fixed-achieved "$1" "$(awk '{print $2}' <<<"$out")"
+  record fixed-p50 "$1" "$(awk '{print $5}' <<<"$out")"
+  record fixed-p99 "$1" "$(awk '{print $8}' <<<"$out")"
+  record fixed-max "$1" "$(awk '{print $11}' <<<"$out")"
+  record fixed-errors "$1" "$(awk '{print $14}' <<<"$out")"
+  printf '  %-9s %-10s %s\n' "$1" fixed "$out" >&2
+}
+
 peak_rss_kib() { # pid and its children
   local total=0 pid kib
   for pid in "$1" $(pgrep -P "$1" || true); do
@@ -443,17 +480,30 @@ say "$rounds rounds, ${duration}s per measurement${pinned:+, each proxy pinned t
 for round in $(seq 1 "$rounds"); do
   say "round $round"
   run_wrk direct "http://127.0.0.1:$backend_port/app/hello" keepalive
-  for metric in keepalive h2 handshakes; do
+  for metric in keepalive h2 handshakes resumed; do
     for server in "${servers[@]}"; do
       port=$(port_of "$server")
       case $metric in
         keepalive) run_wrk "$server" "$(url_for "$port")" keepalive ;;
         h2) run_h2load "$server" "$(url_for "$port")" ;;
         handshakes) run_wrk "$server" "$(url_for "$port")" handshakes -H "Connection: close" ;;
+        resumed) run_resume "$server" "$port" ;;
       esac
     done
   done
 done
+# --- fixed rate: 70% of nginx's saturation --------------------------------------
+nginx_rate=$(awk '$1 == "keepalive-rps" && $2 == "nginx" {print $3}' "$results" | sort -g |
+  awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}')
+fixed_rate=$(awk -v r="$nginx_rate" 'BEGIN {printf "%d", r * 0.7}')
+if [ "$fixed_rate" -gt 0 ]; then
+  say "fixed rate: $fixed_rate req/s (70% of nginx's median keep-alive rate), $rounds rounds"
+  for round in $(seq 1 "$rounds"); do
+    for server in "${servers[@]}"; do
+      run_rate "$server" "$(port_of "$server")" "$fixed_rate"
+    done
+  done
+fi
 for server in "${servers[@]}"; do
   record rss-mib "$server" "$(awk -v k="$(peak_rss_kib "$(pid_of "$server")")" 'BEGIN {printf "%.1f", k / 1024}')"
 done
@@ -512,15 +562,22 @@ row "HTTP/2 CPU us/req" h2-cpu
 row "full TLS handshakes/s" handshakes-rps
 row "full handshake CPU us/req" handshakes-cpu
 row "handshake p99 ms" handshakes-p99
+row "TLS 1.3 resumed handshakes/s" resume-rps
+row "resumed handshake CPU us/req" resume-cpu
+row "resumed handshake p99 ms" resume-p99
+row "fixed-rate h1 p50 ms" fixed-p50
+row "fixed-rate h1 p99 ms" fixed-p99
+row "fixed-rate h1 achieved req/s" fixed-achieved
 row "peak RSS MiB" rss-mib
 printf '%-32s %10.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/s" "$(median keepalive-rps direct)"
 # How steady the machine was: on a shared VM the ceiling itself drifts, and
 # a wide spread of per-round ratios says a median is less certain.
 echo "ceiling over the rounds: $(extent keepalive-rps direct) req/s"
 for peer in nginx haproxy; do
-  echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer")"
+  echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer"), resumed $(spread resume-rps "$peer"), fixed-rate p99 $(spread fixed-p99 "$peer")"
 done
-for metric in keepalive h2 handshakes; do
+echo "fixed rate: ${fixed_rate:-0} req/s"
+for metric in keepalive h2 handshakes resume; do
   echo "CPU us/req over the rounds, $metric: gatehouse $(extent "$metric-cpu" gatehouse), nginx $(extent "$metric-cpu" nginx), haproxy $(extent "$metric-cpu" haproxy)"
 done
 # CPU per request times requests per second: how busy each proxy kept its
@@ -530,9 +587,9 @@ done
 busy() { # metric server
   awk -v c="$(median "$1-cpu" "$2")" -v r="$(median "$1-rps" "$2")" 'BEGIN {printf "%.0f%%", c * r / 1e4}'
 }
-for metric in keepalive h2 handshakes; do
+for metric in keepalive h2 handshakes resume; do
   echo "proxy busy, $metric: gatehouse $(busy "$metric" gatehouse), nginx $(busy "$metric" nginx), haproxy $(busy "$metric" haproxy) (of $workers core(s))"
 done
 for server in "${servers[@]}"; do
-  echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server")))"
+  echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server") + $(total resume-errors "$server") + $(total fixed-errors "$server"))); handshakes not resumed: $(total resume-missed "$server")"
 done
