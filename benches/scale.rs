@@ -438,7 +438,13 @@ async fn kube_phase(dir: &Path) -> String {
         ingress_traffic.push(through(change, target).await);
     }
     let mut slice_traffic = Vec::new();
-    for (target, to) in [("new", new), ("old", old), ("new", new), ("old", old), ("new", new)] {
+    for (target, to) in [
+        ("new", new),
+        ("old", old),
+        ("new", new),
+        ("old", old),
+        ("new", new),
+    ] {
         slice_traffic.push(through(object(&slice("old", to)), target).await);
     }
     format!(

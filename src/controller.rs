@@ -18,7 +18,7 @@ use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::translate::{translate_next, Reuse, TranslateOptions, Warning};
+use crate::translate::{translate_next, BuildKind, Reuse, TranslateOptions, Warning};
 
 /// Publishes tables built from one source.
 pub struct Controller {
@@ -130,7 +130,8 @@ impl Controller {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
-                metrics.observe_table(&table, &warnings, took, now);
+                let incremental = kind == BuildKind::Incremental;
+                metrics.observe_table(&table, &warnings, took, incremental, now);
                 *last = generation;
             }
             drop(last);

@@ -62,6 +62,12 @@ pub struct BackendLabels {
     pub port: String,
 }
 
+/// How a table was built: `full` or `incremental`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RebuildLabels {
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WarningLabels {
     pub kind: String,
@@ -168,7 +174,7 @@ pub struct Metrics {
     /// Connections closed for a missing or bad PROXY protocol header.
     pub proxy_protocol_rejected: Counter,
     pub backend_endpoints: Family<BackendLabels, Gauge<i64, AtomicI64>>,
-    pub rebuilds: Counter,
+    pub rebuilds: Family<RebuildLabels, Counter>,
     pub rebuild_duration: Histogram,
     pub last_rebuild: FloatGauge,
     pub warnings: Family<WarningLabels, Gauge<i64, AtomicI64>>,
@@ -216,7 +222,7 @@ impl Metrics {
             upstream_retries: Counter::default(),
             proxy_protocol_rejected: Counter::default(),
             backend_endpoints: Family::default(),
-            rebuilds: Counter::default(),
+            rebuilds: Family::default(),
             rebuild_duration: latency_histogram(),
             last_rebuild: FloatGauge::default(),
             warnings: Family::default(),
@@ -283,7 +289,11 @@ impl Metrics {
             "Ready endpoints per Service port in the current table",
             m.backend_endpoints.clone(),
         );
-        r.register("table_rebuilds", "Routing tables built", m.rebuilds.clone());
+        r.register(
+            "table_rebuilds",
+            "Routing tables built, in full or incrementally (only the hosts a change touches)",
+            m.rebuilds.clone(),
+        );
         r.register_with_unit(
             "table_rebuild_duration",
             "Time to build a routing table",
@@ -325,9 +335,11 @@ impl Metrics {
         table: &RouteTable,
         warnings: &[Warning],
         took: Duration,
+        incremental: bool,
         now_unix: f64,
     ) {
-        self.rebuilds.inc();
+        let kind = if incremental { "incremental" } else { "full" };
+        self.rebuilds.get_or_create(&RebuildLabels { kind }).inc();
         self.rebuild_duration.observe(took.as_secs_f64());
         self.last_rebuild.set(now_unix);
 

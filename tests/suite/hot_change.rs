@@ -98,6 +98,17 @@ async fn a_keep_alive_connection_follows_a_route_moved_to_another_backend() {
             "after the swap the same connection reaches the new backend"
         );
     }
+    // The change was built incrementally: one Ingress, one host.
+    let incremental = "gatehouse_table_rebuilds_total{kind=\"incremental\"} ";
+    for attempt in 0.. {
+        let metrics = http_get(gatehouse.metrics_addr, "localhost", "/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        if text.lines().any(|l| l.starts_with(incremental)) {
+            break;
+        }
+        assert!(attempt < 200, "no incremental rebuild counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ async fn metrics_move_with_real_requests_and_carry_bounded_labels() {
         ),
         1.0
     );
-    assert!(sample(&m, "gatehouse_table_rebuilds_total") >= 1.0);
+    assert!(sample(&m, "gatehouse_table_rebuilds_total{kind=\"full\"}") >= 1.0);
     assert!(sample(&m, "gatehouse_table_last_rebuild_timestamp_seconds") > 1.7e9);
     assert_eq!(
         sample(&m, r#"gatehouse_warnings{kind="missing_service"}"#),
