@@ -333,6 +333,46 @@ async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
     (old, new)
 }
 
+/// Asks until `target` answers; how long since `started` that took (then
+/// a pause, so that the next change starts from a quiet controller).
+async fn until_answers(
+    ask: &mut impl AsyncFnMut() -> String,
+    target: &str,
+    started: Instant,
+) -> Duration {
+    loop {
+        if ask().await == target {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the change never reached traffic"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    took
+}
+
+/// Gatehouse on `source`, every address picked by the system, no log.
+fn config(source: gatehouse::app::SourceConfig) -> gatehouse::app::Config {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    gatehouse::app::Config {
+        source,
+        http_addr: any,
+        https_addr: any,
+        metrics_addr: any,
+        translate: TranslateOptions::default(),
+        access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
+        access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
+        limits: gatehouse::proxy::Limits::default(),
+        shutdown_grace: Duration::ZERO,
+        drain_timeout: Duration::ZERO,
+        status: None,
+    }
+}
+
 /// An HTTP/1.1 connection to `addr`, asking for change.scale.test.
 async fn asker(addr: SocketAddr) -> impl AsyncFnMut() -> String {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -384,28 +424,15 @@ async fn kube_phase(dir: &Path) -> String {
         api.put(json(serde_json::to_value(&**secret)));
     }
     drop(state);
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let config = gatehouse::app::Config {
-        source: gatehouse::app::SourceConfig::Kube(gatehouse::source::kube::KubeSource {
-            client: api.client(),
-            namespaces: Vec::new(),
-            namespace_selector: None,
-            config_map: None,
-            default_certificate: None,
-            annotations_prefix: "gatehouse.dev".into(),
-        }),
-        http_addr: any,
-        https_addr: any,
-        metrics_addr: any,
-        translate: TranslateOptions::default(),
-        access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
-        access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
-        limits: gatehouse::proxy::Limits::default(),
-        shutdown_grace: Duration::ZERO,
-        drain_timeout: Duration::ZERO,
-        status: None,
-    };
-    let running = gatehouse::app::start(config).await.expect("start");
+    let source = gatehouse::app::SourceConfig::Kube(gatehouse::source::kube::KubeSource {
+        client: api.client(),
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    let running = gatehouse::app::start(config(source)).await.expect("start");
     let mut ask = asker(running.http_addr).await;
     while ask().await != "old" {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -418,19 +445,7 @@ async fn kube_phase(dir: &Path) -> String {
         };
         let started = Instant::now();
         api.put(json(value));
-        loop {
-            if ask().await == target {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the change never reached traffic"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let took = started.elapsed();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        took
+        until_answers(&mut ask, target, started).await
     };
     let mut ingress_traffic = Vec::new();
     for target in ["new", "old", "new", "old", "new", "old"] {
@@ -458,21 +473,7 @@ async fn kube_phase(dir: &Path) -> String {
 /// and changes through the files source to traffic.
 async fn serve_phase(dir: &Path) -> String {
     let (old, new) = backends(dir).await;
-    let options = TranslateOptions::default();
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let config = gatehouse::app::Config {
-        source: gatehouse::app::SourceConfig::Manifests(dir.to_owned()),
-        http_addr: any,
-        https_addr: any,
-        metrics_addr: any,
-        translate: options,
-        access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
-        access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
-        limits: gatehouse::proxy::Limits::default(),
-        shutdown_grace: Duration::ZERO,
-        drain_timeout: Duration::ZERO,
-        status: None,
-    };
+    let config = config(gatehouse::app::SourceConfig::Manifests(dir.to_owned()));
     let started = Instant::now();
     let running = gatehouse::app::start(config).await.expect("start");
 
@@ -492,19 +493,7 @@ async fn serve_phase(dir: &Path) -> String {
         let tmp = path.join(".change.tmp");
         std::fs::write(&tmp, text).expect("write");
         std::fs::rename(&tmp, path.join(file)).expect("rename");
-        loop {
-            if ask().await == target {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the change never reached traffic"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let took = started.elapsed();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        took
+        until_answers(&mut ask, target, started).await
     };
     let mut ingress_traffic = Vec::new();
     for target in ["new", "old", "new", "old", "new", "old"] {
