@@ -263,6 +263,7 @@ fn view(t: &Translation) -> String {
         "www.h0.test",
         "www.h1.test",
         "other.test",
+        "demo.gatehouse.test",
     ];
     for host in hosts {
         out.push_str(&format!(
@@ -366,4 +367,91 @@ fn global_changes_and_new_states_build_in_full() {
     let fresh = ClusterState::from_objects(objects);
     let (_, kind) = translate_next(&fresh, &options, std::mem::take(&mut t.reuse));
     assert_eq!(kind, BuildKind::Full);
+}
+
+/// With HTTPRoutes beside the Ingresses (the Gateway demo): Ingresses
+/// joining and leaving the HTTPRoutes' host and others, and the
+/// HTTPRoutes' backend's endpoints changing, build incrementally and equal
+/// full builds, status included.
+#[test]
+fn with_httproutes_an_incremental_build_equals_a_full_build() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway-demo");
+    let mut text = format!("{INGRESS_CLASS}{}", services());
+    for file in ["gateway.yaml", "secret.yaml", "service.yaml"] {
+        let yaml = std::fs::read_to_string(format!("{demo}/{file}")).expect("demo manifest");
+        text.push_str(&format!("\n---\n{yaml}"));
+    }
+    let mut state = ClusterState::from_objects(manifest::parse(&text).expect("manifests"));
+    let options = TranslateOptions::default();
+    let (first, kind) = translate_next(&state, &options, Reuse::default());
+    assert_eq!(kind, BuildKind::Full);
+    assert!(
+        view(&first).contains("demo.gatehouse.test/ tls=true: forward demo/demo-backend"),
+        "{}",
+        view(&first)
+    );
+    let shared = |path: &str| {
+        one(&format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: beside, namespace: ns0}}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: demo.gatehouse.test
+    http: {{paths: [{{path: {path}, pathType: Prefix, backend: {{service: {{name: svc0, port: {{number: 80}}}}}}}}]}}
+"
+        ))
+    };
+    let elsewhere = one(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: elsewhere, namespace: ns1}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: h1.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: svc1, port: {number: 80}}}}]}
+",
+    );
+    let demo_slice = |address: &str| {
+        one(&format!(
+            "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: demo-backend-1
+  namespace: demo
+  labels: {{kubernetes.io/service-name: demo-backend}}
+addressType: IPv4
+ports: [{{name: http, port: 9080}}]
+endpoints: [{{addresses: [\"{address}\"]}}]
+"
+        ))
+    };
+    let steps: Vec<Box<dyn Fn(&mut ClusterState)>> = vec![
+        Box::new(|s| {
+            s.insert(shared("/ingress"));
+        }),
+        Box::new(|s| {
+            s.insert(elsewhere.clone());
+        }),
+        Box::new(|s| {
+            s.insert(demo_slice("198.18.0.7"));
+        }),
+        Box::new(|s| {
+            s.insert(shared("/"));
+        }),
+        Box::new(|s| s.remove(&shared("/"))),
+        Box::new(|s| s.remove(&demo_slice("198.18.0.7"))),
+    ];
+    let mut reuse = first.reuse;
+    for (step, apply) in steps.iter().enumerate() {
+        apply(&mut state);
+        let (mut patched, kind) = translate_next(&state, &options, reuse);
+        assert_eq!(kind, BuildKind::Incremental, "step {step}");
+        let full = translate(&state, &options);
+        assert_eq!(view(&patched), view(&full), "step {step}");
+        assert_eq!(patched.gateway_status, full.gateway_status, "step {step}");
+        reuse = std::mem::take(&mut patched.reuse);
+    }
 }
