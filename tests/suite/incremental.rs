@@ -428,25 +428,22 @@ endpoints: [{{addresses: [\"{address}\"]}}]
 "
         ))
     };
-    let steps: Vec<Box<dyn Fn(&mut ClusterState)>> = vec![
-        Box::new(|s| {
-            s.insert(shared("/ingress"));
-        }),
-        Box::new(|s| {
-            s.insert(elsewhere.clone());
-        }),
-        Box::new(|s| {
-            s.insert(demo_slice("198.18.0.7"));
-        }),
-        Box::new(|s| {
-            s.insert(shared("/"));
-        }),
-        Box::new(|s| s.remove(&shared("/"))),
-        Box::new(|s| s.remove(&demo_slice("198.18.0.7"))),
+    // (object, whether it is put or removed)
+    let steps = [
+        (shared("/ingress"), true),
+        (elsewhere, true),
+        (demo_slice("198.18.0.7"), true),
+        (shared("/"), true),
+        (shared("/"), false),
+        (demo_slice("198.18.0.7"), false),
     ];
     let mut reuse = first.reuse;
-    for (step, apply) in steps.iter().enumerate() {
-        apply(&mut state);
+    for (step, (object, put)) in steps.into_iter().enumerate() {
+        if put {
+            state.insert(object);
+        } else {
+            state.remove(&object);
+        }
         let (mut patched, kind) = translate_next(&state, &options, reuse);
         assert_eq!(kind, BuildKind::Incremental, "step {step}");
         let full = translate(&state, &options);
