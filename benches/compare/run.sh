@@ -5,6 +5,7 @@
 #   benches/compare/run.sh            # 3 rounds of 10 s per measurement
 #   ROUNDS=5 DURATION=20 benches/compare/run.sh
 #   PINNED=1 benches/compare/run.sh   # one proxy core: see below
+#   METRICS="keepalive resumed" NO_FIXED=1 benches/compare/run.sh   # some only
 #
 # PINNED=1 measures the proxy alone: each proxy gets one worker pinned to
 # core 1 (`taskset -c 1`: Gatehouse --workers 1, nginx worker_processes 1,
@@ -480,7 +481,7 @@ say "$rounds rounds, ${duration}s per measurement${pinned:+, each proxy pinned t
 for round in $(seq 1 "$rounds"); do
   say "round $round"
   run_wrk direct "http://127.0.0.1:$backend_port/app/hello" keepalive
-  for metric in keepalive h2 handshakes resumed; do
+  for metric in ${METRICS:-keepalive h2 handshakes resumed}; do
     for server in "${servers[@]}"; do
       port=$(port_of "$server")
       case $metric in
@@ -496,7 +497,7 @@ done
 nginx_rate=$(awk '$1 == "keepalive-rps" && $2 == "nginx" {print $3}' "$results" | sort -g |
   awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}')
 fixed_rate=$(awk -v r="$nginx_rate" 'BEGIN {printf "%d", r * 0.7}')
-if [ "$fixed_rate" -gt 0 ]; then
+if [ "$fixed_rate" -gt 0 ] && [ -z "${NO_FIXED:-}" ]; then
   say "fixed rate: $fixed_rate req/s (70% of nginx's median keep-alive rate), $rounds rounds"
   for round in $(seq 1 "$rounds"); do
     for server in "${servers[@]}"; do
