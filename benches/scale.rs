@@ -142,14 +142,7 @@ fn generate(dir: &Path, n: usize, old: SocketAddr, new: SocketAddr) {
             text.clear();
         }
     }
-    for (name, addr) in [("old", old), ("new", new)] {
-        let service = format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: {port}}}]}}\n",
-            port = addr.port()
-        );
-        std::fs::write(dir.join(format!("service-{name}.yaml")), service).expect("write");
-        std::fs::write(dir.join(format!("slice-{name}.yaml")), slice(name, addr)).expect("write");
-    }
+    point_services(dir, old, new);
     std::fs::write(dir.join("change.yaml"), change_ingress("old")).expect("write");
 }
 
@@ -319,9 +312,9 @@ fn translate_phase(dir: &Path) -> String {
     )
 }
 
-/// Starts the two backends, and points the directory's Services at them.
-async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
-    let (old, new) = (backend("old").await, backend("new").await);
+/// Writes the Services `old` and `new` (and their EndpointSlices) at
+/// these addresses.
+fn point_services(dir: &Path, old: SocketAddr, new: SocketAddr) {
     for (name, addr) in [("old", old), ("new", new)] {
         let service = format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: {port}}}]}}\n",
@@ -330,6 +323,12 @@ async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
         std::fs::write(dir.join(format!("service-{name}.yaml")), service).expect("write");
         std::fs::write(dir.join(format!("slice-{name}.yaml")), slice(name, addr)).expect("write");
     }
+}
+
+/// Starts the two backends, and points the directory's Services at them.
+async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
+    let (old, new) = (backend("old").await, backend("new").await);
+    point_services(dir, old, new);
     (old, new)
 }
 
