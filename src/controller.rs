@@ -20,6 +20,30 @@ use crate::telemetry::admin::Readiness;
 use crate::telemetry::metrics::Metrics;
 use crate::translate::{translate_next, BuildKind, Reuse, TranslateOptions, Warning};
 
+/// A table and its warnings, as their gauges are published.
+type Gauged = (Arc<RouteTable>, Arc<Vec<Warning>>);
+
+/// How often, at most, the table's gauges are published again.
+const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes the gauges of the newest table it is sent, then waits
+/// `GAUGES_EVERY` before the next.
+fn gauges_task(metrics: Arc<Metrics>) -> watch::Sender<Option<Gauged>> {
+    let (tx, mut rx) = watch::channel::<Option<Gauged>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some((table, warnings)) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            let publish = move || metrics.observe_table(&table, &warnings);
+            let _ = tokio::task::spawn_blocking(publish).await;
+            tokio::time::sleep(GAUGES_EVERY).await;
+        }
+    });
+    tx
+}
+
 /// Publishes tables built from one source.
 pub struct Controller {
     pub table: Arc<ArcSwap<RouteTable>>,
@@ -34,9 +58,9 @@ pub struct Controller {
     /// What the last build parsed, resolved and produced: the next build
     /// translates only what changed since.
     reuse: Reuse,
-    /// Tables built so far, and the newest one whose metrics are published.
-    generation: u64,
-    observed: Arc<std::sync::Mutex<u64>>,
+    /// The newest table and warnings, for the task that publishes their
+    /// gauges (started with the first table).
+    gauges: Option<watch::Sender<Option<Gauged>>>,
     /// `worker-processes` of the first table's ConfigMap: threads are
     /// started once.
     workers: Option<Option<usize>>,
@@ -53,8 +77,7 @@ impl Controller {
             warnings_tx: watch::channel(Arc::new(BTreeSet::new())).0,
             gateway_tx: watch::channel(Arc::new(StatusReport::default())).0,
             reuse: Reuse::default(),
-            generation: 0,
-            observed: Arc::default(),
+            gauges: None,
             workers: None,
         }
     }
@@ -116,27 +139,21 @@ impl Controller {
         self.reuse = std::mem::take(&mut translation.reuse);
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
-        // Traffic sees the new table now. The table's metrics (a series per
-        // backend and certificate) and freeing the old table take
-        // milliseconds: after the swap, and not on a thread that serves
-        // traffic.
-        let (metrics, warnings) = (self.metrics.clone(), translation.warnings.clone());
-        self.generation += 1;
-        let (generation, observed) = (self.generation, self.observed.clone());
-        tokio::task::spawn_blocking(move || {
-            // In build order: an older table never overwrites a newer one's.
-            let mut last = observed.lock().unwrap_or_else(|e| e.into_inner());
-            if *last < generation {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                let incremental = kind == BuildKind::Incremental;
-                metrics.observe_table(&table, &warnings, took, incremental, now);
-                *last = generation;
-            }
-            drop(last);
-            drop(old);
-        });
+        // Traffic sees the new table now. The table's gauges (a series per
+        // backend and certificate) cost in proportion to the cluster: they
+        // follow on a task of their own, at most once a second however
+        // often the table changes. Freeing the old table takes
+        // milliseconds too: not on a thread that serves traffic.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let incremental = kind == BuildKind::Incremental;
+        self.metrics.observe_build(took, incremental, now);
+        let gauges = self
+            .gauges
+            .get_or_insert_with(|| gauges_task(self.metrics.clone()));
+        let superseded = gauges.send_replace(Some((table, Arc::new(translation.warnings.clone()))));
+        tokio::task::spawn_blocking(move || drop((old, superseded)));
         self.report(translation.warnings);
         if **self.gateway_tx.borrow() != translation.gateway_status {
             self.gateway_tx

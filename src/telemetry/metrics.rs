@@ -328,21 +328,18 @@ impl Metrics {
         out
     }
 
-    /// Records a new table: what it took, what it holds, what it warns of.
-    /// `now_unix` is passed in so that the caller owns the clock.
-    pub fn observe_table(
-        &self,
-        table: &RouteTable,
-        warnings: &[Warning],
-        took: Duration,
-        incremental: bool,
-        now_unix: f64,
-    ) {
+    /// One table built: counted by kind, timed. `now_unix` is passed in so
+    /// that the caller owns the clock.
+    pub fn observe_build(&self, took: Duration, incremental: bool, now_unix: f64) {
         let kind = if incremental { "incremental" } else { "full" };
         self.rebuilds.get_or_create(&RebuildLabels { kind }).inc();
         self.rebuild_duration.observe(took.as_secs_f64());
         self.last_rebuild.set(now_unix);
+    }
 
+    /// The table's gauges: endpoints per backend, warnings by kind, and
+    /// certificate expiry per host (in proportion to the cluster).
+    pub fn observe_table(&self, table: &RouteTable, warnings: &[Warning]) {
         self.backend_endpoints.clear();
         for route in table.iter_routes() {
             if let Action::Forward(backend) = &route.action {
