@@ -302,8 +302,8 @@ pub(crate) fn patch(
             slots.extend(needs.slots.iter().cloned());
         }
     }
-    // Close over shared slots.
-    // The seeds themselves, even with no slot (their warnings and summary).
+    // Close over shared slots, starting from the seeds themselves (even one
+    // with no slot has warnings and a summary to rebuild).
     let mut closure: HashSet<ObjectKey> = seeds
         .iter()
         .filter(|k| state.ingresses.contains_key(*k))
