@@ -15,8 +15,9 @@
 //!   answered request (parse, build and listeners);
 //! - RSS: the whole process with Gatehouse started on the directory;
 //! - lookup: one routing decision for a random host;
-//! - gauges: publishing the table's gauges (endpoints per backend, expiry
-//!   per certificate), which the controller does at most once a second;
+//! - gauges, gauges Δ: publishing the table's gauges (endpoints per
+//!   backend, expiry per certificate) whole, and by difference after one
+//!   EndpointSlice changed;
 //! - Ingress→traffic, slice→traffic: from rewriting one Ingress's (or one
 //!   EndpointSlice's) file to the first request through the HTTP listener
 //!   that reaches its new backend (median of 5; the files source waits
@@ -80,9 +81,9 @@ fn main() {
         sizes
     };
     println!(
-        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | gauges | start→first | RSS | Ingress→traffic | slice→traffic | over the API: Ingress→traffic | slice→traffic |"
+        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | gauges | gauges Δ | start→first | RSS | Ingress→traffic | slice→traffic | over the API: Ingress→traffic | slice→traffic |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
@@ -304,26 +305,38 @@ fn translate_phase(dir: &Path) -> String {
     }
     let lookup = started.elapsed() / rounds as u32;
 
-    // The table's gauges, as the controller publishes them.
-    let metrics = gatehouse::telemetry::metrics::Metrics::new();
+    // The table's gauges, as the controller publishes them: whole (the
+    // first time), then by difference after one EndpointSlice change.
+    use gatehouse::telemetry::metrics::{Metrics, Published};
+    let metrics = Metrics::new();
+    let table = std::sync::Arc::new(table);
     let gauges = median(
         (0..3)
             .map(|_| {
                 let started = Instant::now();
-                metrics.observe_table(&table, &[]);
+                metrics.observe_table(&table, &[], &mut Published::default());
                 started.elapsed()
             })
             .collect(),
     );
+    let mut published = Published::default();
+    metrics.observe_table(&table, &[], &mut published);
+    state.insert(host_slice(n / 2, 200));
+    let (next, _) = translate_next(&state, &options, reuse);
+    let next = std::sync::Arc::new(next.table);
+    let started = Instant::now();
+    metrics.observe_table(&next, &[], &mut published);
+    let gauges_delta = started.elapsed();
     format!(
-        "{} | {} | {} | {} | {} | {} ns | {}",
+        "{} | {} | {} | {} | {} | {} ns | {} | {}",
         ms(parse),
         ms(cold_build),
         ms(full_rebuild),
         ms(ingress_delta),
         ms(slice_delta),
         lookup.as_nanos(),
-        ms(gauges)
+        ms(gauges),
+        ms(gauges_delta)
     )
 }
 

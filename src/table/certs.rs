@@ -77,6 +77,19 @@ impl CertStore {
             .or(self.default.as_ref())
     }
 
+    /// The TLS hosts whose entry differs (by identity) between this store
+    /// and `newer`, with the entry of each side.
+    pub fn diff<'a>(
+        &'a self,
+        newer: &'a CertStore,
+    ) -> Vec<(HostPattern, Option<&'a CertEntry>, Option<&'a CertEntry>)> {
+        let changed = self.hosts.diff(&newer.hosts, Arc::ptr_eq);
+        changed
+            .into_iter()
+            .map(|(host, before, after)| (host, before.map(|e| &**e), after.map(|e| &**e)))
+            .collect()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (HostPattern, &CertEntry)> {
         self.hosts.iter().map(|(host, entry)| (host, &**entry))
     }

@@ -158,6 +158,37 @@ impl<T: Clone> HostMap<T> {
         self.len() == 0
     }
 
+    /// The patterns whose values differ between this map and `newer`
+    /// (`same` says when two values are the same), with the value of each
+    /// side.
+    pub fn diff<'a>(
+        &'a self,
+        newer: &'a HostMap<T>,
+        same: impl Fn(&T, &T) -> bool,
+    ) -> Vec<(HostPattern, Option<&'a T>, Option<&'a T>)> {
+        let mut out = Vec::new();
+        type Side<'m, T> = (&'m Keyed<T>, &'m Keyed<T>, fn(String) -> HostPattern);
+        let pairs: [Side<'_, T>; 3] = [
+            (&self.exact, &newer.exact, HostPattern::Exact),
+            (&self.wildcard, &newer.wildcard, HostPattern::Wildcard),
+            (&self.suffix, &newer.suffix, HostPattern::Suffix),
+        ];
+        for (old, new, pattern) in pairs {
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(before) if same(before, value) => {}
+                    before => out.push((pattern(key.to_string()), before, Some(value))),
+                }
+            }
+            for (key, before) in old {
+                if !new.contains_key(key) {
+                    out.push((pattern(key.to_string()), Some(before), None));
+                }
+            }
+        }
+        out
+    }
+
     /// Every value, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &T> {
         let exact = self.exact.values();

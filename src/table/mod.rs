@@ -458,6 +458,38 @@ impl RouteTable {
             .chain(self.default_route.as_ref())
     }
 
+    /// What differs between this table and `newer`, by identity: the
+    /// routes of each host (and of the rules without a host, and the
+    /// default route) that changed, as (before, after), and the TLS hosts
+    /// whose certificate entry changed. Unchanged hosts are shared between
+    /// the tables of incremental builds, so this costs a pointer
+    /// comparison per host.
+    pub fn differences<'a>(&'a self, newer: &'a RouteTable) -> TableDiff<'a> {
+        let routes_of = |h: Option<&'a Arc<HostRoutes>>| h.map_or(&[][..], |h| &h.routes[..]);
+        let mut routes: Vec<RoutesChange<'a>> = self
+            .hosts
+            .diff(&newer.hosts, Arc::ptr_eq)
+            .into_iter()
+            .map(|(_, before, after)| (routes_of(before), routes_of(after)))
+            .collect();
+        if !Arc::ptr_eq(&self.any_host, &newer.any_host) {
+            routes.push((&self.any_host.routes, &newer.any_host.routes));
+        }
+        let same_default = match (&self.default_route, &newer.default_route) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_default {
+            routes.push((
+                self.default_route.as_slice(),
+                newer.default_route.as_slice(),
+            ));
+        }
+        let certs = self.certs.diff(&newer.certs);
+        TableDiff { routes, certs }
+    }
+
     /// The number of routes, without listing them.
     pub fn route_count(&self) -> usize {
         let hosts = self
@@ -617,6 +649,17 @@ fn rewrite(
         path.push_str(query);
     }
     Some(path)
+}
+
+/// The routes of one host before and after a change.
+pub type RoutesChange<'a> = (&'a [Arc<Route>], &'a [Arc<Route>]);
+
+/// What differs between two tables (`RouteTable::differences`).
+pub struct TableDiff<'a> {
+    /// The routes of a host before and after.
+    pub routes: Vec<RoutesChange<'a>>,
+    /// A TLS host's certificate before and after.
+    pub certs: Vec<(HostPattern, Option<&'a CertEntry>, Option<&'a CertEntry>)>,
 }
 
 /// What one piece of translate's output is keyed by: a host pattern (its
