@@ -353,6 +353,19 @@ fn point_services(dir: &Path, old: SocketAddr, new: SocketAddr) {
     }
 }
 
+/// Where the Service `old`'s slice points in turn (after the Ingress
+/// changes, the Ingress sends to `old`): the backend that should answer,
+/// and its address.
+fn slice_moves(old: SocketAddr, new: SocketAddr) -> [(&'static str, SocketAddr); 5] {
+    [
+        ("new", new),
+        ("old", old),
+        ("new", new),
+        ("old", old),
+        ("new", new),
+    ]
+}
+
 /// Starts the two backends, and points the directory's Services at them.
 async fn backends(dir: &Path) -> (SocketAddr, SocketAddr) {
     let (old, new) = (backend("old").await, backend("new").await);
@@ -480,13 +493,7 @@ async fn kube_phase(dir: &Path) -> String {
         ingress_traffic.push(through(change, target).await);
     }
     let mut slice_traffic = Vec::new();
-    for (target, to) in [
-        ("new", new),
-        ("old", old),
-        ("new", new),
-        ("old", old),
-        ("new", new),
-    ] {
+    for (target, to) in slice_moves(old, new) {
         slice_traffic.push(through(object(&slice("old", to)), target).await);
     }
     format!(
@@ -529,13 +536,7 @@ async fn serve_phase(dir: &Path) -> String {
     // The Ingress now sends to "old"; its slice moves between the two
     // backends' ports.
     let mut slice_traffic = Vec::new();
-    for (target, to) in [
-        ("new", new),
-        ("old", old),
-        ("new", new),
-        ("old", old),
-        ("new", new),
-    ] {
+    for (target, to) in slice_moves(old, new) {
         slice_traffic.push(through("slice-old.yaml", slice("old", to), target).await);
     }
     format!(
