@@ -46,14 +46,9 @@ impl CertStore {
         self.hosts.get(&normalize(server_name)).map(|e| &**e)
     }
 
-    /// The certificate stored for exactly this TLS host pattern.
-    pub fn get_pattern(&self, host: &HostPattern) -> Option<&Arc<CertEntry>> {
-        self.hosts.get_pattern(host)
-    }
-
-    /// Makes this TLS host's certificate `entry`, or none.
-    pub fn set_pattern(&mut self, host: &HostPattern, entry: Option<Arc<CertEntry>>) {
-        self.hosts.set_pattern(host, entry);
+    /// Makes this TLS host's certificate what it is in `from`, or none.
+    pub(super) fn copy_pattern(&mut self, from: &CertStore, host: &HostPattern) {
+        self.hosts.copy_pattern(&from.hosts, host);
     }
 
     /// Takes `from`'s default certificate (or its absence).

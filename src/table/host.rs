@@ -83,6 +83,16 @@ impl<T: Clone> Default for HostMap<T> {
 }
 
 impl<T: Clone> HostMap<T> {
+    /// The map a pattern's kind is kept in, and its key there.
+    fn map_of<'m, 'p>(&'m self, pattern: &'p HostPattern) -> Option<(&'m Keyed<T>, &'p str)> {
+        match pattern {
+            HostPattern::Exact(h) => Some((&self.exact, h)),
+            HostPattern::Wildcard(h) => Some((&self.wildcard, h)),
+            HostPattern::Suffix(h) => Some((&self.suffix, h)),
+            HostPattern::Any => None,
+        }
+    }
+
     fn map_of_mut<'a>(
         &'a mut self,
         pattern: &'a HostPattern,
@@ -108,18 +118,12 @@ impl<T: Clone> HostMap<T> {
         true
     }
 
-    /// The value stored under exactly this pattern (no wildcard matching).
-    pub fn get_pattern(&self, pattern: &HostPattern) -> Option<&T> {
-        match pattern {
-            HostPattern::Exact(h) => self.exact.get(h.as_str()),
-            HostPattern::Wildcard(h) => self.wildcard.get(h.as_str()),
-            HostPattern::Suffix(h) => self.suffix.get(h.as_str()),
-            HostPattern::Any => None,
-        }
-    }
-
-    /// Makes the pattern's value `value`, or absent.
-    pub fn set_pattern(&mut self, pattern: &HostPattern, value: Option<T>) {
+    /// Makes this pattern's value (exactly this pattern, no wildcard
+    /// matching) what it is in `from`, or absent.
+    pub fn copy_pattern(&mut self, from: &HostMap<T>, pattern: &HostPattern) {
+        let value = from
+            .map_of(pattern)
+            .and_then(|(map, key)| map.get(key).cloned());
         let Some((map, key)) = self.map_of_mut(pattern) else {
             return;
         };

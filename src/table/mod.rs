@@ -492,12 +492,7 @@ impl RouteTable {
 
     /// The number of routes, without listing them.
     pub fn route_count(&self) -> usize {
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|(_, h)| h.routes.len())
-            .sum::<usize>();
-        hosts + self.any_host.routes.len() + usize::from(self.default_route.is_some())
+        self.iter_routes().count()
     }
 
     /// This table with the parts named by `slots` taken from `part` (a
@@ -516,20 +511,12 @@ impl RouteTable {
                 Slot::Default => table.default_route = part.default_route.clone(),
                 Slot::Host(HostPattern::Any) => table.any_host = part.any_host.clone(),
                 Slot::Host(host) => {
-                    table
-                        .hosts
-                        .set_pattern(host, part.hosts.get_pattern(host).cloned());
-                    table
-                        .certs
-                        .set_pattern(host, part.certs.get_pattern(host).cloned());
-                    table
-                        .client_auth
-                        .set_pattern(host, part.client_auth.get_pattern(host).cloned());
-                    let denied = part.client_auth_denied.get_pattern(host).cloned();
-                    table.client_auth_denied.set_pattern(host, denied);
-                    table
-                        .passthrough
-                        .set_pattern(host, part.passthrough.get_pattern(host).cloned());
+                    table.hosts.copy_pattern(&part.hosts, host);
+                    table.certs.copy_pattern(&part.certs, host);
+                    table.client_auth.copy_pattern(&part.client_auth, host);
+                    let denied = &part.client_auth_denied;
+                    table.client_auth_denied.copy_pattern(denied, host);
+                    table.passthrough.copy_pattern(&part.passthrough, host);
                 }
             }
         }
