@@ -61,6 +61,13 @@ impl Last {
         state: &ClusterState,
         options: &TranslateOptions,
     ) -> Last {
+        let deps = Dependencies::of(state, options, &translation.table);
+        Last::keep(translation, state, deps)
+    }
+
+    /// What a build of `state` leaves for the next one, with what it
+    /// depended on.
+    fn keep(translation: &Translation, state: &ClusterState, deps: Dependencies) -> Last {
         Last {
             position: state.journal().position(),
             table: translation.table.clone(),
@@ -68,7 +75,7 @@ impl Last {
             summaries: translation.summaries.clone(),
             settings: translation.settings.clone(),
             gateway_status: translation.gateway_status.clone(),
-            deps: Dependencies::of(state, options, &translation.table),
+            deps,
         }
     }
 }
@@ -249,15 +256,10 @@ pub(crate) fn patch(
             warnings: last.warnings.clone(),
             summaries: last.summaries.clone(),
             settings: last.settings.clone(),
-            reuse: Reuse::default(),
+            reuse: std::mem::take(reuse),
             gateway_status: last.gateway_status.clone(),
         };
-        let mut reuse = std::mem::take(reuse);
-        reuse.last = Some(Box::new(last));
-        return Ok(Translation {
-            reuse,
-            ..translation
-        });
+        return Ok(with_last(translation, last));
     }
     if changes
         .iter()
@@ -336,13 +338,13 @@ pub(crate) fn patch(
     }
 
     let part = build(state, options, reuse, Some(&closure));
-    // The Ingresses whose warnings, summaries and limits are this build's:
-    // the closure, and those deleted.
-    let mut rebuilt = closure.clone();
-    rebuilt.extend(seeds);
     if gateway_slots(&part.table) != last.deps.gateway_slots {
         return Err(Full::GatewayHosts);
     }
+    // The Ingresses whose warnings, summaries and limits are this build's:
+    // the closure, and those deleted.
+    let mut rebuilt = closure;
+    rebuilt.extend(seeds);
     let table = last.table.splice(&part.table, &slots);
 
     let is_rebuilt = |w: &Warning| w.object != "Ingress" || rebuilt.contains(&w.ingress);
@@ -351,7 +353,7 @@ pub(crate) fn patch(
         .into_iter()
         .filter(|w| !is_rebuilt(w))
         .collect();
-    warnings.extend(part.warnings.iter().cloned());
+    warnings.extend(part.warnings);
     warnings.sort();
     warnings.dedup();
 
@@ -386,25 +388,22 @@ pub(crate) fn patch(
     reuse.backends.extend(backends);
     reuse.limits.extend(limits);
 
-    let next = Last {
-        position: state.journal().position(),
-        table: table.clone(),
-        warnings: warnings.clone(),
-        summaries: summaries.clone(),
-        settings: part.settings.clone(),
-        gateway_status: part.gateway_status.clone(),
-        deps: last.deps,
-    };
-    let mut reuse = std::mem::take(reuse);
-    reuse.last = Some(Box::new(next));
-    Ok(Translation {
+    let translation = Translation {
         table,
         warnings,
         summaries,
         settings: part.settings,
-        reuse,
+        reuse: std::mem::take(reuse),
         gateway_status: part.gateway_status,
-    })
+    };
+    let next = Last::keep(&translation, state, last.deps);
+    Ok(with_last(translation, next))
+}
+
+/// The translation, carrying `last` for the next build.
+pub(crate) fn with_last(mut translation: Translation, last: Last) -> Translation {
+    translation.reuse.last = Some(Box::new(last));
+    translation
 }
 
 /// Whether a change may affect hosts that do not name the object: then

@@ -221,10 +221,9 @@ pub fn translate_next(
             Err(why) => tracing::debug!(?why, "full rebuild"),
         }
     }
-    let mut translation = build(state, options, &previous, None);
+    let translation = build(state, options, &previous, None);
     let last = incremental::Last::of(&translation, state, options);
-    translation.reuse.last = Some(Box::new(last));
-    (translation, BuildKind::Full)
+    (incremental::with_last(translation, last), BuildKind::Full)
 }
 
 /// `translate`, reusing what `previous` parsed and resolved from objects
