@@ -589,11 +589,9 @@ impl DataScope {
     /// A watch event for one stream's cache.
     fn apply_watched(&mut self, cache: &mut KindCache, kind: Kind, change: Change) {
         match change {
-            change @ (Change::Apply(_) | Change::Delete(_)) => {
-                let (Change::Apply(object) | Change::Delete(object)) = &change else {
-                    unreachable!("matched above")
-                };
-                let (id, key) = ((object.kind(), object.key()), object.key());
+            Change::Apply(ref object) | Change::Delete(ref object) => {
+                let key = object.key();
+                let id = (object.kind(), key.clone());
                 self.fetched.remove(&(kind, key.clone()));
                 let old = cache.live.get(&key).cloned();
                 cache.apply(change);
@@ -610,7 +608,8 @@ impl DataScope {
                 cache.apply(Change::InitApply(object));
             }
             Change::InitDone => {
-                let old = cache.live.clone();
+                // The relist replaces the live view whole.
+                let old = std::mem::take(&mut cache.live);
                 cache.apply(Change::InitDone);
                 let keys: BTreeSet<&ObjectKey> = old.keys().chain(cache.live.keys()).collect();
                 for key in keys {
