@@ -8,7 +8,7 @@ use gatehouse::source::manifest;
 use gatehouse::translate::{translate, TranslateOptions};
 
 /// (annotation, status) rows of the coverage table.
-fn rows() -> Vec<(String, String)> {
+pub(crate) fn rows() -> Vec<(String, String)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
         .expect("docs/annotations.md");
     let section = doc.split("## Coverage").nth(1).expect("a Coverage section");

@@ -14,9 +14,9 @@ use gatehouse::translate::{
 use proptest::prelude::*;
 
 use crate::properties::{
-    annotation_names, config, ingress_object, ingress_spec, services, IngressSpec, INGRESS_CLASS,
+    annotation_names, config, ingress_object, ingress_spec, services, IngressSpec,
 };
-use crate::support::{tls_secret, Pki};
+use crate::support::{tls_secret, Pki, INGRESS_CLASS};
 
 /// An Ingress of the translate properties' kind, plus what ties hosts
 /// together: a second host, a default backend (with or without rules),

@@ -13,6 +13,8 @@ use gatehouse::translate::{translate, TranslateOptions};
 use k8s_openapi::api::networking::v1::Ingress;
 use proptest::prelude::*;
 
+use crate::support::INGRESS_CLASS;
+
 pub(crate) fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
@@ -105,24 +107,10 @@ proptest! {
 
 // ------------------------------------------------------------ translate
 
-pub(crate) const INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: gatehouse}
-spec: {controller: gatehouse.dev/ingress-controller}
-";
-
 /// Annotation names ingress-nginx documents (docs/annotations.md's table).
 pub(crate) fn annotation_names() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
-        .expect("docs/annotations.md");
-    let section = doc.split("## Coverage").nth(1).expect("a Coverage section");
-    section
-        .lines()
-        .filter_map(|line| {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some(format!("nginx.ingress.kubernetes.io/{name}"))
-        })
+    let rows = crate::annotation_coverage::rows().into_iter();
+    rows.map(|(name, _)| format!("nginx.ingress.kubernetes.io/{name}"))
         .collect()
 }
 
