@@ -2146,21 +2146,12 @@ fn the_controller_configmaps_protections_hold_for_httproutes() {
 /// A host whose Ingress asks for client certificates asks for them on its
 /// HTTPRoutes too: a plain-HTTP request, which has none to give, is
 /// refused as it is for the Ingress's own paths, and nothing is forwarded.
-#[tokio::test]
-async fn client_certificates_asked_for_a_host_hold_for_its_httproutes() {
-    let pki = Pki::new();
-    let ca = pki.ca_pem.clone();
-    let suite = Suite::start_with(&[], move |text, _| {
-        let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
-        format!(
-            "{text}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: client-ca, namespace: {INFRA}}}
-stringData:
-  ca.crt: |
-{indented}---
+/// An Ingress asking for client certificates checked against the CA in
+/// Secret `ca_secret` on mtls.example (its `/`), and an HTTPRoute for
+/// `/api` on the same host.
+fn mtls_manifests(ca_secret: &str) -> String {
+    format!(
+        "---
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {{name: gatehouse}}
@@ -2171,7 +2162,7 @@ kind: Ingress
 metadata:
   name: mtls
   namespace: {INFRA}
-  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {INFRA}/client-ca}}
+  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {INFRA}/{ca_secret}}}
 spec:
   ingressClassName: gatehouse
   rules:
@@ -2189,7 +2180,26 @@ spec:
   rules:
   - matches: [{{path: {{value: /api}}}}]
     backendRefs: [{{name: infra-backend-v2, port: 8080}}]
-"
+",
+    )
+}
+
+#[tokio::test]
+async fn client_certificates_asked_for_a_host_hold_for_its_httproutes() {
+    let pki = Pki::new();
+    let ca = pki.ca_pem.clone();
+    let suite = Suite::start_with(&[], move |text, _| {
+        let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "{text}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: client-ca, namespace: {INFRA}}}
+stringData:
+  ca.crt: |
+{indented}{}",
+            mtls_manifests("client-ca")
         )
     })
     .await;
@@ -2271,36 +2281,8 @@ async fn client_certificates_that_cannot_be_checked_close_the_hosts_httproutes()
     let suite = Suite::start_with(&[], |text, _| {
         format!(
             "{text}
----
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {{name: gatehouse}}
-spec: {{controller: gatehouse.dev/ingress-controller}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: mtls
-  namespace: {INFRA}
-  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {INFRA}/absent-ca}}
-spec:
-  ingressClassName: gatehouse
-  rules:
-  - host: mtls.example
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: infra-backend-v1, port: {{number: 8080}}}}}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: mtls-api, namespace: {INFRA}}}
-spec:
-  parentRefs: [{{name: same-namespace}}]
-  hostnames: [mtls.example]
-  rules:
-  - matches: [{{path: {{value: /api}}}}]
-    backendRefs: [{{name: infra-backend-v2, port: 8080}}]
-"
+{}",
+            mtls_manifests("absent-ca")
         )
     })
     .await;
