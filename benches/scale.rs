@@ -128,16 +128,14 @@ fn generate(dir: &Path, n: usize, old: SocketAddr, new: SocketAddr) {
                 .map(|l| format!("    {l}\n"))
                 .collect::<String>()
         };
-        let (a, b) = (i / 250 % 250, i % 250);
         text.push_str(&format!(
             "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tls{i}, namespace: scale}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}\
              ---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc{i}, namespace: scale}}\nspec: {{ports: [{{port: 80, targetPort: 8080}}]}}\n\
-             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc{i}-1, namespace: scale, labels: {{kubernetes.io/service-name: svc{i}}}}}\n\
-             addressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"10.1.{a}.{b}\"]}}, {{addresses: [\"10.2.{a}.{b}\"]}}, {{addresses: [\"10.3.{a}.{b}\"]}}]\n\
-             ---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing{i}, namespace: scale}}\n\
-             spec:\n  ingressClassName: gatehouse\n  tls: [{{hosts: [{host}], secretName: tls{i}}}]\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: svc{i}, port: {{number: 80}}}}}}}}\n",
+             ---\n{}---\n{}",
             indent(cert.cert.pem()),
             indent(cert.signing_key.serialize_pem()),
+            slice_yaml(i, 3),
+            ingress_yaml(i, &format!("svc{i}")),
         ));
         if (i + 1) % PER_FILE == 0 || i + 1 == n {
             std::fs::write(dir.join(format!("hosts-{:05}.yaml", i / PER_FILE)), &text)
@@ -213,19 +211,28 @@ fn object(yaml: &str) -> Object {
 
 /// Host `i`'s Ingress, sending `/` to Service `service`.
 fn host_ingress(i: usize, service: &str) -> Object {
-    object(&format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing{i}, namespace: scale}}\n\
-         spec:\n  ingressClassName: gatehouse\n  tls: [{{hosts: [host{i}.scale.test], secretName: tls{i}}}]\n  rules:\n  - host: host{i}.scale.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}\n"
-    ))
+    object(&ingress_yaml(i, service))
 }
 
-/// Host `i`'s EndpointSlice, with `last` as its third address.
-fn host_slice(i: usize, last: u8) -> Object {
+fn ingress_yaml(i: usize, service: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing{i}, namespace: scale}}\n\
+         spec:\n  ingressClassName: gatehouse\n  tls: [{{hosts: [host{i}.scale.test], secretName: tls{i}}}]\n  rules:\n  - host: host{i}.scale.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+/// Host `i`'s EndpointSlice, its third address in 10.`third`.0.0/16 (3
+/// as generated; a change moves it).
+fn host_slice(i: usize, third: u8) -> Object {
+    object(&slice_yaml(i, third))
+}
+
+fn slice_yaml(i: usize, third: u8) -> String {
     let (a, b) = (i / 250 % 250, i % 250);
-    object(&format!(
+    format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc{i}-1, namespace: scale, labels: {{kubernetes.io/service-name: svc{i}}}}}\n\
-         addressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"10.1.{a}.{b}\"]}}, {{addresses: [\"10.2.{a}.{b}\"]}}, {{addresses: [\"10.4.{last}.{b}\"]}}]\n"
-    ))
+         addressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"10.1.{a}.{b}\"]}}, {{addresses: [\"10.2.{a}.{b}\"]}}, {{addresses: [\"10.{third}.{a}.{b}\"]}}]\n"
+    )
 }
 
 /// Parse, cold build, full rebuild, incremental builds and lookup.
@@ -278,7 +285,7 @@ fn translate_phase(dir: &Path) -> String {
     );
     let slice_delta = median(
         (0..21)
-            .map(|k| timed(&mut state, host_slice((k * 104_729) % n, k as u8)))
+            .map(|k| timed(&mut state, host_slice((k * 104_729) % n, 100 + k as u8)))
             .collect(),
     );
 

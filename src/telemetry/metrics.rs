@@ -340,8 +340,9 @@ impl Metrics {
 
     /// The table's gauges: endpoints per backend, warnings by kind, and
     /// certificate expiry per host. The first time (and with a fresh
-    /// `published`) in proportion to the cluster; then by difference with
-    /// the table published before, in proportion to what changed.
+    /// `published`) every series; then by difference with the table
+    /// published before: a pointer comparison per host, and series
+    /// written only for the hosts that changed.
     pub fn observe_table(
         &self,
         table: &Arc<RouteTable>,
