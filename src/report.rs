@@ -92,7 +92,7 @@ fn route_row(route: &Route) -> [String; 8] {
         }
         Action::Unavailable => ("(unavailable: 503)".to_owned(), "-".to_owned()),
         Action::Forward(b) => {
-            let endpoints = match &b.upstream {
+            let endpoints = match &*b.upstream() {
                 Upstream::Endpoints(set) if set.is_empty() => "none ready (503)".to_owned(),
                 Upstream::Endpoints(set) => set
                     .addrs()

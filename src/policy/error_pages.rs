@@ -68,7 +68,8 @@ impl ErrorPages {
         upstreams: &Upstreams,
         timeouts: Timeouts,
     ) -> Option<(Response<UpstreamResponse>, Authority)> {
-        let Upstream::Endpoints(set) = &self.backend.upstream else {
+        let upstream = self.backend.upstream();
+        let Upstream::Endpoints(set) = &*upstream else {
             return None;
         };
         let pick = set.pick(LoadBalance::RoundRobin)?;

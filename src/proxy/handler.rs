@@ -259,7 +259,7 @@ impl Proxy {
             if *per_million < 1_000_000 && fastrand::u32(0..1_000_000) >= *per_million {
                 continue;
             }
-            let authority = match &backend.upstream {
+            let authority = match &*backend.upstream() {
                 Upstream::Endpoints(set) => match set.pick(LoadBalance::RoundRobin) {
                     Some(pick) => set.authority(pick),
                     None => continue,
@@ -361,7 +361,9 @@ impl Proxy {
             }
         }
         // The choice phase: session affinity or a hash key.
-        let choice = match (&forward.route.stickiness, &forward.backend.upstream) {
+        // The backend's endpoints as they are now, for the whole request.
+        let upstream = forward.backend.upstream();
+        let choice = match (&forward.route.stickiness, &*upstream) {
             (Some(sticky), Upstream::Endpoints(set)) if !forward.canary => {
                 let facts = facts(&req, conn, &host);
                 // A regex path is no cookie path.
@@ -448,7 +450,7 @@ impl Proxy {
         let slot = BodySlot::new(body);
         let bodiless = progress.body_done();
 
-        let endpoints = match &forward.backend.upstream {
+        let endpoints = match &*upstream {
             Upstream::Endpoints(set) => set.addrs().len(),
             Upstream::External(_) => 1,
         };
@@ -461,7 +463,7 @@ impl Proxy {
             } else {
                 Instant::now()
             };
-            let (target, pick) = match &forward.backend.upstream {
+            let (target, pick) = match &*upstream {
                 Upstream::Endpoints(set) => {
                     let now = millis(sent_at);
                     let preferred = choice

@@ -542,7 +542,7 @@ impl Drop for OpenConnection {
 /// `ssl-passthrough`: the connection, ClientHello included, joined byte
 /// for byte to one of the backend's endpoints.
 async fn pass_through(mut client: TcpStream, backend: &Backend, conn: &ConnInfo) {
-    let target = match &backend.upstream {
+    let target = match &*backend.upstream() {
         Upstream::Endpoints(set) => match set.pick(LoadBalance::RoundRobin) {
             Some(pick) => pick.addr.to_string(),
             None => {

@@ -18,6 +18,8 @@ mod regex_paths;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
@@ -157,20 +159,46 @@ pub enum Upstream {
 }
 
 /// A Service port and where its traffic goes.
+///
+/// Its endpoints are replaced in place when they are all that changed (a
+/// rolling update), so that every route and table that holds the backend
+/// sees the new ones at once, without a rebuild of the hosts that use it
+/// (see `translate::backend`). Everything else about a backend is fixed.
 #[derive(Debug)]
 pub struct Backend {
     pub service: ObjectKey,
     /// The Service port as the Ingress named it (number or name).
     pub port: String,
-    pub upstream: Upstream,
+    upstream: ArcSwap<Upstream>,
 }
 
 impl Backend {
+    pub fn new(service: ObjectKey, port: String, upstream: Upstream) -> Self {
+        Backend {
+            service,
+            port,
+            upstream: ArcSwap::from_pointee(upstream),
+        }
+    }
+
+    /// Where requests go now. A request takes this once and keeps it, so
+    /// that its choice of endpoint and what it reports of it stay with one
+    /// set of addresses.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        self.upstream.load_full()
+    }
+
     pub fn has_targets(&self) -> bool {
-        match &self.upstream {
+        match &**self.upstream.load() {
             Upstream::Endpoints(set) => !set.is_empty(),
             Upstream::External(_) => true,
         }
+    }
+
+    /// Takes the ready endpoints of a new resolution of the same Service
+    /// port in place of the current ones.
+    pub(crate) fn replace_upstream(&self, upstream: Upstream) {
+        self.upstream.store(Arc::new(upstream));
     }
 }
 

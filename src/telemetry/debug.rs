@@ -25,7 +25,7 @@ fn route(route: &Route) -> Value {
     let backend = match &route.action {
         Action::Unavailable => Value::Null,
         Action::Forward(b) => {
-            let targets: Vec<String> = match &b.upstream {
+            let targets: Vec<String> = match &*b.upstream() {
                 Upstream::Endpoints(set) => set.addrs().iter().map(|a| a.to_string()).collect(),
                 Upstream::External(authority) => vec![authority.to_string()],
             };

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::table::{Action, CertEntry, HostPattern, Route, RouteTable, Upstream};
+use crate::table::{Action, Backend, CertEntry, HostPattern, Route, RouteTable, Upstream};
 use crate::translate::Warning;
 
 /// Where a request went: empty values for requests no route matched.
@@ -404,6 +404,8 @@ impl Metrics {
                 self.set_cert(&host, entry);
             }
         }
+        // Endpoints replaced in place (a rolling update) change no route.
+        published.refresh(self);
     }
 
     fn set_cert(&self, host: &HostPattern, entry: &CertEntry) {
@@ -423,46 +425,85 @@ fn cert_labels(host: &HostPattern, entry: &CertEntry) -> CertLabels {
 
 /// What the published gauges were computed from: the table, and how many
 /// of its routes forward to each backend (a backend's series goes when
-/// the last route to it does).
+/// the last route to it does), with the backend and the count published.
 #[derive(Default)]
 pub struct Published {
     table: Option<Arc<RouteTable>>,
-    backends: std::collections::HashMap<BackendLabels, usize>,
+    backends: std::collections::HashMap<BackendLabels, PublishedBackend>,
+}
+
+struct PublishedBackend {
+    routes: usize,
+    backend: Arc<Backend>,
+    endpoints: i64,
 }
 
 impl Published {
-    fn labels(route: &Route) -> Option<(BackendLabels, i64)> {
+    fn labels(route: &Route) -> Option<(BackendLabels, &Arc<Backend>)> {
         let Action::Forward(backend) = &route.action else {
             return None;
-        };
-        let count = match &backend.upstream {
-            Upstream::Endpoints(set) => set.addrs().len() as i64,
-            Upstream::External(_) => 1,
         };
         let labels = BackendLabels {
             namespace: backend.service.namespace.clone(),
             service: backend.service.name.clone(),
             port: backend.port.clone(),
         };
-        Some((labels, count))
+        Some((labels, backend))
+    }
+
+    fn endpoints(backend: &Backend) -> i64 {
+        match &*backend.upstream() {
+            Upstream::Endpoints(set) => set.addrs().len() as i64,
+            Upstream::External(_) => 1,
+        }
     }
 
     fn add(&mut self, metrics: &Metrics, route: &Route) {
-        if let Some((labels, count)) = Self::labels(route) {
-            metrics.backend_endpoints.get_or_create(&labels).set(count);
-            *self.backends.entry(labels).or_default() += 1;
-        }
+        let Some((labels, backend)) = Self::labels(route) else {
+            return;
+        };
+        let endpoints = Self::endpoints(backend);
+        metrics
+            .backend_endpoints
+            .get_or_create(&labels)
+            .set(endpoints);
+        let entry = self
+            .backends
+            .entry(labels)
+            .or_insert_with(|| PublishedBackend {
+                routes: 0,
+                backend: backend.clone(),
+                endpoints,
+            });
+        entry.routes += 1;
+        entry.backend = backend.clone();
+        entry.endpoints = endpoints;
     }
 
     fn remove(&mut self, metrics: &Metrics, route: &Route) {
         let Some((labels, _)) = Self::labels(route) else {
             return;
         };
-        if let Some(routes) = self.backends.get_mut(&labels) {
-            *routes -= 1;
-            if *routes == 0 {
+        if let Some(entry) = self.backends.get_mut(&labels) {
+            entry.routes -= 1;
+            if entry.routes == 0 {
                 self.backends.remove(&labels);
                 metrics.backend_endpoints.remove(&labels);
+            }
+        }
+    }
+
+    /// Publishes again the backends whose endpoints were replaced in place
+    /// since they were published: one look per backend.
+    fn refresh(&mut self, metrics: &Metrics) {
+        for (labels, entry) in &mut self.backends {
+            let endpoints = Self::endpoints(&entry.backend);
+            if endpoints != entry.endpoints {
+                metrics
+                    .backend_endpoints
+                    .get_or_create(labels)
+                    .set(endpoints);
+                entry.endpoints = endpoints;
             }
         }
     }
@@ -524,14 +565,23 @@ spec:
     }
 
     fn service(name: &str, addresses: &[&str]) -> String {
-        let addresses: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
         format!(
             "---
 apiVersion: v1
 kind: Service
 metadata: {{name: {name}, namespace: ns}}
 spec: {{ports: [{{port: 80}}]}}
----
+{}",
+            slice(name, addresses)
+        )
+    }
+
+    /// The Service's EndpointSlice alone: a change of it is applied to the
+    /// backend in place.
+    fn slice(name: &str, addresses: &[&str]) -> String {
+        let addresses: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {{name: {name}-1, namespace: ns, labels: {{kubernetes.io/service-name: {name}}}}}
@@ -559,7 +609,8 @@ endpoints: [{{addresses: [{}]}}]
 
     /// Gauges published by difference after incremental builds equal
     /// gauges published whole from the same table: a backend's series
-    /// follows its endpoints, and goes with the last route to it.
+    /// follows its endpoints (replaced with the backend's routes, or in
+    /// place), and goes with the last route to it.
     #[test]
     fn gauges_by_difference_equal_gauges_published_whole() {
         let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: gatehouse}\nspec: {controller: gatehouse.dev/ingress-controller}\n";
@@ -583,6 +634,8 @@ endpoints: [{{addresses: [{}]}}]
         metrics.observe_table(&table, &[], &mut published);
         let changes = [
             service("a", &["198.18.0.1", "198.18.0.4", "198.18.0.5"]),
+            slice("b", &["198.18.0.2"]),
+            slice("a", &["198.18.0.1", "198.18.0.6"]),
             host(3, "a"),
             host(1, "b"),
             host(2, "b"),

@@ -43,31 +43,40 @@ pub enum BackendError {
 /// A Service port whose Service and EndpointSlices are the same objects as
 /// in the previous build keeps its `Backend` (and so its round-robin turn,
 /// latency averages and passive-health marks) without being resolved again.
+/// A change of a Service's EndpointSlices alone is applied to its
+/// `Backend`s in place instead (`refresh_endpoints`), by incremental
+/// builds.
 pub struct Backends<'a> {
     state: &'a ClusterState,
     previous: &'a ResolvedBackends,
     resolved: ResolvedBackends,
 }
 
-/// The Service ports one build resolved, for the next build to reuse.
-pub type ResolvedBackends = HashMap<(ObjectKey, String), Resolved>;
+/// The Service ports one build resolved, for the next build to reuse: per
+/// Service, each port as the Ingress named it.
+pub type ResolvedBackends = HashMap<ObjectKey, Vec<(String, Resolved)>>;
 
 /// One resolved Service port, with the objects it was resolved from.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     service: Option<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
+    /// The port was named, not numbered.
+    by_name: bool,
     result: Result<Arc<Backend>, BackendError>,
 }
 
 impl Resolved {
-    fn still_valid(&self, service: Option<&Arc<Service>>, slices: &[&Arc<EndpointSlice>]) -> bool {
-        let same_service = match (&self.service, service) {
+    fn same_service(&self, service: Option<&Arc<Service>>) -> bool {
+        match (&self.service, service) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
-        };
-        same_service
+        }
+    }
+
+    fn still_valid(&self, service: Option<&Arc<Service>>, slices: &[&Arc<EndpointSlice>]) -> bool {
+        self.same_service(service)
             && self.slices.len() == slices.len()
             && self
                 .slices
@@ -75,6 +84,82 @@ impl Resolved {
                 .zip(slices)
                 .all(|(a, b)| Arc::ptr_eq(a, b))
     }
+
+    fn port<'p>(&self, port: &'p str) -> PortRef<'p> {
+        match port.parse() {
+            Ok(number) if !self.by_name => PortRef::Number(number),
+            _ => PortRef::Name(port),
+        }
+    }
+}
+
+/// The previous resolution of a Service port, if any.
+fn previous<'r>(
+    resolved: &'r ResolvedBackends,
+    key: &ObjectKey,
+    port: &str,
+) -> Option<&'r Resolved> {
+    let ports = resolved.get(key)?;
+    ports.iter().find(|(p, _)| p == port).map(|(_, r)| r)
+}
+
+/// Adds `from`'s resolutions to `into`, replacing those of the same port.
+pub fn merge(into: &mut ResolvedBackends, from: ResolvedBackends) {
+    for (service, ports) in from {
+        let known = into.entry(service).or_default();
+        for (port, resolved) in ports {
+            match known.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, slot)) => *slot = resolved,
+                None => known.push((port, resolved)),
+            }
+        }
+    }
+}
+
+/// After a change of `service`'s EndpointSlices alone: puts the new ready
+/// endpoints of each of its resolved ports in place in their `Backend`,
+/// so that no route needs rebuilding. Returns false, changing nothing,
+/// when that is not enough: the Service object itself changed, a port is
+/// not known, or a port went from no ready endpoint to some or back.
+pub fn refresh_endpoints(
+    state: &ClusterState,
+    resolved: &mut ResolvedBackends,
+    service: &ObjectKey,
+) -> bool {
+    let Some(ports) = resolved.get_mut(service) else {
+        return false;
+    };
+    let object = state.services.get(service);
+    let slices: Vec<Arc<EndpointSlice>> = state.slices_of(service).cloned().collect();
+    let mut replacements = Vec::with_capacity(ports.len());
+    for (port, before) in ports.iter() {
+        if !before.same_service(object) {
+            return false;
+        }
+        let backend = match &before.result {
+            Ok(backend) if matches!(*backend.upstream(), Upstream::Endpoints(_)) => backend,
+            // What failed, or an ExternalName, does not depend on slices.
+            _ => continue,
+        };
+        let Ok(fresh) = upstream_of(state, service, before.port(port)) else {
+            return false;
+        };
+        let has_targets = match &fresh {
+            Upstream::Endpoints(set) => !set.is_empty(),
+            Upstream::External(_) => return false,
+        };
+        if has_targets != backend.has_targets() {
+            return false;
+        }
+        replacements.push((backend.clone(), fresh));
+    }
+    for (backend, fresh) in replacements {
+        backend.replace_upstream(fresh);
+    }
+    for (_, before) in ports.iter_mut() {
+        before.slices.clone_from(&slices);
+    }
+    true
 }
 
 impl<'a> Backends<'a> {
@@ -117,7 +202,7 @@ impl<'a> Backends<'a> {
     /// endpoint, instead of its Pods (kube-proxy balances). ExternalName
     /// Services stay as they are.
     pub fn service_upstream(&self, backend: &Arc<Backend>) -> Result<Arc<Backend>, String> {
-        if matches!(backend.upstream, Upstream::External(_)) {
+        if matches!(*backend.upstream(), Upstream::External(_)) {
             return Ok(backend.clone());
         }
         let service = self
@@ -139,11 +224,11 @@ impl<'a> Backends<'a> {
             })
             .ok_or_else(|| format!("Service {} has no port {}", backend.service, backend.port))?;
         let port = u16::try_from(port.port).map_err(|_| "port out of range".to_owned())?;
-        Ok(Arc::new(Backend {
-            service: backend.service.clone(),
-            port: backend.port.clone(),
-            upstream: Upstream::Endpoints(EndpointSet::new(vec![SocketAddr::new(ip, port)])),
-        }))
+        Ok(Arc::new(Backend::new(
+            backend.service.clone(),
+            backend.port.clone(),
+            Upstream::Endpoints(EndpointSet::new(vec![SocketAddr::new(ip, port)])),
+        )))
     }
 
     /// The first port of a Service (`--default-backend-service`, as
@@ -168,22 +253,23 @@ impl<'a> Backends<'a> {
         key: ObjectKey,
         port: PortRef<'_>,
     ) -> Result<Arc<Backend>, BackendError> {
-        let cache_key = (key, port.to_string());
-        if let Some(done) = self.resolved.get(&cache_key) {
+        let name = port.to_string();
+        if let Some(done) = previous(&self.resolved, &key, &name) {
             return done.result.clone();
         }
-        let service = self.state.services.get(&cache_key.0);
-        let slices: Vec<&Arc<EndpointSlice>> = self.state.slices_of(&cache_key.0).collect();
-        let result = match self.previous.get(&cache_key) {
+        let service = self.state.services.get(&key);
+        let slices: Vec<&Arc<EndpointSlice>> = self.state.slices_of(&key).collect();
+        let result = match previous(self.previous, &key, &name) {
             Some(before) if before.still_valid(service, &slices) => before.result.clone(),
-            _ => self.resolve_uncached(&cache_key.0, port).map(Arc::new),
+            _ => self.resolve_uncached(&key, port).map(Arc::new),
         };
         let resolved = Resolved {
             service: service.cloned(),
             slices: slices.iter().map(|s| Arc::clone(s)).collect(),
+            by_name: matches!(port, PortRef::Name(_)),
             result: result.clone(),
         };
-        self.resolved.insert(cache_key, resolved);
+        self.resolved.entry(key).or_default().push((name, resolved));
         result
     }
 
@@ -192,36 +278,41 @@ impl<'a> Backends<'a> {
         key: &ObjectKey,
         port: PortRef<'_>,
     ) -> Result<Backend, BackendError> {
-        let service = self
-            .state
-            .services
-            .get(key)
-            .ok_or_else(|| BackendError::MissingService(key.clone()))?;
-        let spec = service.spec.as_ref();
-        let service_port = find_port(service, port);
-        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            return external(
-                key,
-                spec.and_then(|s| s.external_name.as_deref()),
-                service_port,
-                port,
-            );
-        }
-        let service_port = service_port.ok_or_else(|| BackendError::MissingPort {
-            service: key.clone(),
-            port: port.to_string(),
-        })?;
-        let addrs = self
-            .state
-            .slices_of(key)
-            .flat_map(|slice| ready_addresses(slice.as_ref(), service_port))
-            .collect();
-        Ok(Backend {
-            service: key.clone(),
-            port: port.to_string(),
-            upstream: Upstream::Endpoints(EndpointSet::new(addrs)),
-        })
+        let upstream = upstream_of(self.state, key, port)?;
+        Ok(Backend::new(key.clone(), port.to_string(), upstream))
     }
+}
+
+/// Where a Service port's traffic goes in `state`: its ready endpoints, or
+/// an ExternalName's name.
+fn upstream_of(
+    state: &ClusterState,
+    key: &ObjectKey,
+    port: PortRef<'_>,
+) -> Result<Upstream, BackendError> {
+    let service = state
+        .services
+        .get(key)
+        .ok_or_else(|| BackendError::MissingService(key.clone()))?;
+    let spec = service.spec.as_ref();
+    let service_port = find_port(service, port);
+    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        return external(
+            key,
+            spec.and_then(|s| s.external_name.as_deref()),
+            service_port,
+            port,
+        );
+    }
+    let service_port = service_port.ok_or_else(|| BackendError::MissingPort {
+        service: key.clone(),
+        port: port.to_string(),
+    })?;
+    let addrs = state
+        .slices_of(key)
+        .flat_map(|slice| ready_addresses(slice.as_ref(), service_port))
+        .collect();
+    Ok(Upstream::Endpoints(EndpointSet::new(addrs)))
 }
 
 /// An ExternalName Service forwards to its DNS name. The port is the Service
@@ -232,7 +323,7 @@ fn external(
     name: Option<&str>,
     service_port: Option<&ServicePort>,
     port: PortRef<'_>,
-) -> Result<Backend, BackendError> {
+) -> Result<Upstream, BackendError> {
     let host = name
         .map(|n| n.trim_end_matches('.'))
         .filter(|n| !n.is_empty())
@@ -267,11 +358,7 @@ fn external(
             service: key.clone(),
             name: host.to_owned(),
         })?;
-    Ok(Backend {
-        service: key.clone(),
-        port: port.to_string(),
-        upstream: Upstream::External(authority),
-    })
+    Ok(Upstream::External(authority))
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::{build, Reuse, Summaries, TranslateOptions, Translation, Warning};
+use super::{backend, build, Reuse, Summaries, TranslateOptions, Translation, Warning};
 use crate::cluster::{
     named_config_maps, tls_secret_keys, ClusterState, JournalPosition, ObjectKey,
 };
@@ -279,6 +279,9 @@ pub(crate) fn patch(
                 }
                 seeds.insert(key.clone());
             }
+            // Only its endpoints changed, and they are now in place in its
+            // backends: no route changes.
+            "Service" if backend::refresh_endpoints(state, &mut reuse.backends, key) => {}
             "Service" | "Secret" | "ConfigMap" => {
                 if let Some(named) = last.deps.by_object.get(&(*kind, key.clone())) {
                     seeds.extend(named.iter().map(|k| (**k).clone()));
@@ -369,9 +372,7 @@ pub(crate) fn patch(
     for (kind, key) in &changes {
         match *kind {
             "Secret" if !state.secrets.contains_key(key) => drop(reuse.secrets.remove(key)),
-            "Service" if !state.services.contains_key(key) => {
-                reuse.backends.retain(|(service, _), _| service != key)
-            }
+            "Service" if !state.services.contains_key(key) => drop(reuse.backends.remove(key)),
             _ => {}
         }
     }
@@ -385,7 +386,7 @@ pub(crate) fn patch(
         ..
     } = part.reuse;
     reuse.secrets.extend(secrets);
-    reuse.backends.extend(backends);
+    backend::merge(&mut reuse.backends, backends);
     reuse.limits.extend(limits);
 
     let translation = Translation {

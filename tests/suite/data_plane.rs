@@ -213,7 +213,7 @@ async fn an_endpoint_turning_not_ready_gets_no_new_requests_but_finishes_its_own
             .routes()
             .iter()
             .find_map(|r| match &r.action {
-                gatehouse::table::Action::Forward(backend) => match &backend.upstream {
+                gatehouse::table::Action::Forward(backend) => match &*backend.upstream() {
                     gatehouse::table::Upstream::Endpoints(set) => Some(set.addrs().len()),
                     _ => None,
                 },

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gatehouse::cluster::{ClusterState, Object};
 use gatehouse::source::manifest;
-use gatehouse::table::{Decision, RequestFacts};
+use gatehouse::table::{Action, Decision, RequestFacts, Upstream};
 use gatehouse::translate::{
     translate, translate_next, BuildKind, HostOwnership, Reuse, TranslateOptions, Translation,
 };
@@ -450,5 +450,132 @@ endpoints: [{{addresses: [\"{address}\"]}}]
         assert_eq!(view(&patched), view(&full), "step {step}");
         assert_eq!(patched.gateway_status, full.gateway_status, "step {step}");
         reuse = std::mem::take(&mut patched.reuse);
+    }
+}
+
+/// A rolling update of a Service that many Ingresses share: each change of
+/// its EndpointSlice puts the new ready endpoints in place in the one
+/// backend they all forward to, and rebuilds no host (the new table shares
+/// every host with the one before) however many Ingresses name it. When a
+/// change leaves it with no ready endpoint, a route with
+/// `default-backend` falls back to another Service: then the hosts are
+/// rebuilt.
+#[test]
+fn a_rolling_update_of_a_shared_service_rebuilds_no_host() {
+    let hosts = 300;
+    let mut text = INGRESS_CLASS.to_string();
+    for svc in ["shared", "fallback"] {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: ns}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n"
+        ));
+    }
+    text.push_str(&shared_slice("fallback", &[(9, true)]));
+    text.push_str(&shared_slice("shared", &[(1, true), (2, true)]));
+    for i in 0..hosts {
+        let annotations = if i == 0 {
+            "\n  annotations: {nginx.ingress.kubernetes.io/default-backend: fallback}"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: i{i}\n  namespace: ns{annotations}\nspec:\n  ingressClassName: gatehouse\n  rules:\n  - host: h{i}.test\n    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: shared, port: {{name: http}}}}}}}}]}}\n"
+        ));
+    }
+    let options = TranslateOptions::default();
+    let mut state = ClusterState::from_objects(manifest::parse(&text).expect("manifests"));
+    let (first, _) = translate_next(&state, &options, Reuse::default());
+    let (mut table, mut reuse) = (first.table, first.reuse);
+    // Where a host's route forwards: the backend and its endpoints now.
+    let target = |table: &gatehouse::table::RouteTable, host: &str| {
+        let route = table
+            .routes()
+            .into_iter()
+            .find(|r| r.host.to_string() == host)
+            .expect("a route for the host");
+        let Action::Forward(backend) = &route.action else {
+            return "unavailable".to_owned();
+        };
+        let endpoints = match &*backend.upstream() {
+            Upstream::Endpoints(set) if set.is_empty() => "none ready (503)".to_owned(),
+            Upstream::Endpoints(set) => {
+                let addrs: Vec<String> = set.addrs().iter().map(|a| a.to_string()).collect();
+                addrs.join(",")
+            }
+            Upstream::External(name) => name.to_string(),
+        };
+        format!("{}:{} {endpoints}", backend.service, backend.port)
+    };
+    assert_eq!(
+        target(&table, "h7.test"),
+        "ns/shared:http 198.18.0.1:8080,198.18.0.2:8080"
+    );
+
+    // Pods replaced one by one: endpoints change, never to none.
+    let steps: [&[(u8, bool)]; 3] = [
+        &[(1, true), (2, true), (3, false)],
+        &[(2, true), (3, true)],
+        &[(3, true), (4, true)],
+    ];
+    for endpoints in steps {
+        insert(&mut state, &shared_slice("shared", endpoints));
+        let (mut next, kind) = translate_next(&state, &options, reuse);
+        assert_eq!(kind, BuildKind::Incremental);
+        let diff = table.differences(&next.table);
+        assert!(
+            diff.routes.is_empty(),
+            "{} hosts rebuilt",
+            diff.routes.len()
+        );
+        let full = translate(&state, &options);
+        assert_eq!(view(&next), view(&full));
+        reuse = std::mem::take(&mut next.reuse);
+        table = next.table;
+    }
+    assert_eq!(
+        target(&table, "h7.test"),
+        "ns/shared:http 198.18.0.3:8080,198.18.0.4:8080"
+    );
+    assert_eq!(
+        target(&table, "h0.test"),
+        "ns/shared:http 198.18.0.3:8080,198.18.0.4:8080"
+    );
+
+    // None ready: h0's route now goes to its default-backend. Every
+    // Ingress that names the Service is translated again, here all of
+    // them: a full build.
+    insert(
+        &mut state,
+        &shared_slice("shared", &[(3, false), (4, false)]),
+    );
+    let (next, kind) = translate_next(&state, &options, reuse);
+    assert_eq!(kind, BuildKind::Full);
+    assert_eq!(view(&next), view(&translate(&state, &options)));
+    assert!(!table.differences(&next.table).routes.is_empty());
+    assert_eq!(
+        target(&next.table, "h0.test"),
+        "ns/fallback:80 198.18.0.9:8080"
+    );
+    assert_eq!(
+        target(&next.table, "h7.test"),
+        "ns/shared:http none ready (503)"
+    );
+}
+
+fn shared_slice(service: &str, endpoints: &[(u8, bool)]) -> String {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(a, ready)| {
+            format!("{{addresses: [\"198.18.0.{a}\"], conditions: {{ready: {ready}}}}}")
+        })
+        .collect();
+    format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, namespace: ns, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints: [{}]\n",
+        endpoints.join(", ")
+    )
+}
+
+fn insert(state: &mut ClusterState, text: &str) {
+    for object in manifest::parse(text).expect("manifest") {
+        state.insert(object);
     }
 }

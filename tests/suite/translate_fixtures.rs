@@ -259,7 +259,7 @@ fn check(name: &str) {
                     failures.push(format!("{what}: backend {got}, want {:?}", case.backend));
                 }
                 if let Some(want) = &case.endpoints {
-                    let endpoints: Vec<String> = match &backend.upstream {
+                    let endpoints: Vec<String> = match &*backend.upstream() {
                         Upstream::Endpoints(set) => {
                             set.addrs().iter().map(|a| a.to_string()).collect()
                         }
@@ -564,7 +564,7 @@ fn a_rebuild_resolves_only_the_backends_that_changed() {
     ));
     let b = backend(&third, "b");
     assert!(!std::sync::Arc::ptr_eq(&backend(&second, "b"), &b));
-    match &b.upstream {
+    match &*b.upstream() {
         Upstream::Endpoints(set) => {
             assert_eq!(set.addrs(), ["10.0.0.9:8080".parse().expect("addr")]);
         }
