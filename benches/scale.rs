@@ -11,6 +11,9 @@
 //!   Secrets (what every change cost before incremental builds);
 //! - Ingress Δ, slice Δ: an incremental build after one Ingress or one
 //!   EndpointSlice changed (median of 21);
+//! - shared slice Δ: the same after the EndpointSlice of a Service that
+//!   every Ingress names changed (a rolling update of a shared backend;
+//!   median of 21);
 //! - start→first: from starting Gatehouse on the directory to its first
 //!   answered request (parse, build and listeners);
 //! - RSS: the whole process with Gatehouse started on the directory;
@@ -81,9 +84,9 @@ fn main() {
         sizes
     };
     println!(
-        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | lookup | gauges | gauges Δ | start→first | RSS | Ingress→traffic | slice→traffic | over the API: Ingress→traffic | slice→traffic |"
+        "| Ingresses | parse | cold build | full rebuild | Ingress Δ | slice Δ | shared slice Δ | lookup | gauges | gauges Δ | start→first | RSS | Ingress→traffic | slice→traffic | over the API: Ingress→traffic | slice→traffic |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
@@ -227,6 +230,15 @@ fn host_slice(i: usize, third: u8) -> Object {
     object(&slice_yaml(i, third))
 }
 
+/// The EndpointSlice of the Service every Ingress shares (in the last
+/// measurement), its third address in 10.`third`.0.0/16.
+fn shared_slice_yaml(third: u8) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: shared-1, namespace: scale, labels: {{kubernetes.io/service-name: shared}}}}\n\
+         addressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [\"10.1.0.1\"]}}, {{addresses: [\"10.2.0.1\"]}}, {{addresses: [\"10.{third}.0.1\"]}}]\n"
+    )
+}
+
 fn slice_yaml(i: usize, third: u8) -> String {
     let (a, b) = (i / 250 % 250, i % 250);
     format!(
@@ -334,13 +346,58 @@ fn translate_phase(dir: &Path) -> String {
     let started = Instant::now();
     metrics.observe_table(&next, &[], &mut published);
     let gauges_delta = started.elapsed();
+    drop((table, next, published));
+
+    // One Service that every Ingress names, and its rolling update: each
+    // change of its EndpointSlice (never to no ready endpoint) is put in
+    // place in its backend, whatever the number of Ingresses.
+    let shared: Vec<Object> = state
+        .ingresses
+        .values()
+        .map(|ingress| {
+            let mut ingress = (**ingress).clone();
+            let spec = ingress.spec.as_mut().and_then(|s| s.rules.as_mut());
+            let rule = spec
+                .and_then(|r| r.first_mut())
+                .and_then(|r| r.http.as_mut());
+            let path = rule.and_then(|h| h.paths.first_mut());
+            if let Some(service) = path.and_then(|p| p.backend.service.as_mut()) {
+                service.name = "shared".to_owned();
+            }
+            Object::Ingress(std::sync::Arc::new(ingress))
+        })
+        .collect();
+    for ingress in shared {
+        state.insert(ingress);
+    }
+    state.insert(object(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: shared, namespace: scale}\nspec: {ports: [{port: 80, targetPort: 8080}]}\n",
+    ));
+    state.insert(object(&shared_slice_yaml(3)));
+    let (mut built, _) = translate_next(&state, &options, Reuse::default());
+    let mut reuse = std::mem::take(&mut built.reuse);
+    drop(built);
+    let shared_slice_delta = median(
+        (0..21)
+            .map(|k| {
+                state.insert(object(&shared_slice_yaml(100 + k as u8)));
+                let started = Instant::now();
+                let (mut next, kind) = translate_next(&state, &options, std::mem::take(&mut reuse));
+                let took = started.elapsed();
+                assert_eq!(kind, BuildKind::Incremental);
+                reuse = std::mem::take(&mut next.reuse);
+                took
+            })
+            .collect(),
+    );
     format!(
-        "{} | {} | {} | {} | {} | {} ns | {} | {}",
+        "{} | {} | {} | {} | {} | {} | {} ns | {} | {}",
         ms(parse),
         ms(cold_build),
         ms(full_rebuild),
         ms(ingress_delta),
         ms(slice_delta),
+        ms(shared_slice_delta),
         lookup.as_nanos(),
         ms(gauges),
         ms(gauges_delta)
