@@ -52,17 +52,16 @@ pub struct Backends<'a> {
     resolved: ResolvedBackends,
 }
 
-/// The Service ports one build resolved, for the next build to reuse: per
-/// Service, each port as the Ingress named it.
-pub type ResolvedBackends = HashMap<ObjectKey, Vec<(String, Resolved)>>;
+/// The Service ports one build resolved, for the next build to reuse: by
+/// Service and port as the Ingress named it (a port name always has a
+/// letter, so a number and a name never share a text).
+pub type ResolvedBackends = HashMap<(ObjectKey, String), Resolved>;
 
 /// One resolved Service port, with the objects it was resolved from.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     service: Option<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
-    /// The port was named, not numbered.
-    by_name: bool,
     result: Result<Arc<Backend>, BackendError>,
 }
 
@@ -84,36 +83,6 @@ impl Resolved {
                 .zip(slices)
                 .all(|(a, b)| Arc::ptr_eq(a, b))
     }
-
-    fn port<'p>(&self, port: &'p str) -> PortRef<'p> {
-        match port.parse() {
-            Ok(number) if !self.by_name => PortRef::Number(number),
-            _ => PortRef::Name(port),
-        }
-    }
-}
-
-/// The previous resolution of a Service port, if any.
-fn previous<'r>(
-    resolved: &'r ResolvedBackends,
-    key: &ObjectKey,
-    port: &str,
-) -> Option<&'r Resolved> {
-    let ports = resolved.get(key)?;
-    ports.iter().find(|(p, _)| p == port).map(|(_, r)| r)
-}
-
-/// Adds `from`'s resolutions to `into`, replacing those of the same port.
-pub fn merge(into: &mut ResolvedBackends, from: ResolvedBackends) {
-    for (service, ports) in from {
-        let known = into.entry(service).or_default();
-        for (port, resolved) in ports {
-            match known.iter_mut().find(|(p, _)| *p == port) {
-                Some((_, slot)) => *slot = resolved,
-                None => known.push((port, resolved)),
-            }
-        }
-    }
 }
 
 /// After a change of `service`'s EndpointSlices alone: puts the new ready
@@ -126,13 +95,30 @@ pub fn refresh_endpoints(
     resolved: &mut ResolvedBackends,
     service: &ObjectKey,
 ) -> bool {
-    let Some(ports) = resolved.get_mut(service) else {
-        return false;
-    };
     let object = state.services.get(service);
-    let slices: Vec<Arc<EndpointSlice>> = state.slices_of(service).cloned().collect();
-    let mut replacements = Vec::with_capacity(ports.len());
-    for (port, before) in ports.iter() {
+    // The ports a build can have resolved with endpoints: the Service's
+    // own, by number and by name (a port it does not have resolved to an
+    // error that no slice changes).
+    let ports = object
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten();
+    let mut keys: Vec<((ObjectKey, String), PortRef<'_>)> = Vec::new();
+    for port in ports {
+        let number = (service.clone(), port.port.to_string());
+        keys.push((number, PortRef::Number(port.port)));
+        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+            keys.push(((service.clone(), name.to_owned()), PortRef::Name(name)));
+        }
+    }
+    let mut replacements = Vec::new();
+    let mut found = false;
+    for (key, port) in &keys {
+        let Some(before) = resolved.get(key) else {
+            continue;
+        };
+        found = true;
         if !before.same_service(object) {
             return false;
         }
@@ -141,7 +127,7 @@ pub fn refresh_endpoints(
             // What failed, or an ExternalName, does not depend on slices.
             _ => continue,
         };
-        let Ok(fresh) = upstream_of(state, service, before.port(port)) else {
+        let Ok(fresh) = upstream_of(state, service, *port) else {
             return false;
         };
         let has_targets = match &fresh {
@@ -153,11 +139,17 @@ pub fn refresh_endpoints(
         }
         replacements.push((backend.clone(), fresh));
     }
+    if !found {
+        return false;
+    }
     for (backend, fresh) in replacements {
         backend.replace_upstream(fresh);
     }
-    for (_, before) in ports.iter_mut() {
-        before.slices.clone_from(&slices);
+    let slices: Vec<Arc<EndpointSlice>> = state.slices_of(service).cloned().collect();
+    for (key, _) in &keys {
+        if let Some(before) = resolved.get_mut(key) {
+            before.slices.clone_from(&slices);
+        }
     }
     true
 }
@@ -253,23 +245,23 @@ impl<'a> Backends<'a> {
         key: ObjectKey,
         port: PortRef<'_>,
     ) -> Result<Arc<Backend>, BackendError> {
-        let name = port.to_string();
-        if let Some(done) = previous(&self.resolved, &key, &name) {
+        let cache_key = (key, port.to_string());
+        if let Some(done) = self.resolved.get(&cache_key) {
             return done.result.clone();
         }
-        let service = self.state.services.get(&key);
-        let slices: Vec<&Arc<EndpointSlice>> = self.state.slices_of(&key).collect();
-        let result = match previous(self.previous, &key, &name) {
+        let key = &cache_key.0;
+        let service = self.state.services.get(key);
+        let slices: Vec<&Arc<EndpointSlice>> = self.state.slices_of(key).collect();
+        let result = match self.previous.get(&cache_key) {
             Some(before) if before.still_valid(service, &slices) => before.result.clone(),
-            _ => self.resolve_uncached(&key, port).map(Arc::new),
+            _ => self.resolve_uncached(key, port).map(Arc::new),
         };
         let resolved = Resolved {
             service: service.cloned(),
             slices: slices.iter().map(|s| Arc::clone(s)).collect(),
-            by_name: matches!(port, PortRef::Name(_)),
             result: result.clone(),
         };
-        self.resolved.entry(key).or_default().push((name, resolved));
+        self.resolved.insert(cache_key, resolved);
         result
     }
 

@@ -372,7 +372,9 @@ pub(crate) fn patch(
     for (kind, key) in &changes {
         match *kind {
             "Secret" if !state.secrets.contains_key(key) => drop(reuse.secrets.remove(key)),
-            "Service" if !state.services.contains_key(key) => drop(reuse.backends.remove(key)),
+            "Service" if !state.services.contains_key(key) => {
+                reuse.backends.retain(|(service, _), _| service != key)
+            }
             _ => {}
         }
     }
@@ -386,7 +388,7 @@ pub(crate) fn patch(
         ..
     } = part.reuse;
     reuse.secrets.extend(secrets);
-    backend::merge(&mut reuse.backends, backends);
+    reuse.backends.extend(backends);
     reuse.limits.extend(limits);
 
     let translation = Translation {
