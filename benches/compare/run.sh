@@ -29,6 +29,10 @@
 #   h2          h2load, 64 connections x 10 streams: req/s
 #   handshakes  wrk, 64 connections, `Connection: close`: a new connection
 #               and a full TLS handshake per request (wrk does not resume)
+#   full        examples/loadgen.rs, 16 connections at a time: the same
+#               with a client that spends about half of wrk's CPU per
+#               handshake (no signature check, X25519 only), so that one
+#               client core keeps one proxy core busy: handshakes/s, p99
 #   resumed     examples/loadgen.rs, 16 connections at a time: a new TLS 1.3
 #               connection per request, resuming with the server's session
 #               tickets (as browsers do): handshakes/s, p99
@@ -430,19 +434,22 @@ run_h2load() { # server url
   printf '  %-9s %-10s %10.0f req/s  errors %s\n' "$1" h2 "$rps" "$((failed + non2xx))" >&2
 }
 
-# New TLS 1.3 connections resuming with session tickets.
-run_resume() { # server port
+# New TLS 1.3 connections: resuming with session tickets (`resume`), or a
+# full handshake each (`full`).
+run_loadgen_handshakes() { # server port resume|full
   local out before done_ resumed
   before=$(cpu_ticks "$(pid_of "$1")")
-  out=$("${on_load_core[@]}" "$loadgen" resume "127.0.0.1:$2" "$target_host" /app/hello 16 "$duration")
+  out=$("${on_load_core[@]}" "$loadgen" "$3" "127.0.0.1:$2" "$target_host" /app/hello 16 "$duration")
   done_=$(awk '{gsub(",", "", $6); print $6}' <<<"$out")
   resumed=$(awk '{print $4}' <<<"$out")
-  record_cpu resume "$1" "$before" "$done_"
-  record resume-rps "$1" "$(awk '{print $2}' <<<"$out" | sed 's|/s,||')"
-  record resume-p99 "$1" "$(awk '{print $11}' <<<"$out")"
-  record resume-errors "$1" "$(awk '{print $14}' <<<"$out")"
-  record resume-missed "$1" "$((done_ - resumed))"
-  printf '  %-9s %-10s %s\n' "$1" resumed "$out" >&2
+  record_cpu "$3" "$1" "$before" "$done_"
+  record "$3-rps" "$1" "$(awk '{print $2}' <<<"$out" | sed 's|/s,||')"
+  record "$3-p99" "$1" "$(awk '{print $14}' <<<"$out")"
+  record "$3-errors" "$1" "$(awk '{print $17}' <<<"$out")"
+  if [ "$3" = resume ]; then
+    record resume-missed "$1" "$((done_ - resumed))"
+  fi
+  printf '  %-9s %-10s %s\n' "$1" "$3" "$out" >&2
 }
 
 # Keep-alive at a fixed rate, open loop.
@@ -481,14 +488,15 @@ say "$rounds rounds, ${duration}s per measurement${pinned:+, each proxy pinned t
 for round in $(seq 1 "$rounds"); do
   say "round $round"
   run_wrk direct "http://127.0.0.1:$backend_port/app/hello" keepalive
-  for metric in ${METRICS:-keepalive h2 handshakes resumed}; do
+  for metric in ${METRICS:-keepalive h2 handshakes full resumed}; do
     for server in "${servers[@]}"; do
       port=$(port_of "$server")
       case $metric in
         keepalive) run_wrk "$server" "$(url_for "$port")" keepalive ;;
         h2) run_h2load "$server" "$(url_for "$port")" ;;
         handshakes) run_wrk "$server" "$(url_for "$port")" handshakes -H "Connection: close" ;;
-        resumed) run_resume "$server" "$port" ;;
+        full) run_loadgen_handshakes "$server" "$port" full ;;
+        resumed) run_loadgen_handshakes "$server" "$port" resume ;;
       esac
     done
   done
@@ -563,6 +571,9 @@ row "HTTP/2 CPU us/req" h2-cpu
 row "full TLS handshakes/s" handshakes-rps
 row "full handshake CPU us/req" handshakes-cpu
 row "handshake p99 ms" handshakes-p99
+row "full handshakes/s (loadgen)" full-rps
+row "full handshake CPU (loadgen)" full-cpu
+row "full handshake p99 ms (loadgen)" full-p99
 row "TLS 1.3 resumed handshakes/s" resume-rps
 row "resumed handshake CPU us/req" resume-cpu
 row "resumed handshake p99 ms" resume-p99
@@ -575,10 +586,10 @@ printf '%-32s %10.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/
 # a wide spread of per-round ratios says a median is less certain.
 echo "ceiling over the rounds: $(extent keepalive-rps direct) req/s"
 for peer in nginx haproxy; do
-  echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer"), resumed $(spread resume-rps "$peer"), fixed-rate p99 $(spread fixed-p99 "$peer")"
+  echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer"), full (loadgen) $(spread full-rps "$peer"), resumed $(spread resume-rps "$peer"), fixed-rate p99 $(spread fixed-p99 "$peer")"
 done
 echo "fixed rate: ${fixed_rate:-0} req/s"
-for metric in keepalive h2 handshakes resume; do
+for metric in keepalive h2 handshakes full resume; do
   echo "CPU us/req over the rounds, $metric: gatehouse $(extent "$metric-cpu" gatehouse), nginx $(extent "$metric-cpu" nginx), haproxy $(extent "$metric-cpu" haproxy)"
 done
 # CPU per request times requests per second: how busy each proxy kept its
@@ -588,9 +599,9 @@ done
 busy() { # metric server
   awk -v c="$(median "$1-cpu" "$2")" -v r="$(median "$1-rps" "$2")" 'BEGIN {printf "%.0f%%", c * r / 1e4}'
 }
-for metric in keepalive h2 handshakes resume; do
+for metric in keepalive h2 handshakes full resume; do
   echo "proxy busy, $metric: gatehouse $(busy "$metric" gatehouse), nginx $(busy "$metric" nginx), haproxy $(busy "$metric" haproxy) (of $workers core(s))"
 done
 for server in "${servers[@]}"; do
-  echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server") + $(total resume-errors "$server") + $(total fixed-errors "$server"))); handshakes not resumed: $(total resume-missed "$server")"
+  echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server") + $(total full-errors "$server") + $(total resume-errors "$server") + $(total fixed-errors "$server"))); handshakes not resumed: $(total resume-missed "$server")"
 done
