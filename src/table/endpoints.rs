@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::policy::LoadBalance;
 
-/// Ready endpoint addresses. Round-robin turns and latency averages are the
-/// only mutable parts of a routing table; they are atomics, never locks.
+/// Ready endpoint addresses. Round-robin turns and latency averages are
+/// the only mutable parts of a set (atomics, never locks); a new set
+/// replaces it whole when the endpoints change.
 #[derive(Debug)]
 pub struct EndpointSet {
     addrs: Box<[SocketAddr]>,

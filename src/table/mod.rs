@@ -1,7 +1,11 @@
 //! The immutable routing table and its lookups.
 //!
-//! A `RouteTable` is built whole by translate and never changed afterwards;
-//! the proxy reads it through one `ArcSwap::load` per request or handshake.
+//! A `RouteTable` is built by translate and never changed afterwards, with
+//! one exception: a backend's ready endpoints, which a rolling update
+//! replaces in place (`Backend::replace_upstream`), so that the routes
+//! that share the backend need no rebuild. The proxy reads the table
+//! through one `ArcSwap::load` per request or handshake, and a request
+//! reads its backend's endpoints once.
 //! Host selection comes first (exact, then wildcard, then the rules without
 //! a host); paths are matched only within the selected host, as ingress-nginx
 //! does with one server block per host.
