@@ -552,11 +552,15 @@ async fn forwarded_header_settings_come_from_the_configmap() {
 #[tokio::test]
 async fn configmap_protections_that_cannot_be_enforced_answer_503_never_200() {
     let (_web, manifests) = web_with(&[("shop", &[])]).await;
-    let cases: [&[(&str, &str)]; 4] = [
+    let cases: [&[(&str, &str)]; 7] = [
         &[("enable-modsecurity", "true")],
         &[("enable-owasp-modsecurity-crs", "true")],
         &[("denylist-source-range", "not-a-range")],
         &[("whitelist-source-range", "10.0.0.0/33")],
+        // A block list that does not parse cannot keep out what it lists.
+        &[("block-cidrs", "192.0.2.0/24, 10.0.0.0/33")],
+        &[("block-user-agents", "~*(badbot")],
+        &[("block-referers", "~(spam")],
     ];
     for data in cases {
         let (_dir, gatehouse) = serve(&manifests, data).await;

@@ -5,9 +5,9 @@
 //! ConfigMap, else the built-in default, which the flags set. A key that
 //! is unknown, not implemented or has a bad value is a warning naming it;
 //! the rest of the ConfigMap applies. Settings that protect routes fail
-//! closed instead: a bad `whitelist-source-range`, or a switched-on
-//! `global-auth-url` or `enable-modsecurity`, closes every route it would
-//! protect (503).
+//! closed instead: a bad `whitelist-source-range` or `block-*` list, or a
+//! switched-on `global-auth-url` or `enable-modsecurity`, closes every
+//! route it would protect (503).
 
 pub mod keys;
 mod tls;
@@ -159,9 +159,9 @@ impl Settings {
             "ssl-ciphers" => return note(tls::ciphers(value, tls)?),
             "server-tokens" => edge.server_tokens = parse_bool(value)?,
             "allow-backend-server-header" => edge.backend_server_header = parse_bool(value)?,
-            "block-cidrs" => edge.block.cidrs = parse_cidrs(value)?,
-            "block-user-agents" => edge.block.user_agents = matches(value)?,
-            "block-referers" => edge.block.referers = matches(value)?,
+            "block-cidrs" | "block-user-agents" | "block-referers" => {
+                return self.block_list(key, value)
+            }
             "hide-headers" => edge.hide_headers = header_names(value)?,
             "add-headers" => edge.add_headers = add_headers(lookup, value, &routes.access)?,
             "proxy-set-headers" => {
@@ -243,6 +243,30 @@ impl Settings {
             }
         }
         Ok(Outcome::Applied)
+    }
+
+    /// A block list (`block-cidrs`, `block-user-agents`, `block-referers`):
+    /// refused with 403 before anything else. One that does not parse
+    /// cannot be enforced, so it closes every route (503) rather than let
+    /// through what it lists: an Ingress cannot opt out of a block list.
+    fn block_list(&mut self, key: &str, value: &str) -> Result<Outcome, String> {
+        let block = &mut self.edge.block;
+        let parsed = match key {
+            "block-cidrs" => parse_cidrs(value).map(|nets| block.cidrs = nets),
+            "block-user-agents" => matches(value).map(|list| block.user_agents = list),
+            _ => matches(value).map(|list| block.referers = list),
+        };
+        let Err(why) = parsed else {
+            return Ok(Outcome::Applied);
+        };
+        self.routes.access.closed.push(GlobalClosure {
+            reason: format!("ConfigMap {key}: {value:?} {why}"),
+            global_auth: false,
+            replaced_by: &[],
+        });
+        note(Some(format!(
+            "{value:?} {why}; it cannot be enforced, so every route answers 503"
+        )))
     }
 }
 
