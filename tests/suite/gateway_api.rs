@@ -2112,8 +2112,8 @@ fn decision(table: &gatehouse::table::RouteTable, host: &str, path: &str, client
 
 /// The controller ConfigMap's protections hold for HTTPRoutes as for an
 /// Ingress without annotations: its allowlist refuses other clients (403),
-/// and a protection it switches on that Gatehouse cannot enforce closes
-/// them (503). Never is an HTTPRoute the open door beside closed Ingresses.
+/// and a protection it switches on (or a block list) that Gatehouse
+/// cannot enforce closes them (503). Never is an HTTPRoute the open door beside closed Ingresses.
 #[test]
 fn the_controller_configmaps_protections_hold_for_httproutes() {
     let decide = |data: &str, client: &str| {
@@ -2141,6 +2141,7 @@ fn the_controller_configmaps_protections_hold_for_httproutes() {
     assert_eq!(decide(allowlist, "10.1.2.3"), v1);
     assert_eq!(decide(allowlist, "192.0.2.1"), "403");
     assert_eq!(decide("enable-modsecurity: \"true\"", "10.1.2.3"), "503");
+    assert_eq!(decide("block-cidrs: \"10.0.0.0/33\"", "10.1.2.3"), "503");
 }
 
 /// A host whose Ingress asks for client certificates asks for them on its
