@@ -30,7 +30,7 @@
 #   handshakes  wrk, 64 connections, `Connection: close`: a new connection
 #               and a full TLS handshake per request (wrk does not resume)
 #   full        examples/loadgen.rs, 16 connections at a time: the same
-#               with a client that spends about half of wrk's CPU per
+#               with a client that spends 0.55-0.75 x wrk's CPU per
 #               handshake (no signature check, X25519 only), so that one
 #               client core keeps one proxy core busy: handshakes/s, p99
 #   resumed     examples/loadgen.rs, 16 connections at a time: a new TLS 1.3
