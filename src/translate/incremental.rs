@@ -249,7 +249,10 @@ pub(crate) fn patch(
     let Some(changes) = state.journal().since(last.position) else {
         return Err(Full::Global);
     };
-    let changes: Vec<(&'static str, ObjectKey)> = changes.cloned().collect();
+    // Each object once: an EndpointSlice change journals its Service, so a
+    // burst over one Service's slices names it many times, and each would
+    // resolve its endpoints again.
+    let changes: BTreeSet<(&'static str, ObjectKey)> = changes.cloned().collect();
     if changes.is_empty() {
         let translation = Translation {
             table: last.table.clone(),
