@@ -232,14 +232,7 @@ impl Settings {
                     }
                     _ => &["denylist-source-range"],
                 };
-                access.closed.push(GlobalClosure {
-                    reason: format!("ConfigMap {key}: {value:?} {why}"),
-                    global_auth: false,
-                    replaced_by,
-                });
-                return note(Some(format!(
-                    "{value:?} {why}; every route without its own {key} answers 503"
-                )));
+                return self.unenforceable(key, value, &why, replaced_by);
             }
         }
         Ok(Outcome::Applied)
@@ -256,17 +249,31 @@ impl Settings {
             "block-user-agents" => matches(value).map(|list| block.user_agents = list),
             _ => matches(value).map(|list| block.referers = list),
         };
-        let Err(why) = parsed else {
-            return Ok(Outcome::Applied);
-        };
+        match parsed {
+            Ok(()) => Ok(Outcome::Applied),
+            Err(why) => self.unenforceable(key, value, &why, &[]),
+        }
+    }
+
+    /// A protection whose value does not parse: it closes every route
+    /// (503) but those with an annotation in `replaced_by` of their own.
+    fn unenforceable(
+        &mut self,
+        key: &str,
+        value: &str,
+        why: &str,
+        replaced_by: &'static [&'static str],
+    ) -> Result<Outcome, String> {
         self.routes.access.closed.push(GlobalClosure {
             reason: format!("ConfigMap {key}: {value:?} {why}"),
             global_auth: false,
-            replaced_by: &[],
+            replaced_by,
         });
-        note(Some(format!(
-            "{value:?} {why}; it cannot be enforced, so every route answers 503"
-        )))
+        note(Some(if replaced_by.is_empty() {
+            format!("{value:?} {why}; it cannot be enforced, so every route answers 503")
+        } else {
+            format!("{value:?} {why}; every route without its own {key} answers 503")
+        }))
     }
 }
 
