@@ -99,14 +99,17 @@ impl Stickiness {
         }
     }
 
-    /// The choice phase over a backend's endpoints.
+    /// The choice phase over a backend's endpoints. A cookie's default
+    /// path is the route's path; a regex path is no cookie path, so `/`.
     pub fn choose(
         &self,
         facts: &Facts<'_>,
         set: &EndpointSet,
         route_path: &str,
+        regex_path: bool,
         now_ms: u64,
     ) -> Choice {
+        let route_path = if regex_path { "/" } else { route_path };
         match self {
             Stickiness::Hash(key) => Choice {
                 preferred: rendezvous(key.expand(facts).as_bytes(), set, now_ms),

@@ -12,6 +12,8 @@
 //! and only an `OPTIONS` request that carries an allowed `Origin` is
 //! answered by Gatehouse (under `*`, ingress-nginx answers every `OPTIONS`).
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
@@ -126,6 +128,21 @@ impl Cors {
         Some((origin, preflight))
     }
 
+    /// The access phase: [`Cors::admit`] for a request, keeping what the
+    /// response phase needs. The flag says it is a preflight.
+    pub fn admit_request(
+        self: &Arc<Self>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<(Admitted, bool)> {
+        let (origin, preflight) = self.admit(method, headers)?;
+        let admitted = Admitted {
+            cors: self.clone(),
+            origin,
+        };
+        Some((admitted, preflight))
+    }
+
     /// The response phase: the CORS headers for an allowed origin.
     pub fn apply(&self, allowed: &HeaderValue, response: &mut HeaderMap) {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed.clone());
@@ -152,6 +169,20 @@ impl Cors {
             Origins::Any => "cors=*".into(),
             Origins::Listed(set) => format!("cors={} origins", set.len()),
         }
+    }
+}
+
+/// A request from an allowed origin, remembered for its response.
+#[derive(Debug)]
+pub struct Admitted {
+    cors: Arc<Cors>,
+    origin: HeaderValue,
+}
+
+impl Admitted {
+    /// The response phase: the CORS headers for the admitted origin.
+    pub fn apply(&self, response: &mut HeaderMap) {
+        self.cors.apply(&self.origin, response);
     }
 }
 

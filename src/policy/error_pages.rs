@@ -36,6 +36,39 @@ pub struct Failed<'a> {
     pub service: &'a Backend,
 }
 
+/// What a custom error page needs of a request, noted before the request
+/// goes on (its headers and URI are then the upstream's).
+pub struct Noted {
+    pages: Arc<ErrorPages>,
+    headers: HeaderMap,
+    uri: Uri,
+    ingress: Option<ObjectKey>,
+    service: Arc<Backend>,
+}
+
+impl Noted {
+    /// The default backend's page when `status` is one the route lists
+    /// and the default backend answers.
+    pub async fn page(
+        &self,
+        status: u16,
+        upstreams: &Upstreams,
+        timeouts: Timeouts,
+    ) -> Option<(Response<UpstreamResponse>, Authority)> {
+        if !self.pages.intercepts(status) {
+            return None;
+        }
+        let failed = Failed {
+            code: status,
+            headers: &self.headers,
+            uri: &self.uri,
+            ingress: self.ingress.as_ref(),
+            service: &self.service,
+        };
+        self.pages.fetch(&failed, upstreams, timeouts).await
+    }
+}
+
 impl ErrorPages {
     pub fn new(codes: Vec<u16>, backend: Arc<Backend>) -> Self {
         ErrorPages { codes, backend }
@@ -54,6 +87,24 @@ impl ErrorPages {
             return Err("lists no status code".into());
         }
         Ok(codes)
+    }
+
+    /// Notes what a page for this request would need: its headers and
+    /// URI as they are now, its Ingress and the Service it was sent to.
+    pub fn note(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        uri: &Uri,
+        ingress: Option<&ObjectKey>,
+        service: &Arc<Backend>,
+    ) -> Noted {
+        Noted {
+            pages: self.clone(),
+            headers: headers.clone(),
+            uri: uri.clone(),
+            ingress: ingress.cloned(),
+            service: service.clone(),
+        }
     }
 
     pub fn intercepts(&self, status: u16) -> bool {

@@ -14,6 +14,7 @@ pub mod access;
 pub mod affinity;
 mod annotations;
 pub mod basic_auth;
+pub mod body_size;
 pub mod canary;
 pub mod client_cert;
 pub mod cors;
@@ -21,10 +22,12 @@ pub mod error_pages;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;
+pub mod mirror;
 pub mod next_upstream;
 pub mod rate_limit;
 pub mod source_range;
 pub mod template;
+pub mod upstream_headers;
 
 /// A client address as policies compare it: an IPv4 client seen on a
 /// dual-stack socket (`::ffff:a.b.c.d`) is the IPv4 client.

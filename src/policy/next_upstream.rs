@@ -164,6 +164,38 @@ pub enum Resend {
     Impossible,
 }
 
+impl Resend {
+    /// Whether a request that just failed or was answered can be sent
+    /// again: the connection failed before anything of its body was read,
+    /// or the body is empty or untouched (then only an idempotent method
+    /// counts as safe, unless `non_idempotent`).
+    pub fn classify(
+        connect_failed: bool,
+        body_untouched: bool,
+        bodiless: bool,
+        method: &http::Method,
+    ) -> Resend {
+        if connect_failed && body_untouched {
+            Resend::NothingSent
+        } else if bodiless || body_untouched {
+            Resend::Whole {
+                idempotent: is_idempotent(method),
+            }
+        } else {
+            Resend::Impossible
+        }
+    }
+}
+
+/// RFC 9110 §9.2.2: repeating these has the same effect as sending once.
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method as M;
+    matches!(
+        *method,
+        M::GET | M::HEAD | M::OPTIONS | M::TRACE | M::PUT | M::DELETE
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +223,29 @@ mod tests {
             .unwrap();
         assert!(n.again(Outcome::Error, 1, NOW, 5, post));
         assert!(!n.again(Outcome::Error, 1, NOW, 5, Resend::Impossible));
+    }
+
+    #[test]
+    fn a_request_is_resent_whole_only_while_its_body_is_untouched() {
+        let (get, post) = (http::Method::GET, http::Method::POST);
+        assert_eq!(
+            Resend::classify(true, true, false, &post),
+            Resend::NothingSent
+        );
+        assert_eq!(
+            Resend::classify(false, true, false, &post),
+            Resend::Whole { idempotent: false }
+        );
+        assert_eq!(
+            Resend::classify(true, false, true, &get),
+            Resend::Whole { idempotent: true },
+            "a bodiless request can be sent again whatever was sent"
+        );
+        assert_eq!(
+            Resend::classify(true, false, false, &get),
+            Resend::Impossible
+        );
+        assert!(is_idempotent(&http::Method::PUT) && !is_idempotent(&post));
     }
 
     #[test]

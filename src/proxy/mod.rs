@@ -1,6 +1,8 @@
 //! The data plane: listeners, TLS, and forwarding to the endpoints.
 
+mod answer;
 mod balance;
+mod context;
 mod handler;
 mod headers;
 mod lease;
@@ -8,6 +10,7 @@ mod limits;
 mod linger;
 mod listener;
 mod observed;
+mod phase;
 mod progress;
 mod proxy_protocol;
 mod tls;

@@ -43,6 +43,7 @@ mod passthrough;
 mod properties;
 mod proxy;
 mod proxy_protocol;
+mod request_snapshot;
 mod service_upstream;
 mod telemetry;
 mod translate_fixtures;

@@ -1,0 +1,297 @@
+//! The attempts phase: the request sent to an endpoint under the send and
+//! read timeouts, and to another one as `proxy-next-upstream` allows.
+//!
+//! Each attempt picks an endpoint (the choice phase's preference first,
+//! then the route's balancing, skipping the endpoint that just failed),
+//! sends, and reports to passive health: a refused connection takes the
+//! endpoint out for a moment, an answer records its latency.
+
+use std::time::{Duration, Instant};
+
+use http::uri::{self, Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use prometheus_client::metrics::counter::Counter;
+
+use super::millis;
+use super::upstream_request::Outgoing;
+use crate::policy::next_upstream::{Outcome, Resend};
+use crate::proxy::progress::{self, Stalled};
+use crate::proxy::upstream::{
+    Failure, Target, UpstreamBody, UpstreamError, UpstreamResponse, Upstreams,
+};
+use crate::table::{Forward, Pick, Upstream};
+
+/// How long an endpoint that refused a connection is skipped.
+const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Why the last attempt got no response.
+#[derive(Debug)]
+pub enum AttemptError {
+    Upstream(UpstreamError),
+    Stalled(Stalled),
+}
+
+impl AttemptError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AttemptError::Upstream(e) => match e.failure() {
+                Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                Failure::ClientBody => StatusCode::BAD_REQUEST,
+                Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                Failure::Failed => StatusCode::BAD_GATEWAY,
+            },
+            AttemptError::Stalled(Stalled::Client) => StatusCode::REQUEST_TIMEOUT,
+            AttemptError::Stalled(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `kind` label of the upstream error counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AttemptError::Upstream(e) => match e.failure() {
+                Failure::BodyTooLarge => "body_too_large",
+                Failure::ClientBody => "client_body",
+                Failure::TimedOut => "timeout",
+                Failure::Failed if e.is_connect() => "connect",
+                Failure::Failed => "other",
+            },
+            AttemptError::Stalled(Stalled::Client) => "client_stalled",
+            AttemptError::Stalled(_) => "timeout",
+        }
+    }
+
+    /// What `proxy-next-upstream` calls it; `None` when the client, not
+    /// the endpoint, is at fault (no other endpoint would do better).
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            AttemptError::Upstream(e) => match e.failure() {
+                Failure::Failed => Some(Outcome::Error),
+                Failure::TimedOut => Some(Outcome::Timeout),
+                Failure::BodyTooLarge | Failure::ClientBody => None,
+            },
+            AttemptError::Stalled(Stalled::Client) => None,
+            AttemptError::Stalled(_) => Some(Outcome::Timeout),
+        }
+    }
+
+    /// The connection was never established: nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, AttemptError::Upstream(e) if e.is_connect())
+    }
+
+    /// Says what went wrong, at the level the fault deserves.
+    pub fn log(&self, client: std::net::SocketAddr, upstream: &Authority) {
+        match self {
+            AttemptError::Upstream(e) => {
+                let error = error_chain(e);
+                if e.failure() == Failure::ClientBody {
+                    tracing::debug!(%client, %error, "the request body failed on the client's side");
+                } else {
+                    tracing::warn!(%upstream, %error, "upstream request failed");
+                }
+            }
+            AttemptError::Stalled(Stalled::Client) => {}
+            AttemptError::Stalled(stalled) => {
+                tracing::warn!(%upstream, ?stalled, "upstream exchange timed out");
+            }
+        }
+    }
+}
+
+/// The last attempt: its result, the endpoint it went to, and how long
+/// the attempts took in all.
+pub struct Attempted {
+    pub result: Result<Response<UpstreamResponse>, AttemptError>,
+    pub target: Authority,
+    pub took: Duration,
+}
+
+/// What the attempts of one request share.
+pub struct Attempts<'a> {
+    pub upstreams: &'a Upstreams,
+    /// The backend's endpoints as the request took them.
+    pub upstream: &'a Upstream,
+    pub forward: &'a Forward,
+    /// The choice phase's endpoint, for the first attempt.
+    pub preferred: Option<usize>,
+    /// An upgrade (WebSocket) is never tried twice.
+    pub upgrade: bool,
+    pub retries: &'a Counter,
+}
+
+impl Attempts<'_> {
+    /// Sends the request until an attempt is final. `Err` is the status of
+    /// an answer of the proxy's own: 503 when no endpoint is left, 400 when
+    /// the target makes no valid URI.
+    pub async fn run(&self, out: &mut Outgoing) -> Result<Attempted, StatusCode> {
+        let endpoints = match self.upstream {
+            Upstream::Endpoints(set) => set.addrs().len(),
+            Upstream::External(_) => 1,
+        };
+        let (mut attempt, mut failed) = (0, None);
+        loop {
+            attempt += 1;
+            let sent_at = if attempt == 1 {
+                out.started
+            } else {
+                Instant::now()
+            };
+            let (target, pick) = self.pick(attempt, sent_at, failed)?;
+            let last = self
+                .forward
+                .route
+                .policy
+                .next_upstream
+                .is_last(attempt, endpoints);
+            let request = request(out, &target, last)?;
+            let result = self.send(out, request, &target).await;
+            let finished = Instant::now();
+            self.report_health(pick, &result, sent_at, finished);
+            let again = self.again(out, &result, attempt, finished - out.started, endpoints);
+            if !again {
+                let took = finished - out.started;
+                return Ok(Attempted {
+                    result,
+                    target,
+                    took,
+                });
+            }
+            self.retries.inc();
+            failed = pick;
+        }
+    }
+
+    /// The endpoint for this attempt, or 503 when none is ready.
+    fn pick(
+        &self,
+        attempt: u32,
+        at: Instant,
+        failed: Option<Pick>,
+    ) -> Result<(Authority, Option<Pick>), StatusCode> {
+        match self.upstream {
+            Upstream::Endpoints(set) => {
+                let now = millis(at);
+                let preferred = self
+                    .preferred
+                    .filter(|_| attempt == 1)
+                    .and_then(|i| set.pick_index(i, now));
+                let balance = self.forward.load_balance;
+                match preferred.or_else(|| set.pick_healthy(balance, now, failed)) {
+                    Some(pick) => Ok((set.authority(pick), Some(pick))),
+                    None => Err(StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+            Upstream::External(authority) => Ok((authority.clone(), None)),
+        }
+    }
+
+    async fn send(
+        &self,
+        out: &Outgoing,
+        request: Request<UpstreamBody>,
+        target: &Authority,
+    ) -> Result<Response<UpstreamResponse>, AttemptError> {
+        let timeouts = self.forward.route.policy.timeouts;
+        let to = Target {
+            authority: target,
+            tls: out.tls,
+            http2: out.http2,
+            connect_timeout: timeouts.connect,
+        };
+        let exchange = std::pin::pin!(self.upstreams.send(request, to));
+        match progress::within(exchange, &out.progress, timeouts.send, timeouts.read).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(AttemptError::Upstream(e)),
+            Err(stalled) => Err(AttemptError::Stalled(stalled)),
+        }
+    }
+
+    /// Passive health: a refused connection takes the endpoint out for a
+    /// moment; anything else reports its latency.
+    fn report_health(
+        &self,
+        pick: Option<Pick>,
+        result: &Result<Response<UpstreamResponse>, AttemptError>,
+        sent_at: Instant,
+        finished: Instant,
+    ) {
+        let (Upstream::Endpoints(set), Some(pick)) = (self.upstream, pick) else {
+            return;
+        };
+        if matches!(result, Err(e) if e.is_connect()) {
+            let until = millis(finished) + PASSIVE_HEALTH_BACKOFF.as_millis() as u64;
+            set.mark_down(pick, until);
+        } else {
+            set.observe(pick, finished - sent_at);
+        }
+    }
+
+    /// Whether another endpoint is tried, as `proxy-next-upstream` says,
+    /// for a request that can be sent again whole.
+    fn again(
+        &self,
+        out: &Outgoing,
+        result: &Result<Response<UpstreamResponse>, AttemptError>,
+        attempt: u32,
+        elapsed: Duration,
+        endpoints: usize,
+    ) -> bool {
+        let outcome = match result {
+            Ok(response) => Some(Outcome::Status(response.status().as_u16())),
+            Err(e) => e.outcome(),
+        };
+        let Some(outcome) = outcome.filter(|_| !self.upgrade) else {
+            return false;
+        };
+        let connect_failed = matches!(result, Err(e) if e.is_connect());
+        let untouched = out.body.untouched();
+        let resend = Resend::classify(connect_failed, untouched, out.bodiless(), &out.parts.method);
+        let next = &self.forward.route.policy.next_upstream;
+        next.again(outcome, attempt, elapsed, endpoints, resend)
+    }
+}
+
+/// One attempt's request. Its headers are copied only when another
+/// attempt may follow (most routes have one endpoint or one try).
+fn request(
+    out: &mut Outgoing,
+    target: &Authority,
+    last: bool,
+) -> Result<Request<UpstreamBody>, StatusCode> {
+    let uri = if out.http2 {
+        // HTTP/2 sends scheme and authority as pseudo-headers.
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(if out.tls { Scheme::HTTPS } else { Scheme::HTTP });
+        uri.authority = Some(target.clone());
+        uri.path_and_query = Some(out.path.clone());
+        Uri::from_parts(uri).map_err(|_| StatusCode::BAD_REQUEST)?
+    } else {
+        Uri::from(out.path.clone())
+    };
+    let mut request = Request::new(out.body.lease());
+    *request.method_mut() = out.parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = if out.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *request.headers_mut() = if last {
+        std::mem::take(&mut out.parts.headers)
+    } else {
+        out.parts.headers.clone()
+    };
+    Ok(request)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,123 @@
+//! The upstream request phase: the request as the endpoint will see it.
+//! Its path (rewritten or as sent), its headers (hop-by-hop removed, the
+//! `X-Forwarded-*` family, `proxy-set-headers`, what the client
+//! certificate says, `upstream-vhost`, `x-forwarded-prefix`, the upgrade
+//! it asks for) and its body (cut at `proxy-body-size`, watched for the
+//! send and read timeouts, kept for another attempt until it is read).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Request, StatusCode};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+
+use crate::policy::{body_size, client_cert, upstream_headers};
+use crate::proxy::context::RequestContext;
+use crate::proxy::headers;
+use crate::proxy::lease::BodySlot;
+use crate::proxy::progress::{Progress, Watched};
+use crate::table::Forward;
+
+/// The request body as attempts send it.
+pub type Body = BodySlot<Watched<Limited<Incoming>>>;
+
+/// A request ready to be sent to an endpoint, and sent again.
+pub struct Outgoing {
+    /// Method, version and headers; the URI is set per attempt.
+    pub parts: Parts,
+    pub path: PathAndQuery,
+    /// Over HTTP/2 (gRPC), else HTTP/1.1.
+    pub http2: bool,
+    pub tls: bool,
+    pub body: Body,
+    pub progress: Arc<Progress>,
+    /// When forwarding began: the send timeout runs from here.
+    pub started: Instant,
+}
+
+impl Outgoing {
+    /// Whether the request has no body to send (it may be sent again
+    /// whatever happened to the first attempt).
+    pub fn bodiless(&self) -> bool {
+        self.progress.body_done()
+    }
+}
+
+/// Builds the upstream request; `upgrade` is the protocol the client asks
+/// to switch to. A rewritten path that is no valid URI path gets 400.
+pub fn prepare(
+    cx: &mut RequestContext<'_>,
+    req: Request<Incoming>,
+    forward: &Forward,
+    upgrade: Option<&HeaderValue>,
+) -> Result<Outgoing, StatusCode> {
+    let path = target_path(forward, &req)?;
+    let edge = &cx.table.edge;
+    // Expanded from the request as the client sent it.
+    let set_headers = (!edge.proxy_set_headers.is_empty())
+        .then(|| upstream_headers::expand(&edge.proxy_set_headers, &cx.facts(&req)));
+    let (mut parts, body) = req.into_parts();
+    let compute_full = edge.forwarded.compute_full;
+    headers::prepare_request(&mut parts.headers, &cx.conn, &cx.host, compute_full);
+    if let Some(expanded) = set_headers {
+        upstream_headers::set_all(expanded, &mut parts.headers);
+    }
+    route_headers(cx, forward, &mut parts.headers);
+    let policy = &forward.route.policy;
+    if let Some(proto) = upgrade {
+        let upgrade = HeaderValue::from_static("upgrade");
+        parts.headers.insert(header::CONNECTION, upgrade);
+        parts.headers.insert(header::UPGRADE, proto.clone());
+    }
+    let http2 = policy.protocol.is_http2() && upgrade.is_none();
+    if http2 {
+        // gRPC needs `te: trailers`, which hop-by-hop removal took out.
+        let trailers = HeaderValue::from_static("trailers");
+        parts.headers.insert(header::TE, trailers);
+    }
+    let started = Instant::now();
+    let limit = body_size::streaming_limit(policy.body_limit);
+    let (body, progress) = Watched::new(Limited::new(body, limit), started);
+    cx.record.progress = Some(progress.clone());
+    Ok(Outgoing {
+        parts,
+        path,
+        http2,
+        tls: policy.protocol.is_tls(),
+        body: BodySlot::new(body),
+        progress,
+        started,
+    })
+}
+
+/// The path and query sent upstream: `rewrite-target`'s, or the client's.
+fn target_path(forward: &Forward, req: &Request<Incoming>) -> Result<PathAndQuery, StatusCode> {
+    match &forward.rewritten {
+        Some(rewritten) => {
+            PathAndQuery::try_from(rewritten.as_str()).map_err(|_| StatusCode::BAD_REQUEST)
+        }
+        None => Ok(req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))),
+    }
+}
+
+/// What the route adds: the client certificate's headers (or the removal
+/// of forged ones), `upstream-vhost` and `x-forwarded-prefix`. `Expect` is
+/// answered by our own server and does not go on.
+fn route_headers(cx: &RequestContext<'_>, forward: &Forward, headers: &mut HeaderMap) {
+    match &forward.client_auth {
+        Some(client_auth) => client_auth.request_headers(cx.conn.peer_cert.as_deref(), headers),
+        None => client_cert::remove_forged(headers),
+    }
+    headers.remove(header::EXPECT);
+    let policy = &forward.route.policy;
+    let (vhost, prefix) = (&policy.upstream_vhost, &policy.x_forwarded_prefix);
+    upstream_headers::set_route_headers(vhost.as_ref(), prefix.as_ref(), headers);
+}
