@@ -42,4 +42,6 @@ pub fn canonical_ip(addr: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
+#[cfg(test)]
+pub(crate) use annotations::nginx_annotations;
 pub use annotations::{Annotations, MAX_VALUE_BYTES, NGINX_PREFIX};

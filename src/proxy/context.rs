@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::Request;
-use hyper::body::Incoming;
 
 use super::headers::ConnInfo;
 use super::observed::RequestRecord;
@@ -49,7 +48,7 @@ impl<'c> RequestContext<'c> {
     /// The connection phase for one request: the table snapshot, the
     /// client address, the request ID (set on the request, as forwarded)
     /// and the log record.
-    pub fn arrive(table: Arc<RouteTable>, req: &mut Request<Incoming>, conn: &'c ConnInfo) -> Self {
+    pub fn arrive<B>(table: Arc<RouteTable>, req: &mut Request<B>, conn: &'c ConnInfo) -> Self {
         let conn = match conn.for_request(req.headers(), &table.edge.forwarded) {
             Some(seen) => Cow::Owned(seen),
             None => Cow::Borrowed(conn),
@@ -83,7 +82,7 @@ impl<'c> RequestContext<'c> {
     }
 
     /// What the policies' variables are expanded from.
-    pub fn facts<'a>(&'a self, req: &'a Request<Incoming>) -> Facts<'a> {
+    pub fn facts<'a, B>(&'a self, req: &'a Request<B>) -> Facts<'a> {
         Facts {
             method: req.method(),
             uri: req.uri(),
@@ -95,7 +94,7 @@ impl<'c> RequestContext<'c> {
     }
 
     /// What routing looks at.
-    pub fn request_facts<'a>(&'a self, req: &'a Request<Incoming>) -> RequestFacts<'a> {
+    pub fn request_facts<'a, B>(&'a self, req: &'a Request<B>) -> RequestFacts<'a> {
         RequestFacts {
             host: self.host.to_str().unwrap_or_default(),
             method: req.method(),

@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::policy::access::Subject;
 use crate::policy::body_size;
@@ -41,9 +40,9 @@ impl Refused {
 /// Runs the access checks. What they admit (the CORS origin, the
 /// credentials' grants, a place in `limit-connections`) is kept in the
 /// context.
-pub async fn check(
+pub async fn check<B>(
     cx: &mut RequestContext<'_>,
-    req: &mut Request<Incoming>,
+    req: &mut Request<B>,
     forward: &Forward,
     upstreams: &Upstreams,
 ) -> Result<(), Refused> {
@@ -80,9 +79,124 @@ pub async fn check(
 /// length. It runs as forwarding begins, after the error pages have taken
 /// note of the request, so that its 413 gets the route's custom error page
 /// and response headers as an endpoint's 413 would.
-pub fn body_size(forward: &Forward, req: &Request<Incoming>) -> Result<(), StatusCode> {
+pub fn body_size<B>(forward: &Forward, req: &Request<B>) -> Result<(), StatusCode> {
     if body_size::declared_over(forward.route.policy.body_limit, req.headers()) {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::header;
+
+    use super::super::testing::{backend, conn, context, forward};
+    use super::*;
+    use crate::policy::cors::Cors;
+    use crate::policy::nginx_annotations;
+    use crate::policy::rate_limit::{LimitConfig, Statuses};
+    use crate::policy::Annotations;
+    use crate::table::Policy;
+
+    fn compiled<T>(pairs: &[(&str, &str)], compile: impl Fn(&Annotations<'_>) -> T) -> T {
+        let map = nginx_annotations(pairs);
+        compile(&Annotations::new(Some(&map), "gatehouse.dev"))
+    }
+
+    fn cors() -> Option<Arc<Cors>> {
+        let pairs = [
+            ("enable-cors", "true"),
+            ("cors-allow-origin", "https://app.test"),
+        ];
+        compiled(&pairs, |a| Cors::compile(a, &mut Vec::new())).map(Arc::new)
+    }
+
+    #[tokio::test]
+    async fn a_preflight_from_an_allowed_origin_is_answered_and_its_origin_kept() {
+        let mut req = http::Request::options("/")
+            .header(header::ORIGIN, "https://app.test")
+            .body(())
+            .unwrap();
+        let conn = conn();
+        let mut cx = context(&mut req, &conn);
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.cors = cors());
+        let checked = check(&mut cx, &mut req, &forward, &Upstreams::new()).await;
+        assert!(matches!(checked, Err(Refused::Preflight)));
+        let mut headers = http::HeaderMap::new();
+        cx.cors.expect("origin admitted").apply(&mut headers);
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.test"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_from_another_origin_passes_without_cors_headers() {
+        let mut req = http::Request::get("/")
+            .header(header::ORIGIN, "https://elsewhere.test")
+            .body(())
+            .unwrap();
+        let conn = conn();
+        let mut cx = context(&mut req, &conn);
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.cors = cors());
+        assert!(check(&mut cx, &mut req, &forward, &Upstreams::new())
+            .await
+            .is_ok());
+        assert!(cx.cors.is_none());
+    }
+
+    #[tokio::test]
+    async fn past_the_rate_limit_a_client_gets_the_limits_status() {
+        let limits = compiled(
+            &[("limit-rps", "1"), ("limit-burst-multiplier", "1")],
+            |a| {
+                let config = LimitConfig::parse(a, &mut Vec::new()).expect("limits");
+                Arc::new(config.compile(Statuses::default()))
+            },
+        );
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.limits = Some(limits));
+        let conn = conn();
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let mut req = http::Request::get("/").body(()).unwrap();
+            let mut cx = context(&mut req, &conn);
+            statuses.push(
+                match check(&mut cx, &mut req, &forward, &Upstreams::new()).await {
+                    Ok(()) => StatusCode::OK,
+                    Err(Refused::Limit(status)) => status,
+                    Err(other) => panic!("{other:?}"),
+                },
+            );
+        }
+        assert_eq!(
+            statuses[..2],
+            [StatusCode::OK, StatusCode::OK],
+            "rate 1 + burst 1"
+        );
+        assert_eq!(
+            statuses[2],
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingress-nginx's default"
+        );
+    }
+
+    #[test]
+    fn a_declared_body_over_the_routes_limit_gets_413() {
+        let limited = Policy {
+            body_limit: Some(8),
+            ..Policy::default()
+        };
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.policy = Arc::new(limited));
+        let req = |length: &str| {
+            let req = http::Request::post("/").header(header::CONTENT_LENGTH, length);
+            req.body(()).unwrap()
+        };
+        assert_eq!(
+            body_size(&forward, &req("9")),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        assert_eq!(body_size(&forward, &req("8")), Ok(()));
+    }
 }

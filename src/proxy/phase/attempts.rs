@@ -259,16 +259,7 @@ fn request(
     target: &Authority,
     last: bool,
 ) -> Result<Request<UpstreamBody>, StatusCode> {
-    let uri = if out.http2 {
-        // HTTP/2 sends scheme and authority as pseudo-headers.
-        let mut uri = uri::Parts::default();
-        uri.scheme = Some(if out.tls { Scheme::HTTPS } else { Scheme::HTTP });
-        uri.authority = Some(target.clone());
-        uri.path_and_query = Some(out.path.clone());
-        Uri::from_parts(uri).map_err(|_| StatusCode::BAD_REQUEST)?
-    } else {
-        Uri::from(out.path.clone())
-    };
+    let uri = target_uri(out.http2, out.tls, target, &out.path)?;
     let mut request = Request::new(out.body.lease());
     *request.method_mut() = out.parts.method.clone();
     *request.uri_mut() = uri;
@@ -285,6 +276,24 @@ fn request(
     Ok(request)
 }
 
+/// The request target: origin-form for HTTP/1.1; for HTTP/2, which sends
+/// scheme and authority as pseudo-headers, absolute.
+fn target_uri(
+    http2: bool,
+    tls: bool,
+    target: &Authority,
+    path: &uri::PathAndQuery,
+) -> Result<Uri, StatusCode> {
+    if !http2 {
+        return Ok(Uri::from(path.clone()));
+    }
+    let mut uri = uri::Parts::default();
+    uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+    uri.authority = Some(target.clone());
+    uri.path_and_query = Some(path.clone());
+    Uri::from_parts(uri).map_err(|_| StatusCode::BAD_REQUEST)
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -294,4 +303,71 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> AttemptError {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        AttemptError::Upstream(UpstreamError::Connect(refused))
+    }
+
+    #[test]
+    fn each_failure_knows_its_status_its_metric_and_whether_to_try_again() {
+        let timed_out =
+            AttemptError::Upstream(UpstreamError::ConnectTimedOut(Duration::from_secs(5)));
+        let rows = [
+            (
+                refused(),
+                StatusCode::BAD_GATEWAY,
+                "connect",
+                Some(Outcome::Error),
+            ),
+            (
+                timed_out,
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                Some(Outcome::Timeout),
+            ),
+            (
+                AttemptError::Stalled(Stalled::Response),
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                Some(Outcome::Timeout),
+            ),
+            (
+                AttemptError::Stalled(Stalled::Upstream),
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                Some(Outcome::Timeout),
+            ),
+            (
+                AttemptError::Stalled(Stalled::Client),
+                StatusCode::REQUEST_TIMEOUT,
+                "client_stalled",
+                None,
+            ),
+        ];
+        for (error, status, label, outcome) in rows {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.metric_label(), label, "{error:?}");
+            assert_eq!(error.outcome(), outcome, "{error:?}");
+        }
+        assert!(refused().is_connect());
+        assert!(!AttemptError::Stalled(Stalled::Response).is_connect());
+    }
+
+    #[test]
+    fn http_2_targets_are_absolute_and_http_1_1_targets_origin_form() {
+        let target: Authority = "10.0.0.1:50051".parse().unwrap();
+        let path = uri::PathAndQuery::from_static("/svc/Method?x=1");
+        let h2 = target_uri(true, true, &target, &path).unwrap();
+        assert_eq!(h2.to_string(), "https://10.0.0.1:50051/svc/Method?x=1");
+        let h2c = target_uri(true, false, &target, &path).unwrap();
+        assert_eq!(h2c.scheme_str(), Some("http"));
+        let h1 = target_uri(false, false, &target, &path).unwrap();
+        assert_eq!(h1.to_string(), "/svc/Method?x=1");
+    }
 }

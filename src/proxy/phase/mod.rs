@@ -32,3 +32,63 @@ fn millis(at: Instant) -> u64 {
     let epoch = *EPOCH.get_or_init(Instant::now);
     at.saturating_duration_since(epoch).as_millis() as u64
 }
+
+/// A routed request's parts, built as translate would, for the phases'
+/// tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use crate::cluster::ObjectKey;
+    use crate::proxy::context::RequestContext;
+    use crate::proxy::headers::ConnInfo;
+    use crate::table::{
+        Action, Backend, EndpointSet, Forward, HostPattern, PathType, Policy, Route, RouteTable,
+        Upstream,
+    };
+
+    /// A connection from 192.0.2.1 over plain HTTP.
+    pub fn conn() -> ConnInfo {
+        let client = "192.0.2.1:40000".parse().expect("addr");
+        ConnInfo::new(client, "127.0.0.1:8080".parse().expect("addr"), false)
+    }
+
+    /// A request's context under an empty table.
+    pub fn context<'c, B>(req: &mut http::Request<B>, conn: &'c ConnInfo) -> RequestContext<'c> {
+        RequestContext::arrive(Arc::new(RouteTable::default()), req, conn)
+    }
+
+    /// A backend with one endpoint per address.
+    pub fn backend(addrs: &[&str]) -> Arc<Backend> {
+        let addrs = addrs.iter().map(|a| a.parse().expect("addr")).collect();
+        let upstream = Upstream::Endpoints(EndpointSet::new(addrs));
+        Arc::new(Backend::new(
+            ObjectKey::new("test", "web"),
+            "80".into(),
+            upstream,
+        ))
+    }
+
+    /// `/` of `shop.test` to `backend`, its route shaped by `shape`.
+    pub fn forward(backend: Arc<Backend>, shape: impl FnOnce(&mut Route)) -> Forward {
+        let host = HostPattern::Exact("shop.test".into());
+        let action = Action::Forward(backend.clone());
+        let mut route = Route::bare(
+            host,
+            "/",
+            PathType::Prefix,
+            action,
+            Arc::new(Policy::default()),
+        );
+        shape(&mut route);
+        Forward {
+            route: Arc::new(route),
+            backend,
+            rewritten: None,
+            authenticate: false,
+            client_auth: None,
+            load_balance: Default::default(),
+            canary: false,
+        }
+    }
+}

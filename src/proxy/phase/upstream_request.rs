@@ -95,7 +95,7 @@ pub fn prepare(
 }
 
 /// The path and query sent upstream: `rewrite-target`'s, or the client's.
-fn target_path(forward: &Forward, req: &Request<Incoming>) -> Result<PathAndQuery, StatusCode> {
+fn target_path<B>(forward: &Forward, req: &Request<B>) -> Result<PathAndQuery, StatusCode> {
     match &forward.rewritten {
         Some(rewritten) => {
             PathAndQuery::try_from(rewritten.as_str()).map_err(|_| StatusCode::BAD_REQUEST)
@@ -120,4 +120,43 @@ fn route_headers(cx: &RequestContext<'_>, forward: &Forward, headers: &mut Heade
     let policy = &forward.route.policy;
     let (vhost, prefix) = (&policy.upstream_vhost, &policy.x_forwarded_prefix);
     upstream_headers::set_route_headers(vhost.as_ref(), prefix.as_ref(), headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::testing::{backend, conn, context, forward};
+    use super::*;
+    use crate::table::Policy;
+
+    #[test]
+    fn the_path_is_the_rewritten_one_with_its_query_else_the_clients() {
+        let req = Request::get("/shop/cart?id=7").body(()).unwrap();
+        let mut forward = forward(backend(&["10.0.0.1:80"]), |_| {});
+        assert_eq!(target_path(&forward, &req).unwrap(), "/shop/cart?id=7");
+        forward.rewritten = Some("/cart?id=7".into());
+        assert_eq!(target_path(&forward, &req).unwrap(), "/cart?id=7");
+        forward.rewritten = Some("no path".into());
+        assert_eq!(target_path(&forward, &req), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn forged_client_certificate_headers_and_expect_never_reach_the_endpoint() {
+        let vhost = Policy {
+            upstream_vhost: Some(HeaderValue::from_static("internal.svc")),
+            ..Policy::default()
+        };
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.policy = Arc::new(vhost));
+        let mut req = Request::get("/").body(()).unwrap();
+        let conn = conn();
+        let cx = context(&mut req, &conn);
+        let mut headers = HeaderMap::new();
+        headers.insert("ssl-client-verify", HeaderValue::from_static("SUCCESS"));
+        headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        route_headers(&cx, &forward, &mut headers);
+        assert!(!headers.contains_key("ssl-client-verify"));
+        assert!(!headers.contains_key(header::EXPECT));
+        assert_eq!(headers[header::HOST], "internal.svc");
+    }
 }
