@@ -128,16 +128,11 @@ async fn a_persistent_session_moves_only_when_its_endpoint_is_gone() {
         &site.dir.path().join("service.yaml"),
         &service("web", &addrs),
     );
-    let mut moved = None;
-    for _ in 0..500 {
+    let (now, set) = eventually("the session to move", Duration::from_secs(10), async || {
         let (now, set) = visit(&site, "/", Some(&pair)).await;
-        if now != removed.name {
-            moved = Some((now, set));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (now, set) = moved.expect("the session moved");
+        (now != removed.name).then_some((now, set))
+    })
+    .await;
     let new_pair = cookie_pair(&set.expect("a new cookie for the new endpoint"));
     for _ in 0..5 {
         assert_eq!(visit(&site, "/", Some(&new_pair)).await.0, now);

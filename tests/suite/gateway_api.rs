@@ -11,6 +11,7 @@ use crate::support;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use std::time::Duration;
 use support::*;
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -215,15 +216,18 @@ impl Suite {
     }
 
     /// Checks the cases until they pass (a change takes a moment to be
-    /// read), for at most ten seconds.
+    /// read). Each try sends every case, hence the slower pace.
     async fn eventually(&self, cases: &[Case]) {
-        for _ in 0..100 {
-            if self.failures(cases).await.is_empty() {
-                return;
+        let (within, every) = (Duration::from_secs(10), Duration::from_millis(100));
+        poll::eventually_every("the cases to pass", within, every, async || {
+            let failures = self.failures(cases).await;
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(failures)
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        self.check(cases).await;
+        })
+        .await;
     }
 
     async fn send(&self, case: &Case) -> Reply {
@@ -1777,21 +1781,23 @@ async fn httproute_timeouts() {
         .await;
 }
 
-/// Waits up to five seconds for `count` requests under `path` at a backend.
+/// Waits for `count` requests under `path` at a backend.
 async fn mirrored(
     suite: &Suite,
     backend: &str,
     path: &str,
     count: usize,
 ) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
+    let what = format!("{count} requests under {path} at {backend}");
+    eventually(what, Duration::from_secs(5), async || {
         let seen = suite.seen_by(backend, path);
         if seen.len() >= count {
-            return seen;
+            Ok(seen)
+        } else {
+            Err(seen)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    suite.seen_by(backend, path)
+    })
+    .await
 }
 
 #[tokio::test]

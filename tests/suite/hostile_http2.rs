@@ -85,24 +85,20 @@ async fn read_frame(stream: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
 }
 
 /// Reads frames until one of `kind` on `stream_id` (or GOAWAY), for at
-/// most five seconds.
+/// most five seconds; `what` names the frame awaited.
 async fn until(
     stream: &mut TcpStream,
     kinds: &[u8],
     stream_id: u32,
-) -> Option<(u8, u8, u32, Vec<u8>)> {
-    let wait = async {
-        while let Some(f) = read_frame(stream).await {
-            if f.0 == GOAWAY || (kinds.contains(&f.0) && f.2 == stream_id) {
-                return Some(f);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(5), wait)
-        .await
-        .ok()
-        .flatten()
+    what: &str,
+) -> (u8, u8, u32, Vec<u8>) {
+    // Frames are read as they come, with barely a pause between them.
+    let (within, every) = (Duration::from_secs(5), Duration::from_millis(1));
+    poll::eventually_every(what, within, every, async || {
+        let f = read_frame(stream).await?;
+        (f.0 == GOAWAY || (kinds.contains(&f.0) && f.2 == stream_id)).then_some(f)
+    })
+    .await
 }
 
 /// Writes `chunk` until `total` bytes are out or the peer stops taking
@@ -143,9 +139,9 @@ async fn a_plain_exchange_frame_by_frame() {
     let mut conn = h2c(gatehouse.http_addr, &[]).await;
     let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/hello"));
     conn.write_all(&headers).await.expect("headers");
-    let (kind, _, _, _) = until(&mut conn, &[HEADERS], 1).await.expect("a response");
+    let (kind, _, _, _) = until(&mut conn, &[HEADERS], 1, "a response").await;
     assert_eq!(kind, HEADERS);
-    let (kind, _, _, body) = until(&mut conn, &[DATA], 1).await.expect("a body");
+    let (kind, _, _, body) = until(&mut conn, &[DATA], 1, "a body").await;
     assert_eq!(kind, DATA);
     assert!(String::from_utf8_lossy(&body).contains("/hello"));
 }
@@ -172,7 +168,7 @@ async fn a_continuation_flood_is_cut_off() {
             break;
         }
     }
-    let (kind, _, _, payload) = until(&mut conn, &[], 0).await.expect("a GOAWAY");
+    let (kind, _, _, payload) = until(&mut conn, &[], 0, "a GOAWAY").await;
     assert_eq!(kind, GOAWAY);
     // ENHANCE_YOUR_CALM (11).
     assert_eq!(payload[4..8], [0, 0, 0, 11], "{payload:?}");
@@ -238,8 +234,13 @@ async fn an_hpack_bomb_is_refused() {
     }
     // A 431, the stream reset, or (h2's answer) the connection ended with
     // GOAWAY ENHANCE_YOUR_CALM.
-    let answer = until(&mut conn, &[HEADERS, RST_STREAM], 1).await;
-    let answer = answer.expect("an answer to the bomb");
+    let answer = until(
+        &mut conn,
+        &[HEADERS, RST_STREAM],
+        1,
+        "an answer to the bomb",
+    )
+    .await;
     if let (HEADERS, _, _, payload) = &answer {
         // `:status` 431 is not in the static table: a literal, `431`.
         assert!(
@@ -267,9 +268,7 @@ async fn a_stalled_stream_window_back_pressures_the_upstream() {
     let mut conn = h2c(gatehouse.http_addr, &[(4, 0)]).await;
     let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/big"));
     conn.write_all(&headers).await.expect("headers");
-    until(&mut conn, &[HEADERS], 1)
-        .await
-        .expect("the response head");
+    until(&mut conn, &[HEADERS], 1, "the response head").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let out = written.load(std::sync::atomic::Ordering::Relaxed);
     // Measured: about 4 MB (the sockets' kernel buffers, autotuned up to

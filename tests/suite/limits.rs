@@ -45,16 +45,14 @@ async fn a_burst_then_503_and_the_allowance_survives_a_rebuild() {
     // An unrelated change rebuilds the table; the counters stay.
     let other = ingress("other", "other.test", "/", "web", None);
     std::fs::write(dir.path().join("other.yaml"), other).expect("write");
-    for _ in 0..500 {
-        if http_get(gatehouse.http_addr, "other.test", "/")
+    let served = "other.test to be served";
+    eventually(served, Duration::from_secs(10), async || {
+        http_get(gatehouse.http_addr, "other.test", "/")
             .await
             .status
             == StatusCode::OK
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert_eq!(statuses(&gatehouse, "/", 1).await, [503]);
 }
 

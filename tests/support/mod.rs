@@ -4,6 +4,11 @@
 
 pub mod fake_api;
 pub mod pathological;
+pub mod poll;
+
+// The streaming test does not wait.
+#[allow(unused_imports)]
+pub use poll::eventually;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
