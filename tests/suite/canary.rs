@@ -32,33 +32,16 @@ fn canary_ingress(weight: u32) -> String {
     .replace("ImplementationSpecific", "Prefix")
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    _backends: (Backend, Backend),
-    gatehouse: gatehouse::app::Running,
-}
-
 async fn site(weight: u32) -> Site {
-    let (stable, preview) = (
-        Backend::start("stable").await,
-        Backend::start("preview").await,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let main = [
-        INGRESS_CLASS.to_owned(),
-        service("stable", &[stable.addr]),
-        service("preview", &[preview.addr]),
-        ingress("shop", "shop.test", "/", "stable", None),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("main.yaml"), main).expect("write");
-    std::fs::write(dir.path().join("canary.yaml"), canary_ingress(weight)).expect("write");
-    let gatehouse = start_gatehouse(dir.path()).await;
-    Site {
-        dir,
-        _backends: (stable, preview),
-        gatehouse,
-    }
+    let site = Site::builder()
+        .backend("stable")
+        .await
+        .backend("preview")
+        .await;
+    site.manifests(ingress("shop", "shop.test", "/", "stable", None))
+        .file("canary.yaml", canary_ingress(weight))
+        .start()
+        .await
 }
 
 fn get(headers: &[(&str, &str)]) -> Request<Full<Bytes>> {

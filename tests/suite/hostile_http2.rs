@@ -116,13 +116,11 @@ async fn pour(stream: &mut TcpStream, chunk: &[u8], total: usize) -> usize {
 }
 
 /// A TLS site `shop.test` over plain HTTP too.
-async fn site() -> (Backend, tempfile::TempDir, gatehouse::app::Running) {
-    let web = Backend::start("web").await;
-    let manifests = INGRESS_CLASS.to_owned()
-        + &service("web", &[web.addr])
-        + &ingress("shop", "shop.test", "/", "web", None);
-    let (dir, gatehouse) = serve_manifests(&manifests).await;
-    (web, dir, gatehouse)
+async fn site() -> Site {
+    let site = Site::builder().backend("web").await;
+    site.manifests(ingress("shop", "shop.test", "/", "web", None))
+        .start()
+        .await
 }
 
 async fn others_are_served(gatehouse: &gatehouse::app::Running) {
@@ -135,8 +133,8 @@ async fn others_are_served(gatehouse: &gatehouse::app::Running) {
 /// A well-formed exchange first: the framing helpers speak HTTP/2.
 #[tokio::test]
 async fn a_plain_exchange_frame_by_frame() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/hello"));
     conn.write_all(&headers).await.expect("headers");
     let (kind, _, _, _) = until(&mut conn, &[HEADERS], 1, "a response").await;
@@ -153,8 +151,8 @@ async fn a_plain_exchange_frame_by_frame() {
 /// held.
 #[tokio::test]
 async fn a_continuation_flood_is_cut_off() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     conn.write_all(&frame(HEADERS, 0, 1, &get_block("/")))
         .await
         .expect("headers");
@@ -175,7 +173,7 @@ async fn a_continuation_flood_is_cut_off() {
     // The rest of the flood is drained within the lingering close's bound.
     let sent = pour(&mut conn, &continuation, 256 << 20).await;
     assert!(sent < 80 << 20, "{sent} bytes taken after the GOAWAY");
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// SETTINGS and PING floods: each asks for an answer; a client that never
@@ -183,12 +181,12 @@ async fn a_continuation_flood_is_cut_off() {
 /// stops reading, or closes).
 #[tokio::test]
 async fn settings_and_ping_floods_are_bounded() {
-    let (_web, _dir, gatehouse) = site().await;
+    let site = site().await;
     for flood in [
         frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]),
         frame(PING, 0, 0, b"pingping"),
     ] {
-        let mut conn = h2c(gatehouse.http_addr, &[]).await;
+        let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
         let burst: Vec<u8> = flood.repeat(4096);
         let sent = pour(&mut conn, &burst, 512 << 20).await;
         // Measured: 8–11 MB taken, then nothing (socket buffers and one
@@ -199,7 +197,7 @@ async fn settings_and_ping_floods_are_bounded() {
         );
         drop(conn);
     }
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// An HPACK bomb: one large header put in the dynamic table, then named
@@ -208,9 +206,9 @@ async fn settings_and_ping_floods_are_bounded() {
 /// forwarded, and the connection's other streams are served.
 #[tokio::test]
 async fn an_hpack_bomb_is_refused() {
-    let (web, _dir, gatehouse) = site().await;
-    let before = web.seen.lock().expect("seen").len();
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let before = site.backend("web").seen.lock().expect("seen").len();
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     let mut block = get_block("/bomb");
     // Literal with incremental indexing, new name: x-bomb, 4000 bytes.
     block.push(0x40);
@@ -248,9 +246,9 @@ async fn an_hpack_bomb_is_refused() {
             "the bomb was answered: {payload:?}"
         );
     }
-    let after = web.seen.lock().expect("seen").len();
+    let after = site.backend("web").seen.lock().expect("seen").len();
     assert_eq!(after, before, "nothing reached the backend");
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// A stream whose window never opens (SETTINGS_INITIAL_WINDOW_SIZE 0,
@@ -294,8 +292,8 @@ async fn a_stalled_stream_window_back_pressures_the_upstream() {
 /// connection ended), never queued without bound.
 #[tokio::test]
 async fn streams_beyond_the_concurrency_limit_are_refused() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     // The server's SETTINGS first: its stream limit.
     let (kind, _, _, settings) = read_frame(&mut conn).await.expect("settings");
     assert_eq!(kind, SETTINGS);
@@ -337,5 +335,5 @@ async fn streams_beyond_the_concurrency_limit_are_refused() {
     if let Some(refused) = refused {
         assert_eq!(refused, 50, "limit {limit}");
     }
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
