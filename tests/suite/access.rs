@@ -17,18 +17,24 @@ use support::*;
 /// The tools' hashes; each user's password is its name with `-secret`.
 const HTPASSWD: &str = include_str!("../fixtures/htpasswd/users");
 
-struct Site {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    _backend: Backend,
-    gatehouse: gatehouse::app::Running,
-}
-
 /// Every Ingress of these tests, in one manifest directory.
 async fn site(extra_users: &str) -> Site {
-    let backend = Backend::start("web").await;
-    let pki = Pki::new();
-    let dir = tempfile::tempdir().expect("tempdir");
+    // {SHA} of "sha1-secret"; a file of its own, so a test can rotate it.
+    let user_map = opaque_secret(
+        "user-map",
+        &[("carol", "{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=")],
+    );
+    Site::builder()
+        .backend("web")
+        .await
+        .certificate("basic.test", "basic-tls")
+        .manifests(manifests(extra_users))
+        .file("user-map.yaml", user_map)
+        .start()
+        .await
+}
+
+fn manifests(extra_users: &str) -> String {
     let users = format!("{HTPASSWD}{extra_users}");
     let basic = [
         ("nginx.ingress.kubernetes.io/auth-type", "basic"),
@@ -58,10 +64,7 @@ async fn site(extra_users: &str) -> Site {
             "10.0.0.0/8",
         ),
     ];
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        tls_secret("basic-tls", &pki.leaf("basic.test")),
+    [
         opaque_secret("users", &[("auth", &users)]),
         opaque_secret(
             "user-map",
@@ -121,21 +124,7 @@ async fn site(extra_users: &str) -> Site {
             )],
         ),
     ]
-    .concat();
-    std::fs::write(dir.path().join("all.yaml"), manifests).expect("write manifests");
-    // {SHA} of "sha1-secret"; a file of its own, so a test can rotate it.
-    let user_map = opaque_secret(
-        "user-map",
-        &[("carol", "{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=")],
-    );
-    std::fs::write(dir.path().join("user-map.yaml"), user_map).expect("write Secret");
-    let gatehouse = start_gatehouse(dir.path()).await;
-    Site {
-        dir,
-        pki,
-        _backend: backend,
-        gatehouse,
-    }
+    .concat()
 }
 
 fn get(host: &str, path: &str, credentials: Option<&str>) -> Request<Full<Bytes>> {
@@ -243,14 +232,12 @@ async fn an_auth_map_secret_rotated_takes_effect_without_restart() {
         &[("carol", "{SHA}XvOvbNm1qpB/phj6yCm6rsZ2O0I=")],
     );
     write_atomically(&site.dir.path().join("user-map.yaml"), &rotated);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status("carol:new-secret").await != StatusCode::OK {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rotation not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the rotation to apply",
+        Duration::from_secs(10),
+        async || status("carol:new-secret").await == StatusCode::OK,
+    )
+    .await;
     assert_eq!(status("carol:sha1-secret").await, StatusCode::UNAUTHORIZED);
 }
 

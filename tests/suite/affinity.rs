@@ -11,35 +11,23 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
 
-struct Site {
-    dir: tempfile::TempDir,
-    backends: Vec<Backend>,
-    gatehouse: gatehouse::app::Running,
-}
-
 async fn site(annotations: &[(&str, &str)]) -> Site {
-    let first = Backend::start_on("127.0.0.1:0".parse().unwrap(), "b1").await;
-    let port = first.addr.port();
-    let mut backends = vec![first];
-    for (i, name) in [(2, "b2"), (3, "b3")] {
-        let addr: SocketAddr = format!("127.0.0.{i}:{port}").parse().unwrap();
-        backends.push(Backend::start_on(addr, name).await);
-    }
-    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("service.yaml"), service("web", &addrs)).expect("write");
-    let main = [
-        INGRESS_CLASS.to_owned(),
-        ingress_annotated("sticky", "app.test", "/", "web", None, annotations),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("main.yaml"), main).expect("write");
-    let gatehouse = start_gatehouse(dir.path()).await;
-    Site {
-        dir,
-        backends,
-        gatehouse,
-    }
+    let site = Site::builder().backend_of("web", "b1").await;
+    let site = site
+        .backend_of("web", "b2")
+        .await
+        .backend_of("web", "b3")
+        .await;
+    site.manifests(ingress_annotated(
+        "sticky",
+        "app.test",
+        "/",
+        "web",
+        None,
+        annotations,
+    ))
+    .start()
+    .await
 }
 
 /// One request on a new connection: (backend, Set-Cookie value if any).
@@ -125,19 +113,14 @@ async fn a_persistent_session_moves_only_when_its_endpoint_is_gone() {
     let removed = site.backends.remove(gone);
     let addrs: Vec<SocketAddr> = site.backends.iter().map(|b| b.addr).collect();
     write_atomically(
-        &site.dir.path().join("service.yaml"),
+        &site.dir.path().join(SERVICES_FILE),
         &service("web", &addrs),
     );
-    let mut moved = None;
-    for _ in 0..500 {
+    let (now, set) = eventually("the session to move", Duration::from_secs(10), async || {
         let (now, set) = visit(&site, "/", Some(&pair)).await;
-        if now != removed.name {
-            moved = Some((now, set));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (now, set) = moved.expect("the session moved");
+        (now != removed.name).then_some((now, set))
+    })
+    .await;
     let new_pair = cookie_pair(&set.expect("a new cookie for the new endpoint"));
     for _ in 0..5 {
         assert_eq!(visit(&site, "/", Some(&new_pair)).await.0, now);

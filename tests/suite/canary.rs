@@ -32,33 +32,16 @@ fn canary_ingress(weight: u32) -> String {
     .replace("ImplementationSpecific", "Prefix")
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    _backends: (Backend, Backend),
-    gatehouse: gatehouse::app::Running,
-}
-
 async fn site(weight: u32) -> Site {
-    let (stable, preview) = (
-        Backend::start("stable").await,
-        Backend::start("preview").await,
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let main = [
-        INGRESS_CLASS.to_owned(),
-        service("stable", &[stable.addr]),
-        service("preview", &[preview.addr]),
-        ingress("shop", "shop.test", "/", "stable", None),
-    ]
-    .concat();
-    std::fs::write(dir.path().join("main.yaml"), main).expect("write");
-    std::fs::write(dir.path().join("canary.yaml"), canary_ingress(weight)).expect("write");
-    let gatehouse = start_gatehouse(dir.path()).await;
-    Site {
-        dir,
-        _backends: (stable, preview),
-        gatehouse,
-    }
+    let site = Site::builder()
+        .backend("stable")
+        .await
+        .backend("preview")
+        .await;
+    site.manifests(ingress("shop", "shop.test", "/", "stable", None))
+        .file("canary.yaml", canary_ingress(weight))
+        .start()
+        .await
 }
 
 fn get(headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
@@ -136,12 +119,11 @@ async fn the_weight_moves_from_0_to_100_under_load_with_every_response_2xx() {
     for weight in [0, 10, 25, 50, 75, 90, 100] {
         let canary = canary_ingress(weight);
         write_atomically(&site.dir.path().join("canary.yaml"), &canary);
-        for _ in 0..500 {
-            if served_weight(&site) == Some(weight) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let applied = format!("weight {weight} applied");
+        eventually(applied, Duration::from_secs(5), async || {
+            served_weight(&site) == Some(weight)
+        })
+        .await;
         assert_eq!(
             served_weight(&site),
             Some(weight),
@@ -197,12 +179,10 @@ async fn header_beats_cookie_beats_weight() {
 
     // At weight 100, `never` keeps a request on the main backend.
     write_atomically(&site.dir.path().join("canary.yaml"), &canary_ingress(100));
-    for _ in 0..500 {
-        if served_weight(&site) == Some(100) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("weight 100 applied", Duration::from_secs(5), async || {
+        served_weight(&site) == Some(100)
+    })
+    .await;
     assert_eq!(backend_for(c, &[]).await, "preview");
     assert_eq!(
         backend_for(c, &[("cookie", "canary=never")]).await,

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use http::StatusCode;
 use support::*;
@@ -433,7 +434,7 @@ async fn sigterm_drains_gracefully_and_exits_zero() {
     );
 
     let slow = tokio::spawn(async move { http_get(addrs.http, "web.test", "/sleep/2500").await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = running.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -442,17 +443,11 @@ async fn sigterm_drains_gracefully_and_exits_zero() {
         .success());
 
     // Not ready at once, while still accepting during the grace period.
-    let mut not_ready = false;
-    for _ in 0..100 {
-        if http_get(addrs.metrics, "admin", "/readyz").await.status
-            == StatusCode::SERVICE_UNAVAILABLE
-        {
-            not_ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert!(not_ready, "/readyz never turned 503");
+    let (within, every) = (Duration::from_millis(500), Duration::from_millis(5));
+    poll::eventually_every("/readyz to turn 503", within, every, async || {
+        http_get(addrs.metrics, "admin", "/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
     assert_eq!(
         http_get(addrs.http, "web.test", "/").await.status,
         StatusCode::OK,
@@ -460,18 +455,12 @@ async fn sigterm_drains_gracefully_and_exits_zero() {
     );
 
     // After the grace period, new connections are refused.
-    let mut refused = false;
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(addrs.http).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(
-        refused,
-        "new connections still accepted after the grace period"
-    );
+    eventually(
+        "new connections to be refused after the grace period",
+        Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(addrs.http).await.is_err(),
+    )
+    .await;
 
     let reply = slow.await.expect("join");
     assert_eq!(
@@ -479,15 +468,11 @@ async fn sigterm_drains_gracefully_and_exits_zero() {
         StatusCode::OK,
         "the in-flight request completed"
     );
-    let mut status = None;
-    for _ in 0..500 {
-        if let Some(s) = running.0.try_wait().expect("wait") {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
+    let status = eventually("the process to exit", Duration::from_secs(10), async || {
+        running.0.try_wait().expect("wait")
+    })
+    .await;
+    assert_eq!(status.code(), Some(0), "exit status");
 }
 
 fn routes_with_configmap(file: &Path) -> (Option<i32>, String) {

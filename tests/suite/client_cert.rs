@@ -15,16 +15,21 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
 
-struct Site {
-    _dir: tempfile::TempDir,
-    _backend: Backend,
-    clients: Pki,
-    gatehouse: gatehouse::app::Running,
+/// The site's CA is the one that issues client certificates.
+async fn site() -> Site {
+    let clients = Pki::named("Gatehouse client CA");
+    let client_ca = opaque_secret("client-ca", &[("ca.crt", &clients.ca_pem)]);
+    Site::builder()
+        .backend("web")
+        .await
+        .ca(clients)
+        .manifests(client_ca)
+        .manifests(manifests())
+        .start()
+        .await
 }
 
-async fn site() -> Site {
-    let backend = Backend::start("web").await;
-    let clients = Pki::named("Gatehouse client CA");
+fn manifests() -> String {
     let tls = |extra: &[(&'static str, &'static str)]| {
         let mut a = vec![(
             "nginx.ingress.kubernetes.io/auth-tls-secret",
@@ -37,10 +42,7 @@ async fn site() -> Site {
         "nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream",
         "true",
     );
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        opaque_secret("client-ca", &[("ca.crt", &clients.ca_pem)]),
+    [
         ingress_annotated("mtls", "mtls.test", "/", "web", None, &tls(&[pass])),
         ingress_annotated(
             "optional",
@@ -85,14 +87,7 @@ async fn site() -> Site {
         ),
         ingress("open", "open.test", "/", "web", None),
     ]
-    .concat();
-    let (dir, gatehouse) = serve_manifests(&manifests).await;
-    Site {
-        _dir: dir,
-        _backend: backend,
-        clients,
-        gatehouse,
-    }
+    .concat()
 }
 
 /// Sends the client certificate when asked, and records that it was.
@@ -191,7 +186,7 @@ impl Connection {
 #[tokio::test]
 async fn a_valid_certificate_passes_and_the_backend_learns_who_it_is() {
     let site = site().await;
-    let alice = site.clients.client("alice");
+    let alice = site.pki.client("alice");
     let offer = offers(Some(&alice));
     let mut conn = connect(&site, "mtls.test", &offer, b"http/1.1").await;
     assert!(
@@ -263,10 +258,10 @@ async fn optional_lets_no_certificate_through_but_not_a_bad_one() {
 #[tokio::test]
 async fn match_cn_refuses_other_subjects_with_403() {
     let site = site().await;
-    let bob = site.clients.client("bob");
+    let bob = site.pki.client("bob");
     let mut conn = connect(&site, "cn.test", &offers(Some(&bob)), b"http/1.1").await;
     assert_eq!(conn.get("cn.test", &[]).await.status, StatusCode::FORBIDDEN);
-    let alice = site.clients.client("alice");
+    let alice = site.pki.client("alice");
     let mut conn = connect(&site, "cn.test", &offers(Some(&alice)), b"http/1.1").await;
     assert_eq!(conn.get("cn.test", &[]).await.status, StatusCode::OK);
 }
@@ -288,7 +283,7 @@ async fn a_connection_opened_for_another_name_gets_421_on_http1_and_http2() {
     }
     // Even with a valid certificate for the other name's policy, a
     // connection opened under another name is not reused for it.
-    let alice = site.clients.client("alice");
+    let alice = site.pki.client("alice");
     let mut conn = connect(&site, "optional.test", &offers(Some(&alice)), b"h2").await;
     assert_eq!(conn.get("optional.test", &[]).await.status, StatusCode::OK);
     assert_eq!(

@@ -296,15 +296,19 @@ async fn a_configmap_change_applies_without_a_restart() {
         )
     );
     write_atomically(&dir.path().join("all.yaml"), &changed);
-    let mut status = StatusCode::OK;
-    for _ in 0..500 {
-        status = request(addr, bot()).await.status;
-        if status == StatusCode::FORBIDDEN {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, StatusCode::FORBIDDEN, "the new ConfigMap applies");
+    eventually(
+        "the new ConfigMap to apply",
+        Duration::from_secs(10),
+        async || {
+            let status = request(addr, bot()).await.status;
+            if status == StatusCode::FORBIDDEN {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
     let reply = http_get(addr, "shop.test", "/").await;
     assert!(reply.headers.contains_key("server"));
 }

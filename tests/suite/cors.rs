@@ -8,17 +8,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use support::*;
 
-struct Site {
-    _dir: tempfile::TempDir,
-    backend: Backend,
-    gatehouse: gatehouse::app::Running,
-}
-
 async fn site() -> Site {
-    let backend = Backend::start("web").await;
     let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
         ingress_annotated(
             "listed",
             "api.test",
@@ -44,12 +35,12 @@ async fn site() -> Site {
         ),
     ]
     .concat();
-    let (dir, gatehouse) = serve_manifests(&manifests).await;
-    Site {
-        _dir: dir,
-        backend,
-        gatehouse,
-    }
+    Site::builder()
+        .backend("web")
+        .await
+        .manifests(manifests)
+        .start()
+        .await
 }
 
 async fn call(site: &Site, method: Method, host: &str, origin: Option<&str>) -> Reply {
@@ -84,7 +75,7 @@ async fn a_preflight_from_an_allowed_origin_is_answered_without_the_backend() {
     assert_eq!(h["vary"], "Origin");
     assert!(reply.body.is_empty());
     assert_eq!(
-        site.backend
+        site.backend("web")
             .accepted
             .load(std::sync::atomic::Ordering::SeqCst),
         0,

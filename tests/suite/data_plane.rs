@@ -220,13 +220,15 @@ async fn an_endpoint_turning_not_ready_gets_no_new_requests_but_finishes_its_own
                 _ => None,
             })
     };
-    for _ in 0..1000 {
-        if ready_count() == Some(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(ready_count(), Some(1), "the table never dropped b");
+    eventually(
+        "the table to drop b",
+        Duration::from_secs(10),
+        async || match ready_count() {
+            Some(1) => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
     for _ in 0..6 {
         assert_eq!(
             http_get(addr, "web.test", "/").await.backend(),

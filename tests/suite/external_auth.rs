@@ -90,16 +90,22 @@ async fn answer(req: Request<Incoming>, seen: &Seen) -> Response<Full<Bytes>> {
         .expect("response")
 }
 
-struct Site {
-    _dir: tempfile::TempDir,
-    _backend: Backend,
-    auth: Seen,
-    gatehouse: gatehouse::app::Running,
+/// The site and what its auth service was asked.
+async fn site() -> (Site, Seen) {
+    let (auth_addr, auth) = auth_service().await;
+    let closed = closed_port().await;
+    let site = Site::builder()
+        .backend("web")
+        .await
+        .manifests(manifests(auth_addr, closed))
+        .start()
+        .await;
+    (site, auth)
 }
 
-async fn site() -> Site {
-    let backend = Backend::start("web").await;
-    let (auth_addr, auth) = auth_service().await;
+/// Ingresses asking the auth service at `auth_addr`, and one asking a
+/// `closed` port.
+fn manifests(auth_addr: SocketAddr, closed: u16) -> String {
     let url = format!("http://{auth_addr}/oauth2/auth?host=$host");
     let common = |extra: &[(&'static str, &'static str)]| {
         let mut a = vec![
@@ -120,10 +126,7 @@ async fn site() -> Site {
         let pairs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ingress_annotated(name, host, "/", "web", None, &pairs)
     };
-    let closed = closed_port().await;
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
+    [
         "---
 apiVersion: v1
 kind: ConfigMap
@@ -187,14 +190,7 @@ data: {X-Tenant: blue, X-Asked-For: $request_uri}
             )],
         ),
     ]
-    .concat();
-    let (dir, gatehouse) = serve_manifests(&manifests).await;
-    Site {
-        _dir: dir,
-        _backend: backend,
-        auth,
-        gatehouse,
-    }
+    .concat()
 }
 
 fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
@@ -212,7 +208,7 @@ async fn fetch(site: &Site, req: Request<Full<Bytes>>) -> Reply {
 
 #[tokio::test]
 async fn a_yes_forwards_with_the_auth_headers_and_client_forgeries_dropped() {
-    let site = site().await;
+    let (site, auth) = site().await;
     let req = request(
         "oauth.test",
         "/cart?item=7",
@@ -239,7 +235,7 @@ async fn a_yes_forwards_with_the_auth_headers_and_client_forgeries_dropped() {
         "_oauth2_proxy=alice; Path=/; HttpOnly"
     );
 
-    let asked = site.auth.lock().unwrap();
+    let asked = auth.lock().unwrap();
     let (method, uri, h) = asked.last().expect("a subrequest");
     assert_eq!(method, http::Method::GET);
     assert_eq!(uri, "/oauth2/auth?host=oauth.test");
@@ -261,7 +257,7 @@ async fn a_yes_forwards_with_the_auth_headers_and_client_forgeries_dropped() {
 
 #[tokio::test]
 async fn a_401_redirects_to_sign_in_or_passes_the_challenge() {
-    let site = site().await;
+    let (site, _auth) = site().await;
     // The sign-in URL already carries rd: used as written.
     let reply = fetch(&site, request("oauth.test", "/a/b?c=d", &[])).await;
     assert_eq!(reply.status, StatusCode::FOUND);
@@ -293,7 +289,7 @@ async fn a_401_redirects_to_sign_in_or_passes_the_challenge() {
 
 #[tokio::test]
 async fn a_403_is_403_and_errors_or_silence_are_500_never_forwarded() {
-    let site = site().await;
+    let (site, _auth) = site().await;
     let cookie = |v: &'static str| ("cookie", v);
     let reply = fetch(
         &site,
@@ -327,8 +323,8 @@ async fn a_403_is_403_and_errors_or_silence_are_500_never_forwarded() {
 
 #[tokio::test]
 async fn answers_are_cached_by_the_cache_key() {
-    let site = site().await;
-    let count = || site.auth.lock().unwrap().len();
+    let (site, auth) = site().await;
+    let count = || auth.lock().unwrap().len();
     let alice = [("cookie", "_oauth2_proxy=alice")];
     for _ in 0..3 {
         let reply = fetch(&site, request("cached.test", "/", &alice)).await;
@@ -349,14 +345,14 @@ async fn answers_are_cached_by_the_cache_key() {
 
 #[tokio::test]
 async fn auth_proxy_set_headers_come_from_the_configmap() {
-    let site = site().await;
+    let (site, auth) = site().await;
     let reply = fetch(
         &site,
         request("headers.test", "/x?y=1", &[("x-tenant", "red")]),
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let asked = site.auth.lock().unwrap();
+    let asked = auth.lock().unwrap();
     let (_, _, h) = asked.last().expect("a subrequest");
     assert_eq!(
         h["x-tenant"], "blue",

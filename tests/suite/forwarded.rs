@@ -9,17 +9,15 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
 
-async fn site(
-    forwarded: gatehouse::table::ForwardedHeaders,
-) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
+async fn site(forwarded: gatehouse::table::ForwardedHeaders) -> Site {
     let allow = [(
         "nginx.ingress.kubernetes.io/allowlist-source-range",
         "203.0.113.0/24",
     )];
-    let (backend, manifests) = one_route("office", "office.test", &allow).await;
-    let (dir, gatehouse) =
-        serve_manifests_with(&manifests, |c| c.translate.edge.forwarded = forwarded).await;
-    (dir, backend, gatehouse)
+    let site = Site::one_route("office", "office.test", &allow).await;
+    site.translate(|t| t.edge.forwarded = forwarded)
+        .start()
+        .await
 }
 
 fn trusting(cidr: &str, compute_full: bool) -> gatehouse::table::ForwardedHeaders {
@@ -48,8 +46,8 @@ async fn through(gatehouse: &gatehouse::app::Running, chain: &str) -> Reply {
 #[tokio::test]
 async fn a_trusted_peer_names_the_rightmost_untrusted_address() {
     // The peer (127.0.0.1) and 10.0.0.0/8 are proxies of ours.
-    let (_dir, _backend, gatehouse) = site(trusting("127.0.0.0/8", false)).await;
-    let reply = through(&gatehouse, "198.51.100.1, 203.0.113.7, 10.1.2.3").await;
+    let site = site(trusting("127.0.0.0/8", false)).await;
+    let reply = through(&site.gatehouse, "198.51.100.1, 203.0.113.7, 10.1.2.3").await;
     assert_eq!(
         reply.status,
         StatusCode::OK,
@@ -64,14 +62,14 @@ async fn a_trusted_peer_names_the_rightmost_untrusted_address() {
     );
     // A forged leftmost entry changes nothing: the allowlist refuses the
     // address the trusted chain ends with.
-    let reply = through(&gatehouse, "203.0.113.7, 198.51.100.1").await;
+    let reply = through(&site.gatehouse, "203.0.113.7, 198.51.100.1").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn compute_full_forwarded_for_sends_the_chain_and_the_peer() {
-    let (_dir, _backend, gatehouse) = site(trusting("127.0.0.0/8", true)).await;
-    let reply = through(&gatehouse, "198.51.100.1, 203.0.113.7").await;
+    let site = site(trusting("127.0.0.0/8", true)).await;
+    let reply = through(&site.gatehouse, "198.51.100.1, 203.0.113.7").await;
     assert_eq!(reply.status, StatusCode::OK);
     let h = &reply.seen()["headers"];
     assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.7, 127.0.0.1");
@@ -81,15 +79,15 @@ async fn compute_full_forwarded_for_sends_the_chain_and_the_peer() {
 #[tokio::test]
 async fn an_untrusted_peers_headers_are_replaced_never_believed() {
     // Only 10.0.0.0/8 is trusted; the peer is 127.0.0.1.
-    let (_dir, _backend, gatehouse) = site(trusting("10.0.0.0/8", false)).await;
-    let reply = through(&gatehouse, "203.0.113.7").await;
+    let untrusted = site(trusting("10.0.0.0/8", false)).await;
+    let reply = through(&untrusted.gatehouse, "203.0.113.7").await;
     assert_eq!(
         reply.status,
         StatusCode::FORBIDDEN,
         "the allowlist sees 127.0.0.1"
     );
-    let (_dir, _backend, gatehouse) = site(Default::default()).await;
-    let reply = through(&gatehouse, "203.0.113.7").await;
+    let off = site(Default::default()).await;
+    let reply = through(&off.gatehouse, "203.0.113.7").await;
     assert_eq!(
         reply.status,
         StatusCode::FORBIDDEN,

@@ -13,29 +13,28 @@ use support::*;
 use tokio::io::AsyncWriteExt;
 
 /// A TLS site `shop.test` whose backend is `web`, with `limits`.
-async fn site(limits: Limits) -> (Backend, Pki, tempfile::TempDir, gatehouse::app::Running) {
-    let web = Backend::start("web").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("shop.test");
-    let manifests = INGRESS_CLASS.to_owned()
-        + &service("web", &[web.addr])
-        + &tls_secret("shop-tls", &leaf)
-        + &ingress_annotated(
-            "shop",
-            "shop.test",
-            "/",
-            "web",
-            Some("shop-tls"),
-            &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")],
-        );
-    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.limits = limits).await;
-    (web, pki, dir, gatehouse)
+async fn site(limits: Limits) -> Site {
+    let plain_too = [("nginx.ingress.kubernetes.io/ssl-redirect", "false")];
+    let shop = ingress_annotated(
+        "shop",
+        "shop.test",
+        "/",
+        "web",
+        Some("shop-tls"),
+        &plain_too,
+    );
+    let site = Site::builder().backend("web").await;
+    site.certificate("shop.test", "shop-tls")
+        .manifests(shop)
+        .limits(limits)
+        .start()
+        .await
 }
 
 #[tokio::test]
 async fn a_request_body_with_a_bad_chunk_size_is_the_clients_fault_400() {
-    let (_web, _pki, _dir, gatehouse) = site(Limits::default()).await;
-    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+    let site = site(Limits::default()).await;
+    let mut raw = tokio::net::TcpStream::connect(site.gatehouse.http_addr)
         .await
         .expect("connect");
     raw.write_all(
@@ -48,7 +47,7 @@ async fn a_request_body_with_a_bad_chunk_size_is_the_clients_fault_400() {
         .expect("an answer");
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     assert_eq!(
-        status_of(gatehouse.http_addr, "shop.test").await,
+        status_of(site.gatehouse.http_addr, "shop.test").await,
         StatusCode::OK
     );
 }
@@ -59,9 +58,9 @@ async fn the_head_size_limit_holds_for_http2_as_for_http1() {
         max_header_bytes: 8192,
         ..Limits::default()
     };
-    let (_web, pki, _dir, gatehouse) = site(limits).await;
+    let site = site(limits).await;
     let padding = "x".repeat(12 * 1024);
-    let (mut h2, _) = h2_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let (mut h2, _) = h2_connect(site.gatehouse.https_addr, "shop.test", &site.pki.ca).await;
     let big = Request::get("https://shop.test/")
         .header("x-padding", padding.as_str())
         .body(Full::<Bytes>::default())
@@ -75,14 +74,14 @@ async fn the_head_size_limit_holds_for_http2_as_for_http1() {
     let small = Request::get("https://shop.test/")
         .body(Full::<Bytes>::default())
         .expect("request");
-    let (mut h2, _) = h2_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+    let (mut h2, _) = h2_connect(site.gatehouse.https_addr, "shop.test", &site.pki.ca).await;
     let response = h2.send_request(small).await.expect("small request");
     assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn an_absurd_uri_gets_its_431_read_not_reset() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let site = site(Limits::default()).await;
     let uri = "a".repeat(100 * 1024);
     let request = format!("GET /{uri} HTTP/1.1\r\nhost: shop.test\r\n\r\n");
     for _ in 0..3 {
@@ -90,8 +89,8 @@ async fn an_absurd_uri_gets_its_431_read_not_reset() {
         // answer, which must arrive although Gatehouse stopped reading
         // long before (closing on unread input would reset the
         // connection, and the client's write would fail).
-        let config = tls_config(Some(&pki.ca), &[b"http/1.1"]);
-        let (mut tls, _) = tls_connect(gatehouse.https_addr, "shop.test", config)
+        let config = tls_config(Some(&site.pki.ca), &[b"http/1.1"]);
+        let (mut tls, _) = tls_connect(site.gatehouse.https_addr, "shop.test", config)
             .await
             .expect("TLS");
         let written = tls.write_all(request.as_bytes()).await;
@@ -105,7 +104,7 @@ async fn an_absurd_uri_gets_its_431_read_not_reset() {
         assert!(head.starts_with("HTTP/1.1 431"), "{head:?}");
     }
     assert_eq!(
-        status_of(gatehouse.http_addr, "shop.test").await,
+        status_of(site.gatehouse.http_addr, "shop.test").await,
         StatusCode::OK
     );
 }
@@ -159,13 +158,13 @@ async fn reset_flood(addr: std::net::SocketAddr, pki: &Pki, wait: Duration, limi
 /// few hundred streams, and a well-behaved client is served.
 #[tokio::test]
 async fn an_http2_rapid_reset_flood_is_cut_off_and_others_are_served() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
-    let addr = gatehouse.https_addr;
-    let burst = reset_flood(addr, &pki, Duration::ZERO, 20_000).await;
+    let site = site(Limits::default()).await;
+    let addr = site.gatehouse.https_addr;
+    let burst = reset_flood(addr, &site.pki, Duration::ZERO, 20_000).await;
     assert!(burst < 2_000, "{burst} resets in bursts were taken");
-    let taken = reset_flood(addr, &pki, Duration::from_millis(2), 1_000).await;
+    let taken = reset_flood(addr, &site.pki, Duration::from_millis(2), 1_000).await;
     assert!(taken < 1_000, "{taken} resets of taken streams were taken");
-    let (mut good, _) = h2_connect(addr, "shop.test", &pki.ca).await;
+    let (mut good, _) = h2_connect(addr, "shop.test", &site.pki.ca).await;
     let ok = Request::get("https://shop.test/")
         .body(Full::<Bytes>::default())
         .expect("request");
@@ -182,7 +181,7 @@ async fn an_http2_rapid_reset_flood_is_cut_off_and_others_are_served() {
 #[tokio::test]
 async fn request_smuggling_shapes_are_refused_with_400() {
     use tokio::io::AsyncReadExt;
-    let (_web, _pki, _dir, gatehouse) = site(Limits::default()).await;
+    let site = site(Limits::default()).await;
     let smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";
     let shapes = [
         (
@@ -203,7 +202,7 @@ async fn request_smuggling_shapes_are_refused_with_400() {
         ),
     ];
     for (shape, request) in shapes {
-        let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        let mut raw = tokio::net::TcpStream::connect(site.gatehouse.http_addr)
             .await
             .expect("connect");
         raw.write_all(request.as_bytes()).await.expect("write");
@@ -233,8 +232,8 @@ async fn max_connections_holds_new_connections_until_one_closes() {
         workers: 1,
         ..Limits::default()
     };
-    let (_web, _pki, _dir, gatehouse) = site(limits).await;
-    let addr = gatehouse.http_addr;
+    let site = site(limits).await;
+    let addr = site.gatehouse.http_addr;
     let mut first = http_connect(addr).await;
     let mut second = http_connect(addr).await;
     for sender in [&mut first, &mut second] {
@@ -264,10 +263,11 @@ async fn max_connections_holds_new_connections_until_one_closes() {
 /// client, still uploading, must get that answer, not a reset.
 #[tokio::test]
 async fn an_early_413_reaches_a_client_still_uploading() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let site = site(Limits::default()).await;
     let body = Bytes::from(vec![b'x'; 4 << 20]);
     for _ in 0..5 {
-        let (mut sender, _) = https_connect(gatehouse.https_addr, "shop.test", &pki.ca).await;
+        let (mut sender, _) =
+            https_connect(site.gatehouse.https_addr, "shop.test", &site.pki.ca).await;
         let req = Request::post("/")
             .header(http::header::HOST, "shop.test")
             .body(Full::new(body.clone()))
@@ -325,9 +325,9 @@ async fn a_client_that_never_reads_back_pressures_the_upstream() {
 /// `the_head_size_limit_holds_for_http2_as_for_http1`.)
 #[tokio::test]
 async fn too_many_header_fields_get_431() {
-    let (web, _pki, _dir, gatehouse) = site(Limits::default()).await;
-    let before = web.seen.lock().expect("seen").len();
-    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+    let site = site(Limits::default()).await;
+    let before = site.backend("web").seen.lock().expect("seen").len();
+    let mut raw = tokio::net::TcpStream::connect(site.gatehouse.http_addr)
         .await
         .expect("connect");
     let mut request = String::from("GET / HTTP/1.1\r\nhost: shop.test\r\n");
@@ -341,12 +341,12 @@ async fn too_many_header_fields_get_431() {
         .expect("an answer");
     assert!(head.starts_with("HTTP/1.1 431"), "{head}");
     assert_eq!(
-        web.seen.lock().expect("seen").len(),
+        site.backend("web").seen.lock().expect("seen").len(),
         before,
         "nothing forwarded"
     );
     assert_eq!(
-        status_of(gatehouse.http_addr, "shop.test").await,
+        status_of(site.gatehouse.http_addr, "shop.test").await,
         StatusCode::OK
     );
 }

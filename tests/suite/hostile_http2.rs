@@ -85,24 +85,20 @@ async fn read_frame(stream: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
 }
 
 /// Reads frames until one of `kind` on `stream_id` (or GOAWAY), for at
-/// most five seconds.
+/// most five seconds; `what` names the frame awaited.
 async fn until(
     stream: &mut TcpStream,
     kinds: &[u8],
     stream_id: u32,
-) -> Option<(u8, u8, u32, Vec<u8>)> {
-    let wait = async {
-        while let Some(f) = read_frame(stream).await {
-            if f.0 == GOAWAY || (kinds.contains(&f.0) && f.2 == stream_id) {
-                return Some(f);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(5), wait)
-        .await
-        .ok()
-        .flatten()
+    what: &str,
+) -> (u8, u8, u32, Vec<u8>) {
+    // Frames are read as they come, with barely a pause between them.
+    let (within, every) = (Duration::from_secs(5), Duration::from_millis(1));
+    poll::eventually_every(what, within, every, async || {
+        let f = read_frame(stream).await?;
+        (f.0 == GOAWAY || (kinds.contains(&f.0) && f.2 == stream_id)).then_some(f)
+    })
+    .await
 }
 
 /// Writes `chunk` until `total` bytes are out or the peer stops taking
@@ -120,13 +116,11 @@ async fn pour(stream: &mut TcpStream, chunk: &[u8], total: usize) -> usize {
 }
 
 /// A TLS site `shop.test` over plain HTTP too.
-async fn site() -> (Backend, tempfile::TempDir, gatehouse::app::Running) {
-    let web = Backend::start("web").await;
-    let manifests = INGRESS_CLASS.to_owned()
-        + &service("web", &[web.addr])
-        + &ingress("shop", "shop.test", "/", "web", None);
-    let (dir, gatehouse) = serve_manifests(&manifests).await;
-    (web, dir, gatehouse)
+async fn site() -> Site {
+    let site = Site::builder().backend("web").await;
+    site.manifests(ingress("shop", "shop.test", "/", "web", None))
+        .start()
+        .await
 }
 
 async fn others_are_served(gatehouse: &gatehouse::app::Running) {
@@ -139,13 +133,13 @@ async fn others_are_served(gatehouse: &gatehouse::app::Running) {
 /// A well-formed exchange first: the framing helpers speak HTTP/2.
 #[tokio::test]
 async fn a_plain_exchange_frame_by_frame() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/hello"));
     conn.write_all(&headers).await.expect("headers");
-    let (kind, _, _, _) = until(&mut conn, &[HEADERS], 1).await.expect("a response");
+    let (kind, _, _, _) = until(&mut conn, &[HEADERS], 1, "a response").await;
     assert_eq!(kind, HEADERS);
-    let (kind, _, _, body) = until(&mut conn, &[DATA], 1).await.expect("a body");
+    let (kind, _, _, body) = until(&mut conn, &[DATA], 1, "a body").await;
     assert_eq!(kind, DATA);
     assert!(String::from_utf8_lossy(&body).contains("/hello"));
 }
@@ -157,8 +151,8 @@ async fn a_plain_exchange_frame_by_frame() {
 /// held.
 #[tokio::test]
 async fn a_continuation_flood_is_cut_off() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     conn.write_all(&frame(HEADERS, 0, 1, &get_block("/")))
         .await
         .expect("headers");
@@ -172,14 +166,14 @@ async fn a_continuation_flood_is_cut_off() {
             break;
         }
     }
-    let (kind, _, _, payload) = until(&mut conn, &[], 0).await.expect("a GOAWAY");
+    let (kind, _, _, payload) = until(&mut conn, &[], 0, "a GOAWAY").await;
     assert_eq!(kind, GOAWAY);
     // ENHANCE_YOUR_CALM (11).
     assert_eq!(payload[4..8], [0, 0, 0, 11], "{payload:?}");
     // The rest of the flood is drained within the lingering close's bound.
     let sent = pour(&mut conn, &continuation, 256 << 20).await;
     assert!(sent < 80 << 20, "{sent} bytes taken after the GOAWAY");
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// SETTINGS and PING floods: each asks for an answer; a client that never
@@ -187,12 +181,12 @@ async fn a_continuation_flood_is_cut_off() {
 /// stops reading, or closes).
 #[tokio::test]
 async fn settings_and_ping_floods_are_bounded() {
-    let (_web, _dir, gatehouse) = site().await;
+    let site = site().await;
     for flood in [
         frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]),
         frame(PING, 0, 0, b"pingping"),
     ] {
-        let mut conn = h2c(gatehouse.http_addr, &[]).await;
+        let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
         let burst: Vec<u8> = flood.repeat(4096);
         let sent = pour(&mut conn, &burst, 512 << 20).await;
         // Measured: 8–11 MB taken, then nothing (socket buffers and one
@@ -203,7 +197,7 @@ async fn settings_and_ping_floods_are_bounded() {
         );
         drop(conn);
     }
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// An HPACK bomb: one large header put in the dynamic table, then named
@@ -212,9 +206,9 @@ async fn settings_and_ping_floods_are_bounded() {
 /// forwarded, and the connection's other streams are served.
 #[tokio::test]
 async fn an_hpack_bomb_is_refused() {
-    let (web, _dir, gatehouse) = site().await;
-    let before = web.seen.lock().expect("seen").len();
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let before = site.backend("web").seen.lock().expect("seen").len();
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     let mut block = get_block("/bomb");
     // Literal with incremental indexing, new name: x-bomb, 4000 bytes.
     block.push(0x40);
@@ -238,8 +232,13 @@ async fn an_hpack_bomb_is_refused() {
     }
     // A 431, the stream reset, or (h2's answer) the connection ended with
     // GOAWAY ENHANCE_YOUR_CALM.
-    let answer = until(&mut conn, &[HEADERS, RST_STREAM], 1).await;
-    let answer = answer.expect("an answer to the bomb");
+    let answer = until(
+        &mut conn,
+        &[HEADERS, RST_STREAM],
+        1,
+        "an answer to the bomb",
+    )
+    .await;
     if let (HEADERS, _, _, payload) = &answer {
         // `:status` 431 is not in the static table: a literal, `431`.
         assert!(
@@ -247,9 +246,9 @@ async fn an_hpack_bomb_is_refused() {
             "the bomb was answered: {payload:?}"
         );
     }
-    let after = web.seen.lock().expect("seen").len();
+    let after = site.backend("web").seen.lock().expect("seen").len();
     assert_eq!(after, before, "nothing reached the backend");
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }
 
 /// A stream whose window never opens (SETTINGS_INITIAL_WINDOW_SIZE 0,
@@ -267,9 +266,7 @@ async fn a_stalled_stream_window_back_pressures_the_upstream() {
     let mut conn = h2c(gatehouse.http_addr, &[(4, 0)]).await;
     let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/big"));
     conn.write_all(&headers).await.expect("headers");
-    until(&mut conn, &[HEADERS], 1)
-        .await
-        .expect("the response head");
+    until(&mut conn, &[HEADERS], 1, "the response head").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let out = written.load(std::sync::atomic::Ordering::Relaxed);
     // Measured: about 4 MB (the sockets' kernel buffers, autotuned up to
@@ -295,8 +292,8 @@ async fn a_stalled_stream_window_back_pressures_the_upstream() {
 /// connection ended), never queued without bound.
 #[tokio::test]
 async fn streams_beyond_the_concurrency_limit_are_refused() {
-    let (_web, _dir, gatehouse) = site().await;
-    let mut conn = h2c(gatehouse.http_addr, &[]).await;
+    let site = site().await;
+    let mut conn = h2c(site.gatehouse.http_addr, &[]).await;
     // The server's SETTINGS first: its stream limit.
     let (kind, _, _, settings) = read_frame(&mut conn).await.expect("settings");
     assert_eq!(kind, SETTINGS);
@@ -338,5 +335,5 @@ async fn streams_beyond_the_concurrency_limit_are_refused() {
     if let Some(refused) = refused {
         assert_eq!(refused, 50, "limit {limit}");
     }
-    others_are_served(&gatehouse).await;
+    others_are_served(&site.gatehouse).await;
 }

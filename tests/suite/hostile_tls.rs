@@ -78,16 +78,13 @@ async fn first_record(stream: &mut TcpStream) -> Option<u8> {
     }
 }
 
-async fn site(limits: Limits) -> (Backend, Pki, tempfile::TempDir, gatehouse::app::Running) {
-    let web = Backend::start("web").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("shop.test");
-    let manifests = INGRESS_CLASS.to_owned()
-        + &service("web", &[web.addr])
-        + &tls_secret("shop-tls", &leaf)
-        + &ingress("shop", "shop.test", "/", "web", Some("shop-tls"));
-    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.limits = limits).await;
-    (web, pki, dir, gatehouse)
+async fn site(limits: Limits) -> Site {
+    let site = Site::builder().backend("web").await;
+    site.certificate("shop.test", "shop-tls")
+        .manifests(ingress("shop", "shop.test", "/", "web", Some("shop-tls")))
+        .limits(limits)
+        .start()
+        .await
 }
 
 async fn served_over_tls(gatehouse: &gatehouse::app::Running, pki: &Pki) {
@@ -100,8 +97,8 @@ async fn served_over_tls(gatehouse: &gatehouse::app::Running, pki: &Pki) {
 /// TLS.
 #[tokio::test]
 async fn a_hand_made_client_hello_gets_a_server_hello() {
-    let (_web, _pki, _dir, gatehouse) = site(Limits::default()).await;
-    let mut stream = TcpStream::connect(gatehouse.https_addr)
+    let site = site(Limits::default()).await;
+    let mut stream = TcpStream::connect(site.gatehouse.https_addr)
         .await
         .expect("connect");
     stream
@@ -120,18 +117,18 @@ async fn unfinished_handshakes_are_cut_off_at_the_timeout() {
         tls_handshake_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
-    let (_web, pki, _dir, gatehouse) = site(limits).await;
+    let site = site(limits).await;
     let hello = client_hello(b"shop.test", 0);
     let mut flood = Vec::new();
     for _ in 0..300 {
-        let mut stream = TcpStream::connect(gatehouse.https_addr)
+        let mut stream = TcpStream::connect(site.gatehouse.https_addr)
             .await
             .expect("connect");
         stream.write_all(&hello[..20]).await.expect("partial hello");
         flood.push(stream);
     }
     let started = Instant::now();
-    served_over_tls(&gatehouse, &pki).await;
+    served_over_tls(&site.gatehouse, &site.pki).await;
     for stream in &mut flood {
         let mut byte = [0u8; 1];
         let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
@@ -141,7 +138,7 @@ async fn unfinished_handshakes_are_cut_off_at_the_timeout() {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    served_over_tls(&gatehouse, &pki).await;
+    served_over_tls(&site.gatehouse, &site.pki).await;
 }
 
 /// A ClientHello with 3,000 extensions Gatehouse does not know: answered at
@@ -149,8 +146,8 @@ async fn unfinished_handshakes_are_cut_off_at_the_timeout() {
 /// not a stall or a crash.
 #[tokio::test]
 async fn a_client_hello_with_thousands_of_extensions_is_answered() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
-    let mut stream = TcpStream::connect(gatehouse.https_addr)
+    let site = site(Limits::default()).await;
+    let mut stream = TcpStream::connect(site.gatehouse.https_addr)
         .await
         .expect("connect");
     stream
@@ -159,7 +156,7 @@ async fn a_client_hello_with_thousands_of_extensions_is_answered() {
         .expect("hello");
     // A ServerHello: the unknown extensions are ignored.
     assert_eq!(first_record(&mut stream).await, Some(0x16));
-    served_over_tls(&gatehouse, &pki).await;
+    served_over_tls(&site.gatehouse, &site.pki).await;
 }
 
 /// Server names that are no host name (a NUL, a path, a space, a 250-byte
@@ -167,7 +164,7 @@ async fn a_client_hello_with_thousands_of_extensions_is_answered() {
 /// checks the name before anything looks it up), and nothing breaks.
 #[tokio::test]
 async fn server_names_of_bad_characters_are_refused_with_an_alert() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let site = site(Limits::default()).await;
     let long = "a".repeat(250);
     for name in [
         &b"shop.test\0evil"[..],
@@ -177,7 +174,7 @@ async fn server_names_of_bad_characters_are_refused_with_an_alert() {
         b"\xff\xfe.test",
         b"",
     ] {
-        let mut stream = TcpStream::connect(gatehouse.https_addr)
+        let mut stream = TcpStream::connect(site.gatehouse.https_addr)
             .await
             .expect("connect");
         stream
@@ -192,7 +189,7 @@ async fn server_names_of_bad_characters_are_refused_with_an_alert() {
             String::from_utf8_lossy(name)
         );
     }
-    served_over_tls(&gatehouse, &pki).await;
+    served_over_tls(&site.gatehouse, &site.pki).await;
 }
 
 /// A TLS 1.2 connection's records, sealed and opened with the traffic
@@ -281,7 +278,7 @@ impl Records {
 /// ended. Renegotiation costs a client one refusal, never a handshake.
 #[tokio::test]
 async fn renegotiation_is_refused_and_a_second_attempt_ends_the_connection() {
-    let (_web, pki, _dir, gatehouse) = site(Limits::default()).await;
+    let site = site(Limits::default()).await;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: vec![
@@ -290,14 +287,14 @@ async fn renegotiation_is_refused_and_a_second_attempt_ends_the_connection() {
         ..provider
     };
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.clone()).expect("CA");
+    roots.add(site.pki.ca.clone()).expect("CA");
     let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .expect("TLS 1.2")
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.enable_secret_extraction = true;
-    let tcp = TcpStream::connect(gatehouse.https_addr)
+    let tcp = TcpStream::connect(site.gatehouse.https_addr)
         .await
         .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("shop.test").expect("name");
@@ -348,5 +345,5 @@ async fn renegotiation_is_refused_and_a_second_attempt_ends_the_connection() {
         ended || matches!(eof, Ok(Ok(0)) | Ok(Err(_))),
         "a second renegotiation was let be"
     );
-    served_over_tls(&gatehouse, &pki).await;
+    served_over_tls(&site.gatehouse, &site.pki).await;
 }

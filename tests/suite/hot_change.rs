@@ -10,20 +10,17 @@ use gatehouse::table::{Decision, RequestFacts};
 use http::StatusCode;
 use support::*;
 
-/// Waits (bounded) until the served table satisfies `done`. Not a timing
-/// assertion: the bound only keeps a broken build from hanging the suite.
+/// Waits until the served table satisfies `done`.
 async fn until_table(
     gatehouse: &Running,
     what: &str,
     done: impl Fn(&gatehouse::table::RouteTable) -> bool,
 ) {
-    for _ in 0..1000 {
-        if done(&gatehouse.table.load()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the table never came to {what}");
+    let what = format!("the table to {what}");
+    eventually(what, Duration::from_secs(10), async || {
+        done(&gatehouse.table.load())
+    })
+    .await;
 }
 
 fn routes_to(table: &gatehouse::table::RouteTable, host: &str, service: &str) -> bool {
@@ -77,16 +74,18 @@ async fn a_keep_alive_connection_follows_a_route_moved_to_another_backend() {
     );
     // Requests keep flowing on the same connection while the change lands;
     // each one must succeed, from either backend.
-    let mut sent = 0;
-    while !routes_to(&gatehouse.table.load(), "shop.test", "svc-b") {
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(1));
+    poll::eventually_every("the route to move", within, every, async || {
+        if routes_to(&gatehouse.table.load(), "shop.test", "svc-b") {
+            return true;
+        }
         let reply = send(&mut conn, "shop.test", "/")
             .await
             .expect("no request fails during the change");
         assert_eq!(reply.status, StatusCode::OK);
-        sent += 1;
-        assert!(sent < 5000, "the route never moved");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        false
+    })
+    .await;
     for _ in 0..3 {
         let reply = send(&mut conn, "shop.test", "/")
             .await
@@ -100,15 +99,20 @@ async fn a_keep_alive_connection_follows_a_route_moved_to_another_backend() {
     }
     // The change was built incrementally: one Ingress, one host.
     let incremental = "gatehouse_table_rebuilds_total{kind=\"incremental\"} ";
-    for attempt in 0.. {
-        let metrics = http_get(gatehouse.metrics_addr, "localhost", "/metrics").await;
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
-        if text.lines().any(|l| l.starts_with(incremental)) {
-            break;
-        }
-        assert!(attempt < 200, "no incremental rebuild counted:\n{text}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "an incremental rebuild counted",
+        Duration::from_secs(2),
+        async || {
+            let metrics = http_get(gatehouse.metrics_addr, "localhost", "/metrics").await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            if text.lines().any(|l| l.starts_with(incremental)) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

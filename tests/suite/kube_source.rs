@@ -42,22 +42,24 @@ async fn start_watching(
         .expect("start")
 }
 
-/// Waits (bounded) until a plain-HTTP request for `host` gets `status`.
+/// How long a watch event may take to change what is served.
+const APPLIED: Duration = Duration::from_secs(20);
+
+/// Waits until a plain-HTTP request for `host` gets `status`.
 async fn until_status(
     gatehouse: &gatehouse::app::Running,
     host: &str,
     status: StatusCode,
 ) -> Reply {
-    let mut last = None;
-    for _ in 0..1000 {
+    eventually(format!("{host} to answer {status}"), APPLIED, async || {
         let reply = http_get(gatehouse.http_addr, host, "/").await;
         if reply.status == status {
-            return reply;
+            Ok(reply)
+        } else {
+            Err(reply.status)
         }
-        last = Some(reply.status);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{host} never answered {status}; last {last:?}");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -98,16 +100,13 @@ async fn initial_list_makes_the_controller_ready_and_watch_events_change_what_is
     );
     // MODIFIED: the route moves.
     api.put_manifests(&ingress("shop", "shop.test", "/", "other", None));
-    for _ in 0..1000 {
-        if http_get(gatehouse.http_addr, "shop.test", "/")
+    eventually("shop.test to move to other", APPLIED, async || {
+        http_get(gatehouse.http_addr, "shop.test", "/")
             .await
             .backend()
             == "other"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert_eq!(
         http_get(gatehouse.http_addr, "shop.test", "/")
             .await
@@ -146,16 +145,14 @@ async fn readyz_is_503_until_every_kind_is_listed() {
     });
     let starting = tokio::spawn(gatehouse::app::start(config));
 
-    let mut seen_503 = false;
-    for _ in 0..500 {
-        if let Ok(stream) = tokio::net::TcpStream::connect(metrics_addr).await {
-            drop(stream);
-            seen_503 = http_get(metrics_addr, "admin", "/readyz").await.status
-                == StatusCode::SERVICE_UNAVAILABLE;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the metrics listener",
+        Duration::from_secs(10),
+        async || tokio::net::TcpStream::connect(metrics_addr).await.ok(),
+    )
+    .await;
+    let seen_503 =
+        http_get(metrics_addr, "admin", "/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE;
     assert!(
         seen_503,
         "/readyz must answer 503 while the API server is unreachable"
@@ -194,18 +191,15 @@ async fn a_rotated_secret_is_served_from_the_next_handshake() {
     assert_eq!(leaf, first.der);
 
     api.put_manifests(&tls_secret("tls-cert", &renewed));
-    for _ in 0..1000 {
-        if gatehouse
+    eventually("the renewed certificate", APPLIED, async || {
+        gatehouse
             .table
             .load()
             .certs
             .resolve("tls.test")
             .is_some_and(|c| c.key.cert[0] == renewed.der)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     let (mut conn, leaf) = https_connect(gatehouse.https_addr, "tls.test", &pki.ca).await;
     assert_eq!(leaf, renewed.der);
     assert_eq!(
@@ -286,13 +280,12 @@ async fn while_the_api_server_is_down_the_last_table_keeps_serving_then_converge
     api.put_manifests(&ingress("a", "a.test", "/", "other", None));
     api.set_down(false);
     // ...and are picked up once the API server is back.
-    for _ in 0..3000 {
-        if http_get(gatehouse.http_addr, "a.test", "/").await.backend() == "other" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never converged after the outage");
+    eventually(
+        "convergence after the outage",
+        Duration::from_secs(30),
+        async || http_get(gatehouse.http_addr, "a.test", "/").await.backend() == "other",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -356,12 +349,10 @@ async fn only_referenced_secrets_keep_their_data_and_a_newly_referenced_one_is_f
     assert_eq!(gets_before, 0, "an unreferenced Secret is not read");
 
     api.put_manifests(&ingress("late", "late.test", "/", "web", Some("late-tls")));
-    for _ in 0..1000 {
-        if gatehouse.table.load().certs.resolve("late.test").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("a certificate for late.test", APPLIED, async || {
+        gatehouse.table.load().certs.resolve("late.test").is_some()
+    })
+    .await;
     let (mut conn, served) = https_connect(gatehouse.https_addr, "late.test", &pki.ca).await;
     assert_eq!(
         served, leaf.der,
@@ -606,15 +597,15 @@ async fn the_controller_configmap_is_read_from_the_api_and_its_changes_apply() {
     };
     assert_eq!(as_bot().await, StatusCode::FORBIDDEN);
     api.put_manifests(&controller("{server-tokens: \"true\"}"));
-    let mut status = StatusCode::FORBIDDEN;
-    for _ in 0..1000 {
-        status = as_bot().await;
+    eventually("the change to apply", APPLIED, async || {
+        let status = as_bot().await;
         if status == StatusCode::OK {
-            break;
+            Ok(())
+        } else {
+            Err(status)
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, StatusCode::OK, "the change applies");
+    })
+    .await;
     let by_name = api
         .calls()
         .into_iter()

@@ -47,15 +47,8 @@ fn lb_ips(api: &FakeApi, namespace: &str, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..1500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
+/// How long a replica may take to publish what a test waits for.
+const PUBLISHED: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn one_elected_replica_publishes_status_and_events() {
@@ -100,11 +93,11 @@ async fn one_elected_replica_publishes_status_and_events() {
         replica(&api, "replica-2").await,
     );
 
-    eventually("status published", || {
+    eventually("status published", PUBLISHED, async || {
         lb_ips(&api, "test", "shop") == ["203.0.113.10"]
     })
     .await;
-    eventually("foreign status cleared", || {
+    eventually("foreign status cleared", PUBLISHED, async || {
         lb_ips(&api, "test", "nginx-owned").is_empty()
     })
     .await;
@@ -122,7 +115,7 @@ async fn one_elected_replica_publishes_status_and_events() {
         .to_owned();
     assert!(leader == "replica-1" || leader == "replica-2");
 
-    eventually("an Event for the missing Service", || {
+    eventually("an Event for the missing Service", PUBLISHED, async || {
         api.calls()
             .iter()
             .any(|c| c.resource == "events" && c.method == Method::POST)
@@ -130,7 +123,7 @@ async fn one_elected_replica_publishes_status_and_events() {
     .await;
     // Let both replicas run through several election rounds and rebuilds.
     api.put_manifests(&ingress("blog", "blog.test", "/", "web", None));
-    eventually("status of a new Ingress", || {
+    eventually("status of a new Ingress", PUBLISHED, async || {
         lb_ips(&api, "test", "blog") == ["203.0.113.10"]
     })
     .await;
@@ -200,7 +193,10 @@ async fn a_route_closed_for_its_protection_gets_a_protection_denied_event() {
             .into_iter()
             .find(|e| e["reason"] == "ProtectionDenied")
     };
-    eventually("a ProtectionDenied Event", || denied().is_some()).await;
+    eventually("a ProtectionDenied Event", PUBLISHED, async || {
+        denied().is_some()
+    })
+    .await;
     let event = denied().expect("event");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "admin");
@@ -222,7 +218,7 @@ async fn a_lease_not_renewed_is_taken_over() {
         "spec": {"holderIdentity": "gone-replica", "leaseDurationSeconds": 15, "leaseTransitions": 3,
                  "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z"}}));
     let _me = replica(&api, "replica-3").await;
-    eventually("the expired Lease taken over", || {
+    eventually("the expired Lease taken over", PUBLISHED, async || {
         let lease = api
             .get(
                 "coordination.k8s.io/v1",
@@ -313,15 +309,15 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
         replica(&api, "replica-1").await,
         replica(&api, "replica-2").await,
     );
-    eventually("status published", || {
+    eventually("status published", PUBLISHED, async || {
         lb_ips(&api, "test", "shop") == ["10.96.0.10"]
     })
     .await;
-    eventually("an Event", || {
+    eventually("an Event", PUBLISHED, async || {
         api.calls().iter().any(|c| c.resource == "events")
     })
     .await;
-    eventually("route status", || {
+    eventually("route status", PUBLISHED, async || {
         let calls = api.calls();
         ["httproutes", "grpcroutes"].iter().all(|r| {
             calls
@@ -492,7 +488,7 @@ async fn the_elected_replica_writes_gateway_api_status() {
         api.get("gateway.networking.k8s.io/v1", kind, ns, name)
             .unwrap_or_else(|| panic!("{kind} {name}"))
     };
-    eventually("route status", || {
+    eventually("route status", PUBLISHED, async || {
         get("HTTPRoute", "test", "shop")["status"]["parents"]
             .as_array()
             .is_some_and(|p| p.len() == 2)
@@ -602,7 +598,7 @@ async fn the_elected_replica_writes_gateway_api_status() {
         object["spec"]["nudged"] = json!(true);
         api.put(object);
     }
-    eventually("observedGeneration bumped", || {
+    eventually("observedGeneration bumped", PUBLISHED, async || {
         let class = get("GatewayClass", "", "gatehouse");
         let gateway = get("Gateway", "test", "edge");
         let route = get("HTTPRoute", "test", "shop");
@@ -613,7 +609,7 @@ async fn the_elected_replica_writes_gateway_api_status() {
     })
     .await;
     // An Event on the route for its missing backend.
-    eventually("an Event on the HTTPRoute", || {
+    eventually("an Event on the HTTPRoute", PUBLISHED, async || {
         api.list("events.k8s.io/v1", "Event")
             .iter()
             .any(|e| e["regarding"]["kind"] == "HTTPRoute" && e["reason"] == "UnresolvedRefs")

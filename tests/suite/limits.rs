@@ -10,10 +10,9 @@ use support::*;
 async fn site(
     annotations: &[(&str, &str)],
     options: gatehouse::translate::TranslateOptions,
-) -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
-    let (backend, manifests) = one_route("limited", "limited.test", annotations).await;
-    let (dir, gatehouse) = serve_manifests_with(&manifests, |c| c.translate = options).await;
-    (dir, backend, gatehouse)
+) -> Site {
+    let site = Site::one_route("limited", "limited.test", annotations).await;
+    site.translate(|t| *t = options).start().await
 }
 
 async fn statuses(gatehouse: &gatehouse::app::Running, path: &str, n: usize) -> Vec<u16> {
@@ -30,7 +29,7 @@ async fn statuses(gatehouse: &gatehouse::app::Running, path: &str, n: usize) -> 
 
 #[tokio::test]
 async fn a_burst_then_503_and_the_allowance_survives_a_rebuild() {
-    let (dir, _backend, gatehouse) = site(
+    let site = site(
         &[
             ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
             ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "2"),
@@ -39,23 +38,24 @@ async fn a_burst_then_503_and_the_allowance_survives_a_rebuild() {
     )
     .await;
     assert_eq!(
-        statuses(&gatehouse, "/", 5).await,
+        statuses(&site.gatehouse, "/", 5).await,
         [200, 200, 200, 503, 503]
     );
     // An unrelated change rebuilds the table; the counters stay.
     let other = ingress("other", "other.test", "/", "web", None);
-    std::fs::write(dir.path().join("other.yaml"), other).expect("write");
-    for _ in 0..500 {
-        if http_get(gatehouse.http_addr, "other.test", "/")
-            .await
-            .status
-            == StatusCode::OK
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(statuses(&gatehouse, "/", 1).await, [503]);
+    std::fs::write(site.dir.path().join("other.yaml"), other).expect("write");
+    eventually(
+        "other.test to be served",
+        Duration::from_secs(10),
+        async || {
+            http_get(site.gatehouse.http_addr, "other.test", "/")
+                .await
+                .status
+                == StatusCode::OK
+        },
+    )
+    .await;
+    assert_eq!(statuses(&site.gatehouse, "/", 1).await, [503]);
 }
 
 #[tokio::test]
@@ -67,7 +67,7 @@ async fn the_status_is_configurable_and_allowlisted_clients_are_exempt() {
         },
         ..Default::default()
     };
-    let (_dir, _backend, gatehouse) = site(
+    let configured = site(
         &[
             ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
             ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
@@ -75,9 +75,12 @@ async fn the_status_is_configurable_and_allowlisted_clients_are_exempt() {
         options,
     )
     .await;
-    assert_eq!(statuses(&gatehouse, "/", 3).await, [200, 200, 429]);
+    assert_eq!(
+        statuses(&configured.gatehouse, "/", 3).await,
+        [200, 200, 429]
+    );
 
-    let (_dir, _backend, gatehouse) = site(
+    let allowlisted = site(
         &[
             ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
             ("nginx.ingress.kubernetes.io/limit-whitelist", "127.0.0.0/8"),
@@ -85,7 +88,7 @@ async fn the_status_is_configurable_and_allowlisted_clients_are_exempt() {
         Default::default(),
     )
     .await;
-    assert!(statuses(&gatehouse, "/", 20)
+    assert!(statuses(&allowlisted.gatehouse, "/", 20)
         .await
         .iter()
         .all(|s| *s == 200));
@@ -93,12 +96,12 @@ async fn the_status_is_configurable_and_allowlisted_clients_are_exempt() {
 
 #[tokio::test]
 async fn limit_connections_counts_requests_in_flight() {
-    let (_dir, _backend, gatehouse) = site(
+    let site = site(
         &[("nginx.ingress.kubernetes.io/limit-connections", "1")],
         Default::default(),
     )
     .await;
-    let addr = gatehouse.http_addr;
+    let addr = site.gatehouse.http_addr;
     let slow = tokio::spawn(async move {
         let mut conn = http_connect(addr).await;
         send(&mut conn, "limited.test", "/sleep/600")
@@ -108,10 +111,14 @@ async fn limit_connections_counts_requests_in_flight() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        statuses(&gatehouse, "/", 1).await,
+        statuses(&site.gatehouse, "/", 1).await,
         [503],
         "one already in flight"
     );
     assert_eq!(slow.await.expect("slow request"), StatusCode::OK);
-    assert_eq!(statuses(&gatehouse, "/", 2).await, [200, 200], "given back");
+    assert_eq!(
+        statuses(&site.gatehouse, "/", 2).await,
+        [200, 200],
+        "given back"
+    );
 }

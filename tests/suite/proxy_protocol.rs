@@ -12,15 +12,15 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn site() -> (tempfile::TempDir, Backend, gatehouse::app::Running) {
+async fn site() -> Site {
     let allow = [(
         "nginx.ingress.kubernetes.io/allowlist-source-range",
         "198.51.100.0/24, 2001:db8::/32",
     )];
-    let (backend, manifests) = one_route("office", "office.test", &allow).await;
-    let (dir, gatehouse) =
-        serve_manifests_with(&manifests, |c| c.translate.edge.proxy_protocol = true).await;
-    (dir, backend, gatehouse)
+    let site = Site::one_route("office", "office.test", &allow).await;
+    site.translate(|t| t.edge.proxy_protocol = true)
+        .start()
+        .await
 }
 
 /// A v2 header from `client` to `server` (both of one address family).
@@ -54,8 +54,8 @@ async fn plain(addr: SocketAddr, preface: &[u8]) -> (u16, String) {
 
 #[tokio::test]
 async fn v1_over_http_names_the_client_for_the_allowlist_and_the_backend() {
-    let (_dir, _backend, gatehouse) = site().await;
-    let addr = gatehouse.http_addr;
+    let site = site().await;
+    let addr = site.gatehouse.http_addr;
     let (status, text) = plain(addr, b"PROXY TCP4 198.51.100.7 10.0.0.1 51234 80\r\n").await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"x-real-ip\":\"198.51.100.7\""), "{text}");
@@ -73,10 +73,10 @@ async fn v1_over_http_names_the_client_for_the_allowlist_and_the_backend() {
 
 #[tokio::test]
 async fn a_connection_without_a_header_is_closed_and_counted() {
-    let (_dir, _backend, gatehouse) = site().await;
-    let (status, text) = plain(gatehouse.http_addr, b"").await;
+    let site = site().await;
+    let (status, text) = plain(site.gatehouse.http_addr, b"").await;
     assert_eq!(status, 0, "no answer: {text}");
-    let metrics = http_get(gatehouse.metrics_addr, "localhost", "/metrics").await;
+    let metrics = http_get(site.gatehouse.metrics_addr, "localhost", "/metrics").await;
     let body = String::from_utf8_lossy(&metrics.body).into_owned();
     assert!(
         body.lines()
@@ -87,7 +87,7 @@ async fn a_connection_without_a_header_is_closed_and_counted() {
 
 #[tokio::test]
 async fn v1_or_v2_then_tls_over_https() {
-    let (_dir, _backend, gatehouse) = site().await;
+    let site = site().await;
     let headers = [
         (
             b"PROXY TCP4 198.51.100.21 10.0.0.1 4000 443\r\n".to_vec(),
@@ -99,7 +99,7 @@ async fn v1_or_v2_then_tls_over_https() {
         ),
     ];
     for (header, client) in headers {
-        let mut tcp = TcpStream::connect(gatehouse.https_addr)
+        let mut tcp = TcpStream::connect(site.gatehouse.https_addr)
             .await
             .expect("connect");
         tcp.write_all(&header).await.expect("header");

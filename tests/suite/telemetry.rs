@@ -167,17 +167,19 @@ fn x509_not_after(leaf: &Leaf) -> i64 {
     cert.validity().not_after.timestamp()
 }
 
-/// Reads the access log until it has `n` lines (bounded).
+/// Reads the access log until it has `n` lines.
 async fn access_lines(s: &Setup, n: usize) -> Vec<String> {
-    for _ in 0..400 {
+    let what = format!("{n} access log lines");
+    eventually(what, Duration::from_secs(5), async || {
         let text = std::fs::read_to_string(s.dir.path().join("access.log")).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
         if lines.len() >= n {
-            return lines;
+            Ok(lines)
+        } else {
+            Err(lines)
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the access log never reached {n} lines");
+    })
+    .await
 }
 
 #[tokio::test]

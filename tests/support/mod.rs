@@ -4,6 +4,14 @@
 
 pub mod fake_api;
 pub mod pathological;
+pub mod poll;
+pub mod site;
+
+// The streaming test neither waits nor builds a site.
+#[allow(unused_imports)]
+pub use poll::eventually;
+#[allow(unused_imports)]
+pub use site::{Site, SERVICES_FILE};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -599,19 +607,6 @@ pub async fn serve_manifests_with(
         .await
         .expect("gatehouse starts");
     (dir, gatehouse)
-}
-
-/// A backend `web` and an Ingress `name` for `host` with `annotations`:
-/// the setup of most single-route tests.
-pub async fn one_route(name: &str, host: &str, annotations: &[(&str, &str)]) -> (Backend, String) {
-    let backend = Backend::start("web").await;
-    let manifests = [
-        INGRESS_CLASS.to_owned(),
-        service("web", &[backend.addr]),
-        ingress_annotated(name, host, "/", "web", None, annotations),
-    ]
-    .concat();
-    (backend, manifests)
 }
 
 pub async fn start_gatehouse(dir: &Path) -> Running {
