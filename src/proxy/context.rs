@@ -15,7 +15,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::Request;
 
 use super::headers::ConnInfo;
-use super::observed::RequestRecord;
+use super::request_log::RequestRecord;
 use crate::policy::access::Granted;
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Admitted;

@@ -16,15 +16,15 @@ use tokio_util::task::TaskTracker;
 use super::answer::{self, Inner};
 use super::context::RequestContext;
 use super::headers::ConnInfo;
-use super::observed::Observed;
 use super::phase::attempts::Attempts;
 use super::phase::{access, choice, mirror, response, upgrade, upstream_request};
+use super::request_log::LoggedBody;
 use super::upstream::Upstreams;
 use crate::table::{Decision, Forward, RouteTable};
 use crate::telemetry::Telemetry;
 
 /// The body of every response the proxy sends.
-pub type ProxyBody = Observed<Inner>;
+pub type ProxyBody = LoggedBody<Inner>;
 
 /// Everything a request needs: the table, the upstream connection pools and
 /// the telemetry it reports to.
@@ -165,7 +165,7 @@ impl Proxy {
         let mut record = cx.record;
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
-        response.map(|body| Observed::new(body, record, telemetry))
+        response.map(|body| LoggedBody::new(body, record, telemetry))
     }
 }
 

@@ -27,21 +27,21 @@ pub struct Handoff {
 }
 
 /// The open client connections of every worker, and the way to each.
-pub struct Balance {
+pub struct WorkerShares {
     open: Box<[AtomicUsize]>,
     inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
 }
 
-impl Balance {
-    /// A balance for `workers` workers, with the inbox each worker reads.
+impl WorkerShares {
+    /// Shares for `workers` workers, with the inbox each worker reads.
     pub fn new(workers: usize) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Handoff>>) {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
-        let balance = Balance {
+        let shares = WorkerShares {
             open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             inboxes: senders.into(),
         };
-        (Arc::new(balance), receivers)
+        (Arc::new(shares), receivers)
     }
 
     /// The worker that serves a connection worker `me` accepted: `me`,
@@ -61,7 +61,7 @@ impl Balance {
         };
         self.open[worker].fetch_add(1, Ordering::Relaxed);
         Counted {
-            balance: self.clone(),
+            shares: self.clone(),
             worker,
         }
     }
@@ -72,15 +72,15 @@ impl Handoff {
     /// client's address (and the connection closes) if that worker has
     /// stopped.
     pub fn send(self) -> Result<(), SocketAddr> {
-        let balance = self.counted.balance.clone();
-        let inbox = &balance.inboxes[self.counted.worker];
+        let shares = self.counted.shares.clone();
+        let inbox = &shares.inboxes[self.counted.worker];
         inbox.send(self).map_err(|e| e.0.conn.client)
     }
 }
 
 /// One connection counted to one worker, until dropped.
 pub struct Counted {
-    balance: Arc<Balance>,
+    shares: Arc<WorkerShares>,
     worker: usize,
 }
 
@@ -92,7 +92,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.balance.open[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.shares.open[self.worker].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -100,8 +100,8 @@ impl Drop for Counted {
 mod tests {
     use super::*;
 
-    fn counts(balance: &Balance) -> Vec<usize> {
-        balance
+    fn counts(shares: &WorkerShares) -> Vec<usize> {
+        shares
             .open
             .iter()
             .map(|o| o.load(Ordering::Relaxed))
@@ -110,20 +110,20 @@ mod tests {
 
     #[test]
     fn connections_go_to_the_worker_with_the_fewest() {
-        let (balance, _inboxes) = Balance::new(3);
+        let (shares, _inboxes) = WorkerShares::new(3);
         // Worker 0 accepts everything; the shares stay within one.
-        let held: Vec<Counted> = (0..7).map(|_| balance.place(0)).collect();
+        let held: Vec<Counted> = (0..7).map(|_| shares.place(0)).collect();
         assert_eq!(
             held.iter().map(Counted::worker).collect::<Vec<_>>(),
             [0, 1, 2, 0, 1, 2, 0]
         );
-        assert_eq!(counts(&balance), [3, 2, 2]);
+        assert_eq!(counts(&shares), [3, 2, 2]);
         // A tie keeps the connection where it was accepted.
-        let tie = balance.place(1);
+        let tie = shares.place(1);
         assert_eq!(tie.worker(), 1);
         drop(held);
-        assert_eq!(counts(&balance), [0, 1, 0]);
+        assert_eq!(counts(&shares), [0, 1, 0]);
         drop(tie);
-        assert_eq!(counts(&balance), [0, 0, 0]);
+        assert_eq!(counts(&shares), [0, 0, 0]);
     }
 }

@@ -1,8 +1,8 @@
 //! Accept loops for the plain and TLS listeners, and their shutdown.
 //!
 //! Each connection is served on its own task by hyper-util's auto builder
-//! (HTTP/1.1, and HTTP/2 by preface or ALPN), on the worker the balance
-//! picks (see `balance`). A failed accept or handshake
+//! (HTTP/1.1, and HTTP/2 by preface or ALPN), on the worker the hand-off
+//! picks (see `handoff`). A failed accept or handshake
 //! concerns one client and never stops the loop. Every connection is watched
 //! by a `GracefulShutdown`, so that draining finishes in-flight requests on
 //! HTTP/1.1 and sends GOAWAY on HTTP/2.
@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
+use super::handoff::{Counted, Handoff, WorkerShares};
 use super::headers::ConnInfo;
 use super::limits::Limits;
 use super::linger::{IntoTcp, Lingering};
@@ -45,7 +45,7 @@ pub struct Listeners {
     connections: TaskTracker,
     /// The workers' connection counts and this worker's index in them;
     /// `None` before the workers start.
-    balance: Option<(Arc<Balance>, usize)>,
+    shares: Option<(Arc<WorkerShares>, usize)>,
 }
 
 /// Drives the shutdown of the listeners.
@@ -133,7 +133,7 @@ impl Listeners {
             permits: Arc::new(ConnectionBudget::new(limits.max_connections)),
             stop: stop_rx,
             connections: connections.clone(),
-            balance: None,
+            shares: None,
         };
         let drain = Drain {
             stop: stop_tx,
@@ -143,11 +143,11 @@ impl Listeners {
     }
 
     /// The same listeners for worker `index`, forwarding through that
-    /// worker's own proxy and sharing its connections out by `balance`.
-    pub fn for_worker(&self, proxy: Arc<Proxy>, balance: Arc<Balance>, index: usize) -> Self {
+    /// worker's own proxy and sharing its connections out by `shares`.
+    pub fn for_worker(&self, proxy: Arc<Proxy>, shares: Arc<WorkerShares>, index: usize) -> Self {
         Listeners {
             proxy,
-            balance: Some((balance, index)),
+            shares: Some((shares, index)),
             ..self.clone()
         }
     }
@@ -203,10 +203,10 @@ impl Listeners {
 
     /// Which worker serves a connection this one accepted.
     fn place(&self, stream: TcpStream) -> Placed {
-        let Some((balance, me)) = &self.balance else {
+        let Some((shares, me)) = &self.shares else {
             return Placed::Here(stream, None);
         };
-        let counted = balance.place(*me);
+        let counted = shares.place(*me);
         if counted.worker() == *me {
             Placed::Here(stream, Some(counted))
         } else {
@@ -510,7 +510,7 @@ impl Drop for Unanswered {
 }
 
 /// Counts a client connection as open until dropped: in the metrics, and
-/// in the workers' balance.
+/// in the workers' shares.
 struct OpenConnection {
     gauge: Gauge<i64, AtomicI64>,
     /// Held for its drop, which gives the worker's count back.

@@ -1,18 +1,18 @@
 //! The data plane: listeners, TLS, and forwarding to the endpoints.
 
 mod answer;
-mod balance;
 mod context;
 mod handler;
+mod handoff;
 mod headers;
 mod lease;
 mod limits;
 mod linger;
 mod listener;
-mod observed;
 mod phase;
 mod progress;
 mod proxy_protocol;
+mod request_log;
 mod tls;
 mod upstream;
 mod workers;

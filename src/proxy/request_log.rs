@@ -153,16 +153,16 @@ fn version_label(version: Version) -> &'static str {
 }
 
 /// A response body that counts what it sends and finishes the record.
-pub struct Observed<B> {
+pub struct LoggedBody<B> {
     inner: B,
     sent: u64,
     record: Option<Box<RequestRecord>>,
     telemetry: Arc<Telemetry>,
 }
 
-impl<B> Observed<B> {
+impl<B> LoggedBody<B> {
     pub fn new(inner: B, record: RequestRecord, telemetry: Arc<Telemetry>) -> Self {
-        Observed {
+        LoggedBody {
             inner,
             sent: 0,
             record: Some(Box::new(record)),
@@ -177,13 +177,13 @@ impl<B> Observed<B> {
     }
 }
 
-impl<B> Drop for Observed<B> {
+impl<B> Drop for LoggedBody<B> {
     fn drop(&mut self) {
         self.finish();
     }
 }
 
-impl<B: Body + Unpin> Body for Observed<B>
+impl<B: Body + Unpin> Body for LoggedBody<B>
 where
     B::Data: Buf,
 {

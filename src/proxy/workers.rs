@@ -3,7 +3,7 @@
 //!
 //! Every worker accepts from the same listening sockets; a connection is
 //! served by the worker with the fewest (the one that accepted it, or one
-//! it passes the socket to: see `balance`), on that worker's thread from
+//! it passes the socket to: see `handoff`), on that worker's thread from
 //! start to end, with its own upstream connection pools. A request never
 //! changes thread: the client connection, the handler and the upstream
 //! connection wake one another on one thread, without cross-thread
@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::balance::{Balance, Handoff};
 use super::handler::Proxy;
+use super::handoff::{Handoff, WorkerShares};
 use super::listener::Listeners;
 use super::tls::Handshakes;
 
@@ -46,7 +46,7 @@ impl Workers {
         let stop = CancellationToken::new();
         let count = count.max(1);
         let mut ended = Vec::with_capacity(count);
-        let (balance, inboxes) = Balance::new(count);
+        let (shares, inboxes) = WorkerShares::new(count);
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let sockets = (http.try_clone()?, https.try_clone()?);
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -56,7 +56,7 @@ impl Workers {
                 0 => proxy.clone(),
                 _ => Arc::new(proxy.for_worker()),
             };
-            let listeners = listeners.for_worker(own, balance.clone(), index);
+            let listeners = listeners.for_worker(own, shares.clone(), index);
             let (done, done_rx) = oneshot::channel();
             let (stop, acceptor) = (stop.clone(), acceptor.clone());
             std::thread::Builder::new()
