@@ -197,6 +197,23 @@ impl Dependencies {
         self.ingresses.insert(key, needs);
     }
 
+    /// Takes in the changed Ingresses: what each needed before is
+    /// forgotten, what it needs now added.
+    fn update(
+        &mut self,
+        state: &ClusterState,
+        changes: &BTreeSet<(&'static str, ObjectKey)>,
+        prefix: &str,
+    ) {
+        let changed = changes.iter().filter(|(kind, _)| *kind == "Ingress");
+        for (_, key) in changed {
+            self.remove(key);
+            if let Some(ingress) = state.ingresses.get(key) {
+                self.add(key, Needs::of(key, ingress, prefix));
+            }
+        }
+    }
+
     /// Forgets an Ingress; returns what it needed.
     fn remove(&mut self, key: &ObjectKey) -> Option<Needs> {
         let needs = self.ingresses.remove(key)?;
@@ -254,15 +271,7 @@ pub(crate) fn patch(
     // resolve its endpoints again.
     let changes: BTreeSet<(&'static str, ObjectKey)> = changes.cloned().collect();
     if changes.is_empty() {
-        let translation = Translation {
-            table: last.table.clone(),
-            warnings: last.warnings.clone(),
-            summaries: last.summaries.clone(),
-            settings: last.settings.clone(),
-            reuse: std::mem::take(reuse),
-            gateway_status: last.gateway_status.clone(),
-        };
-        return Ok(with_last(translation, last));
+        return Ok(unchanged(reuse, last));
     }
     if changes
         .iter()
@@ -270,14 +279,76 @@ pub(crate) fn patch(
     {
         return Err(Full::Global);
     }
-    // The slots the changes touch, and the Ingresses to translate again.
-    let mut slots: BTreeSet<Slot> = last.deps.gateway_slots.clone();
+    let (mut slots, seeds) = touched(state, reuse, &last.deps, &changes);
+    last.deps
+        .update(state, &changes, &options.annotations_prefix);
+    for key in &seeds {
+        if let Some(needs) = last.deps.ingresses.get(key) {
+            slots.extend(needs.slots.iter().cloned());
+        }
+    }
+    let closure = closure(state, &last.deps, &seeds, &mut slots)?;
+
+    let part = build(state, options, reuse, Some(&closure));
+    if gateway_slots(&part.table) != last.deps.gateway_slots {
+        return Err(Full::GatewayHosts);
+    }
+    // The Ingresses whose warnings, summaries and limits are this build's:
+    // the closure, and those deleted.
+    let mut rebuilt = closure;
+    rebuilt.extend(seeds);
+    let table = last.table.splice(&part.table, &slots);
+    let warnings = merged_warnings(last.warnings, part.warnings, &rebuilt);
+    let mut summaries = last.summaries;
+    for key in &rebuilt {
+        summaries.remove(key);
+    }
+    for (key, summary) in &part.summaries {
+        summaries.insert(key.clone(), summary.clone());
+    }
+    carry_over(reuse, part.reuse, state, &changes, &rebuilt);
+
+    let translation = Translation {
+        table,
+        warnings,
+        summaries,
+        settings: part.settings,
+        reuse: std::mem::take(reuse),
+        gateway_status: part.gateway_status,
+    };
+    let next = Last::keep(&translation, state, last.deps);
+    Ok(with_last(translation, next))
+}
+
+/// The previous build's output again, when nothing changed.
+fn unchanged(reuse: &mut Reuse, last: Last) -> Translation {
+    let translation = Translation {
+        table: last.table.clone(),
+        warnings: last.warnings.clone(),
+        summaries: last.summaries.clone(),
+        settings: last.settings.clone(),
+        reuse: std::mem::take(reuse),
+        gateway_status: last.gateway_status.clone(),
+    };
+    with_last(translation, last)
+}
+
+/// The slots the changes touch (a changed Ingress's before the change;
+/// every HTTPRoute host) and the Ingresses to translate again. A Service
+/// whose endpoints alone changed has them refreshed in `reuse` in place.
+fn touched(
+    state: &ClusterState,
+    reuse: &mut Reuse,
+    deps: &Dependencies,
+    changes: &BTreeSet<(&'static str, ObjectKey)>,
+) -> (BTreeSet<Slot>, BTreeSet<ObjectKey>) {
+    let mut slots: BTreeSet<Slot> = deps.gateway_slots.clone();
     let mut seeds: BTreeSet<ObjectKey> = BTreeSet::new();
-    for (kind, key) in &changes {
+    for (kind, key) in changes {
         match *kind {
             "Ingress" => {
-                // Its slots before (the deps are updated below).
-                if let Some(before) = last.deps.ingresses.get(key) {
+                // Its slots before (the deps are updated after).
+                if let Some(before) = deps.ingresses.get(key) {
                     slots.extend(before.slots.iter().cloned());
                 }
                 seeds.insert(key.clone());
@@ -286,32 +357,25 @@ pub(crate) fn patch(
             // backends: no route changes.
             "Service" if backend::refresh_endpoints(state, &mut reuse.backends, key) => {}
             "Service" | "Secret" | "ConfigMap" => {
-                if let Some(named) = last.deps.by_object.get(&(*kind, key.clone())) {
+                if let Some(named) = deps.by_object.get(&(*kind, key.clone())) {
                     seeds.extend(named.iter().map(|k| (**k).clone()));
                 }
             }
             _ => {}
         }
     }
-    let prefix = &options.annotations_prefix;
-    let changed_ingresses: BTreeSet<&ObjectKey> = changes
-        .iter()
-        .filter(|(kind, _)| *kind == "Ingress")
-        .map(|(_, key)| key)
-        .collect();
-    for key in changed_ingresses {
-        last.deps.remove(key);
-        if let Some(ingress) = state.ingresses.get(key) {
-            last.deps.add(key, Needs::of(key, ingress, prefix));
-        }
-    }
-    for key in &seeds {
-        if let Some(needs) = last.deps.ingresses.get(key) {
-            slots.extend(needs.slots.iter().cloned());
-        }
-    }
-    // Close over shared slots, starting from the seeds themselves (even one
-    // with no slot has warnings and a summary to rebuild).
+    (slots, seeds)
+}
+
+/// The Ingresses to translate again: the seeds, and every Ingress that
+/// shares a slot with one of them, transitively (even a seed with no slot
+/// has warnings and a summary to rebuild). `slots` grows to theirs.
+fn closure(
+    state: &ClusterState,
+    deps: &Dependencies,
+    seeds: &BTreeSet<ObjectKey>,
+    slots: &mut BTreeSet<Slot>,
+) -> Result<HashSet<ObjectKey>, Full> {
     let mut closure: HashSet<ObjectKey> = seeds
         .iter()
         .filter(|k| state.ingresses.contains_key(*k))
@@ -324,14 +388,14 @@ pub(crate) fn patch(
                 pending.push(other);
             }
         }
-        let Some(ingresses) = last.deps.by_slot.get(&slot) else {
+        let Some(ingresses) = deps.by_slot.get(&slot) else {
             continue;
         };
         for key in ingresses {
             if !closure.insert((**key).clone()) {
                 continue;
             }
-            let needs = last.deps.ingresses.get(&**key).into_iter();
+            let needs = deps.ingresses.get(&**key).into_iter();
             for other in needs.flat_map(|n| n.slots.iter()) {
                 if slots.insert(other.clone()) {
                     pending.push(other.clone());
@@ -342,37 +406,34 @@ pub(crate) fn patch(
             return Err(Full::LargeClosure);
         }
     }
+    Ok(closure)
+}
 
-    let part = build(state, options, reuse, Some(&closure));
-    if gateway_slots(&part.table) != last.deps.gateway_slots {
-        return Err(Full::GatewayHosts);
-    }
-    // The Ingresses whose warnings, summaries and limits are this build's:
-    // the closure, and those deleted.
-    let mut rebuilt = closure;
-    rebuilt.extend(seeds);
-    let table = last.table.splice(&part.table, &slots);
-
+/// The previous warnings but those about rebuilt Ingresses, with this
+/// build's.
+fn merged_warnings(
+    last: Vec<Warning>,
+    part: Vec<Warning>,
+    rebuilt: &HashSet<ObjectKey>,
+) -> Vec<Warning> {
     let is_rebuilt = |w: &Warning| w.object != "Ingress" || rebuilt.contains(&w.ingress);
-    let mut warnings: Vec<Warning> = last
-        .warnings
-        .into_iter()
-        .filter(|w| !is_rebuilt(w))
-        .collect();
-    warnings.extend(part.warnings);
+    let mut warnings: Vec<Warning> = last.into_iter().filter(|w| !is_rebuilt(w)).collect();
+    warnings.extend(part);
     warnings.sort();
     warnings.dedup();
+    warnings
+}
 
-    let mut summaries = last.summaries;
-    for key in &rebuilt {
-        summaries.remove(key);
-    }
-    for (key, summary) in &part.summaries {
-        summaries.insert(key.clone(), summary.clone());
-    }
-
-    // What the next build may reuse: this part's, over the previous ones.
-    for (kind, key) in &changes {
+/// What the next build may reuse: this part's, over the previous ones,
+/// less what was deleted.
+fn carry_over(
+    reuse: &mut Reuse,
+    part: Reuse,
+    state: &ClusterState,
+    changes: &BTreeSet<(&'static str, ObjectKey)>,
+    rebuilt: &HashSet<ObjectKey>,
+) {
+    for (kind, key) in changes {
         match *kind {
             "Secret" if !state.secrets.contains_key(key) => drop(reuse.secrets.remove(key)),
             "Service" if !state.services.contains_key(key) => {
@@ -381,7 +442,7 @@ pub(crate) fn patch(
             _ => {}
         }
     }
-    for key in &rebuilt {
+    for key in rebuilt {
         reuse.limits.remove(key);
     }
     let Reuse {
@@ -389,21 +450,10 @@ pub(crate) fn patch(
         backends,
         limits,
         ..
-    } = part.reuse;
+    } = part;
     reuse.secrets.extend(secrets);
     reuse.backends.extend(backends);
     reuse.limits.extend(limits);
-
-    let translation = Translation {
-        table,
-        warnings,
-        summaries,
-        settings: part.settings,
-        reuse: std::mem::take(reuse),
-        gateway_status: part.gateway_status,
-    };
-    let next = Last::keep(&translation, state, last.deps);
-    Ok(with_last(translation, next))
 }
 
 /// The translation, carrying `last` for the next build.
