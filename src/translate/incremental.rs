@@ -26,7 +26,8 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::{backend, build, Reuse, Summaries, TranslateOptions, Translation, Warning};
+use super::build::build;
+use super::{backend, Reuse, Summaries, TranslateOptions, Translation, Warning};
 use crate::cluster::{
     named_config_maps, tls_secret_keys, ClusterState, JournalPosition, ObjectKey,
 };
