@@ -6,6 +6,8 @@
 #   ROUNDS=5 DURATION=20 benches/compare/run.sh
 #   PINNED=1 benches/compare/run.sh   # one proxy core: see below
 #   METRICS="keepalive resumed" NO_FIXED=1 benches/compare/run.sh   # some only
+#   PINNED=1 BASELINE=main PEERS=none METRICS="keepalive h2" NO_FIXED=1 \
+#     benches/compare/run.sh          # this tree against main, CPU per request
 #
 # PINNED=1 measures the proxy alone: each proxy gets one worker pinned to
 # core 1 (`taskset -c 1`: Gatehouse --workers 1, nginx worker_processes 1,
@@ -49,6 +51,17 @@
 # steady the machine was: the ceiling's range and each ratio's range over
 # the rounds.
 #
+# BASELINE=<git revision> adds Gatehouse built at that revision (in a
+# temporary git worktree, see benches/common/setup.sh) as one more server:
+# the same flags, certificates, backend and load, on the same core when
+# PINNED, taking turns with the current build (in even rounds the baseline
+# goes first). The table gets a "Gatehouse (baseline)" column and the
+# ratio current/baseline, and a line of the current/baseline CPU per
+# request on keep-alive and HTTP/2 with its range over the rounds.
+# PEERS lists the other proxies to run ("nginx haproxy" by default;
+# PEERS=none for Gatehouse alone, with or without its baseline). Without
+# nginx the fixed rate is 70% of the baseline's median, or Gatehouse's.
+#
 # Needs root for apt-get (nginx-light, haproxy, wrk, nghttp2-client, when missing)
 # and to map the benchmark host name to 127.0.0.1 in /etc/hosts for the
 # run (wrk takes the TLS server name from the URL); the line is removed
@@ -63,6 +76,10 @@ backend_port=${BACKEND_PORT:-19090}
 gatehouse_port=${GATEHOUSE_PORT:-19443}
 nginx_port=${NGINX_PORT:-19444}
 haproxy_port=${HAPROXY_PORT:-19445}
+baseline_port=${BASELINE_PORT:-19446}
+baseline=${BASELINE:-}
+peers=${PEERS:-nginx haproxy}
+[ "$peers" = none ] && peers=
 pinned=${PINNED:-}
 if [ -n "$pinned" ]; then
   workers=1
@@ -75,9 +92,23 @@ else
   on_load_core=()
   load_threads=2
 fi
-servers=(gatehouse nginx haproxy)
+servers=(gatehouse)
+[ -n "$baseline" ] && servers+=(baseline)
+for peer in $peers; do
+  case $peer in
+    nginx | haproxy) servers+=("$peer") ;;
+    *) echo "PEERS: unknown proxy $peer (nginx, haproxy or none)" >&2; exit 1 ;;
+  esac
+done
+has() { # server: whether it takes part
+  local s
+  for s in "${servers[@]}"; do [ "$s" = "$1" ] && return 0; done
+  return 1
+}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../common/setup.sh
+. "$root/benches/common/setup.sh"
 work=$(mktemp -d -t gatehouse-compare.XXXXXX)
 pids=()
 # This run's own line in /etc/hosts, so that a concurrent run keeps its own.
@@ -89,6 +120,7 @@ cleanup() {
   if grep -q "$hosts_marker" /etc/hosts 2>/dev/null; then
     sed -i "/$hosts_marker/d" /etc/hosts
   fi
+  bench_baseline_cleanup "$root"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -101,8 +133,8 @@ as_root() {
 
 # --- tools ------------------------------------------------------------------
 missing=()
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v haproxy >/dev/null || missing+=(haproxy)
+if has nginx; then command -v nginx >/dev/null || missing+=(nginx-light); fi
+if has haproxy; then command -v haproxy >/dev/null || missing+=(haproxy); fi
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -112,105 +144,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-nginx_bin=$(command -v nginx)
-haproxy_bin=$(command -v haproxy)
+nginx_bin=$(command -v nginx || true)
+haproxy_bin=$(command -v haproxy || true)
 
 say "building gatehouse and the bench backend (release)"
 (cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend --example loadgen)
 loadgen="$root/target/release/examples/loadgen"
+if [ -n "$baseline" ]; then
+  say "building the baseline, $baseline ($(git -C "$root" rev-parse --short "$baseline^{commit}")) (release)"
+  bench_baseline_build "$root" "$baseline" "$work/gatehouse-baseline"
+fi
 
 # --- certificates, manifests and nginx.conf for 101 hosts -------------------
 say "generating $hosts certificates (ECDSA P-256)"
-mkdir -p "$work/certs" "$work/manifests" "$work/nginx" "$work/haproxy/certs"
-manifest="$work/manifests/compare.yaml"
-cat >"$manifest" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: gatehouse
-spec:
-  controller: gatehouse.dev/ingress-controller
----
-# No per-connection request limit, as nginx's and HAProxy's below.
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: gatehouse
-  namespace: compare
-data:
-  keep-alive-requests: "1000000"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: backend
-  namespace: compare
-spec:
-  ports:
-  - name: http
-    port: 80
-    targetPort: http
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-1
-  namespace: compare
-  labels:
-    kubernetes.io/service-name: backend
-addressType: IPv4
-ports:
-- name: http
-  port: $backend_port
-endpoints:
-- addresses: ["127.0.0.1"]
-  conditions:
-    ready: true
-EOF
+mkdir -p "$work/nginx" "$work/haproxy/certs"
+bench_tls_hosts "$work" "$hosts" "$backend_port"
 
 nginx_servers=""
 for i in $(seq 0 $((hosts - 1))); do
   host="h$i.compare.gatehouse.test"
   key="$work/certs/$host.key"
   crt="$work/certs/$host.crt"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj "/CN=$host" -addext "subjectAltName=DNS:$host" -days 30 \
-    -keyout "$key" -out "$crt" 2>/dev/null
   cat "$crt" "$key" >"$work/haproxy/certs/$host.pem"
-  cat >>"$manifest" <<EOF
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: tls-h$i
-  namespace: compare
-type: kubernetes.io/tls
-data:
-  tls.crt: $(base64 -w0 "$crt")
-  tls.key: $(base64 -w0 "$key")
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: h$i
-  namespace: compare
-spec:
-  ingressClassName: gatehouse
-  tls:
-  - hosts: [$host]
-    secretName: tls-h$i
-  rules:
-  - host: $host
-    http:
-      paths:
-      - path: /app
-        pathType: Prefix
-        backend:
-          service:
-            name: backend
-            port:
-              name: http
-EOF
   nginx_servers+="
     server {
         listen 127.0.0.1:$nginx_port ssl http2;
@@ -226,7 +181,8 @@ done
 # nginx as ingress-nginx runs it for this job, minus the Lua and the
 # logging: TLS 1.2 and 1.3, a shared session cache, pooled upstream
 # keep-alive. keepalive_requests is raised so that no proxy closes a
-# benchmark connection (Gatehouse's ConfigMap above does the same).
+# benchmark connection (Gatehouse's ConfigMap, written by bench_tls_hosts,
+# does the same).
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes $workers;
 daemon off;
@@ -286,9 +242,9 @@ backend app
 EOF
 
 # --- start everything -------------------------------------------------------
-for port in "$backend_port" "$gatehouse_port" "$nginx_port" "$haproxy_port"; do
+for port in "$backend_port" "$gatehouse_port" "$nginx_port" "$haproxy_port" "$baseline_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT, NGINX_PORT or HAPROXY_PORT"
+    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT, NGINX_PORT, HAPROXY_PORT or BASELINE_PORT"
     exit 1
   fi
 done
@@ -306,6 +262,24 @@ wait_for() { # port
   return 1
 }
 
+pid_of() { # server
+  case $1 in
+    gatehouse) echo "$gatehouse_pid" ;;
+    baseline) echo "$baseline_pid" ;;
+    nginx) echo "$nginx_pid" ;;
+    haproxy) echo "$haproxy_pid" ;;
+    *) echo "" ;;
+  esac
+}
+port_of() { # server
+  case $1 in
+    gatehouse) echo "$gatehouse_port" ;;
+    baseline) echo "$baseline_port" ;;
+    nginx) echo "$nginx_port" ;;
+    haproxy) echo "$haproxy_port" ;;
+  esac
+}
+
 "${on_load_core[@]}" "$root/target/release/examples/bench-backend" "127.0.0.1:$backend_port" 2>/dev/null &
 pids+=($!)
 wait_for "$backend_port"
@@ -318,17 +292,35 @@ gatehouse_pid=$!
 pids+=($gatehouse_pid)
 wait_for "$gatehouse_port"
 
-"${on_proxy_core[@]}" "$nginx_bin" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" 2>"$work/nginx/start.log" &
-nginx_pid=$!
-pids+=($nginx_pid)
-wait_for "$nginx_port"
+baseline_pid=
+if has baseline; then
+  "${on_proxy_core[@]}" "$work/gatehouse-baseline" --manifests "$work/manifests" \
+    --workers "$workers" --configmap compare/gatehouse \
+    --https-addr "127.0.0.1:$baseline_port" --http-addr 127.0.0.1:0 \
+    --metrics-addr 127.0.0.1:0 --access-log off >"$work/gatehouse-baseline.log" 2>&1 &
+  baseline_pid=$!
+  pids+=($baseline_pid)
+  wait_for "$baseline_port"
+fi
 
-"${on_proxy_core[@]}" "$haproxy_bin" -db -f "$work/haproxy/haproxy.cfg" >"$work/haproxy/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=($haproxy_pid)
-wait_for "$haproxy_port"
+nginx_pid=
+if has nginx; then
+  "${on_proxy_core[@]}" "$nginx_bin" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" 2>"$work/nginx/start.log" &
+  nginx_pid=$!
+  pids+=($nginx_pid)
+  wait_for "$nginx_port"
+fi
 
-for port in "$gatehouse_port" "$nginx_port" "$haproxy_port"; do
+haproxy_pid=
+if has haproxy; then
+  "${on_proxy_core[@]}" "$haproxy_bin" -db -f "$work/haproxy/haproxy.cfg" >"$work/haproxy/haproxy.log" 2>&1 &
+  haproxy_pid=$!
+  pids+=($haproxy_pid)
+  wait_for "$haproxy_port"
+fi
+
+for server in "${servers[@]}"; do
+  port=$(port_of "$server")
   status=$(curl -sk -o /dev/null -w '%{http_code}' "https://$target_host:$port/app/hello" || true)
   if [ "$status" != 200 ]; then
     say "https://$target_host:$port/app/hello answered $status, not 200"
@@ -338,9 +330,9 @@ done
 
 if [ -n "${HOLD:-}" ]; then
   # For profiling: leave both running until interrupted.
-  say "holding: gatehouse pid $gatehouse_pid https://$target_host:$gatehouse_port/app/"
-  say "         nginx pid $nginx_pid https://$target_host:$nginx_port/app/"
-  say "         haproxy pid $haproxy_pid https://$target_host:$haproxy_port/app/"
+  for server in "${servers[@]}"; do
+    say "holding: $server pid $(pid_of "$server") https://$target_host:$(port_of "$server")/app/"
+  done
   say "         backend http://127.0.0.1:$backend_port/"
   sleep infinity &
   pids+=($!)
@@ -360,15 +352,6 @@ to_ms() { # wrk latency such as 812.00us, 1.52ms, 1.01s
     n = v + 0
     if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
     printf "%.3f", n }'
-}
-
-pid_of() { # server
-  case $1 in
-    gatehouse) echo "$gatehouse_pid" ;;
-    nginx) echo "$nginx_pid" ;;
-    haproxy) echo "$haproxy_pid" ;;
-    *) echo "" ;;
-  esac
 }
 
 clock_ticks=$(getconf CLK_TCK)
@@ -476,20 +459,25 @@ peak_rss_kib() { # pid and its children
 url_for() { echo "https://$target_host:$1/app/hello"; }
 
 say "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-port_of() { # server
-  case $1 in
-    gatehouse) echo "$gatehouse_port" ;;
-    nginx) echo "$nginx_port" ;;
-    haproxy) echo "$haproxy_port" ;;
-  esac
-}
 
 say "$rounds rounds, ${duration}s per measurement${pinned:+, each proxy pinned to core 1 with one worker}"
+# The order of a round: in even rounds the baseline goes before the current
+# build, so that neither always follows the same measurement.
+round_order() { # round
+  local s
+  if [ $(($1 % 2)) = 0 ] && has baseline; then
+    echo baseline gatehouse
+    for s in "${servers[@]}"; do case $s in gatehouse | baseline) ;; *) echo "$s" ;; esac; done
+  else
+    echo "${servers[@]}"
+  fi
+}
+
 for round in $(seq 1 "$rounds"); do
   say "round $round"
   run_wrk direct "http://127.0.0.1:$backend_port/app/hello" keepalive
   for metric in ${METRICS:-keepalive h2 handshakes full resumed}; do
-    for server in "${servers[@]}"; do
+    for server in $(round_order "$round"); do
       port=$(port_of "$server")
       case $metric in
         keepalive) run_wrk "$server" "$(url_for "$port")" keepalive ;;
@@ -502,13 +490,15 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 # --- fixed rate: 70% of nginx's saturation --------------------------------------
-nginx_rate=$(awk '$1 == "keepalive-rps" && $2 == "nginx" {print $3}' "$results" | sort -g |
+# (of the baseline's, or else Gatehouse's, when nginx does not take part)
+if has nginx; then rate_ref=nginx; elif has baseline; then rate_ref=baseline; else rate_ref=gatehouse; fi
+ref_rate=$(awk -v s="$rate_ref" '$1 == "keepalive-rps" && $2 == s {print $3}' "$results" | sort -g |
   awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print 0}')
-fixed_rate=$(awk -v r="$nginx_rate" 'BEGIN {printf "%d", r * 0.7}')
+fixed_rate=$(awk -v r="$ref_rate" 'BEGIN {printf "%d", r * 0.7}')
 if [ "$fixed_rate" -gt 0 ] && [ -z "${NO_FIXED:-}" ]; then
-  say "fixed rate: $fixed_rate req/s (70% of nginx's median keep-alive rate), $rounds rounds"
+  say "fixed rate: $fixed_rate req/s (70% of $rate_ref's median keep-alive rate), $rounds rounds"
   for round in $(seq 1 "$rounds"); do
-    for server in "${servers[@]}"; do
+    for server in $(round_order "$round"); do
       run_rate "$server" "$(port_of "$server")" "$fixed_rate"
     done
   done
@@ -548,20 +538,54 @@ extent() { # metric server: lowest-highest value over the rounds
     END { if (lo == "") print "n/a"; else printf "%.1f-%.1f", lo, hi }' "$results"
 }
 
-row() { # label metric
-  local g n h
+# Columns: every server that took part, then Gatehouse's ratio to each of
+# the others ("G/baseline" is current/baseline).
+column_name() {
+  case $1 in
+    gatehouse) echo Gatehouse ;;
+    baseline) echo "Gatehouse (baseline)" ;;
+    nginx) echo nginx ;;
+    haproxy) echo HAProxy ;;
+  esac
+}
+others=()
+for server in "${servers[@]}"; do [ "$server" = gatehouse ] || others+=("$server"); done
+row() { # label metric (left out when it was not measured)
+  local server g v
   g=$(median "$2" gatehouse)
-  n=$(median "$2" nginx)
-  h=$(median "$2" haproxy)
-  awk -v label="$1" -v g="$g" -v n="$n" -v h="$h" 'BEGIN {
-    rn = (n > 0) ? g / n : 0
-    rh = (h > 0) ? g / h : 0
-    printf "%-32s %10.2f %10.2f %10.2f %9.2f %9.2f\n", label, g, n, h, rn, rh }'
+  [ "$g" = nan ] && return 0
+  printf '%-32s' "$1"
+  for server in "${servers[@]}"; do
+    v=$(median "$2" "$server")
+    printf ' %*.2f' "$(column_name "$server" | awk '{print (length > 10) ? length : 10}')" "$v"
+  done
+  for server in "${others[@]}"; do
+    awk -v g="$g" -v v="$(median "$2" "$server")" 'BEGIN {
+      printf " %10.2f", (v > 0) ? g / v : 0 }'
+  done
+  echo
+}
+row_ratio() { # metric: current over baseline, of the medians
+  awk -v g="$(median "$1" gatehouse)" -v b="$(median "$1" baseline)" 'BEGIN {
+    if (b > 0) printf "%.3f", g / b; else print "n/a" }'
+}
+header() {
+  local server
+  printf '%-32s' metric
+  for server in "${servers[@]}"; do printf ' %10s' "$(column_name "$server")"; done
+  for server in "${others[@]}"; do printf ' %10s' "G/$server"; done
+  echo
 }
 
+title=Gatehouse
+if has baseline; then
+  title+=" against its baseline, $baseline ($(git -C "$root" rev-parse --short "$baseline^{commit}"))"
+fi
+if has nginx; then title+=", nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"; fi
+if has haproxy; then title+=", HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}')"; fi
 echo
-echo "Gatehouse vs nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') and HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}'): medians of $rounds rounds x ${duration}s, $(nproc) cores${pinned:+, each proxy one worker pinned to core 1}"
-printf '%-32s %10s %10s %10s %9s %9s\n' metric gatehouse nginx haproxy "G/nginx" "G/HAProxy"
+echo "$title: medians of $rounds rounds x ${duration}s, $(nproc) cores${pinned:+, each proxy one worker pinned to core 1}"
+header
 row "HTTPS h1 keep-alive req/s" keepalive-rps
 row "HTTPS h1 keep-alive CPU us/req" keepalive-cpu
 row "HTTPS h1 keep-alive p50 ms" keepalive-p50
@@ -585,12 +609,19 @@ printf '%-32s %10.2f   (wrk, plain HTTP, the ceiling)\n' "direct to backend req/
 # How steady the machine was: on a shared VM the ceiling itself drifts, and
 # a wide spread of per-round ratios says a median is less certain.
 echo "ceiling over the rounds: $(extent keepalive-rps direct) req/s"
-for peer in nginx haproxy; do
+for peer in "${others[@]}"; do
   echo "Gatehouse/$peer per round: keep-alive $(spread keepalive-rps "$peer"), HTTP/2 $(spread h2-rps "$peer"), handshakes $(spread handshakes-rps "$peer"), full (loadgen) $(spread full-rps "$peer"), resumed $(spread resume-rps "$peer"), fixed-rate p99 $(spread fixed-p99 "$peer")"
 done
+if has baseline; then
+  # The figure a change to the request path has to show: CPU per request,
+  # current build over baseline, from this run alone.
+  echo "current/baseline CPU per request: keep-alive $(row_ratio keepalive-cpu) (per round $(spread keepalive-cpu baseline)), HTTP/2 $(row_ratio h2-cpu) (per round $(spread h2-cpu baseline))"
+fi
 echo "fixed rate: ${fixed_rate:-0} req/s"
 for metric in keepalive h2 handshakes full resume; do
-  echo "CPU us/req over the rounds, $metric: gatehouse $(extent "$metric-cpu" gatehouse), nginx $(extent "$metric-cpu" nginx), haproxy $(extent "$metric-cpu" haproxy)"
+  line="CPU us/req over the rounds, $metric:"
+  for server in "${servers[@]}"; do line+=" $server $(extent "$metric-cpu" "$server"),"; done
+  echo "${line%,}"
 done
 # CPU per request times requests per second: how busy each proxy kept its
 # workers. Near 100% per worker, req/s is the proxy's own limit; well
@@ -600,7 +631,9 @@ busy() { # metric server
   awk -v c="$(median "$1-cpu" "$2")" -v r="$(median "$1-rps" "$2")" 'BEGIN {printf "%.0f%%", c * r / 1e4}'
 }
 for metric in keepalive h2 handshakes full resume; do
-  echo "proxy busy, $metric: gatehouse $(busy "$metric" gatehouse), nginx $(busy "$metric" nginx), haproxy $(busy "$metric" haproxy) (of $workers core(s))"
+  line="proxy busy, $metric:"
+  for server in "${servers[@]}"; do line+=" $server $(busy "$metric" "$server"),"; done
+  echo "${line%,} (of $workers core(s))"
 done
 for server in "${servers[@]}"; do
   echo "failed or non-2xx responses, $server: $(($(total keepalive-errors "$server") + $(total h2-errors "$server") + $(total handshakes-errors "$server") + $(total full-errors "$server") + $(total resume-errors "$server") + $(total fixed-errors "$server"))); handshakes not resumed: $(total resume-missed "$server")"
