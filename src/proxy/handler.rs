@@ -92,8 +92,14 @@ impl Proxy {
         choice::canary(&mut forward, req.headers());
         cx.record.route = Some(forward.route.clone());
         cx.record.backend = Some(forward.backend.clone());
-        if let Err(refused) = access::check(cx, &mut req, &forward, &self.upstreams).await {
+        if let Err(refused) = access::admit(cx, &req, &forward) {
             return refused.answer();
+        }
+        if forward.authenticate {
+            let checked = access::credentials(cx, &mut req, &forward, &self.upstreams);
+            if let Err(refused) = Box::pin(checked).await {
+                return refused.answer();
+            }
         }
         let route = &forward.route;
         let gateway = route.gateway.as_deref();
@@ -112,14 +118,21 @@ impl Proxy {
             )
         });
         let forwarded = self.forward(cx, req, &forward);
-        let response = match gateway.and_then(|g| g.deadline) {
+        let mut response = match gateway.and_then(|g| g.deadline) {
             None => forwarded.await,
             // An HTTPRoute's `timeouts`: the head in time, or 504.
             Some(deadline) => tokio::time::timeout(deadline, forwarded)
                 .await
                 .unwrap_or_else(|_| answer::status(StatusCode::GATEWAY_TIMEOUT)),
         };
-        response::of_route(cx, response, noted, &forward, &self.upstreams).await
+        if let Some(noted) = noted {
+            let page = response::error_page(noted, response.status(), &forward, &self.upstreams);
+            if let Some(page) = Box::pin(page).await {
+                response = page;
+            }
+        }
+        response::of_route(cx, &mut response, &forward);
+        response
     }
 
     /// The choice, upstream request, attempts and response phases.

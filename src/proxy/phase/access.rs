@@ -37,14 +37,13 @@ impl Refused {
     }
 }
 
-/// Runs the access checks. What they admit (the CORS origin, the
-/// credentials' grants, a place in `limit-connections`) is kept in the
-/// context.
-pub async fn check<B>(
+/// The checks that need no answer from elsewhere: a CORS preflight and
+/// `limit-*`. What they admit (the CORS origin, a place in
+/// `limit-connections`) is kept in the context.
+pub fn admit<B>(
     cx: &mut RequestContext<'_>,
-    req: &mut Request<B>,
+    req: &Request<B>,
     forward: &Forward,
-    upstreams: &Upstreams,
 ) -> Result<(), Refused> {
     let route = &forward.route;
     if let Some(cors) = &route.cors {
@@ -61,17 +60,29 @@ pub async fn check<B>(
             Err(over) => return Err(Refused::Limit(limits.status(over))),
         }
     }
-    if forward.authenticate {
-        let subject = Subject {
-            facts: cx.facts(req),
-            conn: &cx.conn,
-            timeouts: route.policy.timeouts,
-        };
-        let granted = route.access.authenticate(&subject, upstreams).await;
-        let granted = granted.map_err(Refused::Credentials)?;
-        granted.apply_to_request(req.headers_mut());
-        cx.granted = Some(granted);
-    }
+    Ok(())
+}
+
+/// The route's credentials (basic, external, client certificate), for a
+/// route that asks for them; what they grant is kept in the context and
+/// applied to the request. Only such routes build this future: an
+/// external check's is large, and the request path should not carry it.
+pub async fn credentials<B>(
+    cx: &mut RequestContext<'_>,
+    req: &mut Request<B>,
+    forward: &Forward,
+    upstreams: &Upstreams,
+) -> Result<(), Refused> {
+    let route = &forward.route;
+    let subject = Subject {
+        facts: cx.facts(req),
+        conn: &cx.conn,
+        timeouts: route.policy.timeouts,
+    };
+    let granted = route.access.authenticate(&subject, upstreams).await;
+    let granted = granted.map_err(Refused::Credentials)?;
+    granted.apply_to_request(req.headers_mut());
+    cx.granted = Some(granted);
     Ok(())
 }
 
@@ -122,7 +133,7 @@ mod tests {
         let conn = conn();
         let mut cx = context(&mut req, &conn);
         let forward = forward(backend(&["10.0.0.1:80"]), |r| r.cors = cors());
-        let checked = check(&mut cx, &mut req, &forward, &Upstreams::new()).await;
+        let checked = admit(&mut cx, &req, &forward);
         assert!(matches!(checked, Err(Refused::Preflight)));
         let mut headers = http::HeaderMap::new();
         cx.cors.expect("origin admitted").apply(&mut headers);
@@ -141,9 +152,7 @@ mod tests {
         let conn = conn();
         let mut cx = context(&mut req, &conn);
         let forward = forward(backend(&["10.0.0.1:80"]), |r| r.cors = cors());
-        assert!(check(&mut cx, &mut req, &forward, &Upstreams::new())
-            .await
-            .is_ok());
+        assert!(admit(&mut cx, &req, &forward).is_ok());
         assert!(cx.cors.is_none());
     }
 
@@ -162,13 +171,11 @@ mod tests {
         for _ in 0..3 {
             let mut req = http::Request::get("/").body(()).unwrap();
             let mut cx = context(&mut req, &conn);
-            statuses.push(
-                match check(&mut cx, &mut req, &forward, &Upstreams::new()).await {
-                    Ok(()) => StatusCode::OK,
-                    Err(Refused::Limit(status)) => status,
-                    Err(other) => panic!("{other:?}"),
-                },
-            );
+            statuses.push(match admit(&mut cx, &req, &forward) {
+                Ok(()) => StatusCode::OK,
+                Err(Refused::Limit(status)) => status,
+                Err(other) => panic!("{other:?}"),
+            });
         }
         assert_eq!(
             statuses[..2],

@@ -32,6 +32,17 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// An exchange's outcome under the send and read timeouts.
+    fn from_exchange(
+        timed: Result<Result<Response<UpstreamResponse>, UpstreamError>, Stalled>,
+    ) -> Result<Response<UpstreamResponse>, AttemptError> {
+        match timed {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(AttemptError::Upstream(e)),
+            Err(stalled) => Err(AttemptError::Stalled(stalled)),
+        }
+    }
+
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -145,7 +156,22 @@ impl Attempts<'_> {
                 .next_upstream
                 .is_last(attempt, endpoints);
             let request = request(out, &target, last)?;
-            let result = self.send(out, request, &target).await;
+            let timeouts = self.forward.route.policy.timeouts;
+            let to = Target {
+                authority: &target,
+                tls: out.tls,
+                http2: out.http2,
+                connect_timeout: timeouts.connect,
+            };
+            let result = {
+                // Pinned here and borrowed by the timeouts, so that the
+                // large exchange future is not moved again.
+                let exchange = std::pin::pin!(self.upstreams.send(request, to));
+                let (send, read) = (timeouts.send, timeouts.read);
+                AttemptError::from_exchange(
+                    progress::within(exchange, &out.progress, send, read).await,
+                )
+            };
             let finished = Instant::now();
             self.report_health(pick, &result, sent_at, finished);
             let again = self.again(out, &result, attempt, finished - out.started, endpoints);
@@ -183,27 +209,6 @@ impl Attempts<'_> {
                 }
             }
             Upstream::External(authority) => Ok((authority.clone(), None)),
-        }
-    }
-
-    async fn send(
-        &self,
-        out: &Outgoing,
-        request: Request<UpstreamBody>,
-        target: &Authority,
-    ) -> Result<Response<UpstreamResponse>, AttemptError> {
-        let timeouts = self.forward.route.policy.timeouts;
-        let to = Target {
-            authority: target,
-            tls: out.tls,
-            http2: out.http2,
-            connect_timeout: timeouts.connect,
-        };
-        let exchange = std::pin::pin!(self.upstreams.send(request, to));
-        match progress::within(exchange, &out.progress, timeouts.send, timeouts.read).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(AttemptError::Upstream(e)),
-            Err(stalled) => Err(AttemptError::Stalled(stalled)),
         }
     }
 

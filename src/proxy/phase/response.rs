@@ -5,7 +5,7 @@
 //! request HSTS, CORS and the controller ConfigMap's headers.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::Response;
+use http::{Response, StatusCode};
 use tokio_util::task::TaskTracker;
 
 use super::attempts::{AttemptError, Attempted};
@@ -54,24 +54,24 @@ pub fn from_upstream(
     answer::streamed(response, read, target)
 }
 
-/// A routed request's response, whoever answered it: the custom error
-/// page for a listed status, the auth service's cookies, an HTTPRoute
-/// rule's `ResponseHeaderModifier`.
-pub async fn of_route(
-    cx: &RequestContext<'_>,
-    mut response: Response<Inner>,
-    noted: Option<Noted>,
+/// The custom error page for a status the route lists, when the default
+/// backend answers.
+pub async fn error_page(
+    noted: Noted,
+    status: StatusCode,
     forward: &Forward,
     upstreams: &Upstreams,
-) -> Response<Inner> {
-    if let Some(noted) = noted {
-        let timeouts = forward.route.policy.timeouts;
-        let status = response.status().as_u16();
-        if let Some((page, from)) = noted.page(status, upstreams, timeouts).await {
-            response = answer::streamed(page, timeouts.read, from);
-            headers::remove_hop_by_hop(response.headers_mut());
-        }
-    }
+) -> Option<Response<Inner>> {
+    let timeouts = forward.route.policy.timeouts;
+    let (page, from) = noted.page(status.as_u16(), upstreams, timeouts).await?;
+    let mut page = answer::streamed(page, timeouts.read, from);
+    headers::remove_hop_by_hop(page.headers_mut());
+    Some(page)
+}
+
+/// A routed request's response, whoever answered it: the auth service's
+/// cookies and an HTTPRoute rule's `ResponseHeaderModifier`.
+pub fn of_route(cx: &RequestContext<'_>, response: &mut Response<Inner>, forward: &Forward) {
     if let Some(granted) = &cx.granted {
         let status = response.status();
         granted.apply_to_response(status, response.headers_mut());
@@ -80,7 +80,6 @@ pub async fn of_route(
     if let Some(edits) = gateway.and_then(|g| g.response_headers.as_ref()) {
         edits.apply(response.headers_mut());
     }
-    response
 }
 
 /// What every response gets: the route's HSTS, the admitted CORS origin's
