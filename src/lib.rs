@@ -19,4 +19,5 @@ pub mod source;
 pub mod status;
 pub mod table;
 pub mod telemetry;
+pub mod tls;
 pub mod translate;

@@ -401,7 +401,7 @@ fn verifier(ca: &[u8], crl: Option<&[u8]>) -> Result<Arc<dyn ClientCertVerifier>
     };
     WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
-        crate::translate::provider().clone(),
+        crate::tls::provider().clone(),
     )
     .with_crls(crls)
     .allow_unauthenticated()

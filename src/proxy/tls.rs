@@ -21,7 +21,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::policy::client_cert::PeerCert;
 use crate::table::{Backend, RouteTable, TlsSettings};
-use crate::translate::{certified_key_from_der, provider, TlsError};
+use crate::tls::{certified_key_from_der, provider, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {

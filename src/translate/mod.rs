@@ -14,7 +14,6 @@ mod incremental;
 mod ownership;
 pub mod settings;
 mod summary;
-mod tls;
 mod warning;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -30,10 +29,10 @@ pub use backend::BackendError;
 pub use class::is_ours;
 pub use ownership::HostOwnership;
 pub use summary::{totals, IngressSummary};
-pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
+use crate::tls::{self, certified_key, TlsError};
 use crate::policy::access::ObjectLookup;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::hsts::HstsOptions;
