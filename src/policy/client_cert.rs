@@ -256,12 +256,12 @@ impl ClientAuth {
     pub fn server_config(
         &self,
         resolver: &Arc<dyn ResolvesServerCert>,
-        settings: &crate::table::TlsSettings,
+        settings: &crate::tls::TlsSettings,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
         if let Some(config) = self.config.get() {
             return Ok(config.clone());
         }
-        let (provider, versions) = crate::proxy::tls_choice(settings);
+        let (provider, versions) = crate::tls::tls_choice(settings);
         let ask = Arc::new(AskForCertificate {
             inner: self.verifier.clone(),
             offer: self.mode != VerifyMode::Off,
@@ -399,14 +399,11 @@ fn verifier(ca: &[u8], crl: Option<&[u8]>) -> Result<Arc<dyn ClientCertVerifier>
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| "has a ca.crl that is not PEM CRLs")?,
     };
-    WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        crate::tls::provider().clone(),
-    )
-    .with_crls(crls)
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| format!("cannot be used to verify clients: {e}"))
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider().clone())
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("cannot be used to verify clients: {e}"))
 }
 
 /// OpenSSL's words for the common failures, as nginx puts them in

@@ -18,9 +18,7 @@ pub use handler::{Proxy, ProxyBody};
 pub use headers::{prepare_request, ConnInfo, ForwardedHeaders};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
-pub use tls::{
-    default_certificate, server_config, tls_choice, CertResolver, Handshakes, TlsSetupError,
-};
+pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
 pub use workers::Workers;
 // For requests of the policies' own (external authentication, error pages).
 pub(crate) use upstream::{OwnRequest, UpstreamResponse, Upstreams};

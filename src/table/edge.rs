@@ -11,6 +11,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use crate::policy::template::Template;
+use crate::tls::TlsSettings;
 
 /// Everything of the edge, with ingress-nginx's defaults.
 #[derive(Clone, Debug, Default)]
@@ -125,27 +126,6 @@ impl Default for UpstreamKeepalive {
             connections: 320,
             timeout: Duration::from_secs(60),
             requests: 10_000,
-        }
-    }
-}
-
-/// The TLS versions and TLS 1.2 cipher suites offered to clients.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TlsSettings {
-    pub tls12: bool,
-    pub tls13: bool,
-    /// TLS 1.2 suites in order of preference; `None`: the provider's
-    /// defaults. TLS 1.3 suites are always all offered, as with nginx's
-    /// `ssl_ciphers`, which does not touch TLS 1.3.
-    pub tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        TlsSettings {
-            tls12: true,
-            tls13: true,
-            tls12_suites: None,
         }
     }
 }

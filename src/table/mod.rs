@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, TlsSettings, UpstreamKeepalive};
+pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, UpstreamKeepalive};
 pub use endpoints::{EndpointSet, Pick};
 pub use gateway::{
     query_value, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch,

@@ -5,5 +5,7 @@
 //! A leaf: it imports no other module of Gatehouse.
 
 mod keys;
+mod settings;
 
 pub use keys::{certified_key, certified_key_from_der, not_after, provider, TlsError};
+pub use settings::{tls_choice, TlsSettings};

@@ -32,7 +32,6 @@ pub use summary::{totals, IngressSummary};
 pub use warning::{Warning, WarningKind};
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
-use crate::tls::{self, certified_key, TlsError};
 use crate::policy::access::ObjectLookup;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::hsts::HstsOptions;
@@ -42,6 +41,7 @@ use crate::table::{
     has_captures, Action, CertEntry, Edge, HostPattern, PathType, Policy, Rewrite, Route,
     RouteTable, RouteTableBuilder,
 };
+use crate::tls::{self, certified_key, TlsError};
 use settings::Settings;
 
 /// The controller-wide settings translate depends on.

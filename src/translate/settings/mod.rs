@@ -88,7 +88,7 @@ impl Settings {
         key: &str,
         value: &str,
         lookup: &ObjectLookup<'_>,
-        tls: &mut crate::table::TlsSettings,
+        tls: &mut crate::tls::TlsSettings,
     ) -> Result<Outcome, String> {
         let (routes, edge) = (&mut self.routes, &mut self.edge);
         let forwarded = &mut edge.forwarded;

@@ -7,7 +7,7 @@
 
 use rustls::{CipherSuite, SupportedCipherSuite};
 
-use crate::table::TlsSettings;
+use crate::tls::TlsSettings;
 
 /// OpenSSL's names for the TLS 1.2 suites rustls has.
 const OPENSSL_NAMES: &[(&str, CipherSuite)] = &[
