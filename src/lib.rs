@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod connection;
 pub mod controller;
 pub mod gateway;
 pub mod policy;

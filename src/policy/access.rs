@@ -26,7 +26,8 @@ use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
 use super::Annotations;
 use crate::cluster::{KeyedMap, ObjectKey};
-use crate::proxy::{ConnInfo, Upstreams};
+use crate::connection::ConnInfo;
+use crate::proxy::Upstreams;
 use crate::table::Timeouts;
 
 /// What to do with a protective annotation Gatehouse cannot enforce.

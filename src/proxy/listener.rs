@@ -23,11 +23,11 @@ use tokio_util::task::TaskTracker;
 
 use super::balance::{Balance, Counted, Handoff};
 use super::handler::Proxy;
-use super::headers::ConnInfo;
 use super::limits::Limits;
 use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
+use crate::connection::ConnInfo;
 use crate::table::{Backend, Edge, LoadBalance, Upstream};
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 

@@ -2,7 +2,6 @@
 
 mod balance;
 mod handler;
-mod headers;
 mod lease;
 mod limits;
 mod linger;
@@ -15,7 +14,6 @@ mod upstream;
 mod workers;
 
 pub use handler::{Proxy, ProxyBody};
-pub use headers::{prepare_request, ConnInfo, ForwardedHeaders};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
