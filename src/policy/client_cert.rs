@@ -35,6 +35,8 @@ use super::access::{parse_bool, AccessOptions, ObjectLookup, Problems};
 use super::template::escape_component;
 use super::Annotations;
 use crate::cluster::ObjectKey;
+use crate::connection::peer_cert::Verdict;
+use crate::connection::PeerCert;
 
 static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
@@ -79,38 +81,6 @@ impl std::fmt::Debug for ClientAuth {
             .field("secret", &self.secret)
             .field("mode", &self.mode)
             .finish()
-    }
-}
-
-/// A connection's client certificate, verified once after the handshake.
-#[derive(Clone, Debug)]
-pub struct PeerCert {
-    /// The policy's fingerprint the connection was opened under.
-    pub fingerprint: u64,
-    pub verdict: Verdict,
-    subject: Option<HeaderValue>,
-    issuer: Option<HeaderValue>,
-    /// The PEM, URL-escaped, when the policy passes it on.
-    pem: Option<HeaderValue>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Success,
-    /// nginx's `FAILED:<reason>`.
-    Failed(String),
-    /// No certificate was sent.
-    None,
-}
-
-impl Verdict {
-    fn header(&self) -> HeaderValue {
-        match self {
-            Verdict::Success => HeaderValue::from_static("SUCCESS"),
-            Verdict::None => HeaderValue::from_static("NONE"),
-            Verdict::Failed(why) => HeaderValue::from_str(&format!("FAILED:{why}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("FAILED")),
-        }
     }
 }
 

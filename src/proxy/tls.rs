@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::policy::client_cert::PeerCert;
+use crate::connection::PeerCert;
 use crate::table::{Backend, RouteTable};
 use crate::tls::{certified_key_from_der, tls_choice, TlsError, TlsSettings};
 

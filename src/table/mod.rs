@@ -27,13 +27,15 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, UpstreamKeepalive};
+pub use edge::{Block, Edge, KeepAlive, Match, UpstreamKeepalive};
 pub use endpoints::{EndpointSet, Pick};
 pub use gateway::{
-    query_value, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch,
-    PathModifier, Split, ValueMatch,
+    GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
+    Split, ValueMatch,
 };
-pub use host::{normalize as normalize_host, HostMap, HostPattern};
+pub use host::{HostMap, HostPattern};
+// For the tests that build edge settings.
+pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
 pub use policy::{
     expand_captures, has_captures, BackendProtocol, LoadBalance, Policy, Redirect, Rewrite,
@@ -42,9 +44,10 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::connection::{normalize_host, strip_port, PeerCert};
 use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
-use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
+use crate::policy::client_cert::{CertCheck, ClientAuth};
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
@@ -421,7 +424,7 @@ impl RouteTable {
         }
         let wants_https = route.ssl_redirect || policy.force_ssl_redirect;
         if !req.tls && wants_https && !req.path.starts_with(ACME_CHALLENGE_PREFIX) {
-            let host = host::strip_port(req.host);
+            let host = strip_port(req.host);
             let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
             return redirect(
                 format!("https://{host}{}{query}", req.path),
