@@ -22,3 +22,4 @@ pub mod table;
 pub mod telemetry;
 pub mod tls;
 pub mod translate;
+pub mod upstream;

@@ -4,10 +4,10 @@ use std::fmt::Write;
 
 use crate::source::files::FileError;
 use crate::table::{
-    Action, BackendProtocol, LoadBalance, Policy, Rewrite, Route, RouteTable, Timeouts, Upstream,
-    DEFAULT_BODY_LIMIT,
+    Action, BackendProtocol, Policy, Rewrite, Route, RouteTable, Upstream, DEFAULT_BODY_LIMIT,
 };
 use crate::translate::{totals, IngressSummary, Warning};
+use crate::upstream::{LoadBalance, Timeouts};
 
 /// Renders routes, certificates, manifest errors, warnings and the
 /// migration summary as text.

@@ -28,7 +28,7 @@ use super::Annotations;
 use crate::cluster::{KeyedMap, ObjectKey};
 use crate::connection::ConnInfo;
 use crate::proxy::Upstreams;
-use crate::table::Timeouts;
+use crate::upstream::Timeouts;
 
 /// What to do with a protective annotation Gatehouse cannot enforce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -18,7 +18,8 @@ use super::access::parse_bool;
 use super::template::cookie;
 use super::Annotations;
 use crate::cluster::ObjectKey;
-use crate::table::{Action, Backend, LoadBalance};
+use crate::table::{Action, Backend};
+use crate::upstream::LoadBalance;
 
 /// The annotations this family reads.
 pub const ANNOTATIONS: &[&str] = &[

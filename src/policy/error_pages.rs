@@ -17,7 +17,8 @@ use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
 use crate::proxy::{OwnRequest, UpstreamResponse, Upstreams};
-use crate::table::{Backend, LoadBalance, Timeouts, Upstream};
+use crate::table::{Backend, Upstream};
+use crate::upstream::{LoadBalance, Timeouts};
 
 #[derive(Debug)]
 pub struct ErrorPages {

@@ -28,7 +28,7 @@ use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
 use crate::connection::{prepare_request, ConnInfo};
 use crate::proxy::{OwnRequest, Upstreams};
-use crate::table::Timeouts;
+use crate::upstream::Timeouts;
 
 /// The most of an auth service's response body that is read (and dropped)
 /// so that its connection can be reused.

@@ -31,11 +31,11 @@ use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
 use crate::table::{
-    Decision, Edge, Forward, GatewayRule, LoadBalance, Pick, RequestFacts, RouteTable, Timeouts,
-    Upstream,
+    Decision, Edge, Forward, GatewayRule, Pick, RequestFacts, RouteTable, Upstream,
 };
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
+use crate::upstream::{LoadBalance, Timeouts};
 
 /// A response body before telemetry wraps it: the upstream's, streamed, or
 /// a short one of the proxy's own.

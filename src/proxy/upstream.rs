@@ -40,8 +40,8 @@ use tokio_util::either::Either;
 
 use super::lease::Lease;
 use super::progress::Watched;
-use crate::table::{Timeouts, UpstreamKeepalive};
 use crate::tls::provider;
+use crate::upstream::{Timeouts, UpstreamKeepalive};
 
 /// The body sent upstream: the client's, cut off past the route's limit,
 /// reporting its progress for the send and read timeouts, leased to one

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use crate::connection::{canonical_ip, ForwardedHeaders};
 use crate::policy::template::Template;
 use crate::tls::TlsSettings;
+use crate::upstream::UpstreamKeepalive;
 
 /// Everything of the edge, with ingress-nginx's defaults.
 #[derive(Clone, Debug, Default)]
@@ -61,27 +62,6 @@ impl Default for KeepAlive {
         KeepAlive {
             timeout: Some(Duration::from_secs(75)),
             requests: 1000,
-        }
-    }
-}
-
-/// Idle connections to endpoints (`upstream-keepalive-*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamKeepalive {
-    /// Idle connections each worker keeps per endpoint.
-    pub connections: usize,
-    /// How long one is kept idle.
-    pub timeout: Duration,
-    /// Requests sent over one connection before it is closed.
-    pub requests: u32,
-}
-
-impl Default for UpstreamKeepalive {
-    fn default() -> Self {
-        UpstreamKeepalive {
-            connections: 320,
-            timeout: Duration::from_secs(60),
-            requests: 10_000,
         }
     }
 }

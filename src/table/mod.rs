@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use edge::{Block, Edge, KeepAlive, Match, UpstreamKeepalive};
+pub use edge::{Block, Edge, KeepAlive, Match};
 pub use endpoints::{EndpointSet, Pick};
 pub use gateway::{
     GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
@@ -38,8 +38,7 @@ pub use host::{HostMap, HostPattern};
 pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
 pub use policy::{
-    expand_captures, has_captures, BackendProtocol, LoadBalance, Policy, Redirect, Rewrite,
-    Timeouts, DEFAULT_BODY_LIMIT,
+    expand_captures, has_captures, BackendProtocol, Policy, Redirect, Rewrite, DEFAULT_BODY_LIMIT,
 };
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
@@ -53,6 +52,7 @@ use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
+use crate::upstream::LoadBalance;
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
 /// solvers (cert-manager) can answer over plain HTTP.

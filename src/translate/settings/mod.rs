@@ -480,7 +480,10 @@ mod tests {
         assert_eq!(edge.header_timeout, Some(Duration::from_secs(20)));
         assert_eq!(edge.h2_max_concurrent_streams, Some(64));
         let routes = &settings.routes;
-        assert_eq!(routes.policy.load_balance, crate::table::LoadBalance::Ewma);
+        assert_eq!(
+            routes.policy.load_balance,
+            crate::upstream::LoadBalance::Ewma
+        );
         assert!(routes.service_upstream && routes.access.cross_namespace_secrets);
     }
 
