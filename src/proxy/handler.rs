@@ -18,9 +18,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
-use super::lease::BodySlot;
 use super::observed::{Observed, RequestRecord};
 use super::progress::{self, ReadPaced, Stalled, Watched};
+use super::retry_body::BodySlot;
 use super::upstream::{Failure, OwnRequest, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::connection::headers::{self, ConnInfo};
 use crate::policy::access::{Granted, Subject};

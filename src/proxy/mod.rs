@@ -2,13 +2,13 @@
 
 mod balance;
 mod handler;
-mod lease;
 mod limits;
 mod linger;
 mod listener;
 mod observed;
 mod progress;
 mod proxy_protocol;
+mod retry_body;
 mod tls;
 mod upstream;
 mod workers;

@@ -38,8 +38,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
-use super::lease::Lease;
 use super::progress::Watched;
+use super::retry_body::Lease;
 use crate::tls::provider;
 use crate::upstream::{Timeouts, UpstreamKeepalive};
 
