@@ -27,8 +27,7 @@ use super::template::Facts;
 use super::Annotations;
 use crate::cluster::{KeyedMap, ObjectKey};
 use crate::connection::ConnInfo;
-use crate::proxy::Upstreams;
-use crate::upstream::Timeouts;
+use crate::upstream::{Timeouts, Upstreams};
 
 /// What to do with a protective annotation Gatehouse cannot enforce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

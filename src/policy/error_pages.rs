@@ -16,9 +16,8 @@ use http::uri::Authority;
 use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
-use crate::proxy::{OwnRequest, UpstreamResponse, Upstreams};
 use crate::table::{Backend, Upstream};
-use crate::upstream::{LoadBalance, Timeouts};
+use crate::upstream::{LoadBalance, OwnRequest, Timeouts, UpstreamResponse, Upstreams};
 
 #[derive(Debug)]
 pub struct ErrorPages {

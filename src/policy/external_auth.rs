@@ -27,8 +27,7 @@ use super::access::{AccessOptions, Granted, ObjectLookup, Problems, Refusal};
 use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
 use crate::connection::{prepare_request, ConnInfo};
-use crate::proxy::{OwnRequest, Upstreams};
-use crate::upstream::Timeouts;
+use crate::upstream::{OwnRequest, Timeouts, Upstreams};
 
 /// The most of an auth service's response body that is read (and dropped)
 /// so that its connection can be reused.

@@ -19,9 +19,6 @@ use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
 use super::observed::{Observed, RequestRecord};
-use super::progress::{self, ReadPaced, Stalled, Watched};
-use super::retry_body::BodySlot;
-use super::upstream::{Failure, OwnRequest, Target, UpstreamError, UpstreamResponse, Upstreams};
 use crate::connection::headers::{self, ConnInfo};
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
@@ -30,12 +27,15 @@ use crate::policy::error_pages::{ErrorPages, Failed};
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
-use crate::table::{
-    Decision, Edge, Forward, GatewayRule, Pick, RequestFacts, RouteTable, Upstream,
-};
+use crate::table::{Decision, Edge, Forward, GatewayRule, RequestFacts, RouteTable, Upstream};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
-use crate::upstream::{LoadBalance, Timeouts};
+use crate::upstream::progress::{self, ReadPaced, Stalled, Watched};
+use crate::upstream::retry_body::BodySlot;
+use crate::upstream::{
+    Failure, LoadBalance, OwnRequest, Pick, Target, Timeouts, UpstreamError, UpstreamResponse,
+    Upstreams,
+};
 
 /// A response body before telemetry wraps it: the upstream's, streamed, or
 /// a short one of the proxy's own.

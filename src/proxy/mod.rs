@@ -6,11 +6,8 @@ mod limits;
 mod linger;
 mod listener;
 mod observed;
-mod progress;
 mod proxy_protocol;
-mod retry_body;
 mod tls;
-mod upstream;
 mod workers;
 
 pub use handler::{Proxy, ProxyBody};
@@ -18,5 +15,3 @@ pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
 pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
 pub use workers::Workers;
-// For requests of the policies' own (external authentication, error pages).
-pub(crate) use upstream::{OwnRequest, UpstreamResponse, Upstreams};

@@ -14,11 +14,11 @@ use bytes::Buf;
 use http::{HeaderValue, Method, Uri, Version};
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::progress::Progress;
 use crate::table::{Backend, Route};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::Telemetry;
+use crate::upstream::progress::Progress;
 
 /// What is known about one request.
 pub struct RequestRecord {

@@ -12,7 +12,6 @@
 
 mod certs;
 mod edge;
-mod endpoints;
 mod gateway;
 mod host;
 mod path;
@@ -28,7 +27,6 @@ use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
 pub use edge::{Block, Edge, KeepAlive, Match};
-pub use endpoints::{EndpointSet, Pick};
 pub use gateway::{
     GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
     Split, ValueMatch,
@@ -52,7 +50,7 @@ use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
 use crate::telemetry::metrics::RouteMetricsSlot;
-use crate::upstream::LoadBalance;
+use crate::upstream::{EndpointSet, LoadBalance};
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
 /// solvers (cert-manager) can answer over plain HTTP.

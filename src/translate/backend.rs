@@ -18,7 +18,8 @@ use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::table::{Backend, EndpointSet, Upstream};
+use crate::table::{Backend, Upstream};
+use crate::upstream::EndpointSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
