@@ -16,8 +16,9 @@ use http::uri::Authority;
 use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
-use crate::table::{Backend, Upstream};
-use crate::upstream::{LoadBalance, OwnRequest, Timeouts, UpstreamResponse, Upstreams};
+use crate::upstream::{
+    Backend, LoadBalance, OwnRequest, Timeouts, Upstream, UpstreamResponse, Upstreams,
+};
 
 #[derive(Debug)]
 pub struct ErrorPages {

@@ -27,14 +27,14 @@ use crate::policy::error_pages::{ErrorPages, Failed};
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
-use crate::table::{Decision, Edge, Forward, GatewayRule, RequestFacts, RouteTable, Upstream};
+use crate::table::{Decision, Edge, Forward, GatewayRule, RequestFacts, RouteTable};
 use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 use crate::upstream::progress::{self, ReadPaced, Stalled, Watched};
 use crate::upstream::retry_body::BodySlot;
 use crate::upstream::{
-    Failure, LoadBalance, OwnRequest, Pick, Target, Timeouts, UpstreamError, UpstreamResponse,
-    Upstreams,
+    Failure, LoadBalance, OwnRequest, Pick, Target, Timeouts, Upstream, UpstreamError,
+    UpstreamResponse, Upstreams,
 };
 
 /// A response body before telemetry wraps it: the upstream's, streamed, or

@@ -28,9 +28,9 @@ use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
 use crate::connection::ConnInfo;
-use crate::table::{Backend, Edge, Upstream};
+use crate::table::Edge;
 use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
-use crate::upstream::LoadBalance;
+use crate::upstream::{Backend, LoadBalance, Upstream};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
 /// budget, and the shutdown signal.

@@ -20,8 +20,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::connection::PeerCert;
-use crate::table::{Backend, RouteTable};
+use crate::table::RouteTable;
 use crate::tls::{certified_key_from_der, tls_choice, TlsError, TlsSettings};
+use crate::upstream::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {

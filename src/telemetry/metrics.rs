@@ -16,8 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::table::{Action, Backend, CertEntry, HostPattern, Route, RouteTable, Upstream};
+use crate::table::{CertEntry, HostPattern, Route, RouteTable};
+
 use crate::translate::Warning;
+use crate::upstream::{Action, Backend, Upstream};
 
 /// Where a request went: empty values for requests no route matched.
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]

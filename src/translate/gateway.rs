@@ -28,9 +28,10 @@ use crate::gateway::{
     Listener, ParentRef,
 };
 use crate::table::{
-    Action, BackendProtocol, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern,
+    BackendProtocol, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, HostPattern,
     Listeners, PathMatch, PathModifier, PathType, Policy, Route, Split, ValueMatch,
 };
+use crate::upstream::Action;
 
 /// The route kinds served on HTTP and HTTPS listeners.
 const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];

@@ -38,10 +38,11 @@ use crate::policy::hsts::HstsOptions;
 use crate::policy::rate_limit::{RouteLimits, Statuses};
 use crate::policy::{AccessOptions, AccessPolicy};
 use crate::table::{
-    has_captures, Action, CertEntry, Edge, HostPattern, PathType, Policy, Rewrite, Route,
-    RouteTable, RouteTableBuilder,
+    has_captures, CertEntry, Edge, HostPattern, PathType, Policy, Rewrite, Route, RouteTable,
+    RouteTableBuilder,
 };
 use crate::tls::{self, certified_key, TlsError};
+use crate::upstream::Action;
 use settings::Settings;
 
 /// The controller-wide settings translate depends on.

@@ -6,12 +6,14 @@
 //! Below the table, policy and the proxy: it imports only `cluster` (a
 //! backend names its Service) and `tls`.
 
+mod backend;
 mod endpoints;
 mod pool;
 pub(crate) mod progress;
 pub(crate) mod retry_body;
 mod settings;
 
+pub use backend::{Action, Backend, Upstream};
 pub use endpoints::{EndpointSet, Pick};
 pub(crate) use pool::{Failure, OwnRequest, Target, UpstreamError, UpstreamResponse, Upstreams};
 pub use settings::{LoadBalance, Timeouts, UpstreamKeepalive};
