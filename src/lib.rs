@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod connection;
 pub mod controller;
 pub mod gateway;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod report;

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::observed::{Observed, RequestRecord};
 use crate::connection::headers::{self, ConnInfo};
+use crate::metrics::UpstreamErrorLabels;
 use crate::policy::access::{Granted, Subject};
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Cors;
@@ -28,7 +29,6 @@ use crate::policy::next_upstream::{Outcome, Resend};
 use crate::policy::template::Facts;
 use crate::policy::{client_cert, hsts, Refusal};
 use crate::table::{Decision, Edge, Forward, GatewayRule, RequestFacts, RouteTable};
-use crate::telemetry::metrics::UpstreamErrorLabels;
 use crate::telemetry::Telemetry;
 use crate::upstream::progress::{self, ReadPaced, Stalled, Watched};
 use crate::upstream::retry_body::BodySlot;

@@ -28,8 +28,8 @@ use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
 use crate::connection::ConnInfo;
+use crate::metrics::{HandshakeLabels, ListenerLabels};
 use crate::table::Edge;
-use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
 use crate::upstream::{Backend, LoadBalance, Upstream};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection

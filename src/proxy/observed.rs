@@ -16,8 +16,8 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::table::Route;
 
+use crate::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::access_log::AccessEntry;
-use crate::telemetry::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::Telemetry;
 use crate::upstream::progress::Progress;
 use crate::upstream::Backend;

@@ -40,6 +40,7 @@ use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
 use crate::connection::{normalize_host, strip_port, PeerCert};
+use crate::metrics::RouteMetricsSlot;
 use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth};
@@ -47,7 +48,6 @@ use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
-use crate::telemetry::metrics::RouteMetricsSlot;
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
 // it; it lives in `upstream`.

@@ -5,10 +5,9 @@ pub mod admin;
 pub mod certs;
 pub mod debug;
 pub mod logging;
-pub mod metrics;
 
+use crate::metrics::Metrics;
 use access_log::AccessLog;
-use metrics::Metrics;
 
 /// What the data plane reports to, shared by every connection.
 #[derive(Debug, Default)]
