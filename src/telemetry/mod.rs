@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod admin;
 pub mod certs;
 pub mod debug;
+pub mod gauges;
 pub mod logging;
 
 use crate::metrics::Metrics;
