@@ -42,7 +42,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
-use crate::cluster::{named_config_maps, tls_secret_keys, ClusterState, Object, ObjectKey};
+use crate::cluster::{
+    certificate_secret_keys, named_config_maps, tls_secret_keys, ClusterState, Object, ObjectKey,
+};
 use crate::gateway::{self, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
@@ -663,7 +665,7 @@ impl DataScope {
                     .chain(maps.into_iter().map(|k| (Kind::ConfigMap, k)))
                     .collect()
             }
-            Object::Gateway(gateway) => gateway::certificate_secret_keys(gateway)
+            Object::Gateway(gateway) => certificate_secret_keys(gateway)
                 .map(|k| (Kind::Secret, k))
                 .collect(),
             Object::ConfigMap(map) => {

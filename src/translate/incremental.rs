@@ -28,9 +28,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::{backend, build, Reuse, Summaries, TranslateOptions, Translation, Warning};
 use crate::cluster::{
-    named_config_maps, tls_secret_keys, ClusterState, JournalPosition, ObjectKey,
+    certificate_secret_keys, named_config_maps, tls_secret_keys, ClusterState, JournalPosition,
+    ObjectKey,
 };
-use crate::gateway::certificate_secret_keys;
 use crate::gateway::report::StatusReport;
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 use crate::policy::Annotations;
