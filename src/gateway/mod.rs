@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 
 use kube::CustomResource;
 
-pub mod report;
-
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "gateway.networking.k8s.io";

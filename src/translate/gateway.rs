@@ -20,9 +20,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 
+use super::gateway_status::{Condition, GatewayReport, ListenerReport, ParentReport, RouteReport};
 use super::{Build, TranslateOptions, WarningKind, PATH_REGEX_BYTES};
 use crate::cluster::ObjectKey;
-use crate::gateway::report::{Condition, GatewayReport, ListenerReport, ParentReport, RouteReport};
 use crate::gateway::{
     self, Gateway, HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HeaderModifier,
     Listener, ParentRef,

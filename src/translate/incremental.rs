@@ -26,12 +26,12 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::gateway_status::StatusReport;
 use super::{backend, build, Reuse, Summaries, TranslateOptions, Translation, Warning};
 use crate::cluster::{
     certificate_secret_keys, named_config_maps, tls_secret_keys, ClusterState, JournalPosition,
     ObjectKey,
 };
-use crate::gateway::report::StatusReport;
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 use crate::policy::Annotations;
 use crate::table::{HostPattern, RouteTable, Slot};

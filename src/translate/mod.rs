@@ -10,6 +10,7 @@ mod backend;
 mod canary;
 mod class;
 mod gateway;
+pub mod gateway_status;
 mod incremental;
 mod ownership;
 pub mod settings;
@@ -117,7 +118,7 @@ pub struct Translation {
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
     /// The status of the Gateway API objects of ours.
-    pub gateway_status: crate::gateway::report::StatusReport,
+    pub gateway_status: gateway_status::StatusReport,
 }
 
 /// Each Ingress's migration summary, by Ingress (persistent: a rebuild
@@ -472,7 +473,7 @@ pub(crate) struct Build<'a> {
     /// `--host-ownership namespace`: each host's owner.
     owners: Option<ownership::Owners>,
     /// The Gateway API objects' status.
-    report: crate::gateway::report::StatusReport,
+    report: gateway_status::StatusReport,
 }
 
 impl Build<'_> {
