@@ -3,7 +3,10 @@
 //! The flow of data, one folder per step:
 //! `source` (files, kube) → `cluster::ClusterState` → `translate` (pure) →
 //! `table::RouteTable` (immutable, swapped atomically) → `proxy`
-//! (hyper + rustls), with `telemetry` beside them.
+//! (hyper + rustls), with `telemetry` beside them. The value types several
+//! of them share (`upstream`, `connection`, `tls`, `metrics`) sit below
+//! them; docs/architecture.md has the module map, and no two top-level
+//! modules import each other, directly or around a cycle.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
