@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse::cluster::ClusterState;
-use gatehouse::proxy::{prepare_request, ConnInfo};
+use gatehouse::connection::{prepare_request, ConnInfo};
 use gatehouse::source::manifest;
 use gatehouse::table::RequestFacts;
 use gatehouse::translate::{translate, TranslateOptions};

@@ -326,7 +326,8 @@ fn translate_phase(dir: &Path) -> String {
 
     // The table's gauges, as the controller publishes them: whole (the
     // first time), then by difference after one EndpointSlice change.
-    use gatehouse::telemetry::metrics::{Metrics, Published};
+    use gatehouse::metrics::Metrics;
+    use gatehouse::telemetry::gauges::Published;
     let metrics = Metrics::new();
     let table = std::sync::Arc::new(table);
     let gauges = median(

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::controller::Controller;
+use crate::metrics::Metrics;
 use crate::proxy::{
     self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
 };
@@ -20,7 +21,6 @@ use crate::status::{StatusConfig, StatusWriter};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use crate::telemetry::admin::{self, AdminState, Readiness};
-use crate::telemetry::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 

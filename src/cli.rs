@@ -16,13 +16,15 @@ use crate::policy::{AccessOptions, ProtectionMode};
 fn status(code: u16) -> http::StatusCode {
     http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
 }
+use crate::connection::ForwardedHeaders;
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
-use crate::table::{Edge, ForwardedHeaders, UpstreamKeepalive};
+use crate::table::Edge;
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::{HostOwnership, TranslateOptions};
+use crate::upstream::UpstreamKeepalive;
 
 /// Gatehouse: a Kubernetes Ingress controller with its own HTTP and HTTPS proxy.
 ///

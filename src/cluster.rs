@@ -186,6 +186,17 @@ pub fn tls_secret_keys(ingress: &Ingress) -> impl Iterator<Item = ObjectKey> + '
         .map(move |name| ObjectKey::new(&namespace, name))
 }
 
+/// The Secrets a Gateway's listeners name as certificates (same
+/// namespace unless the reference says otherwise; whether a
+/// ReferenceGrant allows another is translate's business).
+pub fn certificate_secret_keys(gateway: &Gateway) -> impl Iterator<Item = ObjectKey> + '_ {
+    let own = ObjectKey::of(&gateway.metadata, true).namespace;
+    let refs = gateway.spec.listeners.iter().filter_map(|l| l.tls.as_ref());
+    refs.flat_map(|tls| tls.certificate_refs.iter())
+        .filter(|r| r.group.is_empty() && r.kind == "Secret")
+        .map(move |r| ObjectKey::new(r.namespace.as_deref().unwrap_or(&own), &r.name))
+}
+
 /// A persistent map by object key: a clone is O(1) and shares everything
 /// with the original, an insert is O(log n). A B-tree of small nodes: at
 /// 100,000 objects a hash trie's mostly empty leaves cost several times

@@ -13,11 +13,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
-use crate::gateway::report::StatusReport;
+use crate::metrics::Metrics;
 use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
-use crate::telemetry::metrics::{Metrics, Published};
+use crate::telemetry::gauges::Published;
+use crate::translate::gateway_status::StatusReport;
 use crate::translate::{translate_next, BuildKind, Reuse, TranslateOptions, Warning};
 
 /// A table and its warnings, as their gauges are published.

@@ -3,11 +3,9 @@
 use std::fmt::Write;
 
 use crate::source::files::FileError;
-use crate::table::{
-    Action, BackendProtocol, LoadBalance, Policy, Rewrite, Route, RouteTable, Timeouts, Upstream,
-    DEFAULT_BODY_LIMIT,
-};
+use crate::table::{BackendProtocol, Policy, Rewrite, Route, RouteTable, DEFAULT_BODY_LIMIT};
 use crate::translate::{totals, IngressSummary, Warning};
+use crate::upstream::{Action, LoadBalance, Timeouts, Upstream};
 
 /// Renders routes, certificates, manifest errors, warnings and the
 /// migration summary as text.

@@ -11,9 +11,6 @@ use std::collections::BTreeMap;
 
 use kube::CustomResource;
 
-pub mod report;
-
-use crate::cluster::ObjectKey;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "gateway.networking.k8s.io";
@@ -664,17 +661,6 @@ pub struct GrantTo {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-}
-
-/// The Secrets a Gateway's listeners name as certificates (same
-/// namespace unless the reference says otherwise; whether a
-/// ReferenceGrant allows another is translate's business).
-pub fn certificate_secret_keys(gateway: &Gateway) -> impl Iterator<Item = ObjectKey> + '_ {
-    let own = ObjectKey::of(&gateway.metadata, true).namespace;
-    let refs = gateway.spec.listeners.iter().filter_map(|l| l.tls.as_ref());
-    refs.flat_map(|tls| tls.certificate_refs.iter())
-        .filter(|r| r.group.is_empty() && r.kind == "Secret")
-        .map(move |r| ObjectKey::new(r.namespace.as_deref().unwrap_or(&own), &r.name))
 }
 
 /// Parses a Gateway API duration (GEP-2257: `1h`, `10s`, `500ms`, and

@@ -26,8 +26,8 @@ use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
 use super::Annotations;
 use crate::cluster::{KeyedMap, ObjectKey};
-use crate::proxy::{ConnInfo, Upstreams};
-use crate::table::Timeouts;
+use crate::connection::ConnInfo;
+use crate::upstream::{Timeouts, Upstreams};
 
 /// What to do with a protective annotation Gatehouse cannot enforce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

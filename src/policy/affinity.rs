@@ -23,7 +23,7 @@ use http::header::HeaderValue;
 
 use super::template::{cookie, Facts, Template, Vars};
 use super::Annotations;
-use crate::table::EndpointSet;
+use crate::upstream::EndpointSet;
 
 /// The annotations this family reads.
 pub const ANNOTATIONS: &[&str] = &[

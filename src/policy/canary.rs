@@ -18,7 +18,7 @@ use super::access::parse_bool;
 use super::template::cookie;
 use super::Annotations;
 use crate::cluster::ObjectKey;
-use crate::table::{Action, Backend, LoadBalance};
+use crate::upstream::{Action, Backend, LoadBalance};
 
 /// The annotations this family reads.
 pub const ANNOTATIONS: &[&str] = &[

@@ -35,6 +35,8 @@ use super::access::{parse_bool, AccessOptions, ObjectLookup, Problems};
 use super::template::escape_component;
 use super::Annotations;
 use crate::cluster::ObjectKey;
+use crate::connection::peer_cert::Verdict;
+use crate::connection::PeerCert;
 
 static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
@@ -79,38 +81,6 @@ impl std::fmt::Debug for ClientAuth {
             .field("secret", &self.secret)
             .field("mode", &self.mode)
             .finish()
-    }
-}
-
-/// A connection's client certificate, verified once after the handshake.
-#[derive(Clone, Debug)]
-pub struct PeerCert {
-    /// The policy's fingerprint the connection was opened under.
-    pub fingerprint: u64,
-    pub verdict: Verdict,
-    subject: Option<HeaderValue>,
-    issuer: Option<HeaderValue>,
-    /// The PEM, URL-escaped, when the policy passes it on.
-    pem: Option<HeaderValue>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Success,
-    /// nginx's `FAILED:<reason>`.
-    Failed(String),
-    /// No certificate was sent.
-    None,
-}
-
-impl Verdict {
-    fn header(&self) -> HeaderValue {
-        match self {
-            Verdict::Success => HeaderValue::from_static("SUCCESS"),
-            Verdict::None => HeaderValue::from_static("NONE"),
-            Verdict::Failed(why) => HeaderValue::from_str(&format!("FAILED:{why}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("FAILED")),
-        }
     }
 }
 
@@ -256,12 +226,12 @@ impl ClientAuth {
     pub fn server_config(
         &self,
         resolver: &Arc<dyn ResolvesServerCert>,
-        settings: &crate::table::TlsSettings,
+        settings: &crate::tls::TlsSettings,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
         if let Some(config) = self.config.get() {
             return Ok(config.clone());
         }
-        let (provider, versions) = crate::proxy::tls_choice(settings);
+        let (provider, versions) = crate::tls::tls_choice(settings);
         let ask = Arc::new(AskForCertificate {
             inner: self.verifier.clone(),
             offer: self.mode != VerifyMode::Off,
@@ -399,14 +369,11 @@ fn verifier(ca: &[u8], crl: Option<&[u8]>) -> Result<Arc<dyn ClientCertVerifier>
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| "has a ca.crl that is not PEM CRLs")?,
     };
-    WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        crate::translate::provider().clone(),
-    )
-    .with_crls(crls)
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| format!("cannot be used to verify clients: {e}"))
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider().clone())
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("cannot be used to verify clients: {e}"))
 }
 
 /// OpenSSL's words for the common failures, as nginx puts them in

@@ -16,8 +16,9 @@ use http::uri::Authority;
 use http::{Method, Response, Uri};
 
 use crate::cluster::ObjectKey;
-use crate::proxy::{OwnRequest, UpstreamResponse, Upstreams};
-use crate::table::{Backend, LoadBalance, Timeouts, Upstream};
+use crate::upstream::{
+    Backend, LoadBalance, OwnRequest, Timeouts, Upstream, UpstreamResponse, Upstreams,
+};
 
 #[derive(Debug)]
 pub struct ErrorPages {

@@ -26,8 +26,8 @@ use http_body_util::{BodyExt, Limited};
 use super::access::{AccessOptions, Granted, ObjectLookup, Problems, Refusal};
 use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
-use crate::proxy::{ConnInfo, OwnRequest, Upstreams};
-use crate::table::Timeouts;
+use crate::connection::{prepare_request, ConnInfo};
+use crate::upstream::{OwnRequest, Timeouts, Upstreams};
 
 /// The most of an auth service's response body that is read (and dropped)
 /// so that its connection can be reused.
@@ -293,7 +293,7 @@ impl ExternalAuth {
             split_url(&url).ok_or_else(|| failed(&"the auth URL does not expand to a URL"))?;
         let mut headers = facts.headers.clone();
         let original_host = HeaderValue::from_str(facts.host).map_err(|e| failed(&e))?;
-        crate::proxy::prepare_request(&mut headers, conn, &original_host, false);
+        prepare_request(&mut headers, conn, &original_host, false);
         for name in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::EXPECT] {
             headers.remove(name);
         }

@@ -29,18 +29,6 @@ pub mod source_range;
 pub mod template;
 pub mod upstream_headers;
 
-/// A client address as policies compare it: an IPv4 client seen on a
-/// dual-stack socket (`::ffff:a.b.c.d`) is the IPv4 client.
-pub fn canonical_ip(addr: std::net::IpAddr) -> std::net::IpAddr {
-    match addr {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(addr),
-        v4 => v4,
-    }
-}
-
 pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
 #[cfg(test)]
 pub(crate) use annotations::nginx_annotations;

@@ -144,7 +144,7 @@ impl RouteLimits {
     /// request is served (it counts toward `limit-connections`), or why
     /// not.
     pub fn admit(self: &Arc<Self>, client: IpAddr, now: Instant) -> Result<Option<Held>, Over> {
-        let client = super::canonical_ip(client);
+        let client = crate::connection::canonical_ip(client);
         if self.config.allow.iter().any(|net| net.contains(&client)) {
             return Ok(None);
         }

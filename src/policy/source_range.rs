@@ -63,7 +63,7 @@ impl SourceRanges {
     }
 
     pub fn verdict(&self, client: IpAddr) -> Verdict {
-        let client = super::canonical_ip(client);
+        let client = crate::connection::canonical_ip(client);
         if self.deny.iter().any(|net| net.contains(&client)) {
             return Verdict::Refused;
         }

@@ -169,7 +169,7 @@ fn unknown(name: &str, vars: Vars) -> String {
 fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
     match var {
         Var::Host => {
-            let host = crate::table::normalize_host(facts.host);
+            let host = crate::connection::normalize_host(facts.host);
             out.push_str(&host);
         }
         Var::HttpHost => out.push_str(facts.host),
@@ -197,7 +197,7 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
             }
         }
         Var::Arg(name) => {
-            let value = crate::table::query_value(facts.uri.query(), name);
+            let value = crate::connection::query_value(facts.uri.query(), name);
             out.push_str(value.unwrap_or_default());
         }
     }

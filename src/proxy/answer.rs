@@ -7,9 +7,9 @@ use http::uri::Authority;
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
-use super::progress::ReadPaced;
-use super::upstream::UpstreamResponse;
 use crate::policy::Refusal;
+use crate::upstream::progress::ReadPaced;
+use crate::upstream::UpstreamResponse;
 
 /// A response body before telemetry wraps it: the upstream's, streamed
 /// under the read timeout, or a short one of the proxy's own.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use http::header::{self, HeaderName, HeaderValue};
 use http::Request;
 
-use super::headers::ConnInfo;
 use super::request_log::RequestRecord;
+use crate::connection::ConnInfo;
 use crate::policy::access::Granted;
 use crate::policy::affinity::Choice;
 use crate::policy::cors::Admitted;

@@ -15,13 +15,13 @@ use tokio_util::task::TaskTracker;
 
 use super::answer::{self, Inner};
 use super::context::RequestContext;
-use super::headers::ConnInfo;
 use super::phase::attempts::Attempts;
 use super::phase::{access, choice, mirror, response, upgrade, upstream_request};
 use super::request_log::LoggedBody;
-use super::upstream::Upstreams;
+use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
 use crate::telemetry::Telemetry;
+use crate::upstream::Upstreams;
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = LoggedBody<Inner>;

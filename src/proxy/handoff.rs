@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use super::headers::ConnInfo;
+use crate::connection::ConnInfo;
 
 /// A client connection accepted by one worker, for another to serve.
 pub struct Handoff {

@@ -23,13 +23,14 @@ use tokio_util::task::TaskTracker;
 
 use super::handler::Proxy;
 use super::handoff::{Counted, Handoff, WorkerShares};
-use super::headers::ConnInfo;
 use super::limits::Limits;
 use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
-use crate::table::{Backend, Edge, LoadBalance, Upstream};
-use crate::telemetry::metrics::{HandshakeLabels, ListenerLabels};
+use crate::connection::ConnInfo;
+use crate::metrics::{HandshakeLabels, ListenerLabels};
+use crate::table::Edge;
+use crate::upstream::{Backend, LoadBalance, Upstream};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
 /// budget, and the shutdown signal.

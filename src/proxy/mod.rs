@@ -4,26 +4,17 @@ mod answer;
 mod context;
 mod handler;
 mod handoff;
-mod headers;
-mod lease;
 mod limits;
 mod linger;
 mod listener;
 mod phase;
-mod progress;
 mod proxy_protocol;
 mod request_log;
 mod tls;
-mod upstream;
 mod workers;
 
 pub use handler::{Proxy, ProxyBody};
-pub use headers::{prepare_request, ConnInfo, ForwardedHeaders};
 pub use limits::{parse_duration, Limits};
 pub use listener::{Drain, Listeners};
-pub use tls::{
-    default_certificate, server_config, tls_choice, CertResolver, Handshakes, TlsSetupError,
-};
+pub use tls::{default_certificate, server_config, CertResolver, Handshakes, TlsSetupError};
 pub use workers::Workers;
-// For requests of the policies' own (external authentication, error pages).
-pub(crate) use upstream::{OwnRequest, UpstreamResponse, Upstreams};

@@ -14,11 +14,13 @@ use bytes::Buf;
 use http::{HeaderValue, Method, Uri, Version};
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::progress::Progress;
-use crate::table::{Backend, Route};
+use crate::table::Route;
+
+use crate::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::access_log::AccessEntry;
-use crate::telemetry::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::Telemetry;
+use crate::upstream::progress::Progress;
+use crate::upstream::Backend;
 
 /// What is known about one request.
 pub struct RequestRecord {

@@ -19,9 +19,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::policy::client_cert::PeerCert;
-use crate::table::{Backend, RouteTable, TlsSettings};
-use crate::translate::{certified_key_from_der, provider, TlsError};
+use crate::connection::PeerCert;
+use crate::table::RouteTable;
+use crate::tls::{certified_key_from_der, tls_choice, TlsError, TlsSettings};
+use crate::upstream::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -250,30 +251,4 @@ fn shared_config(
     config.ticketer = resumption.ticketer.clone();
     config.session_storage = resumption.sessions.clone();
     Ok(Arc::new(config))
-}
-
-/// The crypto provider and protocol versions `ssl-protocols` and
-/// `ssl-ciphers` select: every TLS 1.3 suite, and the chosen TLS 1.2 ones.
-pub fn tls_choice(
-    settings: &TlsSettings,
-) -> (
-    Arc<rustls::crypto::CryptoProvider>,
-    Vec<&'static rustls::SupportedProtocolVersion>,
-) {
-    let mut versions = Vec::with_capacity(2);
-    if settings.tls13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if settings.tls12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    let Some(tls12) = &settings.tls12_suites else {
-        return (provider().clone(), versions);
-    };
-    let mut provider = (**provider()).clone();
-    provider
-        .cipher_suites
-        .retain(|s| s.version() == &rustls::version::TLS13);
-    provider.cipher_suites.extend(tls12.iter().copied());
-    (Arc::new(provider), versions)
 }

@@ -14,8 +14,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::gateway::report::{Condition, RouteReport, StatusReport};
 use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, GROUP};
+use crate::translate::gateway_status::{Condition, RouteReport, StatusReport};
 
 /// The `status.addresses` of a Gateway for the published addresses.
 pub fn addresses(published: &[String]) -> Value {

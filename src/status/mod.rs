@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::gateway::report::StatusReport;
 use crate::source::StateReceiver;
+use crate::translate::gateway_status::StatusReport;
 use crate::translate::{is_ours, TranslateOptions, Warning, WarningKind};
 
 /// Where the addresses written into Ingress status come from.

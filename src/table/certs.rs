@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use super::host::{normalize, HostMap, HostPattern};
+use super::host::{HostMap, HostPattern};
 use crate::cluster::ObjectKey;
+use crate::connection::normalize_host;
 
 /// A usable certificate and the Secret it came from.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ impl CertStore {
     }
 
     pub fn resolve(&self, server_name: &str) -> Option<&CertEntry> {
-        self.hosts.get(&normalize(server_name)).map(|e| &**e)
+        self.hosts.get(&normalize_host(server_name)).map(|e| &**e)
     }
 
     /// Makes this TLS host's certificate what it is in `from`, or none.

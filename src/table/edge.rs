@@ -10,7 +10,10 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::connection::{canonical_ip, ForwardedHeaders};
 use crate::policy::template::Template;
+use crate::tls::TlsSettings;
+use crate::upstream::UpstreamKeepalive;
 
 /// Everything of the edge, with ingress-nginx's defaults.
 #[derive(Clone, Debug, Default)]
@@ -43,51 +46,6 @@ pub struct Edge {
     pub h2_max_concurrent_streams: Option<u32>,
 }
 
-/// How far `X-Forwarded-*` headers from the peer are believed:
-/// ingress-nginx's `use-forwarded-headers`, `enable-real-ip`,
-/// `forwarded-for-header`, `compute-full-forwarded-for` and
-/// `proxy-real-ip-cidr`.
-#[derive(Clone, Debug)]
-pub struct ForwardedHeaders {
-    /// Believe a trusted peer's forwarded headers: the client address and
-    /// `X-Forwarded-Proto`, `-Host` and `-Port`.
-    pub use_forwarded_headers: bool,
-    /// `enable-real-ip`: believe a trusted peer's client address only.
-    pub real_ip: bool,
-    /// The header naming the client (`X-Forwarded-For`).
-    pub header: HeaderName,
-    /// Send upstream the whole chain plus the peer, not the client alone.
-    pub compute_full: bool,
-    /// Peers (and chain entries) that are proxies of ours; ingress-nginx's
-    /// default trusts every address once `use-forwarded-headers` is on.
-    pub trusted: Vec<IpNet>,
-}
-
-impl Default for ForwardedHeaders {
-    fn default() -> Self {
-        ForwardedHeaders {
-            use_forwarded_headers: false,
-            real_ip: false,
-            header: HeaderName::from_static("x-forwarded-for"),
-            compute_full: false,
-            // 0.0.0.0/0 and ::/0.
-            trusted: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
-        }
-    }
-}
-
-impl ForwardedHeaders {
-    pub fn trusts(&self, addr: IpAddr) -> bool {
-        let addr = crate::policy::canonical_ip(addr);
-        self.trusted.iter().any(|net| net.contains(&addr))
-    }
-
-    /// Whether a trusted peer may name the client at all.
-    pub fn names_client(&self) -> bool {
-        self.use_forwarded_headers || self.real_ip
-    }
-}
-
 /// Client connections kept alive (`keep-alive`, `keep-alive-requests`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeepAlive {
@@ -104,48 +62,6 @@ impl Default for KeepAlive {
         KeepAlive {
             timeout: Some(Duration::from_secs(75)),
             requests: 1000,
-        }
-    }
-}
-
-/// Idle connections to endpoints (`upstream-keepalive-*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamKeepalive {
-    /// Idle connections each worker keeps per endpoint.
-    pub connections: usize,
-    /// How long one is kept idle.
-    pub timeout: Duration,
-    /// Requests sent over one connection before it is closed.
-    pub requests: u32,
-}
-
-impl Default for UpstreamKeepalive {
-    fn default() -> Self {
-        UpstreamKeepalive {
-            connections: 320,
-            timeout: Duration::from_secs(60),
-            requests: 10_000,
-        }
-    }
-}
-
-/// The TLS versions and TLS 1.2 cipher suites offered to clients.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TlsSettings {
-    pub tls12: bool,
-    pub tls13: bool,
-    /// TLS 1.2 suites in order of preference; `None`: the provider's
-    /// defaults. TLS 1.3 suites are always all offered, as with nginx's
-    /// `ssl_ciphers`, which does not touch TLS 1.3.
-    pub tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        TlsSettings {
-            tls12: true,
-            tls13: true,
-            tls12_suites: None,
         }
     }
 }
@@ -168,7 +84,7 @@ impl Block {
         if self.is_empty() {
             return false;
         }
-        let client = crate::policy::canonical_ip(client);
+        let client = canonical_ip(client);
         if self.cidrs.iter().any(|net| net.contains(&client)) {
             return true;
         }

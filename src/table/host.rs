@@ -3,7 +3,6 @@
 //! covering one or more, the longest suffix first. Shared by the routes and
 //! the certificates.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// How an Ingress names a host.
@@ -133,7 +132,7 @@ impl<T: Clone> HostMap<T> {
         }
     }
 
-    /// Looks up a normalised host (see `normalize`): exact, then
+    /// Looks up a normalised host (see `connection::normalize_host`): exact, then
     /// wildcard, then the longest Gateway API suffix.
     pub fn get(&self, host: &str) -> Option<&T> {
         if let Some(value) = self.exact.get(host) {
@@ -219,40 +218,6 @@ impl<T: Clone> HostMap<T> {
     }
 }
 
-/// A request's host as the maps key it: without `:port`, without a trailing
-/// dot, lower case. Borrows when the host is already in that form, which is
-/// the common case.
-pub fn normalize(host: &str) -> Cow<'_, str> {
-    // One branch-free pass answers the common case: no port, no upper case.
-    let plain = !host
-        .bytes()
-        .fold(false, |seen, b| seen | (b == b':') | b.is_ascii_uppercase());
-    if plain && !host.ends_with('.') {
-        return Cow::Borrowed(host);
-    }
-    let host = strip_port(host).trim_end_matches('.');
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    }
-}
-
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    let bytes = host.as_bytes();
-    match bytes.iter().rposition(|&b| b == b':') {
-        Some(colon) if bytes[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,15 +270,5 @@ mod tests {
         assert_eq!(m.get("a.c.example.com"), Some(&"ingress"));
         assert_eq!(m.get("a.a.c.example.com"), Some(&"outer"));
         assert_eq!(m.get("example.com"), None);
-    }
-
-    #[test]
-    fn request_host_is_normalised() {
-        assert_eq!(normalize("Example.COM:8443"), "example.com");
-        assert_eq!(normalize("example.com."), "example.com");
-        assert_eq!(normalize("[::1]:80"), "[::1]");
-        assert!(matches!(normalize("plain.example"), Cow::Borrowed(_)));
-        assert!(matches!(normalize("plain.example:8443"), Cow::Borrowed(_)));
-        assert_eq!(normalize("odd.example:80x"), "odd.example:80x");
     }
 }

@@ -12,7 +12,6 @@
 
 mod certs;
 mod edge;
-mod endpoints;
 mod gateway;
 mod host;
 mod path;
@@ -22,34 +21,37 @@ mod regex_paths;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use edge::{Block, Edge, ForwardedHeaders, KeepAlive, Match, TlsSettings, UpstreamKeepalive};
-pub use endpoints::{EndpointSet, Pick};
+pub use edge::{Block, Edge, KeepAlive, Match};
 pub use gateway::{
-    query_value, GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch,
-    PathModifier, Split, ValueMatch,
+    GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
+    Split, ValueMatch,
 };
-pub use host::{normalize as normalize_host, HostMap, HostPattern};
+pub use host::{HostMap, HostPattern};
+// For the tests that build edge settings.
+pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
 pub use policy::{
-    expand_captures, has_captures, BackendProtocol, LoadBalance, Policy, Redirect, Rewrite,
-    Timeouts, DEFAULT_BODY_LIMIT,
+    expand_captures, has_captures, BackendProtocol, Policy, Redirect, Rewrite, DEFAULT_BODY_LIMIT,
 };
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
+use crate::connection::{normalize_host, strip_port, PeerCert};
+use crate::metrics::RouteMetricsSlot;
 use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
-use crate::policy::client_cert::{CertCheck, ClientAuth, PeerCert};
+use crate::policy::client_cert::{CertCheck, ClientAuth};
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::{AccessPolicy, Admission};
-use crate::telemetry::metrics::RouteMetricsSlot;
+use crate::upstream::LoadBalance;
+// A route's backend, as the tests (and translate's Gateway API code) name
+// it; it lives in `upstream`.
+pub use crate::upstream::{Action, Backend, Upstream};
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
 /// solvers (cert-manager) can answer over plain HTTP.
@@ -140,69 +142,6 @@ impl Route {
             (None, Some(rule)) => format!("{} {} rule {}", rule.kind, rule.origin, rule.rule),
             (None, None) => "--default-backend-service".to_owned(),
         }
-    }
-}
-
-#[derive(Debug)]
-pub enum Action {
-    /// Forward to the backend's ready endpoints (503 when there are none).
-    Forward(Arc<Backend>),
-    /// The backend cannot be resolved (missing Service or port): the route
-    /// is kept so that its requests get 503 rather than another rule's answer.
-    Unavailable,
-}
-
-/// Where a backend's requests go.
-#[derive(Debug)]
-pub enum Upstream {
-    /// Ready endpoint addresses of a Service port.
-    Endpoints(EndpointSet),
-    /// An ExternalName Service: its DNS name and port, checked when the
-    /// table is built and resolved per connection.
-    External(http::uri::Authority),
-}
-
-/// A Service port and where its traffic goes.
-///
-/// Its endpoints are replaced in place when they are all that changed (a
-/// rolling update), so that every route and table that holds the backend
-/// sees the new ones at once, without a rebuild of the hosts that use it
-/// (see `translate::backend`). Everything else about a backend is fixed.
-#[derive(Debug)]
-pub struct Backend {
-    pub service: ObjectKey,
-    /// The Service port as the Ingress named it (number or name).
-    pub port: String,
-    upstream: ArcSwap<Upstream>,
-}
-
-impl Backend {
-    pub fn new(service: ObjectKey, port: String, upstream: Upstream) -> Self {
-        Backend {
-            service,
-            port,
-            upstream: ArcSwap::from_pointee(upstream),
-        }
-    }
-
-    /// Where requests go now. A request takes this once and keeps it, so
-    /// that its choice of endpoint and what it reports of it stay with one
-    /// set of addresses.
-    pub fn upstream(&self) -> Arc<Upstream> {
-        self.upstream.load_full()
-    }
-
-    pub fn has_targets(&self) -> bool {
-        match &**self.upstream.load() {
-            Upstream::Endpoints(set) => !set.is_empty(),
-            Upstream::External(_) => true,
-        }
-    }
-
-    /// Takes the ready endpoints of a new resolution of the same Service
-    /// port in place of the current ones.
-    pub(crate) fn replace_upstream(&self, upstream: Upstream) {
-        self.upstream.store(Arc::new(upstream));
     }
 }
 
@@ -421,7 +360,7 @@ impl RouteTable {
         }
         let wants_https = route.ssl_redirect || policy.force_ssl_redirect;
         if !req.tls && wants_https && !req.path.starts_with(ACME_CHALLENGE_PREFIX) {
-            let host = host::strip_port(req.host);
+            let host = strip_port(req.host);
             let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
             return redirect(
                 format!("https://{host}{}{query}", req.path),

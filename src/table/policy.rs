@@ -1,11 +1,10 @@
 //! Typed per-Ingress behaviour, parsed from annotations at translate time.
 //! The proxy executes these values; it never sees annotation text.
 
-use std::time::Duration;
-
 use http::{HeaderValue, StatusCode};
 
 use crate::policy::next_upstream::NextUpstream;
+use crate::upstream::{LoadBalance, Timeouts};
 
 /// How to talk to the endpoints (`backend-protocol`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,34 +28,6 @@ impl BackendProtocol {
 
     pub fn is_http2(self) -> bool {
         matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
-    }
-}
-
-/// How to pick among endpoints (`load-balance`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadBalance {
-    #[default]
-    RoundRobin,
-    /// Power of two choices on a moving average of response times.
-    Ewma,
-}
-
-/// Upstream timeouts (`proxy-*-timeout`), defaults as ingress-nginx.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub read: Duration,
-    pub send: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(5),
-            read: Duration::from_secs(60),
-            send: Duration::from_secs(60),
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::table::RouteTable;
 
 /// Readiness, shared between the controller (which sets it) and `/readyz`.

@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use super::certs::describe;
-use crate::table::{Action, Route, RouteTable, Upstream};
+use crate::table::{Route, RouteTable};
+use crate::upstream::{Action, Upstream};
 
 pub fn routes(table: &RouteTable) -> Value {
     let routes: Vec<Value> = table.routes().iter().map(|r| route(r)).collect();

@@ -4,11 +4,11 @@ pub mod access_log;
 pub mod admin;
 pub mod certs;
 pub mod debug;
+pub mod gauges;
 pub mod logging;
-pub mod metrics;
 
+use crate::metrics::Metrics;
 use access_log::AccessLog;
-use metrics::Metrics;
 
 /// What the data plane reports to, shared by every connection.
 #[derive(Debug, Default)]

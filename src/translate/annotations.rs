@@ -24,7 +24,8 @@ use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
-use crate::table::{has_captures, BackendProtocol, HostPattern, LoadBalance, Policy, Redirect};
+use crate::table::{has_captures, BackendProtocol, HostPattern, Policy, Redirect};
+use crate::upstream::LoadBalance;
 
 /// What one Ingress's annotations decide.
 #[derive(Clone, Debug, Default)]

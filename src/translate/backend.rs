@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::table::{Backend, EndpointSet, Upstream};
+use crate::upstream::{Backend, EndpointSet, Upstream};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {

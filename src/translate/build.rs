@@ -100,7 +100,7 @@ pub(crate) struct Build<'a> {
     /// `--host-ownership namespace`: each host's owner.
     pub(super) owners: Option<ownership::Owners>,
     /// The Gateway API objects' status.
-    pub(super) report: crate::gateway::report::StatusReport,
+    pub(super) report: super::gateway_status::StatusReport,
 }
 
 impl<'a> Build<'a> {

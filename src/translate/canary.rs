@@ -11,7 +11,8 @@ use super::{annotations, Build, IngressSummary, PathContext, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::canary::{honoured, Canary, CanaryRule};
 use crate::policy::Annotations;
-use crate::table::{Action, HostPattern};
+use crate::table::HostPattern;
+use crate::upstream::Action;
 
 /// The canaries of the cluster by the host and path they join.
 #[derive(Default)]

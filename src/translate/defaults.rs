@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use super::ingress::{describe, IngressView};
-use super::{Build, IngressAnnotations, TlsError, TranslateOptions, WarningKind};
+use super::{Build, IngressAnnotations, TranslateOptions, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::error_pages::ErrorPages;
 use crate::table::{Action, HostPattern, PathType, Policy, Route};
+use crate::tls::TlsError;
 
 impl Build<'_> {
     /// `spec.defaultBackend`: with rules, it serves the unmatched paths of

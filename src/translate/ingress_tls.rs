@@ -2,9 +2,10 @@
 //! certificates `auth-tls-*` ask for (by host), and `ssl-passthrough`.
 
 use super::ingress::{IngressView, PathContext, NO_HOST_FOR_CLIENT_CERTS};
-use super::{Build, TlsError, TranslateOptions, WarningKind};
+use super::{Build, TranslateOptions, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::table::{Action, HostPattern};
+use crate::tls::TlsError;
 
 impl Build<'_> {
     pub(super) fn add_tls(&mut self, view: &IngressView<'_>) {

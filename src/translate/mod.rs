@@ -18,6 +18,7 @@ mod canary;
 mod class;
 mod defaults;
 mod gateway;
+pub mod gateway_status;
 mod incremental;
 mod ingress;
 mod ingress_tls;
@@ -25,7 +26,6 @@ mod ownership;
 mod parsed_secrets;
 pub mod settings;
 mod summary;
-mod tls;
 mod warning;
 
 use foldhash::HashMap;
@@ -37,7 +37,6 @@ pub use backend::BackendError;
 pub use class::is_ours;
 pub use ownership::HostOwnership;
 pub use summary::{totals, IngressSummary};
-pub use tls::{certified_key, certified_key_from_der, provider, TlsError};
 pub use warning::{Warning, WarningKind};
 
 pub(crate) use build::Build;
@@ -123,7 +122,7 @@ pub struct Translation {
     /// What this build parsed and resolved, for the next build to reuse.
     pub reuse: Reuse,
     /// The status of the Gateway API objects of ours.
-    pub gateway_status: crate::gateway::report::StatusReport,
+    pub gateway_status: gateway_status::StatusReport,
 }
 
 /// Each Ingress's migration summary, by Ingress (persistent: a rebuild

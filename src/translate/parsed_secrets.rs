@@ -8,9 +8,10 @@ use foldhash::{HashSet, HashSetExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::{certified_key, tls, Build, TlsError, TranslateOptions};
+use super::{Build, TranslateOptions};
 use crate::cluster::{tls_secret_keys, ObjectKey};
 use crate::table::CertEntry;
+use crate::tls::{self, certified_key, TlsError};
 
 /// One parsed Secret: the object it came from (unchanged objects are the
 /// same `Arc`, which is checked first), the fingerprint of its bytes (for a

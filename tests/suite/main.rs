@@ -38,6 +38,7 @@ mod incremental;
 mod kube_source;
 mod kube_status;
 mod limits;
+mod module_layers;
 mod next_upstream;
 mod passthrough;
 mod properties;

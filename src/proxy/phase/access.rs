@@ -13,8 +13,8 @@ use crate::policy::body_size;
 use crate::policy::Refusal;
 use crate::proxy::answer::{self, Inner};
 use crate::proxy::context::RequestContext;
-use crate::proxy::upstream::Upstreams;
 use crate::table::Forward;
+use crate::upstream::Upstreams;
 
 /// Why the access phase answers a request itself.
 #[derive(Debug)]

@@ -15,11 +15,11 @@ use prometheus_client::metrics::counter::Counter;
 use super::millis;
 use super::upstream_request::Outgoing;
 use crate::policy::next_upstream::{Outcome, Resend};
-use crate::proxy::progress::{self, Stalled};
-use crate::proxy::upstream::{
-    Failure, Target, UpstreamBody, UpstreamError, UpstreamResponse, Upstreams,
+use crate::table::Forward;
+use crate::upstream::progress::{self, Stalled};
+use crate::upstream::{
+    Failure, Pick, Target, Upstream, UpstreamBody, UpstreamError, UpstreamResponse, Upstreams,
 };
-use crate::table::{Forward, Pick, Upstream};
 
 /// How long an endpoint that refused a connection is skipped.
 const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(2);

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use http::{Request, Uri};
 use hyper::body::Incoming;
 
+use crate::connection::headers;
 use crate::policy::mirror;
-use crate::proxy::headers;
-use crate::proxy::upstream::{OwnRequest, Upstreams};
-use crate::table::{GatewayRule, LoadBalance, Timeouts, Upstream};
+use crate::table::GatewayRule;
+use crate::upstream::{LoadBalance, Timeouts, Upstream};
+use crate::upstream::{OwnRequest, Upstreams};
 
 /// Sends the copies; the request itself goes on untouched.
 pub fn send(

@@ -40,12 +40,10 @@ pub(crate) mod testing {
     use std::sync::Arc;
 
     use crate::cluster::ObjectKey;
+    use crate::connection::ConnInfo;
     use crate::proxy::context::RequestContext;
-    use crate::proxy::headers::ConnInfo;
-    use crate::table::{
-        Action, Backend, EndpointSet, Forward, HostPattern, PathType, Policy, Route, RouteTable,
-        Upstream,
-    };
+    use crate::table::{Forward, HostPattern, PathType, Policy, Route, RouteTable};
+    use crate::upstream::{Action, Backend, EndpointSet, Upstream};
 
     /// A connection from 192.0.2.1 over plain HTTP.
     pub fn conn() -> ConnInfo {

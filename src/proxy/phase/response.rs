@@ -10,14 +10,14 @@ use tokio_util::task::TaskTracker;
 
 use super::attempts::{AttemptError, Attempted};
 use super::upgrade::{self, Upgrade};
+use crate::connection::headers;
+use crate::metrics::{Metrics, UpstreamErrorLabels};
 use crate::policy::error_pages::Noted;
 use crate::policy::hsts;
 use crate::proxy::answer::{self, Inner};
 use crate::proxy::context::RequestContext;
-use crate::proxy::headers;
-use crate::proxy::upstream::Upstreams;
 use crate::table::{Edge, Forward};
-use crate::telemetry::metrics::{Metrics, UpstreamErrorLabels};
+use crate::upstream::Upstreams;
 
 /// The answer to a forwarded request, from its last attempt.
 pub fn from_upstream(

@@ -10,8 +10,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 
-use crate::proxy::headers;
-use crate::proxy::upstream::UpstreamResponse;
+use crate::connection::headers;
+use crate::upstream::UpstreamResponse;
 
 /// A client's request to switch protocols.
 pub struct Upgrade {

@@ -15,12 +15,12 @@ use http::{Request, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 
+use crate::connection::headers;
 use crate::policy::{body_size, client_cert, upstream_headers};
 use crate::proxy::context::RequestContext;
-use crate::proxy::headers;
-use crate::proxy::lease::BodySlot;
-use crate::proxy::progress::{Progress, Watched};
 use crate::table::Forward;
+use crate::upstream::progress::{Progress, Watched};
+use crate::upstream::retry_body::BodySlot;
 
 /// The request body as attempts send it.
 pub type Body = BodySlot<Watched<Limited<Incoming>>>;

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::watchers::{trimmed, trimmed_config_map};
 use super::{object_kind, Change, Kind, KindCache, Stream};
 use crate::cluster::{named_config_maps, tls_secret_keys, ClusterState, Object, ObjectKey};
-use crate::gateway;
 use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
 
 /// Objects kept whatever references them: the default certificate and the
@@ -184,7 +183,7 @@ impl DataScope {
                     .chain(maps.into_iter().map(|k| (Kind::ConfigMap, k)))
                     .collect()
             }
-            Object::Gateway(gateway) => gateway::certificate_secret_keys(gateway)
+            Object::Gateway(gateway) => crate::cluster::certificate_secret_keys(gateway)
                 .map(|k| (Kind::Secret, k))
                 .collect(),
             Object::ConfigMap(map) => {

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
+use super::super::gateway_status::{Condition, ParentReport, RouteReport};
 use super::listeners::Open;
 use super::Who;
 use crate::cluster::ObjectKey;
-use crate::gateway::report::{Condition, ParentReport, RouteReport};
 use crate::gateway::{self, Gateway, HTTPRoute, Listener, ParentRef};
 use crate::table::{HostPattern, Listeners};
 use crate::translate::{Build, WarningKind};

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use super::super::gateway_status::{Condition, GatewayReport, ListenerReport};
 use super::attach::ListenerHosts;
 use crate::cluster::ObjectKey;
-use crate::gateway::report::{Condition, GatewayReport, ListenerReport};
 use crate::gateway::{self, Gateway, Listener};
 use crate::table::HostPattern;
 use crate::translate::{Build, WarningKind};

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 
+use super::super::gateway_status::{Condition, ParentReport};
 use super::filters::apply_filter;
 use super::Who;
-use crate::gateway::report::{Condition, ParentReport};
 use crate::gateway::{self, HTTPBackendRef, HTTPRouteTimeouts, RequestMirror};
 use crate::table::{BackendProtocol, GatewayRule, Policy, Split};
 use crate::translate::{Build, WarningKind};

@@ -29,11 +29,12 @@ use std::collections::BTreeSet;
 use foldhash::HashSet;
 
 use super::build::build;
+use super::gateway_status::StatusReport;
 use super::settings::Settings;
 use super::{backend, Reuse, Summaries, TranslateOptions, Translation, Warning};
-use crate::cluster::{named_config_maps, ClusterState, JournalPosition, ObjectKey};
-use crate::gateway::certificate_secret_keys;
-use crate::gateway::report::StatusReport;
+use crate::cluster::{
+    certificate_secret_keys, named_config_maps, ClusterState, JournalPosition, ObjectKey,
+};
 use crate::table::{RouteTable, Slot};
 use dependencies::{gateway_slots, twin, Dependencies};
 

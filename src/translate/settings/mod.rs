@@ -88,7 +88,7 @@ impl Settings {
         key: &str,
         value: &str,
         lookup: &ObjectLookup<'_>,
-        tls: &mut crate::table::TlsSettings,
+        tls: &mut crate::tls::TlsSettings,
     ) -> Result<Outcome, String> {
         let (routes, edge) = (&mut self.routes, &mut self.edge);
         let forwarded = &mut edge.forwarded;
@@ -480,7 +480,10 @@ mod tests {
         assert_eq!(edge.header_timeout, Some(Duration::from_secs(20)));
         assert_eq!(edge.h2_max_concurrent_streams, Some(64));
         let routes = &settings.routes;
-        assert_eq!(routes.policy.load_balance, crate::table::LoadBalance::Ewma);
+        assert_eq!(
+            routes.policy.load_balance,
+            crate::upstream::LoadBalance::Ewma
+        );
         assert!(routes.service_upstream && routes.access.cross_namespace_secrets);
     }
 

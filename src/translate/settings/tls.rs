@@ -7,7 +7,7 @@
 
 use rustls::{CipherSuite, SupportedCipherSuite};
 
-use crate::table::TlsSettings;
+use crate::tls::TlsSettings;
 
 /// OpenSSL's names for the TLS 1.2 suites rustls has.
 const OPENSSL_NAMES: &[(&str, CipherSuite)] = &[
@@ -71,7 +71,7 @@ pub fn protocols(value: &str, settings: &mut TlsSettings) -> Result<Option<Strin
 /// (`HIGH`, `DEFAULT` …) stand for all of them. Returns a note naming
 /// what was left out; with no suite left, the value is refused.
 pub fn ciphers(value: &str, settings: &mut TlsSettings) -> Result<Option<String>, String> {
-    let available = crate::translate::provider().cipher_suites.clone();
+    let available = crate::tls::provider().cipher_suites.clone();
     let find = |suite: CipherSuite| available.iter().find(|s| s.suite() == suite).copied();
     let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
     let mut removed: Vec<CipherSuite> = Vec::new();

@@ -5,7 +5,7 @@ use super::*;
 
 /// The status translate reports for the base and some conformance
 /// manifests (the elected replica writes it; see kube_status.rs).
-fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
+fn status_of(fixtures: &[&str]) -> gatehouse::translate::gateway_status::StatusReport {
     status_after(fixtures, |_| {})
 }
 
@@ -14,7 +14,7 @@ fn status_of(fixtures: &[&str]) -> gatehouse::gateway::report::StatusReport {
 fn status_after(
     fixtures: &[&str],
     change: impl FnOnce(&mut gatehouse::cluster::ClusterState),
-) -> gatehouse::gateway::report::StatusReport {
+) -> gatehouse::translate::gateway_status::StatusReport {
     let mut text = BASE.to_owned();
     let endpoint = "198.18.0.1:3000".parse().expect("addr");
     for (namespace, name) in BACKENDS {
@@ -46,7 +46,7 @@ fn status_after(
 
 /// `(type, status, reason)` of each condition of a route's parents.
 fn route_conditions(
-    report: &gatehouse::gateway::report::StatusReport,
+    report: &gatehouse::translate::gateway_status::StatusReport,
     namespace: &str,
     name: &str,
 ) -> Vec<Vec<(&'static str, bool, &'static str)>> {
@@ -146,7 +146,7 @@ fn gateway_and_listener_status_count_routes_and_refuse_what_is_not_served() {
         "httproute-disallowed-kind",
     ]);
     let gateway = |name: &str| &report.gateways[&gatehouse::cluster::ObjectKey::new(INFRA, name)];
-    let conditions = |c: &[gatehouse::gateway::report::Condition]| {
+    let conditions = |c: &[gatehouse::translate::gateway_status::Condition]| {
         c.iter()
             .map(|c| (c.type_, c.status, c.reason))
             .collect::<Vec<_>>()
@@ -194,7 +194,7 @@ type Brief = (&'static str, bool, &'static str);
 /// `(type, status, reason)` of a Gateway listener's conditions, its
 /// supported kinds and attached routes.
 fn listener_of(
-    report: &gatehouse::gateway::report::StatusReport,
+    report: &gatehouse::translate::gateway_status::StatusReport,
     gateway: &str,
     listener: &str,
 ) -> (Vec<Brief>, Vec<&'static str>, i32) {

@@ -38,10 +38,10 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
-use super::lease::Lease;
 use super::progress::Watched;
-use crate::table::{Timeouts, UpstreamKeepalive};
-use crate::translate::provider;
+use super::retry_body::Lease;
+use crate::tls::provider;
+use crate::upstream::{Timeouts, UpstreamKeepalive};
 
 /// The body sent upstream: the client's, cut off past the route's limit,
 /// reporting its progress for the send and read timeouts, leased to one

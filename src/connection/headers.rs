@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::policy::client_cert::PeerCert;
-pub use crate::table::ForwardedHeaders;
+use super::{ForwardedHeaders, PeerCert};
 
 /// The connection a request arrived on, with the header values every
 /// request on it forwards (formatted once per connection).

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use http::uri::Authority;
 use std::time::Duration;
 
-use super::policy::LoadBalance;
+use crate::upstream::LoadBalance;
 
 /// Ready endpoint addresses. Round-robin turns and latency averages are
 /// the only mutable parts of a set (atomics, never locks); a new set

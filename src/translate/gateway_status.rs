@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::ParentRef;
 use crate::cluster::ObjectKey;
+use crate::gateway::ParentRef;
 
 /// One status condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
