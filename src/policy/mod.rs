@@ -25,6 +25,7 @@ mod htpasswd;
 pub mod mirror;
 pub mod next_upstream;
 pub mod rate_limit;
+pub mod redirect;
 pub mod source_range;
 pub mod template;
 pub mod upstream_headers;

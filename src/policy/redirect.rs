@@ -54,7 +54,10 @@ impl Redirects<'_> {
         let query = || req.query.map(|q| format!("?{q}")).unwrap_or_default();
         if let Some(www) = self.www {
             let location = format!("{scheme}://{www}{}{}", req.path, query());
-            return Some((HeaderValue::try_from(location), StatusCode::PERMANENT_REDIRECT));
+            return Some((
+                HeaderValue::try_from(location),
+                StatusCode::PERMANENT_REDIRECT,
+            ));
         }
         if let Some(app_root) = self.app_root.filter(|_| req.path == "/") {
             let location = format!("{scheme}://{}{app_root}", req.host);
@@ -64,9 +67,12 @@ impl Redirects<'_> {
             return Some((Ok(fixed.location.clone()), fixed.status));
         }
         if self.https && !req.tls && !req.path.starts_with(ACME_CHALLENGE_PREFIX) {
-            let host = crate::policy::host_without_port(req.host);
+            let host = crate::connection::strip_port(req.host);
             let location = format!("https://{host}{}{}", req.path, query());
-            return Some((HeaderValue::try_from(location), StatusCode::PERMANENT_REDIRECT));
+            return Some((
+                HeaderValue::try_from(location),
+                StatusCode::PERMANENT_REDIRECT,
+            ));
         }
         None
     }
@@ -82,7 +88,11 @@ pub fn compile_fixed(annotations: &Annotations<'_>, notes: &mut Vec<String>) -> 
             .ok()
     };
     let (location, code_name, default) = match read("permanent-redirect", parse_url) {
-        Some(location) => (location, "permanent-redirect-code", StatusCode::MOVED_PERMANENTLY),
+        Some(location) => (
+            location,
+            "permanent-redirect-code",
+            StatusCode::MOVED_PERMANENTLY,
+        ),
         None => {
             let location = read("temporal-redirect", parse_url)?;
             (location, "temporal-redirect-code", StatusCode::FOUND)
@@ -155,7 +165,10 @@ mod tests {
 
     fn location(r: Option<Redirected>) -> (String, u16) {
         let (location, status) = r.expect("a redirect");
-        (location.unwrap().to_str().unwrap().to_owned(), status.as_u16())
+        (
+            location.unwrap().to_str().unwrap().to_owned(),
+            status.as_u16(),
+        )
     }
 
     #[test]
@@ -171,20 +184,38 @@ mod tests {
             https: true,
         };
         let req = asked("shop.test", "/", false);
-        assert_eq!(location(all.apply(&req)), ("http://www.shop.test/?q=1".into(), 308));
+        assert_eq!(
+            location(all.apply(&req)),
+            ("http://www.shop.test/?q=1".into(), 308)
+        );
         let no_www = Redirects { www: None, ..all };
-        assert_eq!(location(no_www.apply(&req)), ("http://shop.test/app".into(), 302));
+        assert_eq!(
+            location(no_www.apply(&req)),
+            ("http://shop.test/app".into(), 302)
+        );
         let req = asked("shop.test", "/cart", false);
-        assert_eq!(location(no_www.apply(&req)), ("https://moved.example/".into(), 301));
-        let https = Redirects { https: true, ..Redirects::default() };
+        assert_eq!(
+            location(no_www.apply(&req)),
+            ("https://moved.example/".into(), 301)
+        );
+        let https = Redirects {
+            https: true,
+            ..Redirects::default()
+        };
         let req = asked("shop.test:8080", "/cart", false);
-        assert_eq!(location(https.apply(&req)), ("https://shop.test/cart?q=1".into(), 308));
+        assert_eq!(
+            location(https.apply(&req)),
+            ("https://shop.test/cart?q=1".into(), 308)
+        );
         assert!(https.apply(&asked("shop.test", "/cart", true)).is_none());
     }
 
     #[test]
     fn acme_challenges_stay_on_plain_http() {
-        let https = Redirects { https: true, ..Redirects::default() };
+        let https = Redirects {
+            https: true,
+            ..Redirects::default()
+        };
         let req = asked("shop.test", "/.well-known/acme-challenge/token", false);
         assert!(https.apply(&req).is_none());
     }

@@ -39,7 +39,7 @@ pub use policy::{
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
-use crate::connection::{normalize_host, strip_port, PeerCert};
+use crate::connection::{normalize_host, PeerCert};
 use crate::metrics::RouteMetricsSlot;
 use crate::policy::affinity::Stickiness;
 use crate::policy::canary::Canary;
@@ -47,15 +47,14 @@ use crate::policy::client_cert::{CertCheck, ClientAuth};
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::RouteLimits;
+use crate::policy::redirect::{Asked, Redirects};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
 // it; it lives in `upstream`.
 pub use crate::upstream::{Action, Backend, Upstream};
 
-/// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
-/// solvers (cert-manager) can answer over plain HTTP.
-pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+pub use crate::policy::redirect::ACME_CHALLENGE_PREFIX;
 
 /// One host+path rule of one Ingress, and what to do with matching requests.
 #[derive(Debug)]
@@ -134,6 +133,16 @@ impl Route {
         }
     }
 
+    /// The redirect phase's view of the route.
+    pub fn redirects(&self) -> Redirects<'_> {
+        Redirects {
+            www: self.host_redirect.as_deref(),
+            app_root: self.policy.app_root.as_deref(),
+            fixed: self.policy.redirect.as_ref(),
+            https: self.ssl_redirect || self.policy.force_ssl_redirect,
+        }
+    }
+
     /// The object the route comes from, as `gatehouse routes` and
     /// `/debug/routes` show it.
     pub fn origin(&self) -> String {
@@ -159,6 +168,18 @@ pub struct RequestFacts<'a> {
     /// The connection's client certificate, when its server name asked
     /// for one.
     pub peer: Option<&'a PeerCert>,
+}
+
+impl RequestFacts<'_> {
+    /// What the redirect phase looks at.
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            host: self.host,
+            path: self.path,
+            query: self.query,
+            tls: self.tls,
+        }
+    }
 }
 
 /// What to do with a request, decided from the table alone.
@@ -337,35 +358,13 @@ impl RouteTable {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
         }
         let policy = &route.policy;
-        if let Some(target) = &route.host_redirect {
-            let scheme = if req.tls { "https" } else { "http" };
-            let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
-            return redirect(
-                format!("{scheme}://{target}{}{query}", req.path),
-                StatusCode::PERMANENT_REDIRECT,
-            );
-        }
-        if let Some(app_root) = policy.app_root.as_deref().filter(|_| req.path == "/") {
-            let scheme = if req.tls { "https" } else { "http" };
-            return redirect(
-                format!("{scheme}://{}{app_root}", req.host),
-                StatusCode::FOUND,
-            );
-        }
-        if let Some(r) = &policy.redirect {
-            return Decision::Redirect {
-                location: r.location.clone(),
-                status: r.status,
+        if let Some((location, status)) = route.redirects().apply(&req.asked()) {
+            return match location {
+                Ok(location) => Decision::Redirect { location, status },
+                // The host came from a valid header and the path from a
+                // valid URI.
+                Err(_) => Decision::Respond(StatusCode::BAD_REQUEST),
             };
-        }
-        let wants_https = route.ssl_redirect || policy.force_ssl_redirect;
-        if !req.tls && wants_https && !req.path.starts_with(ACME_CHALLENGE_PREFIX) {
-            let host = strip_port(req.host);
-            let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
-            return redirect(
-                format!("https://{host}{}{query}", req.path),
-                StatusCode::PERMANENT_REDIRECT,
-            );
         }
         if let Some(refused) = plain_cert_refusal(client_auth, req) {
             return refused;

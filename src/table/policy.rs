@@ -1,9 +1,10 @@
 //! Typed per-Ingress behaviour, parsed from annotations at translate time.
 //! The proxy executes these values; it never sees annotation text.
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 
 use crate::policy::next_upstream::NextUpstream;
+pub use crate::policy::redirect::Redirect;
 use crate::upstream::{LoadBalance, Timeouts};
 
 /// How to talk to the endpoints (`backend-protocol`).
@@ -29,13 +30,6 @@ impl BackendProtocol {
     pub fn is_http2(self) -> bool {
         matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
     }
-}
-
-/// A redirect of every request (`permanent-redirect`, `temporal-redirect`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Redirect {
-    pub location: HeaderValue,
-    pub status: StatusCode,
 }
 
 /// ingress-nginx's default `proxy-body-size` (its `client_max_body_size`).

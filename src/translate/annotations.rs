@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, StatusCode, Uri};
+use http::HeaderValue;
 
 use super::settings::RouteDefaults;
 use super::summary::IngressSummary;
@@ -23,8 +23,9 @@ use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::rate_limit::LimitConfig;
+use crate::policy::redirect::{self, no_variables};
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
-use crate::table::{has_captures, BackendProtocol, HostPattern, Policy, Redirect};
+use crate::table::{has_captures, BackendProtocol, HostPattern, Policy};
 use crate::upstream::LoadBalance;
 
 /// What one Ingress's annotations decide.
@@ -173,8 +174,8 @@ pub fn parse(
     }
     let use_regex = reader.parsed("use-regex", parse_bool).unwrap_or(false);
     let rewrite_target = reader.parsed("rewrite-target", parse_rewrite_target);
-    policy.app_root = reader.parsed("app-root", parse_app_root);
-    policy.redirect = reader.redirect();
+    policy.app_root = reader.parsed("app-root", redirect::parse_app_root);
+    policy.redirect = reader.compiled(redirect::compile_fixed);
     if let Some(protocol) = reader.parsed("backend-protocol", parse_protocol) {
         policy.protocol = protocol;
     }
@@ -267,6 +268,18 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// A policy family's compiled value; its notes become warnings now,
+    /// in the order the annotations are read.
+    fn compiled<T>(&mut self, compile: impl Fn(&Annotations<'_>, &mut Vec<String>) -> T) -> T {
+        let mut notes = Vec::new();
+        let value = compile(&self.annotations, &mut notes);
+        let invalid = notes
+            .into_iter()
+            .map(|n| (WarningKind::InvalidAnnotation, n));
+        self.warnings.extend(invalid);
+        value
+    }
+
     fn parsed<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
         let (key, value) = self.annotations.get(name)?;
         match parse(value) {
@@ -279,24 +292,6 @@ impl Reader<'_> {
                 None
             }
         }
-    }
-
-    /// `permanent-redirect` wins over `temporal-redirect`, as in ingress-nginx.
-    fn redirect(&mut self) -> Option<Redirect> {
-        let code = |reader: &mut Self, name: &str, default: StatusCode| {
-            reader.parsed(name, parse_redirect_code).unwrap_or(default)
-        };
-        if let Some(location) = self.parsed("permanent-redirect", parse_redirect_url) {
-            let status = code(
-                self,
-                "permanent-redirect-code",
-                StatusCode::MOVED_PERMANENTLY,
-            );
-            return Some(Redirect { location, status });
-        }
-        let location = self.parsed("temporal-redirect", parse_redirect_url)?;
-        let status = code(self, "temporal-redirect-code", StatusCode::FOUND);
-        Some(Redirect { location, status })
     }
 
     /// The access policy, with a warning for each protection that cannot
@@ -493,15 +488,6 @@ pub(super) fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
     }
 }
 
-/// nginx variables would be text pasted into configuration; they are the
-/// one thing an annotation value can never carry here.
-fn no_variables(value: &str) -> Result<(), String> {
-    if value.contains('$') {
-        return Err("uses nginx variables, which Gatehouse does not expand".into());
-    }
-    Ok(())
-}
-
 fn parse_rewrite_target(value: &str) -> Result<String, String> {
     // Only $1…$9 are allowed: capture groups of the route's own path.
     let mut rest = value;
@@ -521,36 +507,6 @@ fn parse_rewrite_target(value: &str) -> Result<String, String> {
         return Err("contains white space".into());
     }
     Ok(value.to_owned())
-}
-
-fn parse_app_root(value: &str) -> Result<String, String> {
-    no_variables(value)?;
-    let valid = value.starts_with('/')
-        && value.len() > 1
-        && value.parse::<http::uri::PathAndQuery>().is_ok();
-    if !valid {
-        return Err("is not a path like /app".into());
-    }
-    Ok(value.to_owned())
-}
-
-fn parse_redirect_url(value: &str) -> Result<HeaderValue, String> {
-    no_variables(value)?;
-    let uri: Uri = value.parse().map_err(|_| "is not a URL".to_owned())?;
-    if uri.scheme().is_none() || uri.authority().is_none() {
-        return Err("is not an absolute URL like https://example.com/".into());
-    }
-    HeaderValue::from_str(value).map_err(|_| "is not a valid Location".into())
-}
-
-/// ingress-nginx accepts 300–308 and falls back to the default otherwise.
-fn parse_redirect_code(value: &str) -> Result<StatusCode, String> {
-    value
-        .parse::<u16>()
-        .ok()
-        .filter(|c| (300..=308).contains(c))
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| "is not a redirect status between 300 and 308".into())
 }
 
 fn parse_vhost(value: &str) -> Result<HeaderValue, String> {
