@@ -2,8 +2,10 @@
 
 use std::fmt::Write;
 
+use crate::policy::proxy_settings::{BackendProtocol, ProxySettings, DEFAULT_BODY_LIMIT};
+use crate::policy::rewrite::Rewrite;
 use crate::source::files::FileError;
-use crate::table::{BackendProtocol, Policy, Rewrite, Route, RouteTable, DEFAULT_BODY_LIMIT};
+use crate::table::{Route, RouteTable};
 use crate::translate::{totals, IngressSummary, Warning};
 use crate::upstream::{Action, LoadBalance, Timeouts, Upstream};
 
@@ -137,7 +139,7 @@ fn in_effect(route: &Route) -> String {
             .collect();
         return parts.join(", ");
     }
-    let p: &Policy = &route.policy;
+    let p: &ProxySettings = &route.policy;
     let mut parts = Vec::new();
     if route.ssl_redirect || p.force_ssl_redirect {
         parts.push("ssl-redirect".to_owned());

@@ -1,10 +1,17 @@
-//! Typed per-Ingress behaviour, parsed from annotations at translate time.
+//! The proxy-settings family: `backend-protocol`, `proxy-*-timeout`,
+//! `proxy-body-size`, `upstream-vhost`, `x-forwarded-prefix`,
+//! `load-balance` and `proxy-next-upstream*`, parsed from annotations (and
+//! the controller ConfigMap's keys of the same names) into typed values.
 //! The proxy executes these values; it never sees annotation text.
+
+use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::policy::next_upstream::NextUpstream;
-pub use crate::policy::redirect::Redirect;
+use super::next_upstream::NextUpstream;
+use super::redirect::no_variables;
+use super::redirect::Redirect;
+use super::Annotations;
 use crate::upstream::{LoadBalance, Timeouts};
 
 /// How to talk to the endpoints (`backend-protocol`).
@@ -35,9 +42,11 @@ impl BackendProtocol {
 /// ingress-nginx's default `proxy-body-size` (its `client_max_body_size`).
 pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
 
-/// Everything an Ingress's annotations ask of its routes.
+/// What an Ingress's annotations (over the controller ConfigMap's
+/// defaults) ask of how its routes talk to their endpoints, and the
+/// redirect family's values that ride with them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
+pub struct ProxySettings {
     /// `app-root`: `/` is redirected (302) to this path.
     pub app_root: Option<String>,
     pub redirect: Option<Redirect>,
@@ -53,9 +62,9 @@ pub struct Policy {
     pub next_upstream: NextUpstream,
 }
 
-impl Default for Policy {
+impl Default for ProxySettings {
     fn default() -> Self {
-        Policy {
+        ProxySettings {
             app_root: None,
             redirect: None,
             force_ssl_redirect: false,
@@ -70,41 +79,138 @@ impl Default for Policy {
     }
 }
 
-/// How the upstream path is derived from the request path (`rewrite-target`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rewrite {
-    /// No capture groups: the whole path becomes the target, as nginx's
-    /// `rewrite` replaces the whole URI.
-    Replace(String),
-    /// `$1`…`$9` in the target are replaced by the groups of the route's
-    /// regular expression.
-    Captures(String),
-}
-
-/// Expands `$1`…`$9` in `template` from `groups` (group 0 is the whole
-/// match); a group that did not take part expands to nothing, as in nginx.
-pub fn expand_captures(template: &str, groups: &regex::Captures<'_>) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut chars = template.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        if c == '$' {
-            if let Some(&(_, d)) = chars.peek() {
-                if let Some(n) = d.to_digit(10).filter(|n| *n >= 1) {
-                    chars.next();
-                    out.push_str(groups.get(n as usize).map_or("", |m| m.as_str()));
-                    continue;
-                }
-            }
+impl ProxySettings {
+    /// Reads the family's annotations over these settings (the
+    /// ConfigMap's defaults); a value that does not parse leaves the
+    /// default, with a note.
+    pub fn read(&mut self, annotations: &Annotations<'_>, notes: &mut Vec<String>) {
+        let mut parsed = Parsed { annotations, notes };
+        if let Some(protocol) = parsed.value("backend-protocol", parse_protocol) {
+            self.protocol = protocol;
         }
-        out.push(c);
+        let timeouts = &mut self.timeouts;
+        if let Some(t) = parsed.value("proxy-connect-timeout", parse_seconds) {
+            timeouts.connect = t;
+        }
+        if let Some(t) = parsed.value("proxy-read-timeout", parse_seconds) {
+            timeouts.read = t;
+        }
+        if let Some(t) = parsed.value("proxy-send-timeout", parse_seconds) {
+            timeouts.send = t;
+        }
+        if let Some(limit) = parsed.value("proxy-body-size", parse_size) {
+            self.body_limit = (limit > 0).then_some(limit);
+        }
+        self.upstream_vhost = parsed.value("upstream-vhost", parse_vhost);
+        self.x_forwarded_prefix = parsed.value("x-forwarded-prefix", parse_prefix_header);
+        if let Some(lb) = parsed.value("load-balance", parse_load_balance) {
+            self.load_balance = lb;
+        }
+        self.next_upstream = parsed.next_upstream(self.next_upstream.clone());
     }
-    out
 }
 
-/// Whether a rewrite target refers to capture groups.
-pub fn has_captures(template: &str) -> bool {
-    template
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'$' && (b'1'..=b'9').contains(&w[1]))
+/// Annotations read with a note for each value that does not parse.
+struct Parsed<'a, 'n> {
+    annotations: &'a Annotations<'a>,
+    notes: &'n mut Vec<String>,
+}
+
+impl Parsed<'_, '_> {
+    fn value<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let (key, value) = self.annotations.get(name)?;
+        parse(value)
+            .map_err(|why| {
+                self.notes
+                    .push(format!("annotation {key}: {value:?} {why}; ignored"))
+            })
+            .ok()
+    }
+
+    /// `proxy-next-upstream`, `-tries` and `-timeout`.
+    fn next_upstream(&mut self, mut next: NextUpstream) -> NextUpstream {
+        if let Some(n) = self.value("proxy-next-upstream", |v| next.clone().with_conditions(v)) {
+            next = n;
+        }
+        if let Some(tries) = self.value("proxy-next-upstream-tries", parse_count) {
+            next = next.with_tries(tries);
+        }
+        if let Some(seconds) = self.value("proxy-next-upstream-timeout", parse_count) {
+            next = next.with_total(u64::from(seconds));
+        }
+        next
+    }
+}
+
+pub fn parse_count(value: &str) -> Result<u32, String> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    digits
+        .parse::<u32>()
+        .map_err(|_| "is not a whole number".into())
+}
+
+pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 24 * 3600 => Ok(Duration::from_secs(n)),
+        _ => Err("is not a whole number of seconds between 1 and 86400".into()),
+    }
+}
+
+/// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case).
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let (digits, unit) = match value.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let multiplier: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err("has an unknown unit (use k, m or g)".into()),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "is not a size like 8m".into())
+}
+
+pub fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "HTTP" => Ok(BackendProtocol::Http),
+        "HTTPS" => Ok(BackendProtocol::Https),
+        "GRPC" => Ok(BackendProtocol::Grpc),
+        "GRPCS" => Ok(BackendProtocol::Grpcs),
+        _ => Err("is not supported (HTTP, HTTPS, GRPC or GRPCS)".into()),
+    }
+}
+
+pub fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
+    match value {
+        "round_robin" => Ok(LoadBalance::RoundRobin),
+        "ewma" => Ok(LoadBalance::Ewma),
+        _ => Err("is not supported (round_robin or ewma)".into()),
+    }
+}
+
+pub fn parse_vhost(value: &str) -> Result<HeaderValue, String> {
+    no_variables(value)?;
+    let valid = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !valid {
+        return Err("is not a host name".into());
+    }
+    HeaderValue::from_str(value).map_err(|_| "is not a host name".into())
+}
+
+pub fn parse_prefix_header(value: &str) -> Result<HeaderValue, String> {
+    no_variables(value)?;
+    if !value.starts_with('/') {
+        return Err("is not a path like /api".into());
+    }
+    HeaderValue::from_str(value).map_err(|_| "is not a valid header value".into())
 }

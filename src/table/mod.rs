@@ -15,7 +15,6 @@ mod edge;
 mod gateway;
 mod host;
 mod path;
-mod policy;
 mod regex_paths;
 
 use std::net::IpAddr;
@@ -33,9 +32,6 @@ pub use host::{HostMap, HostPattern};
 // For the tests that build edge settings.
 pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
-pub use policy::{
-    expand_captures, has_captures, BackendProtocol, Policy, Redirect, Rewrite, DEFAULT_BODY_LIMIT,
-};
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
 use crate::cluster::ObjectKey;
@@ -46,8 +42,10 @@ use crate::policy::canary::Canary;
 use crate::policy::client_cert::{CertCheck, ClientAuth};
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
+use crate::policy::rewrite::{expand_captures, Rewrite};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
@@ -69,7 +67,7 @@ pub struct Route {
     /// start (`use-regex`, or `rewrite-target` with capture groups).
     pub regex: bool,
     pub action: Action,
-    pub policy: Arc<Policy>,
+    pub policy: Arc<ProxySettings>,
     /// Who may reach the route (shared by the routes of one Ingress).
     pub access: Arc<AccessPolicy>,
     /// `enable-cors`: preflights answered, headers added.
@@ -107,7 +105,7 @@ impl Route {
         path: &str,
         path_type: PathType,
         action: Action,
-        policy: Arc<Policy>,
+        policy: Arc<ProxySettings>,
     ) -> Route {
         Route {
             ingress: None,

@@ -11,9 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-use http::HeaderValue;
 
 use super::settings::RouteDefaults;
 use super::summary::IngressSummary;
@@ -22,16 +19,17 @@ use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::LimitConfig;
-use crate::policy::redirect::{self, no_variables};
+use crate::policy::redirect;
+use crate::policy::rewrite::{self, has_captures};
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
-use crate::table::{has_captures, BackendProtocol, HostPattern, Policy};
-use crate::upstream::LoadBalance;
+use crate::table::HostPattern;
 
 /// What one Ingress's annotations decide.
 #[derive(Clone, Debug, Default)]
 pub struct IngressAnnotations {
-    pub policy: Policy,
+    pub policy: ProxySettings,
     /// Who may reach the routes.
     pub access: Arc<AccessPolicy>,
     /// `enable-cors` and `cors-*`.
@@ -173,41 +171,10 @@ pub fn parse(
         policy.force_ssl_redirect = force;
     }
     let use_regex = reader.parsed("use-regex", parse_bool).unwrap_or(false);
-    let rewrite_target = reader.parsed("rewrite-target", parse_rewrite_target);
+    let rewrite_target = reader.parsed("rewrite-target", rewrite::parse_target);
     policy.app_root = reader.parsed("app-root", redirect::parse_app_root);
     policy.redirect = reader.compiled(redirect::compile_fixed);
-    if let Some(protocol) = reader.parsed("backend-protocol", parse_protocol) {
-        policy.protocol = protocol;
-    }
-    let timeouts = &mut policy.timeouts;
-    if let Some(t) = reader.parsed("proxy-connect-timeout", parse_seconds) {
-        timeouts.connect = t;
-    }
-    if let Some(t) = reader.parsed("proxy-read-timeout", parse_seconds) {
-        timeouts.read = t;
-    }
-    if let Some(t) = reader.parsed("proxy-send-timeout", parse_seconds) {
-        timeouts.send = t;
-    }
-    if let Some(limit) = reader.parsed("proxy-body-size", parse_size) {
-        policy.body_limit = (limit > 0).then_some(limit);
-    }
-    policy.upstream_vhost = reader.parsed("upstream-vhost", parse_vhost);
-    policy.x_forwarded_prefix = reader.parsed("x-forwarded-prefix", parse_prefix_header);
-    if let Some(lb) = reader.parsed("load-balance", parse_load_balance) {
-        policy.load_balance = lb;
-    }
-    let mut next = policy.next_upstream.clone();
-    if let Some(n) = reader.parsed("proxy-next-upstream", |v| next.clone().with_conditions(v)) {
-        next = n;
-    }
-    if let Some(tries) = reader.parsed("proxy-next-upstream-tries", parse_count) {
-        next = next.with_tries(tries);
-    }
-    if let Some(seconds) = reader.parsed("proxy-next-upstream-timeout", parse_count) {
-        next = next.with_total(u64::from(seconds));
-    }
-    policy.next_upstream = next;
+    reader.compiled(|annotations, notes| policy.read(annotations, notes));
     reader.report_unimplemented();
     reader.report_oversized();
     let access = reader.access(secrets, &defaults.access);
@@ -270,7 +237,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// A policy family's compiled value; its notes become warnings now,
     /// in the order the annotations are read.
-    fn compiled<T>(&mut self, compile: impl Fn(&Annotations<'_>, &mut Vec<String>) -> T) -> T {
+    fn compiled<T>(&mut self, compile: impl FnOnce(&Annotations<'_>, &mut Vec<String>) -> T) -> T {
         let mut notes = Vec::new();
         let value = compile(&self.annotations, &mut notes);
         let invalid = notes
@@ -408,41 +375,6 @@ fn parse_service_name(value: &str) -> Result<String, String> {
     }
 }
 
-pub(super) fn parse_count(value: &str) -> Result<u32, String> {
-    let digits = value.strip_suffix('s').unwrap_or(value);
-    digits
-        .parse::<u32>()
-        .map_err(|_| "is not a whole number".into())
-}
-
-pub(super) fn parse_seconds(value: &str) -> Result<Duration, String> {
-    let digits = value.strip_suffix('s').unwrap_or(value);
-    match digits.parse::<u64>() {
-        Ok(n) if n > 0 && n <= 24 * 3600 => Ok(Duration::from_secs(n)),
-        _ => Err("is not a whole number of seconds between 1 and 86400".into()),
-    }
-}
-
-/// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case).
-pub(super) fn parse_size(value: &str) -> Result<u64, String> {
-    let (digits, unit) = match value.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
-        _ => (value, 'b'),
-    };
-    let multiplier: u64 = match unit {
-        'b' => 1,
-        'k' => 1 << 10,
-        'm' => 1 << 20,
-        'g' => 1 << 30,
-        _ => return Err("has an unknown unit (use k, m or g)".into()),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| "is not a size like 8m".into())
-}
-
 /// Host names (or `*.` wildcards), comma-separated.
 fn parse_aliases(value: &str) -> Result<Vec<HostPattern>, String> {
     let names: Vec<&str> = value
@@ -470,68 +402,11 @@ fn parse_aliases(value: &str) -> Result<Vec<HostPattern>, String> {
         .collect()
 }
 
-fn parse_protocol(value: &str) -> Result<BackendProtocol, String> {
-    match value.to_ascii_uppercase().as_str() {
-        "HTTP" => Ok(BackendProtocol::Http),
-        "HTTPS" => Ok(BackendProtocol::Https),
-        "GRPC" => Ok(BackendProtocol::Grpc),
-        "GRPCS" => Ok(BackendProtocol::Grpcs),
-        _ => Err("is not supported (HTTP, HTTPS, GRPC or GRPCS)".into()),
-    }
-}
-
-pub(super) fn parse_load_balance(value: &str) -> Result<LoadBalance, String> {
-    match value {
-        "round_robin" => Ok(LoadBalance::RoundRobin),
-        "ewma" => Ok(LoadBalance::Ewma),
-        _ => Err("is not supported (round_robin or ewma)".into()),
-    }
-}
-
-fn parse_rewrite_target(value: &str) -> Result<String, String> {
-    // Only $1…$9 are allowed: capture groups of the route's own path.
-    let mut rest = value;
-    while let Some(at) = rest.find('$') {
-        let next = rest.as_bytes().get(at + 1);
-        if !next.is_some_and(|d| (b'1'..=b'9').contains(d)) {
-            return Err(
-                "uses nginx variables other than $1…$9, which Gatehouse does not expand".into(),
-            );
-        }
-        rest = &rest[at + 2..];
-    }
-    if !value.starts_with('/') && !value.starts_with('$') {
-        return Err("does not start with '/'".into());
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains white space".into());
-    }
-    Ok(value.to_owned())
-}
-
-fn parse_vhost(value: &str) -> Result<HeaderValue, String> {
-    no_variables(value)?;
-    let valid = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if !valid {
-        return Err("is not a host name".into());
-    }
-    HeaderValue::from_str(value).map_err(|_| "is not a host name".into())
-}
-
-fn parse_prefix_header(value: &str) -> Result<HeaderValue, String> {
-    no_variables(value)?;
-    if !value.starts_with('/') {
-        return Err("is not a path like /api".into());
-    }
-    HeaderValue::from_str(value).map_err(|_| "is not a valid header value".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::proxy_settings::parse_size;
+    use crate::policy::rewrite::parse_target as parse_rewrite_target;
 
     /// Parses with no Secrets and the default access options.
     fn parse_alone(
@@ -588,7 +463,7 @@ mod tests {
             ),
         ]);
         let (parsed, warnings) = parse_alone(&a);
-        assert_eq!(parsed.policy, Policy::default());
+        assert_eq!(parsed.policy, ProxySettings::default());
         let kinds: Vec<_> = warnings.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             kinds,

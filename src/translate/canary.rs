@@ -7,7 +7,7 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::{annotations, Build, IngressSummary, PathContext, WarningKind};
+use super::{Build, IngressSummary, PathContext, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::canary::{honoured, Canary, CanaryRule};
 use crate::policy::Annotations;
@@ -71,7 +71,7 @@ impl Canaries {
         }
         let load_balance = annotations
             .get("load-balance")
-            .and_then(|(_, v)| annotations::parse_load_balance(v).ok())
+            .and_then(|(_, v)| crate::policy::proxy_settings::parse_load_balance(v).ok())
             .unwrap_or_default();
         let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
         for rule_of_host in rules.into_iter().flatten() {

@@ -9,7 +9,8 @@ use super::ingress::{describe, IngressView};
 use super::{Build, IngressAnnotations, TranslateOptions, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::error_pages::ErrorPages;
-use crate::table::{Action, HostPattern, PathType, Policy, Route};
+use crate::policy::proxy_settings::ProxySettings;
+use crate::table::{Action, HostPattern, PathType, Route};
 use crate::tls::TlsError;
 
 impl Build<'_> {
@@ -131,9 +132,9 @@ impl Build<'_> {
                     Action::Unavailable
                 }
             };
-            let policy = Arc::new(Policy {
+            let policy = Arc::new(ProxySettings {
                 body_limit: None,
-                ..Policy::default()
+                ..ProxySettings::default()
             });
             let route = Route::bare(HostPattern::Any, "/", PathType::Prefix, action, policy);
             // An Ingress-provided default backend wins over the flag.

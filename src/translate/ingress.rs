@@ -17,15 +17,17 @@ use super::{
 use crate::cluster::ObjectKey;
 use crate::policy::access::ObjectLookup;
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
+use crate::policy::rewrite::{has_captures, Rewrite};
 use crate::policy::AccessPolicy;
-use crate::table::{has_captures, Action, HostPattern, PathType, Policy, Rewrite, Route};
+use crate::table::{Action, HostPattern, PathType, Route};
 
 /// One Ingress with what its annotations decided.
 pub(super) struct IngressView<'a> {
     pub(super) key: &'a ObjectKey,
     pub(super) ingress: &'a Ingress,
-    pub(super) policy: Arc<Policy>,
+    pub(super) policy: Arc<ProxySettings>,
     pub(super) annotations: &'a IngressAnnotations,
     /// The HSTS header value, when HSTS is on.
     pub(super) hsts: Option<&'a http::HeaderValue>,

@@ -9,9 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use gatehouse::cluster::{ClusterState, ObjectKey};
+use gatehouse::policy::proxy_settings::ProxySettings as Policy;
 use gatehouse::policy::{AccessOptions, ProtectionMode};
 use gatehouse::source::manifest;
-use gatehouse::table::{Action, Decision, Forward, Policy, RequestFacts, Upstream};
+use gatehouse::table::{Action, Decision, Forward, RequestFacts, Upstream};
 use gatehouse::translate::{translate, TranslateOptions};
 use serde::Deserialize;
 

@@ -107,9 +107,9 @@ mod tests {
     use super::*;
     use crate::policy::cors::Cors;
     use crate::policy::nginx_annotations;
+    use crate::policy::proxy_settings::ProxySettings;
     use crate::policy::rate_limit::{LimitConfig, Statuses};
     use crate::policy::Annotations;
-    use crate::table::Policy;
 
     fn compiled<T>(pairs: &[(&str, &str)], compile: impl Fn(&Annotations<'_>) -> T) -> T {
         let map = nginx_annotations(pairs);
@@ -191,9 +191,9 @@ mod tests {
 
     #[test]
     fn a_declared_body_over_the_routes_limit_gets_413() {
-        let limited = Policy {
+        let limited = ProxySettings {
             body_limit: Some(8),
-            ..Policy::default()
+            ..ProxySettings::default()
         };
         let forward = forward(backend(&["10.0.0.1:80"]), |r| r.policy = Arc::new(limited));
         let req = |length: &str| {

@@ -41,8 +41,9 @@ pub(crate) mod testing {
 
     use crate::cluster::ObjectKey;
     use crate::connection::ConnInfo;
+    use crate::policy::proxy_settings::ProxySettings;
     use crate::proxy::context::RequestContext;
-    use crate::table::{Forward, HostPattern, PathType, Policy, Route, RouteTable};
+    use crate::table::{Forward, HostPattern, PathType, Route, RouteTable};
     use crate::upstream::{Action, Backend, EndpointSet, Upstream};
 
     /// A connection from 192.0.2.1 over plain HTTP.
@@ -76,7 +77,7 @@ pub(crate) mod testing {
             "/",
             PathType::Prefix,
             action,
-            Arc::new(Policy::default()),
+            Arc::new(ProxySettings::default()),
         );
         shape(&mut route);
         Forward {

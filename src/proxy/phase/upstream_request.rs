@@ -128,7 +128,7 @@ mod tests {
 
     use super::super::testing::{backend, conn, context, forward};
     use super::*;
-    use crate::table::Policy;
+    use crate::policy::proxy_settings::ProxySettings;
 
     #[test]
     fn the_path_is_the_rewritten_one_with_its_query_else_the_clients() {
@@ -143,9 +143,9 @@ mod tests {
 
     #[test]
     fn forged_client_certificate_headers_and_expect_never_reach_the_endpoint() {
-        let vhost = Policy {
+        let vhost = ProxySettings {
             upstream_vhost: Some(HeaderValue::from_static("internal.svc")),
-            ..Policy::default()
+            ..ProxySettings::default()
         };
         let forward = forward(backend(&["10.0.0.1:80"]), |r| r.policy = Arc::new(vhost));
         let mut req = Request::get("/").body(()).unwrap();

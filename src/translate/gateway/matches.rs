@@ -13,10 +13,11 @@ use super::rules::{policy_for, Problems};
 use super::Who;
 use crate::cluster::ObjectKey;
 use crate::gateway::{self, HTTPPathMatch, HTTPRoute, HTTPRouteMatch};
+use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::AccessPolicy;
 use crate::table::{
     Action, GatewayMatch, GatewayRule, HostPattern, Listeners, PathMatch, PathModifier, PathType,
-    Policy, Route, ValueMatch,
+    Route, ValueMatch,
 };
 use crate::translate::{Build, WarningKind, PATH_REGEX_BYTES};
 
@@ -28,7 +29,7 @@ pub(super) struct Pending {
     matched: Arc<CompiledMatch>,
     rule: Arc<GatewayRule>,
     /// The rule's policy, shared by its matches on every host.
-    policy: Arc<Policy>,
+    policy: Arc<ProxySettings>,
     action_backend: Option<Arc<crate::table::Backend>>,
 }
 
@@ -95,7 +96,7 @@ impl Build<'_> {
         who: Who<'_>,
         route: &HTTPRoute,
         hosts: &BTreeMap<HostPattern, Listeners>,
-        base: &Arc<Policy>,
+        base: &Arc<ProxySettings>,
         pending: &mut Vec<Pending>,
         problems: &mut Problems,
     ) {

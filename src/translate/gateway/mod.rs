@@ -32,7 +32,7 @@ use super::settings::RouteDefaults;
 use super::{Build, TranslateOptions};
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::gateway::{Gateway, HTTPRoute};
-use crate::table::Policy;
+use crate::policy::proxy_settings::ProxySettings;
 use attach::ListenerHosts;
 use listeners::Open;
 use matches::Pending;
@@ -120,7 +120,7 @@ impl<'s> Build<'s> {
         routes: &[KindedRoute<'_>],
         open: &'a [Open<'a>],
         gateways: &BTreeMap<&ObjectKey, &Gateway>,
-        policy: &Arc<Policy>,
+        policy: &Arc<ProxySettings>,
         pending: &mut Vec<Pending>,
     ) -> ListenerHosts<'a> {
         let mut listener_hosts = ListenerHosts::default();

@@ -12,7 +12,8 @@ use super::super::gateway_status::{Condition, ParentReport};
 use super::filters::apply_filter;
 use super::Who;
 use crate::gateway::{self, HTTPBackendRef, HTTPRouteTimeouts, RequestMirror};
-use crate::table::{BackendProtocol, GatewayRule, Policy, Split};
+use crate::policy::proxy_settings::{BackendProtocol, ProxySettings};
+use crate::table::{GatewayRule, Split};
 use crate::translate::{Build, WarningKind};
 
 /// What was wrong with a route's rules, for its status.
@@ -239,7 +240,7 @@ impl Build<'_> {
 /// A rule's policy: the controller's defaults, with `URLRewrite`'s
 /// hostname as the upstream `Host`, and gRPC over cleartext HTTP/2 (h2c)
 /// to a GRPCRoute's backends.
-pub(super) fn policy_for(base: &Arc<Policy>, rule: &GatewayRule) -> Arc<Policy> {
+pub(super) fn policy_for(base: &Arc<ProxySettings>, rule: &GatewayRule) -> Arc<ProxySettings> {
     let grpc = rule.kind == "GRPCRoute";
     if rule.upstream_host.is_none() && !grpc {
         return base.clone();

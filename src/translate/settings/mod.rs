@@ -18,15 +18,17 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::annotations::{parse_bool, parse_count, parse_load_balance, parse_seconds, parse_size};
+use super::annotations::parse_bool;
 use crate::policy::access::{GlobalClosure, ObjectLookup};
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::external_auth::proxy_set_headers;
 use crate::policy::hsts::HstsOptions;
+use crate::policy::proxy_settings::ProxySettings;
+use crate::policy::proxy_settings::{parse_count, parse_load_balance, parse_seconds, parse_size};
 use crate::policy::rate_limit::Statuses;
 use crate::policy::source_range::parse_cidrs;
 use crate::policy::AccessOptions;
-use crate::table::{Edge, Match, Policy};
+use crate::table::{Edge, Match};
 use keys::KeyStatus;
 
 /// What routes start from before their annotations apply.
@@ -36,7 +38,7 @@ pub struct RouteDefaults {
     pub ssl_redirect: bool,
     /// `force-ssl-redirect`, `proxy-*-timeout`, `proxy-body-size`,
     /// `load-balance`, `proxy-next-upstream*`.
-    pub policy: Policy,
+    pub policy: ProxySettings,
     pub hsts: HstsOptions,
     pub limit_statuses: Statuses,
     /// `custom-http-errors`.
@@ -361,7 +363,7 @@ impl Settings {
         Settings {
             routes: RouteDefaults {
                 ssl_redirect: true,
-                policy: Policy::default(),
+                policy: ProxySettings::default(),
                 hsts: options.hsts,
                 limit_statuses: options.limit_statuses,
                 custom_errors: None,
