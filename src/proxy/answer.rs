@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::policy::Refusal;
-use crate::upstream::progress::ReadPaced;
+use crate::upstream::exchange_timeouts::ReadPaced;
 use crate::upstream::UpstreamResponse;
 
 /// A response body before telemetry wraps it: the upstream's, streamed

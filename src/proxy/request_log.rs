@@ -19,7 +19,7 @@ use crate::table::Route;
 use crate::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::Telemetry;
-use crate::upstream::progress::Progress;
+use crate::upstream::exchange_timeouts::Progress;
 use crate::upstream::Backend;
 
 /// What is known about one request.

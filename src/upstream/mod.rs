@@ -8,8 +8,8 @@
 
 mod backend;
 mod endpoints;
+pub(crate) mod exchange_timeouts;
 mod pool;
-pub(crate) mod progress;
 pub(crate) mod retry_body;
 mod settings;
 

@@ -38,7 +38,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
-use super::progress::Watched;
+use super::exchange_timeouts::Watched;
 use super::retry_body::Lease;
 use crate::tls::provider;
 use crate::upstream::{Timeouts, UpstreamKeepalive};

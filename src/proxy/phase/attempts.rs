@@ -16,7 +16,7 @@ use super::millis;
 use super::upstream_request::Outgoing;
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::table::Forward;
-use crate::upstream::progress::{self, Stalled};
+use crate::upstream::exchange_timeouts::{self, Stalled};
 use crate::upstream::{
     Failure, Pick, Target, Upstream, UpstreamBody, UpstreamError, UpstreamResponse, Upstreams,
 };
@@ -170,7 +170,7 @@ impl Attempts<'_> {
                 let mut exchange = Box::pin(self.upstreams.send(request, to));
                 let (send, read) = (timeouts.send, timeouts.read);
                 AttemptError::from_exchange(
-                    progress::within(exchange.as_mut(), &out.progress, send, read).await,
+                    exchange_timeouts::within(exchange.as_mut(), &out.progress, send, read).await,
                 )
             };
             let finished = Instant::now();

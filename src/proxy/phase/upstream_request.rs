@@ -19,7 +19,7 @@ use crate::connection::headers;
 use crate::policy::{body_size, client_cert, upstream_headers};
 use crate::proxy::context::RequestContext;
 use crate::table::Forward;
-use crate::upstream::progress::{Progress, Watched};
+use crate::upstream::exchange_timeouts::{Progress, Watched};
 use crate::upstream::retry_body::BodySlot;
 
 /// The request body as attempts send it.
