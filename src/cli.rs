@@ -20,7 +20,7 @@ use crate::connection::ForwardedHeaders;
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
-use crate::table::Edge;
+use crate::table::GlobalSettings;
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
 use crate::translate::{HostOwnership, TranslateOptions};
@@ -347,7 +347,7 @@ impl RoutingArgs {
                 preload: self.hsts_preload,
             },
             config_map: self.configmap.clone(),
-            edge: Edge::default(),
+            edge: GlobalSettings::default(),
             host_ownership: self.host_ownership,
             gateway_controller: self.gateway_controller_name.clone(),
         }
@@ -400,7 +400,7 @@ impl Cli {
 
     /// The edge settings these flags set; the controller ConfigMap's keys
     /// win over them.
-    fn edge(&self) -> Edge {
+    fn edge(&self) -> GlobalSettings {
         let defaults = ForwardedHeaders::default();
         let forwarded = ForwardedHeaders {
             use_forwarded_headers: self.use_forwarded_headers,
@@ -413,14 +413,14 @@ impl Cli {
             },
             ..defaults
         };
-        Edge {
+        GlobalSettings {
             proxy_protocol: self.proxy_protocol,
             forwarded,
             upstream: UpstreamKeepalive {
                 connections: self.upstream_keepalive_connections,
                 ..UpstreamKeepalive::default()
             },
-            ..Edge::default()
+            ..GlobalSettings::default()
         }
     }
 

@@ -29,7 +29,7 @@ use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
 use crate::connection::ConnInfo;
 use crate::metrics::{HandshakeLabels, ListenerLabels};
-use crate::table::Edge;
+use crate::table::GlobalSettings;
 use crate::upstream::{Backend, LoadBalance, Upstream};
 
 /// What the listeners share: the proxy, the HTTP settings, the connection
@@ -88,7 +88,7 @@ struct ConnSettings {
 }
 
 impl ConnSettings {
-    fn new(limits: &Limits, edge: &Edge) -> Self {
+    fn new(limits: &Limits, edge: &GlobalSettings) -> Self {
         let header_timeout = edge.header_timeout.unwrap_or(limits.header_read_timeout);
         let idle = edge.keep_alive.timeout;
         ConnSettings {
@@ -123,7 +123,7 @@ impl ConnSettings {
 
 impl Listeners {
     pub fn new(proxy: Arc<Proxy>, limits: Limits) -> (Self, Drain) {
-        let base = ConnSettings::new(&limits, &Edge::default());
+        let base = ConnSettings::new(&limits, &GlobalSettings::default());
         let server = Arc::new((base, base.server(&limits)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = TaskTracker::new();

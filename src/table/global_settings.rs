@@ -1,4 +1,4 @@
-//! The edge: how connections are taken and what every request and response
+//! The global settings: how connections are taken and what every request and response
 //! gets, whatever its route. Built by translate from the flags and the
 //! controller ConfigMap, carried by the table, so a ConfigMap change reaches
 //! the next connection or request with the next table.
@@ -15,9 +15,9 @@ use crate::policy::template::Template;
 use crate::tls::TlsSettings;
 use crate::upstream::UpstreamKeepalive;
 
-/// Everything of the edge, with ingress-nginx's defaults.
+/// The global settings, with ingress-nginx's defaults.
 #[derive(Clone, Debug, Default)]
-pub struct Edge {
+pub struct GlobalSettings {
     /// `use-proxy-protocol` (`--proxy-protocol`).
     pub proxy_protocol: bool,
     pub forwarded: ForwardedHeaders,

@@ -11,8 +11,8 @@
 //! does with one server block per host.
 
 mod certs;
-mod edge;
 mod gateway;
+mod global_settings;
 mod host;
 mod path;
 mod regex_paths;
@@ -23,11 +23,11 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 
 pub use certs::{CertEntry, CertStore};
-pub use edge::{Block, Edge, KeepAlive, Match};
 pub use gateway::{
     GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
     Split, ValueMatch,
 };
+pub use global_settings::{Block, GlobalSettings, KeepAlive, Match};
 pub use host::{HostMap, HostPattern};
 // For the tests that build edge settings.
 pub use crate::connection::ForwardedHeaders;
@@ -279,8 +279,9 @@ pub struct RouteTable {
     /// `ssl-passthrough` hosts: their TLS connections go to this backend
     /// untouched.
     pub passthrough: HostMap<Arc<Backend>>,
-    /// The edge settings (flags and the controller ConfigMap).
-    pub edge: Arc<Edge>,
+    /// The global settings (the flags and the controller ConfigMap); the
+    /// field keeps its name, `edge`, which configurations and tests use.
+    pub edge: Arc<GlobalSettings>,
 }
 
 impl RouteTable {
@@ -635,7 +636,7 @@ pub struct RouteTableBuilder {
     pub client_auth: HostMap<Arc<ClientAuth>>,
     pub client_auth_denied: HostMap<()>,
     pub passthrough: HostMap<Arc<Backend>>,
-    pub edge: Arc<Edge>,
+    pub edge: Arc<GlobalSettings>,
 }
 
 #[derive(Debug, Default)]

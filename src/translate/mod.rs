@@ -46,7 +46,7 @@ use crate::cluster::{ClusterState, ObjectKey};
 use crate::policy::hsts::HstsOptions;
 use crate::policy::rate_limit::{RouteLimits, Statuses};
 use crate::policy::AccessOptions;
-use crate::table::{Edge, RouteTable};
+use crate::table::{GlobalSettings, RouteTable};
 use parsed_secrets::Parsed;
 use settings::Settings;
 
@@ -77,7 +77,7 @@ pub struct TranslateOptions {
     pub config_map: Option<ObjectKey>,
     /// The edge settings the flags set (`--proxy-protocol`,
     /// `--use-forwarded-headers` …), before the ConfigMap.
-    pub edge: Edge,
+    pub edge: GlobalSettings,
     /// `--host-ownership`: who may publish rules for a host.
     pub host_ownership: HostOwnership,
     /// `--gateway-controller-name`: the `controllerName` of GatewayClasses
@@ -99,7 +99,7 @@ impl Default for TranslateOptions {
             limit_statuses: Statuses::default(),
             ssl_passthrough: false,
             config_map: None,
-            edge: Edge::default(),
+            edge: GlobalSettings::default(),
             host_ownership: HostOwnership::Shared,
             gateway_controller: "gatehouse.dev/gateway-controller".into(),
         }

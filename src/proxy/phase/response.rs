@@ -16,7 +16,7 @@ use crate::policy::error_pages::Noted;
 use crate::policy::hsts;
 use crate::proxy::answer::{self, Inner};
 use crate::proxy::context::RequestContext;
-use crate::table::{Edge, Forward};
+use crate::table::{Forward, GlobalSettings};
 use crate::upstream::Upstreams;
 
 /// The answer to a forwarded request, from its last attempt.
@@ -100,7 +100,7 @@ static SERVER_TOKEN: HeaderValue =
 /// The controller ConfigMap's response headers: `hide-headers`, the
 /// endpoint's `Server` unless `allow-backend-server-header`, ours with
 /// `server-tokens`, then `add-headers`.
-fn edge_headers(edge: &Edge, headers: &mut HeaderMap) {
+fn edge_headers(edge: &GlobalSettings, headers: &mut HeaderMap) {
     for name in &edge.hide_headers {
         headers.remove(name);
     }
@@ -135,14 +135,14 @@ mod tests {
 
     #[test]
     fn the_configmap_headers_hide_replace_and_add() {
-        let edge = Edge {
+        let edge = GlobalSettings {
             hide_headers: vec![header::HeaderName::from_static("x-powered-by")],
             server_tokens: true,
             add_headers: vec![(
                 header::HeaderName::from_static("x-frame-options"),
                 HeaderValue::from_static("DENY"),
             )],
-            ..Edge::default()
+            ..GlobalSettings::default()
         };
         let mut headers = HeaderMap::new();
         headers.insert("x-powered-by", HeaderValue::from_static("php"));

@@ -28,7 +28,7 @@ use crate::policy::proxy_settings::{parse_count, parse_load_balance, parse_secon
 use crate::policy::rate_limit::Statuses;
 use crate::policy::source_range::parse_cidrs;
 use crate::policy::AccessOptions;
-use crate::table::{Edge, Match};
+use crate::table::{GlobalSettings, Match};
 use keys::KeyStatus;
 
 /// What routes start from before their annotations apply.
@@ -53,7 +53,7 @@ pub struct RouteDefaults {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub routes: RouteDefaults,
-    pub edge: Edge,
+    pub edge: GlobalSettings,
     /// `worker-processes` (0: one per core); read at start only.
     pub workers: Option<usize>,
 }
