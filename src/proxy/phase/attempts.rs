@@ -164,13 +164,12 @@ impl Attempts<'_> {
                 connect_timeout: timeouts.connect,
             };
             let result = {
-                // On the heap: the exchange's future is the largest part of
-                // a request's, and every future that holds it inline is
-                // copied whole when it is built and awaited.
-                let mut exchange = Box::pin(self.upstreams.send(request, to));
+                // Pinned here and borrowed by the timeouts, so that the
+                // large exchange future is not moved again.
+                let exchange = std::pin::pin!(self.upstreams.send(request, to));
                 let (send, read) = (timeouts.send, timeouts.read);
                 AttemptError::from_exchange(
-                    exchange_timeouts::within(exchange.as_mut(), &out.progress, send, read).await,
+                    exchange_timeouts::within(exchange, &out.progress, send, read).await,
                 )
             };
             let finished = Instant::now();
