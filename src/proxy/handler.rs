@@ -15,13 +15,13 @@ use tokio_util::task::TaskTracker;
 
 use super::answer::{self, Inner};
 use super::context::RequestContext;
-use super::phase::attempts::Attempts;
+use super::phase::attempts::{AttemptError, Attempts};
 use super::phase::{access, choice, mirror, response, upgrade, upstream_request};
 use super::request_log::LoggedBody;
 use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
 use crate::telemetry::Telemetry;
-use crate::upstream::Upstreams;
+use crate::upstream::{exchange_timeouts, Upstreams};
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = LoggedBody<Inner>;
@@ -72,12 +72,17 @@ impl Proxy {
 
     pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
-        let response = match decide(&cx, &req) {
+        let mut response = match decide(&cx, &req) {
             Decision::Forward(forward) => self.serve_route(&mut cx, req, forward).await,
             Decision::Redirect { location, status } => answer::redirect(location, status),
             Decision::Respond(status) => answer::status(status),
         };
-        self.finish(response, cx)
+        // The response phase for every request, then telemetry.
+        response::headers_for_all(&cx, response.headers_mut());
+        let mut record = cx.record;
+        record.status = response.status().as_u16();
+        let telemetry = self.telemetry.clone();
+        response.map(|body| LoggedBody::new(body, record, telemetry))
     }
 
     /// A request the table routes: a canary's share, the access checks,
@@ -155,30 +160,32 @@ impl Proxy {
             Ok(outgoing) => outgoing,
             Err(status) => return answer::status(status),
         };
-        let attempts = Attempts {
-            upstreams: &self.upstreams,
-            upstream: &upstream,
-            forward,
-            preferred: cx.choice.preferred,
-            upgrade: upgrade.is_some(),
-            retries: &self.telemetry.metrics.upstream_retries,
-        };
-        match attempts.run(&mut outgoing).await {
-            Ok(attempted) => {
-                let metrics = &self.telemetry.metrics;
-                response::from_upstream(cx, attempted, upgrade, &self.tunnels, forward, metrics)
+        let retries = &self.telemetry.metrics.upstream_retries;
+        let preferred = cx.choice.preferred;
+        let mut attempts = Attempts::new(&upstream, forward, preferred, upgrade.is_some(), retries);
+        let timeouts = forward.route.policy.timeouts;
+        let attempted = loop {
+            let (request, target) = match attempts.next(&mut outgoing) {
+                Ok(next) => next,
+                Err(status) => return answer::status(status),
+            };
+            let result = {
+                let to = attempts.target(&outgoing, &target);
+                // Pinned here, where it is awaited: the exchange's future
+                // is the largest part of a request's, and is not moved
+                // again.
+                let exchange = std::pin::pin!(self.upstreams.send(request, to));
+                let (progress, send, read) = (&outgoing.progress, timeouts.send, timeouts.read);
+                AttemptError::from_exchange(
+                    exchange_timeouts::within(exchange, progress, send, read).await,
+                )
+            };
+            if let Some(attempted) = attempts.settle(&outgoing, result, target) {
+                break attempted;
             }
-            Err(status) => answer::status(status),
-        }
-    }
-
-    /// The response phase for every request, then telemetry.
-    fn finish(&self, mut response: Response<Inner>, cx: RequestContext<'_>) -> Response<ProxyBody> {
-        response::headers_for_all(&cx, response.headers_mut());
-        let mut record = cx.record;
-        record.status = response.status().as_u16();
-        let telemetry = self.telemetry.clone();
-        response.map(|body| LoggedBody::new(body, record, telemetry))
+        };
+        let metrics = &self.telemetry.metrics;
+        response::from_upstream(cx, attempted, upgrade, &self.tunnels, forward, metrics)
     }
 }
 

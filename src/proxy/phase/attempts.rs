@@ -16,9 +16,9 @@ use super::millis;
 use super::upstream_request::Outgoing;
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::table::Forward;
-use crate::upstream::exchange_timeouts::{self, Stalled};
+use crate::upstream::exchange_timeouts::Stalled;
 use crate::upstream::{
-    Failure, Pick, Target, Upstream, UpstreamBody, UpstreamError, UpstreamResponse, Upstreams,
+    Failure, Pick, Target, Upstream, UpstreamBody, UpstreamError, UpstreamResponse,
 };
 
 /// How long an endpoint that refused a connection is skipped.
@@ -33,7 +33,7 @@ pub enum AttemptError {
 
 impl AttemptError {
     /// An exchange's outcome under the send and read timeouts.
-    fn from_exchange(
+    pub fn from_exchange(
         timed: Result<Result<Response<UpstreamResponse>, UpstreamError>, Stalled>,
     ) -> Result<Response<UpstreamResponse>, AttemptError> {
         match timed {
@@ -118,74 +118,101 @@ pub struct Attempted {
     pub took: Duration,
 }
 
-/// What the attempts of one request share.
+/// The attempts of one request: which endpoint each goes to, what each
+/// came to, and whether another follows. The exchange itself is awaited
+/// by the caller, between `next` and `settle`, so that its large future
+/// sits in one place.
 pub struct Attempts<'a> {
-    pub upstreams: &'a Upstreams,
     /// The backend's endpoints as the request took them.
-    pub upstream: &'a Upstream,
-    pub forward: &'a Forward,
+    upstream: &'a Upstream,
+    forward: &'a Forward,
     /// The choice phase's endpoint, for the first attempt.
-    pub preferred: Option<usize>,
+    preferred: Option<usize>,
     /// An upgrade (WebSocket) is never tried twice.
-    pub upgrade: bool,
-    pub retries: &'a Counter,
+    upgrade: bool,
+    retries: &'a Counter,
+    endpoints: usize,
+    attempt: u32,
+    /// The endpoint of the attempt under way, and when it was sent.
+    current: (Option<Pick>, Instant),
 }
 
-impl Attempts<'_> {
-    /// Sends the request until an attempt is final. `Err` is the status of
-    /// an answer of the proxy's own: 503 when no endpoint is left, 400 when
-    /// the target makes no valid URI.
-    pub async fn run(&self, out: &mut Outgoing) -> Result<Attempted, StatusCode> {
-        let endpoints = match self.upstream {
+impl<'a> Attempts<'a> {
+    pub fn new(
+        upstream: &'a Upstream,
+        forward: &'a Forward,
+        preferred: Option<usize>,
+        upgrade: bool,
+        retries: &'a Counter,
+    ) -> Self {
+        let endpoints = match upstream {
             Upstream::Endpoints(set) => set.addrs().len(),
             Upstream::External(_) => 1,
         };
-        let (mut attempt, mut failed) = (0, None);
-        loop {
-            attempt += 1;
-            let sent_at = if attempt == 1 {
-                out.started
-            } else {
-                Instant::now()
-            };
-            let (target, pick) = self.pick(attempt, sent_at, failed)?;
-            let last = self
-                .forward
-                .route
-                .policy
-                .next_upstream
-                .is_last(attempt, endpoints);
-            let request = request(out, &target, last)?;
-            let timeouts = self.forward.route.policy.timeouts;
-            let to = Target {
-                authority: &target,
-                tls: out.tls,
-                http2: out.http2,
-                connect_timeout: timeouts.connect,
-            };
-            let result = {
-                // Pinned here and borrowed by the timeouts, so that the
-                // large exchange future is not moved again.
-                let exchange = std::pin::pin!(self.upstreams.send(request, to));
-                let (send, read) = (timeouts.send, timeouts.read);
-                AttemptError::from_exchange(
-                    exchange_timeouts::within(exchange, &out.progress, send, read).await,
-                )
-            };
-            let finished = Instant::now();
-            self.report_health(pick, &result, sent_at, finished);
-            let again = self.again(out, &result, attempt, finished - out.started, endpoints);
-            if !again {
-                let took = finished - out.started;
-                return Ok(Attempted {
-                    result,
-                    target,
-                    took,
-                });
-            }
-            self.retries.inc();
-            failed = pick;
+        Attempts {
+            upstream,
+            forward,
+            preferred,
+            upgrade,
+            retries,
+            endpoints,
+            attempt: 0,
+            current: (None, Instant::now()),
         }
+    }
+
+    /// The next attempt's request and the endpoint it goes to. `Err` is
+    /// the status of an answer of the proxy's own: 503 when no endpoint is
+    /// left, 400 when the target makes no valid URI.
+    pub fn next(
+        &mut self,
+        out: &mut Outgoing,
+    ) -> Result<(Request<UpstreamBody>, Authority), StatusCode> {
+        self.attempt += 1;
+        let sent_at = if self.attempt == 1 {
+            out.started
+        } else {
+            Instant::now()
+        };
+        let failed = self.current.0.filter(|_| self.attempt > 1);
+        let (target, pick) = self.pick(self.attempt, sent_at, failed)?;
+        self.current = (pick, sent_at);
+        let next_upstream = &self.forward.route.policy.next_upstream;
+        let last = next_upstream.is_last(self.attempt, self.endpoints);
+        Ok((request(out, &target, last)?, target))
+    }
+
+    /// How the exchange goes to `target`.
+    pub fn target<'t>(&self, out: &Outgoing, target: &'t Authority) -> Target<'t> {
+        Target {
+            authority: target,
+            tls: out.tls,
+            http2: out.http2,
+            connect_timeout: self.forward.route.policy.timeouts.connect,
+        }
+    }
+
+    /// Takes an attempt's result: passive health learns of it, and it is
+    /// the last one (`Some`) or another endpoint is tried.
+    pub fn settle(
+        &mut self,
+        out: &Outgoing,
+        result: Result<Response<UpstreamResponse>, AttemptError>,
+        target: Authority,
+    ) -> Option<Attempted> {
+        let finished = Instant::now();
+        let (pick, sent_at) = self.current;
+        self.report_health(pick, &result, sent_at, finished);
+        let elapsed = finished - out.started;
+        if self.again(out, &result, self.attempt, elapsed, self.endpoints) {
+            self.retries.inc();
+            return None;
+        }
+        Some(Attempted {
+            result,
+            target,
+            took: elapsed,
+        })
     }
 
     /// The endpoint for this attempt, or 503 when none is ready.
