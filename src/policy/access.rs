@@ -22,6 +22,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::basic_auth::BasicAuth;
 use super::client_cert::ClientAuth;
 use super::external_auth::ExternalAuth;
+use super::snippet;
 use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
 use super::Annotations;
@@ -402,13 +403,23 @@ impl AccessPolicy {
             }
         };
         for (key, name, len) in annotations.oversized() {
-            if is_protective(name) {
+            // A snippet too long to be read may restrict access: it closes.
+            if is_protective(name) || snippet::SNIPPETS.contains(&name) {
                 let limit = super::annotations::MAX_VALUE_BYTES;
                 problems.add(key, format!("is {len} bytes, over the {limit}-byte limit"));
             }
         }
         for (key, name) in annotations.ours_and_nginx() {
-            if name == "auth-snippet" {
+            if snippet::SNIPPETS.contains(&name) {
+                let found = annotations
+                    .value(key)
+                    .map(snippet::access_directives)
+                    .unwrap_or_default();
+                if !found.is_empty() {
+                    let found = found.join(", ");
+                    problems.add(key, format!("is a snippet that restricts access ({found}), which Gatehouse refuses by design"));
+                }
+            } else if name == "auth-snippet" {
                 problems.add(
                     key,
                     "is a snippet, which Gatehouse refuses by design".into(),
@@ -575,6 +586,21 @@ mod tests {
         let c = compile(&[("proxy-body-size", "8m")]);
         assert!(c.problems.is_empty());
         assert_eq!(c.policy.describe(), "public");
+        assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Open);
+    }
+
+    #[test]
+    fn a_snippet_that_restricts_access_or_is_too_long_to_read_closes_the_routes() {
+        let big = format!("proxy_set_header X-A b;\n{}", "# padding\n".repeat(2000));
+        for (name, snippet) in [
+            ("configuration-snippet", "deny all;"),
+            ("server-snippet", "if ($http_x_block) { return 403; }"),
+            ("configuration-snippet", big.as_str()),
+        ] {
+            let c = compile(&[(name, snippet)]);
+            assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Closed, "{name}");
+        }
+        let c = compile(&[("configuration-snippet", "more_set_headers \"X-A: b\";")]);
         assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Open);
     }
 

@@ -34,6 +34,13 @@ impl<'a> Annotations<'a> {
         })
     }
 
+    /// The trimmed value under exactly `key` (with its prefix), within
+    /// [`MAX_VALUE_BYTES`].
+    pub fn value(&self, key: &str) -> Option<&'a str> {
+        let value = self.all?.get(key)?;
+        (value.len() <= MAX_VALUE_BYTES).then(|| value.trim())
+    }
+
     /// Annotations under either prefix whose value is too long to be read,
     /// as (key, name without prefix, length).
     pub fn oversized(&self) -> impl Iterator<Item = (&'a str, &'a str, usize)> + '_ {

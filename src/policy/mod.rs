@@ -28,6 +28,7 @@ pub mod proxy_settings;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
+pub mod snippet;
 pub mod source_range;
 pub mod template;
 pub mod upstream_headers;

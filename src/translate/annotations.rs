@@ -23,6 +23,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::redirect;
 use crate::policy::rewrite::{self, has_captures};
+use crate::policy::snippet;
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::HostPattern;
 
@@ -294,7 +295,7 @@ impl Reader<'_> {
         let oversized: Vec<(String, usize)> = self
             .annotations
             .oversized()
-            .filter(|(_, name, _)| !is_protective(name))
+            .filter(|(_, name, _)| !is_protective(name) && !snippet::SNIPPETS.contains(name))
             .map(|(key, _, len)| (key.to_owned(), len))
             .collect();
         for (key, len) in oversized {
@@ -311,8 +312,9 @@ impl Reader<'_> {
         let mut summary = IngressSummary::default();
         for (key, name) in self.annotations.ours_and_nginx() {
             let key = key.to_owned();
-            if is_protective(name) {
-                let failed = self.unenforced.contains(&key);
+            let failed = self.unenforced.contains(&key);
+            // A snippet that restricts access counts as protective.
+            if is_protective(name) || failed {
                 match (failed, access.denied.is_some()) {
                     (true, true) => summary.refused_denied.push(key),
                     (true, false) => summary.refused_served.push(key),

@@ -42,6 +42,7 @@ mod module_layers;
 mod next_upstream;
 mod passthrough;
 mod properties;
+mod protective_snippets;
 mod proxy;
 mod proxy_protocol;
 mod request_snapshot;

@@ -26,6 +26,7 @@ use crate::policy::hsts::HstsOptions;
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::proxy_settings::{parse_count, parse_load_balance, parse_seconds, parse_size};
 use crate::policy::rate_limit::Statuses;
+use crate::policy::snippet;
 use crate::policy::source_range::parse_cidrs;
 use crate::policy::AccessOptions;
 use crate::table::{GlobalSettings, Match};
@@ -190,9 +191,7 @@ impl Settings {
     fn other_key(&mut self, key: &str, value: &str) -> Result<Outcome, String> {
         match keys::status(key) {
             Some(KeyStatus::Applied | KeyStatus::Accepted) => Ok(Outcome::Applied),
-            Some(KeyStatus::Refused) => note(Some(
-                "is a snippet, which Gatehouse refuses by design; ignored".into(),
-            )),
+            Some(KeyStatus::Refused) => self.snippet(key, value),
             Some(KeyStatus::Protective) => {
                 let on = match key {
                     "global-auth-url" => !value.is_empty(),
@@ -218,6 +217,26 @@ impl Settings {
                 "is not an ingress-nginx ConfigMap key; ignored".into(),
             )),
         }
+    }
+
+    /// A snippet: refused by design. One that restricts access would be
+    /// served open if it were only ignored, so it closes every route.
+    fn snippet(&mut self, key: &str, value: &str) -> Result<Outcome, String> {
+        let found = snippet::access_directives(value);
+        if found.is_empty() {
+            return note(Some(
+                "is a snippet, which Gatehouse refuses by design; ignored".into(),
+            ));
+        }
+        let found = found.join(", ");
+        self.routes.access.closed.push(GlobalClosure {
+            reason: format!("ConfigMap {key} is a snippet that restricts access ({found})"),
+            global_auth: false,
+            replaced_by: &[],
+        });
+        note(Some(format!(
+            "is a snippet that restricts access ({found}), which Gatehouse refuses by design; it cannot be enforced, so every route answers 503"
+        )))
     }
 
     /// A source range for every Ingress without its own; one that does not
@@ -507,6 +526,31 @@ mod tests {
         ]);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(settings.routes.access.closed.len(), 2);
+    }
+
+    #[test]
+    fn a_configmap_snippet_that_restricts_access_closes_every_route() {
+        let (settings, problems) = apply(&[
+            ("server-snippet", "more_set_headers \"X-A: b\";"),
+            ("location-snippet", "proxy_set_header X-B c;"),
+        ]);
+        assert_eq!(problems.len(), 2, "refused, with a warning each");
+        assert!(settings.routes.access.closed.is_empty());
+        for (key, snippet) in [
+            ("server-snippet", "allow 10.0.0.0/8; deny all;"),
+            ("location-snippet", "if ($http_x_block) { return 403; }"),
+            (
+                "http-snippet",
+                "limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;",
+            ),
+        ] {
+            let (settings, problems) = apply(&[(key, snippet)]);
+            assert_eq!(settings.routes.access.closed.len(), 1, "{key}");
+            assert!(
+                problems[0].contains("every route answers 503"),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]
