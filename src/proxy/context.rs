@@ -38,8 +38,9 @@ pub struct RequestContext<'c> {
     pub record: RequestRecord,
     /// The CORS origin the access phase admitted, for the response.
     pub cors: Option<Admitted>,
-    /// What the access phase's credentials check granted.
-    pub granted: Option<Granted>,
+    /// What the access phase's credentials check granted (boxed: only
+    /// routes with credentials have it, and the context moves whole).
+    pub granted: Option<Box<Granted>>,
     /// The choice phase's endpoint preference and cookie.
     pub choice: Choice,
 }

@@ -162,7 +162,9 @@ impl Proxy {
         };
         let retries = &self.telemetry.metrics.upstream_retries;
         let preferred = cx.choice.preferred;
-        let mut attempts = Attempts::new(&upstream, forward, preferred, upgrade.is_some(), retries);
+        let upgrading = upgrade.is_some();
+        let mut attempts =
+            Attempts::new(&outgoing, &upstream, forward, preferred, upgrading, retries);
         let timeouts = forward.route.policy.timeouts;
         let attempted = loop {
             let (request, target) = match attempts.next(&mut outgoing) {

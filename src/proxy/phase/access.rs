@@ -82,7 +82,7 @@ pub async fn credentials<B>(
     let granted = route.access.authenticate(&subject, upstreams).await;
     let granted = granted.map_err(Refused::Credentials)?;
     granted.apply_to_request(req.headers_mut());
-    cx.granted = Some(granted);
+    cx.granted = Some(Box::new(granted));
     Ok(())
 }
 

@@ -139,6 +139,7 @@ pub struct Attempts<'a> {
 
 impl<'a> Attempts<'a> {
     pub fn new(
+        out: &Outgoing,
         upstream: &'a Upstream,
         forward: &'a Forward,
         preferred: Option<usize>,
@@ -157,7 +158,7 @@ impl<'a> Attempts<'a> {
             retries,
             endpoints,
             attempt: 0,
-            current: (None, Instant::now()),
+            current: (None, out.started),
         }
     }
 
