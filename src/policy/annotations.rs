@@ -34,6 +34,20 @@ impl<'a> Annotations<'a> {
         })
     }
 
+    /// The value of `name`, parsed; one that does not parse is ignored
+    /// with a note that names the annotation, its value and why.
+    pub fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        notes: &mut Vec<String>,
+    ) -> Option<T> {
+        let (key, value) = self.get(name)?;
+        parse(value)
+            .map_err(|why| notes.push(format!("annotation {key}: {value:?} {why}; ignored")))
+            .ok()
+    }
+
     /// The trimmed value under exactly `key` (with its prefix), within
     /// [`MAX_VALUE_BYTES`].
     pub fn value(&self, key: &str) -> Option<&'a str> {

@@ -84,62 +84,49 @@ impl ProxySettings {
     /// ConfigMap's defaults); a value that does not parse leaves the
     /// default, with a note.
     pub fn read(&mut self, annotations: &Annotations<'_>, notes: &mut Vec<String>) {
-        let mut parsed = Parsed { annotations, notes };
-        if let Some(protocol) = parsed.value("backend-protocol", parse_protocol) {
+        if let Some(protocol) = annotations.parsed("backend-protocol", parse_protocol, notes) {
             self.protocol = protocol;
         }
         let timeouts = &mut self.timeouts;
-        if let Some(t) = parsed.value("proxy-connect-timeout", parse_seconds) {
+        if let Some(t) = annotations.parsed("proxy-connect-timeout", parse_seconds, notes) {
             timeouts.connect = t;
         }
-        if let Some(t) = parsed.value("proxy-read-timeout", parse_seconds) {
+        if let Some(t) = annotations.parsed("proxy-read-timeout", parse_seconds, notes) {
             timeouts.read = t;
         }
-        if let Some(t) = parsed.value("proxy-send-timeout", parse_seconds) {
+        if let Some(t) = annotations.parsed("proxy-send-timeout", parse_seconds, notes) {
             timeouts.send = t;
         }
-        if let Some(limit) = parsed.value("proxy-body-size", parse_size) {
+        if let Some(limit) = annotations.parsed("proxy-body-size", parse_size, notes) {
             self.body_limit = (limit > 0).then_some(limit);
         }
-        self.upstream_vhost = parsed.value("upstream-vhost", parse_vhost);
-        self.x_forwarded_prefix = parsed.value("x-forwarded-prefix", parse_prefix_header);
-        if let Some(lb) = parsed.value("load-balance", parse_load_balance) {
+        self.upstream_vhost = annotations.parsed("upstream-vhost", parse_vhost, notes);
+        let prefix = annotations.parsed("x-forwarded-prefix", parse_prefix_header, notes);
+        self.x_forwarded_prefix = prefix;
+        if let Some(lb) = annotations.parsed("load-balance", parse_load_balance, notes) {
             self.load_balance = lb;
         }
-        self.next_upstream = parsed.next_upstream(self.next_upstream.clone());
+        self.next_upstream = next_upstream(annotations, self.next_upstream.clone(), notes);
     }
 }
 
-/// Annotations read with a note for each value that does not parse.
-struct Parsed<'a, 'n> {
-    annotations: &'a Annotations<'a>,
-    notes: &'n mut Vec<String>,
-}
-
-impl Parsed<'_, '_> {
-    fn value<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
-        let (key, value) = self.annotations.get(name)?;
-        parse(value)
-            .map_err(|why| {
-                self.notes
-                    .push(format!("annotation {key}: {value:?} {why}; ignored"))
-            })
-            .ok()
+/// `proxy-next-upstream`, `-tries` and `-timeout`, over `next`.
+fn next_upstream(
+    annotations: &Annotations<'_>,
+    mut next: NextUpstream,
+    notes: &mut Vec<String>,
+) -> NextUpstream {
+    let conditions = |v: &str| next.clone().with_conditions(v);
+    if let Some(n) = annotations.parsed("proxy-next-upstream", conditions, notes) {
+        next = n;
     }
-
-    /// `proxy-next-upstream`, `-tries` and `-timeout`.
-    fn next_upstream(&mut self, mut next: NextUpstream) -> NextUpstream {
-        if let Some(n) = self.value("proxy-next-upstream", |v| next.clone().with_conditions(v)) {
-            next = n;
-        }
-        if let Some(tries) = self.value("proxy-next-upstream-tries", parse_count) {
-            next = next.with_tries(tries);
-        }
-        if let Some(seconds) = self.value("proxy-next-upstream-timeout", parse_count) {
-            next = next.with_total(u64::from(seconds));
-        }
-        next
+    if let Some(tries) = annotations.parsed("proxy-next-upstream-tries", parse_count, notes) {
+        next = next.with_tries(tries);
     }
+    if let Some(seconds) = annotations.parsed("proxy-next-upstream-timeout", parse_count, notes) {
+        next = next.with_total(u64::from(seconds));
+    }
+    next
 }
 
 pub fn parse_count(value: &str) -> Result<u32, String> {

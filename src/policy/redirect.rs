@@ -81,28 +81,19 @@ impl Redirects<'_> {
 /// `permanent-redirect` (which wins, as in ingress-nginx) or
 /// `temporal-redirect`, each with its `-code`.
 pub fn compile_fixed(annotations: &Annotations<'_>, notes: &mut Vec<String>) -> Option<Redirect> {
-    let mut read = |name: &str, parse: fn(&str) -> Result<_, String>| {
-        let (key, value) = annotations.get(name)?;
-        parse(value)
-            .map_err(|why| notes.push(format!("annotation {key}: {value:?} {why}; ignored")))
-            .ok()
-    };
-    let (location, code_name, default) = match read("permanent-redirect", parse_url) {
+    let read = |name: &str, notes: &mut Vec<String>| annotations.parsed(name, parse_url, notes);
+    let (location, code_name, default) = match read("permanent-redirect", notes) {
         Some(location) => (
             location,
             "permanent-redirect-code",
             StatusCode::MOVED_PERMANENTLY,
         ),
         None => {
-            let location = read("temporal-redirect", parse_url)?;
+            let location = read("temporal-redirect", notes)?;
             (location, "temporal-redirect-code", StatusCode::FOUND)
         }
     };
-    let code = annotations.get(code_name).and_then(|(key, value)| {
-        parse_code(value)
-            .map_err(|why| notes.push(format!("annotation {key}: {value:?} {why}; ignored")))
-            .ok()
-    });
+    let code = annotations.parsed(code_name, parse_code, notes);
     Some(Redirect {
         location,
         status: code.unwrap_or(default),

@@ -249,17 +249,7 @@ impl Reader<'_> {
     }
 
     fn parsed<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
-        let (key, value) = self.annotations.get(name)?;
-        match parse(value) {
-            Ok(v) => Some(v),
-            Err(why) => {
-                self.warnings.push((
-                    WarningKind::InvalidAnnotation,
-                    format!("annotation {key}: {value:?} {why}; ignored"),
-                ));
-                None
-            }
-        }
+        self.compiled(|annotations, notes| annotations.parsed(name, parse, notes))
     }
 
     /// The access policy, with a warning for each protection that cannot
