@@ -8,6 +8,7 @@
 //! HTTP/1.1 and sends GOAWAY on HTTP/2.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -228,7 +230,8 @@ impl Listeners {
             let Some((stream, conn)) = me.proxied(stream, conn).await else {
                 return;
             };
-            me.serve(Lingering::new(stream, (open, permit)), conn).await
+            me.serve(Lingering::new(stream, (open, permit)), conn, false)
+                .await
         });
     }
 
@@ -293,7 +296,11 @@ impl Listeners {
             match outcome {
                 Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
-                    me.serve(Lingering::new(*tls, (open, permit)), conn).await
+                    // RFC 9113 §3.3: a connection that chose `h2` by ALPN
+                    // speaks only HTTP/2 (anything else is a bad preface).
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    me.serve(Lingering::new(*tls, (open, permit)), conn, h2)
+                        .await
                 }
                 Ok(Ok(Accepted::Passthrough(stream, backend))) => {
                     let _held = (open, permit);
@@ -349,21 +356,32 @@ impl Listeners {
 
     /// Serves one client connection; its stream holds the connection's
     /// slot and count until it is dropped (or has lingered, see `linger`).
+    /// `h2_only`: TLS chose `h2`, so HTTP/1.1 is not served on it.
     async fn serve<S>(
         self,
         stream: Lingering<S, (OpenConnection, OwnedSemaphorePermit)>,
         conn: ConnInfo,
+        h2_only: bool,
     ) where
         S: IntoTcp + AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.proxy.clone();
         let settings = ConnSettings::new(&self.limits, &proxy.table().load().edge);
         let own;
-        let server = if settings == self.server.0 {
-            &self.server.1
-        } else {
-            own = settings.server(&self.limits);
-            &own
+        let server = match (settings == self.server.0, h2_only) {
+            (true, false) => &self.server.1,
+            (false, false) => {
+                own = settings.server(&self.limits);
+                &own
+            }
+            (same, true) => {
+                let server = match same {
+                    true => self.server.1.clone(),
+                    false => settings.server(&self.limits),
+                };
+                own = server.http2_only();
+                &own
+            }
         };
         let conn = Arc::new(conn);
         let info = conn.clone();
@@ -393,34 +411,50 @@ impl Listeners {
                 Ok::<_, Infallible>(response)
             })
         });
-        let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        // Shut down gracefully when the process drains, or when the
-        // connection has had enough (`keep-alive-requests`, cancelled
-        // streams).
-        let mut stop = self.stop.clone();
-        let draining = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        let shutting = async move {
-            tokio::select! {
-                () = draining => {}
-                () = shut.enough.notified() => {}
-            }
-        };
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = shutting => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
+        let shutting = shutting(self.stop.clone(), shut);
+        let io = TokioIo::new(stream);
+        // An HTTP/2-only connection has no HTTP/1.1 upgrades to offer
+        // (hyper-util's upgradeable connection would also accept HTTP/1.1).
+        let result = if h2_only {
+            drive(server.serve_connection(io, service), shutting).await
+        } else {
+            drive(server.serve_connection_with_upgrades(io, service), shutting).await
         };
         if let Err(e) = &result {
             tracing::debug!(client = %conn.client, "connection ended with an error: {e}");
+        }
+    }
+}
+
+/// Ready when the process drains, or when the connection has had enough
+/// (`keep-alive-requests`, cancelled streams): then it shuts down
+/// gracefully.
+async fn shutting(mut stop: watch::Receiver<bool>, counts: Arc<StreamCounts>) {
+    let draining = async move {
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = draining => {}
+        () = counts.enough.notified() => {}
+    }
+}
+
+/// Serves a connection to its end; once `shutting` is ready it finishes
+/// what it has begun and takes nothing new.
+async fn drive<C: GracefulConnection>(
+    connection: C,
+    shutting: impl Future<Output = ()>,
+) -> Result<(), C::Error> {
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutting => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
     }
 }

@@ -13,6 +13,7 @@ mod support;
 mod access;
 mod affinity;
 mod aliases;
+mod alpn_h2;
 mod annotation_coverage;
 mod annotations;
 mod canary;
