@@ -180,6 +180,7 @@ impl Proxy {
                 let (progress, send, read) = (&outgoing.progress, timeouts.send, timeouts.read);
                 AttemptError::from_exchange(
                     exchange_timeouts::within(exchange, progress, send, read).await,
+                    progress,
                 )
             };
             if let Some(attempted) = attempts.settle(&outgoing, result, target) {

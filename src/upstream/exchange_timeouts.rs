@@ -29,6 +29,8 @@ pub struct Progress {
     awaiting_client: AtomicBool,
     /// Body bytes taken from the client so far.
     received: AtomicU64,
+    /// The body went past the route's limit (`proxy-body-size`).
+    over_limit: AtomicBool,
 }
 
 impl Progress {
@@ -40,7 +42,15 @@ impl Progress {
             done: AtomicBool::new(body_already_done),
             awaiting_client: AtomicBool::new(false),
             received: AtomicU64::new(0),
+            over_limit: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the body went past the route's limit. An HTTP/2 (or TLS)
+    /// upstream exchange loses that cause in its own error, so the
+    /// attempts ask here.
+    pub fn body_over_limit(&self) -> bool {
+        self.over_limit.load(Ordering::Acquire)
     }
 
     /// Whether the whole request body has been read (or there was none).
@@ -102,6 +112,7 @@ impl<B: Body + Unpin> Watched<B> {
 impl<B: Body + Unpin> Body for Watched<B>
 where
     B::Data: bytes::Buf,
+    B::Error: AsRef<dyn std::error::Error + Send + Sync>,
 {
     type Data = B::Data;
     type Error = B::Error;
@@ -127,7 +138,12 @@ where
                 self.progress.touch();
                 self.progress.done.store(true, Ordering::Release);
             }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(e))) => {
+                if e.as_ref().is::<http_body_util::LengthLimitError>() {
+                    self.progress.over_limit.store(true, Ordering::Release);
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }

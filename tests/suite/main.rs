@@ -48,5 +48,6 @@ mod proxy;
 mod proxy_protocol;
 mod request_snapshot;
 mod service_upstream;
+mod streamed_body_limit;
 mod telemetry;
 mod translate_fixtures;

@@ -16,7 +16,7 @@ use super::millis;
 use super::upstream_request::Outgoing;
 use crate::policy::next_upstream::{Outcome, Resend};
 use crate::table::Forward;
-use crate::upstream::exchange_timeouts::Stalled;
+use crate::upstream::exchange_timeouts::{Progress, Stalled};
 use crate::upstream::{
     Failure, Pick, Target, Upstream, UpstreamBody, UpstreamError, UpstreamResponse,
 };
@@ -29,15 +29,21 @@ const PASSIVE_HEALTH_BACKOFF: Duration = Duration::from_secs(2);
 pub enum AttemptError {
     Upstream(UpstreamError),
     Stalled(Stalled),
+    /// The request body went past `proxy-body-size` while it streamed.
+    BodyTooLarge,
 }
 
 impl AttemptError {
-    /// An exchange's outcome under the send and read timeouts.
+    /// An exchange's outcome under the send and read timeouts. A failure
+    /// while the body went past its limit is that, whatever the exchange
+    /// made of it (HTTP/2 reports a reset of its own).
     pub fn from_exchange(
         timed: Result<Result<Response<UpstreamResponse>, UpstreamError>, Stalled>,
+        progress: &Progress,
     ) -> Result<Response<UpstreamResponse>, AttemptError> {
         match timed {
             Ok(Ok(response)) => Ok(response),
+            Err(_) | Ok(Err(_)) if progress.body_over_limit() => Err(AttemptError::BodyTooLarge),
             Ok(Err(e)) => Err(AttemptError::Upstream(e)),
             Err(stalled) => Err(AttemptError::Stalled(stalled)),
         }
@@ -54,6 +60,7 @@ impl AttemptError {
             },
             AttemptError::Stalled(Stalled::Client) => StatusCode::REQUEST_TIMEOUT,
             AttemptError::Stalled(_) => StatusCode::GATEWAY_TIMEOUT,
+            AttemptError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -69,6 +76,7 @@ impl AttemptError {
             },
             AttemptError::Stalled(Stalled::Client) => "client_stalled",
             AttemptError::Stalled(_) => "timeout",
+            AttemptError::BodyTooLarge => "body_too_large",
         }
     }
 
@@ -81,7 +89,7 @@ impl AttemptError {
                 Failure::TimedOut => Some(Outcome::Timeout),
                 Failure::BodyTooLarge | Failure::ClientBody => None,
             },
-            AttemptError::Stalled(Stalled::Client) => None,
+            AttemptError::Stalled(Stalled::Client) | AttemptError::BodyTooLarge => None,
             AttemptError::Stalled(_) => Some(Outcome::Timeout),
         }
     }
@@ -102,7 +110,7 @@ impl AttemptError {
                     tracing::warn!(%upstream, %error, "upstream request failed");
                 }
             }
-            AttemptError::Stalled(Stalled::Client) => {}
+            AttemptError::Stalled(Stalled::Client) | AttemptError::BodyTooLarge => {}
             AttemptError::Stalled(stalled) => {
                 tracing::warn!(%upstream, ?stalled, "upstream exchange timed out");
             }
@@ -380,6 +388,12 @@ mod tests {
                 AttemptError::Stalled(Stalled::Client),
                 StatusCode::REQUEST_TIMEOUT,
                 "client_stalled",
+                None,
+            ),
+            (
+                AttemptError::BodyTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
                 None,
             ),
         ];
