@@ -3,8 +3,8 @@
 //! `handle` is the request path: the connection phase builds the request
 //! context (with the one table snapshot the request is decided and
 //! answered by), the table decides, and a routed request passes the
-//! phases of `phase` in order. Every response, routed or not, ends in
-//! `finish`.
+//! phases of `phase` in order. Every response, routed or not, ends with
+//! the response headers every request gets and its log record.
 
 use std::sync::Arc;
 
