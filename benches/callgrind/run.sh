@@ -61,12 +61,7 @@ pids=()
 hosts_marker="# gatehouse callgrind $$"
 
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if grep -q "$hosts_marker" /etc/hosts 2>/dev/null; then
-    sed -i "/$hosts_marker/d" /etc/hosts
-  fi
-  bench_baseline_cleanup "$root"
+  bench_stop "$root"
   if [ -n "${KEEP:-}" ]; then
     echo "callgrind files kept in $work" >&2
   else
@@ -74,12 +69,6 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-
-say() { printf '%s\n' "$*" >&2; }
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
 
 # --- tools --------------------------------------------------------------------
 missing=()

@@ -149,3 +149,20 @@ bench_baseline_cleanup() {
     bench_baseline_src=
   fi
 }
+
+# Stops what a run started: the processes in the caller's `pids` array,
+# its own line in /etc/hosts (`hosts_marker`) and a baseline worktree.
+bench_stop() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if grep -q "$hosts_marker" /etc/hosts 2>/dev/null; then
+    sed -i "/$hosts_marker/d" /etc/hosts
+  fi
+  bench_baseline_cleanup "$1"
+}
+
+say() { printf '%s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
