@@ -52,8 +52,6 @@ use crate::upstream::LoadBalance;
 // it; it lives in `upstream`.
 pub use crate::upstream::{Action, Backend, Upstream};
 
-pub use crate::policy::redirect::ACME_CHALLENGE_PREFIX;
-
 /// One host+path rule of one Ingress, and what to do with matching requests.
 #[derive(Debug)]
 pub struct Route {
