@@ -7,8 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 manifests=$(cd "${1:-$here}" && pwd)
 cd "$here/../.."
-cargo build --release --bin gatehouse --example demo-backend
-target/release/examples/demo-backend 127.0.0.1:9080 &
+cargo build --release --features demo --bin gatehouse --bin demo-backend
+target/release/demo-backend 127.0.0.1:9080 &
 backend=$!
 trap 'kill $backend 2>/dev/null' EXIT
 target/release/gatehouse --manifests "$manifests" \
