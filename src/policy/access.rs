@@ -10,246 +10,23 @@
 //! location"). `--unsupported-protection warn` serves them without that
 //! protection instead, with the same warnings.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::api::networking::v1::Ingress;
 
 use super::basic_auth::BasicAuth;
 use super::client_cert::ClientAuth;
 use super::external_auth::ExternalAuth;
+use super::objects::ObjectLookup;
+use super::protection::{is_enforced, is_protective, AccessOptions, Problems, ProtectionMode};
 use super::snippet;
 use super::source_range::{SourceRanges, Verdict};
 use super::template::Facts;
-use super::Annotations;
-use crate::cluster::{KeyedMap, ObjectKey};
+use super::{parse_bool, Annotations};
 use crate::connection::ConnInfo;
 use crate::upstream::{Timeouts, Upstreams};
-
-/// What to do with a protective annotation Gatehouse cannot enforce.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProtectionMode {
-    /// Close the Ingress's routes (503).
-    #[default]
-    Deny,
-    /// Serve them without that protection, with a warning.
-    Warn,
-}
-
-/// The controller-wide settings access compilation depends on.
-#[derive(Clone, Debug, Default)]
-pub struct AccessOptions {
-    pub unsupported_protection: ProtectionMode,
-    /// `--allow-cross-namespace-secrets`: annotations may name Secrets of
-    /// other namespaces (`namespace/name`).
-    pub cross_namespace_secrets: bool,
-    /// The controller ConfigMap's `whitelist-source-range`, for Ingresses
-    /// without an allowlist of their own.
-    pub default_allow: Option<Vec<ipnet::IpNet>>,
-    /// Its `denylist-source-range`, likewise.
-    pub default_deny: Vec<ipnet::IpNet>,
-    /// What the controller ConfigMap asks to protect every route with and
-    /// cannot be enforced: those routes are closed.
-    pub closed: Vec<GlobalClosure>,
-}
-
-/// A controller-wide protection that cannot be enforced.
-#[derive(Clone, Debug)]
-pub struct GlobalClosure {
-    pub reason: String,
-    /// `global-auth-url`: an Ingress opts out with `enable-global-auth: "false"`.
-    pub global_auth: bool,
-    /// Annotations that replace the setting: an Ingress with one of its
-    /// own is not closed by it.
-    pub replaced_by: &'static [&'static str],
-}
-
-/// Protective annotations besides every `auth-*`.
-const PROTECTIVE: &[&str] = &[
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-    "satisfy",
-    "enable-modsecurity",
-    "enable-owasp-core-rules",
-    "modsecurity-transaction-id",
-];
-
-/// Protective annotations that Gatehouse enforces, or accepts because they
-/// change nothing here (`auth-keepalive*` tunes connections to an external
-/// auth service).
-const ENFORCED: &[&str] = &[
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-    "satisfy",
-    "auth-type",
-    "auth-secret",
-    "auth-secret-type",
-    "auth-realm",
-    "auth-url",
-    "auth-method",
-    "auth-signin",
-    "auth-signin-redirect-param",
-    "auth-response-headers",
-    "auth-request-redirect",
-    "auth-cache-key",
-    "auth-cache-duration",
-    "auth-always-set-cookie",
-    "auth-proxy-set-headers",
-    "auth-tls-secret",
-    "auth-tls-verify-client",
-    "auth-tls-verify-depth",
-    "auth-tls-error-page",
-    "auth-tls-pass-certificate-to-upstream",
-    "auth-tls-match-cn",
-];
-
-/// Whether an annotation (name without prefix) restricts who may reach a
-/// route.
-pub fn is_protective(name: &str) -> bool {
-    name.starts_with("auth-") || PROTECTIVE.contains(&name)
-}
-
-fn is_enforced(name: &str) -> bool {
-    ENFORCED.contains(&name) || name.starts_with("auth-keepalive")
-}
-
-/// One reason an Ingress's protection cannot be enforced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// The annotation, with its prefix.
-    pub annotation: String,
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.annotation, self.reason)
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Problems(Vec<Problem>);
-
-impl Problems {
-    pub fn add(&mut self, annotation: &str, reason: String) {
-        self.0.push(Problem {
-            annotation: annotation.to_owned(),
-            reason,
-        });
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
-        self.0.iter()
-    }
-}
-
-/// The Secrets and ConfigMaps an Ingress's annotations may name: its own
-/// namespace's, others' only with `--allow-cross-namespace-secrets`.
-pub struct ObjectLookup<'a> {
-    pub namespace: &'a str,
-    pub secrets: &'a KeyedMap<Arc<Secret>>,
-    pub config_maps: &'a KeyedMap<Arc<ConfigMap>>,
-}
-
-impl ObjectLookup<'_> {
-    /// The Secret `reference` (`name` or `namespace/name`) names.
-    pub fn secret(
-        &self,
-        reference: &str,
-        options: &AccessOptions,
-    ) -> Result<(ObjectKey, &Secret), String> {
-        let key = self.key("Secret", reference, options)?;
-        match self.secrets.get(&key) {
-            Some(secret) => Ok((key, secret)),
-            None => Err(format!("Secret {key} not found")),
-        }
-    }
-
-    /// The ConfigMap `reference` (`name` or `namespace/name`) names.
-    pub fn config_map(
-        &self,
-        reference: &str,
-        options: &AccessOptions,
-    ) -> Result<(ObjectKey, &ConfigMap), String> {
-        let key = self.key("ConfigMap", reference, options)?;
-        match self.config_maps.get(&key) {
-            Some(map) => Ok((key, map)),
-            None => Err(format!("ConfigMap {key} not found")),
-        }
-    }
-
-    fn key(
-        &self,
-        kind: &str,
-        reference: &str,
-        options: &AccessOptions,
-    ) -> Result<ObjectKey, String> {
-        let key = object_reference(self.namespace, reference)?;
-        if key.namespace != self.namespace && !options.cross_namespace_secrets {
-            return Err(format!(
-                "names {kind} {key} of another namespace, which needs --allow-cross-namespace-secrets"
-            ));
-        }
-        Ok(key)
-    }
-}
-
-/// The Secrets an Ingress's access annotations name, valid or not, so that
-/// a source keeps their data.
-pub fn annotation_secret_keys(ingress: &Ingress, our_prefix: &str) -> Vec<ObjectKey> {
-    let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
-    let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
-    ["auth-secret", "auth-tls-secret"]
-        .iter()
-        .filter_map(|name| annotations.get(name))
-        .filter_map(|(_, reference)| object_reference(&namespace, reference).ok())
-        .collect()
-}
-
-/// The ConfigMaps an Ingress's access annotations name.
-pub fn annotation_config_map_keys(ingress: &Ingress, our_prefix: &str) -> Vec<ObjectKey> {
-    let namespace = ObjectKey::of(&ingress.metadata, true).namespace;
-    let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), our_prefix);
-    annotations
-        .get("auth-proxy-set-headers")
-        .and_then(|(_, reference)| object_reference(&namespace, reference).ok())
-        .into_iter()
-        .collect()
-}
-
-/// `name` (in `namespace`) or `namespace/name`.
-pub fn object_reference(namespace: &str, reference: &str) -> Result<ObjectKey, String> {
-    let dns = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    };
-    let key = match reference.split_once('/') {
-        None => ObjectKey::new(namespace, reference),
-        Some((ns, name)) => ObjectKey::new(ns, name),
-    };
-    if !dns(&key.namespace) || !dns(&key.name) {
-        return Err(format!(
-            "{reference:?} is not a Secret name or namespace/name"
-        ));
-    }
-    Ok(key)
-}
 
 /// How source ranges and authentication combine (`satisfy`), as nginx's
 /// directive of that name.
@@ -534,15 +311,6 @@ impl AccessPolicy {
     }
 }
 
-/// Go's `strconv.ParseBool`, which ingress-nginx uses.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// Protective switches set to off ask for no protection.
 fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
     let switch = matches!(name, "enable-modsecurity" | "enable-owasp-core-rules");
@@ -555,7 +323,9 @@ fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::ObjectKey;
     use crate::policy::annotations::nginx_annotations;
+    use k8s_openapi::api::core::v1::Secret;
     use std::collections::BTreeMap;
 
     fn compile_with(pairs: &[(&str, &str)], options: &AccessOptions) -> Compiled {

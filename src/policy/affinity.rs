@@ -172,7 +172,7 @@ impl CookieAffinity {
         let flag = |name: &str| {
             annotations
                 .get(name)
-                .is_some_and(|(_, v)| super::access::parse_bool(v) == Some(true))
+                .is_some_and(|(_, v)| super::parse_bool(v) == Some(true))
         };
         let persistent = match annotations.get("affinity-mode") {
             None => false,

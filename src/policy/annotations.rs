@@ -78,6 +78,15 @@ impl<'a> Annotations<'a> {
 }
 
 /// Annotations under ingress-nginx's prefix, for tests.
+/// Go's `strconv.ParseBool`, which ingress-nginx uses.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub fn nginx_annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

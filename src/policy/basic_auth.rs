@@ -19,8 +19,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
-use super::access::{AccessOptions, ObjectLookup, Problems};
 use super::htpasswd::Hash;
+use super::objects::ObjectLookup;
+use super::protection::{AccessOptions, Problems};
 use super::Annotations;
 use crate::cluster::ObjectKey;
 

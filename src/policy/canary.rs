@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::access::parse_bool;
+use super::parse_bool;
 use super::template::cookie;
 use super::Annotations;
 use crate::cluster::ObjectKey;

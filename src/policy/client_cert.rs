@@ -31,7 +31,9 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 
-use super::access::{parse_bool, AccessOptions, ObjectLookup, Problems};
+use super::objects::ObjectLookup;
+use super::parse_bool;
+use super::protection::{AccessOptions, Problems};
 use super::template::escape_component;
 use super::Annotations;
 use crate::cluster::ObjectKey;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
-use super::access::parse_bool;
+use super::parse_bool;
 use super::Annotations;
 
 const DEFAULT_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";

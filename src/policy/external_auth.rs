@@ -23,7 +23,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 
-use super::access::{AccessOptions, Granted, ObjectLookup, Problems, Refusal};
+use super::access::{Granted, Refusal};
+use super::objects::ObjectLookup;
+use super::protection::{AccessOptions, Problems};
 use super::template::{escape_component, Facts, Template, Vars};
 use super::Annotations;
 use crate::connection::{prepare_request, ConnInfo};
@@ -136,7 +138,7 @@ impl ExternalAuth {
         };
         let always_set_cookie = match annotations.get("auth-always-set-cookie") {
             None => false,
-            Some((key, value)) => crate::policy::access::parse_bool(value).unwrap_or_else(|| {
+            Some((key, value)) => crate::policy::parse_bool(value).unwrap_or_else(|| {
                 problems.add(&key, format!("{value:?} is not a boolean"));
                 false
             }),

@@ -24,6 +24,8 @@ pub mod hsts;
 mod htpasswd;
 pub mod mirror;
 pub mod next_upstream;
+pub mod objects;
+pub mod protection;
 pub mod proxy_settings;
 pub mod rate_limit;
 pub mod redirect;
@@ -33,7 +35,8 @@ pub mod source_range;
 pub mod template;
 pub mod upstream_headers;
 
-pub use access::{AccessOptions, AccessPolicy, Admission, ProtectionMode, Refusal};
+pub use access::{AccessPolicy, Admission, Refusal};
 #[cfg(test)]
 pub(crate) use annotations::nginx_annotations;
-pub use annotations::{Annotations, MAX_VALUE_BYTES, NGINX_PREFIX};
+pub use annotations::{parse_bool, Annotations, MAX_VALUE_BYTES, NGINX_PREFIX};
+pub use protection::{AccessOptions, ProtectionMode};

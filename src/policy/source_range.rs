@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::access::Problems;
+use super::protection::Problems;
 use super::Annotations;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

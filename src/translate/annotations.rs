@@ -15,10 +15,11 @@ use std::sync::Arc;
 use super::settings::RouteDefaults;
 use super::summary::IngressSummary;
 use super::WarningKind;
-use crate::policy::access::{is_protective, ObjectLookup};
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::objects::ObjectLookup;
+use crate::policy::protection::is_protective;
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::redirect;
@@ -350,7 +351,7 @@ impl Reader<'_> {
 
 /// Go's `strconv.ParseBool`, which ingress-nginx uses.
 pub(super) fn parse_bool(value: &str) -> Result<bool, String> {
-    crate::policy::access::parse_bool(value).ok_or_else(|| "is not a boolean".into())
+    crate::policy::parse_bool(value).ok_or_else(|| "is not a boolean".into())
 }
 
 /// A Service name (DNS-1035 label).

@@ -15,7 +15,7 @@ use super::{
     Summaries, TranslateOptions, Translation, Warning, WarningKind,
 };
 use crate::cluster::{ClusterState, ObjectKey};
-use crate::policy::access::ObjectLookup;
+use crate::policy::objects::ObjectLookup;
 use crate::policy::rate_limit::{LimitConfig, RouteLimits, Statuses};
 use crate::table::{Action, HostPattern, Route, RouteTableBuilder};
 

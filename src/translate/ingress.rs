@@ -15,8 +15,8 @@ use super::{
     annotations, Build, IngressAnnotations, IngressSummary, TranslateOptions, WarningKind,
 };
 use crate::cluster::ObjectKey;
-use crate::policy::access::ObjectLookup;
 use crate::policy::error_pages::ErrorPages;
+use crate::policy::objects::ObjectLookup;
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::rewrite::{has_captures, Rewrite};

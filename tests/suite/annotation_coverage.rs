@@ -3,7 +3,7 @@
 //! summary, so the two cannot drift apart.
 
 use gatehouse::cluster::ClusterState;
-use gatehouse::policy::access::is_protective;
+use gatehouse::policy::protection::is_protective;
 use gatehouse::source::manifest;
 use gatehouse::translate::{translate, TranslateOptions};
 

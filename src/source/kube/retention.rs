@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::watchers::{trimmed, trimmed_config_map};
 use super::{object_kind, Change, Kind, KindCache, Stream};
 use crate::cluster::{named_config_maps, tls_secret_keys, ClusterState, Object, ObjectKey};
-use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
+use crate::policy::objects::{annotation_config_map_keys, annotation_secret_keys};
 
 /// Objects kept whatever references them: the default certificate and the
 /// controller ConfigMap.

@@ -67,7 +67,7 @@ impl<'s> Build<'s> {
         let policy = Arc::new(defaults.policy.clone());
         // Who may reach an HTTPRoute: what the controller ConfigMap says for
         // an Ingress without annotations (its source ranges, its closures).
-        let lookup = crate::policy::access::ObjectLookup {
+        let lookup = crate::policy::objects::ObjectLookup {
             namespace: "",
             secrets: &state.secrets,
             config_maps: &state.config_maps,

@@ -9,7 +9,7 @@ use foldhash::HashMap;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::cluster::{tls_secret_keys, ClusterState, ObjectKey};
-use crate::policy::access::{annotation_config_map_keys, annotation_secret_keys};
+use crate::policy::objects::{annotation_config_map_keys, annotation_secret_keys};
 use crate::policy::Annotations;
 use crate::table::{HostPattern, RouteTable, Slot};
 use crate::translate::TranslateOptions;

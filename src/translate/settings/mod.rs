@@ -19,10 +19,11 @@ use http::header::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::annotations::parse_bool;
-use crate::policy::access::{GlobalClosure, ObjectLookup};
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::external_auth::proxy_set_headers;
 use crate::policy::hsts::HstsOptions;
+use crate::policy::objects::ObjectLookup;
+use crate::policy::protection::GlobalClosure;
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::proxy_settings::{parse_count, parse_load_balance, parse_seconds, parse_size};
 use crate::policy::rate_limit::Statuses;
