@@ -340,6 +340,17 @@ spec:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: ok, port: {{number: 8080}}}}}}}}
 ---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: no-tls, namespace: {NS}}}
+spec:
+  ingressClassName: gatehouse
+  rules:
+  - host: nocert.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: ok, port: {{number: 8080}}}}}}}}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: on-any, namespace: {NS}}}
@@ -373,7 +384,8 @@ spec:
     assert_eq!(
         handshakes(&text, &names),
         [
-            // The broken listener's name.
+            // The broken listener's name (an Ingress rule without a
+            // certificate of its own does not cover it).
             "refused",
             // Not its name.
             "generated",
