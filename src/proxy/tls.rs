@@ -3,7 +3,10 @@
 //!
 //! The resolver reads the current routing table on every handshake, so a
 //! renewed Secret is served from the next handshake on, with no listener
-//! restart. Exact name, then wildcard, then the default certificate.
+//! restart. Exact name, then wildcard, then the default certificate;
+//! a name the table refuses (the hostname of a Gateway listener whose
+//! certificate cannot be used) gets no certificate, and the handshake
+//! fails.
 //! Handshakes for names whose host asks for client certificates use that
 //! host's configuration; every other handshake uses the shared one and
 //! never asks for a certificate.
@@ -20,7 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::connection::PeerCert;
-use crate::table::RouteTable;
+use crate::table::{Handshake, RouteTable};
 use crate::tls::{certified_key_from_der, tls_choice, TlsError, TlsSettings};
 use crate::upstream::Backend;
 
@@ -48,13 +51,15 @@ impl CertResolver {
 }
 
 impl ResolvesServerCert for CertResolver {
+    /// `None` for a refused name: rustls then ends the handshake with a
+    /// fatal alert.
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        let chosen = table
-            .certs
-            .resolve_or_default(hello.server_name())
-            .map(|entry| entry.key.clone());
-        Some(chosen.unwrap_or_else(|| self.fallback.clone()))
+        match table.certs.for_handshake(hello.server_name()) {
+            Handshake::Cert(entry) => Some(entry.key.clone()),
+            Handshake::Generated => Some(self.fallback.clone()),
+            Handshake::Refused => None,
+        }
     }
 }
 

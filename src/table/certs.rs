@@ -9,6 +9,17 @@ use super::host::{HostMap, HostPattern};
 use crate::cluster::ObjectKey;
 use crate::connection::normalize_host;
 
+/// What a handshake gets for its server name.
+#[derive(Debug)]
+pub enum Handshake<'a> {
+    /// The certificate of the name, or the configured default.
+    Cert(&'a CertEntry),
+    /// The certificate Gatehouse generated at start.
+    Generated,
+    /// No certificate: the handshake fails.
+    Refused,
+}
+
 /// A usable certificate and the Secret it came from.
 #[derive(Clone)]
 pub struct CertEntry {
@@ -26,11 +37,17 @@ impl fmt::Debug for CertEntry {
 }
 
 /// Server name → certificate: exact name, then wildcard. Names with no entry
-/// get the default certificate, which the resolver owns.
+/// get the default certificate, which the resolver owns, unless they are
+/// refused.
 #[derive(Debug, Default, Clone)]
 pub struct CertStore {
     /// Shared entries: the map's nodes stay small.
     hosts: HostMap<Arc<CertEntry>>,
+    /// Names no handshake is completed for when no certificate covers
+    /// them: the hostnames of a Gateway HTTPS listener whose certificate
+    /// cannot be used (it is not programmed; the default certificate
+    /// would serve it as if it were).
+    refused: HostMap<()>,
     /// `--default-ssl-certificate`, when set and usable; else the
     /// certificate of a Gateway HTTPS listener without a hostname.
     default: Option<CertEntry>,
@@ -47,9 +64,17 @@ impl CertStore {
         self.hosts.get(&normalize_host(server_name)).map(|e| &**e)
     }
 
-    /// Makes this TLS host's certificate what it is in `from`, or none.
+    /// Refuses handshakes for the names of `host` that no certificate
+    /// covers (`Any` is never refused).
+    pub fn refuse(&mut self, host: &HostPattern) {
+        self.refused.insert_first(host, ());
+    }
+
+    /// Makes this TLS host's certificate (or refusal) what it is in
+    /// `from`, or none.
     pub(super) fn copy_pattern(&mut self, from: &CertStore, host: &HostPattern) {
         self.hosts.copy_pattern(&from.hosts, host);
+        self.refused.copy_pattern(&from.refused, host);
     }
 
     /// Takes `from`'s default certificate (or its absence).
@@ -65,12 +90,37 @@ impl CertStore {
         self.default.is_some()
     }
 
-    /// The certificate for a handshake: by name, else the configured
-    /// default; `None` leaves the choice to the generated certificate.
+    /// The certificate for a name: by name, else the configured default;
+    /// `None` leaves the choice to the generated certificate. Refused
+    /// names are not told apart here; handshakes ask `for_handshake`.
     pub fn resolve_or_default(&self, server_name: Option<&str>) -> Option<&CertEntry> {
-        server_name
-            .and_then(|name| self.resolve(name))
-            .or(self.default.as_ref())
+        match self.for_handshake(server_name) {
+            Handshake::Cert(entry) => Some(entry),
+            Handshake::Generated | Handshake::Refused => None,
+        }
+    }
+
+    /// What a handshake for `server_name` gets: a certificate that covers
+    /// the name; else, for a refused name, nothing; else the default.
+    pub fn for_handshake(&self, server_name: Option<&str>) -> Handshake<'_> {
+        let Some(name) = server_name else {
+            return self.default_or_generated();
+        };
+        let name = normalize_host(name);
+        if let Some(entry) = self.hosts.get(&name) {
+            return Handshake::Cert(entry);
+        }
+        if !self.refused.is_empty() && self.refused.get(&name).is_some() {
+            return Handshake::Refused;
+        }
+        self.default_or_generated()
+    }
+
+    fn default_or_generated(&self) -> Handshake<'_> {
+        match &self.default {
+            Some(entry) => Handshake::Cert(entry),
+            None => Handshake::Generated,
+        }
     }
 
     /// The TLS hosts whose entry differs (by identity) between this store

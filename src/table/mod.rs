@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-pub use certs::{CertEntry, CertStore};
+pub use certs::{CertEntry, CertStore, Handshake};
 pub use gateway::{
     GatewayMatch, GatewayRedirect, GatewayRule, HeaderEdits, Listeners, PathMatch, PathModifier,
     Split, ValueMatch,

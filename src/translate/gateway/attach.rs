@@ -16,7 +16,8 @@ use crate::table::{HostPattern, Listeners};
 use crate::translate::{Build, WarningKind};
 
 /// The hosts of the routes each listener without a hostname took, by
-/// Gateway and listener name (its certificate covers those).
+/// Gateway and listener name (its certificate covers those, or, when it is
+/// not programmed, they are refused).
 pub(super) type ListenerHosts<'a> = HashMap<(&'a ObjectKey, &'a str), Vec<HostPattern>>;
 
 /// Why a parent does not accept a route: the reason and its message.
@@ -118,7 +119,7 @@ impl Build<'_> {
     }
 
     /// Counts the route on a listener that takes it, and serves it there
-    /// for `names`.
+    /// for `names` when the listener is programmed.
     fn attach_to<'a>(
         &mut self,
         l: &'a Open<'a>,
@@ -139,6 +140,11 @@ impl Build<'_> {
                     .entry((l.gateway, l.listener.name.as_str()))
                     .or_default()
                     .push(name.clone());
+            }
+            // Not programmed (an HTTPS listener without a usable
+            // certificate): attached, and served nowhere through it.
+            if !l.programmed() {
+                continue;
             }
             let entry = hosts.entry(name).or_default();
             *entry = entry.union(this);

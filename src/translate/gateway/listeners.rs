@@ -9,7 +9,7 @@ use super::super::gateway_status::{Condition, GatewayReport, ListenerReport};
 use super::attach::ListenerHosts;
 use crate::cluster::ObjectKey;
 use crate::gateway::{self, Gateway, Listener};
-use crate::table::HostPattern;
+use crate::table::{CertEntry, HostPattern};
 use crate::translate::{Build, WarningKind};
 
 /// The route kinds served on HTTP and HTTPS listeners.
@@ -20,7 +20,9 @@ const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 const HTTP_PORT: i32 = 80;
 const HTTPS_PORT: i32 = 443;
 
-/// A listener of one of our Gateways that Gatehouse serves.
+/// A listener of one of our Gateways that Gatehouse accepts. Routes attach
+/// to it whether or not it is programmed (its status counts them), but
+/// only a programmed one serves them.
 pub(super) struct Open<'a> {
     pub(super) gateway: &'a ObjectKey,
     /// The listener's place in its Gateway's report.
@@ -30,6 +32,18 @@ pub(super) struct Open<'a> {
     pub(super) tls: bool,
     /// The route kinds `allowedRoutes.kinds` admits of those served here.
     pub(super) kinds: Vec<&'static str>,
+    /// An HTTPS listener's certificate and its Secret; `None` for plain
+    /// HTTP, and for an HTTPS listener whose certificate cannot be used,
+    /// which is not programmed.
+    pub(super) cert: Option<(ObjectKey, CertEntry)>,
+}
+
+impl Open<'_> {
+    /// Whether the listener serves its routes: plain HTTP always, HTTPS
+    /// with a usable certificate.
+    pub(super) fn programmed(&self) -> bool {
+        !self.tls || self.cert.is_some()
+    }
 }
 
 impl Build<'_> {
@@ -89,13 +103,31 @@ impl Build<'_> {
             ..ListenerReport::default()
         };
         match self.open_listener(key, index, listener) {
-            Ok((l, kinds)) => {
+            Ok((mut l, kinds)) => {
+                report.supported_kinds = l.kinds.clone();
+                if l.tls {
+                    match self.listener_cert(&l) {
+                        Ok(found) => l.cert = Some(found),
+                        Err((reason, why)) => {
+                            let message = format!(
+                                "listener {}: {why} ({reason}); not programmed: its routes are not served over HTTPS, and a handshake for its hostnames fails unless another certificate covers them",
+                                listener.name
+                            );
+                            self.warn(key, WarningKind::GatewayListener, message);
+                            report.conditions = vec![
+                                Condition::yes("Accepted", "Accepted"),
+                                Condition::no("ResolvedRefs", reason, why.clone()),
+                                Condition::no("Programmed", "Invalid", why),
+                            ];
+                            return (report, Some(l));
+                        }
+                    }
+                }
                 report.conditions = vec![
                     Condition::yes("Accepted", "Accepted"),
                     kinds.unwrap_or_else(|| Condition::yes("ResolvedRefs", "ResolvedRefs")),
                     Condition::yes("Programmed", "Programmed"),
                 ];
-                report.supported_kinds = l.kinds.clone();
                 (report, Some(l))
             }
             Err(refused) => {
@@ -183,6 +215,7 @@ impl Build<'_> {
                 .map(|h| HostPattern::parse_gateway(Some(h))),
             tls,
             kinds: served,
+            cert: None,
         };
         Ok((open, kinds_condition))
     }
@@ -233,7 +266,7 @@ impl Build<'_> {
     fn listener_cert(
         &mut self,
         l: &Open<'_>,
-    ) -> Result<(ObjectKey, crate::table::CertEntry), (&'static str, String)> {
+    ) -> Result<(ObjectKey, CertEntry), (&'static str, String)> {
         let refs = l
             .listener
             .tls
@@ -283,48 +316,44 @@ impl Build<'_> {
         }
     }
 
-    /// The certificate of each HTTPS listener: for its hostname, or, when
-    /// it has none, for the hosts of the routes it took. A listener whose
-    /// certificate cannot be used says so in its status.
+    /// The certificate of each programmed HTTPS listener: for its
+    /// hostname, or, when it has none, for the hosts of the routes it took.
+    /// The same names of a listener that is not programmed are refused,
+    /// so that no handshake serves them with the default certificate as
+    /// if it were; a name another certificate covers (an Ingress's, or
+    /// another listener's) keeps it, and so do all names while a
+    /// programmed HTTPS listener without a hostname takes every name.
     pub(super) fn add_listener_certs(
         &mut self,
         open: &[Open<'_>],
         listener_hosts: &ListenerHosts<'_>,
     ) {
+        let catch_all = open
+            .iter()
+            .any(|l| l.tls && l.hostname.is_none() && l.programmed());
         for l in open.iter().filter(|l| l.tls) {
             let name = &l.listener.name;
-            let (secret, cert) = match self.listener_cert(l) {
-                Ok(found) => found,
-                Err((reason, why)) => {
-                    let message = format!(
-                        "listener {name}: {why} ({reason}); its hosts get the default certificate"
-                    );
-                    self.warn(l.gateway, WarningKind::GatewayListener, message);
-                    if let Some(gw) = self.report.gateways.get_mut(l.gateway) {
-                        gw.listeners[l.index].conditions = vec![
-                            Condition::yes("Accepted", "Accepted"),
-                            Condition::no("ResolvedRefs", reason, why.clone()),
-                            Condition::no("Programmed", "Invalid", why),
-                        ];
-                    }
-                    continue;
-                }
-            };
             let hosts = match &l.hostname {
                 Some(h) => vec![h.clone()],
-                None => {
-                    // A listener for every name answers every name it has
-                    // no other certificate for (`--default-ssl-certificate`,
-                    // set later, wins over it).
-                    if !self.table.certs.has_default() {
-                        self.table.certs.set_default(cert.clone());
-                    }
-                    listener_hosts
-                        .get(&(l.gateway, name.as_str()))
-                        .cloned()
-                        .unwrap_or_default()
-                }
+                None => listener_hosts
+                    .get(&(l.gateway, name.as_str()))
+                    .cloned()
+                    .unwrap_or_default(),
             };
+            let Some((secret, cert)) = &l.cert else {
+                if !catch_all {
+                    for host in &hosts {
+                        self.table.certs.refuse(host);
+                    }
+                }
+                continue;
+            };
+            // A listener for every name answers every name it has no
+            // other certificate for (`--default-ssl-certificate`, set
+            // later, wins over it).
+            if l.hostname.is_none() && !self.table.certs.has_default() {
+                self.table.certs.set_default(cert.clone());
+            }
             for host in hosts {
                 if !self.table.certs.insert_first(&host, cert.clone()) {
                     let message = format!("listener {name}: host {host} already has a certificate (from an Ingress or an older listener); Secret {secret} is not used for it");

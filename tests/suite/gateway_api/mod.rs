@@ -24,6 +24,7 @@ mod conformance_filters;
 mod conformance_grpc;
 mod conformance_matching;
 mod conformance_references;
+mod listener_certificates;
 mod schema;
 mod shared_hosts;
 mod status;
