@@ -31,13 +31,15 @@ struct Shared<B> {
 
 /// The request body as the exchange reads it.
 pub struct ClientBody<B = Incoming> {
-    shared: Arc<Mutex<Shared<B>>>,
+    /// `None` when there is no body at all (most requests): then nothing
+    /// is shared or allocated.
+    shared: Option<Arc<Mutex<Shared<B>>>>,
     hint: SizeHint,
 }
 
 /// The proxy's hold on a request body, to take it back.
 pub struct Unread<B = Incoming> {
-    shared: Arc<Mutex<Shared<B>>>,
+    shared: Option<Arc<Mutex<Shared<B>>>>,
 }
 
 /// The exchange's body was taken back: its response was complete.
@@ -48,12 +50,13 @@ pub struct Withdrawn;
 /// Shares `body` between the request and the proxy.
 pub fn share<B: Body>(body: B) -> (ClientBody<B>, Unread<B>) {
     let hint = body.size_hint();
-    let ended = body.is_end_stream();
-    let shared = Arc::new(Mutex::new(Shared {
-        body: (!ended).then_some(body),
-        withdrawn: false,
-        waker: None,
-    }));
+    let shared = (!body.is_end_stream()).then(|| {
+        Arc::new(Mutex::new(Shared {
+            body: Some(body),
+            withdrawn: false,
+            waker: None,
+        }))
+    });
     let unread = Unread {
         shared: shared.clone(),
     };
@@ -69,7 +72,7 @@ impl<B> Unread<B> {
     /// Takes the body back, if the client has not sent all of it yet;
     /// whoever still reads it gets `Withdrawn`.
     pub fn withdraw(self) -> Option<B> {
-        let mut shared = lock(&self.shared);
+        let mut shared = lock(self.shared.as_ref()?);
         let body = shared.body.take()?;
         shared.withdrawn = true;
         if let Some(waker) = shared.waker.take() {
@@ -91,7 +94,10 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut shared = lock(&self.shared);
+        let Some(shared) = &self.shared else {
+            return Poll::Ready(None);
+        };
+        let mut shared = lock(shared);
         let Some(body) = shared.body.as_mut() else {
             return match shared.withdrawn {
                 true => Poll::Ready(Some(Err(Box::new(Withdrawn)))),
@@ -115,7 +121,10 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        let shared = lock(&self.shared);
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let shared = lock(shared);
         match &shared.body {
             Some(body) => body.is_end_stream(),
             None => !shared.withdrawn,
@@ -123,7 +132,10 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &lock(&self.shared).body {
+        let Some(shared) = &self.shared else {
+            return self.hint;
+        };
+        match &lock(shared).body {
             Some(body) => body.size_hint(),
             None => self.hint,
         }
@@ -186,6 +198,7 @@ mod tests {
     fn no_body_has_nothing_to_withdraw() {
         let (lent, unread) = share(Empty::<Bytes>::new());
         assert!(lent.is_end_stream());
+        assert!(lent.shared.is_none(), "nothing shared for no body");
         assert!(unread.withdraw().is_none());
     }
 }
