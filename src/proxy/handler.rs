@@ -21,6 +21,7 @@ use super::request_log::LoggedBody;
 use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
 use crate::telemetry::Telemetry;
+use crate::upstream::client_body::{self, ClientBody};
 use crate::upstream::{exchange_timeouts, Upstreams};
 
 /// The body of every response the proxy sends.
@@ -70,7 +71,12 @@ impl Proxy {
         &self.telemetry
     }
 
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        // The body is lent to the request path and taken back once the
+        // response is complete (see `client_body`).
+        let (parts, body) = req.into_parts();
+        let (body, unread) = client_body::share(body);
+        let mut req = Request::from_parts(parts, body);
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
         let mut response = match decide(&cx, &req) {
             Decision::Forward(forward) => self.serve_route(&mut cx, req, forward).await,
@@ -82,7 +88,7 @@ impl Proxy {
         let mut record = cx.record;
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
-        response.map(|body| LoggedBody::new(body, record, telemetry))
+        response.map(|body| LoggedBody::new(body, record, telemetry).leaving(unread))
     }
 
     /// A request the table routes: a canary's share, the access checks,
@@ -91,7 +97,7 @@ impl Proxy {
     async fn serve_route(
         &self,
         cx: &mut RequestContext<'_>,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         mut forward: Forward,
     ) -> Response<Inner> {
         choice::canary(&mut forward, req.headers());
@@ -144,7 +150,7 @@ impl Proxy {
     async fn forward(
         &self,
         cx: &mut RequestContext<'_>,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         forward: &Forward,
     ) -> Response<Inner> {
         if let Err(status) = access::body_size(forward, &req) {
@@ -194,7 +200,7 @@ impl Proxy {
 
 /// The controller ConfigMap's block lists, a request without a host, or
 /// what the table says about the request.
-fn decide(cx: &RequestContext<'_>, req: &Request<Incoming>) -> Decision {
+fn decide(cx: &RequestContext<'_>, req: &Request<ClientBody>) -> Decision {
     if cx
         .table
         .edge

@@ -9,15 +9,26 @@
 //! peek) for unread input and, if there is some, hands the socket to a
 //! task. Nothing else changes for the connection and no descriptor is
 //! duplicated.
+//!
+//! A request body the client is still sending when its response is
+//! complete lingers the same way, with the same bounds (`unread_body`):
+//! an HTTP/2 stream is read and dropped, then reset with `NO_ERROR` (RFC
+//! 9113 §8.1); an HTTP/1.1 connection is closed after the response, and
+//! lingers as above.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Version;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use crate::upstream::client_body::Unread;
 
 /// How long, and how much, a closing connection's unread input is read
 /// and thrown away: a client uploading a large body answered early (413)
@@ -26,6 +37,48 @@ use tokio_rustls::server::TlsStream;
 /// bound keeps one client from holding a socket longer.
 const LINGER_FOR: Duration = Duration::from_secs(10);
 const LINGER_BYTES: usize = 64 << 20;
+
+/// Ends a request body that the client may still be sending now that its
+/// response is complete (the endpoint answered without reading it all, or
+/// the proxy answered without forwarding it): the body is withdrawn from
+/// the upstream exchange, which ends its upstream request.
+///
+/// Over HTTP/2 the stream goes on being read and dropped, within the
+/// bounds of a lingering close, and is then reset with `NO_ERROR`. A reset
+/// sent at once with the response can reach the client in the same read as
+/// the response, while it is still uploading; some clients (curl 7.x) then
+/// report a stream error and drop the response. Read on, the client sees
+/// its answer, stops sending and ends the stream itself; the bounds keep
+/// one that does not from holding the stream. Over HTTP/1.1 the body is
+/// dropped: hyper closes the connection after the response (the message
+/// cannot be cut short otherwise), and the connection lingers.
+pub fn unread_body(unread: Unread, version: Version) {
+    let Some(body) = unread.withdraw() else {
+        return;
+    };
+    if version != Version::HTTP_2 {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(discard(body));
+    }
+}
+
+/// Reads and drops what a stream still brings, for a bounded time and
+/// amount; the body is then dropped, which resets the stream if the client
+/// has not ended it.
+async fn discard(mut body: Incoming) {
+    let drain = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => total += frame.data_ref().map_or(0, bytes::Bytes::len),
+                Some(Err(_)) | None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
+}
 
 /// A stream whose TCP socket can be taken back when it is dropped.
 pub trait IntoTcp {

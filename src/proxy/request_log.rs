@@ -16,9 +16,11 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::table::Route;
 
+use super::linger;
 use crate::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::Telemetry;
+use crate::upstream::client_body::Unread;
 use crate::upstream::exchange_timeouts::Progress;
 use crate::upstream::Backend;
 
@@ -160,6 +162,9 @@ pub struct LoggedBody<B> {
     sent: u64,
     record: Option<Box<RequestRecord>>,
     telemetry: Arc<Telemetry>,
+    /// The request body the client may still be sending, handed to
+    /// `linger::unread_body` when the response is complete.
+    unread: Option<Unread>,
 }
 
 impl<B> LoggedBody<B> {
@@ -169,12 +174,24 @@ impl<B> LoggedBody<B> {
             sent: 0,
             record: Some(Box::new(record)),
             telemetry,
+            unread: None,
         }
+    }
+
+    /// The same body, which ends the request's `unread` body when the
+    /// response is complete (or dropped).
+    pub fn leaving(mut self, unread: Unread) -> Self {
+        self.unread = Some(unread);
+        self
     }
 
     fn finish(&mut self) {
         if let Some(record) = self.record.take() {
+            let version = record.version;
             record.finish(self.sent, &self.telemetry);
+            if let Some(unread) = self.unread.take() {
+                linger::unread_body(unread, version);
+            }
         }
     }
 }

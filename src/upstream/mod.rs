@@ -7,6 +7,7 @@
 //! backend names its Service) and `tls`.
 
 mod backend;
+pub(crate) mod client_body;
 mod endpoints;
 pub(crate) mod exchange_timeouts;
 mod pool;

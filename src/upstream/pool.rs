@@ -38,6 +38,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
+use super::client_body::ClientBody;
 use super::exchange_timeouts::Watched;
 use super::retry_body::Lease;
 use crate::tls::provider;
@@ -46,7 +47,7 @@ use crate::upstream::{Timeouts, UpstreamKeepalive};
 /// The body sent upstream: the client's, cut off past the route's limit,
 /// reporting its progress for the send and read timeouts, leased to one
 /// attempt at a time.
-pub type UpstreamBody = Lease<Watched<Limited<Incoming>>>;
+pub type UpstreamBody = Lease<Watched<Limited<ClientBody>>>;
 
 /// How often the pools look for idle connections to drop.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);

@@ -6,18 +6,18 @@
 use std::sync::Arc;
 
 use http::{Request, Uri};
-use hyper::body::Incoming;
 
 use crate::connection::headers;
 use crate::policy::mirror;
 use crate::table::GatewayRule;
+use crate::upstream::client_body::ClientBody;
 use crate::upstream::{LoadBalance, Timeouts, Upstream};
 use crate::upstream::{OwnRequest, Upstreams};
 
 /// Sends the copies; the request itself goes on untouched.
 pub fn send(
     upstreams: &Arc<Upstreams>,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     rule: &GatewayRule,
     timeouts: Timeouts,
 ) {

@@ -5,7 +5,6 @@
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
@@ -22,7 +21,7 @@ pub struct Upgrade {
 }
 
 /// The upgrade a request asks for, if any (HTTP/1.1 only).
-pub fn requested(req: &mut Request<Incoming>) -> Option<Upgrade> {
+pub fn requested<B>(req: &mut Request<B>) -> Option<Upgrade> {
     let protocol = asked_protocol(req)?;
     let client = hyper::upgrade::on(req);
     Some(Upgrade { protocol, client })

@@ -13,17 +13,17 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, StatusCode};
 use http_body_util::Limited;
-use hyper::body::Incoming;
 
 use crate::connection::headers;
 use crate::policy::{body_size, client_cert, upstream_headers};
 use crate::proxy::context::RequestContext;
 use crate::table::Forward;
+use crate::upstream::client_body::ClientBody;
 use crate::upstream::exchange_timeouts::{Progress, Watched};
 use crate::upstream::retry_body::BodySlot;
 
 /// The request body as attempts send it.
-pub type Body = BodySlot<Watched<Limited<Incoming>>>;
+pub type Body = BodySlot<Watched<Limited<ClientBody>>>;
 
 /// A request ready to be sent to an endpoint, and sent again.
 pub struct Outgoing {
@@ -51,7 +51,7 @@ impl Outgoing {
 /// to switch to. A rewritten path that is no valid URI path gets 400.
 pub fn prepare(
     cx: &mut RequestContext<'_>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     forward: &Forward,
     upgrade: Option<&HeaderValue>,
 ) -> Result<Outgoing, StatusCode> {
