@@ -88,7 +88,8 @@ impl Proxy {
         let mut record = cx.record;
         record.status = response.status().as_u16();
         let telemetry = self.telemetry.clone();
-        response.map(|body| LoggedBody::new(body, record, telemetry).leaving(unread))
+        let quiet = cx.table.edge.client_body_timeout();
+        response.map(|body| LoggedBody::new(body, record, telemetry).leaving(unread, quiet))
     }
 
     /// A request the table routes: a canary's share, the access checks,
@@ -184,8 +185,9 @@ impl Proxy {
                 // again.
                 let exchange = std::pin::pin!(self.upstreams.send(request, to));
                 let (progress, send, read) = (&outgoing.progress, timeouts.send, timeouts.read);
+                let client_body = cx.table.edge.client_body_timeout();
                 AttemptError::from_exchange(
-                    exchange_timeouts::within(exchange, progress, send, read).await,
+                    exchange_timeouts::within(exchange, progress, send, read, client_body).await,
                     progress,
                 )
             };

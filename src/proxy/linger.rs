@@ -52,7 +52,7 @@ const LINGER_BYTES: usize = 64 << 20;
 /// one that does not from holding the stream. Over HTTP/1.1 the body is
 /// dropped: hyper closes the connection after the response (the message
 /// cannot be cut short otherwise), and the connection lingers.
-pub fn unread_body(unread: Unread, version: Version) {
+pub fn unread_body(unread: Unread, version: Version, quiet: Duration) {
     let Some(body) = unread.withdraw() else {
         return;
     };
@@ -60,20 +60,21 @@ pub fn unread_body(unread: Unread, version: Version) {
         return;
     }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(discard(body));
+        runtime.spawn(discard(body, quiet));
     }
 }
 
 /// Reads and drops what a stream still brings, for a bounded time and
-/// amount; the body is then dropped, which resets the stream if the client
-/// has not ended it.
-async fn discard(mut body: Incoming) {
+/// amount, and while the client never goes `quiet` for longer
+/// (`client-body-timeout`); the body is then dropped, which resets the
+/// stream if the client has not ended it.
+async fn discard(mut body: Incoming, quiet: Duration) {
     let drain = async {
         let mut total = 0;
         while total < LINGER_BYTES {
-            match body.frame().await {
-                Some(Ok(frame)) => total += frame.data_ref().map_or(0, bytes::Bytes::len),
-                Some(Err(_)) | None => break,
+            match tokio::time::timeout(quiet, body.frame()).await {
+                Ok(Some(Ok(frame))) => total += frame.data_ref().map_or(0, bytes::Bytes::len),
+                Ok(Some(Err(_)) | None) | Err(_) => break,
             }
         }
     };

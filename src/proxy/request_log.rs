@@ -163,8 +163,9 @@ pub struct LoggedBody<B> {
     record: Option<Box<RequestRecord>>,
     telemetry: Arc<Telemetry>,
     /// The request body the client may still be sending, handed to
-    /// `linger::unread_body` when the response is complete.
-    unread: Option<Unread>,
+    /// `linger::unread_body` when the response is complete, and the
+    /// longest the client may go quiet within it (`client-body-timeout`).
+    unread: Option<(Unread, Duration)>,
 }
 
 impl<B> LoggedBody<B> {
@@ -179,9 +180,10 @@ impl<B> LoggedBody<B> {
     }
 
     /// The same body, which ends the request's `unread` body when the
-    /// response is complete (or dropped).
-    pub fn leaving(mut self, unread: Unread) -> Self {
-        self.unread = Some(unread);
+    /// response is complete (or dropped), reading on while the client
+    /// never goes quiet for longer than `quiet`.
+    pub fn leaving(mut self, unread: Unread, quiet: Duration) -> Self {
+        self.unread = Some((unread, quiet));
         self
     }
 
@@ -189,8 +191,8 @@ impl<B> LoggedBody<B> {
         if let Some(record) = self.record.take() {
             let version = record.version;
             record.finish(self.sent, &self.telemetry);
-            if let Some(unread) = self.unread.take() {
-                linger::unread_body(unread, version);
+            if let Some((unread, quiet)) = self.unread.take() {
+                linger::unread_body(unread, version, quiet);
             }
         }
     }

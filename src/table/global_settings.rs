@@ -42,8 +42,20 @@ pub struct GlobalSettings {
     pub backend_server_header: bool,
     /// `client-header-timeout` (else `--header-read-timeout`).
     pub header_timeout: Option<Duration>,
+    /// `client-body-timeout`: the longest the client may go quiet within
+    /// its request body (see `client_body_timeout()`).
+    pub client_body_timeout: Option<Duration>,
     /// `http2-max-concurrent-streams` (else `--h2-max-concurrent-streams`).
     pub h2_max_concurrent_streams: Option<u32>,
+}
+
+impl GlobalSettings {
+    /// `client-body-timeout`, 60 s unless set, as nginx's
+    /// `client_body_timeout`: the longest gap between two pieces of a
+    /// request body while the client is sending it.
+    pub fn client_body_timeout(&self) -> Duration {
+        self.client_body_timeout.unwrap_or(Duration::from_secs(60))
+    }
 }
 
 /// Client connections kept alive (`keep-alive`, `keep-alive-requests`).

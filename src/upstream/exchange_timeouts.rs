@@ -68,13 +68,20 @@ impl Progress {
     }
 
     /// The instant past which the exchange has timed out, and which of the
-    /// two timeouts that is.
-    pub fn deadline(&self, send: Duration, read: Duration) -> (Instant, Stalled) {
+    /// timeouts that is. While the body waits for the client, the shorter
+    /// of `send` and `client_body` (`client-body-timeout`) applies: the
+    /// body streams as it arrives, so the endpoint is kept waiting too.
+    pub fn deadline(
+        &self,
+        send: Duration,
+        read: Duration,
+        client_body: Duration,
+    ) -> (Instant, Stalled) {
         let last = self.started + Duration::from_nanos(self.last.load(Ordering::Acquire));
         if self.done.load(Ordering::Acquire) {
             (last + read, Stalled::Response)
         } else if self.awaiting_client.load(Ordering::Acquire) {
-            (last + send, Stalled::Client)
+            (last + send.min(client_body), Stalled::Client)
         } else {
             (last + send, Stalled::Upstream)
         }
@@ -255,16 +262,23 @@ pub async fn within<F: std::future::Future>(
     progress: &Progress,
     send: Duration,
     read: Duration,
+    client_body: Duration,
 ) -> Result<F::Output, Stalled> {
     loop {
-        let (deadline, _) = progress.deadline(send, read);
+        let (mut deadline, _) = progress.deadline(send, read, client_body);
+        if !progress.body_done() {
+            // Which side the body waits for changes while this sleeps (at
+            // first nothing has polled it yet), and the client's timeout
+            // may be the shorter: look again by then at the latest.
+            deadline = deadline.min(Instant::now() + send.min(client_body));
+        }
         tokio::select! {
             // The exchange first: its result stands even at the deadline.
             biased;
             output = exchange.as_mut() => return Ok(output),
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // Progress may have moved the deadline while we slept.
-                let (now_deadline, now_stalled) = progress.deadline(send, read);
+                let (now_deadline, now_stalled) = progress.deadline(send, read, client_body);
                 if now_deadline <= Instant::now() {
                     return Err(now_stalled);
                 }

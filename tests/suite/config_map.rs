@@ -330,6 +330,29 @@ async fn keep_alive_requests_and_keep_alive_close_client_connections() {
 }
 
 #[tokio::test]
+async fn client_body_timeout_answers_a_client_that_stops_sending_its_body_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // proxy-send-timeout stays at its 60 s: the ConfigMap's 1 s is what
+    // ends the wait for a client that went quiet within its body.
+    let (_web, manifests) = web_with(&[("upload", &[])]).await;
+    let (_dir, gatehouse) = serve(&manifests, &[("client-body-timeout", "1")]).await;
+    let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+        .await
+        .expect("connect");
+    let head = "POST /upload HTTP/1.1\r\nhost: upload.test\r\ncontent-length: 500\r\n\r\n";
+    raw.write_all(head.as_bytes()).await.expect("head");
+    raw.write_all(&[b'z'; 100])
+        .await
+        .expect("a fifth of the body");
+    let mut status = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), raw.read_exact(&mut status))
+        .await
+        .expect("an answer long before proxy-send-timeout")
+        .expect("status line");
+    assert_eq!(&status[9..12], b"408");
+}
+
+#[tokio::test]
 async fn upstream_keepalive_requests_bounds_each_endpoint_connection() {
     let (web, manifests) = web_with(&[("shop", &[])]).await;
     let (_dir, gatehouse) = serve(&manifests, &[("upstream-keepalive-requests", "2")]).await;

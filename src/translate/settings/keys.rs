@@ -44,7 +44,7 @@ pub const KEYS: &[(&str, KeyStatus)] = &[
     ("client-header-buffer-size", Accepted),
     ("client-header-timeout", Applied),
     ("client-body-buffer-size", Accepted),
-    ("client-body-timeout", NotImplemented),
+    ("client-body-timeout", Applied),
     ("disable-access-log", NotImplemented),
     ("disable-ipv6", NotImplemented),
     ("disable-ipv6-dns", Accepted),

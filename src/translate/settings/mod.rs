@@ -156,6 +156,7 @@ impl Settings {
             "upstream-keepalive-timeout" => edge.upstream.timeout = parse_seconds(value)?,
             "upstream-keepalive-requests" => edge.upstream.requests = positive(value)?,
             "client-header-timeout" => edge.header_timeout = Some(parse_seconds(value)?),
+            "client-body-timeout" => edge.client_body_timeout = Some(parse_seconds(value)?),
             "http2-max-concurrent-streams" => {
                 edge.h2_max_concurrent_streams = Some(positive(value)?)
             }
@@ -481,6 +482,17 @@ mod tests {
         assert_eq!(settings.routes.limit_statuses.rate.as_u16(), 429);
         assert_eq!(settings.edge.upstream.connections, 0);
         assert!(!settings.routes.ssl_redirect);
+    }
+
+    #[test]
+    fn client_body_timeout_is_read_in_seconds_and_defaults_to_60() {
+        let (settings, problems) = apply(&[("client-body-timeout", "7")]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(settings.edge.client_body_timeout(), Duration::from_secs(7));
+        let (settings, _) = apply(&[]);
+        assert_eq!(settings.edge.client_body_timeout(), Duration::from_secs(60));
+        let (_, problems) = apply(&[("client-body-timeout", "soon")]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]
