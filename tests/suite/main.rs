@@ -51,3 +51,4 @@ mod service_upstream;
 mod streamed_body_limit;
 mod telemetry;
 mod translate_fixtures;
+mod websocket_h2;
