@@ -50,5 +50,6 @@ mod request_snapshot;
 mod service_upstream;
 mod streamed_body_limit;
 mod telemetry;
+mod tls_server_order;
 mod translate_fixtures;
 mod websocket_h2;
