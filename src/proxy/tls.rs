@@ -247,18 +247,27 @@ async fn peek_server_name(stream: &TcpStream) -> std::io::Result<Option<String>>
 }
 
 /// A self-signed certificate made at start, served to names no Secret
-/// covers (as ingress-nginx serves its "fake certificate").
+/// covers (as ingress-nginx serves its "fake certificate"). Valid for a
+/// year from an hour before start, as ingress-nginx's is: no client
+/// trusts it anyway, and a validity of centuries (rcgen's default) is
+/// what certificate checkers rightly flag.
 pub fn default_certificate() -> Result<Arc<CertifiedKey>, TlsSetupError> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(vec!["gatehouse.invalid".to_owned()])?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Gatehouse default certificate");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + DEFAULT_CERTIFICATE_VALIDITY;
     let cert = params.self_signed(&key)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
     Ok(certified_key_from_der(chain, key_der)?)
 }
+
+/// How long the default certificate is valid from start.
+const DEFAULT_CERTIFICATE_VALIDITY: time::Duration = time::Duration::days(365);
 
 /// TLS 1.2 and 1.3 with the server's suite order; ALPN offers HTTP/2 and
 /// HTTP/1.1.
@@ -289,3 +298,19 @@ fn shared_config(
     Ok(Arc::new(config))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_certificate_is_valid_for_a_year_from_start() {
+        let key = default_certificate().unwrap();
+        let not_after = crate::tls::not_after(&key).unwrap();
+        let in_a_year = time::OffsetDateTime::now_utc() + DEFAULT_CERTIFICATE_VALIDITY;
+        let off = (not_after - in_a_year.unix_timestamp()).abs();
+        assert!(
+            off < 3600,
+            "not after {not_after}, a year from now {in_a_year}"
+        );
+    }
+}
