@@ -39,6 +39,7 @@ use super::Annotations;
 use crate::cluster::ObjectKey;
 use crate::connection::peer_cert::Verdict;
 use crate::connection::PeerCert;
+use crate::tls::Preference;
 
 static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
@@ -73,8 +74,8 @@ pub struct ClientAuth {
     /// whether a connection was opened under this same policy.
     pub fingerprint: u64,
     /// The rustls configuration for handshakes under this policy, built
-    /// on first use.
-    config: OnceLock<Arc<ServerConfig>>,
+    /// on first use: in the server's order, and with ChaCha20 first.
+    config: [OnceLock<Arc<ServerConfig>>; 2],
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -215,7 +216,7 @@ impl ClientAuth {
             pass_certificate,
             match_cn,
             fingerprint: hasher.finish(),
-            config: OnceLock::new(),
+            config: [OnceLock::new(), OnceLock::new()],
         }))
     }
 
@@ -229,24 +230,21 @@ impl ClientAuth {
         &self,
         resolver: &Arc<dyn ResolvesServerCert>,
         settings: &crate::tls::TlsSettings,
+        preference: Preference,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
-        if let Some(config) = self.config.get() {
+        let slot = &self.config[preference as usize];
+        if let Some(config) = slot.get() {
             return Ok(config.clone());
         }
-        let (provider, versions) = crate::tls::tls_choice(settings);
         let ask = Arc::new(AskForCertificate {
             inner: self.verifier.clone(),
             offer: self.mode != VerifyMode::Off,
         });
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&versions)?
-            .with_client_cert_verifier(ask)
-            .with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut config = crate::tls::server_config(settings, preference, ask, resolver.clone())?;
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         let config = Arc::new(config);
-        Ok(self.config.get_or_init(|| config).clone())
+        Ok(slot.get_or_init(|| config).clone())
     }
 
     /// Verifies what the client sent in the handshake.

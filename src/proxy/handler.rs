@@ -78,7 +78,7 @@ impl Proxy {
         let (body, unread) = client_body::share(body);
         let mut req = Request::from_parts(parts, body);
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
-        let mut response = match decide(&cx, &req) {
+        let mut response = match decide(&cx, &mut req) {
             Decision::Forward(forward) => self.serve_route(&mut cx, req, forward).await,
             Decision::Redirect { location, status } => answer::redirect(location, status),
             Decision::Respond(status) => answer::status(status),
@@ -162,8 +162,7 @@ impl Proxy {
         cx.choice = choice::endpoint(cx, &req, forward, &upstream);
         let upgrade = upgrade::requested(&mut req);
         self.upstreams.configure(&cx.table.edge.upstream);
-        let protocol = upgrade.as_ref().map(|u| &u.protocol);
-        let mut outgoing = match upstream_request::prepare(cx, req, forward, protocol) {
+        let mut outgoing = match upstream_request::prepare(cx, req, forward, upgrade.as_ref()) {
             Ok(outgoing) => outgoing,
             Err(status) => return answer::status(status),
         };
@@ -200,9 +199,10 @@ impl Proxy {
     }
 }
 
-/// The controller ConfigMap's block lists, a request without a host, or
-/// what the table says about the request.
-fn decide(cx: &RequestContext<'_>, req: &Request<ClientBody>) -> Decision {
+/// The controller ConfigMap's block lists, a request without a host, an
+/// HTTP/2 extended CONNECT for a protocol we do not tunnel, or what the
+/// table says about the request.
+fn decide(cx: &RequestContext<'_>, req: &mut Request<ClientBody>) -> Decision {
     if cx
         .table
         .edge
@@ -213,6 +213,9 @@ fn decide(cx: &RequestContext<'_>, req: &Request<ClientBody>) -> Decision {
     }
     if !cx.has_host() {
         return Decision::Respond(StatusCode::BAD_REQUEST);
+    }
+    if let Err(status) = upgrade::extended_connect(req) {
+        return Decision::Respond(status);
     }
     cx.table.decide(&cx.request_facts(req))
 }

@@ -118,7 +118,9 @@ impl ConnSettings {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.h2_max_concurrent_streams)
-            .max_header_list_size(header_list);
+            .max_header_list_size(header_list)
+            // RFC 8441: WebSockets over HTTP/2 (see `phase::upgrade`).
+            .enable_connect_protocol();
         server
     }
 }

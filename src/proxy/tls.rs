@@ -24,7 +24,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::connection::PeerCert;
 use crate::table::{Handshake, RouteTable};
-use crate::tls::{certified_key_from_der, tls_choice, TlsError, TlsSettings};
+use crate::tls::{certified_key_from_der, preference, Preference, TlsError, TlsSettings};
 use crate::upstream::Backend;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +66,8 @@ impl ResolvesServerCert for CertResolver {
 /// The HTTPS listener's handshakes.
 #[derive(Clone)]
 pub struct Handshakes {
-    /// The shared configuration and the settings it was built for.
-    shared: Arc<ArcSwap<(Arc<TlsSettings>, Arc<ServerConfig>)>>,
+    /// The shared configurations and the settings they were built for.
+    shared: Arc<ArcSwap<(Arc<TlsSettings>, Shared)>>,
     resolver: Arc<dyn ResolvesServerCert>,
     cert_resolver: Arc<CertResolver>,
     /// Kept across configurations, so that a settings change does not
@@ -82,19 +82,56 @@ struct Resumption {
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
+impl Resumption {
+    /// Tickets and the session-id cache, with the lifetimes and key
+    /// rotation of `tls::resumption`.
+    fn new() -> Result<Self, TlsSetupError> {
+        Ok(Resumption {
+            ticketer: crate::tls::ticketer()?,
+            sessions: crate::tls::session_cache(),
+        })
+    }
+}
+
+/// The shared configuration in the server's order, and the same with
+/// ChaCha20 first for clients that list it first.
+#[derive(Clone)]
+struct Shared {
+    aes: Arc<ServerConfig>,
+    chacha: Arc<ServerConfig>,
+}
+
+impl Shared {
+    fn new(
+        resolver: &Arc<CertResolver>,
+        settings: &TlsSettings,
+        resumption: &Resumption,
+    ) -> Result<Self, TlsSetupError> {
+        let build = |preference| shared_config(resolver.clone(), settings, preference, resumption);
+        Ok(Shared {
+            aes: build(Preference::Aes)?,
+            chacha: build(Preference::ChaCha)?,
+        })
+    }
+
+    fn get(&self, preference: Preference) -> Arc<ServerConfig> {
+        match preference {
+            Preference::Aes => self.aes.clone(),
+            Preference::ChaCha => self.chacha.clone(),
+        }
+    }
+}
+
 impl Handshakes {
     pub fn new(
         table: Arc<ArcSwap<RouteTable>>,
         resolver: Arc<CertResolver>,
     ) -> Result<Self, TlsSetupError> {
-        let resumption = Resumption {
-            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
-            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
-        };
+        let resumption = Resumption::new()?;
         let settings = table.load().edge.tls.clone();
-        let config = shared_config(resolver.clone(), &settings, &resumption)?;
+        let shared = Shared::new(&resolver, &settings, &resumption)?;
         Ok(Handshakes {
-            shared: Arc::new(ArcSwap::from_pointee((settings, config))),
+            shared: Arc::new(ArcSwap::from_pointee((settings, shared))),
             resolver: resolver.clone(),
             cert_resolver: resolver,
             resumption,
@@ -103,25 +140,27 @@ impl Handshakes {
     }
 
     /// The shared configuration for the current table's `ssl-protocols`
-    /// and `ssl-ciphers`, rebuilt only when they change.
-    fn current(&self) -> Arc<ServerConfig> {
+    /// and `ssl-ciphers` and the client's `preference`, rebuilt only when
+    /// they change.
+    fn current(&self, preference: Preference) -> Arc<ServerConfig> {
         let settings = self.table.load().edge.tls.clone();
         let shared = self.shared.load();
         if Arc::ptr_eq(&shared.0, &settings) {
-            return shared.1.clone();
+            return shared.1.get(preference);
         }
-        let config = if *shared.0 == *settings {
+        let configs = if *shared.0 == *settings {
             shared.1.clone()
         } else {
-            match shared_config(self.cert_resolver.clone(), &settings, &self.resumption) {
-                Ok(config) => config,
+            match Shared::new(&self.cert_resolver, &settings, &self.resumption) {
+                Ok(configs) => configs,
                 Err(e) => {
                     tracing::warn!("TLS settings of the controller ConfigMap not applied: {e}");
                     shared.1.clone()
                 }
             }
         };
-        self.shared.store(Arc::new((settings, config.clone())));
+        let config = configs.get(preference);
+        self.shared.store(Arc::new((settings, configs)));
         config
     }
 
@@ -152,16 +191,17 @@ impl Handshakes {
         stream: TcpStream,
     ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerCert>)> {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-        let client_auth = start
-            .client_hello()
+        let hello = start.client_hello();
+        let preference = preference(hello.cipher_suites());
+        let client_auth = hello
             .server_name()
             .and_then(|name| self.table.load().client_auth_for(name).cloned());
         let Some(client_auth) = client_auth else {
-            return Ok((start.into_stream(self.current()).await?, None));
+            return Ok((start.into_stream(self.current(preference)).await?, None));
         };
         let settings = self.table.load().edge.tls.clone();
         let config = client_auth
-            .server_config(&self.resolver, &settings)
+            .server_config(&self.resolver, &settings, preference)
             .map_err(std::io::Error::other)?;
         let tls = start.into_stream(config).await?;
         let peer = client_auth.verify(tls.get_ref().1.peer_certificates());
@@ -212,30 +252,38 @@ async fn peek_server_name(stream: &TcpStream) -> std::io::Result<Option<String>>
 }
 
 /// A self-signed certificate made at start, served to names no Secret
-/// covers (as ingress-nginx serves its "fake certificate").
+/// covers (as ingress-nginx serves its "fake certificate"). Valid for a
+/// year from an hour before start, as ingress-nginx's is: no client
+/// trusts it anyway, and a validity of centuries (rcgen's default) is
+/// what certificate checkers rightly flag.
 pub fn default_certificate() -> Result<Arc<CertifiedKey>, TlsSetupError> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(vec!["gatehouse.invalid".to_owned()])?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Gatehouse default certificate");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + DEFAULT_CERTIFICATE_VALIDITY;
     let cert = params.self_signed(&key)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
     Ok(certified_key_from_der(chain, key_der)?)
 }
 
-/// Sessions remembered for TLS 1.2 resumption by session id.
-const SESSION_CACHE_ENTRIES: usize = 16_384;
+/// How long the default certificate is valid from start.
+const DEFAULT_CERTIFICATE_VALIDITY: time::Duration = time::Duration::days(365);
 
-/// TLS 1.2 and 1.3 with the provider's default (secure) cipher suites;
-/// ALPN offers HTTP/2 and HTTP/1.1.
+/// TLS 1.2 and 1.3 with the server's suite order; ALPN offers HTTP/2 and
+/// HTTP/1.1.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let resumption = Resumption {
-        ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
-        sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
-    };
-    shared_config(resolver, &TlsSettings::default(), &resumption)
+    let resumption = Resumption::new()?;
+    shared_config(
+        resolver,
+        &TlsSettings::default(),
+        Preference::Aes,
+        &resumption,
+    )
 }
 
 /// The configuration of every handshake that asks for no client
@@ -245,15 +293,29 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, T
 fn shared_config(
     resolver: Arc<CertResolver>,
     settings: &TlsSettings,
+    preference: Preference,
     resumption: &Resumption,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let (provider, versions) = tls_choice(settings);
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let verifier = Arc::new(rustls::server::NoClientAuth);
+    let mut config = crate::tls::server_config(settings, preference, verifier, resolver)?;
     config.ticketer = resumption.ticketer.clone();
     config.session_storage = resumption.sessions.clone();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_certificate_is_valid_for_a_year_from_start() {
+        let key = default_certificate().unwrap();
+        let not_after = crate::tls::not_after(&key).unwrap();
+        let in_a_year = time::OffsetDateTime::now_utc() + DEFAULT_CERTIFICATE_VALIDITY;
+        let off = (not_after - in_a_year.unix_timestamp()).abs();
+        assert!(
+            off < 3600,
+            "not after {not_after}, a year from now {in_a_year}"
+        );
+    }
 }

@@ -50,5 +50,7 @@ mod request_snapshot;
 mod service_upstream;
 mod streamed_body_limit;
 mod telemetry;
+mod tls_server_order;
 mod translate_fixtures;
 mod unread_body;
+mod websocket_h2;

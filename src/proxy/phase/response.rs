@@ -44,8 +44,12 @@ pub fn from_upstream(
             return answer::status(error.status());
         }
     };
-    if upgrade.is_some_and(|upgrade| upgrade::switch(upgrade, &mut response, tunnels)) {
-        return answer::streamed(response, read, target);
+    if let Some(upgrade) = upgrade {
+        match upgrade::switch(upgrade, &mut response, tunnels) {
+            Ok(true) => return answer::streamed(response, read, target),
+            Ok(false) => {}
+            Err(status) => return answer::status(status),
+        }
     }
     headers::remove_hop_by_hop(response.headers_mut());
     if let Some(cookie) = cx.choice.set_cookie.take() {

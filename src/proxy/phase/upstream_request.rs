@@ -14,6 +14,7 @@ use http::uri::PathAndQuery;
 use http::{Request, StatusCode};
 use http_body_util::Limited;
 
+use super::upgrade::Upgrade;
 use crate::connection::headers;
 use crate::policy::{body_size, client_cert, upstream_headers};
 use crate::proxy::context::RequestContext;
@@ -47,13 +48,13 @@ impl Outgoing {
     }
 }
 
-/// Builds the upstream request; `upgrade` is the protocol the client asks
-/// to switch to. A rewritten path that is no valid URI path gets 400.
+/// Builds the upstream request; `upgrade` is the switch of protocols the
+/// client asks for. A rewritten path that is no valid URI path gets 400.
 pub fn prepare(
     cx: &mut RequestContext<'_>,
     req: Request<ClientBody>,
     forward: &Forward,
-    upgrade: Option<&HeaderValue>,
+    upgrade: Option<&Upgrade>,
 ) -> Result<Outgoing, StatusCode> {
     let path = target_path(forward, &req)?;
     let edge = &cx.table.edge;
@@ -68,10 +69,8 @@ pub fn prepare(
     }
     route_headers(cx, forward, &mut parts.headers);
     let policy = &forward.route.policy;
-    if let Some(proto) = upgrade {
-        let upgrade = HeaderValue::from_static("upgrade");
-        parts.headers.insert(header::CONNECTION, upgrade);
-        parts.headers.insert(header::UPGRADE, proto.clone());
+    if let Some(upgrade) = upgrade {
+        upgrade.ask(&mut parts.headers);
     }
     let http2 = policy.protocol.is_http2() && upgrade.is_none();
     if http2 {
