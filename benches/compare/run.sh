@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Load comparison: Gatehouse against nginx and HAProxy doing the same job on
-# this machine.
+# Load comparison: Gatehouse against nginx, HAProxy and Caddy doing the
+# same job on this machine.
 #
 #   benches/compare/run.sh            # 3 rounds of 10 s per measurement
 #   ROUNDS=5 DURATION=20 benches/compare/run.sh
@@ -11,21 +11,40 @@
 #
 # PINNED=1 measures the proxy alone: each proxy gets one worker pinned to
 # core 1 (`taskset -c 1`: Gatehouse --workers 1, nginx worker_processes 1,
-# HAProxy nbthread 1) while the backend and the load generator share core
-# 0, so every proxy saturates its core and two figures are clean: requests
-# per second per proxy core, and the proxy's own CPU time per request
-# (utime + stime of all its threads and processes, from /proc, before and
-# after each measurement, divided by the requests done). Without PINNED,
-# each proxy gets 2 workers and everything shares both cores.
+# HAProxy nbthread 1, Caddy GOMAXPROCS=1) while the backend and the load
+# generator share core 0, so every proxy saturates its core and two
+# figures are clean: requests per second per proxy core, and the proxy's
+# own CPU time per request (utime + stime of all its threads and
+# processes, from /proc, before and after each measurement, divided by the
+# requests done). Without PINNED, each proxy gets 2 workers (Caddy
+# GOMAXPROCS=2) and everything shares both cores. GOMAXPROCS bounds the
+# threads that run Go code at once; the Go runtime keeps a few more
+# threads (the monitor, threads parked in system calls), all of them on
+# the same core under taskset and all counted, since the CPU time is read
+# from every thread in /proc/<pid>/task.
 #
-# Both proxies terminate TLS on 127.0.0.1 for 101 SNI hosts, each with its
-# own ECDSA P-256 certificate, and route host + /app (Prefix) to one fast
-# backend over pooled HTTP/1.1 keep-alive connections, adding
-# X-Forwarded-For and X-Forwarded-Proto, with no access log and no limit on
-# requests per client connection. HAProxy reuses upstream connections
-# (`http-reuse always`) and offers ALPN h2 and http/1.1 like the others.
-# Measurements alternate between the three (A B C A B C ...) for every
-# metric in every round:
+# Every proxy terminates TLS on 127.0.0.1 for 101 SNI hosts, each with
+# its own ECDSA P-256 certificate, and routes host + /app (Prefix) to one
+# fast backend over pooled HTTP/1.1 keep-alive connections, adding
+# X-Forwarded-For and X-Forwarded-Proto, with no access log, no limit on
+# requests per client connection, and ALPN h2 and http/1.1. HAProxy
+# reuses upstream connections (`http-reuse always`). Caddy is configured
+# by a Caddyfile with one site block per host (`tls <cert> <key>`: the
+# same generated files, no ACME), `auto_https off` (no certificate
+# management, no HTTP->HTTPS redirect), the admin endpoint off, HTTP/3
+# off (`servers { protocols h1 h2 }`, so no UDP listener and no Alt-Svc),
+# and `keepalive_idle_conns_per_host 320` as nginx's `keepalive 320`
+# (with Caddy's default idle pool, 64 client connections made it open a
+# new upstream connection for about every fifth request). What differs
+# in Caddy's job, by its defaults: its reverse_proxy also sends
+# X-Forwarded-Host (as Gatehouse does), Go's HTTP client asks the backend
+# for `Accept-Encoding: gzip` when the client did not (the backend
+# answers uncompressed, so nothing is decoded), and it adds `Server:
+# Caddy` to the response beside the backend's; a few dozen bytes, no extra
+# work. Its routes and TLS policies are lists matched in order (the
+# measured host is the 43rd), as a Caddyfile with 101 sites gives them.
+# Measurements alternate between the servers (A B C D A B C D ...) for
+# every metric in every round:
 #
 #   keep-alive  wrk, 64 connections, HTTPS HTTP/1.1: req/s, p50, p99
 #   h2          h2load, 64 connections x 10 streams: req/s
@@ -45,7 +64,8 @@
 # was due, so a stall is not hidden): p50 and p99 per server, interleaved,
 # one per round;
 #
-# and peak RSS (VmHWM; for nginx, master plus workers). It prints every
+# and peak RSS (VmHWM; for nginx, master plus workers; for Caddy, the one
+# process with all its threads). It prints every
 # round, then medians with Gatehouse's ratio to each peer, the
 # direct-to-backend figure (wrk over plain HTTP) as the ceiling, and how
 # steady the machine was: the ceiling's range and each ratio's range over
@@ -58,11 +78,12 @@
 # goes first). The table gets a "Gatehouse (baseline)" column and the
 # ratio current/baseline, and a line of the current/baseline CPU per
 # request on keep-alive and HTTP/2 with its range over the rounds.
-# PEERS lists the other proxies to run ("nginx haproxy" by default;
+# PEERS lists the other proxies to run ("nginx haproxy caddy" by default;
 # PEERS=none for Gatehouse alone, with or without its baseline). Without
 # nginx the fixed rate is 70% of the baseline's median, or Gatehouse's.
 #
-# Needs root for apt-get (nginx-light, haproxy, wrk, nghttp2-client, when missing)
+# Needs root for apt-get (nginx-light, haproxy, caddy, wrk, nghttp2-client,
+# when missing)
 # and to map the benchmark host name to 127.0.0.1 in /etc/hosts for the
 # run (wrk takes the TLS server name from the URL); the line is removed
 # on exit.
@@ -76,9 +97,10 @@ backend_port=${BACKEND_PORT:-19090}
 gatehouse_port=${GATEHOUSE_PORT:-19443}
 nginx_port=${NGINX_PORT:-19444}
 haproxy_port=${HAPROXY_PORT:-19445}
+caddy_port=${CADDY_PORT:-19447}
 baseline_port=${BASELINE_PORT:-19446}
 baseline=${BASELINE:-}
-peers=${PEERS:-nginx haproxy}
+peers=${PEERS:-nginx haproxy caddy}
 [ "$peers" = none ] && peers=
 pinned=${PINNED:-}
 if [ -n "$pinned" ]; then
@@ -96,8 +118,8 @@ servers=(gatehouse)
 [ -n "$baseline" ] && servers+=(baseline)
 for peer in $peers; do
   case $peer in
-    nginx | haproxy) servers+=("$peer") ;;
-    *) echo "PEERS: unknown proxy $peer (nginx, haproxy or none)" >&2; exit 1 ;;
+    nginx | haproxy | caddy) servers+=("$peer") ;;
+    *) echo "PEERS: unknown proxy $peer (nginx, haproxy, caddy or none)" >&2; exit 1 ;;
   esac
 done
 has() { # server: whether it takes part
@@ -124,6 +146,7 @@ trap cleanup EXIT
 missing=()
 if has nginx; then command -v nginx >/dev/null || missing+=(nginx-light); fi
 if has haproxy; then command -v haproxy >/dev/null || missing+=(haproxy); fi
+if has caddy; then command -v caddy >/dev/null || missing+=(caddy); fi
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -135,6 +158,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 nginx_bin=$(command -v nginx || true)
 haproxy_bin=$(command -v haproxy || true)
+caddy_bin=$(command -v caddy || true)
 
 say "building gatehouse and the bench backend (release)"
 (cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend --example loadgen)
@@ -144,12 +168,13 @@ if [ -n "$baseline" ]; then
   bench_baseline_build "$root" "$baseline" "$work/gatehouse-baseline"
 fi
 
-# --- certificates, manifests and nginx.conf for 101 hosts -------------------
+# --- certificates, manifests, nginx.conf and Caddyfile for 101 hosts -------
 say "generating $hosts certificates (ECDSA P-256)"
-mkdir -p "$work/nginx" "$work/haproxy/certs"
+mkdir -p "$work/nginx" "$work/haproxy/certs" "$work/caddy"
 bench_tls_hosts "$work" "$hosts" "$backend_port"
 
 nginx_servers=""
+caddy_sites=""
 for i in $(seq 0 $((hosts - 1))); do
   host="h$i.compare.gatehouse.test"
   key="$work/certs/$host.key"
@@ -165,6 +190,20 @@ for i in $(seq 0 $((hosts - 1))); do
             proxy_pass http://backend;
         }
     }"
+  caddy_sites+="
+https://$host:$caddy_port {
+	tls $crt $key
+	handle /app* {
+		reverse_proxy 127.0.0.1:$backend_port {
+			transport http {
+				keepalive_idle_conns_per_host 320
+			}
+		}
+	}
+	handle {
+		respond 404
+	}
+}"
 done
 
 # nginx as ingress-nginx runs it for this job, minus the Lua and the
@@ -230,10 +269,27 @@ backend app
     server backend 127.0.0.1:$backend_port
 EOF
 
+# Caddy for the same job, none of its automatic HTTPS: the certificates
+# are the files above, no ACME, no redirect from HTTP; no admin endpoint
+# (its configuration is this file), HTTP/1.1 and HTTP/2 only (no HTTP/3
+# over UDP), no access log (Caddy logs none unless a site asks). Its state
+# (the autosaved configuration) goes under the run's directory.
+cat >"$work/caddy/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+	default_bind 127.0.0.1
+	servers {
+		protocols h1 h2
+	}
+}
+$caddy_sites
+EOF
+
 # --- start everything -------------------------------------------------------
-for port in "$backend_port" "$gatehouse_port" "$nginx_port" "$haproxy_port" "$baseline_port"; do
+for port in "$backend_port" "$gatehouse_port" "$nginx_port" "$haproxy_port" "$caddy_port" "$baseline_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT, NGINX_PORT, HAPROXY_PORT or BASELINE_PORT"
+    say "127.0.0.1:$port is taken (another run?); set BACKEND_PORT, GATEHOUSE_PORT, NGINX_PORT, HAPROXY_PORT, CADDY_PORT or BASELINE_PORT"
     exit 1
   fi
 done
@@ -257,6 +313,7 @@ pid_of() { # server
     baseline) echo "$baseline_pid" ;;
     nginx) echo "$nginx_pid" ;;
     haproxy) echo "$haproxy_pid" ;;
+    caddy) echo "$caddy_pid" ;;
     *) echo "" ;;
   esac
 }
@@ -266,6 +323,7 @@ port_of() { # server
     baseline) echo "$baseline_port" ;;
     nginx) echo "$nginx_port" ;;
     haproxy) echo "$haproxy_port" ;;
+    caddy) echo "$caddy_port" ;;
   esac
 }
 
@@ -308,6 +366,18 @@ if has haproxy; then
   wait_for "$haproxy_port"
 fi
 
+caddy_pid=
+if has caddy; then
+  # GOMAXPROCS as the others' worker count. taskset and env exec, so the
+  # pid is Caddy's own.
+  "${on_proxy_core[@]}" env GOMAXPROCS="$workers" \
+    XDG_CONFIG_HOME="$work/caddy" XDG_DATA_HOME="$work/caddy" \
+    "$caddy_bin" run --config "$work/caddy/Caddyfile" --adapter caddyfile >"$work/caddy/caddy.log" 2>&1 &
+  caddy_pid=$!
+  pids+=($caddy_pid)
+  wait_for "$caddy_port"
+fi
+
 for server in "${servers[@]}"; do
   port=$(port_of "$server")
   status=$(curl -sk -o /dev/null -w '%{http_code}' "https://$target_host:$port/app/hello" || true)
@@ -318,7 +388,7 @@ for server in "${servers[@]}"; do
 done
 
 if [ -n "${HOLD:-}" ]; then
-  # For profiling: leave both running until interrupted.
+  # For profiling: leave them all running until interrupted.
   for server in "${servers[@]}"; do
     say "holding: $server pid $(pid_of "$server") https://$target_host:$(port_of "$server")/app/"
   done
@@ -535,6 +605,7 @@ column_name() {
     baseline) echo "Gatehouse (baseline)" ;;
     nginx) echo nginx ;;
     haproxy) echo HAProxy ;;
+    caddy) echo Caddy ;;
   esac
 }
 others=()
@@ -572,6 +643,7 @@ if has baseline; then
 fi
 if has nginx; then title+=", nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"; fi
 if has haproxy; then title+=", HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}')"; fi
+if has caddy; then title+=", Caddy $("$caddy_bin" version | awk 'NR == 1 {sub(/^v/, "", $1); print $1}')"; fi
 echo
 echo "$title: medians of $rounds rounds x ${duration}s, $(nproc) cores${pinned:+, each proxy one worker pinned to core 1}"
 header
