@@ -6,7 +6,9 @@
 //! log, then streams ADDED/MODIFIED/DELETED/BOOKMARK lines as they happen; a
 //! version older than the log's start gets `410 Gone` (an ERROR event), so
 //! the client must list again; `set_down(true)` drops every watch and answers
-//! 503 until `set_down(false)`. Every call is recorded for RBAC checks.
+//! 503 until `set_down(false)`. A write (PUT, or a PATCH that names one)
+//! whose `resourceVersion` is not the stored one gets `409 Conflict`.
+//! Every call is recorded for RBAC checks.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -79,7 +81,13 @@ struct Inner {
     ignore_field_selectors: bool,
     /// Serve the Gateway API group (discovery says so).
     gateway_api: bool,
+    /// Writes made by another client just before the next write to an
+    /// object (collection, namespace, name) is served.
+    interleaved: Vec<(String, (String, String), Interleaved)>,
 }
+
+/// An edit another writer makes to an object.
+type Interleaved = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Clone)]
 pub struct FakeApi {
@@ -265,6 +273,44 @@ impl FakeApi {
             .unwrap_or_default()
     }
 
+    /// Another writer's change to an object, made just before the next
+    /// write (PUT or PATCH, of the object or a subresource) to it is
+    /// served: that write then meets an object changed since its writer
+    /// read it, as when two controllers write at the same moment.
+    pub fn interleave_write(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut inner = self.inner.lock().expect("lock");
+        inner.interleaved.push((collection, key, Box::new(edit)));
+    }
+
+    /// Every version an object was stored in, oldest first (from the
+    /// event log: since the last `compact`).
+    pub fn versions(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<Value> {
+        let inner = self.inner.lock().expect("lock");
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        inner
+            .log
+            .iter()
+            .filter(|c| c.collection == collection && c.kind != "DELETED")
+            .filter(|c| c.namespace == namespace && c.object["metadata"]["name"] == name)
+            .map(|c| c.object.clone())
+            .collect()
+    }
+
     /// Serve lists and watches as if field selectors were not there (to
     /// measure what a selector saves).
     /// Serves the Gateway API group, as a cluster with its CRDs does.
@@ -402,6 +448,26 @@ impl FakeApi {
             );
         }
         let collection = format!("{}/{}", call.group, call.resource);
+        if matches!(method, Method::PUT | Method::PATCH) {
+            let key = (
+                call.namespace.clone().unwrap_or_default(),
+                call.name.clone().unwrap_or_default(),
+            );
+            let found = inner
+                .interleaved
+                .iter()
+                .position(|(c, k, _)| *c == collection && *k == key);
+            if let Some(at) = found {
+                let (_, _, edit) = inner.interleaved.remove(at);
+                let stored = inner.objects.get(&collection).and_then(|o| o.get(&key));
+                if let Some(mut object) = stored.cloned() {
+                    edit(&mut object);
+                    drop(inner);
+                    self.put(object);
+                    inner = self.inner.lock().expect("lock");
+                }
+            }
+        }
         let selector = call
             .field_selector
             .clone()
@@ -569,6 +635,16 @@ impl FakeApi {
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
                     );
                 };
+                // A `resourceVersion` in the patch is a precondition, as
+                // the API server makes it.
+                let sent_rv = patch["metadata"]["resourceVersion"].as_str();
+                if sent_rv.is_some_and(|sent| current["metadata"]["resourceVersion"] != sent) {
+                    return reply(
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                            "message": "the object has been modified; please apply your changes to the latest version and try again"}),
+                    );
+                }
                 merge(&mut current, &patch);
                 drop(inner);
                 self.put(current);
