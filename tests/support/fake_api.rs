@@ -95,6 +95,15 @@ pub struct FakeApi {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// The Gateway API's resources (v1), each a CRD.
+const GATEWAY_API_RESOURCES: [&str; 5] = [
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "referencegrants",
+];
+
 /// `group/version/plural` of an object, from its apiVersion and kind.
 fn collection_of(object: &Value) -> String {
     let api_version = object["apiVersion"].as_str().unwrap_or("v1");
@@ -113,6 +122,7 @@ fn collection_of(object: &Value) -> String {
         "HTTPRoute" => "httproutes",
         "GRPCRoute" => "grpcroutes",
         "ReferenceGrant" => "referencegrants",
+        "CustomResourceDefinition" => "customresourcedefinitions",
         other => panic!("fake API does not know kind {other}"),
     };
     format!("{api_version}/{plural}")
@@ -318,6 +328,58 @@ impl FakeApi {
         self.inner.lock().expect("lock").gateway_api = true;
     }
 
+    /// Installs the Gateway API's CRDs while clients run, as `kubectl
+    /// apply -k deploy/gateway-api` does: the group is served, and its
+    /// CustomResourceDefinitions appear (ADDED on their watches).
+    pub fn install_gateway_api(&self) {
+        self.serve_gateway_api();
+        for plural in GATEWAY_API_RESOURCES {
+            self.put(json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.gateway.networking.k8s.io")},
+                "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced", "names": {"plural": plural}},
+                "status": {"conditions": [{"type": "Established", "status": "True"}]},
+            }));
+        }
+    }
+
+    /// Removes the Gateway API's CRDs, as `kubectl delete -k
+    /// deploy/gateway-api` does: the group's watches end, its objects go
+    /// with it, its resources answer 404 and discovery no longer lists it,
+    /// and the CustomResourceDefinitions go (DELETED on their watches).
+    /// Its objects' deletions reach no watch: a client learns the group
+    /// is gone from discovery and the CRDs alone.
+    pub fn remove_gateway_api(&self) {
+        let objects: Vec<Value> = {
+            let mut inner = self.inner.lock().expect("lock");
+            inner.gateway_api = false;
+            let group = |c: &str| c.starts_with("gateway.networking.k8s.io/");
+            inner.watches.retain(|w| !group(&w.collection));
+            let groups = inner.objects.iter().filter(|(c, _)| group(c));
+            groups.flat_map(|(_, o)| o.values().cloned()).collect()
+        };
+        for object in objects {
+            let meta = &object["metadata"];
+            let (api_version, kind) = (object["apiVersion"].as_str(), object["kind"].as_str());
+            self.delete(
+                api_version.unwrap_or_default(),
+                kind.unwrap_or_default(),
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().unwrap_or_default(),
+            );
+        }
+        for plural in GATEWAY_API_RESOURCES {
+            let name = format!("{plural}.gateway.networking.k8s.io");
+            self.delete(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "",
+                &name,
+            );
+        }
+    }
+
     pub fn ignore_field_selectors(&self, ignore: bool) {
         self.inner.lock().expect("lock").ignore_field_selectors = ignore;
     }
@@ -445,6 +507,13 @@ impl FakeApi {
             return reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"kind": "Status", "code": 503, "message": "down"}),
+            );
+        }
+        // The Gateway API's resources exist only while its CRDs do.
+        if call.group.starts_with("gateway.networking.k8s.io/") && !inner.gateway_api {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
             );
         }
         let collection = format!("{}/{}", call.group, call.resource);
@@ -708,6 +777,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",
         "namespaces" => "Namespace",
+        "customresourcedefinitions" => "CustomResourceDefinition",
         _ => "Unknown",
     };
     (version.to_owned(), kind)
