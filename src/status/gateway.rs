@@ -1,7 +1,10 @@
 //! The Gateway API objects' status, written by the elected replica: our
 //! GatewayClasses (`Accepted`), our Gateways (conditions, listeners,
 //! addresses) and, in each HTTPRoute, the parents that are our Gateways.
-//! Another controller's entries in a route's `status.parents` are kept.
+//! Another controller's entries in a route's `status.parents` are kept,
+//! also when it writes at the same moment: a route's status is written
+//! with the `resourceVersion` it was computed from, and merged again on a
+//! conflict (`RouteWrite`).
 //!
 //! A condition keeps its `lastTransitionTime` while its status stays the
 //! same, and an object whose status would not change is not written, so a
@@ -10,6 +13,7 @@
 use std::collections::HashMap;
 
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -112,26 +116,126 @@ pub async fn sync(
         }
     }
     for (key, route) in &state.http_routes {
-        let ours = report.routes.get(key);
-        let current = route.status.as_ref();
-        let desired = route_status(key, current, ours, controller, &now);
-        if let Some(desired) = desired.filter(|d| pending.needed("HTTPRoute", key, current, d)) {
-            let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
-            if !write(api, &key.name, "HTTPRoute", &key.to_string(), desired).await {
-                pending.forget("HTTPRoute", key);
-            }
-        }
+        let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
+        let target = RouteWrite {
+            api,
+            kind: "HTTPRoute",
+            key,
+            controller,
+            now: &now,
+        };
+        target
+            .sync(route, report.routes.get(key), &mut pending)
+            .await;
     }
     for (key, route) in &state.grpc_routes {
-        let ours = report.grpc_routes.get(key);
-        let current = route.status.as_ref();
-        let desired = route_status(key, current, ours, controller, &now);
-        if let Some(desired) = desired.filter(|d| pending.needed("GRPCRoute", key, current, d)) {
-            let api: Api<GRPCRoute> = Api::namespaced(client.clone(), &key.namespace);
-            if !write(api, &key.name, "GRPCRoute", &key.to_string(), desired).await {
-                pending.forget("GRPCRoute", key);
+        let api: Api<GRPCRoute> = Api::namespaced(client.clone(), &key.namespace);
+        let target = RouteWrite {
+            api,
+            kind: "GRPCRoute",
+            key,
+            controller,
+            now: &now,
+        };
+        target
+            .sync(route, report.grpc_routes.get(key), &mut pending)
+            .await;
+    }
+}
+
+/// How many times a route's status is computed again after another writer
+/// changed the route between our read and our write.
+const ROUTE_ATTEMPTS: usize = 5;
+
+/// One route's status, to be written with a precondition.
+///
+/// A route's `status.parents` is shared by every controller whose Gateway
+/// the route attaches to, and the CRD makes it an atomic list
+/// (`x-kubernetes-list-type: atomic`): whoever writes it writes all of it,
+/// and server-side apply would replace the others' entries as well. So
+/// the write carries the `resourceVersion` the list was computed from;
+/// the API server refuses it (409 Conflict) when another controller wrote
+/// in between, and then the route is read again and our entries merged
+/// into what it holds now.
+struct RouteWrite<'a, K> {
+    api: Api<K>,
+    kind: &'static str,
+    key: &'a ObjectKey,
+    controller: &'a str,
+    now: &'a str,
+}
+
+impl<K> RouteWrite<'_, K>
+where
+    K: kube::Resource + HasStatus<Status = Value>,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    /// Writes the route's status if it differs from the report, starting
+    /// from the route as the watch delivered it.
+    async fn sync(&self, route: &K, report: Option<&RouteReport>, pending: &mut Writes<'_>) {
+        let current = route.status();
+        let desired = route_status(self.key, current, report, self.controller, self.now);
+        let Some(desired) = desired.filter(|d| pending.needed(self.kind, self.key, current, d))
+        else {
+            return;
+        };
+        match self
+            .write(route.meta().resource_version.clone(), desired, report)
+            .await
+        {
+            Some(written) => pending.remember(self.kind, self.key, written),
+            None => pending.forget(self.kind, self.key),
+        }
+    }
+
+    /// Writes `desired`, computed from the route at `version`; on a
+    /// conflict, reads the route and computes it again. What was written
+    /// (`Value::Null` when nothing needed to be), or `None` on failure.
+    async fn write(
+        &self,
+        mut version: Option<String>,
+        mut desired: Value,
+        report: Option<&RouteReport>,
+    ) -> Option<Value> {
+        let (kind, object) = (self.kind, self.key.to_string());
+        for _ in 0..ROUTE_ATTEMPTS {
+            let patch = json!({"metadata": {"resourceVersion": version}, "status": desired});
+            let written = self
+                .api
+                .patch_status(
+                    &self.key.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+            match written {
+                Ok(_) => {
+                    tracing::debug!(target: "gatehouse::status", kind, object, "status updated");
+                    return Some(desired);
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    tracing::debug!(target: "gatehouse::status", kind, object, "status changed by another writer; merging again");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "gatehouse::status", kind, object, "cannot update status: {e}");
+                    return None;
+                }
+            }
+            let route = match self.api.get(&self.key.name).await {
+                Ok(route) => route,
+                Err(e) => {
+                    tracing::warn!(target: "gatehouse::status", kind, object, "cannot read the route to update its status: {e}");
+                    return None;
+                }
+            };
+            let current = route.status();
+            match route_status(self.key, current, report, self.controller, self.now) {
+                Some(again) => (version, desired) = (route.meta().resource_version.clone(), again),
+                None => return Some(Value::Null),
             }
         }
+        tracing::warn!(target: "gatehouse::status", kind, object, "cannot update status: the route kept changing under {ROUTE_ATTEMPTS} attempts");
+        None
     }
 }
 
@@ -212,6 +316,15 @@ impl Writes<'_> {
         }
         self.written.insert(slot, desired.clone());
         true
+    }
+
+    /// What was written in the end (merged again after a conflict);
+    /// `Value::Null`: nothing needed writing.
+    fn remember(&mut self, kind: &'static str, key: &ObjectKey, written: Value) {
+        match written {
+            Value::Null => self.forget(kind, key),
+            written => drop(self.written.insert((kind, key.clone()), written)),
+        }
     }
 
     /// A write that failed: to be tried again.

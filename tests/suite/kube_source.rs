@@ -616,3 +616,106 @@ async fn the_controller_configmap_is_read_from_the_api_and_its_changes_apply() {
         Some("metadata.name=gatehouse")
     );
 }
+
+/// A GatewayClass of ours, a Gateway listening on port 80, and an
+/// HTTPRoute for `gw.test` to the Service `gw`.
+fn gateway_site(gw: &Backend) -> String {
+    let objects = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: test}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: gw, namespace: test}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [gw.test]
+  rules: [{backendRefs: [{name: gw, port: 80}]}]
+"#;
+    [service("gw", &[gw.addr]), objects.to_owned()].concat()
+}
+
+/// The Gateway API's CRDs installed while Gatehouse runs: its watches
+/// start and an HTTPRoute is served, without a restart; removed: the
+/// watches stop and its routes go; installed again: served again. An
+/// Ingress answers on one kept-alive connection throughout.
+#[tokio::test]
+async fn gateway_api_crds_installed_and_removed_while_running_start_and_stop_its_routes() {
+    let (web, gw) = (Backend::start("web").await, Backend::start("gw").await);
+    let api = FakeApi::start().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+        ]
+        .concat(),
+    );
+    let gatehouse = start_on(&api, None).await;
+    assert_eq!(
+        http_get(gatehouse.http_addr, "gw.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The Ingress, asked again and again on one connection meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut sender = http_connect(gatehouse.http_addr).await;
+    let asking = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = send(&mut sender, "shop.test", "/").await;
+                answers.push(
+                    reply
+                        .map(|r| (r.status, r.backend()))
+                        .map_err(|e| e.to_string()),
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answers
+        }
+    });
+
+    api.install_gateway_api();
+    api.put_manifests(&gateway_site(&gw));
+    assert_eq!(
+        until_status(&gatehouse, "gw.test", StatusCode::OK)
+            .await
+            .backend(),
+        "gw"
+    );
+
+    // No watch sees the objects go: the removal is noticed from the CRDs
+    // and discovery, and the objects dropped with the watches.
+    api.remove_gateway_api();
+    until_status(&gatehouse, "gw.test", StatusCode::NOT_FOUND).await;
+
+    api.install_gateway_api();
+    api.put_manifests(&gateway_site(&gw));
+    assert_eq!(
+        until_status(&gatehouse, "gw.test", StatusCode::OK)
+            .await
+            .backend(),
+        "gw"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = asking.await.expect("join");
+    assert!(!answers.is_empty());
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|a| a.as_ref().ok() != Some(&(StatusCode::OK, "web".to_owned())))
+        .collect();
+    assert!(wrong.is_empty(), "the Ingress did not answer: {wrong:?}");
+}

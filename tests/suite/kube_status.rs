@@ -643,3 +643,62 @@ async fn without_the_gateway_api_nothing_of_it_is_asked_for() {
         .collect();
     assert!(asked.is_empty(), "{asked:?}");
 }
+
+/// A route's `status.parents` is one atomic list shared by every
+/// controller whose Gateway it attaches to. Another controller's entry,
+/// written between our read of the route and our write, survives: our
+/// write is refused (409), the route read again and our entry merged into
+/// what it holds.
+#[tokio::test]
+async fn another_controllers_route_status_written_meanwhile_is_kept() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.serve_gateway_api();
+    api.put_manifests(&gateway_api_manifests(web.addr));
+    let theirs = json!({"parentRef": {"name": "other"}, "controllerName": "example.com/other", "conditions": []});
+    let entry = theirs.clone();
+    api.interleave_write(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "test",
+        "shop",
+        move |route| route["status"] = json!({"parents": [entry]}),
+    );
+    let _running = replica(&api, "replica-1").await;
+
+    let controllers = |route: &Value| -> Vec<String> {
+        route["status"]["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["controllerName"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let shop = || {
+        api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "test", "shop")
+            .expect("route")
+    };
+    eventually("our route status", PUBLISHED, async || {
+        controllers(&shop()).contains(&"gatehouse.dev/gateway-controller".to_owned())
+    })
+    .await;
+    assert_eq!(
+        controllers(&shop()),
+        ["example.com/other", "gatehouse.dev/gateway-controller"]
+    );
+    // Not lost and put back later: once written, it is in every version.
+    let versions = api.versions("gateway.networking.k8s.io/v1", "HTTPRoute", "test", "shop");
+    let since = versions
+        .iter()
+        .position(|v| controllers(v).contains(&"example.com/other".to_owned()))
+        .expect("the other controller wrote");
+    for version in &versions[since..] {
+        assert!(
+            version["status"]["parents"]
+                .as_array()
+                .is_some_and(|p| p.contains(&theirs)),
+            "another controller's entry lost: {}",
+            version["status"]
+        );
+    }
+}

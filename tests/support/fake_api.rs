@@ -6,7 +6,9 @@
 //! log, then streams ADDED/MODIFIED/DELETED/BOOKMARK lines as they happen; a
 //! version older than the log's start gets `410 Gone` (an ERROR event), so
 //! the client must list again; `set_down(true)` drops every watch and answers
-//! 503 until `set_down(false)`. Every call is recorded for RBAC checks.
+//! 503 until `set_down(false)`. A write (PUT, or a PATCH that names one)
+//! whose `resourceVersion` is not the stored one gets `409 Conflict`.
+//! Every call is recorded for RBAC checks.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -79,13 +81,28 @@ struct Inner {
     ignore_field_selectors: bool,
     /// Serve the Gateway API group (discovery says so).
     gateway_api: bool,
+    /// Writes made by another client just before the next write to an
+    /// object (collection, namespace, name) is served.
+    interleaved: Vec<(String, (String, String), Interleaved)>,
 }
+
+/// An edit another writer makes to an object.
+type Interleaved = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Clone)]
 pub struct FakeApi {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
 }
+
+/// The Gateway API's resources (v1), each a CRD.
+const GATEWAY_API_RESOURCES: [&str; 5] = [
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "referencegrants",
+];
 
 /// `group/version/plural` of an object, from its apiVersion and kind.
 fn collection_of(object: &Value) -> String {
@@ -105,6 +122,7 @@ fn collection_of(object: &Value) -> String {
         "HTTPRoute" => "httproutes",
         "GRPCRoute" => "grpcroutes",
         "ReferenceGrant" => "referencegrants",
+        "CustomResourceDefinition" => "customresourcedefinitions",
         other => panic!("fake API does not know kind {other}"),
     };
     format!("{api_version}/{plural}")
@@ -265,11 +283,101 @@ impl FakeApi {
             .unwrap_or_default()
     }
 
+    /// Another writer's change to an object, made just before the next
+    /// write (PUT or PATCH, of the object or a subresource) to it is
+    /// served: that write then meets an object changed since its writer
+    /// read it, as when two controllers write at the same moment.
+    pub fn interleave_write(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut inner = self.inner.lock().expect("lock");
+        inner.interleaved.push((collection, key, Box::new(edit)));
+    }
+
+    /// Every version an object was stored in, oldest first (from the
+    /// event log: since the last `compact`).
+    pub fn versions(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<Value> {
+        let inner = self.inner.lock().expect("lock");
+        let collection = collection_of(&json!({"apiVersion": api_version, "kind": kind}));
+        inner
+            .log
+            .iter()
+            .filter(|c| c.collection == collection && c.kind != "DELETED")
+            .filter(|c| c.namespace == namespace && c.object["metadata"]["name"] == name)
+            .map(|c| c.object.clone())
+            .collect()
+    }
+
     /// Serve lists and watches as if field selectors were not there (to
     /// measure what a selector saves).
     /// Serves the Gateway API group, as a cluster with its CRDs does.
     pub fn serve_gateway_api(&self) {
         self.inner.lock().expect("lock").gateway_api = true;
+    }
+
+    /// Installs the Gateway API's CRDs while clients run, as `kubectl
+    /// apply -k deploy/gateway-api` does: the group is served, and its
+    /// CustomResourceDefinitions appear (ADDED on their watches).
+    pub fn install_gateway_api(&self) {
+        self.serve_gateway_api();
+        for plural in GATEWAY_API_RESOURCES {
+            self.put(json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.gateway.networking.k8s.io")},
+                "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced", "names": {"plural": plural}},
+                "status": {"conditions": [{"type": "Established", "status": "True"}]},
+            }));
+        }
+    }
+
+    /// Removes the Gateway API's CRDs, as `kubectl delete -k
+    /// deploy/gateway-api` does: the group's watches end, its objects go
+    /// with it, its resources answer 404 and discovery no longer lists it,
+    /// and the CustomResourceDefinitions go (DELETED on their watches).
+    /// Its objects' deletions reach no watch: a client learns the group
+    /// is gone from discovery and the CRDs alone.
+    pub fn remove_gateway_api(&self) {
+        let objects: Vec<Value> = {
+            let mut inner = self.inner.lock().expect("lock");
+            inner.gateway_api = false;
+            let group = |c: &str| c.starts_with("gateway.networking.k8s.io/");
+            inner.watches.retain(|w| !group(&w.collection));
+            let groups = inner.objects.iter().filter(|(c, _)| group(c));
+            groups.flat_map(|(_, o)| o.values().cloned()).collect()
+        };
+        for object in objects {
+            let meta = &object["metadata"];
+            let (api_version, kind) = (object["apiVersion"].as_str(), object["kind"].as_str());
+            self.delete(
+                api_version.unwrap_or_default(),
+                kind.unwrap_or_default(),
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().unwrap_or_default(),
+            );
+        }
+        for plural in GATEWAY_API_RESOURCES {
+            let name = format!("{plural}.gateway.networking.k8s.io");
+            self.delete(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "",
+                &name,
+            );
+        }
     }
 
     pub fn ignore_field_selectors(&self, ignore: bool) {
@@ -401,7 +509,34 @@ impl FakeApi {
                 json!({"kind": "Status", "code": 503, "message": "down"}),
             );
         }
+        // The Gateway API's resources exist only while its CRDs do.
+        if call.group.starts_with("gateway.networking.k8s.io/") && !inner.gateway_api {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            );
+        }
         let collection = format!("{}/{}", call.group, call.resource);
+        if matches!(method, Method::PUT | Method::PATCH) {
+            let key = (
+                call.namespace.clone().unwrap_or_default(),
+                call.name.clone().unwrap_or_default(),
+            );
+            let found = inner
+                .interleaved
+                .iter()
+                .position(|(c, k, _)| *c == collection && *k == key);
+            if let Some(at) = found {
+                let (_, _, edit) = inner.interleaved.remove(at);
+                let stored = inner.objects.get(&collection).and_then(|o| o.get(&key));
+                if let Some(mut object) = stored.cloned() {
+                    edit(&mut object);
+                    drop(inner);
+                    self.put(object);
+                    inner = self.inner.lock().expect("lock");
+                }
+            }
+        }
         let selector = call
             .field_selector
             .clone()
@@ -569,6 +704,16 @@ impl FakeApi {
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
                     );
                 };
+                // A `resourceVersion` in the patch is a precondition, as
+                // the API server makes it.
+                let sent_rv = patch["metadata"]["resourceVersion"].as_str();
+                if sent_rv.is_some_and(|sent| current["metadata"]["resourceVersion"] != sent) {
+                    return reply(
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                            "message": "the object has been modified; please apply your changes to the latest version and try again"}),
+                    );
+                }
                 merge(&mut current, &patch);
                 drop(inner);
                 self.put(current);
@@ -632,6 +777,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",
         "namespaces" => "Namespace",
+        "customresourcedefinitions" => "CustomResourceDefinition",
         _ => "Unknown",
     };
     (version.to_owned(), kind)

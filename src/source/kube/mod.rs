@@ -22,18 +22,23 @@
 //!   data; every other one is held as its name only, its bytes dropped in
 //!   the same batch of changes that delivered them. When an Ingress starts
 //!   referencing one held without data, it is fetched.
-//! - The Gateway API kinds (GatewayClass, Gateway, HTTPRoute,
+//! - The Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
 //!   ReferenceGrant) and the Namespaces (for `allowedRoutes` selectors) are
-//!   watched when the API server serves the Gateway API group at start; a
-//!   cluster without its CRDs gets one log line and no errors. The Secrets
-//!   a Gateway listener names keep their data like those Ingresses name.
+//!   watched while the API server serves the Gateway API group: from the
+//!   start if it does, and from when its CRDs are installed if they come
+//!   later; their watches stop, and their objects leave the state, when
+//!   the CRDs are removed. A cluster without its CRDs gets one log line
+//!   and no errors. The Secrets a Gateway listener names keep their data
+//!   like those Ingresses name.
 //!
 //! This file holds the client, the per-kind caches and the loop that
 //! folds changes into published states; `watchers` starts the watches,
-//! `retention` decides which Secrets and ConfigMaps keep their data, and
-//! `discovery` finds out which Gateway API kinds are served.
+//! `retention` decides which Secrets and ConfigMaps keep their data,
+//! `discovery` follows which Gateway API kinds are served, and
+//! `gateway_watches` starts and stops their watches accordingly.
 
 mod discovery;
+mod gateway_watches;
 mod retention;
 mod watchers;
 
@@ -45,6 +50,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{ClusterState, Object, ObjectKey};
+use gateway_watches::GatewayWatches;
 use retention::{DataScope, Pinned};
 use watchers::spawn_watchers;
 
@@ -145,6 +151,8 @@ enum Change {
     Fetched(Object),
     /// The namespaces `--watch-namespace-selector` selects, once listed.
     Namespaces(BTreeSet<String>),
+    /// The Gateway API kinds the API server serves, when that changed.
+    GatewayApi(GatewayApi),
 }
 
 /// One kind's objects: the live view, and a relist being collected.
@@ -187,7 +195,7 @@ impl KindCache {
                 None => false,
             },
             Change::Delete(object) => self.live.remove(&object.key()).is_some(),
-            Change::Namespaces(_) => false,
+            Change::Namespaces(_) | Change::GatewayApi(_) => false,
         }
     }
 }
@@ -197,7 +205,11 @@ impl KindCache {
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
     let gateway_api = discover_gateway_api(&source.client).await;
-    let streams = spawn_watchers(&source, gateway_api, &changes_tx);
+    let streams = spawn_watchers(&source, &changes_tx);
+    let mut gateways = GatewayWatches::start(&source, gateway_api, &changes_tx, streams);
+    let watch_crds = source.namespaces.is_empty();
+    let client = source.client.clone();
+    discovery::spawn_follower(client, watch_crds, gateway_api, changes_tx.clone());
     let client = source.client.clone();
     let pinned = Pinned {
         secret: source.default_certificate.clone(),
@@ -214,13 +226,14 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
         let mut selected: Option<BTreeSet<String>> = None;
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
-            scope.apply(&mut caches, &mut selected, first);
+            gateways.apply(&mut scope, &mut caches, &mut selected, first);
             // Fold everything already queued into one state.
             while let Ok(more) = changes.try_recv() {
-                scope.apply(&mut caches, &mut selected, more);
+                gateways.apply(&mut scope, &mut caches, &mut selected, more);
             }
             scope.enforce(&mut caches);
-            let all_synced = caches.len() == streams - usize::from(selecting)
+            let expected = streams - usize::from(selecting) + gateways.active_streams();
+            let all_synced = caches.len() == expected
                 && caches.values().all(|c| c.synced)
                 && (!selecting || selected.is_some());
             if !all_synced {

@@ -106,6 +106,12 @@ impl DataScope {
         }
     }
 
+    /// An object to be put into the next state (or taken out, if no
+    /// cache holds it by then).
+    pub(super) fn touch(&mut self, object: &Object) {
+        self.touched.insert((object.kind(), object.key()));
+    }
+
     /// A watch event for one stream's cache.
     fn apply_watched(&mut self, cache: &mut KindCache, kind: Kind, change: Change) {
         match change {

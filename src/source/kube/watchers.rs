@@ -15,6 +15,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use super::{Change, GatewayApi, Kind, KubeSource, Stream};
 use crate::cluster::Object;
@@ -30,19 +31,15 @@ fn scopes(source: &KubeSource) -> Vec<Option<String>> {
     }
 }
 
-/// The watches: each namespaced kind once per scope, IngressClasses, and
-/// the controller ConfigMap by name when no scope covers its namespace.
+/// The watches of the Ingress side: each namespaced kind once per scope,
+/// IngressClasses, and the controller ConfigMap by name when no scope
+/// covers its namespace. How many streams were started (numbered from 1).
 pub(super) fn spawn_watchers(
     source: &KubeSource,
-    gateway_api: GatewayApi,
     tx: &mpsc::UnboundedSender<(Stream, Change)>,
 ) -> usize {
     let client = &source.client;
-    let mut watches = Watches {
-        client,
-        tx,
-        streams: 0,
-    };
+    let mut watches = Watches::new(client, tx, 0);
     let all = watcher::Config::default;
     watches.cluster::<IngressClass>(Kind::IngressClass, Object::IngressClass);
     for scope in scopes(source) {
@@ -53,22 +50,6 @@ pub(super) fn spawn_watchers(
         let secrets = all().fields(SECRET_TYPES_NEVER_NEEDED);
         watches.namespaced::<Secret>(ns, secrets, Kind::Secret, secret);
         watches.namespaced::<ConfigMap>(ns, all(), Kind::ConfigMap, config_map);
-    }
-    if gateway_api.routes {
-        watches.cluster::<GatewayClass>(Kind::GatewayClass, Object::GatewayClass);
-        watches.cluster::<Namespace>(Kind::NamespaceLabels, Object::Namespace);
-        for scope in scopes(source) {
-            let ns = scope.as_deref();
-            watches.namespaced::<Gateway>(ns, all(), Kind::Gateway, Object::Gateway);
-            watches.namespaced::<HTTPRoute>(ns, all(), Kind::HTTPRoute, Object::HTTPRoute);
-            if gateway_api.grpc {
-                watches.namespaced::<GRPCRoute>(ns, all(), Kind::GRPCRoute, Object::GRPCRoute);
-            }
-            if gateway_api.grants {
-                let kind = Kind::ReferenceGrant;
-                watches.namespaced::<ReferenceGrant>(ns, all(), kind, Object::ReferenceGrant);
-            }
-        }
     }
     if let Some(key) = &source.config_map {
         let covered = source.namespaces.is_empty() || source.namespaces.contains(&key.namespace);
@@ -82,25 +63,73 @@ pub(super) fn spawn_watchers(
         let stream = watches.next(Kind::Namespace);
         spawn_namespaces(client.clone(), selector.clone(), stream, tx.clone());
     }
-    watches.streams
+    watches.index
+}
+
+/// The Gateway API's watches, for the kinds `served` says the API server
+/// serves, numbered after `last`: GatewayClasses, the Namespaces' labels,
+/// and Gateways, HTTPRoutes, GRPCRoutes and ReferenceGrants per scope.
+/// Their streams, and the tasks that stop them when aborted.
+pub(super) fn spawn_gateway_watchers(
+    source: &KubeSource,
+    served: GatewayApi,
+    tx: &mpsc::UnboundedSender<(Stream, Change)>,
+    last: usize,
+) -> (Vec<Stream>, Vec<AbortHandle>) {
+    let mut watches = Watches::new(&source.client, tx, last);
+    let all = watcher::Config::default;
+    watches.cluster::<GatewayClass>(Kind::GatewayClass, Object::GatewayClass);
+    watches.cluster::<Namespace>(Kind::NamespaceLabels, Object::Namespace);
+    for scope in scopes(source) {
+        let ns = scope.as_deref();
+        watches.namespaced::<Gateway>(ns, all(), Kind::Gateway, Object::Gateway);
+        watches.namespaced::<HTTPRoute>(ns, all(), Kind::HTTPRoute, Object::HTTPRoute);
+        if served.grpc {
+            watches.namespaced::<GRPCRoute>(ns, all(), Kind::GRPCRoute, Object::GRPCRoute);
+        }
+        if served.grants {
+            let kind = Kind::ReferenceGrant;
+            watches.namespaced::<ReferenceGrant>(ns, all(), kind, Object::ReferenceGrant);
+        }
+    }
+    (watches.started, watches.tasks)
 }
 
 /// Starts watches, each with a stream number of its own.
 struct Watches<'a> {
     client: &'a Client,
     tx: &'a mpsc::UnboundedSender<(Stream, Change)>,
-    /// How many streams were started.
-    streams: usize,
+    /// The number of the last stream started.
+    index: usize,
+    /// The watches started, and their tasks.
+    started: Vec<Stream>,
+    tasks: Vec<AbortHandle>,
 }
 
-impl Watches<'_> {
+impl<'a> Watches<'a> {
+    fn new(
+        client: &'a Client,
+        tx: &'a mpsc::UnboundedSender<(Stream, Change)>,
+        last: usize,
+    ) -> Self {
+        Watches {
+            client,
+            tx,
+            index: last,
+            started: Vec::new(),
+            tasks: Vec::new(),
+        }
+    }
+
     /// The next stream of `kind`.
     fn next(&mut self, kind: Kind) -> Stream {
-        self.streams += 1;
-        Stream {
+        self.index += 1;
+        let stream = Stream {
             kind,
-            index: self.streams,
-        }
+            index: self.index,
+        };
+        self.started.push(stream);
+        stream
     }
 
     /// Watches `api`, which delivers objects of `kind` that `wrap` makes
@@ -115,7 +144,8 @@ impl Watches<'_> {
         K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
         let stream = self.next(kind);
-        spawn_watcher(api, config, stream, self.tx.clone(), wrap);
+        let task = spawn_watcher(api, config, stream, self.tx.clone(), wrap);
+        self.tasks.push(task);
     }
 
     /// Watches every object of a cluster-scoped kind.
@@ -217,10 +247,11 @@ fn spawn_watcher<K>(
     stream: Stream,
     tx: mpsc::UnboundedSender<(Stream, Change)>,
     wrap: fn(Arc<K>) -> Object,
-) where
+) -> AbortHandle
+where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let events = watcher(api, config).default_backoff();
         futures_util::pin_mut!(events);
         let mut healthy = true;
@@ -251,6 +282,7 @@ fn spawn_watcher<K>(
             }
         }
     });
+    task.abort_handle()
 }
 
 /// A Secret without what no use of it needs (`stringData` is write-only
