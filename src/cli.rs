@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::acme::CHALLENGES_SECRET;
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::policy::hsts::HstsOptions;
@@ -23,7 +24,7 @@ use crate::status::{Publish, StatusConfig};
 use crate::table::GlobalSettings;
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
-use crate::translate::{HostOwnership, TranslateOptions};
+use crate::translate::{AcmeOptions, HostOwnership, TranslateOptions};
 use crate::upstream::UpstreamKeepalive;
 
 /// Gatehouse: a Kubernetes Ingress controller with its own HTTP and HTTPS proxy.
@@ -311,6 +312,23 @@ pub struct RoutingArgs {
         default_value = "gatehouse.dev/gateway-controller"
     )]
     pub gateway_controller_name: String,
+
+    /// The AcmeIssuer that `kubernetes.io/tls-acme: "true"` on an Ingress
+    /// asks for (docs/certificates.md). Without it, that annotation asks
+    /// for nothing and is warned about; `gatehouse.dev/acme-issuer: NAME`
+    /// names an issuer either way.
+    #[arg(long, value_name = "NAME")]
+    pub acme_default_issuer: Option<String>,
+}
+
+/// The controller's namespace: the Pod's ($POD_NAMESPACE, from the
+/// downward API), else `default`. Its Lease elects the status writer, and
+/// its `gatehouse-acme-challenges` Secret holds the ACME challenge answers.
+pub fn controller_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {
@@ -350,6 +368,10 @@ impl RoutingArgs {
             edge: GlobalSettings::default(),
             host_ownership: self.host_ownership,
             gateway_controller: self.gateway_controller_name.clone(),
+            acme: AcmeOptions {
+                default_issuer: self.acme_default_issuer.clone(),
+                challenges: ObjectKey::new(controller_namespace(), CHALLENGES_SECRET),
+            },
         }
     }
 
