@@ -121,4 +121,146 @@ spec:
         assert_eq!(tls, ChallengeType::TlsAlpn01);
         assert!(serde_yaml_ng::from_str::<ChallengeType>("dns-01").is_err());
     }
+
+    /// An issuer with every field set.
+    fn full() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "gatehouse.dev/v1alpha1",
+            "kind": "AcmeIssuer",
+            "metadata": {"name": "zerossl"},
+            "spec": {
+                "server": "https://acme.zerossl.com/v2/DV90",
+                "email": "ops@example.com",
+                "privateKeySecretRef": {"name": "account", "namespace": "gatehouse"},
+                "externalAccountBinding": {
+                    "keyID": "kid",
+                    "keySecretRef": {"name": "eab", "key": "secret"}
+                },
+                "challenge": "tls-alpn-01",
+                "profile": "shortlived",
+                "caBundle": "LS0tLS1CRUdJTg=="
+            },
+            "status": {"conditions": [{
+                "type": "Ready", "status": "True", "observedGeneration": 1,
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "reason": "Registered", "message": "account registered"
+            }]}
+        })
+    }
+
+    fn crd_schema() -> serde_json::Value {
+        let crd = include_str!("../../deploy/base/acmeissuers.yaml");
+        let crd: serde_json::Value = serde_yaml_ng::from_str(crd).expect("CRD yaml");
+        assert_eq!(crd["spec"]["group"], "gatehouse.dev");
+        assert_eq!(crd["spec"]["scope"], "Cluster");
+        assert_eq!(crd["spec"]["names"]["kind"], "AcmeIssuer");
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        version["schema"]["openAPIV3Schema"].clone()
+    }
+
+    /// The CRD is written by hand: every field the type reads and writes
+    /// is in its schema, every field of its schema is one the type reads,
+    /// and a field is required in one exactly when it is in the other.
+    #[test]
+    fn acme_issuer_crd_and_type_agree_field_for_field() {
+        let schema = crd_schema();
+        let value = full();
+        let issuer: AcmeIssuer = serde_json::from_value(value.clone()).expect("full issuer");
+        let written = serde_json::to_value(&issuer).expect("json");
+        for part in ["spec", "status"] {
+            assert_eq!(
+                written[part], value[part],
+                "{part} reads and writes back whole"
+            );
+            let mut path = part.to_owned();
+            // Conditions are metav1.Condition, whose k8s-openapi type
+            // reads a missing string as empty: only their fields are
+            // compared.
+            let required = part == "spec";
+            agree(
+                &value,
+                &[part],
+                &schema["properties"][part],
+                required,
+                &mut path,
+            );
+        }
+        let challenge = &schema["properties"]["spec"]["properties"]["challenge"];
+        let variants = [ChallengeType::Http01, ChallengeType::TlsAlpn01]
+            .map(|c| serde_json::to_value(c).expect("variant"));
+        assert_eq!(challenge["enum"], serde_json::json!(variants));
+        assert_eq!(
+            challenge["default"],
+            serde_json::to_value(ChallengeType::default()).expect("default")
+        );
+    }
+
+    /// Checks the object at `at` of `whole` against `schema`, property by
+    /// property: each is present in the full value, and leaving it out
+    /// fails to read exactly when the schema requires it (when
+    /// `check_required`).
+    fn agree(
+        whole: &serde_json::Value,
+        at: &[&str],
+        schema: &serde_json::Value,
+        check_required: bool,
+        path: &mut String,
+    ) {
+        let mut here = whole;
+        for step in at {
+            here = &here[*step];
+        }
+        let (value, schema) = match (here, &schema["items"]) {
+            (serde_json::Value::Array(items), items_schema) if !items_schema.is_null() => {
+                (&items[0], items_schema)
+            }
+            _ => (here, schema),
+        };
+        let Some(fields) = value.as_object() else {
+            return;
+        };
+        let properties = schema["properties"].as_object().expect("properties");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|n| n.as_str()).collect())
+            .unwrap_or_default();
+        for name in fields.keys() {
+            assert!(
+                properties.contains_key(name),
+                "{path}.{name} is not in the CRD schema"
+            );
+        }
+        for (name, sub) in properties {
+            assert!(
+                fields.contains_key(name),
+                "{path}.{name} of the CRD is not read by the type"
+            );
+            let mut deeper: Vec<&str> = at.to_vec();
+            deeper.push(name);
+            let before = path.len();
+            path.push('.');
+            path.push_str(name);
+            agree(whole, &deeper, sub, check_required, path);
+            path.truncate(before);
+            if !check_required {
+                continue;
+            }
+            let mut without = whole.clone();
+            let mut target = &mut without;
+            for step in at {
+                target = &mut target[*step];
+            }
+            if target.is_array() {
+                target = &mut target[0];
+            }
+            target.as_object_mut().expect("object").remove(name);
+            let reads = serde_json::from_value::<AcmeIssuer>(without).is_ok();
+            let is_required = required.contains(&name.as_str());
+            assert_eq!(
+                reads, !is_required,
+                "{path}.{name}: required in the CRD {is_required}, but read without it {reads}"
+            );
+        }
+    }
 }
