@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::acme::CHALLENGES_SECRET;
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::policy::hsts::HstsOptions;
@@ -321,16 +320,6 @@ pub struct RoutingArgs {
     pub acme_default_issuer: Option<String>,
 }
 
-/// The controller's namespace: the Pod's ($POD_NAMESPACE, from the
-/// downward API), else `default`. Its Lease elects the status writer, and
-/// its `gatehouse-acme-challenges` Secret holds the ACME challenge answers.
-pub fn controller_namespace() -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| "default".into())
-}
-
 fn parse_status(value: &str) -> Result<u16, String> {
     value
         .parse::<u16>()
@@ -370,7 +359,7 @@ impl RoutingArgs {
             gateway_controller: self.gateway_controller_name.clone(),
             acme: AcmeOptions {
                 default_issuer: self.acme_default_issuer.clone(),
-                challenges: ObjectKey::new(controller_namespace(), CHALLENGES_SECRET),
+                challenges: crate::source::acme_challenges_secret(),
             },
         }
     }

@@ -138,3 +138,55 @@ async fn a_challenge_secret_outside_the_controller_namespace_answers_nothing() {
     .await;
     assert_eq!(reply.backend(), "web");
 }
+
+/// From the Kubernetes API: the challenge Secret keeps its data though no
+/// Ingress names it, is watched by name when `--watch-namespace` leaves
+/// out the controller's namespace, and its deletion stops the answer.
+#[tokio::test]
+async fn the_kube_source_serves_the_answers_of_the_controller_namespace_secret() {
+    use gatehouse::app::SourceConfig;
+    use gatehouse::source::kube::KubeSource;
+    use support::fake_api::FakeApi;
+
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress("shop", "shop.test", "/", "web", None),
+            challenge_secret("default", TOKEN, KEY_AUTHORIZATION),
+        ]
+        .concat(),
+    );
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client(),
+        // The Ingresses' namespace only: the challenge Secret is in the
+        // controller's (`default`, without $POD_NAMESPACE).
+        namespaces: vec!["test".into()],
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    let gatehouse = tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
+        .await
+        .expect("initial sync in time")
+        .expect("start");
+    let addr = gatehouse.http_addr;
+    eventually("the answer", Duration::from_secs(20), async || {
+        let reply = http_get(addr, "shop.test", &challenge_path(TOKEN)).await;
+        (reply.body == KEY_AUTHORIZATION.as_bytes())
+            .then_some(())
+            .ok_or(reply.status)
+    })
+    .await;
+
+    api.delete("v1", "Secret", "default", "gatehouse-acme-challenges");
+    eventually("the answer to go", Duration::from_secs(20), async || {
+        let reply = http_get(addr, "shop.test", &challenge_path(TOKEN)).await;
+        reply.status == StatusCode::OK && reply.body != KEY_AUTHORIZATION.as_bytes()
+    })
+    .await;
+}

@@ -197,7 +197,8 @@ impl KindCache {
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
     let gateway_api = discover_gateway_api(&source.client).await;
-    let streams = spawn_watchers(&source, gateway_api, &changes_tx);
+    let challenges = super::acme_challenges_secret();
+    let streams = spawn_watchers(&source, gateway_api, &challenges, &changes_tx);
     let client = source.client.clone();
     let pinned = Pinned {
         secret: source.default_certificate.clone(),
@@ -211,6 +212,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     tokio::spawn(async move {
         let mut caches: BTreeMap<Stream, KindCache> = BTreeMap::new();
         let mut scope = DataScope::new(client, pinned, prefix, changes_tx);
+        scope.pin_secret(challenges);
         let mut selected: Option<BTreeSet<String>> = None;
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
