@@ -140,8 +140,7 @@ async fn a_challenge_secret_outside_the_controller_namespace_answers_nothing() {
 }
 
 /// From the Kubernetes API: the challenge Secret keeps its data though no
-/// Ingress names it, is watched by name when `--watch-namespace` leaves
-/// out the controller's namespace, and its deletion stops the answer.
+/// Ingress names it, and its deletion stops the answer.
 #[tokio::test]
 async fn the_kube_source_serves_the_answers_of_the_controller_namespace_secret() {
     use gatehouse::app::SourceConfig;
@@ -162,9 +161,9 @@ async fn the_kube_source_serves_the_answers_of_the_controller_namespace_secret()
     let mut config = config_for(std::path::Path::new("."));
     config.source = SourceConfig::Kube(KubeSource {
         client: api.client(),
-        // The Ingresses' namespace only: the challenge Secret is in the
-        // controller's (`default`, without $POD_NAMESPACE).
-        namespaces: vec!["test".into()],
+        // The Ingresses' namespace and the controller's (`default`,
+        // without $POD_NAMESPACE), where the challenge Secret is.
+        namespaces: vec!["test".into(), "default".into()],
         namespace_selector: None,
         config_map: None,
         default_certificate: None,

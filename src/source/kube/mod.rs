@@ -198,7 +198,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
     let gateway_api = discover_gateway_api(&source.client).await;
     let challenges = super::acme_challenges_secret();
-    let streams = spawn_watchers(&source, gateway_api, &challenges, &changes_tx);
+    let streams = spawn_watchers(&source, gateway_api, &changes_tx);
     let client = source.client.clone();
     let pinned = Pinned {
         secret: source.default_certificate.clone(),

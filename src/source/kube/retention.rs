@@ -85,7 +85,9 @@ impl DataScope {
 
     /// Keeps a further Secret's data whatever references it, in scope
     /// whatever namespaces are selected: the ACME challenge answers,
-    /// which every replica serves.
+    /// which every replica serves. It is watched with the other Secrets:
+    /// `--watch-namespace` must list its namespace (no call leaves the
+    /// namespaces listed, so a Role in each suffices).
     pub(super) fn pin_secret(&mut self, key: ObjectKey) {
         *self
             .references

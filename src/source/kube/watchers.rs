@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::{Change, GatewayApi, Kind, KubeSource, Stream};
-use crate::cluster::{Object, ObjectKey};
+use crate::cluster::Object;
 use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// Where one kind's watches go: every namespace at once, or one watch
@@ -31,12 +31,10 @@ fn scopes(source: &KubeSource) -> Vec<Option<String>> {
 }
 
 /// The watches: each namespaced kind once per scope, IngressClasses, and
-/// the controller ConfigMap and the ACME challenge Secret by name when no
-/// scope covers their namespace.
+/// the controller ConfigMap by name when no scope covers its namespace.
 pub(super) fn spawn_watchers(
     source: &KubeSource,
     gateway_api: GatewayApi,
-    acme_challenges: &ObjectKey,
     tx: &mpsc::UnboundedSender<(Stream, Change)>,
 ) -> usize {
     let client = &source.client;
@@ -79,13 +77,6 @@ pub(super) fn spawn_watchers(
             let api = Api::namespaced(client.clone(), &key.namespace);
             watches.watch::<ConfigMap>(api, one, Kind::ConfigMap, config_map);
         }
-    }
-    // The ACME challenge answers, in the controller's namespace.
-    let key = acme_challenges;
-    if !(source.namespaces.is_empty() || source.namespaces.contains(&key.namespace)) {
-        let one = all().fields(&format!("metadata.name={}", key.name));
-        let api = Api::namespaced(client.clone(), &key.namespace);
-        watches.watch::<Secret>(api, one, Kind::Secret, secret);
     }
     if let Some(selector) = &source.namespace_selector {
         let stream = watches.next(Kind::Namespace);
