@@ -23,7 +23,7 @@ use crate::status::{Publish, StatusConfig};
 use crate::table::GlobalSettings;
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
-use crate::translate::{HostOwnership, TranslateOptions};
+use crate::translate::{AcmeOptions, HostOwnership, TranslateOptions};
 use crate::upstream::UpstreamKeepalive;
 
 /// Gatehouse: a Kubernetes Ingress controller with its own HTTP and HTTPS proxy.
@@ -311,6 +311,13 @@ pub struct RoutingArgs {
         default_value = "gatehouse.dev/gateway-controller"
     )]
     pub gateway_controller_name: String,
+
+    /// The AcmeIssuer that `kubernetes.io/tls-acme: "true"` on an Ingress
+    /// asks for (docs/certificates.md). Without it, that annotation asks
+    /// for nothing and is warned about; `gatehouse.dev/acme-issuer: NAME`
+    /// names an issuer either way.
+    #[arg(long, value_name = "NAME")]
+    pub acme_default_issuer: Option<String>,
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {
@@ -350,6 +357,10 @@ impl RoutingArgs {
             edge: GlobalSettings::default(),
             host_ownership: self.host_ownership,
             gateway_controller: self.gateway_controller_name.clone(),
+            acme: AcmeOptions {
+                default_issuer: self.acme_default_issuer.clone(),
+                challenges: crate::source::acme_challenges_secret(),
+            },
         }
     }
 

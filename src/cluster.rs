@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::acme::AcmeIssuer;
 use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// `namespace/name` of a namespaced object, or just `name` for a
@@ -73,6 +74,7 @@ pub enum Object {
     HTTPRoute(Arc<HTTPRoute>),
     GRPCRoute(Arc<GRPCRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
+    AcmeIssuer(Arc<AcmeIssuer>),
 }
 
 impl Object {
@@ -90,6 +92,7 @@ impl Object {
             Object::HTTPRoute(_) => "HTTPRoute",
             Object::GRPCRoute(_) => "GRPCRoute",
             Object::ReferenceGrant(_) => "ReferenceGrant",
+            Object::AcmeIssuer(_) => "AcmeIssuer",
         }
     }
 
@@ -108,6 +111,7 @@ impl Object {
             Object::HTTPRoute(o) => (&o.metadata, true),
             Object::GRPCRoute(o) => (&o.metadata, true),
             Object::ReferenceGrant(o) => (&o.metadata, true),
+            Object::AcmeIssuer(o) => (&o.metadata, false),
         }
     }
 
@@ -150,6 +154,7 @@ impl Object {
             (Object::HTTPRoute(a), Object::HTTPRoute(b)) => same(a, b),
             (Object::GRPCRoute(a), Object::GRPCRoute(b)) => same(a, b),
             (Object::ReferenceGrant(a), Object::ReferenceGrant(b)) => same(a, b),
+            (Object::AcmeIssuer(a), Object::AcmeIssuer(b)) => same(a, b),
             _ => false,
         }
     }
@@ -226,6 +231,8 @@ pub struct ClusterState {
     pub http_routes: OrderedMap<ObjectKey, Arc<HTTPRoute>>,
     pub grpc_routes: OrderedMap<ObjectKey, Arc<GRPCRoute>>,
     pub reference_grants: OrderedMap<ObjectKey, Arc<ReferenceGrant>>,
+    /// By name (cluster-scoped).
+    pub acme_issuers: OrderedMap<String, Arc<AcmeIssuer>>,
     /// Each Service's EndpointSlices (label `kubernetes.io/service-name`).
     slices_by_service: KeyedMap<Arc<Vec<ObjectKey>>>,
     /// What `insert` and `remove` changed, for an incremental rebuild.
@@ -361,6 +368,7 @@ impl ClusterState {
             Object::HTTPRoute(o) => self.http_routes.insert(key, o).is_some(),
             Object::GRPCRoute(o) => self.grpc_routes.insert(key, o).is_some(),
             Object::ReferenceGrant(o) => self.reference_grants.insert(key, o).is_some(),
+            Object::AcmeIssuer(o) => self.acme_issuers.insert(key.name, o).is_some(),
         }
     }
 
@@ -392,6 +400,7 @@ impl ClusterState {
             "HTTPRoute" => drop(self.http_routes.remove(key)),
             "GRPCRoute" => drop(self.grpc_routes.remove(key)),
             "ReferenceGrant" => drop(self.reference_grants.remove(key)),
+            "AcmeIssuer" => drop(self.acme_issuers.remove(&key.name)),
             _ => {}
         }
     }
@@ -412,6 +421,7 @@ impl ClusterState {
             Object::HTTPRoute(o) => same(self.http_routes.get(&key), o),
             Object::GRPCRoute(o) => same(self.grpc_routes.get(&key), o),
             Object::ReferenceGrant(o) => same(self.reference_grants.get(&key), o),
+            Object::AcmeIssuer(o) => same(self.acme_issuers.get(&key.name), o),
         }
     }
 
@@ -485,6 +495,7 @@ impl fmt::Debug for ClusterState {
             .field("http_routes", &self.http_routes.len())
             .field("grpc_routes", &self.grpc_routes.len())
             .field("reference_grants", &self.reference_grants.len())
+            .field("acme_issuers", &self.acme_issuers.len())
             .finish()
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod acme;
 pub mod app;
 pub mod cli;
 pub mod cluster;

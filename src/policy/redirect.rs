@@ -11,8 +11,9 @@ use http::{StatusCode, Uri};
 use super::Annotations;
 
 /// Paths under this prefix are never redirected to HTTPS, so ACME HTTP-01
-/// solvers (cert-manager) can answer over plain HTTP.
-pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+/// solvers (cert-manager's, and Gatehouse's own answers) work over plain
+/// HTTP.
+pub const ACME_CHALLENGE_PREFIX: &str = crate::acme::challenges::PATH_PREFIX;
 
 /// A redirect of every request (`permanent-redirect`, `temporal-redirect`).
 #[derive(Clone, Debug, PartialEq, Eq)]

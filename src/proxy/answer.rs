@@ -44,6 +44,16 @@ pub fn status(status: StatusCode) -> Response<Inner> {
     response
 }
 
+/// An ACME HTTP-01 challenge's answer (RFC 8555 §8.3): 200, the key
+/// authorization as the body.
+pub fn key_authorization(body: Bytes) -> Response<Inner> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
 /// A redirect decided by the table.
 pub fn redirect(location: HeaderValue, code: StatusCode) -> Response<Inner> {
     let mut response = status(code);

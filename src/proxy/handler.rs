@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
@@ -79,9 +80,14 @@ impl Proxy {
         let mut req = Request::from_parts(parts, body);
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
         let mut response = match decide(&cx, &mut req) {
-            Decision::Forward(forward) => self.serve_route(&mut cx, req, forward).await,
-            Decision::Redirect { location, status } => answer::redirect(location, status),
-            Decision::Respond(status) => answer::status(status),
+            Decided::Table(Decision::Forward(forward)) => {
+                self.serve_route(&mut cx, req, forward).await
+            }
+            Decided::Table(Decision::Redirect { location, status }) => {
+                answer::redirect(location, status)
+            }
+            Decided::Table(Decision::Respond(status)) => answer::status(status),
+            Decided::AcmeAnswer(key_authorization) => answer::key_authorization(key_authorization),
         };
         // The response phase for every request, then telemetry.
         response::headers_for_all(&cx, response.headers_mut());
@@ -199,23 +205,36 @@ impl Proxy {
     }
 }
 
+/// What a request gets before any phase runs.
+enum Decided {
+    Table(Decision),
+    /// An ACME HTTP-01 challenge the table holds the answer to.
+    AcmeAnswer(Bytes),
+}
+
 /// The controller ConfigMap's block lists, a request without a host, an
-/// HTTP/2 extended CONNECT for a protocol we do not tunnel, or what the
+/// ACME challenge answer (before every route: no Ingress can shadow it),
+/// an HTTP/2 extended CONNECT for a protocol we do not tunnel, or what the
 /// table says about the request.
-fn decide(cx: &RequestContext<'_>, req: &mut Request<ClientBody>) -> Decision {
+fn decide(cx: &RequestContext<'_>, req: &mut Request<ClientBody>) -> Decided {
     if cx
         .table
         .edge
         .block
         .refuses(cx.conn.client.ip(), req.headers())
     {
-        return Decision::Respond(StatusCode::FORBIDDEN);
+        return Decided::Table(Decision::Respond(StatusCode::FORBIDDEN));
     }
     if !cx.has_host() {
-        return Decision::Respond(StatusCode::BAD_REQUEST);
+        return Decided::Table(Decision::Respond(StatusCode::BAD_REQUEST));
+    }
+    // Before an extended CONNECT becomes its GET: only a real GET or HEAD
+    // is answered, never a tunnel.
+    if let Some(answer) = cx.table.acme_answer(req.method(), req.uri().path()) {
+        return Decided::AcmeAnswer(answer.clone());
     }
     if let Err(status) = upgrade::extended_connect(req) {
-        return Decision::Respond(status);
+        return Decided::Table(Decision::Respond(status));
     }
-    cx.table.decide(&cx.request_facts(req))
+    Decided::Table(cx.table.decide(&cx.request_facts(req)))
 }

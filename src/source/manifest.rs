@@ -107,6 +107,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
             "gateway.networking.k8s.io/v1"
         }
         "ReferenceGrant" => "gateway.networking.k8s.io/v1beta1",
+        "AcmeIssuer" => "gatehouse.dev/v1alpha1",
         _ => return Ok(None),
     };
     if api_version != Some(expected) {
@@ -127,6 +128,7 @@ fn parse_object(value: &Value) -> Result<Option<Object>, TypedError> {
         "HTTPRoute" => Object::HTTPRoute(Arc::new(typed(value)?)),
         "GRPCRoute" => Object::GRPCRoute(Arc::new(typed(value)?)),
         "ReferenceGrant" => Object::ReferenceGrant(Arc::new(typed(value)?)),
+        "AcmeIssuer" => Object::AcmeIssuer(Arc::new(typed(value)?)),
         _ => Object::Secret(Arc::new(with_string_data_merged(typed(value)?))),
     };
     if object.key().name.is_empty() {
@@ -192,6 +194,7 @@ fn located(start_line: usize, doc: &str, error: TypedError) -> ManifestError {
                 "HTTPRoute" => reparse::<crate::gateway::HTTPRoute>(doc),
                 "GRPCRoute" => reparse::<crate::gateway::GRPCRoute>(doc),
                 "ReferenceGrant" => reparse::<crate::gateway::ReferenceGrant>(doc),
+                "AcmeIssuer" => reparse::<crate::acme::AcmeIssuer>(doc),
                 "ConfigMap" => reparse::<k8s_openapi::api::core::v1::ConfigMap>(doc),
                 _ => reparse::<k8s_openapi::api::core::v1::Secret>(doc),
             };

@@ -289,6 +289,8 @@ fn reason(kind: WarningKind) -> &'static str {
         WarningKind::RouteNotAccepted => "NotAccepted",
         WarningKind::RouteRefs => "UnresolvedRefs",
         WarningKind::HostShared => "HostShared",
+        WarningKind::AcmeRequest => "AcmeRequestRefused",
+        WarningKind::AcmeChallenges => "AcmeChallengesInvalid",
     }
 }
 

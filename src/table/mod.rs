@@ -34,6 +34,7 @@ pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
 use regex_paths::{RegexPaths, RegexPathsBuilder};
 
+use crate::acme::ChallengeAnswers;
 use crate::cluster::ObjectKey;
 use crate::connection::{normalize_host, PeerCert};
 use crate::metrics::RouteMetricsSlot;
@@ -280,6 +281,9 @@ pub struct RouteTable {
     /// The global settings (the flags and the controller ConfigMap); the
     /// field keeps its name, `edge`, which configurations and tests use.
     pub edge: Arc<GlobalSettings>,
+    /// ACME HTTP-01 answers, served before any route of any host
+    /// (`acme_answer`).
+    pub challenges: Arc<ChallengeAnswers>,
 }
 
 impl RouteTable {
@@ -297,6 +301,21 @@ impl RouteTable {
             return None;
         }
         self.client_auth.get(&normalize_host(host))
+    }
+
+    /// The key authorization for a `GET` or `HEAD` of
+    /// `/.well-known/acme-challenge/TOKEN` when TOKEN is one the challenge
+    /// store holds, on any host and either scheme. It comes before every
+    /// route, so no Ingress path (a Prefix `/`, a regex) can shadow it and
+    /// no redirect, source range or credential applies to it; any other
+    /// path under the prefix is routed as usual.
+    pub fn acme_answer(&self, method: &http::Method, path: &str) -> Option<&bytes::Bytes> {
+        if self.challenges.is_empty()
+            || !(method == http::Method::GET || method == http::Method::HEAD)
+        {
+            return None;
+        }
+        self.challenges.answer(path)
     }
 
     fn lookup(&self, req: &RequestFacts<'_>) -> Option<Matched<'_>> {
@@ -489,6 +508,7 @@ impl RouteTable {
         }
         table.certs.copy_default(&part.certs);
         table.edge = part.edge.clone();
+        table.challenges = part.challenges.clone();
         table
     }
 
@@ -635,6 +655,7 @@ pub struct RouteTableBuilder {
     pub client_auth_denied: HostMap<()>,
     pub passthrough: HostMap<Arc<Backend>>,
     pub edge: Arc<GlobalSettings>,
+    pub challenges: Arc<ChallengeAnswers>,
 }
 
 #[derive(Debug, Default)]
@@ -716,6 +737,7 @@ impl RouteTableBuilder {
             client_auth_denied: self.client_auth_denied,
             passthrough: self.passthrough,
             edge: self.edge,
+            challenges: self.challenges,
             default_route: self.default_route,
             ..RouteTable::default()
         };

@@ -116,6 +116,8 @@ const IMPLEMENTED: &[&str] = &[
     "proxy-next-upstream-timeout",
     // `--host-ownership namespace`; read under our prefix only.
     "allow-namespaces",
+    // ACME certificates (translate::acme); read under our prefix only.
+    "acme-issuer",
 ];
 
 /// Whether Gatehouse reads a (non-protective) annotation: its own list,

@@ -35,6 +35,9 @@ pub(super) fn build(
     let defaults = &settings.routes;
     let hsts = defaults.hsts.header();
     let prefix = options.annotations_prefix.as_str();
+    for (key, ingress) in &ingresses {
+        build.check_acme(key, ingress, options);
+    }
     let (canary_ingresses, ingresses): (Vec<_>, Vec<_>) = ingresses
         .into_iter()
         .partition(|(_, ingress)| canary::Canaries::is_canary(ingress, prefix));
@@ -53,6 +56,7 @@ pub(super) fn build(
     let canaries = std::mem::take(&mut build.canaries);
     canaries.warn_unmatched(&mut build);
     build.table.edge = Arc::new(settings.edge.clone());
+    build.table.challenges = build.acme_challenges(options);
     build.finish(summaries, settings)
 }
 

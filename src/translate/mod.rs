@@ -11,6 +11,7 @@
 //! each TLS Secret once and keeps it for the next build, and `gateway`
 //! does the Gateway API's share.
 
+pub mod acme;
 mod annotations;
 mod backend;
 mod build;
@@ -32,6 +33,7 @@ use foldhash::HashMap;
 use std::sync::Arc;
 
 pub use crate::policy::NGINX_PREFIX;
+pub use acme::{certificate_requests, AcmeOptions, CertificateRequest};
 pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
@@ -83,6 +85,8 @@ pub struct TranslateOptions {
     /// `--gateway-controller-name`: the `controllerName` of GatewayClasses
     /// that are ours.
     pub gateway_controller: String,
+    /// `--acme-default-issuer`, and where the challenge answers are.
+    pub acme: AcmeOptions,
 }
 
 impl Default for TranslateOptions {
@@ -102,6 +106,7 @@ impl Default for TranslateOptions {
             edge: GlobalSettings::default(),
             host_ownership: HostOwnership::Shared,
             gateway_controller: "gatehouse.dev/gateway-controller".into(),
+            acme: AcmeOptions::default(),
         }
     }
 }

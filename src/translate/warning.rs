@@ -43,6 +43,13 @@ pub enum WarningKind {
     RouteRefs,
     /// An HTTPRoute serves a host that Ingress rules serve too.
     HostShared,
+    /// An Ingress asks for an ACME certificate that cannot be requested
+    /// (unknown issuer, wildcard or overlong host, no `secretName`, left
+    /// to cert-manager).
+    AcmeRequest,
+    /// An entry of the ACME challenge Secret is not an answer (the
+    /// warning names the Secret).
+    AcmeChallenges,
 }
 
 /// A problem with one Ingress. Other objects are unaffected by it.
@@ -64,6 +71,7 @@ impl WarningKind {
     pub fn object(self) -> &'static str {
         match self {
             WarningKind::ConfigMapKey => "ConfigMap",
+            WarningKind::AcmeChallenges => "Secret",
             WarningKind::GatewayListener => "Gateway",
             WarningKind::RouteNotAccepted | WarningKind::RouteRefs | WarningKind::HostShared => {
                 "HTTPRoute"

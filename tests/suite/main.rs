@@ -11,6 +11,7 @@
 mod support;
 
 mod access;
+mod acme_challenge;
 mod affinity;
 mod aliases;
 mod alpn_h2;

@@ -235,6 +235,7 @@ impl FakeApi {
                 Object::HTTPRoute(o) => serde_json::to_value(&*o),
                 Object::GRPCRoute(o) => serde_json::to_value(&*o),
                 Object::ReferenceGrant(o) => serde_json::to_value(&*o),
+                Object::AcmeIssuer(o) => serde_json::to_value(&*o),
             };
             self.put(value.expect("json"));
         }

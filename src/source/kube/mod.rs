@@ -205,6 +205,7 @@ impl KindCache {
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
     let gateway_api = discover_gateway_api(&source.client).await;
+    let challenges = super::acme_challenges_secret();
     let streams = spawn_watchers(&source, &changes_tx);
     let mut gateways = GatewayWatches::start(&source, gateway_api, &changes_tx, streams);
     let watch_crds = source.namespaces.is_empty();
@@ -223,6 +224,7 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     tokio::spawn(async move {
         let mut caches: BTreeMap<Stream, KindCache> = BTreeMap::new();
         let mut scope = DataScope::new(client, pinned, prefix, changes_tx);
+        scope.pin_secret(challenges);
         let mut selected: Option<BTreeSet<String>> = None;
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {

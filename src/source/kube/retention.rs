@@ -51,6 +51,8 @@ pub(super) struct DataScope {
     /// The state as last published, or `None` until the first (and after
     /// the namespace selection changes): then it is built whole.
     state: Option<ClusterState>,
+    /// Secrets pinned besides `pinned`'s (`pin_secret`).
+    pinned_secrets: Vec<ObjectKey>,
 }
 
 impl DataScope {
@@ -77,7 +79,22 @@ impl DataScope {
             dirty: BTreeSet::new(),
             touched: BTreeSet::new(),
             state: None,
+            pinned_secrets: Vec::new(),
         }
+    }
+
+    /// Keeps a further Secret's data whatever references it, in scope
+    /// whatever namespaces are selected: the ACME challenge answers,
+    /// which every replica serves. It is watched with the other Secrets:
+    /// `--watch-namespace` must list its namespace (no call leaves the
+    /// namespaces listed, so a Role in each suffices).
+    pub(super) fn pin_secret(&mut self, key: ObjectKey) {
+        *self
+            .references
+            .entry((Kind::Secret, key.clone()))
+            .or_default() += 1;
+        self.dirty.insert((Kind::Secret, key.clone()));
+        self.pinned_secrets.push(key);
     }
 
     pub(super) fn apply(
@@ -249,9 +266,14 @@ impl DataScope {
         selected: Option<&BTreeSet<String>>,
     ) -> Option<ClusterState> {
         let touched = std::mem::take(&mut self.touched);
+        let (pinned, pinned_secrets) = (&self.pinned, &self.pinned_secrets);
+        let in_scope = |o: &Object| {
+            in_scope(pinned, o, selected)
+                || matches!(o, Object::Secret(_)) && pinned_secrets.contains(&o.key())
+        };
         let Some(state) = self.state.as_mut() else {
             let objects = caches.values().flat_map(|c| c.live.values().cloned());
-            let objects = objects.filter(|o| in_scope(&self.pinned, o, selected));
+            let objects = objects.filter(|o| in_scope(o));
             let state = ClusterState::from_objects(objects);
             self.state = Some(state.clone());
             return Some(state);
@@ -266,7 +288,7 @@ impl DataScope {
                 .filter(|(s, _)| object_kind(s.kind) == kind)
                 .filter_map(|(_, c)| c.live.get(&key))
                 .next_back()
-                .filter(|o| in_scope(&self.pinned, o, selected));
+                .filter(|o| in_scope(o));
             match current {
                 Some(object) if !state.holds(object) => drop(state.insert(object.clone())),
                 Some(_) => {}

@@ -1,0 +1,450 @@
+//! Which certificates Ingresses ask Gatehouse to obtain over ACME, and the
+//! challenge answers the table serves.
+//!
+//! An Ingress asks with `<prefix>/acme-issuer: NAME` (our prefix only), or
+//! with `kubernetes.io/tls-acme: "true"`, which names the issuer of
+//! `--acme-default-issuer`. Each `spec.tls` entry is then one certificate:
+//! its hosts, stored in its `secretName` in the Ingress's namespace. An
+//! Ingress with `cert-manager.io/*` annotations is cert-manager's. What
+//! cannot be asked for (an unknown issuer, a wildcard host, a name too
+//! long, an entry without `secretName`) is a warning and no request; the
+//! Ingress's routes and certificates are never affected by it.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::build::Build;
+use super::{class, TranslateOptions, WarningKind};
+use crate::acme::{AcmeIssuer, ChallengeAnswers, CHALLENGES_SECRET};
+use crate::cluster::{ClusterState, ObjectKey, OrderedMap};
+
+/// The annotation (under our prefix) that names an `AcmeIssuer`.
+pub const ISSUER_ANNOTATION: &str = "acme-issuer";
+/// The annotation that asks for `--acme-default-issuer` (kube-lego's, also
+/// read by cert-manager).
+pub const TLS_ACME_ANNOTATION: &str = "kubernetes.io/tls-acme";
+const CERT_MANAGER_PREFIX: &str = "cert-manager.io/";
+/// RFC 1035's limit on a name's text form, which CAs enforce.
+const MAX_NAME_LENGTH: usize = 253;
+
+/// The ACME settings translate depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeOptions {
+    /// `--acme-default-issuer`: what `kubernetes.io/tls-acme: "true"` means.
+    pub default_issuer: Option<String>,
+    /// The Secret that holds the challenge answers (`CHALLENGES_SECRET`
+    /// in the controller's namespace).
+    pub challenges: ObjectKey,
+}
+
+impl Default for AcmeOptions {
+    fn default() -> Self {
+        AcmeOptions {
+            default_issuer: None,
+            challenges: ObjectKey::new("default", CHALLENGES_SECRET),
+        }
+    }
+}
+
+/// One certificate to obtain: a `spec.tls` entry of an Ingress that asks
+/// for one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CertificateRequest {
+    /// The `AcmeIssuer` (it exists in the state the request came from).
+    pub issuer: String,
+    pub ingress: ObjectKey,
+    /// Where the certificate goes: `secretName`, in the Ingress's namespace.
+    pub secret: ObjectKey,
+    /// The names, lowercase, in the order written, without repeats.
+    pub hosts: Vec<String>,
+}
+
+/// The certificates the Ingresses of ours ask for, in Ingress order; the
+/// warnings about them are in the translation.
+pub fn certificate_requests(
+    state: &ClusterState,
+    options: &TranslateOptions,
+) -> Vec<CertificateRequest> {
+    let ours = state
+        .ingresses
+        .iter()
+        .filter(|(_, i)| class::is_ours(i, &state.ingress_classes, options));
+    ours.flat_map(|(key, ingress)| requests_of(key, ingress, &state.acme_issuers, options).0)
+        .collect()
+}
+
+/// What one Ingress asks for, and the problems (warning messages).
+fn requests_of(
+    key: &ObjectKey,
+    ingress: &Ingress,
+    issuers: &OrderedMap<String, Arc<AcmeIssuer>>,
+    options: &TranslateOptions,
+) -> (Vec<CertificateRequest>, Vec<String>) {
+    let mut problems = Vec::new();
+    let annotations = ingress.metadata.annotations.as_ref();
+    let get = |name: &str| annotations.and_then(|a| a.get(name)).map(|v| v.trim());
+    let ours = format!("{}/{ISSUER_ANNOTATION}", options.annotations_prefix);
+    let issuer = match (get(&ours), get(TLS_ACME_ANNOTATION)) {
+        (Some(name), _) if !name.is_empty() => name.to_owned(),
+        (Some(_), _) => {
+            problems.push(format!(
+                "annotation {ours} is empty; no certificate is requested"
+            ));
+            return (Vec::new(), problems);
+        }
+        (None, Some(value)) => match crate::policy::parse_bool(value) {
+            Some(true) => match &options.acme.default_issuer {
+                Some(name) => name.clone(),
+                None => {
+                    problems.push(format!("annotation {TLS_ACME_ANNOTATION}: \"true\" needs --acme-default-issuer to name an AcmeIssuer; no certificate is requested"));
+                    return (Vec::new(), problems);
+                }
+            },
+            Some(false) => return (Vec::new(), problems),
+            None => {
+                problems.push(format!("annotation {TLS_ACME_ANNOTATION}: {value:?} is not a boolean; no certificate is requested"));
+                return (Vec::new(), problems);
+            }
+        },
+        (None, None) => return (Vec::new(), problems),
+    };
+    let cert_manager = annotations
+        .into_iter()
+        .flatten()
+        .any(|(name, _)| name.starts_with(CERT_MANAGER_PREFIX));
+    if cert_manager {
+        problems.push(format!("asks for an ACME certificate from issuer {issuer} but carries cert-manager.io annotations: left to cert-manager, Gatehouse requests nothing (remove one or the other)"));
+        return (Vec::new(), problems);
+    }
+    if !issuers.contains_key(&issuer) {
+        problems.push(format!("AcmeIssuer {issuer} not found; no certificate is requested, the hosts keep the certificate they have"));
+        return (Vec::new(), problems);
+    }
+    let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+    let mut requests = Vec::new();
+    for (index, entry) in tls.into_iter().flatten().enumerate() {
+        let context = format!("tls[{index}]");
+        let Some(secret) = entry.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+            problems.push(format!("{context} has no secretName: no place to store a certificate, so none is requested; its hosts are served with the default certificate"));
+            continue;
+        };
+        let mut hosts: Vec<String> = Vec::new();
+        let mut refused = Vec::new();
+        for host in entry.hosts.iter().flatten() {
+            let host = host.trim().to_ascii_lowercase();
+            match refusal(&host) {
+                Some(why) => refused.push(format!("{host:.64}: {why}")),
+                None if hosts.contains(&host) => {}
+                None => hosts.push(host),
+            }
+        }
+        if !refused.is_empty() {
+            problems.push(format!("{context} (secret {secret}) is not requested, the hosts keep the certificate they have: {}", refused.join("; ")));
+            continue;
+        }
+        if hosts.is_empty() {
+            problems.push(format!(
+                "{context} (secret {secret}) has no hosts; no certificate is requested"
+            ));
+            continue;
+        }
+        requests.push(CertificateRequest {
+            issuer: issuer.clone(),
+            ingress: key.clone(),
+            secret: ObjectKey::new(&key.namespace, secret),
+            hosts,
+        });
+    }
+    (requests, problems)
+}
+
+/// Why a CA would not issue for `host`, if it would not.
+fn refusal(host: &str) -> Option<&'static str> {
+    if host.starts_with("*.") {
+        return Some("a wildcard name needs the DNS-01 challenge, which Gatehouse does not support; use cert-manager for wildcard certificates");
+    }
+    if host.len() > MAX_NAME_LENGTH {
+        return Some("longer than 253 characters");
+    }
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !host.contains('.') || !host.split('.').all(valid_label) {
+        return Some("not a DNS name a public CA issues for");
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Some("an IP address; HTTP-01 certificates name hosts");
+    }
+    None
+}
+
+impl Build<'_> {
+    /// Warns about what an Ingress asks for that cannot be requested.
+    pub(super) fn check_acme(
+        &mut self,
+        key: &ObjectKey,
+        ingress: &Ingress,
+        options: &TranslateOptions,
+    ) {
+        let (_, problems) = requests_of(key, ingress, &self.state.acme_issuers, options);
+        for problem in problems {
+            self.warn(key, WarningKind::AcmeRequest, problem);
+        }
+    }
+
+    /// The challenge answers the challenge Secret holds; its entries that
+    /// are not answers are warnings on it.
+    pub(super) fn acme_challenges(&mut self, options: &TranslateOptions) -> Arc<ChallengeAnswers> {
+        let key = &options.acme.challenges;
+        let Some(secret) = self.state.secrets.get(key) else {
+            return Arc::default();
+        };
+        let (answers, problems) = ChallengeAnswers::from_secret(secret);
+        for problem in problems {
+            self.warn(key, WarningKind::AcmeChallenges, problem);
+        }
+        Arc::new(answers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::{translate, Warning};
+
+    const BASE: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: gatehouse}
+spec: {controller: gatehouse.dev/ingress-controller}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {name: letsencrypt}
+spec:
+  server: https://acme-v02.api.letsencrypt.org/directory
+  privateKeySecretRef: {name: account, namespace: gatehouse}
+"#;
+
+    /// An Ingress `shop/web` with these annotations and tls entries.
+    fn ingress(annotations: &str, tls: &str) -> String {
+        format!(
+            r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations: {{{annotations}}}
+spec:
+  ingressClassName: gatehouse
+  tls: {tls}
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+        )
+    }
+
+    fn run(yaml: &str, default_issuer: Option<&str>) -> (Vec<CertificateRequest>, Vec<Warning>) {
+        let state = ClusterState::from_objects(
+            crate::source::manifest::parse(&format!("{BASE}{yaml}")).expect("manifests"),
+        );
+        let options = TranslateOptions {
+            acme: AcmeOptions {
+                default_issuer: default_issuer.map(str::to_owned),
+                ..AcmeOptions::default()
+            },
+            ..TranslateOptions::default()
+        };
+        let warnings = translate(&state, &options)
+            .warnings
+            .into_iter()
+            .filter(|w| w.kind == WarningKind::AcmeRequest)
+            .collect();
+        (certificate_requests(&state, &options), warnings)
+    }
+
+    fn request(secret: &str, hosts: &[&str]) -> CertificateRequest {
+        CertificateRequest {
+            issuer: "letsencrypt".into(),
+            ingress: ObjectKey::new("shop", "web"),
+            secret: ObjectKey::new("shop", secret),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn acme_issuer_annotation_requests_one_certificate_per_tls_entry() {
+        let tls = "[{hosts: [Shop.example.com, www.shop.example.com, shop.example.com], secretName: shop-tls}, {hosts: [api.example.com], secretName: api-tls}]";
+        let (requests, warnings) = run(
+            &ingress("gatehouse.dev/acme-issuer: letsencrypt", tls),
+            None,
+        );
+        assert_eq!(
+            requests,
+            [
+                request("shop-tls", &["shop.example.com", "www.shop.example.com"]),
+                request("api-tls", &["api.example.com"]),
+            ]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_tls_acme_annotation_means_the_default_issuer() {
+        let tls = "[{hosts: [shop.example.com], secretName: shop-tls}]";
+        let yaml = ingress("kubernetes.io/tls-acme: \"true\"", tls);
+        let (requests, warnings) = run(&yaml, Some("letsencrypt"));
+        assert_eq!(requests, [request("shop-tls", &["shop.example.com"])]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Without the flag: nothing, and a warning that says so.
+        let (requests, warnings) = run(&yaml, None);
+        assert!(requests.is_empty());
+        assert!(
+            warnings[0].message.contains("--acme-default-issuer"),
+            "{warnings:?}"
+        );
+        // "false" asks for nothing, silently.
+        let (requests, warnings) = run(
+            &ingress("kubernetes.io/tls-acme: \"false\"", tls),
+            Some("letsencrypt"),
+        );
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_ingress_without_the_annotations_asks_for_nothing() {
+        let tls = "[{hosts: [shop.example.com], secretName: shop-tls}]";
+        let (requests, warnings) = run(&ingress("", tls), Some("letsencrypt"));
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_cert_manager_annotations_leave_the_ingress_to_cert_manager() {
+        let tls = "[{hosts: [shop.example.com], secretName: shop-tls}]";
+        let both = "gatehouse.dev/acme-issuer: letsencrypt, cert-manager.io/cluster-issuer: le";
+        let (requests, warnings) = run(&ingress(both, tls), None);
+        assert!(requests.is_empty());
+        assert!(warnings[0].message.contains("cert-manager"), "{warnings:?}");
+        // cert-manager's alone: none of our business, no warning.
+        let (requests, warnings) = run(&ingress("cert-manager.io/cluster-issuer: le", tls), None);
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_bad_input_is_warned_about_and_leaves_other_entries_requested() {
+        let long = format!("{}.example.com", vec!["a".repeat(60); 4].join("."));
+        let tls = format!(
+            "[{{hosts: [shop.example.com], secretName: shop-tls}}, {{hosts: [\"*.example.com\"], secretName: wild-tls}}, {{hosts: [{long}], secretName: long-tls}}, {{hosts: [api.example.com]}}]"
+        );
+        let (requests, warnings) = run(
+            &ingress("gatehouse.dev/acme-issuer: letsencrypt", &tls),
+            None,
+        );
+        assert_eq!(requests, [request("shop-tls", &["shop.example.com"])]);
+        let messages: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(
+            messages[0].contains("wild-tls") && messages[0].contains("DNS-01"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("long-tls") && messages[1].contains("253"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].contains("tls[3]") && messages[2].contains("secretName"),
+            "{messages:?}"
+        );
+        assert!(warnings
+            .iter()
+            .all(|w| w.ingress == ObjectKey::new("shop", "web")));
+    }
+
+    #[test]
+    fn acme_unknown_issuer_is_warned_about_and_the_routes_are_untouched() {
+        let tls = "[{hosts: [shop.example.com], secretName: shop-tls}]";
+        let yaml = ingress("gatehouse.dev/acme-issuer: nowhere", tls);
+        let (requests, warnings) = run(&yaml, None);
+        assert!(requests.is_empty());
+        assert!(
+            warnings[0].message.contains("AcmeIssuer nowhere not found"),
+            "{warnings:?}"
+        );
+        let plain = ingress("", tls);
+        let table = |yaml: &str| {
+            let state = ClusterState::from_objects(
+                crate::source::manifest::parse(&format!("{BASE}{yaml}")).expect("manifests"),
+            );
+            let table = translate(&state, &TranslateOptions::default()).table;
+            let headers = http::HeaderMap::new();
+            let facts = crate::table::RequestFacts {
+                host: "shop.example.com",
+                method: &http::Method::GET,
+                headers: &headers,
+                path: "/",
+                query: None,
+                tls: false,
+                client: std::net::Ipv4Addr::LOCALHOST.into(),
+                peer: None,
+            };
+            let hosts: Vec<String> = table.certs.iter().map(|(h, _)| h.to_string()).collect();
+            format!("{hosts:?} {:?}", table.decide(&facts))
+        };
+        assert_eq!(table(&yaml), table(&plain));
+    }
+
+    #[test]
+    fn acme_challenge_secret_becomes_the_tables_answers() {
+        let secret = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gatehouse-acme-challenges, namespace: default}
+stringData:
+  http-01.tok: tok.thumb
+  junk: x
+"#;
+        let state = ClusterState::from_objects(
+            crate::source::manifest::parse(&format!("{BASE}{secret}")).expect("manifests"),
+        );
+        let translation = translate(&state, &TranslateOptions::default());
+        let get = http::Method::GET;
+        let answer = translation
+            .table
+            .acme_answer(&get, "/.well-known/acme-challenge/tok");
+        assert_eq!(answer.map(|b| &b[..]), Some(&b"tok.thumb"[..]));
+        assert_eq!(
+            translation
+                .table
+                .acme_answer(&http::Method::POST, "/.well-known/acme-challenge/tok"),
+            None
+        );
+        let warned: Vec<&Warning> = translation
+            .warnings
+            .iter()
+            .filter(|w| w.kind == WarningKind::AcmeChallenges)
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0].object, "Secret");
+        // The same Secret in another namespace is nobody's answer.
+        let elsewhere = secret.replace("namespace: default", "namespace: shop");
+        let state = ClusterState::from_objects(
+            crate::source::manifest::parse(&format!("{BASE}{elsewhere}")).expect("manifests"),
+        );
+        let table = translate(&state, &TranslateOptions::default()).table;
+        assert_eq!(
+            table.acme_answer(&get, "/.well-known/acme-challenge/tok"),
+            None
+        );
+    }
+}
