@@ -149,9 +149,12 @@ pub fn prepare_request(
     headers.insert(header::HOST, host.clone());
 
     let client_ip = &conn.client_ip;
-    let chain = headers
-        .get(&X_FORWARDED_FOR)
-        .filter(|v| compute_full && !v.is_empty());
+    // The client's chain matters only with `compute_full`: no lookup
+    // otherwise.
+    let chain = compute_full
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten()
+        .filter(|v| !v.is_empty());
     let forwarded_for = match chain {
         Some(prior) => {
             let peer = conn.peer.to_string();

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 
 use super::request_log::RequestRecord;
@@ -55,9 +55,7 @@ impl<'c> RequestContext<'c> {
             None => Cow::Borrowed(conn),
         };
         let host = request_host(req);
-        let request_id = request_id(req);
-        req.headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let request_id = set_request_id(req.headers_mut());
         let record = RequestRecord::new(
             conn.client.ip(),
             req.method().clone(),
@@ -120,21 +118,42 @@ fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// The client's `X-Request-ID` when it is a sensible token, else a new one.
+#[cfg(test)]
 fn request_id<B>(req: &Request<B>) -> HeaderValue {
-    let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
-        let bytes = v.as_bytes();
-        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
-    });
-    match given {
-        Some(id) => id.clone(),
-        None => {
-            // A user-space generator: no system call per request.
-            let mut text = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
-            // 32 hex digits are always a valid header value.
-            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    sensible(req.headers().get(&X_REQUEST_ID)).unwrap_or_else(new_request_id)
+}
+
+/// Sets the request's `X-Request-ID`, as forwarded: the client's when it is
+/// a sensible token, else a new one; either way the only value. One lookup
+/// of the header, not one to read it and another to set it.
+fn set_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    match headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(mut given) => {
+            let id = sensible(Some(given.get())).unwrap_or_else(new_request_id);
+            // Also drops any further values the client sent.
+            given.insert(id.clone());
+            id
         }
+        Entry::Vacant(slot) => slot.insert(new_request_id()).clone(),
     }
+}
+
+/// A client's request ID kept as it is: 1 to 128 visible ASCII characters.
+fn sensible(given: Option<&HeaderValue>) -> Option<HeaderValue> {
+    given
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+}
+
+fn new_request_id() -> HeaderValue {
+    // A user-space generator: no system call per request.
+    let mut text = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

@@ -108,13 +108,21 @@ fn edge_headers(edge: &GlobalSettings, headers: &mut HeaderMap) {
     for name in &edge.hide_headers {
         headers.remove(name);
     }
-    if !edge.backend_server_header {
-        headers.remove(header::SERVER);
-    }
-    if edge.server_tokens {
-        headers
-            .entry(header::SERVER)
-            .or_insert_with(|| SERVER_TOKEN.clone());
+    // One lookup of `Server` whichever way: ours replaces the endpoint's
+    // when that one is not allowed through.
+    match (edge.backend_server_header, edge.server_tokens) {
+        (false, true) => {
+            headers.insert(header::SERVER, SERVER_TOKEN.clone());
+        }
+        (false, false) => {
+            headers.remove(header::SERVER);
+        }
+        (true, true) => {
+            headers
+                .entry(header::SERVER)
+                .or_insert_with(|| SERVER_TOKEN.clone());
+        }
+        (true, false) => {}
     }
     for (name, value) in &edge.add_headers {
         headers.insert(name.clone(), value.clone());
