@@ -7,9 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 manifests=$(cd "${1:-$here}" && pwd)
 cd "$here/../.."
-cargo build --release --features demo --bin gatehouse --bin demo-backend
-target/release/demo-backend 127.0.0.1:9080 &
+cargo build --profile demo --features demo --bin gatehouse --bin demo-backend
+target/demo/demo-backend 127.0.0.1:9080 &
 backend=$!
 trap 'kill $backend 2>/dev/null' EXIT
-target/release/gatehouse --manifests "$manifests" \
+target/demo/gatehouse --manifests "$manifests" \
   --http-addr 127.0.0.1:8080 --https-addr 127.0.0.1:8443 --metrics-addr 127.0.0.1:10254
