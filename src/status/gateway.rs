@@ -10,15 +10,16 @@
 //! same, and an object whose status would not change is not written, so a
 //! resync costs no writes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::cluster::{ClusterState, ObjectKey};
-use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, GROUP};
+use crate::cluster::{ClusterState, ObjectKey, OrderedMap};
+use crate::gateway::{Gateway, GatewayClass, GROUP};
 use crate::translate::gateway_status::{Condition, RouteReport, StatusReport};
 
 /// The `status.addresses` of a Gateway for the published addresses.
@@ -115,31 +116,50 @@ pub async fn sync(
             }
         }
     }
-    for (key, route) in &state.http_routes {
-        let api: Api<HTTPRoute> = Api::namespaced(client.clone(), &key.namespace);
+    let writer = (controller, now.as_str());
+    sync_routes(
+        client,
+        "HTTPRoute",
+        &state.http_routes,
+        &report.routes,
+        writer,
+        &mut pending,
+    )
+    .await;
+    sync_routes(
+        client,
+        "GRPCRoute",
+        &state.grpc_routes,
+        &report.grpc_routes,
+        writer,
+        &mut pending,
+    )
+    .await;
+}
+
+/// Writes the status of every route of one kind, each against the route
+/// as the watch delivered it; `writer` is our controller name and the
+/// time the conditions are stamped with.
+async fn sync_routes<K>(
+    client: &Client,
+    kind: &'static str,
+    routes: &OrderedMap<ObjectKey, Arc<K>>,
+    reports: &BTreeMap<ObjectKey, RouteReport>,
+    (controller, now): (&str, &str),
+    pending: &mut Writes<'_>,
+) where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    K: HasStatus<Status = Value> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for (key, route) in routes {
         let target = RouteWrite {
-            api,
-            kind: "HTTPRoute",
+            api: Api::<K>::namespaced(client.clone(), &key.namespace),
+            kind,
             key,
             controller,
-            now: &now,
+            now,
         };
-        target
-            .sync(route, report.routes.get(key), &mut pending)
-            .await;
-    }
-    for (key, route) in &state.grpc_routes {
-        let api: Api<GRPCRoute> = Api::namespaced(client.clone(), &key.namespace);
-        let target = RouteWrite {
-            api,
-            kind: "GRPCRoute",
-            key,
-            controller,
-            now: &now,
-        };
-        target
-            .sync(route, report.grpc_routes.get(key), &mut pending)
-            .await;
+        target.sync(route, reports.get(key), pending).await;
     }
 }
 
