@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::acme::{self, SecretStore};
 use crate::controller::Controller;
 use crate::metrics::Metrics;
 use crate::proxy::{
@@ -203,13 +204,49 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let https = bind("HTTPS", config.https_addr).await?;
     let addrs = (local(&http)?, local(&https)?, metrics_addr);
 
-    if let (SourceConfig::Kube(source), Some(status)) = (&config.source, &config.status) {
-        let writer = StatusWriter::new(source.client.clone(), status.clone(), controller.options());
-        tasks.spawn(writer.run(
-            states.clone(),
-            controller.warnings(),
-            controller.gateway_status(),
-        ));
+    // One replica leads: it writes status and Events and orders ACME
+    // certificates. With manifests there is one replica, which leads.
+    let answers = |store: SecretStore| acme::Answers {
+        store,
+        secret: config.translate.acme.challenges.clone(),
+        table: table.clone(),
+    };
+    match (&config.source, &config.status) {
+        (SourceConfig::Kube(source), Some(status)) => {
+            let leading = StatusWriter::elect(&source.client, status);
+            let writer =
+                StatusWriter::new(source.client.clone(), status.clone(), controller.options());
+            tasks.spawn(writer.run(
+                states.clone(),
+                controller.warnings(),
+                controller.gateway_status(),
+                leading.clone(),
+            ));
+            let store = SecretStore::Kube(source.client.clone());
+            let manager = acme::Manager::new(
+                store.clone(),
+                crate::source::controller_namespace(),
+                controller.options(),
+                answers(store),
+            );
+            tasks.spawn(manager.run(states.clone(), leading));
+        }
+        (SourceConfig::Manifests(dir), _) => {
+            let store = SecretStore::Directory(dir.clone());
+            let manager = acme::Manager::new(
+                store.clone(),
+                crate::source::controller_namespace(),
+                controller.options(),
+                answers(store),
+            );
+            let (leads, leading) = tokio::sync::watch::channel(true);
+            let states = states.clone();
+            tasks.spawn(async move {
+                let _always = leads;
+                manager.run(states, leading).await;
+            });
+        }
+        (SourceConfig::Kube(_), None) => {}
     }
     // `worker-processes` of the controller ConfigMap wins over the flag.
     let workers = controller.workers().unwrap_or(config.limits.workers);

@@ -79,6 +79,11 @@ impl ChallengeAnswers {
     }
 }
 
+/// The data key that holds the answer for `token`.
+pub fn http01_key(token: &str) -> String {
+    format!("{HTTP01_KEY_PREFIX}{token}")
+}
+
 /// RFC 8555 §8.1: a key authorization is `token.thumbprint`, both
 /// base64url; §8.3: a token is base64url.
 fn key_authorization(token: &str, value: &[u8]) -> Result<Bytes, &'static str> {

@@ -75,21 +75,28 @@ impl StatusWriter {
         }
     }
 
-    /// Runs the election and, while leading, keeps status and Events in
+    /// Starts the election on the Lease `config` names; the receiver says
+    /// whether this replica leads.
+    pub fn elect(client: &Client, config: &StatusConfig) -> watch::Receiver<bool> {
+        let (leading_tx, leading) = watch::channel(false);
+        let elector = lease::Elector::new(
+            Api::namespaced(client.clone(), &config.namespace),
+            config.election_id.clone(),
+            config.identity.clone(),
+        );
+        tokio::spawn(elector.run(leading_tx, lease::RENEW));
+        leading
+    }
+
+    /// While `leading` says this replica leads, keeps status and Events in
     /// line with the cluster state and the current warnings.
     pub async fn run(
         mut self,
         mut states: StateReceiver,
         mut warnings: watch::Receiver<Arc<BTreeSet<Warning>>>,
         mut gateway_status: watch::Receiver<Arc<StatusReport>>,
+        mut leading: watch::Receiver<bool>,
     ) {
-        let (leading_tx, mut leading) = watch::channel(false);
-        let elector = lease::Elector::new(
-            Api::namespaced(self.client.clone(), &self.config.namespace),
-            self.config.election_id.clone(),
-            self.config.identity.clone(),
-        );
-        tokio::spawn(elector.run(leading_tx, lease::RENEW));
         loop {
             if *leading.borrow_and_update() {
                 let state = states.borrow_and_update().clone();

@@ -4,12 +4,13 @@
 
 pub mod fake_api;
 pub mod pathological;
+pub mod pebble;
 pub mod poll;
 pub mod site;
 
 // The streaming test neither waits nor builds a site.
 #[allow(unused_imports)]
-pub use poll::eventually;
+pub use poll::{eventually, eventually_every};
 #[allow(unused_imports)]
 pub use site::{Site, SERVICES_FILE};
 

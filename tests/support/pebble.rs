@@ -1,0 +1,207 @@
+//! Let's Encrypt's test CA, pebble, with pebble-challtestsrv as its DNS
+//! (every name resolves to 127.0.0.1), on free loopback ports. Pebble
+//! validates HTTP-01 and TLS-ALPN-01 against the ports it is given:
+//! Gatehouse's listeners.
+//!
+//! Both come from Debian's `pebble` package; `.ci/run` installs it. A test
+//! that needs them calls `Pebble::start` and returns early (saying so)
+//! when they are absent.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+
+use super::{tls_config, tls_connect, Pki};
+
+pub struct Pebble {
+    /// The ACME directory URL.
+    pub directory: String,
+    /// Base64 of the PEM CA of pebble's own HTTPS: an `AcmeIssuer`'s
+    /// `caBundle`.
+    pub ca_bundle: String,
+    /// The root pebble issues under, for clients of the issued certificates.
+    pub root: CertificateDer<'static>,
+    management: SocketAddr,
+    pki: Pki,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A free port on 127.0.0.1 (free when asked; taken by whoever binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port()
+}
+
+impl Pebble {
+    /// Whether pebble and its DNS are installed; if not, says why the
+    /// calling test does nothing.
+    pub fn installed(test: &str) -> bool {
+        let found = ["pebble", "pebble-challtestsrv"].iter().all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !found {
+            eprintln!("{test}: skipped: pebble is not installed (apt-get install pebble)");
+        }
+        found
+    }
+
+    /// Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on
+    /// `tls_port` of 127.0.0.1, with `env` (e.g. `PEBBLE_WFE_NONCEREJECT`).
+    pub async fn start(http_port: u16, tls_port: u16, env: &[(&str, &str)]) -> Pebble {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::named("pebble HTTPS test CA");
+        let leaf = pki.leaf_for(&["localhost", "127.0.0.1"]);
+        std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).expect("write cert");
+        std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).expect("write key");
+        let (listen, management, dns) = (free_port(), free_port(), free_udp_port());
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": dir.path().join("cert.pem"),
+            "privateKey": dir.path().join("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        let config_path = dir.path().join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).expect("write config");
+
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+        let dns_server = Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ])
+            .stdout(log("challtestsrv.log"))
+            .stderr(log("challtestsrv.err"))
+            .spawn()
+            .expect("start pebble-challtestsrv");
+        let mut pebble = Command::new("pebble");
+        pebble
+            .args(["-config"])
+            .arg(&config_path)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}"), "-strict=false"])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"));
+        for (name, value) in env {
+            pebble.env(name, value);
+        }
+        let pebble = pebble.spawn().expect("start pebble");
+        let mut running = Pebble {
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            ca_bundle: base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem),
+            root: CertificateDer::from(Vec::new()),
+            management: SocketAddr::from(([127, 0, 0, 1], management)),
+            pki,
+            children: vec![dns_server, pebble],
+            _dir: dir,
+        };
+        running.root = running.fetch_root().await;
+        running
+    }
+
+    /// Pebble's issuing root, from its management interface (retried
+    /// while pebble starts).
+    async fn fetch_root(&self) -> CertificateDer<'static> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.get_management("/roots/0").await {
+                Ok(pem) => {
+                    use rustls::pki_types::pem::PemObject;
+                    return CertificateDer::from_pem_slice(&pem).expect("pebble root is PEM");
+                }
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("pebble did not answer on {}: {e}", self.management)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn get_management(&self, path: &str) -> Result<Vec<u8>, String> {
+        let config = tls_config(Some(&self.pki.ca), &[b"http/1.1"]);
+        let (tls, _) = tls_connect(self.management, "localhost", config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let request = http::Request::get(path)
+            .header("host", "localhost")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{path}: {}", response.status()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(body.to_bytes().to_vec())
+    }
+
+    /// An `AcmeIssuer` manifest for this pebble.
+    pub fn issuer(&self, name: &str, challenge: &str) -> String {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {{name: {name}}}
+spec:
+  server: {}
+  email: ops@shop.test
+  privateKeySecretRef: {{name: {name}-account}}
+  challenge: {challenge}
+  caBundle: {}
+",
+            self.directory, self.ca_bundle
+        )
+    }
+}
