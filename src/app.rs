@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::acme::{self, SecretStore};
 use crate::controller::Controller;
+use crate::issuing::{self, SecretStore};
 use crate::metrics::Metrics;
 use crate::proxy::{
     self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
@@ -206,7 +206,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     // One replica leads: it writes status and Events and orders ACME
     // certificates. With manifests there is one replica, which leads.
-    let answers = |store: SecretStore| acme::Answers {
+    let answers = |store: SecretStore| issuing::Answers {
         store,
         secret: config.translate.acme.challenges.clone(),
         table: table.clone(),
@@ -223,7 +223,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 leading.clone(),
             ));
             let store = SecretStore::Kube(source.client.clone());
-            let manager = acme::Manager::new(
+            let manager = issuing::Manager::new(
                 store.clone(),
                 crate::source::controller_namespace(),
                 controller.options(),
@@ -233,7 +233,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         (SourceConfig::Manifests(dir), _) => {
             let store = SecretStore::Directory(dir.clone());
-            let manager = acme::Manager::new(
+            let manager = issuing::Manager::new(
                 store.clone(),
                 crate::source::controller_namespace(),
                 controller.options(),

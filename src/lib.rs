@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod connection;
 pub mod controller;
 pub mod gateway;
+pub mod issuing;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -1,17 +1,10 @@
-//! ACME (RFC 8555) certificates: the `AcmeIssuer` kind, the accounts,
-//! the orders the leading replica places, the challenge answers every
-//! replica serves, and when to renew and retry.
+//! ACME (RFC 8555) certificates, the parts every layer reads: the
+//! `AcmeIssuer` kind, the challenge answers every replica serves, and when
+//! to renew and retry. Talking to the CA is `crate::issuing`'s.
 
-pub mod account;
 pub mod challenges;
 pub mod issuer;
-pub mod manager;
-pub mod order;
 pub mod schedule;
-pub mod store;
 
 pub use challenges::{ChallengeAnswers, CHALLENGES_SECRET};
 pub use issuer::{AcmeIssuer, AcmeIssuerSpec, AcmeIssuerStatus, ChallengeType};
-pub use manager::Manager;
-pub use order::Answers;
-pub use store::SecretStore;

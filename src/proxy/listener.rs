@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,7 @@ use super::limits::Limits;
 use super::linger::{IntoTcp, Lingering};
 use super::proxy_protocol;
 use super::tls::{Accepted, Handshakes};
+use crate::acme::challenges::ACME_TLS_ALPN;
 use crate::connection::ConnInfo;
 use crate::metrics::{HandshakeLabels, ListenerLabels};
 use crate::table::GlobalSettings;
@@ -296,6 +297,12 @@ impl Listeners {
                 .get_or_create(&labels)
                 .inc();
             match outcome {
+                Ok(Ok(Accepted::Tls(mut tls, _)))
+                    if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) =>
+                {
+                    // A TLS-ALPN-01 validation: the handshake was the answer.
+                    let _ = tls.shutdown().await;
+                }
                 Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
                     // RFC 9113 §3.3: a connection that chose `h2` by ALPN

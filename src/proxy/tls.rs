@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::acme::challenges::ACME_TLS_ALPN;
 use crate::connection::PeerCert;
 use crate::table::{Handshake, RouteTable};
 use crate::tls::{certified_key_from_der, preference, Preference, TlsError, TlsSettings};
@@ -192,6 +193,10 @@ impl Handshakes {
     ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerCert>)> {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
         let hello = start.client_hello();
+        if let Some(answer) = self.acme_answer(&hello) {
+            let tls = start.into_stream(acme_config(answer)?).await?;
+            return Ok((tls, None));
+        }
         let preference = preference(hello.cipher_suites());
         let client_auth = hello
             .server_name()
@@ -207,6 +212,32 @@ impl Handshakes {
         let peer = client_auth.verify(tls.get_ref().1.peer_certificates());
         Ok((tls, Some(peer)))
     }
+}
+
+impl Handshakes {
+    /// The TLS-ALPN-01 validation certificate for a ClientHello that
+    /// offers `acme-tls/1` and names a host with a published answer.
+    fn acme_answer(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let offers = hello.alpn()?.any(|p| p == ACME_TLS_ALPN);
+        if !offers {
+            return None;
+        }
+        let table = self.table.load();
+        table.challenges.alpn_answer(hello.server_name()?).cloned()
+    }
+}
+
+/// The configuration of a TLS-ALPN-01 validation handshake: the answer's
+/// certificate and nothing but `acme-tls/1`. The listener closes such a
+/// connection after the handshake (RFC 8737 §3).
+fn acme_config(answer: Arc<CertifiedKey>) -> std::io::Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(crate::tls::provider().clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(answer)));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// What a TLS connection turned out to be.

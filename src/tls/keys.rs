@@ -86,7 +86,7 @@ pub fn certified_key_from_der(
 /// Keys that say they are EC (SEC1, or PKCS#8 naming id-ecPublicKey) go
 /// straight to the ECDSA loader; everything else, and anything it refuses,
 /// to the provider.
-fn load_signing_key(key: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+pub fn load_signing_key(key: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, rustls::Error> {
     let ecdsa = match &key {
         PrivateKeyDer::Sec1(_) => true,
         PrivateKeyDer::Pkcs8(der) => names_ec_algorithm(der.secret_pkcs8_der()),

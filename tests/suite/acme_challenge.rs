@@ -189,3 +189,62 @@ async fn the_kube_source_serves_the_answers_of_the_controller_namespace_secret()
     })
     .await;
 }
+
+/// A TLS-ALPN-01 validation certificate for `host` (RFC 8737 §3), PEM,
+/// certificate then key; and the certificate's DER.
+fn validation_certificate(host: &str) -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).expect("params");
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(&[9; 32])];
+    let cert = params.self_signed(&key).expect("certificate");
+    (
+        format!("{}{}", cert.pem(), key.serialize_pem()),
+        cert.der().to_vec(),
+    )
+}
+
+/// Only a handshake that offers `acme-tls/1` gets the validation
+/// certificate, and its connection ends after the handshake; every other
+/// handshake for the host gets the host's certificate as before.
+#[tokio::test]
+async fn a_tls_alpn_answer_is_offered_only_to_acme_tls_handshakes() {
+    use tokio::io::AsyncReadExt;
+
+    let (pem, der) = validation_certificate("shop.test");
+    let indented = pem.replace('\n', "\n    ");
+    let answers = format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gatehouse-acme-challenges, namespace: default}}
+type: Opaque
+stringData:
+  tls-alpn-01.shop.test: |
+    {indented}
+"
+    );
+    let site = site(answers).await;
+    let addr = site.gatehouse.https_addr;
+
+    let (mut tls, leaf) = tls_connect(addr, "shop.test", tls_config(None, &[b"acme-tls/1"]))
+        .await
+        .expect("acme-tls/1 handshake");
+    assert_eq!(leaf.as_ref(), der.as_slice());
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection ends after the handshake: {read:?}"
+    );
+
+    // The same host without acme-tls/1: its own certificate, verified.
+    let (_, leaf) = tls_connect(addr, "shop.test", tls_config(Some(&site.pki.ca), &[b"h2"]))
+        .await
+        .expect("ordinary handshake");
+    assert_ne!(leaf.as_ref(), der.as_slice());
+
+    // acme-tls/1 for a host without an answer: no validation certificate.
+    let other = tls_connect(addr, "other.test", tls_config(None, &[b"acme-tls/1"])).await;
+    assert!(other.is_err(), "no protocol in common");
+}

@@ -69,13 +69,21 @@ async fn trusted_get(
 
 #[tokio::test]
 async fn http01_issuance_serves_a_certificate_a_client_trusting_the_ca_accepts() {
-    if !Pebble::installed("http01_issuance") {
-        return;
+    if Pebble::installed("http01_issuance") {
+        issuance("http-01").await;
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("gatehouse=debug")
-        .with_test_writer()
-        .try_init();
+}
+
+#[tokio::test]
+async fn tls_alpn01_issuance_serves_a_certificate_a_client_trusting_the_ca_accepts() {
+    if Pebble::installed("tls_alpn01_issuance") {
+        issuance("tls-alpn-01").await;
+    }
+}
+
+/// Pebble validates with `challenge` against Gatehouse's listeners; both
+/// hosts are then served a certificate that pebble's root verifies.
+async fn issuance(challenge: &str) {
     let site = shop().await;
     let pebble = Pebble::start(
         site.gatehouse.http_addr.port(),
@@ -88,7 +96,7 @@ async fn http01_issuance_serves_a_certificate_a_client_trusting_the_ca_accepts()
 
     write_atomically(
         &site.dir.path().join("issuer.yaml"),
-        &pebble.issuer("pebble", "http-01"),
+        &pebble.issuer("pebble", challenge),
     );
 
     for host in ["shop.test", "www.shop.test"] {
@@ -123,5 +131,5 @@ async fn http01_issuance_serves_a_certificate_a_client_trusting_the_ca_accepts()
             .join("acme.default.gatehouse-acme-challenges.yaml"),
     )
     .expect("the challenges Secret");
-    assert!(!answers.contains("http-01."), "{answers}");
+    assert!(!answers.contains(&format!("{challenge}.")), "{answers}");
 }

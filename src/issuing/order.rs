@@ -1,5 +1,6 @@
 //! One certificate from the CA: an order for the request's names, each
-//! name's HTTP-01 challenge answered through the published answers, a CSR
+//! name's challenge (HTTP-01 or TLS-ALPN-01, as the issuer says) answered
+//! through the published answers, a CSR
 //! for a fresh ECDSA P-256 key, and the chain the CA issues.
 //!
 //! The answers are published before the CA is told to validate, and the
@@ -18,8 +19,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
-use super::challenges::{self, PATH_PREFIX};
 use super::store::{SecretStore, StoreError};
+use crate::acme::challenges::{self, PATH_PREFIX};
+use crate::acme::issuer::ChallengeType as Challenge;
 use crate::cluster::ObjectKey;
 use crate::table::RouteTable;
 
@@ -90,6 +92,7 @@ pub async fn obtain(
     account: &Account,
     hosts: &[String],
     profile: Option<&str>,
+    challenge: Challenge,
     answers: &Answers,
 ) -> Result<Issued, OrderError> {
     let identifiers: Vec<Identifier> = hosts.iter().cloned().map(Identifier::Dns).collect();
@@ -98,9 +101,9 @@ pub async fn obtain(
         new = new.profile(profile);
     }
     let mut order = account.new_order(&new).await?;
-    let mut tokens = Vec::new();
-    let outcome = validate_and_issue(&mut order, hosts, answers, &mut tokens).await;
-    if let Err(e) = answers.withdraw(&tokens).await {
+    let mut published = Vec::new();
+    let outcome = validate_and_issue(&mut order, hosts, challenge, answers, &mut published).await;
+    if let Err(e) = answers.withdraw(&published).await {
         tracing::warn!(target: "gatehouse::acme", "cannot withdraw challenge answers (they stay harmless): {e}");
     }
     outcome
@@ -109,8 +112,9 @@ pub async fn obtain(
 async fn validate_and_issue(
     order: &mut Order,
     hosts: &[String],
+    kind: Challenge,
     answers: &Answers,
-    tokens: &mut Vec<String>,
+    published: &mut Vec<String>,
 ) -> Result<Issued, OrderError> {
     let mut ready = Vec::new();
     let mut authorizations = order.authorizations();
@@ -127,20 +131,33 @@ async fn validate_and_issue(
             }
         }
         let name = authorization.identifier().to_string();
+        let wanted = match kind {
+            Challenge::Http01 => ChallengeType::Http01,
+            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
         let mut challenge = authorization
-            .challenge(ChallengeType::Http01)
+            .challenge(wanted)
             .ok_or_else(|| OrderError::Refused {
-                problem: format!("the CA offers no http-01 challenge for {name}"),
+                problem: format!("the CA offers no {kind:?} challenge for {name}"),
                 retry_after: None,
             })?;
-        let token = challenge.token.clone();
         let key_authorization = challenge.key_authorization();
+        let answer = match kind {
+            Challenge::Http01 => Answer::Http01 {
+                token: challenge.token.clone(),
+                key_authorization: key_authorization.as_str().to_owned(),
+            },
+            Challenge::TlsAlpn01 => Answer::TlsAlpn01 {
+                host: name.clone(),
+                pem: validation_certificate(&name, key_authorization.digest().as_ref())?,
+            },
+        };
         answers
-            .publish(&token, key_authorization.as_str())
+            .publish(&answer)
             .await
             .map_err(OrderError::Publish)?;
-        tokens.push(token.clone());
-        answers.served(&token).await.map_err(OrderError::Publish)?;
+        published.push(answer.data_key());
+        answers.served(&answer).await.map_err(OrderError::Publish)?;
         challenge.set_ready().await?;
         ready.push(name);
     }
@@ -194,24 +211,78 @@ async fn failure(order: &mut Order) -> String {
     "the order became invalid without a problem document".to_owned()
 }
 
+/// One published answer.
+enum Answer {
+    Http01 {
+        token: String,
+        key_authorization: String,
+    },
+    TlsAlpn01 {
+        host: String,
+        /// The validation certificate, then its key.
+        pem: String,
+    },
+}
+
+impl Answer {
+    fn data_key(&self) -> String {
+        match self {
+            Answer::Http01 { token, .. } => challenges::http01_key(token),
+            Answer::TlsAlpn01 { host, .. } => challenges::tls_alpn01_key(host),
+        }
+    }
+
+    fn value(&self) -> ByteString {
+        match self {
+            Answer::Http01 {
+                key_authorization, ..
+            } => ByteString(key_authorization.as_bytes().to_vec()),
+            Answer::TlsAlpn01 { pem, .. } => ByteString(pem.as_bytes().to_vec()),
+        }
+    }
+
+    fn is_served(&self, table: &RouteTable) -> bool {
+        match self {
+            Answer::Http01 { token, .. } => table
+                .challenges
+                .answer(&format!("{PATH_PREFIX}{token}"))
+                .is_some(),
+            Answer::TlsAlpn01 { host, .. } => table.challenges.alpn_answer(host).is_some(),
+        }
+    }
+}
+
+/// RFC 8737 §3: a self-signed certificate for `host` whose critical
+/// `acmeIdentifier` extension holds the SHA-256 of the key authorization;
+/// PEM, certificate then key.
+fn validation_certificate(host: &str, digest: &[u8]) -> Result<String, OrderError> {
+    let failed =
+        |e: rcgen::Error| OrderError::Acme(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).map_err(failed)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(failed)?;
+    Ok(format!("{}{}", cert.pem(), key.serialize_pem()))
+}
+
 impl Answers {
-    /// Adds `http-01.TOKEN` to the challenges Secret.
-    pub async fn publish(&self, token: &str, key_authorization: &str) -> Result<(), String> {
-        let value = ByteString(key_authorization.as_bytes().to_vec());
+    /// Adds the answer to the challenges Secret.
+    async fn publish(&self, answer: &Answer) -> Result<(), String> {
+        let (key, value) = (answer.data_key(), answer.value());
         self.edit(|data| {
-            data.insert(challenges::http01_key(token), value.clone());
+            data.insert(key.clone(), value.clone());
         })
         .await
     }
 
-    /// Removes the answers for `tokens`.
-    pub async fn withdraw(&self, tokens: &[String]) -> Result<(), String> {
-        if tokens.is_empty() {
+    /// Removes the answers under `keys`.
+    async fn withdraw(&self, keys: &[String]) -> Result<(), String> {
+        if keys.is_empty() {
             return Ok(());
         }
         self.edit(|data| {
-            for token in tokens {
-                data.remove(&challenges::http01_key(token));
+            for key in keys {
+                data.remove(key);
             }
         })
         .await
@@ -270,12 +341,11 @@ impl Answers {
         }
     }
 
-    /// Waits until this replica's table serves the answer for `token`.
-    async fn served(&self, token: &str) -> Result<(), String> {
-        let path = format!("{PATH_PREFIX}{token}");
+    /// Waits until this replica's table serves `answer`.
+    async fn served(&self, answer: &Answer) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + PUBLICATION;
         loop {
-            if self.table.load().challenges.answer(&path).is_some() {
+            if answer.is_served(&self.table.load()) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {

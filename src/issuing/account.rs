@@ -15,8 +15,8 @@ use k8s_openapi::ByteString;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::issuer::AcmeIssuerSpec;
 use super::store::{SecretStore, StoreError};
+use crate::acme::issuer::AcmeIssuerSpec;
 use crate::cluster::ObjectKey;
 
 /// The data key that holds the account key.
@@ -168,7 +168,7 @@ fn key_secret_object(key: &ObjectKey, pem: String) -> Secret {
 /// The external account key: `keyID` and the MAC key, stored as
 /// cert-manager stores it (base64url, padding optional).
 async fn eab_key(
-    binding: &super::issuer::ExternalAccountBinding,
+    binding: &crate::acme::issuer::ExternalAccountBinding,
     store: &SecretStore,
     namespace: &str,
 ) -> Result<ExternalAccountKey, AccountError> {

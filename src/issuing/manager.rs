@@ -24,10 +24,10 @@ use k8s_openapi::ByteString;
 use tokio::sync::watch;
 
 use super::account::{self, AccountError};
-use super::issuer::AcmeIssuerSpec;
 use super::order::{self, Answers, Issued, OrderError};
-use super::schedule;
 use super::store::{SecretStore, StoreError};
+use crate::acme::issuer::AcmeIssuerSpec;
+use crate::acme::schedule;
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::source::StateReceiver;
 use crate::translate::{certificate_requests, CertificateRequest, TranslateOptions};
@@ -241,6 +241,7 @@ impl Manager {
             &account,
             &request.hosts,
             spec.profile.as_deref(),
+            spec.challenge,
             &self.answers,
         )
         .await?;
