@@ -24,7 +24,8 @@ use k8s_openapi::ByteString;
 use tokio::sync::watch;
 
 use super::account::{self, AccountError};
-use super::order::{self, Answers, Issued, OrderError};
+use super::order::{self, Answers, Issued, OrderError, Wanted};
+use super::orders::{Orders, ORDERS_SECRET};
 use super::store::{SecretStore, StoreError};
 use crate::acme::issuer::AcmeIssuerSpec;
 use crate::acme::schedule;
@@ -114,6 +115,7 @@ pub struct Manager {
     namespace: String,
     options: Arc<TranslateOptions>,
     answers: Answers,
+    orders: Orders,
     accounts: HashMap<String, (AcmeIssuerSpec, Account)>,
     progress: HashMap<ObjectKey, Progress>,
 }
@@ -125,11 +127,16 @@ impl Manager {
         options: Arc<TranslateOptions>,
         answers: Answers,
     ) -> Self {
+        let orders = Orders {
+            store: store.clone(),
+            secret: ObjectKey::new(&namespace, ORDERS_SECRET),
+        };
         Manager {
             store,
             namespace,
             options,
             answers,
+            orders,
             accounts: HashMap::new(),
             progress: HashMap::new(),
         }
@@ -237,14 +244,14 @@ impl Manager {
         leading: &watch::Receiver<bool>,
     ) -> Result<Held, AttemptError> {
         let account = self.account(&request.issuer, spec).await?;
-        let issued = order::obtain(
-            &account,
-            &request.hosts,
-            spec.profile.as_deref(),
-            spec.challenge,
-            &self.answers,
-        )
-        .await?;
+        let wanted = Wanted {
+            issuer: &request.issuer,
+            hosts: &request.hosts,
+            profile: spec.profile.as_deref(),
+            challenge: spec.challenge,
+            secret: &request.secret,
+        };
+        let issued = order::obtain(&account, &wanted, &self.answers, &self.orders).await?;
         if !*leading.borrow() {
             return Err(AttemptError::NotLeading);
         }

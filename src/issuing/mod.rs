@@ -7,6 +7,7 @@
 pub mod account;
 pub mod manager;
 pub mod order;
+pub mod orders;
 pub mod store;
 
 pub use manager::Manager;

@@ -12,13 +12,12 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
-    RetryPolicy,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, RetryPolicy,
 };
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
+use super::orders::{edit_secret, Orders, Record};
 use super::store::{SecretStore, StoreError};
 use crate::acme::challenges::{self, PATH_PREFIX};
 use crate::acme::issuer::ChallengeType as Challenge;
@@ -87,36 +86,140 @@ pub struct Answers {
     pub table: Arc<ArcSwap<RouteTable>>,
 }
 
-/// Orders a certificate for `hosts` and waits for it.
+/// What to order, and for which Secret.
+pub struct Wanted<'a> {
+    pub issuer: &'a str,
+    pub hosts: &'a [String],
+    pub profile: Option<&'a str>,
+    pub challenge: Challenge,
+    /// The certificate's Secret: the key of its order record.
+    pub secret: &'a ObjectKey,
+}
+
+/// Orders a certificate (or resumes the order a previous leader recorded)
+/// and waits for it. The record is removed when the order ends, whether
+/// with a certificate or refused; a failure to reach the CA keeps it, so
+/// the next attempt resumes.
 pub async fn obtain(
     account: &Account,
-    hosts: &[String],
-    profile: Option<&str>,
-    challenge: Challenge,
+    wanted: &Wanted<'_>,
     answers: &Answers,
+    orders: &Orders,
 ) -> Result<Issued, OrderError> {
-    let identifiers: Vec<Identifier> = hosts.iter().cloned().map(Identifier::Dns).collect();
-    let mut new = NewOrder::new(&identifiers);
-    if let Some(profile) = profile {
-        new = new.profile(profile);
-    }
-    let mut order = account.new_order(&new).await?;
+    let record_error = |e: StoreError| OrderError::Publish(format!("order record: {e}"));
+    let (mut order, record) = match resume(account, wanted, orders).await? {
+        Some(resumed) => resumed,
+        None => {
+            let identifiers: Vec<Identifier> =
+                wanted.hosts.iter().cloned().map(Identifier::Dns).collect();
+            let mut new = NewOrder::new(&identifiers);
+            if let Some(profile) = wanted.profile {
+                new = new.profile(profile);
+            }
+            let order = account.new_order(&new).await?;
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| OrderError::Acme(format!("cannot make a key: {e}")))?;
+            let record = Record {
+                issuer: wanted.issuer.to_owned(),
+                hosts: wanted.hosts.to_vec(),
+                order: order.url().to_owned(),
+                key: key.serialize_pem(),
+            };
+            orders.put(wanted.secret, &record).await.map_err(record_error)?;
+            (order, record)
+        }
+    };
     let mut published = Vec::new();
-    let outcome = validate_and_issue(&mut order, hosts, challenge, answers, &mut published).await;
+    let outcome = complete(&mut order, wanted, &record, answers, &mut published).await;
     if let Err(e) = answers.withdraw(&published).await {
         tracing::warn!(target: "gatehouse::acme", "cannot withdraw challenge answers (they stay harmless): {e}");
+    }
+    if matches!(outcome, Ok(_) | Err(OrderError::Refused { .. })) {
+        orders.remove(wanted.secret).await.map_err(record_error)?;
     }
     outcome
 }
 
-async fn validate_and_issue(
+/// The recorded order for `wanted`, when there is one the CA still
+/// knows and that can still succeed.
+async fn resume(
+    account: &Account,
+    wanted: &Wanted<'_>,
+    orders: &Orders,
+) -> Result<Option<(Order, Record)>, OrderError> {
+    let record = orders
+        .get(wanted.secret)
+        .await
+        .map_err(|e| OrderError::Publish(format!("order record: {e}")))?;
+    let Some(record) = record.filter(|r| r.is_for(wanted.issuer, wanted.hosts)) else {
+        return Ok(None);
+    };
+    let mut order = match account.order(record.order.clone()).await {
+        Ok(order) => order,
+        // Expired or gone: a new order.
+        Err(instant_acme::Error::Api(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let status = order.state().status;
+    if status == OrderStatus::Invalid {
+        return Ok(None);
+    }
+    tracing::info!(target: "gatehouse::acme", secret = %wanted.secret, ?status, "resuming the order a previous attempt recorded");
+    Ok(Some((order, record)))
+}
+
+/// Takes `order` from wherever it is to the issued chain.
+async fn complete(
     order: &mut Order,
-    hosts: &[String],
-    kind: Challenge,
+    wanted: &Wanted<'_>,
+    record: &Record,
     answers: &Answers,
     published: &mut Vec<String>,
 ) -> Result<Issued, OrderError> {
-    let mut ready = Vec::new();
+    if order.state().status == OrderStatus::Pending {
+        answer_challenges(order, wanted.challenge, answers, published).await?;
+        let polling = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(VALIDATION);
+        let status = order.poll_ready(&polling).await?;
+        if status != OrderStatus::Ready {
+            return Err(OrderError::Refused {
+                problem: failure(order).await,
+                retry_after: None,
+            });
+        }
+    }
+    let key = rcgen::KeyPair::from_pem(&record.key)
+        .map_err(|e| OrderError::Acme(format!("the recorded key does not load: {e}")))?;
+    if order.state().status == OrderStatus::Ready {
+        let mut params = rcgen::CertificateParams::new(wanted.hosts.to_vec())
+            .map_err(|e| OrderError::Acme(format!("cannot make a CSR: {e}")))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| OrderError::Acme(format!("cannot make a CSR: {e}")))?;
+        order.finalize_csr(csr.der()).await?;
+    }
+    let issuing = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(ISSUANCE);
+    let chain = order.poll_certificate(&issuing).await?;
+    Ok(Issued {
+        chain,
+        key: record.key.clone(),
+    })
+}
+
+/// Publishes the answer to each pending authorization's challenge, waits
+/// until this replica serves it, and tells the CA to validate.
+async fn answer_challenges(
+    order: &mut Order,
+    kind: Challenge,
+    answers: &Answers,
+    published: &mut Vec<String>,
+) -> Result<(), OrderError> {
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
@@ -152,45 +255,16 @@ async fn validate_and_issue(
                 pem: validation_certificate(&name, key_authorization.digest().as_ref())?,
             },
         };
-        answers
-            .publish(&answer)
-            .await
-            .map_err(OrderError::Publish)?;
+        answers.publish(&answer).await.map_err(OrderError::Publish)?;
         published.push(answer.data_key());
         answers.served(&answer).await.map_err(OrderError::Publish)?;
-        challenge.set_ready().await?;
-        ready.push(name);
+        // A previous leader may have told the CA already.
+        if challenge.status == ChallengeStatus::Pending {
+            challenge.set_ready().await?;
+        }
+        tracing::debug!(target: "gatehouse::acme", %name, "challenge answered");
     }
-    let polling = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(250))
-        .backoff(1.5)
-        .timeout(VALIDATION);
-    let status = order.poll_ready(&polling).await?;
-    if status != OrderStatus::Ready {
-        return Err(OrderError::Refused {
-            problem: failure(order).await,
-            retry_after: None,
-        });
-    }
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| OrderError::Acme(format!("cannot make a key: {e}")))?;
-    let mut params = rcgen::CertificateParams::new(hosts.to_vec())
-        .map_err(|e| OrderError::Acme(format!("cannot make a CSR: {e}")))?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| OrderError::Acme(format!("cannot make a CSR: {e}")))?;
-    order.finalize_csr(csr.der()).await?;
-    let issuing = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(250))
-        .backoff(1.5)
-        .timeout(ISSUANCE);
-    let chain = order.poll_certificate(&issuing).await?;
-    tracing::debug!(target: "gatehouse::acme", names = ?ready, "validated");
-    Ok(Issued {
-        chain,
-        key: key.serialize_pem(),
-    })
+    Ok(())
 }
 
 /// The CA's own words on why an order is invalid: the order's problem, or
@@ -288,57 +362,13 @@ impl Answers {
         .await
     }
 
-    /// Applies `change` to the Secret's data, reading again when another
-    /// writer came first.
     async fn edit(
         &self,
         change: impl Fn(&mut std::collections::BTreeMap<String, ByteString>),
     ) -> Result<(), String> {
-        for _ in 0..5 {
-            let current = self
-                .store
-                .get(&self.secret)
-                .await
-                .map_err(|e| e.to_string())?;
-            let written = match current {
-                Some(mut secret) => {
-                    let data = secret.data.get_or_insert_with(Default::default);
-                    let before = data.clone();
-                    change(data);
-                    if *data == before {
-                        return Ok(());
-                    }
-                    self.store.replace(&secret).await
-                }
-                None => {
-                    let mut data = Default::default();
-                    change(&mut data);
-                    self.store.create(&self.new_secret(data)).await
-                }
-            };
-            match written {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Err(format!(
-            "Secret {} kept changing under five attempts",
-            self.secret
-        ))
-    }
-
-    fn new_secret(&self, data: std::collections::BTreeMap<String, ByteString>) -> Secret {
-        Secret {
-            metadata: ObjectMeta {
-                namespace: Some(self.secret.namespace.clone()),
-                name: Some(self.secret.name.clone()),
-                ..ObjectMeta::default()
-            },
-            type_: Some("Opaque".to_owned()),
-            data: Some(data),
-            ..Secret::default()
-        }
+        edit_secret(&self.store, &self.secret, change)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Waits until this replica's table serves `answer`.
