@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::acme::status::AcmeStatus;
 use crate::controller::Controller;
 use crate::issuing::{self, SecretStore};
 use crate::metrics::Metrics;
@@ -172,10 +173,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut tasks = JoinSet::new();
     let admin_listener = bind("metrics", config.metrics_addr).await?;
     let metrics_addr = local(&admin_listener)?;
+    let acme_status = AcmeStatus::default();
     let admin_state = AdminState {
         readiness: readiness.clone(),
-        metrics,
+        metrics: metrics.clone(),
         table: table.clone(),
+        acme: acme_status.clone(),
     };
     tasks.spawn(admin::serve(admin_listener, admin_state));
 
@@ -228,6 +231,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 crate::source::controller_namespace(),
                 controller.options(),
                 answers(store),
+                (acme_status.clone(), metrics.clone()),
             );
             tasks.spawn(manager.run(states.clone(), leading));
         }
@@ -238,6 +242,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 crate::source::controller_namespace(),
                 controller.options(),
                 answers(store),
+                (acme_status.clone(), metrics.clone()),
             );
             let (leads, leading) = tokio::sync::watch::channel(true);
             let states = states.clone();

@@ -80,6 +80,17 @@ pub struct CertLabels {
     pub secret: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AcmeStateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AcmeOrderLabels {
+    pub issuer: String,
+    pub event: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The request metrics of one route, looked up in the families on the
@@ -180,6 +191,10 @@ pub struct Metrics {
     pub last_rebuild: FloatGauge,
     pub warnings: Family<WarningLabels, Gauge<i64, AtomicI64>>,
     pub cert_expiry: Family<CertLabels, Gauge<i64, AtomicI64>>,
+    /// ACME certificates asked for, by state (on the leading replica).
+    pub acme_certificates: Family<AcmeStateLabels, Gauge<i64, AtomicI64>>,
+    /// ACME orders this replica placed or resumed, and how they ended.
+    pub acme_orders: Family<AcmeOrderLabels, Counter>,
     /// The request metrics of requests no route forwarded (404, redirects).
     pub unrouted: RouteMetricsSlot,
 }
@@ -229,6 +244,8 @@ impl Metrics {
             warnings: Family::default(),
             unrouted: RouteMetricsSlot::default(),
             cert_expiry: Family::default(),
+            acme_certificates: Family::default(),
+            acme_orders: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -317,6 +334,16 @@ impl Metrics {
             "notAfter of the certificate served for a TLS host (Unix time)",
             Unit::Seconds,
             m.cert_expiry.clone(),
+        );
+        r.register(
+            "acme_certificates",
+            "Certificates Ingresses ask the ACME issuers for, by state (valid, pending, failed), on the leading replica",
+            m.acme_certificates.clone(),
+        );
+        r.register(
+            "acme_orders",
+            "ACME orders, by issuer and event: placed, resumed (recorded by an earlier attempt or leader), issued, failed",
+            m.acme_orders.clone(),
         );
         m
     }

@@ -1,10 +1,11 @@
 //! ACME (RFC 8555) certificates, the parts every layer reads: the
-//! `AcmeIssuer` kind, the challenge answers every replica serves, and when
-//! to renew and retry. Talking to the CA is `crate::issuing`'s.
+//! `AcmeIssuer` kind, the challenge answers every replica serves, when
+//! to renew and retry, and how each certificate stands. Talking to the CA is `crate::issuing`'s.
 
 pub mod challenges;
 pub mod issuer;
 pub mod schedule;
+pub mod status;
 
 pub use challenges::{ChallengeAnswers, CHALLENGES_SECRET};
 pub use issuer::{AcmeIssuer, AcmeIssuerSpec, AcmeIssuerStatus, ChallengeType};

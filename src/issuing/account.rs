@@ -34,7 +34,18 @@ pub enum AccountError {
     #[error("externalAccountBinding Secret {key}: {why}")]
     Eab { key: ObjectKey, why: String },
     #[error("the CA refused the account: {0}")]
-    Acme(#[from] instant_acme::Error),
+    Refused(String),
+    #[error("cannot talk to the CA: {0}")]
+    Unreachable(String),
+}
+
+impl From<instant_acme::Error> for AccountError {
+    fn from(error: instant_acme::Error) -> Self {
+        match error {
+            instant_acme::Error::Api(problem) => AccountError::Refused(problem.to_string()),
+            other => AccountError::Unreachable(super::chain(&other)),
+        }
+    }
 }
 
 /// Registers (or finds) the issuer's account; `namespace` is where the
@@ -103,7 +114,7 @@ pub async fn register(
 /// it is given (as cert-manager does), else the system's roots.
 fn builder(spec: &AcmeIssuerSpec) -> Result<AccountBuilder, AccountError> {
     let Some(bundle) = &spec.ca_bundle else {
-        return Account::builder().map_err(AccountError::Acme);
+        return Account::builder().map_err(AccountError::from);
     };
     use base64::Engine as _;
     let pem = base64::engine::general_purpose::STANDARD

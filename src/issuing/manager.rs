@@ -29,7 +29,9 @@ use super::orders::{Orders, ORDERS_SECRET};
 use super::store::{SecretStore, StoreError};
 use crate::acme::issuer::AcmeIssuerSpec;
 use crate::acme::schedule;
+use crate::acme::status::{AcmeStatus, CertificateState, CertificateStatus};
 use crate::cluster::{ClusterState, ObjectKey};
+use crate::metrics::{AcmeOrderLabels, AcmeStateLabels, Metrics};
 use crate::source::StateReceiver;
 use crate::translate::{certificate_requests, CertificateRequest, TranslateOptions};
 
@@ -99,12 +101,13 @@ impl Held {
     }
 }
 
-/// How one certificate stands, for logs and (later) `/debug/certs`.
+/// What the manager remembers of one certificate between rounds.
 #[derive(Default)]
 struct Progress {
     /// Start times of the failed attempts since the last success.
     failures: Vec<SystemTime>,
     retry_after: Option<SystemTime>,
+    last_error: Option<String>,
     /// What this replica wrote last, until the state shows it.
     written: Option<Held>,
 }
@@ -118,6 +121,8 @@ pub struct Manager {
     orders: Orders,
     accounts: HashMap<String, (AcmeIssuerSpec, Account)>,
     progress: HashMap<ObjectKey, Progress>,
+    status: AcmeStatus,
+    metrics: Arc<Metrics>,
 }
 
 impl Manager {
@@ -126,6 +131,7 @@ impl Manager {
         namespace: String,
         options: Arc<TranslateOptions>,
         answers: Answers,
+        report: (AcmeStatus, Arc<Metrics>),
     ) -> Self {
         let orders = Orders {
             store: store.clone(),
@@ -139,6 +145,8 @@ impl Manager {
             orders,
             accounts: HashMap::new(),
             progress: HashMap::new(),
+            status: report.0,
+            metrics: report.1,
         }
     }
 
@@ -150,6 +158,8 @@ impl Manager {
             if *leading.borrow_and_update() {
                 let state = states.borrow_and_update().clone();
                 wake = self.round(&state, &leading).await.min(wake);
+            } else {
+                self.status.publish(Default::default());
             }
             let sleep = wake
                 .duration_since(SystemTime::now())
@@ -165,6 +175,10 @@ impl Manager {
     /// Orders what is due; returns when the next thing falls due.
     async fn round(&mut self, state: &ClusterState, leading: &watch::Receiver<bool>) -> SystemTime {
         let requests = certificate_requests(state, &self.options);
+        // Forget what no Ingress asks for any more.
+        self.progress
+            .retain(|key, _| requests.iter().any(|r| &r.secret == key));
+        self.publish(state, &requests);
         let mut wake = SystemTime::now() + IDLE;
         for request in &requests {
             if !*leading.borrow() {
@@ -181,17 +195,21 @@ impl Manager {
             };
             let spec = issuer.spec.clone();
             let outcome = self.attempt(&spec, request, leading).await;
+            let event = if outcome.is_ok() { "issued" } else { "failed" };
+            self.count(&request.issuer, event);
             let progress = self.progress.entry(request.secret.clone()).or_default();
             match outcome {
                 Ok(held) => {
                     tracing::info!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
-                    progress.failures.clear();
-                    progress.retry_after = None;
-                    progress.written = Some(held);
+                    *progress = Progress {
+                        written: Some(held),
+                        ..Progress::default()
+                    };
                 }
                 Err(e) => {
                     progress.failures.push(now);
                     progress.retry_after = e.retry_after();
+                    progress.last_error = Some(e.to_string());
                     let next = schedule::next_attempt(
                         &progress.failures,
                         progress.retry_after,
@@ -200,12 +218,85 @@ impl Manager {
                     tracing::warn!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = next.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "certificate not obtained, the hosts keep the certificate they have: {e}");
                 }
             }
+            self.publish(state, &requests);
             wake = wake.min(self.due(state, request, SystemTime::now()));
         }
-        // Forget what no Ingress asks for any more.
-        self.progress
-            .retain(|key, _| requests.iter().any(|r| &r.secret == key));
         wake
+    }
+
+    /// Publishes how every requested certificate stands, and the gauge by
+    /// state.
+    fn publish(&self, state: &ClusterState, requests: &[CertificateRequest]) {
+        let now = SystemTime::now();
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        let mut statuses = std::collections::BTreeMap::new();
+        let mut counts = [0i64; CertificateState::ALL.len()];
+        for request in requests {
+            let progress = self.progress.get(&request.secret);
+            let failures = progress.map_or(0, |p| p.failures.len());
+            let held = self.held(state, request);
+            let due = self.due(state, request, now);
+            let current = held
+                .as_ref()
+                .is_some_and(|h| h.covers_exactly(&request.hosts));
+            let standing = if failures > 0 {
+                CertificateState::Failed
+            } else if current && due > now {
+                CertificateState::Valid
+            } else {
+                CertificateState::Pending
+            };
+            counts[standing as usize] += 1;
+            statuses.insert(
+                request.secret.to_string(),
+                CertificateStatus {
+                    secret: request.secret.to_string(),
+                    issuer: request.issuer.clone(),
+                    ingress: request.ingress.to_string(),
+                    hosts: request.hosts.clone(),
+                    state: standing,
+                    not_after: held.map(|h| unix(h.not_after)),
+                    next_attempt: Some(unix(due)),
+                    failures,
+                    last_error: progress.and_then(|p| p.last_error.clone()),
+                },
+            );
+        }
+        for (standing, count) in CertificateState::ALL.iter().zip(counts) {
+            let labels = AcmeStateLabels {
+                state: standing.as_str(),
+            };
+            self.metrics
+                .acme_certificates
+                .get_or_create(&labels)
+                .set(count);
+        }
+        self.status.publish(statuses);
+    }
+
+    fn count(&self, issuer: &str, event: &'static str) {
+        let labels = AcmeOrderLabels {
+            issuer: issuer.to_owned(),
+            event,
+        };
+        self.metrics.acme_orders.get_or_create(&labels).inc();
+    }
+
+    /// The newer of the certificate the state holds and the one this
+    /// replica wrote last.
+    fn held(&self, state: &ClusterState, request: &CertificateRequest) -> Option<Held> {
+        let in_state = state.secrets.get(&request.secret).and_then(|s| Held::of(s));
+        let written = self
+            .progress
+            .get(&request.secret)
+            .and_then(|p| p.written.clone());
+        match (in_state, written) {
+            (Some(a), Some(b)) => Some(if a.not_after >= b.not_after { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 
     /// When `request` next needs an order: now when its Secret holds no
@@ -217,20 +308,17 @@ impl Manager {
         request: &CertificateRequest,
         now: SystemTime,
     ) -> SystemTime {
-        let progress = self.progress.get(&request.secret);
-        let in_state = state.secrets.get(&request.secret).and_then(|s| Held::of(s));
-        let written = progress.and_then(|p| p.written.clone());
-        let held = match (in_state, written) {
-            (Some(a), Some(b)) => Some(if a.not_after >= b.not_after { a } else { b }),
-            (a, b) => a.or(b),
-        };
-        let renew = match held {
+        let renew = match self.held(state, request) {
             Some(held) if held.covers_exactly(&request.hosts) => {
                 schedule::renewal_time(held.not_before, held.not_after, seed(&request.secret))
             }
             _ => now,
         };
-        match progress.filter(|p| !p.failures.is_empty()) {
+        let failing = self
+            .progress
+            .get(&request.secret)
+            .filter(|p| !p.failures.is_empty());
+        match failing {
             Some(p) => renew.max(schedule::next_attempt(&p.failures, p.retry_after, now)),
             None => renew,
         }
@@ -251,7 +339,8 @@ impl Manager {
             challenge: spec.challenge,
             secret: &request.secret,
         };
-        let issued = order::obtain(&account, &wanted, &self.answers, &self.orders).await?;
+        let started = |event| self.count(&request.issuer, event);
+        let issued = order::obtain(&account, &wanted, &self.answers, &self.orders, started).await?;
         if !*leading.borrow() {
             return Err(AttemptError::NotLeading);
         }

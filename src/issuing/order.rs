@@ -66,7 +66,7 @@ impl From<instant_acme::Error> for OrderError {
                 problem: problem.to_string(),
                 retry_after: None,
             },
-            other => OrderError::Acme(other.to_string()),
+            other => OrderError::Acme(super::chain(&other)),
         }
     }
 }
@@ -100,15 +100,20 @@ pub struct Wanted<'a> {
 /// and waits for it. The record is removed when the order ends, whether
 /// with a certificate or refused; a failure to reach the CA keeps it, so
 /// the next attempt resumes.
+/// `started` is told whether the order was `placed` or `resumed`.
 pub async fn obtain(
     account: &Account,
     wanted: &Wanted<'_>,
     answers: &Answers,
     orders: &Orders,
+    started: impl FnOnce(&'static str),
 ) -> Result<Issued, OrderError> {
     let record_error = |e: StoreError| OrderError::Publish(format!("order record: {e}"));
     let (mut order, record) = match resume(account, wanted, orders).await? {
-        Some(resumed) => resumed,
+        Some(resumed) => {
+            started("resumed");
+            resumed
+        }
         None => {
             let identifiers: Vec<Identifier> =
                 wanted.hosts.iter().cloned().map(Identifier::Dns).collect();
@@ -125,7 +130,11 @@ pub async fn obtain(
                 order: order.url().to_owned(),
                 key: key.serialize_pem(),
             };
-            orders.put(wanted.secret, &record).await.map_err(record_error)?;
+            started("placed");
+            orders
+                .put(wanted.secret, &record)
+                .await
+                .map_err(record_error)?;
             (order, record)
         }
     };
@@ -255,7 +264,10 @@ async fn answer_challenges(
                 pem: validation_certificate(&name, key_authorization.digest().as_ref())?,
             },
         };
-        answers.publish(&answer).await.map_err(OrderError::Publish)?;
+        answers
+            .publish(&answer)
+            .await
+            .map_err(OrderError::Publish)?;
         published.push(answer.data_key());
         answers.served(&answer).await.map_err(OrderError::Publish)?;
         // A previous leader may have told the CA already.

@@ -85,7 +85,10 @@ impl Orders {
         .await
     }
 
-    async fn edit(&self, change: impl Fn(&mut BTreeMap<String, ByteString>)) -> Result<(), StoreError> {
+    async fn edit(
+        &self,
+        change: impl Fn(&mut BTreeMap<String, ByteString>),
+    ) -> Result<(), StoreError> {
         edit_secret(&self.store, &self.secret, change).await
     }
 }

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+
+use crate::acme::status::AcmeStatus;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -42,6 +44,8 @@ pub struct AdminState {
     pub readiness: Readiness,
     pub metrics: Arc<Metrics>,
     pub table: Arc<ArcSwap<RouteTable>>,
+    /// The ACME certificates, as the leading replica sees them.
+    pub acme: AcmeStatus,
 }
 
 pub async fn serve(listener: TcpListener, state: AdminState) {
@@ -85,7 +89,10 @@ fn answer(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> 
             Bytes::from(state.metrics.encode()),
         ),
         "/debug/routes" => json(super::debug::routes(&state.table.load())),
-        "/debug/certs" => json(super::debug::certs(&state.table.load())),
+        "/debug/certs" => json(super::debug::certs(
+            &state.table.load(),
+            &state.acme.current(),
+        )),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut response = Response::new(Full::new(body));

@@ -2,9 +2,12 @@
 //! Certificates are described by their public parts only; no key material
 //! is ever serialised.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::certs::describe;
+use crate::acme::status::CertificateStatus;
 use crate::table::{Route, RouteTable};
 use crate::upstream::{Action, Upstream};
 
@@ -80,14 +83,29 @@ fn route(route: &Route) -> Value {
     })
 }
 
-pub fn certs(table: &RouteTable) -> Value {
+/// Each TLS host's certificate and Secret; for a Secret an ACME issuer
+/// keeps current, how it stands (`acme`): on the leading replica, also
+/// for hosts still served with the default certificate.
+pub fn certs(table: &RouteTable, acme: &BTreeMap<String, CertificateStatus>) -> Value {
     let mut hosts = serde_json::Map::new();
     for (host, entry) in table.certs.iter() {
         let info = describe(&entry.key);
-        hosts.insert(
-            host.to_string(),
-            json!({"secret": entry.secret.to_string(), "certificate": info}),
-        );
+        let secret = entry.secret.to_string();
+        let mut described = json!({"secret": secret, "certificate": info});
+        if let Some(status) = acme.get(&secret) {
+            described["acme"] = json!(status);
+        }
+        hosts.insert(host.to_string(), described);
+    }
+    for status in acme.values() {
+        for host in &status.hosts {
+            if !hosts.contains_key(host) {
+                hosts.insert(
+                    host.clone(),
+                    json!({"secret": status.secret, "certificate": null, "acme": status}),
+                );
+            }
+        }
     }
     Value::Object(hosts)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::pebble::Pebble;
+use support::site::SiteBuilder;
 use support::*;
 
 const ISSUE_WITHIN: Duration = Duration::from_secs(120);
@@ -15,7 +16,17 @@ const ISSUE_WITHIN: Duration = Duration::from_secs(120);
 /// `shop.test` and `www.shop.test` to `web`, asking issuer `pebble` for a
 /// certificate in `shop-tls`, which does not exist yet.
 async fn shop() -> Site {
-    Site::builder()
+    shop_site(Site::builder()).await
+}
+
+/// `shop`, with an older certificate in `shop-tls` from the site's own
+/// CA, for `shop.test` only (so a new one is due at once).
+async fn shop_with_old_certificate() -> Site {
+    shop_site(Site::builder().certificate("shop.test", "shop-tls")).await
+}
+
+async fn shop_site(builder: SiteBuilder) -> Site {
+    builder
         .backend("web")
         .await
         .manifests(
@@ -44,6 +55,29 @@ spec:
         )
         .start()
         .await
+}
+
+/// `/debug/certs` of `site`, for `host`.
+async fn debug_cert(site: &Site, host: &str) -> serde_json::Value {
+    let reply = http_get(site.gatehouse.metrics_addr, "admin", "/debug/certs").await;
+    let all: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+    all[host].clone()
+}
+
+/// The value of the metric sample `series` (name and labels), 0 if absent.
+async fn sample(site: &Site, series: &str) -> f64 {
+    let reply = http_get(site.gatehouse.metrics_addr, "admin", "/metrics").await;
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
 }
 
 /// A GET over HTTPS to `host`, verified against `root`.
@@ -132,4 +166,122 @@ async fn issuance(challenge: &str) {
     )
     .expect("the challenges Secret");
     assert!(!answers.contains(&format!("{challenge}.")), "{answers}");
+
+    // How it stands, on the admin port: valid, renewed in the future,
+    // one order placed and issued.
+    let status = eventually(
+        "the certificate valid in /debug/certs",
+        ISSUE_WITHIN,
+        async || {
+            let cert = debug_cert(&site, "shop.test").await;
+            if cert["acme"]["state"] == "valid" {
+                Ok(cert)
+            } else {
+                Err(cert)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status["acme"]["issuer"], "pebble");
+    assert_eq!(status["acme"]["failures"], 0);
+    assert!(
+        status["acme"]["next_attempt"]
+            .as_i64()
+            .expect("renewal time")
+            > unix_now()
+    );
+    assert!(status["certificate"]["issuer"]
+        .as_str()
+        .expect("issuer")
+        .contains("Pebble"));
+    let placed = r#"gatehouse_acme_orders_total{issuer="pebble",event="placed"}"#;
+    let issued = r#"gatehouse_acme_orders_total{issuer="pebble",event="issued"}"#;
+    assert_eq!(sample(&site, placed).await, 1.0);
+    assert_eq!(sample(&site, issued).await, 1.0);
+    assert_eq!(
+        sample(&site, r#"gatehouse_acme_certificates{state="valid"}"#).await,
+        1.0
+    );
+}
+
+/// A failed attempt changes nothing served: the old certificate stays,
+/// the failure is visible with the CA's words, and the next attempt
+/// waits for the backoff (at least a minute), not a retry loop.
+async fn fails_and_keeps_the_old_certificate(site: &Site, issuer: String, expected: &str) {
+    write_atomically(&site.dir.path().join("issuer.yaml"), &issuer);
+    let status = eventually("the failure in /debug/certs", ISSUE_WITHIN, async || {
+        let cert = debug_cert(site, "shop.test").await;
+        if cert["acme"]["state"] == "failed" {
+            Ok(cert)
+        } else {
+            Err(cert)
+        }
+    })
+    .await;
+    let error = status["acme"]["last_error"].as_str().expect("last error");
+    assert!(error.contains(expected), "{error}");
+    assert_eq!(status["acme"]["failures"], 1);
+    let next = status["acme"]["next_attempt"]
+        .as_i64()
+        .expect("next attempt");
+    assert!(
+        next >= unix_now() + 50,
+        "backoff: {next} vs now {}",
+        unix_now()
+    );
+    assert_eq!(
+        trusted_get(site, "shop.test", &site.pki.ca).await,
+        Ok(StatusCode::OK),
+        "the old certificate is still served"
+    );
+    let failed = r#"gatehouse_acme_certificates{state="failed"}"#;
+    assert_eq!(sample(site, failed).await, 1.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(debug_cert(site, "shop.test").await["acme"]["failures"], 1);
+}
+
+#[tokio::test]
+async fn a_ca_that_cannot_be_reached_backs_off_and_keeps_the_old_certificate() {
+    let site = shop_with_old_certificate().await;
+    let port = closed_port().await;
+    let issuer = format!(
+        "apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {{name: pebble}}
+spec:
+  server: https://127.0.0.1:{port}/dir
+  privateKeySecretRef: {{name: pebble-account}}
+"
+    );
+    fails_and_keeps_the_old_certificate(&site, issuer, "Connection refused").await;
+}
+
+#[tokio::test]
+async fn a_challenge_the_ca_cannot_validate_backs_off_and_keeps_the_old_certificate() {
+    if !Pebble::installed("unanswerable_challenge") {
+        return;
+    }
+    let site = shop_with_old_certificate().await;
+    // Pebble validates against a port where nothing listens.
+    let port = closed_port().await;
+    let pebble = Pebble::start(port, port, &[("PEBBLE_VA_ALWAYS_VALID", "0")]).await;
+    let issuer = pebble.issuer("pebble", "http-01");
+    fails_and_keeps_the_old_certificate(&site, issuer, "urn:ietf:params:acme:error:connection")
+        .await;
+}
+
+#[tokio::test]
+async fn a_ca_that_rejects_every_nonce_backs_off_and_keeps_the_old_certificate() {
+    if !Pebble::installed("bad_nonces") {
+        return;
+    }
+    let site = shop_with_old_certificate().await;
+    let pebble = Pebble::start(
+        site.gatehouse.http_addr.port(),
+        site.gatehouse.https_addr.port(),
+        &[("PEBBLE_WFE_NONCEREJECT", "100")],
+    )
+    .await;
+    let issuer = pebble.issuer("pebble", "http-01");
+    fails_and_keeps_the_old_certificate(&site, issuer, "badNonce").await;
 }
