@@ -9,7 +9,8 @@
 //! `acme.NAMESPACE.NAME.yaml`, written whole to a temporary name and
 //! renamed, so the directory's watcher never reads half a file. Its
 //! `resourceVersion` is a counter in the file. Objects the operator wrote
-//! in other files are read by the source as before, never rewritten here.
+//! in other files are never rewritten here; where one defines the same
+//! Secret, the source takes the one written here (and says so).
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
 use crate::cluster::ObjectKey;
+use crate::source::files::WRITTEN_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -123,7 +125,7 @@ fn key_of(secret: &Secret) -> Result<ObjectKey, StoreError> {
 
 /// The file a directory store keeps `key` in.
 pub fn file_name(key: &ObjectKey) -> String {
-    format!("acme.{}.{}.yaml", key.namespace, key.name)
+    format!("{WRITTEN_PREFIX}{}.{}.yaml", key.namespace, key.name)
 }
 
 async fn write_file(

@@ -218,11 +218,15 @@ impl ManifestDir {
     }
 
     /// The state the directory describes now, with a note for every object
-    /// defined in more than one file.
+    /// defined in more than one file. The files Gatehouse writes itself
+    /// come last, so what it wrote (a renewed certificate) wins over the
+    /// same object in an operator's file.
     pub fn state(&self) -> (ClusterState, Vec<String>) {
         let mut state = ClusterState::default();
         let mut duplicates = Vec::new();
-        for (path, objects) in &self.files {
+        let (written, others): (Vec<_>, Vec<_>) =
+            self.files.iter().partition(|(path, _)| is_written(path));
+        for (path, objects) in others.into_iter().chain(written) {
             for object in objects {
                 if state.insert(object.clone()) {
                     duplicates.push(self.duplicate(object, path));
@@ -239,7 +243,7 @@ impl ManifestDir {
         let first = self
             .files
             .iter()
-            .find(|(_, objects)| objects.iter().any(same))
+            .find(|(path, objects)| path.as_path() != latter && objects.iter().any(same))
             .map_or(latter, |(path, _)| path.as_path());
         format!(
             "{} {} is defined in {} and {}; using the latter",
@@ -254,6 +258,17 @@ impl ManifestDir {
 /// The objects some files held before they were reloaded.
 #[derive(Debug, Default)]
 pub struct Before(Vec<(PathBuf, Vec<Object>)>);
+
+/// The prefix of the files Gatehouse writes into the directory itself:
+/// the certificates it obtains over ACME, their challenge answers and
+/// order records (`acme.NAMESPACE.NAME.yaml`).
+pub const WRITTEN_PREFIX: &str = "acme.";
+
+fn is_written(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(WRITTEN_PREFIX))
+}
 
 fn is_manifest(path: &Path) -> bool {
     let hidden = path

@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -86,8 +87,16 @@ async fn trusted_get(
     host: &str,
     root: &rustls::pki_types::CertificateDer<'static>,
 ) -> Result<StatusCode, String> {
+    trusted_get_at(site.gatehouse.https_addr, host, root).await
+}
+
+async fn trusted_get_at(
+    addr: SocketAddr,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<StatusCode, String> {
     let config = tls_config(Some(root), &[b"http/1.1"]);
-    let (tls, _) = tls_connect(site.gatehouse.https_addr, host, config)
+    let (tls, _) = tls_connect(addr, host, config)
         .await
         .map_err(|e| e.to_string())?;
     let (mut sender, conn) =
@@ -284,4 +293,156 @@ async fn a_ca_that_rejects_every_nonce_backs_off_and_keeps_the_old_certificate()
     .await;
     let issuer = pebble.issuer("pebble", "http-01");
     fails_and_keeps_the_old_certificate(&site, issuer, "badNonce").await;
+}
+
+/// A TCP relay that holds every connection until it is told where to
+/// send them: it stands between pebble and the replica that validates,
+/// so a test can stop a replica while pebble's validation is in flight.
+struct Relay {
+    addr: SocketAddr,
+    target: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    connections: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let (target, targets) = tokio::sync::watch::channel(None::<SocketAddr>);
+        let (count, connections) = tokio::sync::watch::channel(0usize);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.send_modify(|n| *n += 1);
+                let mut targets = targets.clone();
+                tokio::spawn(async move {
+                    let Ok(to) = targets.wait_for(Option::is_some).await.map(|t| t.unwrap()) else {
+                        return;
+                    };
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            target,
+            connections,
+        }
+    }
+}
+
+/// The replica that placed an order is stopped while pebble validates;
+/// a new one on the same state resumes that order from its record and
+/// completes it, placing none of its own.
+#[tokio::test]
+async fn a_replica_started_after_the_leader_died_mid_order_resumes_it() {
+    if !Pebble::installed("resume_mid_order") {
+        return;
+    }
+    let site = shop().await;
+    let mut relay = Relay::start().await;
+    let pebble = Pebble::start(relay.addr.port(), closed_port().await, &[]).await;
+    write_atomically(
+        &site.dir.path().join("issuer.yaml"),
+        &pebble.issuer("pebble", "http-01"),
+    );
+    // Pebble is validating: the first leader is waiting for the order.
+    relay
+        .connections
+        .wait_for(|n| *n > 0)
+        .await
+        .expect("pebble validates");
+    let Site {
+        gatehouse,
+        backends,
+        dir,
+        ..
+    } = site;
+    drop(gatehouse);
+    let orders =
+        std::fs::read_to_string(dir.path().join("acme.default.gatehouse-acme-orders.yaml"))
+            .expect("the order record");
+    assert!(orders.contains("test.shop-tls"), "{orders}");
+
+    let second = start_gatehouse(dir.path()).await;
+    relay.target.send_replace(Some(second.http_addr));
+    for host in ["shop.test", "www.shop.test"] {
+        eventually_every(
+            format!("{host} served by the second replica with pebble's certificate"),
+            ISSUE_WITHIN,
+            Duration::from_millis(200),
+            async || trusted_get_at(second.https_addr, host, &pebble.root).await,
+        )
+        .await;
+    }
+    let metrics = http_get(second.metrics_addr, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(r#"gatehouse_acme_orders_total{issuer="pebble",event="resumed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"event="placed""#),
+        "the second replica placed an order of its own:\n{metrics}"
+    );
+    drop(backends);
+}
+
+/// A certificate due for renewal is replaced by pebble's, and a
+/// connection opened on the old one keeps working across the change.
+#[tokio::test]
+async fn a_certificate_due_for_renewal_is_replaced_without_dropping_a_connection() {
+    if !Pebble::installed("renewal") {
+        return;
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let pki = Pki::new();
+    // Sixty days old with one left: well past two thirds of its life.
+    let old = pki.leaf_aged(&["shop.test", "www.shop.test"], 60 * day, day);
+    let site = shop_site(
+        Site::builder()
+            .ca(pki)
+            .manifests(tls_secret("shop-tls", &old)),
+    )
+    .await;
+    let (mut kept, leaf) =
+        https_connect(site.gatehouse.https_addr, "shop.test", &site.pki.ca).await;
+    assert_eq!(leaf, old.der);
+    assert_eq!(
+        send(&mut kept, "shop.test", "/")
+            .await
+            .expect("request")
+            .status,
+        StatusCode::OK
+    );
+
+    let pebble = Pebble::start(
+        site.gatehouse.http_addr.port(),
+        site.gatehouse.https_addr.port(),
+        &[],
+    )
+    .await;
+    write_atomically(
+        &site.dir.path().join("issuer.yaml"),
+        &pebble.issuer("pebble", "http-01"),
+    );
+    eventually_every(
+        "the renewed certificate",
+        ISSUE_WITHIN,
+        Duration::from_millis(200),
+        async || trusted_get(&site, "shop.test", &pebble.root).await,
+    )
+    .await;
+    // The connection of before is still open and still served.
+    for _ in 0..3 {
+        let reply = send(&mut kept, "shop.test", "/")
+            .await
+            .expect("request on the old connection");
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let status = debug_cert(&site, "shop.test").await;
+    assert_eq!(status["acme"]["state"], "valid", "{status}");
 }

@@ -19,6 +19,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -432,9 +433,23 @@ impl Pki {
 
     /// A server certificate for several names.
     pub fn leaf_for(&self, hosts: &[&str]) -> Leaf {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
         let names = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
-        let params = rcgen::CertificateParams::new(names).expect("leaf params");
+        self.leaf_with(rcgen::CertificateParams::new(names).expect("leaf params"))
+    }
+
+    /// A server certificate for several names, valid from `age` ago for
+    /// `age + left`.
+    pub fn leaf_aged(&self, hosts: &[&str], age: Duration, left: Duration) -> Leaf {
+        let names = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).expect("leaf params");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - age;
+        params.not_after = now + left;
+        self.leaf_with(params)
+    }
+
+    fn leaf_with(&self, params: rcgen::CertificateParams) -> Leaf {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
             cert_pem: cert.pem(),

@@ -75,7 +75,24 @@ impl Pebble {
 
     /// Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on
     /// `tls_port` of 127.0.0.1, with `env` (e.g. `PEBBLE_WFE_NONCEREJECT`).
+    /// Started again on other ports when a port it was given was taken
+    /// meanwhile (tests start several at once).
     pub async fn start(http_port: u16, tls_port: u16, env: &[(&str, &str)]) -> Pebble {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Pebble::try_start(http_port, tls_port, env).await {
+                Ok(pebble) => return pebble,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("pebble did not start: {failures:#?}");
+    }
+
+    async fn try_start(
+        http_port: u16,
+        tls_port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Pebble, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::named("pebble HTTPS test CA");
         let leaf = pki.leaf_for(&["localhost", "127.0.0.1"]);
@@ -138,25 +155,37 @@ impl Pebble {
             children: vec![dns_server, pebble],
             _dir: dir,
         };
-        running.root = running.fetch_root().await;
-        running
+        running.root = running.fetch_root().await?;
+        Ok(running)
     }
 
     /// Pebble's issuing root, from its management interface (retried
-    /// while pebble starts).
-    async fn fetch_root(&self) -> CertificateDer<'static> {
+    /// while pebble starts); an error when either process has exited.
+    async fn fetch_root(&mut self) -> Result<CertificateDer<'static>, String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             match self.get_management("/roots/0").await {
                 Ok(pem) => {
                     use rustls::pki_types::pem::PemObject;
-                    return CertificateDer::from_pem_slice(&pem).expect("pebble root is PEM");
+                    return Ok(CertificateDer::from_pem_slice(&pem).expect("pebble root is PEM"));
                 }
                 Err(e) if std::time::Instant::now() > deadline => {
-                    panic!("pebble did not answer on {}: {e}", self.management)
+                    return Err(format!("no answer on {}: {e}", self.management))
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => {}
             }
+            for (child, log) in self
+                .children
+                .iter_mut()
+                .zip(["challtestsrv.err", "pebble.err"])
+            {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let said =
+                        std::fs::read_to_string(self._dir.path().join(log)).unwrap_or_default();
+                    return Err(format!("exited ({status}): {said}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
