@@ -11,7 +11,7 @@ use gatehouse::source::kube::KubeSource;
 use gatehouse::status::{Publish, StatusConfig};
 use http::Method;
 use serde_json::{json, Value};
-use support::fake_api::FakeApi;
+use support::fake_api::{FakeApi, GATEWAY_API};
 use support::*;
 
 async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
@@ -294,7 +294,7 @@ fn grants(
 async fn deploy_rbac_grants_every_call_the_controller_makes() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
     api.put_manifests(
         &[
             gateway_api_manifests(web.addr),
@@ -471,7 +471,7 @@ fn condition(conditions: &Value, type_: &str) -> (String, String, i64) {
 async fn the_elected_replica_writes_gateway_api_status() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
     api.put_manifests(&gateway_api_manifests(web.addr));
     // Another controller's entry in a route's status stays.
     let mut shop = api
@@ -653,7 +653,7 @@ async fn without_the_gateway_api_nothing_of_it_is_asked_for() {
 async fn another_controllers_route_status_written_meanwhile_is_kept() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
     api.put_manifests(&gateway_api_manifests(web.addr));
     let theirs = json!({"parentRef": {"name": "other"}, "controllerName": "example.com/other", "conditions": []});
     let entry = theirs.clone();
