@@ -8,7 +8,7 @@ use std::time::Duration;
 use gatehouse::app::SourceConfig;
 use gatehouse::source::kube::KubeSource;
 use http::StatusCode;
-use support::fake_api::FakeApi;
+use support::fake_api::{FakeApi, GATEWAY_API};
 use support::*;
 
 async fn start_on(api: &FakeApi, namespace: Option<&str>) -> gatehouse::app::Running {
@@ -687,7 +687,7 @@ async fn gateway_api_crds_installed_and_removed_while_running_start_and_stop_its
         }
     });
 
-    api.install_gateway_api();
+    api.install(&GATEWAY_API);
     api.put_manifests(&gateway_site(&gw));
     assert_eq!(
         until_status(&gatehouse, "gw.test", StatusCode::OK)
@@ -698,10 +698,10 @@ async fn gateway_api_crds_installed_and_removed_while_running_start_and_stop_its
 
     // No watch sees the objects go: the removal is noticed from the CRDs
     // and discovery, and the objects dropped with the watches.
-    api.remove_gateway_api();
+    api.remove(&GATEWAY_API);
     until_status(&gatehouse, "gw.test", StatusCode::NOT_FOUND).await;
 
-    api.install_gateway_api();
+    api.install(&GATEWAY_API);
     api.put_manifests(&gateway_site(&gw));
     assert_eq!(
         until_status(&gatehouse, "gw.test", StatusCode::OK)

@@ -11,7 +11,7 @@ use gatehouse::source::kube::KubeSource;
 use gatehouse::status::{Publish, StatusConfig};
 use http::Method;
 use serde_json::{json, Value};
-use support::fake_api::FakeApi;
+use support::fake_api::{FakeApi, ACME_ISSUERS, GATEWAY_API};
 use support::*;
 
 async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
@@ -294,12 +294,14 @@ fn grants(
 async fn deploy_rbac_grants_every_call_the_controller_makes() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
+    api.serve(&ACME_ISSUERS);
     api.put_manifests(
         &[
             gateway_api_manifests(web.addr),
             ingress("shop", "shop.test", "/", "web", None),
             ingress("broken", "broken.test", "/", "missing", None),
+            ACME_ISSUER.to_owned(),
         ]
         .concat(),
     );
@@ -389,13 +391,40 @@ async fn deploy_rbac_grants_every_call_the_controller_makes() {
         "patch gateway.networking.k8s.io/gateways/status",
         "patch gateway.networking.k8s.io/httproutes/status",
         "patch gateway.networking.k8s.io/grpcroutes/status",
+        "list gatehouse.dev/acmeissuers",
+        "watch gatehouse.dev/acmeissuers",
     ] {
         assert!(
             kinds.contains(expected),
             "the scenario never made {expected}: {kinds:?}"
         );
     }
+    // Calls no scenario without an ACME server reaches: the ACME manager
+    // creates and replaces the Secrets it keeps accounts, answers and
+    // certificates in (in any namespace), and an issuer's Ready condition
+    // is its status.
+    for (verb, group, resource) in [
+        ("create", "", "secrets"),
+        ("update", "", "secrets"),
+        ("update", "gatehouse.dev", "acmeissuers/status"),
+    ] {
+        assert!(
+            grants(&cluster_rules, group, resource, verb, None),
+            "deploy RBAC does not allow {verb} {group}/{resource}"
+        );
+    }
 }
+
+/// An AcmeIssuer that no Ingress asks for.
+const ACME_ISSUER: &str = "
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {name: letsencrypt}
+spec:
+  server: https://acme-v02.api.letsencrypt.org/directory
+  privateKeySecretRef: {name: letsencrypt-account}
+";
 
 /// A GatewayClass of ours, a Gateway with a listener served and one not, an
 /// HTTPRoute attached to the first and naming a missing backend too.
@@ -471,7 +500,7 @@ fn condition(conditions: &Value, type_: &str) -> (String, String, i64) {
 async fn the_elected_replica_writes_gateway_api_status() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
     api.put_manifests(&gateway_api_manifests(web.addr));
     // Another controller's entry in a route's status stays.
     let mut shop = api
@@ -653,7 +682,7 @@ async fn without_the_gateway_api_nothing_of_it_is_asked_for() {
 async fn another_controllers_route_status_written_meanwhile_is_kept() {
     let web = Backend::start("web").await;
     let api = FakeApi::start().await;
-    api.serve_gateway_api();
+    api.serve(&GATEWAY_API);
     api.put_manifests(&gateway_api_manifests(web.addr));
     let theirs = json!({"parentRef": {"name": "other"}, "controllerName": "example.com/other", "conditions": []});
     let entry = theirs.clone();

@@ -12,6 +12,7 @@ mod support;
 
 mod access;
 mod acme_challenge;
+mod acme_kube;
 mod acme_pebble;
 mod affinity;
 mod aliases;

@@ -10,7 +10,7 @@
 //! whose `resourceVersion` is not the stored one gets `409 Conflict`.
 //! Every call is recorded for RBAC checks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -79,8 +79,8 @@ struct Inner {
     down: bool,
     /// Answer as an API server that ignores field selectors would.
     ignore_field_selectors: bool,
-    /// Serve the Gateway API group (discovery says so).
-    gateway_api: bool,
+    /// The groups of `CRD_GROUPS` served (discovery says so).
+    served: BTreeSet<&'static str>,
     /// Writes made by another client just before the next write to an
     /// object (collection, namespace, name) is served.
     interleaved: Vec<(String, (String, String), Interleaved)>,
@@ -95,14 +95,56 @@ pub struct FakeApi {
     inner: Arc<Mutex<Inner>>,
 }
 
-/// The Gateway API's resources (v1), each a CRD.
-const GATEWAY_API_RESOURCES: [&str; 5] = [
-    "gatewayclasses",
-    "gateways",
-    "httproutes",
-    "grpcroutes",
-    "referencegrants",
-];
+/// A group the API server serves only while its CRDs are installed: its
+/// name and, version by version, its resources (plural, and whether
+/// namespaced), each a CRD.
+pub struct CrdGroup {
+    pub name: &'static str,
+    versions: &'static [(&'static str, &'static [(&'static str, bool)])],
+}
+
+/// The Gateway API (`deploy/gateway-api`).
+pub const GATEWAY_API: CrdGroup = CrdGroup {
+    name: "gateway.networking.k8s.io",
+    versions: &[
+        (
+            "v1",
+            &[
+                ("gatewayclasses", false),
+                ("gateways", true),
+                ("httproutes", true),
+                ("grpcroutes", true),
+                ("referencegrants", true),
+            ],
+        ),
+        ("v1beta1", &[("referencegrants", true)]),
+    ],
+};
+
+/// `AcmeIssuer` (`deploy/base/acmeissuers.yaml`).
+pub const ACME_ISSUERS: CrdGroup = CrdGroup {
+    name: "gatehouse.dev",
+    versions: &[("v1alpha1", &[("acmeissuers", false)])],
+};
+
+const CRD_GROUPS: [&CrdGroup; 2] = [&GATEWAY_API, &ACME_ISSUERS];
+
+impl CrdGroup {
+    /// Its resources, each once (plural, namespaced).
+    fn resources(&self) -> BTreeSet<(&'static str, bool)> {
+        self.versions
+            .iter()
+            .flat_map(|(_, resources)| resources.iter().copied())
+            .collect()
+    }
+
+    /// Whether a call's `group/version` is of this group.
+    fn holds(&self, group_version: &str) -> bool {
+        group_version
+            .strip_prefix(self.name)
+            .is_some_and(|version| version.starts_with('/'))
+    }
+}
 
 /// `group/version/plural` of an object, from its apiVersion and kind.
 fn collection_of(object: &Value) -> String {
@@ -122,6 +164,7 @@ fn collection_of(object: &Value) -> String {
         "HTTPRoute" => "httproutes",
         "GRPCRoute" => "grpcroutes",
         "ReferenceGrant" => "referencegrants",
+        "AcmeIssuer" => "acmeissuers",
         "CustomResourceDefinition" => "customresourcedefinitions",
         other => panic!("fake API does not know kind {other}"),
     };
@@ -322,43 +365,41 @@ impl FakeApi {
             .collect()
     }
 
-    /// Serve lists and watches as if field selectors were not there (to
-    /// measure what a selector saves).
-    /// Serves the Gateway API group, as a cluster with its CRDs does.
-    pub fn serve_gateway_api(&self) {
-        self.inner.lock().expect("lock").gateway_api = true;
+    /// Serves a group, as a cluster with its CRDs does.
+    pub fn serve(&self, group: &CrdGroup) {
+        self.inner.lock().expect("lock").served.insert(group.name);
     }
 
-    /// Installs the Gateway API's CRDs while clients run, as `kubectl
-    /// apply -k deploy/gateway-api` does: the group is served, and its
-    /// CustomResourceDefinitions appear (ADDED on their watches).
-    pub fn install_gateway_api(&self) {
-        self.serve_gateway_api();
-        for plural in GATEWAY_API_RESOURCES {
+    /// Installs a group's CRDs while clients run, as `kubectl apply` of
+    /// them does: the group is served, and its CustomResourceDefinitions
+    /// appear (ADDED on their watches).
+    pub fn install(&self, group: &CrdGroup) {
+        self.serve(group);
+        for (plural, namespaced) in group.resources() {
+            let scope = if namespaced { "Namespaced" } else { "Cluster" };
             self.put(json!({
                 "apiVersion": "apiextensions.k8s.io/v1",
                 "kind": "CustomResourceDefinition",
-                "metadata": {"name": format!("{plural}.gateway.networking.k8s.io")},
-                "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced", "names": {"plural": plural}},
+                "metadata": {"name": format!("{plural}.{}", group.name)},
+                "spec": {"group": group.name, "scope": scope, "names": {"plural": plural}},
                 "status": {"conditions": [{"type": "Established", "status": "True"}]},
             }));
         }
     }
 
-    /// Removes the Gateway API's CRDs, as `kubectl delete -k
-    /// deploy/gateway-api` does: the group's watches end, its objects go
-    /// with it, its resources answer 404 and discovery no longer lists it,
-    /// and the CustomResourceDefinitions go (DELETED on their watches).
-    /// Its objects' deletions reach no watch: a client learns the group
-    /// is gone from discovery and the CRDs alone.
-    pub fn remove_gateway_api(&self) {
+    /// Removes a group's CRDs, as `kubectl delete` of them does: the
+    /// group's watches end, its objects go with it, its resources answer
+    /// 404 and discovery no longer lists it, and the
+    /// CustomResourceDefinitions go (DELETED on their watches). Its
+    /// objects' deletions reach no watch: a client learns the group is
+    /// gone from discovery and the CRDs alone.
+    pub fn remove(&self, group: &CrdGroup) {
         let objects: Vec<Value> = {
             let mut inner = self.inner.lock().expect("lock");
-            inner.gateway_api = false;
-            let group = |c: &str| c.starts_with("gateway.networking.k8s.io/");
-            inner.watches.retain(|w| !group(&w.collection));
-            let groups = inner.objects.iter().filter(|(c, _)| group(c));
-            groups.flat_map(|(_, o)| o.values().cloned()).collect()
+            inner.served.remove(group.name);
+            inner.watches.retain(|w| !group.holds(&w.collection));
+            let held = inner.objects.iter().filter(|(c, _)| group.holds(c));
+            held.flat_map(|(_, o)| o.values().cloned()).collect()
         };
         for object in objects {
             let meta = &object["metadata"];
@@ -370,8 +411,8 @@ impl FakeApi {
                 meta["name"].as_str().unwrap_or_default(),
             );
         }
-        for plural in GATEWAY_API_RESOURCES {
-            let name = format!("{plural}.gateway.networking.k8s.io");
+        for (plural, _) in group.resources() {
+            let name = format!("{plural}.{}", group.name);
             self.delete(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
@@ -381,6 +422,8 @@ impl FakeApi {
         }
     }
 
+    /// Serve lists and watches as if field selectors were not there (to
+    /// measure what a selector saves).
     pub fn ignore_field_selectors(&self, ignore: bool) {
         self.inner.lock().expect("lock").ignore_field_selectors = ignore;
     }
@@ -454,31 +497,11 @@ impl FakeApi {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        // Discovery of the Gateway API group (what `discover_gateway_api`
-        // asks): served only when the test says the CRDs are installed.
-        if let Some(version) = path.strip_prefix("/apis/gateway.networking.k8s.io/") {
-            let inner = self.inner.lock().expect("lock");
-            let resources: &[&str] = match (inner.gateway_api, version) {
-                (true, "v1") => &[
-                    "gatewayclasses",
-                    "gateways",
-                    "httproutes",
-                    "grpcroutes",
-                    "referencegrants",
-                ],
-                (true, "v1beta1") => &["referencegrants"],
-                _ => &[],
-            };
-            if !resources.is_empty() && !version.contains('/') {
-                let list: Vec<Value> = resources
-                    .iter()
-                    .map(|r| json!({"name": r, "singularName": "", "namespaced": *r != "gatewayclasses", "kind": "", "verbs": ["get", "list", "watch"]}))
-                    .collect();
-                return reply(
-                    StatusCode::OK,
-                    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("gateway.networking.k8s.io/{version}"), "resources": list}),
-                );
-            }
+        // Discovery of the groups CRDs define (what the kube source's
+        // `discover` asks): served only while the test says they are
+        // installed.
+        if let Some(list) = self.discovery(&path) {
+            return reply(StatusCode::OK, list);
         }
         let Some(mut call) = parse_path(
             &method,
@@ -510,8 +533,9 @@ impl FakeApi {
                 json!({"kind": "Status", "code": 503, "message": "down"}),
             );
         }
-        // The Gateway API's resources exist only while its CRDs do.
-        if call.group.starts_with("gateway.networking.k8s.io/") && !inner.gateway_api {
+        // A group's resources exist only while its CRDs do.
+        let absent = |g: &&CrdGroup| g.holds(&call.group) && !inner.served.contains(g.name);
+        if CRD_GROUPS.iter().any(absent) {
             return reply(
                 StatusCode::NOT_FOUND,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
@@ -727,6 +751,24 @@ impl FakeApi {
         }
     }
 
+    /// The `APIResourceList` of `/apis/GROUP/VERSION`, for a group of
+    /// `CRD_GROUPS` that is served.
+    fn discovery(&self, path: &str) -> Option<Value> {
+        let (group, version) = path.strip_prefix("/apis/")?.split_once('/')?;
+        let group = CRD_GROUPS.into_iter().find(|g| g.name == group)?;
+        if !self.inner.lock().expect("lock").served.contains(group.name) {
+            return None;
+        }
+        let (_, resources) = group.versions.iter().find(|(v, _)| *v == version)?;
+        let list: Vec<Value> = resources
+            .iter()
+            .map(|(r, namespaced)| json!({"name": r, "singularName": "", "namespaced": namespaced, "kind": "", "verbs": ["get", "list", "watch"]}))
+            .collect();
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{}/{version}", group.name), "resources": list}),
+        )
+    }
+
     fn get_by_collection(&self, collection: &str, key: &(String, String)) -> Value {
         let inner = self.inner.lock().expect("lock");
         inner
@@ -779,6 +821,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "configmaps" => "ConfigMap",
         "namespaces" => "Namespace",
         "customresourcedefinitions" => "CustomResourceDefinition",
+        "acmeissuers" => "AcmeIssuer",
         _ => "Unknown",
     };
     (version.to_owned(), kind)

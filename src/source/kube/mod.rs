@@ -30,15 +30,20 @@
 //!   the CRDs are removed. A cluster without its CRDs gets one log line
 //!   and no errors. The Secrets a Gateway listener names keep their data
 //!   like those Ingresses name.
+//! - AcmeIssuers (cluster-scoped, all of them whatever `--watch-namespace`
+//!   says) are followed the same way: watched while their CRD is
+//!   installed, so that the ACME manager sees one come, change or go like
+//!   any other object; without the CRD, one log line, no errors, and the
+//!   Ingresses served as ever.
 //!
 //! This file holds the client, the per-kind caches and the loop that
 //! folds changes into published states; `watchers` starts the watches,
 //! `retention` decides which Secrets and ConfigMaps keep their data,
-//! `discovery` follows which Gateway API kinds are served, and
-//! `gateway_watches` starts and stops their watches accordingly.
+//! `discovery` follows which kinds that CRDs define are served, and
+//! `crd_watches` starts and stops their watches accordingly.
 
+mod crd_watches;
 mod discovery;
-mod gateway_watches;
 mod retention;
 mod watchers;
 
@@ -50,11 +55,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::StateReceiver;
 use crate::cluster::{ClusterState, Object, ObjectKey};
-use gateway_watches::GatewayWatches;
+use crd_watches::CrdWatches;
 use retention::{DataScope, Pinned};
 use watchers::spawn_watchers;
 
-pub use discovery::{discover_gateway_api, GatewayApi};
+pub use discovery::{discover, GatewayApi, Served};
 pub use watchers::SECRET_TYPES_NEVER_NEEDED;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +137,7 @@ enum Kind {
     ReferenceGrant,
     /// Every Namespace with its labels (the Gateway API's selectors).
     NamespaceLabels,
+    AcmeIssuer,
 }
 
 /// One watch: a kind, in one namespace or all (a kind may have several).
@@ -151,8 +157,9 @@ enum Change {
     Fetched(Object),
     /// The namespaces `--watch-namespace-selector` selects, once listed.
     Namespaces(BTreeSet<String>),
-    /// The Gateway API kinds the API server serves, when that changed.
-    GatewayApi(GatewayApi),
+    /// The kinds CRDs define that the API server serves, when that
+    /// changed.
+    Served(Served),
 }
 
 /// One kind's objects: the live view, and a relist being collected.
@@ -195,7 +202,7 @@ impl KindCache {
                 None => false,
             },
             Change::Delete(object) => self.live.remove(&object.key()).is_some(),
-            Change::Namespaces(_) | Change::GatewayApi(_) => false,
+            Change::Namespaces(_) | Change::Served(_) => false,
         }
     }
 }
@@ -204,13 +211,13 @@ impl KindCache {
 /// then returns the receiver of cluster states, which keeps being updated.
 pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
     let (changes_tx, mut changes) = mpsc::unbounded_channel::<(Stream, Change)>();
-    let gateway_api = discover_gateway_api(&source.client).await;
+    let served = discover(&source.client).await;
     let challenges = super::acme_challenges_secret();
     let streams = spawn_watchers(&source, &changes_tx);
-    let mut gateways = GatewayWatches::start(&source, gateway_api, &changes_tx, streams);
+    let mut crds = CrdWatches::start(&source, served, &changes_tx, streams);
     let watch_crds = source.namespaces.is_empty();
     let client = source.client.clone();
-    discovery::spawn_follower(client, watch_crds, gateway_api, changes_tx.clone());
+    discovery::spawn_follower(client, watch_crds, served, changes_tx.clone());
     let client = source.client.clone();
     let pinned = Pinned {
         secret: source.default_certificate.clone(),
@@ -228,13 +235,13 @@ pub async fn watch_cluster(source: KubeSource) -> StateReceiver {
         let mut selected: Option<BTreeSet<String>> = None;
         let mut synced_tx = Some(synced_tx);
         while let Some(first) = changes.recv().await {
-            gateways.apply(&mut scope, &mut caches, &mut selected, first);
+            crds.apply(&mut scope, &mut caches, &mut selected, first);
             // Fold everything already queued into one state.
             while let Ok(more) = changes.try_recv() {
-                gateways.apply(&mut scope, &mut caches, &mut selected, more);
+                crds.apply(&mut scope, &mut caches, &mut selected, more);
             }
             scope.enforce(&mut caches);
-            let expected = streams - usize::from(selecting) + gateways.active_streams();
+            let expected = streams - usize::from(selecting) + crds.active_streams();
             let all_synced = caches.len() == expected
                 && caches.values().all(|c| c.synced)
                 && (!selecting || selected.is_some());
@@ -273,5 +280,6 @@ fn object_kind(kind: Kind) -> &'static str {
         Kind::HTTPRoute => "HTTPRoute",
         Kind::GRPCRoute => "GRPCRoute",
         Kind::ReferenceGrant => "ReferenceGrant",
+        Kind::AcmeIssuer => "AcmeIssuer",
     }
 }

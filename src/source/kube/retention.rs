@@ -324,14 +324,17 @@ impl DataScope {
 }
 
 /// Whether an object belongs to the namespaces the selector picks (the
-/// pinned objects always do).
+/// pinned objects and the cluster-scoped kinds always do).
 fn in_scope(pinned: &Pinned, object: &Object, selected: Option<&BTreeSet<String>>) -> bool {
     let Some(selected) = selected else {
         return true;
     };
     let key = object.key();
     let pinned = match object {
-        Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => return true,
+        Object::IngressClass(_)
+        | Object::GatewayClass(_)
+        | Object::Namespace(_)
+        | Object::AcmeIssuer(_) => return true,
         Object::Secret(_) => pinned.secret.as_ref() == Some(&key),
         Object::ConfigMap(_) => pinned.config_map.as_ref() == Some(&key),
         _ => false,

@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use super::discovery::{Group, Served};
 use super::{Change, GatewayApi, Kind, KubeSource, Stream};
+use crate::acme::AcmeIssuer;
 use crate::cluster::Object;
 use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
@@ -66,17 +68,31 @@ pub(super) fn spawn_watchers(
     watches.index
 }
 
-/// The Gateway API's watches, for the kinds `served` says the API server
-/// serves, numbered after `last`: GatewayClasses, the Namespaces' labels,
-/// and Gateways, HTTPRoutes, GRPCRoutes and ReferenceGrants per scope.
-/// Their streams, and the tasks that stop them when aborted.
-pub(super) fn spawn_gateway_watchers(
+/// The watches of one group of kinds CRDs define, for what `served` says
+/// the API server serves of it, numbered after `last`. Their streams, and
+/// the tasks that stop them when aborted.
+pub(super) fn spawn_group_watchers(
+    group: Group,
     source: &KubeSource,
-    served: GatewayApi,
+    served: Served,
     tx: &mpsc::UnboundedSender<(Stream, Change)>,
     last: usize,
 ) -> (Vec<Stream>, Vec<AbortHandle>) {
     let mut watches = Watches::new(&source.client, tx, last);
+    match group {
+        Group::GatewayApi => gateway_watches(&mut watches, source, served.gateway_api),
+        // Cluster-scoped: watched whole, whatever `--watch-namespace` says.
+        Group::AcmeIssuers => {
+            watches.cluster::<AcmeIssuer>(Kind::AcmeIssuer, Object::AcmeIssuer);
+        }
+    }
+    (watches.started, watches.tasks)
+}
+
+/// The Gateway API's watches, for the kinds `served` says the API server
+/// serves: GatewayClasses, the Namespaces' labels, and Gateways,
+/// HTTPRoutes, GRPCRoutes and ReferenceGrants per scope.
+fn gateway_watches(watches: &mut Watches<'_>, source: &KubeSource, served: GatewayApi) {
     let all = watcher::Config::default;
     watches.cluster::<GatewayClass>(Kind::GatewayClass, Object::GatewayClass);
     watches.cluster::<Namespace>(Kind::NamespaceLabels, Object::Namespace);
@@ -92,7 +108,6 @@ pub(super) fn spawn_gateway_watchers(
             watches.namespaced::<ReferenceGrant>(ns, all(), kind, Object::ReferenceGrant);
         }
     }
-    (watches.started, watches.tasks)
 }
 
 /// Starts watches, each with a stream number of its own.

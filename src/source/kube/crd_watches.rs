@@ -1,6 +1,7 @@
-//! The Gateway API's watches, started and stopped while Gatehouse runs, as
-//! the API server starts and stops serving the group (its CRDs installed
-//! or removed; `discovery` says when).
+//! The watches of the kinds CRDs define (the Gateway API's, AcmeIssuers),
+//! started and stopped while Gatehouse runs, group by group, as the API
+//! server starts and stops serving them (their CRDs installed or removed;
+//! `discovery` says when).
 //!
 //! Neither step drops traffic or stalls the Ingress side:
 //! - Watches being started fill caches of their own; their objects enter
@@ -12,17 +13,70 @@
 //!   API server sent their deletions first. Events still queued from them
 //!   are dropped.
 //!
-//! Every set of watches gets stream numbers never used before, so an
-//! event always tells which set it came from.
+//! Every set of watches gets stream numbers its group never used before,
+//! and no two groups watch the same kind, so an event always tells which
+//! set it came from.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use super::discovery::{Group, Served};
 use super::retention::DataScope;
-use super::watchers::spawn_gateway_watchers;
-use super::{Change, GatewayApi, Kind, KindCache, KubeSource, Stream};
+use super::watchers::spawn_group_watchers;
+use super::{Change, Kind, KindCache, KubeSource, Stream};
+
+/// Every group's watches.
+pub(super) struct CrdWatches {
+    groups: Vec<GroupWatches>,
+}
+
+impl CrdWatches {
+    /// Starts the watches of each group the API server serves now; their
+    /// streams count among those the first state waits for. Stream
+    /// numbers continue after `last`.
+    pub(super) fn start(
+        source: &KubeSource,
+        served: Served,
+        tx: &mpsc::UnboundedSender<(Stream, Change)>,
+        last: usize,
+    ) -> Self {
+        let start = |group| GroupWatches::start(group, source, served, tx, last);
+        CrdWatches {
+            groups: Group::ALL.into_iter().map(start).collect(),
+        }
+    }
+
+    /// How many streams feed the state.
+    pub(super) fn active_streams(&self) -> usize {
+        self.groups.iter().map(|g| g.active.streams.len()).sum()
+    }
+
+    /// Applies one change: a new discovery result starts or stops each
+    /// group's watches; an event of a group's watches goes to that group;
+    /// anything else to the state's caches.
+    pub(super) fn apply(
+        &mut self,
+        scope: &mut DataScope,
+        caches: &mut BTreeMap<Stream, KindCache>,
+        selected: &mut Option<BTreeSet<String>>,
+        (stream, change): (Stream, Change),
+    ) {
+        if let Change::Served(served) = change {
+            for group in &mut self.groups {
+                group.follow(served, scope, caches, selected);
+            }
+            return;
+        }
+        // Number 0 is for objects read on demand, which no group watches.
+        let watched = group_of(stream.kind).filter(|_| stream.index != 0);
+        match self.groups.iter_mut().find(|g| Some(g.group) == watched) {
+            Some(group) => group.apply(scope, caches, selected, (stream, change)),
+            None => scope.apply(caches, selected, (stream, change)),
+        }
+    }
+}
 
 /// One set of watches, started together.
 #[derive(Default)]
@@ -39,12 +93,14 @@ impl WatchSet {
     }
 }
 
-/// The Gateway API's watches and what the API server serves.
-pub(super) struct GatewayWatches {
+/// One group's watches and what the API server serves of it.
+struct GroupWatches {
+    group: Group,
     source: KubeSource,
     tx: mpsc::UnboundedSender<(Stream, Change)>,
-    /// What the watches are for: the kinds served, as last discovered.
-    served: GatewayApi,
+    /// What the watches are for: the group's kinds served, as last
+    /// discovered.
+    served: Served,
     /// The watches whose objects are in the state.
     active: WatchSet,
     /// Watches being started, with their caches kept aside until every
@@ -54,17 +110,19 @@ pub(super) struct GatewayWatches {
     last: usize,
 }
 
-impl GatewayWatches {
-    /// Starts the watches for what the API server serves now (none when
-    /// it does not serve the group); their streams count among those the
-    /// first state waits for. Stream numbers continue after `last`.
-    pub(super) fn start(
+impl GroupWatches {
+    /// Starts the watches for what the API server serves now of `group`
+    /// (none when it does not serve it).
+    fn start(
+        group: Group,
         source: &KubeSource,
-        served: GatewayApi,
+        served: Served,
         tx: &mpsc::UnboundedSender<(Stream, Change)>,
         last: usize,
     ) -> Self {
-        let mut watches = GatewayWatches {
+        let served = served.of(group);
+        let mut watches = GroupWatches {
+            group,
             source: source.clone(),
             tx: tx.clone(),
             served,
@@ -72,33 +130,23 @@ impl GatewayWatches {
             starting: None,
             last,
         };
-        if served.routes {
+        if served.serves(group) {
             watches.active = watches.spawn(served);
         }
         watches
     }
 
-    /// How many streams feed the state.
-    pub(super) fn active_streams(&self) -> usize {
-        self.active.streams.len()
-    }
-
-    /// Applies one change: a new discovery result starts or stops
-    /// watches; an event of one of these watches goes to the caches of
-    /// its set (dropped if the set was stopped); anything else to the
-    /// state's caches.
-    pub(super) fn apply(
+    /// Applies an event of one of the group's watches: to the state's
+    /// caches if its set is the active one, else to the caches of the set
+    /// being started (dropped if its set was stopped).
+    fn apply(
         &mut self,
         scope: &mut DataScope,
         caches: &mut BTreeMap<Stream, KindCache>,
         selected: &mut Option<BTreeSet<String>>,
         (stream, change): (Stream, Change),
     ) {
-        if let Change::GatewayApi(served) = change {
-            self.follow(served, scope, caches, selected);
-            return;
-        }
-        if self.active.streams.contains(&stream) || !of_gateway_api(stream) {
+        if self.active.streams.contains(&stream) {
             scope.apply(caches, selected, (stream, change));
             return;
         }
@@ -118,16 +166,17 @@ impl GatewayWatches {
         }
     }
 
-    /// What the API server serves changed: starts the watches for it
-    /// (those of before keep serving until they have listed), or stops
-    /// them all when the group is gone.
+    /// What the API server serves changed: starts the watches for what it
+    /// serves of the group now (those of before keep serving until they
+    /// have listed), or stops them all when the group is gone.
     fn follow(
         &mut self,
-        served: GatewayApi,
+        served: Served,
         scope: &mut DataScope,
         caches: &mut BTreeMap<Stream, KindCache>,
         selected: &mut Option<BTreeSet<String>>,
     ) {
+        let served = served.of(self.group);
         if served == self.served {
             return;
         }
@@ -136,7 +185,7 @@ impl GatewayWatches {
             set.stop();
             empty(&set, scope, &mut aside, selected);
         }
-        if served.routes {
+        if served.serves(self.group) {
             let set = self.spawn(served);
             self.starting = Some((set, BTreeMap::new()));
         } else {
@@ -168,8 +217,9 @@ impl GatewayWatches {
         }
     }
 
-    fn spawn(&mut self, served: GatewayApi) -> WatchSet {
-        let (streams, tasks) = spawn_gateway_watchers(&self.source, served, &self.tx, self.last);
+    fn spawn(&mut self, served: Served) -> WatchSet {
+        let (group, source, tx) = (self.group, &self.source, &self.tx);
+        let (streams, tasks) = spawn_group_watchers(group, source, served, tx, self.last);
         self.last += streams.len();
         WatchSet {
             streams: streams.into_iter().collect(),
@@ -196,17 +246,22 @@ fn empty(
     }
 }
 
-/// Whether a stream is one of the Gateway API's watches (whose set may
-/// have been stopped). Number 0 is for objects read on demand.
-fn of_gateway_api(stream: Stream) -> bool {
-    let kinds = matches!(
-        stream.kind,
+/// The group whose watches deliver a kind, if any does.
+fn group_of(kind: Kind) -> Option<Group> {
+    match kind {
         Kind::GatewayClass
-            | Kind::Gateway
-            | Kind::HTTPRoute
-            | Kind::GRPCRoute
-            | Kind::ReferenceGrant
-            | Kind::NamespaceLabels
-    );
-    kinds && stream.index != 0
+        | Kind::Gateway
+        | Kind::HTTPRoute
+        | Kind::GRPCRoute
+        | Kind::ReferenceGrant
+        | Kind::NamespaceLabels => Some(Group::GatewayApi),
+        Kind::AcmeIssuer => Some(Group::AcmeIssuers),
+        Kind::Ingress
+        | Kind::IngressClass
+        | Kind::Service
+        | Kind::EndpointSlice
+        | Kind::Secret
+        | Kind::ConfigMap
+        | Kind::Namespace => None,
+    }
 }
