@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::pebble::Pebble;
+use support::pebble::{verified_get, Pebble, Relay};
 use support::site::SiteBuilder;
 use support::*;
 
@@ -87,27 +87,7 @@ async fn trusted_get(
     host: &str,
     root: &rustls::pki_types::CertificateDer<'static>,
 ) -> Result<StatusCode, String> {
-    trusted_get_at(site.gatehouse.https_addr, host, root).await
-}
-
-async fn trusted_get_at(
-    addr: SocketAddr,
-    host: &str,
-    root: &rustls::pki_types::CertificateDer<'static>,
-) -> Result<StatusCode, String> {
-    let config = tls_config(Some(root), &[b"http/1.1"]);
-    let (tls, _) = tls_connect(addr, host, config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    send(&mut sender, host, "/")
-        .await
-        .map(|reply| reply.status)
-        .map_err(|e| e.to_string())
+    verified_get(site.gatehouse.https_addr, host, root).await
 }
 
 #[tokio::test]
@@ -295,45 +275,6 @@ async fn a_ca_that_rejects_every_nonce_backs_off_and_keeps_the_old_certificate()
     fails_and_keeps_the_old_certificate(&site, issuer, "badNonce").await;
 }
 
-/// A TCP relay that holds every connection until it is told where to
-/// send them: it stands between pebble and the replica that validates,
-/// so a test can stop a replica while pebble's validation is in flight.
-struct Relay {
-    addr: SocketAddr,
-    target: tokio::sync::watch::Sender<Option<SocketAddr>>,
-    connections: tokio::sync::watch::Receiver<usize>,
-}
-
-impl Relay {
-    async fn start() -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind relay");
-        let addr = listener.local_addr().expect("relay address");
-        let (target, targets) = tokio::sync::watch::channel(None::<SocketAddr>);
-        let (count, connections) = tokio::sync::watch::channel(0usize);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                count.send_modify(|n| *n += 1);
-                let mut targets = targets.clone();
-                tokio::spawn(async move {
-                    let Ok(to) = targets.wait_for(Option::is_some).await.map(|t| t.unwrap()) else {
-                        return;
-                    };
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Relay {
-            addr,
-            target,
-            connections,
-        }
-    }
-}
-
 /// The replica that placed an order is stopped while pebble validates;
 /// a new one on the same state resumes that order from its record and
 /// completes it, placing none of its own.
@@ -374,7 +315,7 @@ async fn a_replica_started_after_the_leader_died_mid_order_resumes_it() {
             format!("{host} served by the second replica with pebble's certificate"),
             ISSUE_WITHIN,
             Duration::from_millis(200),
-            async || trusted_get_at(second.https_addr, host, &pebble.root).await,
+            async || verified_get(second.https_addr, host, &pebble.root).await,
         )
         .await;
     }

@@ -14,6 +14,7 @@ mod access;
 mod acme_challenge;
 mod acme_kube;
 mod acme_pebble;
+mod acme_replicas;
 mod affinity;
 mod aliases;
 mod alpn_h2;

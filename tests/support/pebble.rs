@@ -16,6 +16,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 
+use http::StatusCode;
+
 use super::{tls_config, tls_connect, Pki};
 
 pub struct Pebble {
@@ -232,5 +234,67 @@ spec:
 ",
             self.directory, self.ca_bundle
         )
+    }
+}
+
+/// A GET of `/` over HTTPS to `host` at `addr`, verified against `root`.
+pub async fn verified_get(
+    addr: SocketAddr,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<StatusCode, String> {
+    let config = tls_config(Some(root), &[b"http/1.1"]);
+    let (tls, _) = tls_connect(addr, host, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    super::send(&mut sender, host, "/")
+        .await
+        .map(|reply| reply.status)
+        .map_err(|e| e.to_string())
+}
+
+/// A TCP relay that holds every connection until it is told where to
+/// send them: it stands between pebble and the replica that validates,
+/// so a test can stop a replica while pebble's validation is in flight.
+pub struct Relay {
+    pub addr: SocketAddr,
+    /// Where the held connections go, once set.
+    pub target: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    /// Connections accepted so far.
+    pub connections: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let (target, targets) = tokio::sync::watch::channel(None::<SocketAddr>);
+        let (count, connections) = tokio::sync::watch::channel(0usize);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.send_modify(|n| *n += 1);
+                let mut targets = targets.clone();
+                tokio::spawn(async move {
+                    let Ok(to) = targets.wait_for(Option::is_some).await.map(|t| t.unwrap()) else {
+                        return;
+                    };
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            target,
+            connections,
+        }
     }
 }

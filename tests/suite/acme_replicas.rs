@@ -1,0 +1,121 @@
+//! ACME with two replicas on one cluster (the local API server, the real
+//! kube-rs client, real pebble): only the leader orders, the other
+//! answers the CA's validation from the published Secret, and when the
+//! leader dies mid-order the other finishes that order instead of
+//! placing a second one.
+
+use crate::support;
+
+use std::time::Duration;
+
+use gatehouse::app::{Running, SourceConfig};
+use gatehouse::source::kube::KubeSource;
+use gatehouse::status::{Publish, StatusConfig};
+use support::fake_api::{FakeApi, ACME_ISSUERS};
+use support::pebble::{verified_get, Pebble, Relay};
+use support::*;
+
+const ELECTED: Duration = Duration::from_secs(30);
+/// Covers a Lease expiry (15 s) and the order.
+const ISSUED: Duration = Duration::from_secs(120);
+
+async fn replica(api: &FakeApi, name: &str) -> Running {
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client_as(name),
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    config.status = Some(StatusConfig {
+        publish: Publish::Nothing,
+        election_id: "gatehouse-leader".into(),
+        namespace: "default".into(),
+        identity: name.into(),
+    });
+    tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
+        .await
+        .expect("initial sync in time")
+        .expect("start")
+}
+
+/// `event="..."` samples of `gatehouse_acme_orders_total` on `replica`.
+async fn orders(replica: &Running, event: &str) -> f64 {
+    let reply = http_get(replica.metrics_addr, "admin", "/metrics").await;
+    let series = format!(r#"gatehouse_acme_orders_total{{issuer="pebble",event="{event}"}}"#);
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_died() {
+    if !Pebble::installed("two_replicas") {
+        return;
+    }
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.install(&ACME_ISSUERS);
+    let asks = [("gatehouse.dev/acme-issuer", "pebble")];
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress_annotated("shop", "shop.test", "/", "web", Some("shop-tls"), &asks),
+        ]
+        .concat(),
+    );
+    let mut replicas = vec![replica(&api, "a").await, replica(&api, "b").await];
+    let leader = eventually("a leader", ELECTED, async || {
+        api.get("coordination.k8s.io/v1", "Lease", "default", "gatehouse-leader")
+            .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    })
+    .await;
+    let leader = replicas.remove(if leader == "a" { 0 } else { 1 });
+    let follower = replicas.remove(0);
+
+    // Pebble validates through a relay that holds its connections.
+    let mut relay = Relay::start().await;
+    let pebble = Pebble::start(relay.addr.port(), closed_port().await, &[]).await;
+    api.put_manifests(&pebble.issuer("pebble", "http-01"));
+    relay
+        .connections
+        .wait_for(|n| *n > 0)
+        .await
+        .expect("pebble validates");
+    // The leader placed the order and recorded it where the follower
+    // can read it; then it dies, mid-validation.
+    let record = api.get("v1", "Secret", "default", "gatehouse-acme-orders");
+    let recorded = record
+        .as_ref()
+        .and_then(|s| s["data"].as_object())
+        .is_some_and(|data| data.contains_key("test.shop-tls"));
+    assert!(recorded, "the order record: {record:#?}");
+    assert_eq!(orders(&leader, "placed").await, 1.0);
+    drop(leader);
+
+    // The follower, not leading yet, answers pebble's validation from
+    // the answers Secret the leader published.
+    relay.target.send_replace(Some(follower.http_addr));
+    eventually_every(
+        "shop.test served by the follower with pebble's certificate",
+        ISSUED,
+        Duration::from_millis(250),
+        async || verified_get(follower.https_addr, "shop.test", &pebble.root).await,
+    )
+    .await;
+    assert_eq!(orders(&follower, "resumed").await, 1.0);
+    assert_eq!(orders(&follower, "placed").await, 0.0, "a second order");
+    // The certificate is the Secret the Ingress names, for every tool.
+    let secret = api
+        .get("v1", "Secret", "test", "shop-tls")
+        .expect("the issued Secret");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(
+        secret["metadata"]["annotations"]["gatehouse.dev/acme-issuer"],
+        "pebble"
+    );
+}
