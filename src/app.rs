@@ -216,7 +216,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     match (&config.source, &config.status) {
         (SourceConfig::Kube(source), Some(status)) => {
-            let leading = StatusWriter::elect(&source.client, status);
+            let (leading, election) = StatusWriter::elect(&source.client, status);
+            tasks.spawn(election);
             let writer =
                 StatusWriter::new(source.client.clone(), status.clone(), controller.options());
             tasks.spawn(writer.run(
@@ -232,7 +233,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 controller.options(),
                 answers(store),
                 (acme_status.clone(), metrics.clone()),
-            );
+            )
+            .reporting_to(issuing::ClusterReport::new(
+                source.client.clone(),
+                status.identity.clone(),
+            ));
             tasks.spawn(manager.run(states.clone(), leading));
         }
         (SourceConfig::Manifests(dir), _) => {

@@ -24,10 +24,11 @@ use k8s_openapi::ByteString;
 use tokio::sync::watch;
 
 use super::account::{self, AccountError};
+use super::events::ClusterReport;
 use super::order::{self, Answers, Issued, OrderError, Wanted};
 use super::orders::{Orders, ORDERS_SECRET};
 use super::store::{SecretStore, StoreError};
-use crate::acme::issuer::AcmeIssuerSpec;
+use crate::acme::issuer::{AcmeIssuer, AcmeIssuerSpec};
 use crate::acme::schedule;
 use crate::acme::status::{AcmeStatus, CertificateState, CertificateStatus};
 use crate::cluster::{ClusterState, ObjectKey};
@@ -123,6 +124,8 @@ pub struct Manager {
     progress: HashMap<ObjectKey, Progress>,
     status: AcmeStatus,
     metrics: Arc<Metrics>,
+    /// Events and issuer conditions (from the Kubernetes source only).
+    cluster: Option<ClusterReport>,
 }
 
 impl Manager {
@@ -147,7 +150,14 @@ impl Manager {
             progress: HashMap::new(),
             status: report.0,
             metrics: report.1,
+            cluster: None,
         }
+    }
+
+    /// Reports to the cluster too: Events and issuer conditions.
+    pub fn reporting_to(mut self, cluster: ClusterReport) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Runs while the source publishes states; orders only while
@@ -193,18 +203,26 @@ impl Manager {
             let Some(issuer) = state.acme_issuers.get(&request.issuer) else {
                 continue;
             };
-            let spec = issuer.spec.clone();
-            let outcome = self.attempt(&spec, request, leading).await;
+            let issuer = issuer.clone();
+            let outcome = self.attempt(&issuer, request, leading).await;
             let event = if outcome.is_ok() { "issued" } else { "failed" };
             self.count(&request.issuer, event);
             let progress = self.progress.entry(request.secret.clone()).or_default();
-            match outcome {
+            let (failed, note) = match outcome {
                 Ok(held) => {
                     tracing::info!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
+                    let until = httpdate::fmt_http_date(held.not_after);
                     *progress = Progress {
                         written: Some(held),
                         ..Progress::default()
                     };
+                    let note = format!(
+                        "certificate for {} issued by AcmeIssuer {} into Secret {}, valid until {until}",
+                        request.hosts.join(", "),
+                        request.issuer,
+                        request.secret
+                    );
+                    (false, note)
                 }
                 Err(e) => {
                     progress.failures.push(now);
@@ -215,8 +233,22 @@ impl Manager {
                         progress.retry_after,
                         SystemTime::now(),
                     );
-                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = next.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "certificate not obtained, the hosts keep the certificate they have: {e}");
+                    let wait = next
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default()
+                        .as_secs();
+                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = wait, "certificate not obtained, the hosts keep the certificate they have: {e}");
+                    let note = format!(
+                        "no certificate for {} from AcmeIssuer {}: {e}; the hosts keep the certificate they have; next attempt in {} min",
+                        request.hosts.join(", "),
+                        request.issuer,
+                        wait.div_ceil(60)
+                    );
+                    (true, note)
                 }
+            };
+            if let Some(cluster) = &self.cluster {
+                cluster.event(state, request, failed, note).await;
             }
             self.publish(state, &requests);
             wake = wake.min(self.due(state, request, SystemTime::now()));
@@ -327,11 +359,12 @@ impl Manager {
     /// One order for `request`, and its certificate written.
     async fn attempt(
         &mut self,
-        spec: &AcmeIssuerSpec,
+        issuer: &AcmeIssuer,
         request: &CertificateRequest,
         leading: &watch::Receiver<bool>,
     ) -> Result<Held, AttemptError> {
-        let account = self.account(&request.issuer, spec).await?;
+        let spec = &issuer.spec;
+        let account = self.account(issuer).await?;
         let wanted = Wanted {
             issuer: &request.issuer,
             hosts: &request.hosts,
@@ -347,21 +380,27 @@ impl Manager {
         self.write(request, issued).await
     }
 
-    /// The issuer's account, registered once per spec.
-    async fn account(
-        &mut self,
-        name: &str,
-        spec: &AcmeIssuerSpec,
-    ) -> Result<Account, AttemptError> {
-        if let Some((known, account)) = self.accounts.get(name) {
+    /// The issuer's account, registered once per spec; the issuer's
+    /// `Ready` condition says how that went.
+    async fn account(&mut self, issuer: &AcmeIssuer) -> Result<Account, AttemptError> {
+        let name = issuer.metadata.name.clone().unwrap_or_default();
+        let spec = &issuer.spec;
+        if let Some((known, account)) = self.accounts.get(&name) {
             if known == spec {
                 return Ok(account.clone());
             }
         }
-        let account = account::register(spec, &self.store, &self.namespace).await?;
+        let registered = account::register(spec, &self.store, &self.namespace).await;
+        if let Some(cluster) = &mut self.cluster {
+            let (ready, message) = match &registered {
+                Ok(account) => (true, format!("account {} at {}", account.id(), spec.server)),
+                Err(e) => (false, e.to_string()),
+            };
+            cluster.issuer_ready(issuer, ready, message).await;
+        }
+        let account = registered?;
         tracing::info!(target: "gatehouse::acme", issuer = %name, server = %spec.server, "ACME account registered");
-        self.accounts
-            .insert(name.to_owned(), (spec.clone(), account.clone()));
+        self.accounts.insert(name, (spec.clone(), account.clone()));
         Ok(account)
     }
 

@@ -5,11 +5,13 @@
 //! `crate::acme`.
 
 pub mod account;
+pub mod events;
 pub mod manager;
 pub mod order;
 pub mod orders;
 pub mod store;
 
+pub use events::ClusterReport;
 pub use manager::Manager;
 pub use order::Answers;
 pub use store::SecretStore;

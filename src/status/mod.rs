@@ -75,17 +75,20 @@ impl StatusWriter {
         }
     }
 
-    /// Starts the election on the Lease `config` names; the receiver says
-    /// whether this replica leads.
-    pub fn elect(client: &Client, config: &StatusConfig) -> watch::Receiver<bool> {
+    /// The election on the Lease `config` names, to be run for as long as
+    /// the replica runs (and no longer: a stopped replica must stop
+    /// renewing); the receiver says whether this replica leads.
+    pub fn elect(
+        client: &Client,
+        config: &StatusConfig,
+    ) -> (watch::Receiver<bool>, impl std::future::Future<Output = ()>) {
         let (leading_tx, leading) = watch::channel(false);
         let elector = lease::Elector::new(
             Api::namespaced(client.clone(), &config.namespace),
             config.election_id.clone(),
             config.identity.clone(),
         );
-        tokio::spawn(elector.run(leading_tx, lease::RENEW));
-        leading
+        (leading, elector.run(leading_tx, lease::RENEW))
     }
 
     /// While `leading` says this replica leads, keeps status and Events in

@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;

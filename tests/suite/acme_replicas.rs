@@ -70,8 +70,13 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
     );
     let mut replicas = vec![replica(&api, "a").await, replica(&api, "b").await];
     let leader = eventually("a leader", ELECTED, async || {
-        api.get("coordination.k8s.io/v1", "Lease", "default", "gatehouse-leader")
-            .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+        api.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            "gatehouse-leader",
+        )
+        .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
     })
     .await;
     let leader = replicas.remove(if leader == "a" { 0 } else { 1 });
@@ -118,4 +123,79 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
         secret["metadata"]["annotations"]["gatehouse.dev/acme-issuer"],
         "pebble"
     );
+    // Visible where kubectl looks: an Event on the Ingress, and the
+    // issuer's Ready condition.
+    let issued = || {
+        api.list("events.k8s.io/v1", "Event")
+            .into_iter()
+            .find(|e| e["reason"] == "CertificateIssued")
+    };
+    eventually("a CertificateIssued Event", ISSUED, async || {
+        issued().is_some()
+    })
+    .await;
+    let event = issued().expect("event");
+    assert_eq!(event["regarding"]["kind"], "Ingress");
+    assert_eq!(event["regarding"]["name"], "shop");
+    let note = event["note"].as_str().expect("note");
+    assert!(note.contains("Secret test/shop-tls"), "{note}");
+    let issuer = api
+        .get("gatehouse.dev/v1alpha1", "AcmeIssuer", "", "pebble")
+        .expect("the issuer");
+    let ready = &issuer["status"]["conditions"][0];
+    assert_eq!(ready["type"], "Ready", "{issuer:#}");
+    assert_eq!(ready["status"], "True", "{issuer:#}");
+}
+
+/// A CA that cannot be reached: a Warning Event on the Ingress with the
+/// reason, the issuer not Ready, and nothing written to the Secret.
+#[tokio::test]
+async fn a_failed_order_is_an_event_on_the_ingress_and_the_issuer_is_not_ready() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.install(&ACME_ISSUERS);
+    let asks = [("gatehouse.dev/acme-issuer", "down")];
+    let port = closed_port().await;
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            ingress_annotated("shop", "shop.test", "/", "web", Some("shop-tls"), &asks),
+            format!(
+                "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {{name: down}}
+spec:
+  server: https://127.0.0.1:{port}/dir
+  privateKeySecretRef: {{name: down-account}}
+"
+            ),
+        ]
+        .concat(),
+    );
+    let _replica = replica(&api, "a").await;
+    let failed = || {
+        api.list("events.k8s.io/v1", "Event")
+            .into_iter()
+            .find(|e| e["reason"] == "AcmeOrderFailed")
+    };
+    eventually("an AcmeOrderFailed Event", ISSUED, async || {
+        failed().is_some()
+    })
+    .await;
+    let event = failed().expect("event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "shop");
+    let note = event["note"].as_str().expect("note");
+    assert!(note.contains("Connection refused"), "{note}");
+    assert!(note.contains("next attempt in"), "{note}");
+    let issuer = api
+        .get("gatehouse.dev/v1alpha1", "AcmeIssuer", "", "down")
+        .expect("the issuer");
+    assert_eq!(
+        issuer["status"]["conditions"][0]["status"], "False",
+        "{issuer:#}"
+    );
+    assert!(api.get("v1", "Secret", "test", "shop-tls").is_none());
 }
