@@ -241,7 +241,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tasks.spawn(manager.run(states.clone(), leading));
         }
         (SourceConfig::Manifests(dir), _) => {
-            let store = SecretStore::Directory(dir.clone());
+            let store = SecretStore::Directory(dir.clone(), states.clone());
             let manager = issuing::Manager::new(
                 store.clone(),
                 crate::source::controller_namespace(),

@@ -153,7 +153,10 @@ mod tests {
     async fn a_record_is_kept_per_certificate_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         let orders = Orders {
-            store: SecretStore::Directory(dir.path().to_owned()),
+            store: SecretStore::Directory(
+                dir.path().to_owned(),
+                tokio::sync::watch::channel(Default::default()).1,
+            ),
             secret: ObjectKey::new("gatehouse", ORDERS_SECRET),
         };
         let shop = ObjectKey::new("shop", "shop-tls");

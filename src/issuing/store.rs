@@ -19,6 +19,7 @@ use kube::api::{Api, PostParams};
 
 use crate::cluster::ObjectKey;
 use crate::source::files::WRITTEN_PREFIX;
+use crate::source::StateReceiver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,12 +30,19 @@ pub enum StoreError {
     Failed(String),
 }
 
-/// The Secrets the manager owns, wherever they live.
+/// The Secrets the manager reads and writes, wherever they live.
 #[derive(Clone)]
 pub enum SecretStore {
     Kube(kube::Client),
-    Directory(PathBuf),
+    /// The directory, and the state the source reads from it: a Secret
+    /// the manager has not written yet (an EAB key, a certificate the
+    /// operator put there) is read from the state, at version `0`.
+    Directory(PathBuf, StateReceiver),
 }
+
+/// The version of a Secret the directory holds only in an operator's file:
+/// replacing it writes the manager's own file.
+const NOT_WRITTEN: &str = "0";
 
 impl SecretStore {
     /// The Secret, with its `resourceVersion`, or `None` when absent.
@@ -44,11 +52,18 @@ impl SecretStore {
                 .get_opt(&key.name)
                 .await
                 .map_err(kube_error),
-            SecretStore::Directory(dir) => {
+            SecretStore::Directory(dir, states) => {
                 let path = dir.join(file_name(key));
                 let text = match tokio::fs::read_to_string(&path).await {
                     Ok(text) => text,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        let state = states.borrow().clone();
+                        let mut secret = state.secrets.get(key).map(|s| Secret::clone(s));
+                        if let Some(secret) = &mut secret {
+                            secret.metadata.resource_version = Some(NOT_WRITTEN.to_owned());
+                        }
+                        return Ok(secret);
+                    }
                     Err(e) => return Err(StoreError::Failed(format!("{}: {e}", path.display()))),
                 };
                 serde_yaml_ng::from_str(&text)
@@ -67,7 +82,7 @@ impl SecretStore {
                 .create(&PostParams::default(), secret)
                 .await
                 .map_err(kube_error),
-            SecretStore::Directory(dir) => {
+            SecretStore::Directory(dir, _) => {
                 let path = dir.join(file_name(&key));
                 if tokio::fs::try_exists(&path).await.unwrap_or(true) {
                     return Err(StoreError::Conflict);
@@ -91,7 +106,7 @@ impl SecretStore {
                 .replace(&key.name, &PostParams::default(), secret)
                 .await
                 .map_err(kube_error),
-            SecretStore::Directory(dir) => {
+            SecretStore::Directory(dir, _) => {
                 let current = self.get(&key).await?.ok_or(StoreError::Conflict)?;
                 if current.metadata.resource_version.as_deref() != Some(version) {
                     return Err(StoreError::Conflict);
@@ -173,7 +188,8 @@ mod tests {
     #[tokio::test]
     async fn a_directory_store_refuses_a_second_create_and_a_stale_replace() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SecretStore::Directory(dir.path().to_owned());
+        let (_states, receiver) = tokio::sync::watch::channel(Default::default());
+        let store = SecretStore::Directory(dir.path().to_owned(), receiver);
         let key = ObjectKey::new("shop", "shop-tls");
         assert!(store.get(&key).await.unwrap().is_none());
 
@@ -205,5 +221,36 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(file_name(&key))).unwrap();
         let objects = crate::source::manifest::parse(&text).unwrap();
         assert_eq!(objects.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_directory_store_reads_an_operators_secret_and_replaces_it_with_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = crate::cluster::ClusterState::default();
+        state.insert(crate::cluster::Object::Secret(std::sync::Arc::new(secret(
+            "operator",
+        ))));
+        let (_states, receiver) = tokio::sync::watch::channel(std::sync::Arc::new(state));
+        let store = SecretStore::Directory(dir.path().to_owned(), receiver);
+        let key = ObjectKey::new("shop", "shop-tls");
+        let read = store
+            .get(&key)
+            .await
+            .unwrap()
+            .expect("the operator's Secret");
+        assert_eq!(read.data, secret("operator").data);
+        assert_eq!(read.metadata.resource_version.as_deref(), Some(NOT_WRITTEN));
+        let mut mine = read.clone();
+        mine.data = secret("issued").data;
+        store.replace(&mine).await.unwrap();
+        // A second writer that read the operator's copy comes too late.
+        assert!(matches!(
+            store.replace(&read).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            store.get(&key).await.unwrap().unwrap().data,
+            secret("issued").data
+        );
     }
 }

@@ -386,3 +386,77 @@ async fn a_certificate_due_for_renewal_is_replaced_without_dropping_a_connection
     let status = debug_cert(&site, "shop.test").await;
     assert_eq!(status["acme"]["state"], "valid", "{status}");
 }
+
+const EAB_KEY_ID: &str = "kid-1";
+const EAB_MAC_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+/// Pebble requiring external account binding with one key.
+async fn pebble_with_eab(site: &Site) -> Pebble {
+    Pebble::start_with(
+        site.gatehouse.http_addr.port(),
+        site.gatehouse.https_addr.port(),
+        &[],
+        serde_json::json!({
+            "externalAccountBindingRequired": true,
+            "externalAccountMACKeys": {EAB_KEY_ID: EAB_MAC_KEY},
+        }),
+    )
+    .await
+}
+
+/// The issuer for `pebble`, binding with the key in Secret `eab`, and
+/// that Secret holding `mac`.
+fn eab_issuer(pebble: &Pebble, mac: &str) -> String {
+    let issuer = pebble.issuer("pebble", "http-01");
+    format!(
+        "{issuer}  externalAccountBinding:
+    keyID: {EAB_KEY_ID}
+    keySecretRef: {{name: eab}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: eab, namespace: default}}
+stringData: {{secret: \"{mac}\"}}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_ca_that_requires_external_account_binding_issues_with_the_key_in_the_secret() {
+    if !Pebble::installed("eab") {
+        return;
+    }
+    let site = shop().await;
+    let pebble = pebble_with_eab(&site).await;
+    write_atomically(
+        &site.dir.path().join("issuer.yaml"),
+        &eab_issuer(&pebble, EAB_MAC_KEY),
+    );
+    eventually_every(
+        "a certificate through an account bound with EAB",
+        ISSUE_WITHIN,
+        Duration::from_millis(200),
+        async || trusted_get(&site, "shop.test", &pebble.root).await,
+    )
+    .await;
+}
+
+/// A MAC key that is not base64url: the issuer fails with a message that
+/// names the Secret and never shows the value; the old certificate stays.
+#[tokio::test]
+async fn a_malformed_external_account_key_fails_clearly_without_showing_it() {
+    if !Pebble::installed("eab_malformed") {
+        return;
+    }
+    let site = shop_with_old_certificate().await;
+    let pebble = pebble_with_eab(&site).await;
+    let garbled = "not base64url: s3cr3t!";
+    fails_and_keeps_the_old_certificate(
+        &site,
+        eab_issuer(&pebble, garbled),
+        "externalAccountBinding Secret default/eab: the MAC key is not base64url",
+    )
+    .await;
+    let status = debug_cert(&site, "shop.test").await;
+    assert!(!status.to_string().contains("s3cr3t"), "{status}");
+}

@@ -80,9 +80,20 @@ impl Pebble {
     /// Started again on other ports when a port it was given was taken
     /// meanwhile (tests start several at once).
     pub async fn start(http_port: u16, tls_port: u16, env: &[(&str, &str)]) -> Pebble {
+        Pebble::start_with(http_port, tls_port, env, serde_json::json!({})).await
+    }
+
+    /// `start`, with `config` merged into pebble's configuration (e.g.
+    /// `externalAccountMACKeys`).
+    pub async fn start_with(
+        http_port: u16,
+        tls_port: u16,
+        env: &[(&str, &str)],
+        config: serde_json::Value,
+    ) -> Pebble {
         let mut failures = Vec::new();
         for _ in 0..5 {
-            match Pebble::try_start(http_port, tls_port, env).await {
+            match Pebble::try_start(http_port, tls_port, env, &config).await {
                 Ok(pebble) => return pebble,
                 Err(e) => failures.push(e),
             }
@@ -94,6 +105,7 @@ impl Pebble {
         http_port: u16,
         tls_port: u16,
         env: &[(&str, &str)],
+        extra: &serde_json::Value,
     ) -> Result<Pebble, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::named("pebble HTTPS test CA");
@@ -101,7 +113,7 @@ impl Pebble {
         std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).expect("write key");
         let (listen, management, dns) = (free_port(), free_port(), free_udp_port());
-        let config = serde_json::json!({"pebble": {
+        let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{listen}"),
             "managementListenAddress": format!("127.0.0.1:{management}"),
             "certificate": dir.path().join("cert.pem"),
@@ -111,6 +123,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            config["pebble"][key] = value.clone();
+        }
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");
 
