@@ -37,12 +37,33 @@ pub fn render(
     certs.sort_by_key(|(host, _)| host.to_string());
     if !certs.is_empty() {
         out.push('\n');
-        let mut rows = vec![["TLS HOST".to_owned(), "SECRET".into(), "NOT AFTER".into()]];
+        let mut rows = vec![[
+            "TLS HOST".to_owned(),
+            "SECRET".into(),
+            "NOT AFTER".into(),
+            "ORIGIN".into(),
+            "RENEWS".into(),
+        ]];
         for (host, entry) in certs {
-            let expiry = crate::telemetry::certs::describe(&entry.key)
-                .map(|info| info.not_after)
+            let info = crate::telemetry::certs::describe(&entry.key);
+            let expiry = info
+                .as_ref()
+                .map(|info| info.not_after.clone())
                 .unwrap_or_else(|| "unreadable".into());
-            rows.push([host.to_string(), entry.secret.to_string(), expiry]);
+            let (origin, renews) = match (&entry.acme_issuer, &info) {
+                (Some(issuer), Some(info)) => {
+                    (format!("acme:{issuer}"), renewal(&entry.secret, info))
+                }
+                (Some(issuer), None) => (format!("acme:{issuer}"), "-".into()),
+                (None, _) => ("secret".into(), "-".into()),
+            };
+            rows.push([
+                host.to_string(),
+                entry.secret.to_string(),
+                expiry,
+                origin,
+                renews,
+            ]);
         }
         write_table(&mut out, &rows);
     }
@@ -68,6 +89,20 @@ pub fn render(
         let _ = writeln!(out, "{}", totals(summaries));
     }
     out
+}
+
+/// When the ACME manager renews the certificate (without ARI), RFC 3339.
+fn renewal(secret: &crate::cluster::ObjectKey, info: &crate::telemetry::certs::CertInfo) -> String {
+    use crate::acme::schedule;
+    let at = |unix: i64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    let when = schedule::renewal_time(
+        at(info.not_before_unix),
+        at(info.not_after_unix),
+        schedule::seed(&secret.namespace, &secret.name),
+    );
+    time::OffsetDateTime::from(when)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "-".into())
 }
 
 fn route_row(route: &Route) -> [String; 8] {

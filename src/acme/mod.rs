@@ -7,5 +7,8 @@ pub mod issuer;
 pub mod schedule;
 pub mod status;
 
+/// The annotation on a Secret Gatehouse issued, naming the `AcmeIssuer`.
+pub const ISSUED_BY_ANNOTATION: &str = "gatehouse.dev/acme-issuer";
+
 pub use challenges::{ChallengeAnswers, CHALLENGES_SECRET};
 pub use issuer::{AcmeIssuer, AcmeIssuerSpec, AcmeIssuerStatus, ChallengeType};

@@ -27,6 +27,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
 pub const ATTEMPTS_PER_HOUR: usize = 3;
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The jitter seed of the certificate in Secret `namespace/name`: the
+/// same on every replica and across restarts.
+pub fn seed(namespace: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    namespace.hash(&mut hasher);
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// When to renew a certificate valid from `not_before` to `not_after`;
 /// `seed` (e.g. a hash of the Secret's name) picks the jitter.
 pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, seed: u64) -> SystemTime {

@@ -13,7 +13,6 @@
 //! order changes nothing, so the hosts keep the certificate they had.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -31,13 +30,12 @@ use super::store::{SecretStore, StoreError};
 use crate::acme::issuer::{AcmeIssuer, AcmeIssuerSpec};
 use crate::acme::schedule;
 use crate::acme::status::{AcmeStatus, CertificateState, CertificateStatus};
+use crate::acme::ISSUED_BY_ANNOTATION;
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::metrics::{AcmeOrderLabels, AcmeStateLabels, Metrics};
 use crate::source::StateReceiver;
 use crate::translate::{certificate_requests, CertificateRequest, TranslateOptions};
 
-/// The annotation on an issued Secret naming the issuer.
-pub const ISSUER_ANNOTATION: &str = "gatehouse.dev/acme-issuer";
 /// With no other reason to wake, the manager looks again this often.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -341,9 +339,11 @@ impl Manager {
         now: SystemTime,
     ) -> SystemTime {
         let renew = match self.held(state, request) {
-            Some(held) if held.covers_exactly(&request.hosts) => {
-                schedule::renewal_time(held.not_before, held.not_after, seed(&request.secret))
-            }
+            Some(held) if held.covers_exactly(&request.hosts) => schedule::renewal_time(
+                held.not_before,
+                held.not_after,
+                schedule::seed(&request.secret.namespace, &request.secret.name),
+            ),
             _ => now,
         };
         let failing = self
@@ -477,14 +477,7 @@ fn annotate(metadata: &mut ObjectMeta, issuer: &str) {
     metadata
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(ISSUER_ANNOTATION.to_owned(), issuer.to_owned());
-}
-
-/// The jitter seed of a certificate: stable across replicas and restarts.
-fn seed(key: &ObjectKey) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
+        .insert(ISSUED_BY_ANNOTATION.to_owned(), issuer.to_owned());
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,9 @@ pub struct CertEntry {
     pub secret: ObjectKey,
     /// The leaf's notAfter (Unix time), read once when the Secret is parsed.
     pub not_after: Option<i64>,
+    /// The `AcmeIssuer` that issued it, when Gatehouse did (the Secret's
+    /// `gatehouse.dev/acme-issuer` annotation).
+    pub acme_issuer: Option<String>,
 }
 
 /// Names the Secret only: the key must never reach a log.

@@ -12,6 +12,7 @@ pub struct CertInfo {
     /// RFC 3339.
     pub not_after: String,
     pub not_after_unix: i64,
+    pub not_before_unix: i64,
     /// Certificates served: the leaf and its intermediates.
     pub chain_length: usize,
 }
@@ -45,6 +46,7 @@ pub fn describe(key: &CertifiedKey) -> Option<CertInfo> {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| not_after.to_string()),
         not_after_unix: not_after.timestamp(),
+        not_before_unix: cert.validity().not_before.timestamp(),
         chain_length: key.cert.len(),
     })
 }

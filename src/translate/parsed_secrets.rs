@@ -137,5 +137,11 @@ fn parse_secret(key: &ObjectKey, secret: &Secret) -> Result<CertEntry, TlsError>
         not_after: tls::not_after(&certified),
         key: certified,
         secret: key.clone(),
+        acme_issuer: secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::acme::ISSUED_BY_ANNOTATION))
+            .cloned(),
     })
 }
