@@ -200,7 +200,7 @@ impl Manager {
             let progress = self.progress.entry(request.secret.clone()).or_default();
             match outcome {
                 Ok(held) => {
-                    tracing::info!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
+                    tracing::info!(target: "gatehouse::acme", secret = %request.secret, owner = %request.owner, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
                     *progress = Progress {
                         written: Some(held),
                         ..Progress::default()
@@ -215,7 +215,7 @@ impl Manager {
                         progress.retry_after,
                         SystemTime::now(),
                     );
-                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = next.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "certificate not obtained, the hosts keep the certificate they have: {e}");
+                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, owner = %request.owner, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = next.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "certificate not obtained, the hosts keep the certificate they have: {e}");
                 }
             }
             self.publish(state, &requests);
@@ -255,7 +255,7 @@ impl Manager {
                 CertificateStatus {
                     secret: request.secret.to_string(),
                     issuer: request.issuer.clone(),
-                    ingress: request.ingress.to_string(),
+                    owner: request.owner.to_string(),
                     hosts: request.hosts.clone(),
                     state: standing,
                     not_after: held.map(|h| unix(h.not_after)),

@@ -10,6 +10,7 @@
 //! long, an entry without `secretName`) is a warning and no request; the
 //! Ingress's routes and certificates are never affected by it.
 
+use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -53,11 +54,27 @@ impl Default for AcmeOptions {
 pub struct CertificateRequest {
     /// The `AcmeIssuer` (it exists in the state the request came from).
     pub issuer: String,
-    pub ingress: ObjectKey,
+    /// The object that asks, for the log and `/debug/certs`.
+    pub owner: Owner,
     /// Where the certificate goes: `secretName`, in the Ingress's namespace.
     pub secret: ObjectKey,
     /// The names, lowercase, in the order written, without repeats.
     pub hosts: Vec<String>,
+}
+
+/// The object that asks for a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    Ingress(ObjectKey),
+}
+
+/// `Ingress shop/web`: the kind, then `namespace/name`.
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Ingress(key) => write!(f, "Ingress {key}"),
+        }
+    }
 }
 
 /// The certificates the Ingresses of ours ask for, in Ingress order; the
@@ -151,7 +168,7 @@ fn requests_of(
         }
         requests.push(CertificateRequest {
             issuer: issuer.clone(),
-            ingress: key.clone(),
+            owner: Owner::Ingress(key.clone()),
             secret: ObjectKey::new(&key.namespace, secret),
             hosts,
         });
@@ -276,7 +293,7 @@ spec:
     fn request(secret: &str, hosts: &[&str]) -> CertificateRequest {
         CertificateRequest {
             issuer: "letsencrypt".into(),
-            ingress: ObjectKey::new("shop", "web"),
+            owner: Owner::Ingress(ObjectKey::new("shop", "web")),
             secret: ObjectKey::new("shop", secret),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         }
