@@ -44,8 +44,9 @@ pub struct CertificateStatus {
     /// `NAMESPACE/NAME` of the Secret it is stored in.
     pub secret: String,
     pub issuer: String,
-    /// `NAMESPACE/NAME` of the Ingress that asks for it.
-    pub ingress: String,
+    /// The object that asks for it: `Ingress NAMESPACE/NAME` or
+    /// `Gateway NAMESPACE/NAME`.
+    pub owner: String,
     pub hosts: Vec<String>,
     pub state: CertificateState,
     /// The held certificate's notAfter, when one is held.

@@ -1,5 +1,5 @@
 //! What the ACME manager tells the cluster, from the Kubernetes source
-//! only: an Event on the Ingress for each certificate issued
+//! only: an Event on the Ingress or Gateway for each certificate issued
 //! (`CertificateIssued`) and each failed attempt (`AcmeOrderFailed`, with
 //! the CA's problem document), and the `Ready` condition of each
 //! `AcmeIssuer` (whether its account is registered).
@@ -14,6 +14,7 @@ use kube::Client;
 
 use crate::acme::issuer::AcmeIssuer;
 use crate::cluster::ClusterState;
+use crate::translate::acme::Owner;
 use crate::translate::CertificateRequest;
 
 /// Events and issuer conditions, written by the replica that leads.
@@ -41,7 +42,7 @@ impl ClusterReport {
         }
     }
 
-    /// An Event on the Ingress that asked for the certificate.
+    /// An Event on the Ingress or Gateway that asked for the certificate.
     pub async fn event(
         &self,
         state: &ClusterState,
@@ -49,13 +50,23 @@ impl ClusterReport {
         failed: bool,
         note: String,
     ) {
-        let Some(ingress) = state.ingresses.get(&request.ingress) else {
+        let gateway_api = "gateway.networking.k8s.io/v1";
+        let found = match &request.owner {
+            Owner::Ingress(key) => state
+                .ingresses
+                .get(key)
+                .map(|i| ("networking.k8s.io/v1", "Ingress", &i.metadata)),
+            Owner::Gateway(key) => state
+                .gateways
+                .get(key)
+                .map(|g| (gateway_api, "Gateway", &g.metadata)),
+        };
+        let Some((api_version, kind, meta)) = found else {
             return;
         };
-        let meta = &ingress.metadata;
         let reference = ObjectReference {
-            api_version: Some("networking.k8s.io/v1".into()),
-            kind: Some("Ingress".into()),
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
             name: meta.name.clone(),
             namespace: meta.namespace.clone(),
             uid: meta.uid.clone(),
@@ -87,7 +98,7 @@ impl ClusterReport {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
-            tracing::warn!(target: "gatehouse::acme", ingress = %request.ingress, "cannot publish an Event: {e}");
+            tracing::warn!(target: "gatehouse::acme", owner = %request.owner, "cannot publish an Event: {e}");
         }
     }
 

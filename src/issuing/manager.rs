@@ -208,7 +208,7 @@ impl Manager {
             let progress = self.progress.entry(request.secret.clone()).or_default();
             let (failed, note) = match outcome {
                 Ok(held) => {
-                    tracing::info!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
+                    tracing::info!(target: "gatehouse::acme", secret = %request.secret, owner = %request.owner, issuer = %request.issuer, hosts = ?request.hosts, "certificate issued");
                     let until = httpdate::fmt_http_date(held.not_after);
                     *progress = Progress {
                         written: Some(held),
@@ -235,7 +235,7 @@ impl Manager {
                         .duration_since(SystemTime::now())
                         .unwrap_or_default()
                         .as_secs();
-                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, ingress = %request.ingress, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = wait, "certificate not obtained, the hosts keep the certificate they have: {e}");
+                    tracing::warn!(target: "gatehouse::acme", secret = %request.secret, owner = %request.owner, issuer = %request.issuer, hosts = ?request.hosts, retry_in_s = wait, "certificate not obtained, the hosts keep the certificate they have: {e}");
                     let note = format!(
                         "no certificate for {} from AcmeIssuer {}: {e}; the hosts keep the certificate they have; next attempt in {} min",
                         request.hosts.join(", "),
@@ -285,7 +285,7 @@ impl Manager {
                 CertificateStatus {
                     secret: request.secret.to_string(),
                     issuer: request.issuer.clone(),
-                    ingress: request.ingress.to_string(),
+                    owner: request.owner.to_string(),
                     hosts: request.hosts.clone(),
                     state: standing,
                     not_after: held.map(|h| unix(h.not_after)),

@@ -1,5 +1,6 @@
 //! Which certificates Ingresses ask Gatehouse to obtain over ACME, and the
-//! challenge answers the table serves.
+//! challenge answers the table serves. Gateways ask with the same
+//! annotations (`gateway::acme`).
 //!
 //! An Ingress asks with `<prefix>/acme-issuer: NAME` (our prefix only), or
 //! with `kubernetes.io/tls-acme: "true"`, which names the issuer of
@@ -10,12 +11,14 @@
 //! long, an entry without `secretName`) is a warning and no request; the
 //! Ingress's routes and certificates are never affected by it.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::build::Build;
-use super::{class, TranslateOptions, WarningKind};
+use super::{class, gateway, TranslateOptions, WarningKind};
 use crate::acme::{AcmeIssuer, ChallengeAnswers, CHALLENGES_SECRET};
 use crate::cluster::{ClusterState, ObjectKey, OrderedMap};
 
@@ -48,20 +51,41 @@ impl Default for AcmeOptions {
 }
 
 /// One certificate to obtain: a `spec.tls` entry of an Ingress that asks
-/// for one.
+/// for one, or a certificate Secret of the HTTPS listeners of a Gateway
+/// that does.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CertificateRequest {
     /// The `AcmeIssuer` (it exists in the state the request came from).
     pub issuer: String,
-    pub ingress: ObjectKey,
-    /// Where the certificate goes: `secretName`, in the Ingress's namespace.
+    /// The object that asks, for the log and `/debug/certs`.
+    pub owner: Owner,
+    /// Where the certificate goes: `secretName`, in the Ingress's
+    /// namespace; a listener's certificate Secret.
     pub secret: ObjectKey,
     /// The names, lowercase, in the order written, without repeats.
     pub hosts: Vec<String>,
 }
 
-/// The certificates the Ingresses of ours ask for, in Ingress order; the
-/// warnings about them are in the translation.
+/// The object that asks for a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    Ingress(ObjectKey),
+    Gateway(ObjectKey),
+}
+
+/// `Ingress shop/web`: the kind, then `namespace/name`.
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Ingress(key) => write!(f, "Ingress {key}"),
+            Owner::Gateway(key) => write!(f, "Gateway {key}"),
+        }
+    }
+}
+
+/// The certificates the Ingresses of ours ask for, in Ingress order, then
+/// those the Gateways of ours ask for (`gateway::acme`); the warnings
+/// about them are in the translation.
 pub fn certificate_requests(
     state: &ClusterState,
     options: &TranslateOptions,
@@ -70,7 +94,10 @@ pub fn certificate_requests(
         .ingresses
         .iter()
         .filter(|(_, i)| class::is_ours(i, &state.ingress_classes, options));
-    ours.flat_map(|(key, ingress)| requests_of(key, ingress, &state.acme_issuers, options).0)
+    let ingresses =
+        ours.flat_map(|(key, ingress)| requests_of(key, ingress, &state.acme_issuers, options).0);
+    ingresses
+        .chain(gateway::acme_requests(state, options))
         .collect()
 }
 
@@ -81,46 +108,13 @@ fn requests_of(
     issuers: &OrderedMap<String, Arc<AcmeIssuer>>,
     options: &TranslateOptions,
 ) -> (Vec<CertificateRequest>, Vec<String>) {
-    let mut problems = Vec::new();
     let annotations = ingress.metadata.annotations.as_ref();
-    let get = |name: &str| annotations.and_then(|a| a.get(name)).map(|v| v.trim());
-    let ours = format!("{}/{ISSUER_ANNOTATION}", options.annotations_prefix);
-    let issuer = match (get(&ours), get(TLS_ACME_ANNOTATION)) {
-        (Some(name), _) if !name.is_empty() => name.to_owned(),
-        (Some(_), _) => {
-            problems.push(format!(
-                "annotation {ours} is empty; no certificate is requested"
-            ));
-            return (Vec::new(), problems);
-        }
-        (None, Some(value)) => match crate::policy::parse_bool(value) {
-            Some(true) => match &options.acme.default_issuer {
-                Some(name) => name.clone(),
-                None => {
-                    problems.push(format!("annotation {TLS_ACME_ANNOTATION}: \"true\" needs --acme-default-issuer to name an AcmeIssuer; no certificate is requested"));
-                    return (Vec::new(), problems);
-                }
-            },
-            Some(false) => return (Vec::new(), problems),
-            None => {
-                problems.push(format!("annotation {TLS_ACME_ANNOTATION}: {value:?} is not a boolean; no certificate is requested"));
-                return (Vec::new(), problems);
-            }
-        },
-        (None, None) => return (Vec::new(), problems),
+    let issuer = match asked_issuer(annotations, issuers, options) {
+        Ok(Some(issuer)) => issuer,
+        Ok(None) => return (Vec::new(), Vec::new()),
+        Err(problem) => return (Vec::new(), vec![problem]),
     };
-    let cert_manager = annotations
-        .into_iter()
-        .flatten()
-        .any(|(name, _)| name.starts_with(CERT_MANAGER_PREFIX));
-    if cert_manager {
-        problems.push(format!("asks for an ACME certificate from issuer {issuer} but carries cert-manager.io annotations: left to cert-manager, Gatehouse requests nothing (remove one or the other)"));
-        return (Vec::new(), problems);
-    }
-    if !issuers.contains_key(&issuer) {
-        problems.push(format!("AcmeIssuer {issuer} not found; no certificate is requested, the hosts keep the certificate they have"));
-        return (Vec::new(), problems);
-    }
+    let mut problems = Vec::new();
     let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
     let mut requests = Vec::new();
     for (index, entry) in tls.into_iter().flatten().enumerate() {
@@ -151,7 +145,7 @@ fn requests_of(
         }
         requests.push(CertificateRequest {
             issuer: issuer.clone(),
-            ingress: key.clone(),
+            owner: Owner::Ingress(key.clone()),
             secret: ObjectKey::new(&key.namespace, secret),
             hosts,
         });
@@ -159,8 +153,49 @@ fn requests_of(
     (requests, problems)
 }
 
+/// The `AcmeIssuer` an object's annotations ask for (`None`: they ask
+/// for nothing), or why nothing is requested (a warning message): an
+/// empty or unknown issuer, `tls-acme` without a default issuer, or
+/// cert-manager annotations beside ours.
+pub(super) fn asked_issuer(
+    annotations: Option<&BTreeMap<String, String>>,
+    issuers: &OrderedMap<String, Arc<AcmeIssuer>>,
+    options: &TranslateOptions,
+) -> Result<Option<String>, String> {
+    let get = |name: &str| annotations.and_then(|a| a.get(name)).map(|v| v.trim());
+    let ours = format!("{}/{ISSUER_ANNOTATION}", options.annotations_prefix);
+    let issuer = match (get(&ours), get(TLS_ACME_ANNOTATION)) {
+        (Some(name), _) if !name.is_empty() => name.to_owned(),
+        (Some(_), _) => {
+            return Err(format!(
+                "annotation {ours} is empty; no certificate is requested"
+            ))
+        }
+        (None, Some(value)) => match crate::policy::parse_bool(value) {
+            Some(true) => match &options.acme.default_issuer {
+                Some(name) => name.clone(),
+                None => return Err(format!("annotation {TLS_ACME_ANNOTATION}: \"true\" needs --acme-default-issuer to name an AcmeIssuer; no certificate is requested")),
+            },
+            Some(false) => return Ok(None),
+            None => return Err(format!("annotation {TLS_ACME_ANNOTATION}: {value:?} is not a boolean; no certificate is requested")),
+        },
+        (None, None) => return Ok(None),
+    };
+    let cert_manager = annotations
+        .into_iter()
+        .flatten()
+        .any(|(name, _)| name.starts_with(CERT_MANAGER_PREFIX));
+    if cert_manager {
+        return Err(format!("asks for an ACME certificate from issuer {issuer} but carries cert-manager.io annotations: left to cert-manager, Gatehouse requests nothing (remove one or the other)"));
+    }
+    if !issuers.contains_key(&issuer) {
+        return Err(format!("AcmeIssuer {issuer} not found; no certificate is requested, the hosts keep the certificate they have"));
+    }
+    Ok(Some(issuer))
+}
+
 /// Why a CA would not issue for `host`, if it would not.
-fn refusal(host: &str) -> Option<&'static str> {
+pub(super) fn refusal(host: &str) -> Option<&'static str> {
     if host.starts_with("*.") {
         return Some("a wildcard name needs the DNS-01 challenge, which Gatehouse does not support; use cert-manager for wildcard certificates");
     }
@@ -276,7 +311,7 @@ spec:
     fn request(secret: &str, hosts: &[&str]) -> CertificateRequest {
         CertificateRequest {
             issuer: "letsencrypt".into(),
-            ingress: ObjectKey::new("shop", "web"),
+            owner: Owner::Ingress(ObjectKey::new("shop", "web")),
             secret: ObjectKey::new("shop", secret),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         }
@@ -401,6 +436,207 @@ spec:
             format!("{hosts:?} {:?}", table.decide(&facts))
         };
         assert_eq!(table(&yaml), table(&plain));
+    }
+
+    /// A Gateway `shop/edge` of our class with these annotations and
+    /// listeners (YAML flow mappings).
+    fn gateway(annotations: &str, listeners: &[String]) -> String {
+        let listeners = listeners.join(", ");
+        format!(
+            r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gatehouse}}
+spec: {{controllerName: gatehouse.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: edge
+  namespace: shop
+  annotations: {{{annotations}}}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{listeners}]
+"#
+        )
+    }
+
+    /// An HTTPS listener on 443 for `hostname` (none when empty) whose
+    /// certificate is the Secret `secret` (`NAME` or `NAMESPACE/NAME`).
+    fn https(name: &str, hostname: &str, secret: &str) -> String {
+        let hostname = match hostname {
+            "" => String::new(),
+            h => format!("hostname: \"{h}\", "),
+        };
+        let secret = match secret.split_once('/') {
+            Some((namespace, name)) => format!("name: {name}, namespace: {namespace}"),
+            None => format!("name: {secret}"),
+        };
+        format!("{{name: {name}, port: 443, protocol: HTTPS, {hostname}tls: {{mode: Terminate, certificateRefs: [{{group: \"\", kind: Secret, {secret}}}]}}}}")
+    }
+
+    const ASKS: &str = "gatehouse.dev/acme-issuer: letsencrypt";
+
+    fn gateway_request(secret: &str, hosts: &[&str]) -> CertificateRequest {
+        CertificateRequest {
+            owner: Owner::Gateway(ObjectKey::new("shop", "edge")),
+            ..request(secret, hosts)
+        }
+    }
+
+    #[test]
+    fn acme_gateway_https_listener_asks_for_its_hostname_in_its_secret() {
+        let yaml = gateway(ASKS, &[https("shop", "Shop.example.com", "shop-tls")]);
+        let (requests, warnings) = run(&yaml, None);
+        assert_eq!(
+            requests,
+            [gateway_request("shop-tls", &["shop.example.com"])]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // A Secret that exists keeps the request: it is what renews it.
+        let secret = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-tls, namespace: shop}
+type: kubernetes.io/tls
+stringData: {tls.crt: "", tls.key: ""}
+"#;
+        let (requests, _) = run(&format!("{yaml}{secret}"), None);
+        assert_eq!(
+            requests,
+            [gateway_request("shop-tls", &["shop.example.com"])]
+        );
+    }
+
+    #[test]
+    fn acme_gateway_listeners_sharing_a_secret_ask_for_one_certificate() {
+        let listeners = [
+            https("shop", "shop.example.com", "shop-tls"),
+            https("api", "api.example.com", "api-tls"),
+            https("www", "www.shop.example.com", "shop-tls"),
+            https("again", "SHOP.example.com", "shop-tls"),
+        ];
+        let (requests, warnings) = run(&gateway(ASKS, &listeners), None);
+        assert_eq!(
+            requests,
+            [
+                gateway_request("shop-tls", &["shop.example.com", "www.shop.example.com"]),
+                gateway_request("api-tls", &["api.example.com"]),
+            ]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_gateway_listener_without_a_hostname_or_with_a_wildcard_is_warned_about() {
+        let listeners = [
+            https("any", "", "any-tls"),
+            https("wild", "*.example.com", "wild-tls"),
+            https("shop", "shop.example.com", "shop-tls"),
+            // Sharing a Secret with a wildcard: the Secret is not requested,
+            // as a `tls` entry with a wildcard host is not.
+            https("api", "api.example.com", "mixed-tls"),
+            https("wild-api", "*.api.example.com", "mixed-tls"),
+        ];
+        let (requests, warnings) = run(&gateway(ASKS, &listeners), None);
+        assert_eq!(
+            requests,
+            [gateway_request("shop-tls", &["shop.example.com"])]
+        );
+        // Warnings are sorted by message: one per Secret not requested.
+        let messages: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        for (secret, why) in [
+            ("any-tls", "no hostname"),
+            ("mixed-tls", "listener wild-api: *.api.example.com"),
+            ("wild-tls", "DNS-01"),
+        ] {
+            assert!(
+                messages
+                    .iter()
+                    .any(|m| m.contains(secret) && m.contains(why)),
+                "{secret}: {messages:?}"
+            );
+        }
+        assert!(warnings
+            .iter()
+            .all(|w| w.object == "Gateway" && w.ingress == ObjectKey::new("shop", "edge")));
+    }
+
+    #[test]
+    fn acme_gateway_unknown_issuer_is_warned_about() {
+        let yaml = gateway(
+            "gatehouse.dev/acme-issuer: nowhere",
+            &[https("shop", "shop.example.com", "shop-tls")],
+        );
+        let (requests, warnings) = run(&yaml, None);
+        assert!(requests.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("AcmeIssuer nowhere not found"),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings[0].object, "Gateway");
+    }
+
+    #[test]
+    fn acme_gateway_without_the_annotations_asks_for_nothing() {
+        let listeners = [https("shop", "shop.example.com", "shop-tls")];
+        let (requests, warnings) = run(&gateway("", &listeners), Some("letsencrypt"));
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+        // `kubernetes.io/tls-acme` asks the default issuer, as on an Ingress.
+        let yaml = gateway("kubernetes.io/tls-acme: \"true\"", &listeners);
+        let (requests, warnings) = run(&yaml, Some("letsencrypt"));
+        assert_eq!(
+            requests,
+            [gateway_request("shop-tls", &["shop.example.com"])]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Another controller's Gateway is none of ours.
+        let theirs = gateway(ASKS, &listeners)
+            .replace("gatewayClassName: gatehouse", "gatewayClassName: other");
+        let (requests, warnings) = run(&theirs, None);
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_gateway_http_listener_asks_for_nothing() {
+        let http = "{name: http, port: 80, protocol: HTTP, hostname: shop.example.com}".to_owned();
+        let (requests, warnings) = run(&gateway(ASKS, &[http]), None);
+        assert!(requests.is_empty() && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn acme_gateway_secret_in_another_namespace_needs_a_reference_grant() {
+        let yaml = gateway(ASKS, &[https("shop", "shop.example.com", "certs/shop-tls")]);
+        let (requests, warnings) = run(&yaml, None);
+        assert!(requests.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("ReferenceGrant"),
+            "{warnings:?}"
+        );
+        let grant = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: shop-certs, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: shop}]
+  to: [{group: "", kind: Secret, name: shop-tls}]
+"#;
+        let (requests, warnings) = run(&format!("{yaml}{grant}"), None);
+        assert_eq!(
+            requests,
+            [CertificateRequest {
+                secret: ObjectKey::new("certs", "shop-tls"),
+                ..gateway_request("shop-tls", &["shop.example.com"])
+            }]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use foldhash::HashMap;
 use std::sync::Arc;
 
 pub use crate::policy::NGINX_PREFIX;
-pub use acme::{certificate_requests, AcmeOptions, CertificateRequest};
+pub use acme::{certificate_requests, AcmeOptions, CertificateRequest, Owner};
 pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;

@@ -43,9 +43,9 @@ pub enum WarningKind {
     RouteRefs,
     /// An HTTPRoute serves a host that Ingress rules serve too.
     HostShared,
-    /// An Ingress asks for an ACME certificate that cannot be requested
-    /// (unknown issuer, wildcard or overlong host, no `secretName`, left
-    /// to cert-manager).
+    /// An Ingress or a Gateway asks for an ACME certificate that cannot be
+    /// requested (unknown issuer, wildcard or overlong host, no
+    /// `secretName`, a listener without a hostname, left to cert-manager).
     AcmeRequest,
     /// An entry of the ACME challenge Secret is not an answer (the
     /// warning names the Secret).

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use super::super::gateway_status::{Condition, GatewayReport, ListenerReport};
 use super::attach::ListenerHosts;
-use crate::cluster::ObjectKey;
+use super::grants::granted;
+use crate::cluster::{ClusterState, ObjectKey};
 use crate::gateway::{self, Gateway, Listener};
 use crate::table::{CertEntry, HostPattern};
 use crate::translate::{Build, WarningKind};
@@ -18,7 +19,7 @@ const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 /// The ports Gateway listeners may use: Gatehouse's HTTP and HTTPS ports,
 /// as the LoadBalancer in front of it publishes them.
 const HTTP_PORT: i32 = 80;
-const HTTPS_PORT: i32 = 443;
+pub(super) const HTTPS_PORT: i32 = 443;
 
 /// A listener of one of our Gateways that Gatehouse accepts. Routes attach
 /// to it whether or not it is programmed (its status counts them), but
@@ -267,49 +268,7 @@ impl Build<'_> {
         &mut self,
         l: &Open<'_>,
     ) -> Result<(ObjectKey, CertEntry), (&'static str, String)> {
-        let refs = l
-            .listener
-            .tls
-            .as_ref()
-            .map(|t| t.certificate_refs.as_slice());
-        let Some(cert_ref) = refs.and_then(<[_]>::first) else {
-            return Err((
-                "InvalidCertificateRef",
-                "HTTPS without certificateRefs".into(),
-            ));
-        };
-        if !cert_ref.group.is_empty() || cert_ref.kind != "Secret" {
-            return Err((
-                "InvalidCertificateRef",
-                format!(
-                    "certificateRef kind {}/{} is not supported; Secret is",
-                    cert_ref.group, cert_ref.kind
-                ),
-            ));
-        }
-        let namespace = cert_ref
-            .namespace
-            .as_deref()
-            .unwrap_or(&l.gateway.namespace);
-        if namespace != l.gateway.namespace
-            && !self.granted(
-                &l.gateway.namespace,
-                "Gateway",
-                namespace,
-                "",
-                "Secret",
-                &cert_ref.name,
-            )
-        {
-            return Err((
-                "RefNotPermitted",
-                format!(
-                    "Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it",
-                    cert_ref.name
-                ),
-            ));
-        }
-        let secret = ObjectKey::new(namespace, &cert_ref.name);
+        let secret = certificate_secret(self.state, l.gateway, l.listener)?;
         match self.cert(&secret) {
             Ok(cert) => Ok((secret, cert)),
             Err(e) => Err(("InvalidCertificateRef", format!("TLS Secret {secret}: {e}"))),
@@ -362,4 +321,52 @@ impl Build<'_> {
             }
         }
     }
+}
+
+/// The Secret an HTTPS listener's certificate is in: its first
+/// `certificateRefs` entry, a core Secret in the Gateway's namespace or in
+/// one whose ReferenceGrant allows it; or the `ResolvedRefs` reason and
+/// why not.
+pub(super) fn certificate_secret(
+    state: &ClusterState,
+    gateway: &ObjectKey,
+    listener: &Listener,
+) -> Result<ObjectKey, (&'static str, String)> {
+    let refs = listener.tls.as_ref().map(|t| t.certificate_refs.as_slice());
+    let Some(cert_ref) = refs.and_then(<[_]>::first) else {
+        return Err((
+            "InvalidCertificateRef",
+            "HTTPS without certificateRefs".into(),
+        ));
+    };
+    if !cert_ref.group.is_empty() || cert_ref.kind != "Secret" {
+        return Err((
+            "InvalidCertificateRef",
+            format!(
+                "certificateRef kind {}/{} is not supported; Secret is",
+                cert_ref.group, cert_ref.kind
+            ),
+        ));
+    }
+    let namespace = cert_ref.namespace.as_deref().unwrap_or(&gateway.namespace);
+    if namespace != gateway.namespace
+        && !granted(
+            state,
+            &gateway.namespace,
+            "Gateway",
+            namespace,
+            "",
+            "Secret",
+            &cert_ref.name,
+        )
+    {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "Secret {namespace}/{} is in another namespace and no ReferenceGrant allows it",
+                cert_ref.name
+            ),
+        ));
+    }
+    Ok(ObjectKey::new(namespace, &cert_ref.name))
 }

@@ -11,11 +11,13 @@
 //! Ingress rules take what none of them matches.
 //!
 //! This file is the entry point and its steps; `listeners` opens the
-//! Gateways' listeners and their certificates, `attach` attaches routes to
-//! them and intersects hostnames, `rules` and `filters` compile a route's
-//! rules, `matches` its matches and their order, `grants` reads
+//! Gateways' listeners and their certificates, `acme` reads which of those
+//! certificates a Gateway asks Gatehouse to obtain, `attach` attaches
+//! routes to them and intersects hostnames, `rules` and `filters` compile
+//! a route's rules, `matches` its matches and their order, `grants` reads
 //! ReferenceGrants.
 
+mod acme;
 mod attach;
 mod filters;
 mod grants;
@@ -33,6 +35,7 @@ use super::{Build, TranslateOptions};
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::gateway::{Gateway, HTTPRoute};
 use crate::policy::proxy_settings::ProxySettings;
+pub(super) use acme::acme_requests;
 use attach::ListenerHosts;
 use listeners::Open;
 use matches::Pending;
@@ -56,6 +59,7 @@ impl<'s> Build<'s> {
         let Some(gateways) = self.our_gateways(options) else {
             return;
         };
+        self.check_gateway_acme(&gateways, options);
         let open = self.open_gateways(&gateways);
         // GRPCRoutes are read as the HTTPRoutes they amount to.
         let grpc: Vec<(&ObjectKey, HTTPRoute)> = state
@@ -91,12 +95,7 @@ impl<'s> Build<'s> {
         options: &TranslateOptions,
     ) -> Option<BTreeMap<&'s ObjectKey, &'s Gateway>> {
         let state = self.state;
-        let classes: HashSet<&str> = state
-            .gateway_classes
-            .iter()
-            .filter(|(_, c)| c.spec.controller_name == options.gateway_controller)
-            .map(|(name, _)| name.as_str())
-            .collect();
+        let classes = our_classes(state, options);
         if classes.is_empty() {
             return None;
         }
@@ -104,13 +103,7 @@ impl<'s> Build<'s> {
             let generation = state.gateway_classes[*name].metadata.generation;
             self.report.classes.insert(name.to_string(), generation);
         }
-        let gateways = state
-            .gateways
-            .iter()
-            .filter(|(_, g)| classes.contains(g.spec.gateway_class_name.as_str()))
-            .map(|(k, g)| (k, &**g))
-            .collect();
-        Some(gateways)
+        Some(gateways_of(state, &classes))
     }
 
     /// Attaches each route to the listeners that take it and queues its
@@ -148,6 +141,29 @@ impl<'s> Build<'s> {
             problems.report_to(parent);
         }
     }
+}
+
+/// The names of the GatewayClasses of our controller.
+fn our_classes<'s>(state: &'s ClusterState, options: &TranslateOptions) -> HashSet<&'s str> {
+    state
+        .gateway_classes
+        .iter()
+        .filter(|(_, c)| c.spec.controller_name == options.gateway_controller)
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The Gateways of `classes`.
+fn gateways_of<'s>(
+    state: &'s ClusterState,
+    classes: &HashSet<&str>,
+) -> BTreeMap<&'s ObjectKey, &'s Gateway> {
+    state
+        .gateways
+        .iter()
+        .filter(|(_, g)| classes.contains(g.spec.gateway_class_name.as_str()))
+        .map(|(k, g)| (k, &**g))
+        .collect()
 }
 
 /// The HTTPRoutes and the GRPCRoutes (`grpc`, read as HTTPRoutes), oldest

@@ -10,6 +10,7 @@ use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, Se
 
 use super::super::gateway_status::{Condition, ParentReport};
 use super::filters::apply_filter;
+use super::grants::granted;
 use super::Who;
 use crate::gateway::{self, HTTPBackendRef, HTTPRouteTimeouts, RequestMirror};
 use crate::policy::proxy_settings::{BackendProtocol, ProxySettings};
@@ -201,7 +202,8 @@ impl Build<'_> {
         }
         let namespace = backend.namespace.as_deref().unwrap_or(&key.namespace);
         if namespace != key.namespace
-            && !self.granted(
+            && !granted(
+                self.state,
                 &key.namespace,
                 who.kind,
                 namespace,
