@@ -85,7 +85,9 @@ impl fmt::Display for Owner {
 
 /// The certificates the Ingresses of ours ask for, in Ingress order, then
 /// those the Gateways of ours ask for (`gateway::acme`); the warnings
-/// about them are in the translation.
+/// about them are in the translation. One request per Secret: when two
+/// objects ask for the same Secret, the first asks (two requests with
+/// different names would replace each other's certificate forever).
 pub fn certificate_requests(
     state: &ClusterState,
     options: &TranslateOptions,
@@ -96,8 +98,10 @@ pub fn certificate_requests(
         .filter(|(_, i)| class::is_ours(i, &state.ingress_classes, options));
     let ingresses =
         ours.flat_map(|(key, ingress)| requests_of(key, ingress, &state.acme_issuers, options).0);
+    let mut secrets = std::collections::HashSet::new();
     ingresses
         .chain(gateway::acme_requests(state, options))
+        .filter(|request| secrets.insert(request.secret.clone()))
         .collect()
 }
 
@@ -682,5 +686,16 @@ stringData:
             table.acme_answer(&get, "/.well-known/acme-challenge/tok"),
             None
         );
+    }
+
+    #[test]
+    fn acme_two_ingresses_asking_for_one_secret_make_one_request_the_first_ones() {
+        let tls = "[{hosts: [shop.example.com], secretName: shared}]";
+        let first = ingress("gatehouse.dev/acme-issuer: letsencrypt", tls);
+        let second = first
+            .replace("name: web", "name: zz-web")
+            .replace("hosts: [shop.example.com]", "hosts: [other.example.com]");
+        let (requests, _) = run(&format!("{first}{second}"), None);
+        assert_eq!(requests, [request("shared", &["shop.example.com"])]);
     }
 }
