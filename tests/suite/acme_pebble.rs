@@ -116,6 +116,7 @@ async fn issuance(challenge: &str) {
     // Before the issuer exists the hosts have only the default certificate.
     assert!(trusted_get(&site, "shop.test", &pebble.root).await.is_err());
 
+    let asked = std::time::Instant::now();
     write_atomically(
         &site.dir.path().join("issuer.yaml"),
         &pebble.issuer("pebble", challenge),
@@ -131,6 +132,12 @@ async fn issuance(challenge: &str) {
         .await;
         assert_eq!(status, StatusCode::OK);
     }
+    // Reported, not asserted: from the issuer's manifest to a trusted
+    // answer on both hosts.
+    eprintln!(
+        "{challenge}: trusted HTTPS {:?} after the issuer was written",
+        asked.elapsed()
+    );
 
     // The certificate is a Secret manifest in the directory, as a cluster
     // would hold it; the account key beside it, in the controller's

@@ -199,3 +199,54 @@ spec:
     );
     assert!(api.get("v1", "Secret", "test", "shop-tls").is_none());
 }
+
+/// One replica, the issuer in place, then the annotated Ingress applied:
+/// a trusted answer over TLS-ALPN-01, everything through the API.
+#[tokio::test]
+async fn an_ingress_applied_with_the_annotation_is_served_with_a_trusted_certificate() {
+    if !Pebble::installed("applied_ingress") {
+        return;
+    }
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.install(&ACME_ISSUERS);
+    api.put_manifests(&[INGRESS_CLASS.to_owned(), service("web", &[web.addr])].concat());
+    let replica = replica(&api, "a").await;
+    let pebble = Pebble::start(closed_port().await, replica.https_addr.port(), &[]).await;
+    api.put_manifests(&pebble.issuer("pebble", "tls-alpn-01"));
+    eventually("the replica to lead", ELECTED, async || {
+        api.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            "gatehouse-leader",
+        )
+        .is_some_and(|lease| lease["spec"]["holderIdentity"] == "a")
+    })
+    .await;
+
+    let applied = std::time::Instant::now();
+    let asks = [("gatehouse.dev/acme-issuer", "pebble")];
+    api.put_manifests(&ingress_annotated(
+        "shop",
+        "shop.test",
+        "/",
+        "web",
+        Some("shop-tls"),
+        &asks,
+    ));
+    eventually_every(
+        "shop.test with pebble's certificate",
+        ISSUED,
+        Duration::from_millis(100),
+        async || verified_get(replica.https_addr, "shop.test", &pebble.root).await,
+    )
+    .await;
+    // Reported, not asserted.
+    eprintln!(
+        "trusted HTTPS {:?} after the Ingress was applied",
+        applied.elapsed()
+    );
+    assert_eq!(orders(&replica, "placed").await, 1.0);
+    assert_eq!(orders(&replica, "issued").await, 1.0);
+}
