@@ -209,12 +209,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     // One replica leads: it writes status and Events and orders ACME
     // certificates. With manifests there is one replica, which leads.
-    let answers = |store: SecretStore| issuing::Answers {
-        store,
-        secret: config.translate.acme.challenges.clone(),
-        table: table.clone(),
-    };
-    match (&config.source, &config.status) {
+    let issuing = match (&config.source, &config.status) {
         (SourceConfig::Kube(source), Some(status)) => {
             let (leading, election) = StatusWriter::elect(&source.client, status);
             tasks.spawn(election);
@@ -226,37 +221,40 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 controller.gateway_status(),
                 leading.clone(),
             ));
+            let report =
+                issuing::ClusterReport::new(source.client.clone(), status.identity.clone());
             let store = SecretStore::Kube(source.client.clone());
-            let manager = issuing::Manager::new(
-                store.clone(),
-                crate::source::controller_namespace(),
-                controller.options(),
-                answers(store),
-                (acme_status.clone(), metrics.clone()),
-            )
-            .reporting_to(issuing::ClusterReport::new(
-                source.client.clone(),
-                status.identity.clone(),
-            ));
-            tasks.spawn(manager.run(states.clone(), leading));
+            Some((store, leading, Some(report), None))
         }
         (SourceConfig::Manifests(dir), _) => {
-            let store = SecretStore::Directory(dir.clone(), states.clone());
-            let manager = issuing::Manager::new(
-                store.clone(),
-                crate::source::controller_namespace(),
-                controller.options(),
-                answers(store),
-                (acme_status.clone(), metrics.clone()),
-            );
             let (leads, leading) = tokio::sync::watch::channel(true);
-            let states = states.clone();
-            tasks.spawn(async move {
-                let _always = leads;
-                manager.run(states, leading).await;
-            });
+            let store = SecretStore::Directory(dir.clone(), states.clone());
+            Some((store, leading, None, Some(leads)))
         }
-        (SourceConfig::Kube(_), None) => {}
+        (SourceConfig::Kube(_), None) => None,
+    };
+    if let Some((store, leading, report, always)) = issuing {
+        let answers = issuing::Answers {
+            store: store.clone(),
+            secret: config.translate.acme.challenges.clone(),
+            table: table.clone(),
+        };
+        let mut manager = issuing::Manager::new(
+            store,
+            crate::source::controller_namespace(),
+            controller.options(),
+            answers,
+            (acme_status.clone(), metrics.clone()),
+        );
+        if let Some(report) = report {
+            manager = manager.reporting_to(report);
+        }
+        let states = states.clone();
+        tasks.spawn(async move {
+            // With manifests, nothing ever takes the lead away.
+            let _always = always;
+            manager.run(states, leading).await;
+        });
     }
     // `worker-processes` of the controller ConfigMap wins over the flag.
     let workers = controller.workers().unwrap_or(config.limits.workers);

@@ -10,12 +10,11 @@
 
 use instant_acme::{Account, AccountBuilder, ExternalAccountKey, Key, NewAccount};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::store::{SecretStore, StoreError};
+use super::store::{new_secret, SecretStore, StoreError};
 use crate::acme::issuer::AcmeIssuerSpec;
 use crate::cluster::ObjectKey;
 
@@ -164,16 +163,8 @@ fn key_pem(der: &PrivatePkcs8KeyDer<'_>) -> Result<String, String> {
 }
 
 fn key_secret_object(key: &ObjectKey, pem: String) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some([(KEY_DATA.to_owned(), ByteString(pem.into_bytes()))].into()),
-        ..Secret::default()
-    }
+    let data = [(KEY_DATA.to_owned(), ByteString(pem.into_bytes()))];
+    new_secret(key, "Opaque", data.into())
 }
 
 /// The external account key: `keyID` and the MAC key, stored as

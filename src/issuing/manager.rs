@@ -26,7 +26,7 @@ use super::account::{self, AccountError};
 use super::events::ClusterReport;
 use super::order::{self, Answers, Issued, OrderError, Wanted};
 use super::orders::{Orders, ORDERS_SECRET};
-use super::store::{SecretStore, StoreError};
+use super::store::{new_secret, SecretStore, StoreError};
 use crate::acme::issuer::{AcmeIssuer, AcmeIssuerSpec};
 use crate::acme::schedule;
 use crate::acme::status::{AcmeStatus, CertificateState, CertificateStatus};
@@ -440,18 +440,9 @@ impl Manager {
                     self.store.replace(&secret).await
                 }
                 None => {
-                    let mut metadata = ObjectMeta {
-                        namespace: Some(request.secret.namespace.clone()),
-                        name: Some(request.secret.name.clone()),
-                        ..ObjectMeta::default()
-                    };
-                    annotate(&mut metadata, &request.issuer);
-                    let secret = Secret {
-                        metadata,
-                        type_: Some("kubernetes.io/tls".to_owned()),
-                        data: Some(data.clone().into()),
-                        ..Secret::default()
-                    };
+                    let mut secret =
+                        new_secret(&request.secret, "kubernetes.io/tls", data.clone().into());
+                    annotate(&mut secret.metadata, &request.issuer);
                     self.store.create(&secret).await
                 }
             };

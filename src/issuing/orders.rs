@@ -11,12 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use serde::{Deserialize, Serialize};
 
-use super::store::{SecretStore, StoreError};
+use super::store::{new_secret, SecretStore, StoreError};
 use crate::cluster::ObjectKey;
 
 /// The name of the Secret, in the controller's namespace.
@@ -118,7 +116,7 @@ pub async fn edit_secret(
                 if data.is_empty() {
                     return Ok(());
                 }
-                store.create(&opaque(key, data)).await
+                store.create(&new_secret(key, "Opaque", data)).await
             }
         };
         match written {
@@ -130,19 +128,6 @@ pub async fn edit_secret(
     Err(StoreError::Failed(format!(
         "Secret {key} kept changing under five attempts"
     )))
-}
-
-fn opaque(key: &ObjectKey, data: BTreeMap<String, ByteString>) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some(data),
-        ..Secret::default()
-    }
 }
 
 #[cfg(test)]

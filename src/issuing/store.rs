@@ -12,9 +12,12 @@
 //! in other files are never rewritten here; where one defines the same
 //! Secret, the source takes the one written here (and says so).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 
 use crate::cluster::ObjectKey;
@@ -115,6 +118,20 @@ impl SecretStore {
                 write_file(dir, &key, secret, next).await
             }
         }
+    }
+}
+
+/// A new Secret `key` of `type_` holding `data`.
+pub fn new_secret(key: &ObjectKey, type_: &str, data: BTreeMap<String, ByteString>) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            namespace: Some(key.namespace.clone()),
+            name: Some(key.name.clone()),
+            ..ObjectMeta::default()
+        },
+        type_: Some(type_.to_owned()),
+        data: Some(data),
+        ..Secret::default()
     }
 }
 
