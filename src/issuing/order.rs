@@ -63,12 +63,40 @@ impl From<instant_acme::Error> for OrderError {
     fn from(error: instant_acme::Error) -> Self {
         match error {
             instant_acme::Error::Api(problem) => OrderError::Refused {
+                retry_after: rate_limited_until(
+                    problem.r#type.as_deref(),
+                    problem.detail.as_deref(),
+                    SystemTime::now(),
+                ),
                 problem: problem.to_string(),
-                retry_after: None,
             },
             other => OrderError::Acme(super::chain(&other)),
         }
     }
+}
+
+/// A rate-limited CA is not asked again before it says: the ACME client
+/// does not pass the `Retry-After` of an error on, but Let's Encrypt
+/// writes the time into the problem's detail (`… retry after
+/// 2026-12-07 19:00:00 UTC: see …`); without one, an hour.
+fn rate_limited_until(
+    kind: Option<&str>,
+    detail: Option<&str>,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    if kind != Some("urn:ietf:params:acme:error:rateLimited") {
+        return None;
+    }
+    let written = detail
+        .and_then(|d| d.split("retry after ").nth(1))
+        .and_then(|rest| rest.get(..19))
+        .and_then(|text| {
+            let format =
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            time::PrimitiveDateTime::parse(text, format).ok()
+        })
+        .map(|at| SystemTime::from(at.assume_utc()));
+    Some(written.unwrap_or(now + Duration::from_secs(3600)))
 }
 
 /// A certificate the CA issued, with its key, both PEM.
@@ -399,5 +427,26 @@ impl Answers {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limited_ca_is_asked_again_when_it_says_or_in_an_hour() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let limited = Some("urn:ietf:params:acme:error:rateLimited");
+        let detail = "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2027-01-15 10:30:00 UTC: see https://letsencrypt.org/docs/rate-limits/";
+        let at = rate_limited_until(limited, Some(detail), now).expect("a time");
+        let expected = time::macros::datetime!(2027-01-15 10:30:00 UTC);
+        assert_eq!(at, SystemTime::from(expected));
+        assert_eq!(
+            rate_limited_until(limited, Some("slow down"), now),
+            Some(now + Duration::from_secs(3600))
+        );
+        let other = Some("urn:ietf:params:acme:error:unauthorized");
+        assert_eq!(rate_limited_until(other, Some(detail), now), None);
     }
 }
