@@ -36,6 +36,8 @@ use crate::metrics::{AcmeOrderLabels, AcmeStateLabels, Metrics};
 use crate::source::StateReceiver;
 use crate::translate::{certificate_requests, CertificateRequest, TranslateOptions};
 
+/// The shortest time between two rounds.
+const ROUND_GAP: Duration = Duration::from_millis(200);
 /// With no other reason to wake, the manager looks again this often.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -177,6 +179,9 @@ impl Manager {
                 r = leading.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(sleep) => {}
             }
+            // A round lists every Ingress's requests: under a stream of
+            // changes (endpoints churn) it runs at most this often.
+            tokio::time::sleep(ROUND_GAP).await;
         }
     }
 

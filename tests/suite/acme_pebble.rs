@@ -161,6 +161,26 @@ async fn issuance(challenge: &str) {
     )
     .expect("the challenges Secret");
     assert!(!answers.contains(&format!("{challenge}.")), "{answers}");
+    // `gatehouse routes` on the directory names where it came from and
+    // when it is renewed.
+    let routes = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("routes")
+        .arg("--manifests")
+        .arg(site.dir.path())
+        .output()
+        .expect("run gatehouse routes");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    let row = routes
+        .lines()
+        .find(|l| l.starts_with("shop.test ") && l.contains("test/shop-tls"))
+        .unwrap_or_else(|| panic!("no certificate row for shop.test:\n{routes}"));
+    assert!(row.contains("acme:pebble"), "{row}");
+    assert!(
+        row.split_whitespace()
+            .last()
+            .is_some_and(|renews| renews.starts_with("20")),
+        "{row}"
+    );
 
     // How it stands, on the admin port: valid, renewed in the future,
     // one order placed and issued.
