@@ -289,11 +289,7 @@ mod tests {
     fn braces_end_a_name_that_text_would_continue() {
         assert_eq!(
             parts("${status}ms$status_x"),
-            [
-                Part::Var(Var::Status),
-                text("ms"),
-                Part::Var(Var::Unknown),
-            ]
+            [Part::Var(Var::Status), text("ms"), Part::Var(Var::Unknown),]
         );
     }
 
@@ -320,11 +316,7 @@ mod tests {
     fn nginx_quoted_string_escapes_are_undone() {
         assert_eq!(
             parts(r#"{\"a\":\t\'$status\'}\x"#),
-            [
-                text("{\"a\":\t'"),
-                Part::Var(Var::Status),
-                text("'}\\x")
-            ]
+            [text("{\"a\":\t'"), Part::Var(Var::Status), text("'}\\x")]
         );
     }
 

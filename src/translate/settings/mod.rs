@@ -585,6 +585,26 @@ mod tests {
     }
 
     #[test]
+    fn log_format_upstream_is_compiled_and_an_unknown_variable_named() {
+        let (settings, problems) = apply(&[
+            ("log-format-upstream", "$status $geoip_city $http_x_team"),
+            ("log-format-escape-json", "true"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("log-format-upstream: uses $geoip_city"),
+            "{problems:?}"
+        );
+        let access_log = &settings.edge.access_log;
+        let format = access_log.upstream.as_ref().expect("compiled");
+        assert_eq!(format.headers, ["x-team"]);
+        assert_eq!(access_log.escape(), crate::policy::log_format::Escape::Json);
+        let (settings, problems) = apply(&[("log-format-upstream", "${status")]);
+        assert!(settings.edge.access_log.upstream.is_none());
+        assert!(problems[0].ends_with("; ignored"), "{problems:?}");
+    }
+
+    #[test]
     fn a_referenced_configmap_that_is_missing_is_a_problem_not_a_crash() {
         let (settings, problems) = apply(&[("add-headers", "missing")]);
         assert!(settings.edge.add_headers.is_empty());
