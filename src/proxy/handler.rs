@@ -82,9 +82,15 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let (body, unread) = client_body::share(body);
         let mut req = Request::from_parts(parts, body);
+        // The head as the client sent it, before the request ID is set.
+        let head = self
+            .telemetry
+            .access_log
+            .as_ref()
+            .map(|_| request_head(&req));
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
-        if let Some(log) = &self.telemetry.access_log {
-            cx.record.log = capture(log, &cx, &req);
+        if let (Some(log), Some(head)) = (&self.telemetry.access_log, head) {
+            cx.record.log = capture(log, &cx, &req, head);
         }
         let mut response = match decide(&cx, &mut req) {
             Decided::Table(Decision::Forward(forward)) => {
@@ -230,15 +236,19 @@ fn capture(
     log: &AccessLog,
     cx: &RequestContext<'_>,
     req: &Request<ClientBody>,
+    request_head: u64,
 ) -> Option<Box<Captured>> {
     let mut captured = log.capture(&cx.table.edge.access_log, req.headers())?;
-    let uri = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-    // "GET /path HTTP/1.1"
-    let request_line = req.method().as_str().len() + 1 + uri + 9;
-    captured.request_head = head_size(request_line, req.headers());
+    captured.request_head = request_head;
     captured.https = cx.conn.tls;
     captured.tls = cx.conn.tls_names;
     Some(Box::new(captured))
+}
+
+/// `$request_length` without the body: "GET /path HTTP/1.1" and headers.
+fn request_head(req: &Request<ClientBody>) -> u64 {
+    let uri = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    head_size(req.method().as_str().len() + 1 + uri + 9, req.headers())
 }
 
 /// One attempt as the access log lists it: the endpoint's status, or the
