@@ -372,7 +372,7 @@ fn write_escaped(value: Option<&[u8]>, escape: Escape, out: &mut Vec<u8>) {
         Escape::None => out.extend_from_slice(value),
         Escape::Default => {
             for &b in value {
-                if b == b'"' || b == b'\\' || b < 0x20 || b > 0x7e {
+                if b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b) {
                     out.extend_from_slice(&[
                         b'\\',
                         b'x',
