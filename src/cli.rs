@@ -64,7 +64,9 @@ pub struct Cli {
     #[arg(long, value_name = "TARGET", default_value = "stdout")]
     pub access_log: AccessLogTarget,
 
-    /// Access log line format.
+    /// Access log line format: Gatehouse's JSON, or `text`, ingress-nginx's
+    /// default line. The controller ConfigMap's `log-format-upstream`
+    /// replaces either.
     #[arg(long, value_enum, default_value = "json")]
     pub access_log_format: AccessLogFormat,
 

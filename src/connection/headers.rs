@@ -27,6 +27,9 @@ pub struct ConnInfo {
     pub forwarded_trusted: bool,
     /// The client certificate, when the server name asked for one.
     pub peer_cert: Option<Arc<PeerCert>>,
+    /// The TLS protocol and cipher suite in OpenSSL's names, for the
+    /// access log.
+    pub tls_names: Option<(&'static str, &'static str)>,
     client_ip: HeaderValue,
     local_port: HeaderValue,
 }
@@ -41,6 +44,7 @@ impl ConnInfo {
             local,
             tls,
             peer_cert: None,
+            tls_names: None,
             peer: client.ip(),
             forwarded_trusted: false,
             client_ip,
@@ -77,6 +81,7 @@ impl ConnInfo {
                 let mut c = ConnInfo::new(SocketAddr::new(ip, 0), self.local, self.tls);
                 c.peer = self.peer;
                 c.peer_cert = self.peer_cert.clone();
+                c.tls_names = self.tls_names;
                 c
             }
             None => self.clone(),

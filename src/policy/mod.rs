@@ -22,6 +22,7 @@ pub mod error_pages;
 pub mod external_auth;
 pub mod hsts;
 mod htpasswd;
+pub mod log_format;
 pub mod mirror;
 pub mod next_upstream;
 pub mod objects;

@@ -7,9 +7,11 @@
 //! the response headers every request gets and its log record.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
@@ -21,9 +23,11 @@ use super::phase::{access, choice, mirror, response, upgrade, upstream_request};
 use super::request_log::LoggedBody;
 use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::log_line::{head_size, Attempt, Captured};
 use crate::telemetry::Telemetry;
 use crate::upstream::client_body::{self, ClientBody};
-use crate::upstream::{exchange_timeouts, Upstreams};
+use crate::upstream::{exchange_timeouts, UpstreamResponse, Upstreams};
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = LoggedBody<Inner>;
@@ -78,7 +82,16 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let (body, unread) = client_body::share(body);
         let mut req = Request::from_parts(parts, body);
+        // The head as the client sent it, before the request ID is set.
+        let head = self
+            .telemetry
+            .access_log
+            .as_ref()
+            .map(|_| request_head(&req));
         let mut cx = RequestContext::arrive(self.table.load_full(), &mut req, conn);
+        if let (Some(log), Some(head)) = (&self.telemetry.access_log, head) {
+            cx.record.log = capture(log, &cx, &req, head);
+        }
         let mut response = match decide(&cx, &mut req) {
             Decided::Table(Decision::Forward(forward)) => {
                 self.serve_route(&mut cx, req, forward).await
@@ -93,6 +106,11 @@ impl Proxy {
         response::headers_for_all(&cx, response.headers_mut());
         let mut record = cx.record;
         record.status = response.status().as_u16();
+        if let Some(captured) = record.log.as_deref_mut() {
+            // "HTTP/1.1 200 OK": the status line without its reason.
+            let status_line = 13 + response.status().canonical_reason().map_or(0, str::len);
+            captured.response_head = head_size(status_line, response.headers());
+        }
         let telemetry = self.telemetry.clone();
         let quiet = cx.table.edge.client_body_timeout();
         response.map(|body| LoggedBody::new(body, record, telemetry).leaving(unread, quiet))
@@ -107,7 +125,11 @@ impl Proxy {
         mut req: Request<ClientBody>,
         mut forward: Forward,
     ) -> Response<Inner> {
+        let main = cx.record.log.as_ref().map(|_| forward.backend.clone());
         choice::canary(&mut forward, req.headers());
+        if let Some(captured) = cx.record.log.as_deref_mut().filter(|_| forward.canary) {
+            captured.main_backend = main;
+        }
         cx.record.route = Some(forward.route.clone());
         cx.record.backend = Some(forward.backend.clone());
         if let Err(refused) = access::admit(cx, &req, &forward) {
@@ -183,6 +205,7 @@ impl Proxy {
                 Ok(next) => next,
                 Err(status) => return answer::status(status),
             };
+            let sent_at = cx.record.log.as_ref().map(|_| Instant::now());
             let result = {
                 let to = attempts.target(&outgoing, &target);
                 // Pinned here, where it is awaited: the exchange's future
@@ -196,12 +219,55 @@ impl Proxy {
                     progress,
                 )
             };
+            if let (Some(captured), Some(started)) = (cx.record.log.as_deref_mut(), sent_at) {
+                captured.attempts.push(attempt(&target, &result, started));
+            }
             if let Some(attempted) = attempts.settle(&outgoing, result, target) {
                 break attempted;
             }
         };
         let metrics = &self.telemetry.metrics;
         response::from_upstream(cx, attempted, upgrade, &self.tunnels, forward, metrics)
+    }
+}
+
+/// What a templated access log line keeps of the request as it arrived.
+fn capture(
+    log: &AccessLog,
+    cx: &RequestContext<'_>,
+    req: &Request<ClientBody>,
+    request_head: u64,
+) -> Option<Box<Captured>> {
+    let mut captured = log.capture(&cx.table.edge.access_log, req.headers())?;
+    captured.request_head = request_head;
+    captured.https = cx.conn.tls;
+    captured.tls = cx.conn.tls_names;
+    Some(Box::new(captured))
+}
+
+/// `$request_length` without the body: "GET /path HTTP/1.1" and headers.
+fn request_head(req: &Request<ClientBody>) -> u64 {
+    let uri = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    head_size(req.method().as_str().len() + 1 + uri + 9, req.headers())
+}
+
+/// One attempt as the access log lists it: the endpoint's status, or the
+/// one nginx notes for a failure (502, or 504 for a timeout).
+fn attempt(
+    target: &Authority,
+    result: &Result<Response<UpstreamResponse>, AttemptError>,
+    started: Instant,
+) -> Attempt {
+    let status = match result {
+        Ok(response) => response.status(),
+        Err(error) => error.status(),
+    };
+    Attempt {
+        addr: target.clone(),
+        status: status.as_u16(),
+        started,
+        took: started.elapsed(),
+        answered: result.is_ok(),
     }
 }
 

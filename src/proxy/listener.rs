@@ -305,6 +305,7 @@ impl Listeners {
                 }
                 Ok(Ok(Accepted::Tls(tls, peer))) => {
                     conn.peer_cert = peer.map(Arc::new);
+                    conn.tls_names = crate::tls::openssl_names(tls.get_ref().1);
                     // RFC 9113 §3.3: a connection that chose `h2` by ALPN
                     // speaks only HTTP/2 (anything else is a bad preface).
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");

@@ -19,6 +19,7 @@ use crate::table::Route;
 use super::linger;
 use crate::metrics::{method_index, Finished, RouteLabels};
 use crate::telemetry::access_log::AccessEntry;
+use crate::telemetry::log_line::{Captured, Line};
 use crate::telemetry::Telemetry;
 use crate::upstream::client_body::Unread;
 use crate::upstream::exchange_timeouts::Progress;
@@ -46,6 +47,9 @@ pub struct RequestRecord {
     /// The request's place in `limit-connections`, held until its
     /// response has been sent.
     pub held: Option<Held>,
+    /// What an ingress-nginx-style access log line needs besides the
+    /// above; only while such a line is written.
+    pub log: Option<Box<Captured>>,
 }
 
 impl RequestRecord {
@@ -72,6 +76,7 @@ impl RequestRecord {
             progress: None,
             status: 0,
             held: None,
+            log: None,
         }
     }
 
@@ -110,7 +115,27 @@ impl RequestRecord {
         };
         m.route(slot, labels).record(m, &finished);
 
-        if let Some(log) = &telemetry.access_log {
+        if let (Some(log), Some(captured)) = (&telemetry.access_log, &self.log) {
+            let backend = self.route.as_ref().and(self.backend.as_deref());
+            log.write_line(&Line {
+                captured,
+                client: self.client,
+                method: &self.method,
+                protocol: version_label(self.version),
+                uri: &self.uri,
+                host: self.host.as_ref().and_then(|h| h.to_str().ok()),
+                scheme: if captured.https { "https" } else { "http" },
+                status: self.status,
+                body_sent: sent,
+                body_received: received,
+                duration,
+                finished: self.started + duration,
+                request_id: self.request_id.to_str().unwrap_or_default(),
+                origin: origin.map(|k| (k.namespace.as_str(), k.name.as_str())),
+                backend,
+                now: time::OffsetDateTime::now_utc(),
+            });
+        } else if let Some(log) = &telemetry.access_log {
             let arrived = time::OffsetDateTime::now_utc() - duration;
             let time = arrived
                 .format(&time::format_description::well_known::Rfc3339)

@@ -11,6 +11,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use crate::connection::{canonical_ip, ForwardedHeaders};
+use crate::policy::log_format::AccessLogSettings;
 use crate::policy::template::Template;
 use crate::tls::TlsSettings;
 use crate::upstream::UpstreamKeepalive;
@@ -47,6 +48,9 @@ pub struct GlobalSettings {
     pub client_body_timeout: Option<Duration>,
     /// `http2-max-concurrent-streams` (else `--h2-max-concurrent-streams`).
     pub h2_max_concurrent_streams: Option<u32>,
+    /// `log-format-upstream`, `log-format-escape-json`,
+    /// `log-format-escape-none`.
+    pub access_log: AccessLogSettings,
 }
 
 impl GlobalSettings {

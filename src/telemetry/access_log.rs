@@ -1,4 +1,6 @@
-//! The access log: one line per request, JSON by default.
+//! The access log: one line per request, JSON by default; `text` is
+//! ingress-nginx's default line, and the controller ConfigMap's
+//! `log-format-upstream` replaces either (see `log_line`).
 //!
 //! Lines go through tracing-appender's non-blocking writer: a bounded queue
 //! drained by its own thread. When the queue is full, lines are dropped
@@ -8,8 +10,13 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use http::HeaderMap;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+
+use super::log_line::{Captured, Line};
+use crate::policy::log_format::{AccessLogSettings, LogFormat};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AccessLogFormat {
@@ -64,6 +71,8 @@ pub struct AccessEntry<'a> {
 
 pub struct AccessLog {
     format: AccessLogFormat,
+    /// ingress-nginx's default line, compiled once, for `text`.
+    default_line: Arc<LogFormat>,
     writer: NonBlocking,
 }
 
@@ -92,38 +101,41 @@ impl AccessLog {
                 tracing_appender::non_blocking(file)
             }
         };
-        Ok(Some((AccessLog { format, writer }, guard)))
-    }
-
-    pub fn write(&self, entry: &AccessEntry<'_>) {
-        let mut line = match self.format {
-            AccessLogFormat::Json => serde_json::to_string(entry).unwrap_or_default(),
-            AccessLogFormat::Text => text_line(entry),
+        let default_line = Arc::new(LogFormat::ingress_nginx_default());
+        let log = AccessLog {
+            format,
+            default_line,
+            writer,
         };
-        line.push('\n');
-        // Non-blocking: a full queue drops the line instead of waiting.
-        let _ = self.writer.clone().write_all(line.as_bytes());
+        Ok(Some((log, guard)))
     }
-}
 
-fn text_line(e: &AccessEntry<'_>) -> String {
-    let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
-    format!(
-        "{} - [{}] \"{} {} {}\" {} {} {:.3} \"{}\" {} {} {} {} {}",
-        e.client,
-        e.time,
-        e.method,
-        e.path,
-        e.protocol,
-        e.status,
-        e.bytes_sent,
-        e.duration_ms / 1e3,
-        e.host,
-        dash(e.ingress),
-        dash(e.service),
-        dash(e.upstream),
-        e.upstream_ms
-            .map_or("-".to_owned(), |ms| format!("{:.3}", ms / 1e3)),
-        e.request_id,
-    )
+    /// What a request keeps for its line, when the line is a template:
+    /// the ConfigMap's `log-format-upstream`, else for `text`
+    /// ingress-nginx's default. `None` for Gatehouse's JSON.
+    pub fn capture(&self, settings: &AccessLogSettings, headers: &HeaderMap) -> Option<Captured> {
+        let format = match (&settings.upstream, self.format) {
+            (Some(format), _) => format.clone(),
+            (None, AccessLogFormat::Text) => self.default_line.clone(),
+            (None, AccessLogFormat::Json) => return None,
+        };
+        Some(Captured::new(format, settings.escape(), headers))
+    }
+
+    /// Gatehouse's JSON line.
+    pub fn write(&self, entry: &AccessEntry<'_>) {
+        let mut line = serde_json::to_string(entry).unwrap_or_default();
+        line.push('\n');
+        self.send(line.as_bytes());
+    }
+
+    /// A templated line.
+    pub fn write_line(&self, line: &Line<'_>) {
+        self.send(&line.render());
+    }
+
+    fn send(&self, line: &[u8]) {
+        // Non-blocking: a full queue drops the line instead of waiting.
+        let _ = self.writer.clone().write_all(line);
+    }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod certs;
 pub mod debug;
 pub mod gauges;
+pub mod log_line;
 pub mod logging;
 
 use crate::metrics::Metrics;

@@ -11,6 +11,7 @@
 mod support;
 
 mod access;
+mod access_log_format;
 mod acme_challenge;
 mod acme_kube;
 mod acme_pebble;

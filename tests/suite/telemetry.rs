@@ -235,8 +235,9 @@ async fn text_access_log_lines_are_one_per_request() {
     let s = setup(AccessLogFormat::Text).await;
     http_get(s.gatehouse.http_addr, "plain.test", "/a").await;
     let lines = access_lines(&s, 1).await;
-    assert!(lines[0].starts_with("127.0.0.1 - ["), "{}", lines[0]);
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
     assert!(lines[0].contains("\"GET /a HTTP/1.1\" 200"), "{}", lines[0]);
+    assert!(lines[0].contains(" [test-web-80] [] "), "{}", lines[0]);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use super::annotations::parse_bool;
 use crate::policy::error_pages::ErrorPages;
 use crate::policy::external_auth::proxy_set_headers;
 use crate::policy::hsts::HstsOptions;
+use crate::policy::log_format::{AccessLogSettings, LogFormat};
 use crate::policy::objects::ObjectLookup;
 use crate::policy::protection::GlobalClosure;
 use crate::policy::proxy_settings::ProxySettings;
@@ -167,6 +168,9 @@ impl Settings {
             "block-cidrs" | "block-user-agents" | "block-referers" => {
                 return self.block_list(key, value)
             }
+            "log-format-upstream" => return log_format_upstream(value, &mut edge.access_log),
+            "log-format-escape-json" => edge.access_log.escape_json = parse_bool(value)?,
+            "log-format-escape-none" => edge.access_log.escape_none = parse_bool(value)?,
             "hide-headers" => edge.hide_headers = header_names(value)?,
             "add-headers" => edge.add_headers = add_headers(lookup, value, &routes.access)?,
             "proxy-set-headers" => {
@@ -302,6 +306,20 @@ impl Settings {
 
 fn note(note: Option<String>) -> Result<Outcome, String> {
     Ok(note.map_or(Outcome::Applied, Outcome::Note))
+}
+
+/// `log-format-upstream`: compiled once here; an unknown variable is
+/// named and renders empty, the rest of the line applies.
+fn log_format_upstream(value: &str, settings: &mut AccessLogSettings) -> Result<Outcome, String> {
+    let (format, unknown) = LogFormat::parse(value)?;
+    settings.upstream = Some(Arc::new(format));
+    note((!unknown.is_empty()).then(|| {
+        let names: Vec<String> = unknown.iter().map(|n| format!("${n}")).collect();
+        format!(
+            "uses {}, which Gatehouse does not have; rendered empty",
+            names.join(", ")
+        )
+    }))
 }
 
 fn parse_status(value: &str) -> Result<http::StatusCode, String> {
@@ -564,6 +582,26 @@ mod tests {
                 "{problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn log_format_upstream_is_compiled_and_an_unknown_variable_named() {
+        let (settings, problems) = apply(&[
+            ("log-format-upstream", "$status $geoip_city $http_x_team"),
+            ("log-format-escape-json", "true"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("log-format-upstream: uses $geoip_city"),
+            "{problems:?}"
+        );
+        let access_log = &settings.edge.access_log;
+        let format = access_log.upstream.as_ref().expect("compiled");
+        assert_eq!(format.headers, ["x-team"]);
+        assert_eq!(access_log.escape(), crate::policy::log_format::Escape::Json);
+        let (settings, problems) = apply(&[("log-format-upstream", "${status")]);
+        assert!(settings.edge.access_log.upstream.is_none());
+        assert!(problems[0].ends_with("; ignored"), "{problems:?}");
     }
 
     #[test]
