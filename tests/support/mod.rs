@@ -645,6 +645,7 @@ pub fn config_for(dir: &Path) -> Config {
         http_addr: any,
         https_addr: any,
         metrics_addr: any,
+        ingress_nginx_metrics: None,
         translate: TranslateOptions::default(),
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
