@@ -6,6 +6,7 @@ pub mod fake_api;
 pub mod pathological;
 pub mod pebble;
 pub mod poll;
+pub mod prometheus;
 pub mod site;
 
 // The streaming test neither waits nor builds a site.
