@@ -468,6 +468,7 @@ fn config(source: gatehouse::app::SourceConfig) -> gatehouse::app::Config {
         http_addr: any,
         https_addr: any,
         metrics_addr: any,
+        ingress_nginx_metrics: None,
         translate: TranslateOptions::default(),
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,

@@ -104,6 +104,7 @@ fn child(url: &str) {
             http_addr: any,
             https_addr: any,
             metrics_addr: any,
+            ingress_nginx_metrics: None,
             translate: Default::default(),
             access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
             access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::acme::status::AcmeStatus;
 use crate::controller::Controller;
 use crate::issuing::{self, SecretStore};
+use crate::metrics::ingress_nginx::ControllerLabels;
 use crate::metrics::Metrics;
 use crate::proxy::{
     self, CertResolver, Drain, Handshakes, Limits, Listeners, Proxy, TlsSetupError, Workers,
@@ -62,6 +63,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// Export ingress-nginx's series too, with these controller labels.
+    pub ingress_nginx_metrics: Option<ControllerLabels>,
     pub translate: TranslateOptions,
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
@@ -148,7 +151,10 @@ impl Running {
 /// Reads the source, builds the first table, then starts listening: the
 /// first request already sees every route.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(match &config.ingress_nginx_metrics {
+        Some(controller) => Metrics::with_ingress_nginx(controller),
+        None => Metrics::new(),
+    });
     let (access_log, access_log_guard) =
         match AccessLog::open(&config.access_log, config.access_log_format) {
             Ok(Some((log, guard))) => (Some(log), Some(guard)),

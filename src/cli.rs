@@ -17,6 +17,7 @@ fn status(code: u16) -> http::StatusCode {
     http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
 }
 use crate::connection::ForwardedHeaders;
+use crate::metrics::ingress_nginx::{ControllerLabels, MetricsCompat};
 use crate::proxy::{parse_duration, Limits};
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
@@ -52,9 +53,17 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
     pub https_addr: SocketAddr,
 
-    /// Address for /healthz and /readyz.
+    /// Address for /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:10254")]
     pub metrics_addr: SocketAddr,
+
+    /// Also export another controller's metric names on /metrics, beside
+    /// Gatehouse's: `ingress-nginx` adds its `nginx_ingress_controller_*`
+    /// series, for the dashboards and alerts written for them (labelled
+    /// with POD_NAMESPACE, POD_NAME and --controller-class, as ingress-nginx
+    /// does; see docs/operations.md).
+    #[arg(long, value_enum, value_name = "NAMES")]
+    pub metrics_compat: Option<MetricsCompat>,
 
     /// Log output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -391,6 +400,11 @@ impl Cli {
             http_addr: self.http_addr,
             https_addr: self.https_addr,
             metrics_addr: self.metrics_addr,
+            ingress_nginx_metrics: self.metrics_compat.map(|compat| match compat {
+                MetricsCompat::IngressNginx => {
+                    ControllerLabels::from_env(&self.routing.controller_class)
+                }
+            }),
             translate: TranslateOptions {
                 edge: self.edge(),
                 ..self.routing.translate_options()

@@ -7,6 +7,13 @@
 //! Below the table: each route carries its request metrics
 //! (`RouteMetricsSlot`). What is computed from a whole table (endpoints per
 //! backend, certificate expiry) is in `telemetry::gauges`.
+//!
+//! With `--metrics-compat ingress-nginx`, ingress-nginx's series follow
+//! (`ingress_nginx`); they add the route's path as written in its Ingress,
+//! which configuration bounds too.
+
+pub mod ingress_nginx;
+mod process;
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::OnceLock;
@@ -18,6 +25,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+
+use ingress_nginx::{ControllerLabels, IngressNginx, RouteSeries};
 
 /// Where a request went: empty values for requests no route matched.
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +123,19 @@ pub struct RouteMetrics {
     upstream_duration: Histogram,
     request_bytes: Counter,
     response_bytes: Counter,
+    /// ingress-nginx's series of the route, when they are exported.
+    ingress_nginx: Option<Box<RouteSeries>>,
+}
+
+/// What a route's series are labelled with, worked out on its first request.
+pub struct RouteNames {
+    pub route: RouteLabels,
+    /// The route's host pattern.
+    pub host: String,
+    /// The route's path as written in its Ingress; `None` for the requests
+    /// no route forwarded, which ingress-nginx's series leave out as it
+    /// leaves out hosts no Ingress names.
+    pub path: Option<String>,
 }
 
 /// One finished request, as the metrics see it.
@@ -127,8 +149,22 @@ pub struct Finished {
 }
 
 impl RouteMetrics {
-    fn new(metrics: &Metrics, route: RouteLabels, host: String) -> Self {
+    fn new(metrics: &Metrics, names: RouteNames) -> Self {
+        let RouteNames { route, host, path } = names;
+        let ingress_nginx = metrics.ingress_nginx.as_ref().zip(path).map(|(_, path)| {
+            Box::new(RouteSeries::new(ingress_nginx::RequestLabels {
+                status: String::new(),
+                method: "",
+                path,
+                namespace: route.namespace.clone(),
+                ingress: route.ingress.clone(),
+                service: route.service.clone(),
+                canary: "",
+                host: host.clone(),
+            }))
+        });
         RouteMetrics {
+            ingress_nginx,
             request_duration: metrics.request_duration.get_or_create(&route).clone(),
             upstream_duration: metrics.upstream_duration.get_or_create(&route).clone(),
             request_bytes: metrics.request_bytes.get_or_create(&route).clone(),
@@ -164,6 +200,9 @@ impl RouteMetrics {
         if let Some(upstream_time) = request.upstream_time {
             self.upstream_duration.observe(upstream_time.as_secs_f64());
         }
+        if let (Some(series), Some(families)) = (&self.ingress_nginx, &metrics.ingress_nginx) {
+            series.record(families, request);
+        }
     }
 }
 
@@ -197,6 +236,8 @@ pub struct Metrics {
     pub acme_orders: Family<AcmeOrderLabels, Counter>,
     /// The request metrics of requests no route forwarded (404, redirects).
     pub unrouted: RouteMetricsSlot,
+    /// ingress-nginx's series (`--metrics-compat ingress-nginx`).
+    pub ingress_nginx: Option<IngressNginx>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -216,12 +257,22 @@ impl Metrics {
     pub fn route<'a>(
         &self,
         slot: &'a RouteMetricsSlot,
-        labels: impl FnOnce() -> (RouteLabels, String),
+        names: impl FnOnce() -> RouteNames,
     ) -> &'a RouteMetrics {
-        slot.0.get_or_init(|| {
-            let (route, host) = labels();
-            Box::new(RouteMetrics::new(self, route, host))
-        })
+        slot.0
+            .get_or_init(|| Box::new(RouteMetrics::new(self, names())))
+    }
+
+    /// Gatehouse's series, and ingress-nginx's, exported by `controller`.
+    pub fn with_ingress_nginx(controller: &ControllerLabels) -> Self {
+        let mut metrics = Self::new();
+        let sources = ingress_nginx::Sources {
+            rebuilds: metrics.rebuilds.clone(),
+            last_rebuild: metrics.last_rebuild.clone(),
+            open_connections: metrics.open_connections.clone(),
+        };
+        metrics.ingress_nginx = Some(IngressNginx::new(controller, sources));
+        metrics
     }
 
     pub fn new() -> Self {
@@ -246,6 +297,7 @@ impl Metrics {
             cert_expiry: Family::default(),
             acme_certificates: Family::default(),
             acme_orders: Family::default(),
+            ingress_nginx: None,
         };
         let r = &mut m.registry;
         r.register(
@@ -350,9 +402,14 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Some(compat) = &self.ingress_nginx {
+            let _ = encode_registry(&mut out, compat.registry());
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 

@@ -17,7 +17,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::table::Route;
 
 use super::linger;
-use crate::metrics::{method_index, Finished, RouteLabels};
+use crate::metrics::{method_index, Finished, RouteLabels, RouteNames};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::log_line::{Captured, Line};
 use crate::telemetry::Telemetry;
@@ -100,7 +100,7 @@ impl RequestRecord {
         };
         let m = &telemetry.metrics;
         let slot = self.route.as_ref().map_or(&m.unrouted, |r| &r.metrics);
-        let labels = || {
+        let names = || {
             let route = RouteLabels {
                 namespace: namespace.to_owned(),
                 ingress: ingress.map(|k| k.name.clone()).unwrap_or_default(),
@@ -111,9 +111,13 @@ impl RequestRecord {
                     .unwrap_or_default(),
             };
             let host = self.route.as_ref().map(|r| r.host.to_string());
-            (route, host.unwrap_or_default())
+            RouteNames {
+                route,
+                host: host.unwrap_or_default(),
+                path: self.route.as_ref().map(|r| r.path.clone()),
+            }
         };
-        m.route(slot, labels).record(m, &finished);
+        m.route(slot, names).record(m, &finished);
 
         if let (Some(log), Some(captured)) = (&telemetry.access_log, &self.log) {
             let backend = self.route.as_ref().and(self.backend.as_deref());

@@ -46,6 +46,9 @@ impl Metrics {
             published.add(self, route);
         }
         self.cert_expiry.clear();
+        if let Some(compat) = &self.ingress_nginx {
+            compat.clear_ssl_expiry();
+        }
         for (host, entry) in table.certs.iter() {
             self.set_cert(&host, entry);
         }
@@ -73,6 +76,9 @@ impl Metrics {
         for (host, gone, came) in diff.certs {
             if let Some(entry) = gone {
                 self.cert_expiry.remove(&cert_labels(&host, entry));
+                if let Some(compat) = &self.ingress_nginx {
+                    compat.remove_ssl_expiry(host.to_string(), secret(entry));
+                }
             }
             if let Some(entry) = came {
                 self.set_cert(&host, entry);
@@ -86,8 +92,15 @@ impl Metrics {
         if let Some(not_after) = entry.not_after {
             let labels = cert_labels(host, entry);
             self.cert_expiry.get_or_create(&labels).set(not_after);
+            if let Some(compat) = &self.ingress_nginx {
+                compat.set_ssl_expiry(labels.host, secret(entry), not_after);
+            }
         }
     }
+}
+
+fn secret(entry: &CertEntry) -> (&str, &str) {
+    (&entry.secret.namespace, &entry.secret.name)
 }
 
 fn cert_labels(host: &HostPattern, entry: &CertEntry) -> CertLabels {

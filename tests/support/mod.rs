@@ -6,6 +6,7 @@ pub mod fake_api;
 pub mod pathological;
 pub mod pebble;
 pub mod poll;
+pub mod prometheus;
 pub mod site;
 
 // The streaming test neither waits nor builds a site.
@@ -645,6 +646,7 @@ pub fn config_for(dir: &Path) -> Config {
         http_addr: any,
         https_addr: any,
         metrics_addr: any,
+        ingress_nginx_metrics: None,
         translate: TranslateOptions::default(),
         access_log: gatehouse::telemetry::access_log::AccessLogTarget::Off,
         access_log_format: gatehouse::telemetry::access_log::AccessLogFormat::Json,
