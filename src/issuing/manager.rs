@@ -109,7 +109,8 @@ struct Progress {
     failures: Vec<SystemTime>,
     retry_after: Option<SystemTime>,
     last_error: Option<String>,
-    /// What this replica wrote last, until the state shows it.
+    /// What this replica wrote last, or found in the store before an
+    /// order, until the state shows it.
     written: Option<Held>,
 }
 
@@ -206,6 +207,14 @@ impl Manager {
             let Some(issuer) = state.acme_issuers.get(&request.issuer) else {
                 continue;
             };
+            if let Some(held) = self.stored_current(request, now).await {
+                self.progress
+                    .entry(request.secret.clone())
+                    .or_default()
+                    .written = Some(held);
+                wake = wake.min(self.due(state, request, now));
+                continue;
+            }
             let issuer = issuer.clone();
             let outcome = self.attempt(&issuer, request, leading).await;
             let event = if outcome.is_ok() { "issued" } else { "failed" };
@@ -343,14 +352,10 @@ impl Manager {
         request: &CertificateRequest,
         now: SystemTime,
     ) -> SystemTime {
-        let renew = match self.held(state, request) {
-            Some(held) if held.covers_exactly(&request.hosts) => schedule::renewal_time(
-                held.not_before,
-                held.not_after,
-                schedule::seed(&request.secret.namespace, &request.secret.name),
-            ),
-            _ => now,
-        };
+        let renew = self
+            .held(state, request)
+            .and_then(|held| renewal(request, &held))
+            .unwrap_or(now);
         let failing = self
             .progress
             .get(&request.secret)
@@ -359,6 +364,22 @@ impl Manager {
             Some(p) => renew.max(schedule::next_attempt(&p.failures, p.retry_after, now)),
             None => renew,
         }
+    }
+
+    /// The certificate the request's Secret holds in the store, when it
+    /// names exactly the request's hosts and is not due at `now`. The
+    /// state can show less than the store: the source holds a Secret no
+    /// Ingress names without its data and fetches it once one does, so
+    /// an Ingress that starts naming a Secret (re-created, renamed, or
+    /// taking over another's hosts) first sees it empty. The store
+    /// decides before the CA is asked, so that such an Ingress costs no
+    /// order; a store that cannot be read leaves it to the state.
+    async fn stored_current(&self, request: &CertificateRequest, now: SystemTime) -> Option<Held> {
+        let secret = self.store.get(&request.secret).await.ok()??;
+        let held = Held::of(&secret)?;
+        renewal(request, &held)
+            .is_some_and(|renew| renew > now)
+            .then_some(held)
     }
 
     /// One order for `request`, and its certificate written.
@@ -467,6 +488,18 @@ impl Manager {
             request.secret
         )))
     }
+}
+
+/// When `held` is due for renewal, if it names exactly the request's
+/// hosts (one that does not is due at once).
+fn renewal(request: &CertificateRequest, held: &Held) -> Option<SystemTime> {
+    held.covers_exactly(&request.hosts).then(|| {
+        schedule::renewal_time(
+            held.not_before,
+            held.not_after,
+            schedule::seed(&request.secret.namespace, &request.secret.name),
+        )
+    })
 }
 
 fn annotate(metadata: &mut ObjectMeta, issuer: &str) {

@@ -41,10 +41,11 @@ async fn replica(api: &FakeApi, name: &str) -> Running {
         .expect("start")
 }
 
-/// `event="..."` samples of `gatehouse_acme_orders_total` on `replica`.
-async fn orders(replica: &Running, event: &str) -> f64 {
+/// `event="..."` samples of `gatehouse_acme_orders_total` for `issuer`
+/// on `replica`.
+async fn orders(replica: &Running, issuer: &str, event: &str) -> f64 {
     let reply = http_get(replica.metrics_addr, "admin", "/metrics").await;
-    let series = format!(r#"gatehouse_acme_orders_total{{issuer="pebble",event="{event}"}}"#);
+    let series = format!(r#"gatehouse_acme_orders_total{{issuer="{issuer}",event="{event}"}}"#);
     String::from_utf8_lossy(&reply.body)
         .lines()
         .find_map(|l| l.strip_prefix(&series).and_then(|v| v.trim().parse().ok()))
@@ -99,7 +100,7 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
         .and_then(|s| s["data"].as_object())
         .is_some_and(|data| data.contains_key("test.shop-tls"));
     assert!(recorded, "the order record: {record:#?}");
-    assert_eq!(orders(&leader, "placed").await, 1.0);
+    assert_eq!(orders(&leader, "pebble", "placed").await, 1.0);
     drop(leader);
 
     // The follower, not leading yet, answers pebble's validation from
@@ -112,8 +113,12 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
         async || verified_get(follower.https_addr, "shop.test", &pebble.root).await,
     )
     .await;
-    assert_eq!(orders(&follower, "resumed").await, 1.0);
-    assert_eq!(orders(&follower, "placed").await, 0.0, "a second order");
+    assert_eq!(orders(&follower, "pebble", "resumed").await, 1.0);
+    assert_eq!(
+        orders(&follower, "pebble", "placed").await,
+        0.0,
+        "a second order"
+    );
     // The certificate is the Secret the Ingress names, for every tool.
     let secret = api
         .get("v1", "Secret", "test", "shop-tls")
@@ -200,6 +205,80 @@ spec:
     assert!(api.get("v1", "Secret", "test", "shop-tls").is_none());
 }
 
+/// An Ingress that starts naming a Secret which already holds a current
+/// certificate for its hosts (re-created, renamed, or a host moved to
+/// it) places no order: the controller holds an unreferenced Secret
+/// without its data and fetches it only once something names it, so the
+/// first state after the Ingress arrives shows the Secret empty. Here the
+/// CA cannot be reached, so an order would fail and show as `failed`.
+#[tokio::test]
+async fn an_ingress_naming_a_secret_that_already_holds_its_certificate_places_no_order() {
+    let web = Backend::start("web").await;
+    let api = FakeApi::start().await;
+    api.install(&ACME_ISSUERS);
+    let port = closed_port().await;
+    let current = Pki::new().leaf_aged(
+        &["shop.test"],
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(60 * 24 * 3600),
+    );
+    api.put_manifests(
+        &[
+            INGRESS_CLASS.to_owned(),
+            service("web", &[web.addr]),
+            tls_secret("shop-tls", &current),
+            format!(
+                "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {{name: down}}
+spec:
+  server: https://127.0.0.1:{port}/dir
+  privateKeySecretRef: {{name: down-account}}
+"
+            ),
+        ]
+        .concat(),
+    );
+    let replica = replica(&api, "a").await;
+    eventually("leading", ELECTED, async || {
+        api.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            "gatehouse-leader",
+        )
+        .is_some_and(|lease| lease["spec"]["holderIdentity"] == "a")
+    })
+    .await;
+
+    let asks = [("gatehouse.dev/acme-issuer", "down")];
+    api.put_manifests(&ingress_annotated(
+        "shop",
+        "shop.test",
+        "/",
+        "web",
+        Some("shop-tls"),
+        &asks,
+    ));
+    let standing = eventually("the request settled in /debug/certs", ISSUED, async || {
+        let reply = http_get(replica.metrics_addr, "admin", "/debug/certs").await;
+        let all: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        let acme = all["shop.test"]["acme"].clone();
+        (acme["state"] == "valid" || acme["state"] == "failed").then_some(acme)
+    })
+    .await;
+    assert_eq!(standing["state"], "valid", "{standing:#}");
+    assert_eq!(orders(&replica, "down", "failed").await, 0.0);
+    let issuer = api
+        .get("gatehouse.dev/v1alpha1", "AcmeIssuer", "", "down")
+        .expect("the issuer");
+    assert!(
+        issuer.get("status").is_none(),
+        "an account was registered: {issuer:#}"
+    );
+}
+
 /// One replica, the issuer in place, then the annotated Ingress applied:
 /// a trusted answer over TLS-ALPN-01, everything through the API.
 #[tokio::test]
@@ -247,6 +326,6 @@ async fn an_ingress_applied_with_the_annotation_is_served_with_a_trusted_certifi
         "trusted HTTPS {:?} after the Ingress was applied",
         applied.elapsed()
     );
-    assert_eq!(orders(&replica, "placed").await, 1.0);
-    assert_eq!(orders(&replica, "issued").await, 1.0);
+    assert_eq!(orders(&replica, "pebble", "placed").await, 1.0);
+    assert_eq!(orders(&replica, "pebble", "issued").await, 1.0);
 }
