@@ -5,6 +5,8 @@
 #   benches/callgrind/run.sh                    # current tree, HTTP/1.1 and HTTP/2
 #   BASELINE=main benches/callgrind/run.sh      # and the revision main, same settings
 #   REQUESTS=50000 PROTOCOLS=h2 benches/callgrind/run.sh
+#   GATEHOUSE_ARGS="--metrics-compat ingress-nginx" benches/callgrind/run.sh
+#                                               # extra flags (every build)
 #
 # One Gatehouse worker (`--workers 1`) runs under
 # `valgrind --tool=callgrind --separate-threads=yes` with the load
@@ -189,7 +191,7 @@ measure() { # build
     "$dir/gatehouse" --manifests "$work/manifests" \
     --workers 1 --configmap compare/gatehouse \
     --https-addr "127.0.0.1:$gatehouse_port" --http-addr 127.0.0.1:0 \
-    --metrics-addr 127.0.0.1:0 --access-log off >"$dir/gatehouse.log" 2>&1 &
+    --metrics-addr 127.0.0.1:0 --access-log off ${GATEHOUSE_ARGS:-} >"$dir/gatehouse.log" 2>&1 &
   pid=$!
   pids+=($pid)
   wait_for "$gatehouse_port" 300
