@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::Client;
 
 use crate::acme::issuer::AcmeIssuer;
 use crate::cluster::ClusterState;
+use crate::status;
 use crate::translate::acme::Owner;
 use crate::translate::CertificateRequest;
 
@@ -26,17 +26,10 @@ pub struct ClusterReport {
     ready: HashMap<String, (bool, String)>,
 }
 
-/// The longest Event note the API server keeps.
-const NOTE_LIMIT: usize = 1000;
-
 impl ClusterReport {
     pub fn new(client: Client, identity: String) -> Self {
-        let reporter = Reporter {
-            controller: "gatehouse".into(),
-            instance: Some(identity),
-        };
         ClusterReport {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: status::recorder(&client, &identity),
             client,
             ready: HashMap::new(),
         }
@@ -50,37 +43,13 @@ impl ClusterReport {
         failed: bool,
         note: String,
     ) {
-        let gateway_api = "gateway.networking.k8s.io/v1";
-        let found = match &request.owner {
-            Owner::Ingress(key) => state
-                .ingresses
-                .get(key)
-                .map(|i| ("networking.k8s.io/v1", "Ingress", &i.metadata)),
-            Owner::Gateway(key) => state
-                .gateways
-                .get(key)
-                .map(|g| (gateway_api, "Gateway", &g.metadata)),
+        let (kind, key) = match &request.owner {
+            Owner::Ingress(key) => ("Ingress", key),
+            Owner::Gateway(key) => ("Gateway", key),
         };
-        let Some((api_version, kind, meta)) = found else {
+        let Some(reference) = status::regarding(state, kind, key) else {
             return;
         };
-        let reference = ObjectReference {
-            api_version: Some(api_version.into()),
-            kind: Some(kind.into()),
-            name: meta.name.clone(),
-            namespace: meta.namespace.clone(),
-            uid: meta.uid.clone(),
-            resource_version: meta.resource_version.clone(),
-            ..ObjectReference::default()
-        };
-        let mut note = note;
-        if note.len() > NOTE_LIMIT {
-            let mut end = NOTE_LIMIT;
-            while !note.is_char_boundary(end) {
-                end -= 1;
-            }
-            note.truncate(end);
-        }
         let event = Event {
             type_: if failed {
                 EventType::Warning
@@ -93,7 +62,7 @@ impl ClusterReport {
                 "CertificateIssued"
             }
             .into(),
-            note: Some(note),
+            note: Some(status::truncate(&note, status::NOTE_LIMIT)),
             action: "Issue".into(),
             secondary: None,
         };

@@ -61,12 +61,8 @@ pub struct StatusWriter {
 
 impl StatusWriter {
     pub fn new(client: Client, config: StatusConfig, options: Arc<TranslateOptions>) -> Self {
-        let reporter = Reporter {
-            controller: "gatehouse".into(),
-            instance: Some(config.identity.clone()),
-        };
         StatusWriter {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: recorder(&client, &config.identity),
             client,
             config,
             options,
@@ -225,42 +221,14 @@ impl StatusWriter {
     async fn publish_events(&mut self, state: &ClusterState, warnings: &BTreeSet<Warning>) {
         self.published.retain(|w| warnings.contains(w));
         for warning in warnings.difference(&self.published.clone()) {
-            let key = &warning.ingress;
-            let gateway_api = "gateway.networking.k8s.io/v1";
-            let found = match warning.object {
-                "Gateway" => state.gateways.get(key).map(|g| (gateway_api, &g.metadata)),
-                "HTTPRoute" => state
-                    .http_routes
-                    .get(key)
-                    .map(|r| (gateway_api, &r.metadata)),
-                "GRPCRoute" => state
-                    .grpc_routes
-                    .get(key)
-                    .map(|r| (gateway_api, &r.metadata)),
-                "Ingress" => state
-                    .ingresses
-                    .get(key)
-                    .map(|i| ("networking.k8s.io/v1", &i.metadata)),
-                _ => None,
-            };
             // A controller-wide warning: no object to attach it to.
-            let Some((api_version, meta)) = found else {
+            let Some(reference) = regarding(state, warning.object, &warning.ingress) else {
                 continue;
-            };
-            let kind = warning.object;
-            let reference = ObjectReference {
-                api_version: Some(api_version.into()),
-                kind: Some(kind.into()),
-                name: meta.name.clone(),
-                namespace: Some(key.namespace.clone()),
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
-                ..ObjectReference::default()
             };
             let event = Event {
                 type_: EventType::Warning,
                 reason: reason(warning.kind).into(),
-                note: Some(truncate(&warning.message, 1000)),
+                note: Some(truncate(&warning.message, NOTE_LIMIT)),
                 action: "Translate".into(),
                 secondary: None,
             };
@@ -304,7 +272,52 @@ fn reason(kind: WarningKind) -> &'static str {
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// Who writes Gatehouse's Events: the controller, and this replica.
+pub fn recorder(client: &Client, identity: &str) -> Recorder {
+    let reporter = Reporter {
+        controller: "gatehouse".into(),
+        instance: Some(identity.to_owned()),
+    };
+    Recorder::new(client.clone(), reporter)
+}
+
+/// What an Event about the object `kind` `key` is regarding, when the
+/// state holds that object.
+pub fn regarding(state: &ClusterState, kind: &str, key: &ObjectKey) -> Option<ObjectReference> {
+    let gateway_api = "gateway.networking.k8s.io/v1";
+    let (api_version, meta) = match kind {
+        "Gateway" => state.gateways.get(key).map(|g| (gateway_api, &g.metadata)),
+        "HTTPRoute" => state
+            .http_routes
+            .get(key)
+            .map(|r| (gateway_api, &r.metadata)),
+        "GRPCRoute" => state
+            .grpc_routes
+            .get(key)
+            .map(|r| (gateway_api, &r.metadata)),
+        "Ingress" => state
+            .ingresses
+            .get(key)
+            .map(|i| ("networking.k8s.io/v1", &i.metadata)),
+        _ => None,
+    }?;
+    Some(ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        name: meta.name.clone(),
+        namespace: Some(key.namespace.clone()),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
+    })
+}
+
+/// The longest Event note kept (the API server refuses longer ones).
+pub const NOTE_LIMIT: usize = 1000;
+
+/// `text` cut to at most `max` bytes on a character boundary, with an
+/// ellipsis when cut.
+pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
