@@ -41,6 +41,31 @@ async fn replica(api: &FakeApi, name: &str) -> Running {
         .expect("start")
 }
 
+/// Who holds the Lease the replicas elect on.
+fn leader(api: &FakeApi) -> Option<String> {
+    let lease = api.get(
+        "coordination.k8s.io/v1",
+        "Lease",
+        "default",
+        "gatehouse-leader",
+    )?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+/// An AcmeIssuer `down` whose server nothing listens on.
+fn down_issuer(port: u16) -> String {
+    format!(
+        "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: AcmeIssuer
+metadata: {{name: down}}
+spec:
+  server: https://127.0.0.1:{port}/dir
+  privateKeySecretRef: {{name: down-account}}
+"
+    )
+}
+
 /// `event="..."` samples of `gatehouse_acme_orders_total` for `issuer`
 /// on `replica`.
 async fn orders(replica: &Running, issuer: &str, event: &str) -> f64 {
@@ -70,16 +95,7 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
         .concat(),
     );
     let mut replicas = vec![replica(&api, "a").await, replica(&api, "b").await];
-    let leader = eventually("a leader", ELECTED, async || {
-        api.get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            "default",
-            "gatehouse-leader",
-        )
-        .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
-    })
-    .await;
+    let leader = eventually("a leader", ELECTED, async || leader(&api)).await;
     let leader = replicas.remove(if leader == "a" { 0 } else { 1 });
     let follower = replicas.remove(0);
 
@@ -130,16 +146,10 @@ async fn the_follower_answers_the_ca_and_finishes_the_order_of_a_leader_that_die
     );
     // Visible where kubectl looks: an Event on the Ingress, and the
     // issuer's Ready condition.
-    let issued = || {
-        api.list("events.k8s.io/v1", "Event")
-            .into_iter()
-            .find(|e| e["reason"] == "CertificateIssued")
-    };
-    eventually("a CertificateIssued Event", ISSUED, async || {
-        issued().is_some()
+    let event = eventually("a CertificateIssued Event", ISSUED, async || {
+        api.event("CertificateIssued")
     })
     .await;
-    let event = issued().expect("event");
     assert_eq!(event["regarding"]["kind"], "Ingress");
     assert_eq!(event["regarding"]["name"], "shop");
     let note = event["note"].as_str().expect("note");
@@ -166,30 +176,15 @@ async fn a_failed_order_is_an_event_on_the_ingress_and_the_issuer_is_not_ready()
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
             ingress_annotated("shop", "shop.test", "/", "web", Some("shop-tls"), &asks),
-            format!(
-                "---
-apiVersion: gatehouse.dev/v1alpha1
-kind: AcmeIssuer
-metadata: {{name: down}}
-spec:
-  server: https://127.0.0.1:{port}/dir
-  privateKeySecretRef: {{name: down-account}}
-"
-            ),
+            down_issuer(port),
         ]
         .concat(),
     );
     let _replica = replica(&api, "a").await;
-    let failed = || {
-        api.list("events.k8s.io/v1", "Event")
-            .into_iter()
-            .find(|e| e["reason"] == "AcmeOrderFailed")
-    };
-    eventually("an AcmeOrderFailed Event", ISSUED, async || {
-        failed().is_some()
+    let event = eventually("an AcmeOrderFailed Event", ISSUED, async || {
+        api.event("AcmeOrderFailed")
     })
     .await;
-    let event = failed().expect("event");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "shop");
     let note = event["note"].as_str().expect("note");
@@ -227,28 +222,13 @@ async fn an_ingress_naming_a_secret_that_already_holds_its_certificate_places_no
             INGRESS_CLASS.to_owned(),
             service("web", &[web.addr]),
             tls_secret("shop-tls", &current),
-            format!(
-                "---
-apiVersion: gatehouse.dev/v1alpha1
-kind: AcmeIssuer
-metadata: {{name: down}}
-spec:
-  server: https://127.0.0.1:{port}/dir
-  privateKeySecretRef: {{name: down-account}}
-"
-            ),
+            down_issuer(port),
         ]
         .concat(),
     );
     let replica = replica(&api, "a").await;
     eventually("leading", ELECTED, async || {
-        api.get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            "default",
-            "gatehouse-leader",
-        )
-        .is_some_and(|lease| lease["spec"]["holderIdentity"] == "a")
+        leader(&api).is_some_and(|l| l == "a")
     })
     .await;
 
@@ -294,13 +274,7 @@ async fn an_ingress_applied_with_the_annotation_is_served_with_a_trusted_certifi
     let pebble = Pebble::start(closed_port().await, replica.https_addr.port(), &[]).await;
     api.put_manifests(&pebble.issuer("pebble", "tls-alpn-01"));
     eventually("the replica to lead", ELECTED, async || {
-        api.get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            "default",
-            "gatehouse-leader",
-        )
-        .is_some_and(|lease| lease["spec"]["holderIdentity"] == "a")
+        leader(&api).is_some_and(|l| l == "a")
     })
     .await;
 

@@ -188,16 +188,10 @@ async fn a_route_closed_for_its_protection_gets_a_protection_denied_event() {
             .status,
         http::StatusCode::SERVICE_UNAVAILABLE
     );
-    let denied = || {
-        api.list("events.k8s.io/v1", "Event")
-            .into_iter()
-            .find(|e| e["reason"] == "ProtectionDenied")
-    };
-    eventually("a ProtectionDenied Event", PUBLISHED, async || {
-        denied().is_some()
+    let event = eventually("a ProtectionDenied Event", PUBLISHED, async || {
+        api.event("ProtectionDenied")
     })
     .await;
-    let event = denied().expect("event");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "admin");
     assert_eq!(event["regarding"]["kind"], "Ingress");

@@ -222,6 +222,13 @@ impl FakeApi {
         kube::Client::try_from(config).expect("client")
     }
 
+    /// The first Event (`events.k8s.io/v1`) with `reason`, if any.
+    pub fn event(&self, reason: &str) -> Option<Value> {
+        self.list("events.k8s.io/v1", "Event")
+            .into_iter()
+            .find(|e| e["reason"] == reason)
+    }
+
     /// Creates or replaces an object (ADDED or MODIFIED).
     pub fn put(&self, mut object: Value) {
         let mut inner = self.inner.lock().expect("lock");
