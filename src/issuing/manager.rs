@@ -13,7 +13,7 @@
 //! order changes nothing, so the hosts keep the certificate they had.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use instant_acme::Account;
@@ -114,6 +114,9 @@ struct Progress {
     written: Option<Held>,
 }
 
+/// A Secret as last seen, and the certificate it holds.
+type Parsed = (Arc<Secret>, Option<Held>);
+
 pub struct Manager {
     store: SecretStore,
     /// Where Secrets without a namespace of their own live.
@@ -123,6 +126,9 @@ pub struct Manager {
     orders: Orders,
     accounts: HashMap<String, (AcmeIssuerSpec, Account)>,
     progress: HashMap<ObjectKey, Progress>,
+    /// The certificate each requested Secret of the state holds, parsed
+    /// once per version of the Secret: every round asks for all of them.
+    parsed: Mutex<HashMap<ObjectKey, Parsed>>,
     status: AcmeStatus,
     metrics: Arc<Metrics>,
     /// Events and issuer conditions (from the Kubernetes source only).
@@ -149,6 +155,7 @@ impl Manager {
             orders,
             accounts: HashMap::new(),
             progress: HashMap::new(),
+            parsed: Mutex::default(),
             status: report.0,
             metrics: report.1,
             cluster: None,
@@ -191,6 +198,10 @@ impl Manager {
         let requests = certificate_requests(state, &self.options);
         // Forget what no Ingress asks for any more.
         self.progress
+            .retain(|key, _| requests.iter().any(|r| &r.secret == key));
+        self.parsed
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(|key, _| requests.iter().any(|r| &r.secret == key));
         self.publish(state, &requests);
         let mut wake = SystemTime::now() + IDLE;
@@ -332,7 +343,17 @@ impl Manager {
     /// The newer of the certificate the state holds and the one this
     /// replica wrote last.
     fn held(&self, state: &ClusterState, request: &CertificateRequest) -> Option<Held> {
-        let in_state = state.secrets.get(&request.secret).and_then(|s| Held::of(s));
+        let in_state = state.secrets.get(&request.secret).and_then(|secret| {
+            let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+            match parsed.get(&request.secret) {
+                Some((seen, held)) if Arc::ptr_eq(seen, secret) => held.clone(),
+                _ => {
+                    let held = Held::of(secret);
+                    parsed.insert(request.secret.clone(), (secret.clone(), held.clone()));
+                    held
+                }
+            }
+        });
         let written = self
             .progress
             .get(&request.secret)
