@@ -13,20 +13,24 @@ use support::*;
 /// ingress-nginx's constant labels, as the test's controller sets them.
 const CONTROLLER: &str = r#"controller_namespace="ingress",controller_class="gatehouse.dev/ingress-controller",controller_pod="gatehouse-0""#;
 
-struct Setup {
+pub(super) struct Setup {
     _dir: tempfile::TempDir,
-    pki: Pki,
+    pub(super) pki: Pki,
     _backend: Backend,
-    gatehouse: gatehouse::app::Running,
+    pub(super) gatehouse: gatehouse::app::Running,
 }
 
-/// shop.test (TLS, path `/api`) and errors.test (path `/status`, which
-/// the backend answers with the status the request's path names), served
-/// with ingress-nginx's series.
 async fn setup() -> Setup {
-    let backend = Backend::start("web").await;
     let pki = Pki::new();
     let leaf = pki.leaf("shop.test");
+    serve(pki, leaf).await
+}
+
+/// shop.test (TLS with `leaf`, issued by `pki`, path `/api`) and
+/// errors.test (path `/status`, which the backend answers with the status
+/// the request's path names), served with ingress-nginx's series.
+pub(super) async fn serve(pki: Pki, leaf: Leaf) -> Setup {
+    let backend = Backend::start("web").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifests = [
         INGRESS_CLASS.to_owned(),

@@ -41,6 +41,7 @@ mod hostile_tls;
 mod hot_change;
 mod hot_swap;
 mod incremental;
+mod ingress_nginx_dashboards;
 mod ingress_nginx_metrics;
 mod kube_source;
 mod kube_status;

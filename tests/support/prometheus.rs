@@ -123,6 +123,19 @@ scrape_configs:
             .unwrap_or_default()
     }
 
+    /// The values `label` takes in the series `selector` matches, as
+    /// Grafana's `label_values(selector, label)` lists them.
+    pub async fn label_values(&self, label: &str, selector: &str) -> Vec<String> {
+        let path = format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            percent_encode(selector)
+        );
+        let reply = http_get(self.addr, "prometheus", &path).await;
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON answer");
+        assert_eq!(body["status"], "success", "{selector}: {body}");
+        serde_json::from_value(body["data"].clone()).expect("label values")
+    }
+
     /// `query` again until it returns series, for at most `within`.
     pub async fn query_until_found(&self, expr: &str, within: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + within;
