@@ -2,7 +2,11 @@
 //! Pure: times are arguments, jitter comes from a seed, so every choice
 //! is reproducible in a test.
 //!
-//! - Renewal (without ARI, RFC 9773): when a third of the lifetime
+//! - Renewal, when the CA suggests a window (ARI, RFC 9773): a point
+//!   in that window picked by the seed, as the RFC asks (uniform over the
+//!   window); now when the window has started. The CA's hint of when to
+//!   ask again is kept between a minute and a day.
+//! - Renewal otherwise: when a third of the lifetime
 //!   remains, or half for lifetimes under ten days (short-lived
 //!   certificates need the larger margin to survive a CA outage), moved
 //!   earlier by up to a twentieth of the lifetime so that certificates
@@ -51,6 +55,31 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, seed: u64) ->
         .checked_sub(remaining + jitter)
         .unwrap_or(not_before)
         .max(not_before)
+}
+
+/// Bounds on when to ask the CA for a certificate's renewal window again
+/// (its `Retry-After`), and when to ask after the question failed.
+pub const ARI_SOONEST: Duration = Duration::from_secs(60);
+pub const ARI_LATEST: Duration = Duration::from_secs(24 * 3600);
+pub const ARI_AFTER_FAILURE: Duration = Duration::from_secs(3600);
+
+/// When to renew within the CA's suggested window `[start, end)`: a point
+/// picked by `seed`, or `now` when that point has passed (a window that
+/// has started, for example after a revocation, means renew now).
+pub fn renewal_in_window(
+    start: SystemTime,
+    end: SystemTime,
+    seed: u64,
+    now: SystemTime,
+) -> SystemTime {
+    let width = end.duration_since(start).unwrap_or_default();
+    let picked = start + width.mul_f64(unit(seed));
+    picked.max(now)
+}
+
+/// When to ask for the window again, from the CA's `Retry-After` delay.
+pub fn next_window_check(retry_after: Duration, now: SystemTime) -> SystemTime {
+    now + retry_after.clamp(ARI_SOONEST, ARI_LATEST)
 }
 
 /// When the next attempt may start, after the failed attempts
@@ -112,6 +141,37 @@ mod tests {
         }
         assert_eq!(renewal_time(start, end, 7), renewal_time(start, end, 7));
         assert_ne!(renewal_time(start, end, 7), renewal_time(start, end, 8));
+    }
+
+    #[test]
+    fn acme_renews_within_the_window_the_ca_suggests_or_at_once_when_it_has_started() {
+        let (start, end) = (at(0) + 60 * DAY, at(0) + 62 * DAY);
+        let now = at(0) + DAY;
+        let picks: Vec<SystemTime> = (0..200)
+            .map(|seed| renewal_in_window(start, end, seed, now))
+            .collect();
+        assert!(picks.iter().all(|t| *t >= start && *t < end));
+        // Spread over the window, not bunched at one end.
+        assert!(picks.iter().any(|t| *t < start + DAY));
+        assert!(picks.iter().any(|t| *t >= start + DAY));
+        assert_eq!(
+            renewal_in_window(start, end, 7, now),
+            renewal_in_window(start, end, 7, now)
+        );
+        // A window that has started (a revoked certificate): now.
+        let later = at(0) + 70 * DAY;
+        assert_eq!(renewal_in_window(start, end, 7, later), later);
+        // An empty or backwards window: its start, or now.
+        assert_eq!(renewal_in_window(end, start, 7, now), end);
+    }
+
+    #[test]
+    fn the_window_is_asked_for_again_within_a_minute_and_a_day() {
+        let now = at(1000);
+        let next = |secs| next_window_check(Duration::from_secs(secs), now);
+        assert_eq!(next(0), now + ARI_SOONEST);
+        assert_eq!(next(6 * 3600), now + Duration::from_secs(6 * 3600));
+        assert_eq!(next(30 * 24 * 3600), now + ARI_LATEST);
     }
 
     #[test]

@@ -16,16 +16,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use instant_acme::Account;
+use instant_acme::{Account, CertificateIdentifier};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
+use rustls_pki_types::Der;
 use tokio::sync::watch;
+use x509_parser::extensions::ParsedExtension;
 
 use super::account::{self, AccountError};
 use super::events::ClusterReport;
 use super::order::{self, Answers, Issued, OrderError, Wanted};
 use super::orders::{Orders, ORDERS_SECRET};
+use super::renewal_info::Suggestion;
 use super::store::{new_secret, SecretStore, StoreError};
 use crate::acme::issuer::{AcmeIssuer, AcmeIssuerSpec};
 use crate::acme::schedule;
@@ -48,6 +51,9 @@ pub struct Held {
     pub not_after: SystemTime,
     /// Its DNS names, lowercase.
     pub names: Vec<String>,
+    /// Its identity for ARI (authority key identifier and serial), when
+    /// it names its issuer's key.
+    pub id: Option<CertificateIdentifier<'static>>,
 }
 
 impl Held {
@@ -83,10 +89,24 @@ impl Held {
                     .collect()
             })
             .unwrap_or_default();
+        let id = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    let key_id = aki.key_identifier.as_ref()?;
+                    let serial = cert.tbs_certificate.raw_serial();
+                    Some(
+                        CertificateIdentifier::new(Der::from(key_id.0), Der::from(serial))
+                            .into_owned(),
+                    )
+                }
+                _ => None,
+            });
         Some(Held {
             not_before: time(cert.validity().not_before),
             not_after: time(cert.validity().not_after),
             names,
+            id,
         })
     }
 
@@ -112,6 +132,8 @@ struct Progress {
     /// What this replica wrote last, or found in the store before an
     /// order, until the state shows it.
     written: Option<Held>,
+    /// The CA's renewal window for the certificate held (ARI).
+    suggestion: Option<Suggestion>,
 }
 
 /// A Secret as last seen, and the certificate it holds.
@@ -209,15 +231,19 @@ impl Manager {
             if !*leading.borrow() {
                 break;
             }
+            let Some(issuer) = state.acme_issuers.get(&request.issuer) else {
+                continue;
+            };
+            let issuer = issuer.clone();
+            if let Some(ask_again) = self.refresh_suggestion(state, &issuer, request).await {
+                wake = wake.min(ask_again);
+            }
             let now = SystemTime::now();
             let due = self.due(state, request, now);
             if due > now {
                 wake = wake.min(due);
                 continue;
             }
-            let Some(issuer) = state.acme_issuers.get(&request.issuer) else {
-                continue;
-            };
             if let Some(held) = self.stored_current(request, now).await {
                 self.progress
                     .entry(request.secret.clone())
@@ -226,7 +252,6 @@ impl Manager {
                 wake = wake.min(self.due(state, request, now));
                 continue;
             }
-            let issuer = issuer.clone();
             let outcome = self.attempt(&issuer, request, leading).await;
             let event = if outcome.is_ok() { "issued" } else { "failed" };
             self.count(&request.issuer, event);
@@ -375,7 +400,7 @@ impl Manager {
     ) -> SystemTime {
         let renew = self
             .held(state, request)
-            .and_then(|held| renewal(request, &held))
+            .and_then(|held| self.renewal(request, &held))
             .unwrap_or(now);
         let failing = self
             .progress
@@ -398,9 +423,74 @@ impl Manager {
     async fn stored_current(&self, request: &CertificateRequest, now: SystemTime) -> Option<Held> {
         let secret = self.store.get(&request.secret).await.ok()??;
         let held = Held::of(&secret)?;
-        renewal(request, &held)
+        self.renewal(request, &held)
             .is_some_and(|renew| renew > now)
             .then_some(held)
+    }
+
+    /// When `held` is due for renewal, if it names exactly the request's
+    /// hosts (one that does not is due at once): in the CA's window when
+    /// it gave one for this certificate, else by its lifetime. Whatever
+    /// the CA says, no later than when a tenth of the lifetime remains.
+    fn renewal(&self, request: &CertificateRequest, held: &Held) -> Option<SystemTime> {
+        if !held.covers_exactly(&request.hosts) {
+            return None;
+        }
+        let seed = schedule::seed(&request.secret.namespace, &request.secret.name);
+        let suggested = self
+            .progress
+            .get(&request.secret)
+            .and_then(|p| p.suggestion.as_ref())
+            .filter(|s| held.id.as_ref() == Some(&s.certificate))
+            .and_then(|s| s.renew_at);
+        Some(match suggested {
+            Some(renew) => {
+                let lifetime = held
+                    .not_after
+                    .duration_since(held.not_before)
+                    .unwrap_or_default();
+                renew.min(held.not_after - lifetime / 10)
+            }
+            None => schedule::renewal_time(held.not_before, held.not_after, seed),
+        })
+    }
+
+    /// Asks the CA for the renewal window of the certificate `request`'s
+    /// Secret holds, when it names the request's hosts and the last answer
+    /// (for this certificate) is due to be asked again; returns when to
+    /// ask next.
+    async fn refresh_suggestion(
+        &mut self,
+        state: &ClusterState,
+        issuer: &AcmeIssuer,
+        request: &CertificateRequest,
+    ) -> Option<SystemTime> {
+        let held = self
+            .held(state, request)
+            .filter(|h| h.covers_exactly(&request.hosts))?;
+        let id = held.id?;
+        let now = SystemTime::now();
+        if let Some(known) = self
+            .progress
+            .get(&request.secret)
+            .and_then(|p| p.suggestion.as_ref())
+            .filter(|s| s.certificate == id && s.ask_again > now)
+        {
+            return Some(known.ask_again);
+        }
+        let seed = schedule::seed(&request.secret.namespace, &request.secret.name);
+        let suggestion = match self.account(issuer).await {
+            Ok(account) => Suggestion::ask(&account, &id, seed, now).await,
+            // Nobody to ask (the issuer's condition says why): the
+            // lifetime rule, and another try later, not every round.
+            Err(_) => Suggestion::unknown(id, now + schedule::ARI_AFTER_FAILURE),
+        };
+        let ask_again = suggestion.ask_again;
+        self.progress
+            .entry(request.secret.clone())
+            .or_default()
+            .suggestion = Some(suggestion);
+        Some(ask_again)
     }
 
     /// One order for `request`, and its certificate written.
@@ -412,12 +502,19 @@ impl Manager {
     ) -> Result<Held, AttemptError> {
         let spec = &issuer.spec;
         let account = self.account(issuer).await?;
+        let replaces = self
+            .progress
+            .get(&request.secret)
+            .and_then(|p| p.suggestion.as_ref())
+            .and_then(Suggestion::replaces)
+            .cloned();
         let wanted = Wanted {
             issuer: &request.issuer,
             hosts: &request.hosts,
             profile: spec.profile.as_deref(),
             challenge: spec.challenge,
             secret: &request.secret,
+            replaces: replaces.as_ref(),
         };
         let started = |event| self.count(&request.issuer, event);
         let issued = order::obtain(&account, &wanted, &self.answers, &self.orders, started).await?;
@@ -511,18 +608,6 @@ impl Manager {
     }
 }
 
-/// When `held` is due for renewal, if it names exactly the request's
-/// hosts (one that does not is due at once).
-fn renewal(request: &CertificateRequest, held: &Held) -> Option<SystemTime> {
-    held.covers_exactly(&request.hosts).then(|| {
-        schedule::renewal_time(
-            held.not_before,
-            held.not_after,
-            schedule::seed(&request.secret.namespace, &request.secret.name),
-        )
-    })
-}
-
 fn annotate(metadata: &mut ObjectMeta, issuer: &str) {
     metadata
         .annotations
@@ -548,5 +633,56 @@ impl AttemptError {
             AttemptError::Order(e) => e.retry_after(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA, and a leaf for `shop.test` with serial 01 02 03, with or
+    /// without the authority key identifier; the CA's subject key
+    /// identifier comes back too.
+    fn leaf(with_aki: bool) -> (String, Vec<u8>) {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("CA");
+        let (_, parsed) = x509_parser::parse_x509_certificate(ca_cert.der()).expect("CA parses");
+        let ski = parsed
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .expect("the CA names its key");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut params =
+            rcgen::CertificateParams::new(vec!["shop.test".to_owned()]).expect("params");
+        params.serial_number = Some(rcgen::SerialNumber::from(vec![1, 2, 3]));
+        params.use_authority_key_identifier_extension = with_aki;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &issuer).expect("leaf");
+        (cert.pem(), ski)
+    }
+
+    #[test]
+    fn a_certificate_is_identified_for_ari_by_its_issuers_key_and_its_serial() {
+        use base64::Engine as _;
+        let (pem, ski) = leaf(true);
+        let held = Held::of_pem(pem.as_bytes()).expect("parses");
+        assert_eq!(held.names, ["shop.test"]);
+        let id = held.id.expect("identified");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(id.authority_key_identifier, b64.encode(&ski));
+        assert_eq!(id.serial, "AQID");
+        assert_eq!(id.to_string(), format!("{}.AQID", b64.encode(&ski)));
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_name_its_issuers_key_has_no_ari_identity() {
+        let (pem, _) = leaf(false);
+        let held = Held::of_pem(pem.as_bytes()).expect("parses");
+        assert_eq!(held.id, None);
     }
 }

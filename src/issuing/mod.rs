@@ -9,6 +9,7 @@ pub mod events;
 pub mod manager;
 pub mod order;
 pub mod orders;
+pub mod renewal_info;
 pub mod store;
 
 pub use events::ClusterReport;

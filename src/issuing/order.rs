@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
-    OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeStatus, ChallengeType,
+    Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use k8s_openapi::ByteString;
 
@@ -122,6 +122,8 @@ pub struct Wanted<'a> {
     pub challenge: Challenge,
     /// The certificate's Secret: the key of its order record.
     pub secret: &'a ObjectKey,
+    /// The certificate this one replaces (ARI), when the CA knows it.
+    pub replaces: Option<&'a CertificateIdentifier<'static>>,
 }
 
 /// Orders a certificate (or resumes the order a previous leader recorded)
@@ -145,11 +147,7 @@ pub async fn obtain(
         None => {
             let identifiers: Vec<Identifier> =
                 wanted.hosts.iter().cloned().map(Identifier::Dns).collect();
-            let mut new = NewOrder::new(&identifiers);
-            if let Some(profile) = wanted.profile {
-                new = new.profile(profile);
-            }
-            let order = account.new_order(&new).await?;
+            let order = place(account, wanted, &identifiers).await?;
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(|e| OrderError::Acme(format!("cannot make a key: {e}")))?;
             let record = Record {
@@ -175,6 +173,34 @@ pub async fn obtain(
         orders.remove(wanted.secret).await.map_err(record_error)?;
     }
     outcome
+}
+
+/// A new order for `identifiers`, naming the certificate it replaces when
+/// there is one. A CA that refuses the order for that (the certificate was
+/// replaced already, by an order a previous leader placed and lost) is
+/// asked once more without it: the name only helps the CA's bookkeeping.
+async fn place(
+    account: &Account,
+    wanted: &Wanted<'_>,
+    identifiers: &[Identifier],
+) -> Result<Order, OrderError> {
+    let new = |replaces: Option<&CertificateIdentifier<'static>>| {
+        let mut new = NewOrder::new(identifiers);
+        if let Some(profile) = wanted.profile {
+            new = new.profile(profile);
+        }
+        match replaces {
+            Some(id) => new.replaces(id.clone()),
+            None => new,
+        }
+    };
+    match account.new_order(&new(wanted.replaces)).await {
+        Err(instant_acme::Error::Api(problem)) if wanted.replaces.is_some() => {
+            tracing::info!(target: "gatehouse::acme", secret = %wanted.secret, "the CA refused an order that replaces the certificate held ({problem}); ordering without naming it");
+            Ok(account.new_order(&new(None)).await?)
+        }
+        placed => Ok(placed?),
+    }
 }
 
 /// The recorded order for `wanted`, when there is one the CA still

@@ -487,3 +487,135 @@ async fn a_malformed_external_account_key_fails_clearly_without_showing_it() {
     let status = debug_cert(&site, "shop.test").await;
     assert!(!status.to_string().contains("s3cr3t"), "{status}");
 }
+
+/// The served certificate of `host` at `addr`, verified against `root`.
+async fn served_leaf(
+    addr: std::net::SocketAddr,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<rustls::pki_types::CertificateDer<'static>, String> {
+    let config = tls_config(Some(root), &[b"http/1.1"]);
+    let (_, leaf) = tls_connect(addr, host, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(leaf)
+}
+
+/// Revokes `leaf` with the account Gatehouse registered at `pebble`
+/// (its key is in the account Secret's manifest in `dir`).
+async fn revoke_with_gatehouses_account(
+    pebble: &Pebble,
+    dir: &std::path::Path,
+    leaf: &rustls::pki_types::CertificateDer<'static>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let manifest = std::fs::read_to_string(dir.join("acme.default.pebble-account.yaml"))
+        .expect("the account Secret");
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_yaml_ng::from_str(&manifest).expect("a Secret");
+    let pem = &secret.data.expect("data")["tls.key"].0;
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem).expect("a PKCS#8 key");
+    let key = instant_acme::Key::from_pkcs8_der(der.clone_key()).expect("an ACME key");
+    let ca = dir.join("pebble-https-ca.pem");
+    std::fs::write(&ca, pebble.https_ca_pem()).expect("write CA");
+    let (account, _) = instant_acme::Account::builder_with_root(&ca)
+        .expect("client")
+        .from_key((key, PrivateKeyDer::Pkcs8(der)), pebble.directory.clone())
+        .await
+        .expect("Gatehouse's account");
+    account
+        .revoke(&instant_acme::RevocationRequest {
+            certificate: leaf,
+            reason: None,
+        })
+        .await
+        .expect("revoked");
+}
+
+/// With a CA that offers renewal information (ARI), the renewal time is
+/// in the window the CA suggests, not the lifetime rule's; when the CA
+/// revokes the certificate its window moves to the past, and the next
+/// leader renews at once, naming the certificate it replaces. Needs a
+/// pebble of 2.5.0 or later (`GATEHOUSE_TEST_PEBBLE`); skipped with
+/// Debian's 2.4.0.
+#[tokio::test]
+async fn a_ca_offering_renewal_information_decides_when_to_renew() {
+    let test = "a_ca_offering_renewal_information_decides_when_to_renew";
+    if !Pebble::installed(test) {
+        return;
+    }
+    let site = shop().await;
+    let relay = Relay::start().await;
+    relay.target.send_replace(Some(site.gatehouse.http_addr));
+    let pebble = Pebble::start(relay.addr.port(), closed_port().await, &[]).await;
+    if !pebble.offers_renewal_info().await {
+        eprintln!("{test}: skipped: this pebble has no renewal information (ARI); set GATEHOUSE_TEST_PEBBLE to pebble 2.5.0 or later");
+        return;
+    }
+    write_atomically(
+        &site.dir.path().join("issuer.yaml"),
+        &pebble.issuer("pebble", "http-01"),
+    );
+    let first = eventually_every(
+        "pebble's certificate for shop.test",
+        ISSUE_WITHIN,
+        Duration::from_millis(200),
+        async || served_leaf(site.gatehouse.https_addr, "shop.test", &pebble.root).await,
+    )
+    .await;
+
+    // Pebble's window: two days around two thirds of the lifetime.
+    let (_, cert) = x509_parser::parse_x509_certificate(&first).expect("parses");
+    let not_before = cert.validity().not_before.timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    let ideal = not_after - (not_after + 1 - not_before) / 3;
+    let window = (ideal - 86_400)..(ideal + 86_400);
+    let renews = eventually(
+        "the renewal time in the CA's window",
+        ISSUE_WITHIN,
+        async || {
+            let renews = debug_cert(&site, "shop.test").await["acme"]["next_attempt"]
+                .as_i64()
+                .unwrap_or_default();
+            match window.contains(&renews) {
+                true => Ok(renews),
+                false => Err(renews),
+            }
+        },
+    )
+    .await;
+    assert!(renews > unix_now());
+
+    revoke_with_gatehouses_account(&pebble, site.dir.path(), &first).await;
+    // The next leader asks the CA again, which now says: renew now.
+    let Site {
+        gatehouse,
+        backends,
+        dir,
+        ..
+    } = site;
+    drop(gatehouse);
+    let second = start_gatehouse(dir.path()).await;
+    relay.target.send_replace(Some(second.http_addr));
+    let renewed = eventually_every(
+        "a new certificate for shop.test",
+        ISSUE_WITHIN,
+        Duration::from_millis(200),
+        async || match served_leaf(second.https_addr, "shop.test", &pebble.root).await {
+            Ok(leaf) if leaf != first => Ok(leaf),
+            other => Err(other.map(|_| "the revoked certificate")),
+        },
+    )
+    .await;
+    assert_ne!(renewed, first);
+    let log = pebble.log();
+    assert!(log.contains("is a replacement of"), "{log}");
+    let metrics = http_get(second.metrics_addr, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(r#"gatehouse_acme_orders_total{issuer="pebble",event="placed"} 1"#),
+        "{metrics}"
+    );
+    drop(backends);
+}

@@ -5,7 +5,9 @@
 //!
 //! Both come from Debian's `pebble` package; `.ci/run` installs it. A test
 //! that needs them calls `Pebble::start` and returns early (saying so)
-//! when they are absent.
+//! when they are absent. `GATEHOUSE_TEST_PEBBLE` names another pebble
+//! binary: Debian's 2.4.0 has no renewal information (ARI), which pebble
+//! serves from 2.5.0 on.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +30,7 @@ pub struct Pebble {
     pub ca_bundle: String,
     /// The root pebble issues under, for clients of the issued certificates.
     pub root: CertificateDer<'static>,
+    listen: SocketAddr,
     management: SocketAddr,
     pki: Pki,
     children: Vec<Child>,
@@ -41,6 +44,11 @@ impl Drop for Pebble {
             let _ = child.wait();
         }
     }
+}
+
+/// The pebble binary: `GATEHOUSE_TEST_PEBBLE`, else Debian's.
+fn binary() -> String {
+    std::env::var("GATEHOUSE_TEST_PEBBLE").unwrap_or_else(|_| "pebble".to_owned())
 }
 
 /// A free port on 127.0.0.1 (free when asked; taken by whoever binds it).
@@ -62,13 +70,15 @@ impl Pebble {
     /// Whether pebble and its DNS are installed; if not, says why the
     /// calling test does nothing.
     pub fn installed(test: &str) -> bool {
-        let found = ["pebble", "pebble-challtestsrv"].iter().all(|tool| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
+        let found = [binary().as_str(), "pebble-challtestsrv"]
+            .iter()
+            .all(|tool| {
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            });
         if !found {
             eprintln!("{test}: skipped: pebble is not installed (apt-get install pebble)");
         }
@@ -151,7 +161,7 @@ impl Pebble {
             .stderr(log("challtestsrv.err"))
             .spawn()
             .expect("start pebble-challtestsrv");
-        let mut pebble = Command::new("pebble");
+        let mut pebble = Command::new(binary());
         pebble
             .args(["-config"])
             .arg(&config_path)
@@ -167,6 +177,7 @@ impl Pebble {
             directory: format!("https://127.0.0.1:{listen}/dir"),
             ca_bundle: base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem),
             root: CertificateDer::from(Vec::new()),
+            listen: SocketAddr::from(([127, 0, 0, 1], listen)),
             management: SocketAddr::from(([127, 0, 0, 1], management)),
             pki,
             children: vec![dns_server, pebble],
@@ -181,7 +192,7 @@ impl Pebble {
     async fn fetch_root(&mut self) -> Result<CertificateDer<'static>, String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            match self.get_management("/roots/0").await {
+            match self.get(self.management, "/roots/0").await {
                 Ok(pem) => {
                     use rustls::pki_types::pem::PemObject;
                     return Ok(CertificateDer::from_pem_slice(&pem).expect("pebble root is PEM"));
@@ -206,9 +217,30 @@ impl Pebble {
         }
     }
 
-    async fn get_management(&self, path: &str) -> Result<Vec<u8>, String> {
+    /// Whether the directory offers renewal information (ARI).
+    pub async fn offers_renewal_info(&self) -> bool {
+        let directory = self
+            .get(self.listen, "/dir")
+            .await
+            .expect("pebble's directory");
+        let directory: serde_json::Value =
+            serde_json::from_slice(&directory).expect("directory JSON");
+        directory.get("renewalInfo").is_some()
+    }
+
+    /// What pebble has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    /// Pebble's CA for its own HTTPS, as PEM.
+    pub fn https_ca_pem(&self) -> &str {
+        &self.pki.ca_pem
+    }
+
+    async fn get(&self, addr: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
         let config = tls_config(Some(&self.pki.ca), &[b"http/1.1"]);
-        let (tls, _) = tls_connect(self.management, "localhost", config)
+        let (tls, _) = tls_connect(addr, "localhost", config)
             .await
             .map_err(|e| e.to_string())?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
