@@ -587,6 +587,8 @@ async fn a_ca_offering_renewal_information_decides_when_to_renew() {
     .await;
     assert!(renews > unix_now());
 
+    let secret_file = site.dir.path().join("acme.test.shop-tls.yaml");
+    let first_secret = std::fs::read_to_string(&secret_file).expect("the issued Secret");
     revoke_with_gatehouses_account(&pebble, site.dir.path(), &first).await;
     // The next leader asks the CA again, which now says: renew now.
     let Site {
@@ -611,11 +613,31 @@ async fn a_ca_offering_renewal_information_decides_when_to_renew() {
     assert_ne!(renewed, first);
     let log = pebble.log();
     assert!(log.contains("is a replacement of"), "{log}");
+    let placed_once = r#"gatehouse_acme_orders_total{issuer="pebble",event="placed"} 1"#;
     let metrics = http_get(second.metrics_addr, "admin", "/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics.body);
-    assert!(
-        metrics.contains(r#"gatehouse_acme_orders_total{issuer="pebble",event="placed"} 1"#),
-        "{metrics}"
-    );
+    assert!(metrics.contains(placed_once), "{metrics}");
+
+    // The revoked certificate back in its Secret (a backup restored): the
+    // CA refuses to have it replaced twice, and the next leader orders
+    // without naming it, rather than failing.
+    drop(second);
+    std::fs::write(&secret_file, first_secret).expect("restore the Secret");
+    let third = start_gatehouse(dir.path()).await;
+    relay.target.send_replace(Some(third.http_addr));
+    eventually_every(
+        "a certificate other than the revoked one",
+        ISSUE_WITHIN,
+        Duration::from_millis(200),
+        async || match served_leaf(third.https_addr, "shop.test", &pebble.root).await {
+            Ok(leaf) if leaf != first && leaf != renewed => Ok(leaf),
+            other => Err(other.map(|_| "a certificate of before")),
+        },
+    )
+    .await;
+    let metrics = http_get(third.metrics_addr, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(metrics.contains(placed_once), "{metrics}");
+    assert!(!metrics.contains(r#"event="failed""#), "{metrics}");
     drop(backends);
 }
