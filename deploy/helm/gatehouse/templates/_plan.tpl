@@ -143,6 +143,23 @@ mapped; the rest either change nothing here or are refused. */ -}}
 {{- end -}}
 {{- end -}}
 
+{{- /* Header values: those sent to endpoints expand a fixed set of
+nginx variables (docs/annotations.md); response headers are static. */ -}}
+{{- $known := list "host" "http_host" "best_http_host" "scheme" "pass_access_scheme" "request_uri" "escaped_request_uri" "request_method" "remote_addr" "args" "query_string" "is_args" -}}
+{{- range $name, $value := $c.proxySetHeaders -}}
+{{- range $var := regexFindAll "\\$\\{?[A-Za-z0-9_]*" (toString $value) -1 -}}
+{{- $bare := trimPrefix "{" (trimPrefix "$" $var) -}}
+{{- if not (or (has $bare $known) (regexMatch "^(http|cookie|arg)_[A-Za-z0-9_]+$" $bare)) -}}
+{{- $refusals = append $refusals (dict "key" (printf "controller.proxySetHeaders.%s" $name) "why" (printf "uses $%s, which Gatehouse does not expand (it expands $host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method, $remote_addr, $args, $is_args, $http_<header>, $cookie_<name> and $arg_<name>); remove it or use those" $bare)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $value := $c.addHeaders -}}
+{{- if contains "$" (toString $value) -}}
+{{- $refusals = append $refusals (dict "key" (printf "controller.addHeaders.%s" $name) "why" "uses nginx variables, which response headers do not expand here; give a fixed value") -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* The rest of the values. */ -}}
 {{- if $v.tcp -}}
 {{- $refusals = append $refusals (dict "key" "tcp" "why" "Gatehouse proxies HTTP and HTTPS only; keep ingress-nginx (or a Service of type LoadBalancer per port) for these TCP services") -}}

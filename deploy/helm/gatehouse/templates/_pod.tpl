@@ -9,9 +9,8 @@ metadata:
     {{- include "gatehouse.selectorLabels" . | nindent 4 }}
     {{- with $c.podLabels }}{{ toYaml . | nindent 4 }}{{ end }}
   annotations:
-    prometheus.io/scrape: "true"
-    prometheus.io/port: {{ $c.metrics.port | quote }}
-    {{- with $c.podAnnotations }}{{ toYaml . | nindent 4 }}{{ end }}
+    {{- $scrape := dict "prometheus.io/scrape" "true" "prometheus.io/port" (toString $c.metrics.port) }}
+    {{- toYaml (merge (dict) $c.podAnnotations $scrape) | nindent 4 }}
 spec:
   serviceAccountName: {{ include "gatehouse.serviceAccountName" . }}
   # Longer than Gatehouse's shutdown grace plus its drain timeout.
