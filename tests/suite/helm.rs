@@ -39,12 +39,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
-/// The `helm` binary, fetched once per run; `None` (and why, on stderr)
-/// when it cannot be had.
-fn helm(test: &str) -> Option<&'static Path> {
-    static HELM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = HELM.get_or_init(|| {
+/// A `helm` binary of this major version (3 or 4), fetched once per run;
+/// `None` (and why, on stderr) when it cannot be had.
+fn helm_of(major: u8, test: &str) -> Option<&'static Path> {
+    static HELM: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let found = HELM[usize::from(major == 3)].get_or_init(|| {
         let out = Command::new(repo().join("tests/tools/fetch-helm.sh"))
+            .arg(major.to_string())
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
@@ -55,10 +56,15 @@ fn helm(test: &str) -> Option<&'static Path> {
     match found {
         Ok(path) => Some(path),
         Err(why) => {
-            eprintln!("{test}: skipped: helm is not available: {why}");
+            eprintln!("{test}: skipped: helm {major} is not available: {why}");
             None
         }
     }
+}
+
+/// Helm 4, which the chart is developed with.
+fn helm(test: &str) -> Option<&'static Path> {
+    helm_of(4, test)
 }
 
 fn run(helm: &Path, args: &[&str]) -> Output {
@@ -116,24 +122,25 @@ fn find<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str, name: &str) 
     serde_yaml_ng::from_value(doc.clone()).unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
 }
 
-/// deploy/'s documents, as `kubectl apply -k` would send them (its
-/// kustomizations only list files).
-fn deploy_documents(variant: &str) -> Vec<Value> {
-    let mut docs = Vec::new();
-    for dir in ["deploy/base", variant] {
-        let kustomization = std::fs::read_to_string(repo().join(dir).join("kustomization.yaml"))
-            .expect("kustomization");
-        let kustomization: Value = serde_yaml_ng::from_str(&kustomization).expect("yaml");
-        for file in kustomization["resources"].as_sequence().expect("resources") {
-            let file = file.as_str().expect("a path");
-            if file.starts_with("..") {
-                continue;
-            }
-            let text = std::fs::read_to_string(repo().join(dir).join(file)).expect("read");
-            docs.extend(documents(&text));
-        }
-    }
-    docs
+/// deploy/'s documents, as `kubectl apply -k` sends them: rendered by
+/// the kubectl that ships beside helm.
+fn deploy_documents(helm: &Path, variant: &str) -> Vec<Value> {
+    let kubectl = helm
+        .parent()
+        .and_then(Path::parent)
+        .expect("helm/helm")
+        .join("kubectl/kubectl");
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(repo().join(variant))
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {variant}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8(out.stdout).expect("utf-8"))
 }
 
 /// Every (group, resource, verb, name) a list of rules grants: the same
@@ -226,18 +233,27 @@ fn the_chart_lints_with_its_own_values_and_each_ingress_nginx_values_file() {
     }
 }
 
+/// The chart's own values and each fixture, rendered by `helm`.
+fn renderings(helm: &Path) -> Vec<(String, String)> {
+    let mut cases = vec![("default".to_owned(), rendered(helm, &["--include-crds"]))];
+    for name in FIXTURES {
+        cases.push((name.into(), rendered(helm, &["-f", &values_file(name)])));
+    }
+    cases
+}
+
+fn golden(name: &str) -> PathBuf {
+    repo().join(format!("tests/fixtures/helm/{name}.golden.yaml"))
+}
+
 #[test]
 fn each_values_file_renders_its_golden_file() {
     let Some(helm) = helm("each_values_file_renders_its_golden_file") else {
         return;
     };
     let update = std::env::var_os("GATEHOUSE_UPDATE_GOLDEN").is_some();
-    let mut cases = vec![("default".to_owned(), rendered(helm, &["--include-crds"]))];
-    for name in FIXTURES {
-        cases.push((name.into(), rendered(helm, &["-f", &values_file(name)])));
-    }
-    for (name, text) in cases {
-        let golden = repo().join(format!("tests/fixtures/helm/{name}.golden.yaml"));
+    for (name, text) in renderings(helm) {
+        let golden = golden(&name);
         if update {
             std::fs::write(&golden, &text).expect("write golden");
             continue;
@@ -257,6 +273,42 @@ fn each_values_file_renders_its_golden_file() {
 }
 
 #[test]
+fn helm_3_lints_and_renders_the_same_objects_and_refusals() {
+    let Some(helm3) = helm_of(3, "helm_3_lints_and_renders_the_same_objects_and_refusals") else {
+        return;
+    };
+    let chart = chart();
+    let chart = chart.to_str().expect("utf-8 path");
+    for name in FIXTURES {
+        let out = run(
+            helm3,
+            &["lint", "--strict", chart, "-f", &values_file(name)],
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    for (name, text) in renderings(helm3) {
+        let expected = std::fs::read_to_string(golden(&name)).expect("golden");
+        assert!(
+            expected == text,
+            "{name}: Helm 3 renders another chart than Helm 4"
+        );
+    }
+    let out = template(helm3, &["-f", &values_file("unsupported")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("- tcp:"),
+        "{stderr}"
+    );
+    let out = template(helm3, &["--set", "controller.replicaCont=3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replicaCont"));
+}
+
+#[test]
 fn the_default_values_render_what_deploy_holds() {
     let Some(helm) = helm("the_default_values_render_what_deploy_holds") else {
         return;
@@ -273,7 +325,7 @@ fn the_default_values_render_what_deploy_holds() {
                 &format!("controller.kind={kind}"),
             ],
         ));
-        let deploy = deploy_documents(variant);
+        let deploy = deploy_documents(helm, variant);
         for (role, name) in [
             ("ClusterRole", "gatehouse"),
             ("Role", "gatehouse-leader-election"),
@@ -321,13 +373,56 @@ fn the_default_values_render_what_deploy_holds() {
     }
 }
 
+fn typed<T: serde::de::DeserializeOwned>(name: &str, doc: &Value) {
+    if let Err(e) = serde_yaml_ng::from_value::<T>(doc.clone()) {
+        panic!(
+            "{name}: {:?} {:?}: {e}",
+            doc["kind"], doc["metadata"]["name"]
+        );
+    }
+}
+
+/// Each rendered document deserialises as the Kubernetes type its kind
+/// names (the Prometheus Operator's kinds have no type here: their shape
+/// is checked by hand).
+fn check_types(name: &str, docs: &[Value]) {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    for doc in docs {
+        match doc["kind"].as_str().unwrap_or_default() {
+            "ServiceAccount" => typed::<ServiceAccount>(name, doc),
+            "ClusterRole" => typed::<ClusterRole>(name, doc),
+            "ClusterRoleBinding" => typed::<ClusterRoleBinding>(name, doc),
+            "Role" => typed::<Role>(name, doc),
+            "RoleBinding" => typed::<RoleBinding>(name, doc),
+            "ConfigMap" => typed::<ConfigMap>(name, doc),
+            "Service" => typed::<Service>(name, doc),
+            "Deployment" => typed::<Deployment>(name, doc),
+            "DaemonSet" => typed::<DaemonSet>(name, doc),
+            "IngressClass" => typed::<IngressClass>(name, doc),
+            "PodDisruptionBudget" => typed::<PodDisruptionBudget>(name, doc),
+            "HorizontalPodAutoscaler" => typed::<HorizontalPodAutoscaler>(name, doc),
+            "CustomResourceDefinition" => typed::<CustomResourceDefinition>(name, doc),
+            "ServiceMonitor" | "PrometheusRule" => {
+                assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1", "{name}");
+                assert!(doc["spec"].is_mapping(), "{name}: {doc:?}");
+            }
+            other => panic!("{name}: unexpected kind {other:?}"),
+        }
+    }
+}
+
 #[test]
-fn every_rendered_command_line_parses_as_gatehouse_flags() {
-    let Some(helm) = helm("every_rendered_command_line_parses_as_gatehouse_flags") else {
+fn every_rendered_object_is_its_kubernetes_type_and_its_command_line_parses() {
+    let Some(helm) = helm("every_rendered_object_is_its_kubernetes_type") else {
         return;
     };
-    for name in FIXTURES {
-        let docs = documents(&rendered(helm, &["-f", &values_file(name)]));
+    for (name, text) in renderings(helm) {
+        let docs = documents(&text);
+        check_types(&name, &docs);
         let kind = if name.starts_with("daemonset") {
             "DaemonSet"
         } else {
@@ -341,6 +436,56 @@ fn every_rendered_command_line_parses_as_gatehouse_flags() {
         let parsed = <gatehouse::cli::Cli as clap::Parser>::try_parse_from(argv);
         assert!(parsed.is_ok(), "{name}: {args:?}: {:?}", parsed.err());
     }
+}
+
+#[test]
+fn a_scope_watches_one_namespace_with_a_role_there() {
+    let Some(helm) = helm("a_scope_watches_one_namespace_with_a_role_there") else {
+        return;
+    };
+    let docs = documents(&rendered(
+        helm,
+        &[
+            "--set",
+            "controller.scope.enabled=true",
+            "--set",
+            "controller.scope.namespace=shop",
+            "--set",
+            "rbac.scope=true",
+        ],
+    ));
+    check_types("scope", &docs);
+    let args = pod_spec(&docs, "Deployment").containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        args.contains(&"--watch-namespace=shop".to_owned()),
+        "{args:?}"
+    );
+    let role: Value = find(&docs, "Role", "gatehouse");
+    assert_eq!(role["metadata"]["namespace"], "shop");
+    let namespaced = rules(&docs, "Role", "gatehouse");
+    let cluster = rules(&docs, "ClusterRole", "gatehouse");
+    assert!(
+        namespaced.contains("networking.k8s.io/ingresses watch *"),
+        "{namespaced:?}"
+    );
+    assert!(namespaced.contains("/secrets create *"), "{namespaced:?}");
+    assert!(
+        !cluster
+            .iter()
+            .any(|g| g.starts_with("networking.k8s.io/ingresses ")),
+        "{cluster:?}"
+    );
+    assert!(
+        cluster.contains("networking.k8s.io/ingressclasses watch *"),
+        "{cluster:?}"
+    );
+    // Together they grant what the ClusterRole alone grants unscoped.
+    let unscoped = rules(&documents(&rendered(helm, &[])), "ClusterRole", "gatehouse");
+    let together: BTreeSet<String> = namespaced.union(&cluster).cloned().collect();
+    assert_eq!(together, unscoped);
 }
 
 /// The flag names the chart passes from `extraArgs` as they are.
