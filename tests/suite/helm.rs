@@ -439,6 +439,48 @@ fn every_rendered_object_is_its_kubernetes_type_and_its_command_line_parses() {
 }
 
 #[test]
+fn fixed_status_addresses_beside_the_published_service_give_way_as_in_ingress_nginx() {
+    let Some(helm) = helm("fixed_status_addresses_beside_the_published_service_give_way") else {
+        return;
+    };
+    let args = |extra: &[&str]| {
+        let docs = documents(&rendered(helm, extra));
+        pod_spec(&docs, "Deployment").containers[0]
+            .args
+            .clone()
+            .unwrap_or_default()
+    };
+    let both = args(&[
+        "--set",
+        "controller.extraArgs.publish-status-address=192.0.2.1",
+    ]);
+    assert!(
+        both.contains(&"--publish-service=gatehouse/gatehouse".to_owned()),
+        "{both:?}"
+    );
+    assert!(
+        !both
+            .iter()
+            .any(|a| a.starts_with("--publish-status-address")),
+        "{both:?}"
+    );
+    let fixed = args(&[
+        "--set",
+        "controller.publishService.enabled=false",
+        "--set",
+        "controller.extraArgs.publish-status-address=192.0.2.1",
+    ]);
+    assert!(
+        fixed.contains(&"--publish-status-address=192.0.2.1".to_owned()),
+        "{fixed:?}"
+    );
+    assert!(
+        !fixed.iter().any(|a| a.starts_with("--publish-service")),
+        "{fixed:?}"
+    );
+}
+
+#[test]
 fn a_scope_watches_one_namespace_with_a_role_there() {
     let Some(helm) = helm("a_scope_watches_one_namespace_with_a_role_there") else {
         return;

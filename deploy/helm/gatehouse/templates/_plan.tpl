@@ -114,6 +114,12 @@ mapped; the rest either change nothing here or are refused. */ -}}
 {{- end -}}
 {{- end -}}
 
+{{- /* As ingress-nginx: the Service's address wins over fixed ones. */ -}}
+{{- if and (hasKey $args "publish-service") (hasKey $args "publish-status-address") -}}
+{{- $_ := unset $args "publish-status-address" -}}
+{{- $noEffect = append $noEffect "controller.extraArgs.publish-status-address: the Service's address is published while controller.publishService.enabled, as with ingress-nginx" -}}
+{{- end -}}
+
 {{- /* controller.config: Gatehouse's own list of ingress-nginx's keys
 (files/config-keys.yaml). */ -}}
 {{- $keys := $.Files.Get "files/config-keys.yaml" | fromYaml -}}
@@ -176,7 +182,7 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- if not (has $c.kind (list "Deployment" "DaemonSet")) -}}
 {{- $refusals = append $refusals (dict "key" "controller.kind" "why" (printf "%q: Deployment or DaemonSet" $c.kind)) -}}
 {{- end -}}
-{{- if and $c.hostNetwork (not $c.containerPort.http) -}}
+{{- if and $c.hostNetwork (not (or $c.containerPort.http (index $c.extraArgs "http-port"))) -}}
 {{- $refusals = append $refusals (dict "key" "controller.hostNetwork" "why" "Gatehouse would listen on the node's ports 8080 and 8443, not 80 and 443: it runs without privileges; set controller.containerPort.http and .https to the node ports to listen on (80 and 443 also need controller.image.runAsUser: 0 and runAsNonRoot: false), or use controller.hostPort instead") -}}
 {{- end -}}
 {{- if and (or (lt ($ports.http | int) 1024) (lt ($ports.https | int) 1024)) (ne ($c.image.runAsUser | int) 0) -}}
@@ -221,6 +227,9 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- $noEffect = append $noEffect (printf "defaultBackend.%s: not rendered by this chart's default backend" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if $c.ingressClassResource.parameters -}}
+{{- $noEffect = append $noEffect "controller.ingressClassResource.parameters: Gatehouse reads no IngressClass parameters" -}}
 {{- end -}}
 {{- if $v.dhParam -}}
 {{- $noEffect = append $noEffect "dhParam: Gatehouse offers no DHE cipher suites (rustls)" -}}
