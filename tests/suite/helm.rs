@@ -715,7 +715,7 @@ fn an_accepted_refusal_installs_and_is_named_in_the_notes() {
             "--set",
             "controller.config.proxy-buffer-size=16k",
             "--set",
-            "gatehouse.acceptUnsupported={controller.config.use-gzip}",
+            "gatehouse.acceptUnsupported={controller.config.use-gzip,tcp}",
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -732,6 +732,11 @@ fn an_accepted_refusal_installs_and_is_named_in_the_notes() {
     assert!(
         notes.contains("Values without effect")
             && notes.contains("controller.config.proxy-buffer-size"),
+        "{notes}"
+    );
+    // An acceptance of something not refused is said to do nothing.
+    assert!(
+        notes.contains("tcp names nothing the install refuses"),
         "{notes}"
     );
     // Without the acceptance, the same values fail.

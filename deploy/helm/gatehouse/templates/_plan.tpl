@@ -254,6 +254,13 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- $refused = append $refused (printf "%s: %s" .key .why) -}}
 {{- end -}}
 {{- end -}}
+{{- $refusedKeys := list -}}
+{{- range $refusals -}}{{- $refusedKeys = append $refusedKeys .key -}}{{- end -}}
+{{- range $accept -}}
+{{- if not (has . $refusedKeys) -}}
+{{- $noEffect = append $noEffect (printf "gatehouse.acceptUnsupported: %s names nothing the install refuses" .) -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml (dict "args" $args "refused" $refused "accepted" $accepted "noEffect" $noEffect) -}}
 {{- end -}}
 
