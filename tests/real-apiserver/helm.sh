@@ -20,8 +20,10 @@
 # IngressClass, runs Gatehouse (GATEHOUSE, default target/debug/gatehouse,
 # built when absent) with the rendered Deployment's arguments on loopback
 # ports and a token of the rendered ServiceAccount, then upgrades the
-# release with a smaller proxy-body-size. Exits non-zero on the first
-# check that fails.
+# release with a smaller proxy-body-size. Then it upgrades the release to
+# watch one namespace (controller.scope with rbac.scope: Roles instead of
+# the ClusterRole's namespaced rules) and runs Gatehouse again under that
+# RBAC. Exits non-zero on the first check that fails.
 #
 # Environment (optional):
 #   GATEHOUSE   the gatehouse binary
@@ -31,6 +33,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NS=gatehouse-helm-check
+APPS=gatehouse-helm-check-apps
 RELEASE=gatehouse-check
 CLASS=gatehouse-check
 SA_USER=system:serviceaccount:$NS:$RELEASE
@@ -124,36 +127,41 @@ EOF
 whoami=$(KUBECONFIG="$WORK/gatehouse.kubeconfig" kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
 [[ "$whoami" == "$SA_USER" ]] || die "the token authenticates as '$whoami', not $SA_USER"
 
-# The rendered Deployment's arguments, its listeners moved to loopback.
-mapfile -t ARGS < <(kubectl -n "$NS" get deployment "$RELEASE" -o json \
-  | jq -r '.spec.template.spec.containers[0].args[] | select(test("^--(http|https|metrics)-addr=") | not)')
-HTTP=$(free_port); HTTPS=$(free_port); METRICS=$(free_port)
 GATEHOUSE=${GATEHOUSE:-$REPO/target/debug/gatehouse}
 [[ -x "$GATEHOUSE" ]] || (cd "$REPO" && cargo build --quiet --bin gatehouse)
-POD_NAME=gatehouse-helm-check POD_NAMESPACE=$NS RUST_LOG=info \
-  "$GATEHOUSE" --kubeconfig "$WORK/gatehouse.kubeconfig" "${ARGS[@]}" \
-  --http-addr "127.0.0.1:$HTTP" --https-addr "127.0.0.1:$HTTPS" \
-  --metrics-addr "127.0.0.1:$METRICS" --access-log off \
-  >"$WORK/gatehouse.log" 2>&1 &
-GATEHOUSE_PID=$!
-PIDS+=("$GATEHOUSE_PID")
-say "Gatehouse ${ARGS[*]}"
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$METRICS/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$METRICS/readyz" >/dev/null || die "Gatehouse is not ready: $(tail -20 "$WORK/gatehouse.log")"
-for _ in $(seq 100); do
-  grep -q "became leader" "$WORK/gatehouse.log" && break
-  sleep 0.2
-done
-grep -q "became leader" "$WORK/gatehouse.log" || die "Gatehouse did not take the Lease: $(tail -20 "$WORK/gatehouse.log")"
-pass "Gatehouse runs as $whoami, is ready and leads (Lease $NS/$RELEASE-leader)"
 
-# ---------------------------------------------------------------- routing
-# An endpoint nobody answers on: what counts is what Gatehouse decides
-# before it connects.
-kubectl -n "$NS" apply -f - >/dev/null <<EOF
+# Gatehouse with the rendered Deployment's arguments, its listeners moved
+# to loopback, logging to $1; sets GATEHOUSE_PID, HTTP and METRICS.
+start_gatehouse() {
+  local log=$1 args
+  mapfile -t args < <(kubectl -n "$NS" get deployment "$RELEASE" -o json \
+    | jq -r '.spec.template.spec.containers[0].args[] | select(test("^--(http|https|metrics)-addr=") | not)')
+  HTTP=$(free_port); METRICS=$(free_port)
+  POD_NAME=gatehouse-helm-check POD_NAMESPACE=$NS RUST_LOG=info \
+    "$GATEHOUSE" --kubeconfig "$WORK/gatehouse.kubeconfig" "${args[@]}" \
+    --http-addr "127.0.0.1:$HTTP" --https-addr "127.0.0.1:$(free_port)" \
+    --metrics-addr "127.0.0.1:$METRICS" --access-log off \
+    >"$log" 2>&1 &
+  GATEHOUSE_PID=$!
+  PIDS+=("$GATEHOUSE_PID")
+  say "Gatehouse ${args[*]}"
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$METRICS/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$METRICS/readyz" >/dev/null || die "Gatehouse is not ready: $(tail -20 "$log")"
+  for _ in $(seq 100); do
+    grep -q "became leader" "$log" && break
+    sleep 0.2
+  done
+  grep -q "became leader" "$log" || die "Gatehouse did not take the Lease: $(tail -20 "$log")"
+}
+
+# In namespace $1, an Ingress for host $2 to a Service whose one endpoint
+# is outside this machine: what counts is what Gatehouse decides.
+web() {
+  kubectl -n "$1" delete ingress,service,endpointslice --all >/dev/null
+  kubectl -n "$1" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -175,51 +183,75 @@ metadata: {name: web}
 spec:
   ingressClassName: $CLASS
   rules:
-  - host: helm-check.test
+  - host: $2
     http:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
 EOF
-# The body limit of the route, as /debug/routes shows it.
-body_limit() {
-  curl -sf "http://127.0.0.1:$METRICS/debug/routes" \
-    | jq -r '.routes[] | select(.host == "helm-check.test") | .policy.body_limit'
 }
-# A 2 KiB body: under the values file's proxy-body-size (50m) it is
-# forwarded; over the upgraded one (1k) it is refused with 413.
+
+# The body limit of host $1's route, once /debug/routes has it (and it
+# is no longer $2).
+body_limit() {
+  local limit=""
+  for _ in $(seq 100); do
+    limit=$(curl -sf "http://127.0.0.1:$METRICS/debug/routes" \
+      | jq -r --arg host "$1" '.routes[] | select(.host == $host) | .policy.body_limit')
+    [[ -n "$limit" && "$limit" != "${2:-}" ]] && break
+    sleep 0.2
+  done
+  echo "$limit"
+}
+
+# A 2 KiB POST to host $1: its status.
 head -c 2048 /dev/zero >"$WORK/body"
 post() {
-  curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Host: helm-check.test' \
+  curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Host: $1" \
     --data-binary "@$WORK/body" "http://127.0.0.1:$HTTP/upload"
 }
-limit=""
-for _ in $(seq 100); do
-  limit=$(body_limit)
-  [[ -n "$limit" ]] && break
-  sleep 0.2
-done
+
+start_gatehouse "$WORK/gatehouse.log"
+pass "Gatehouse runs as $whoami, is ready and leads (Lease $NS/$RELEASE-leader)"
+
+# ---------------------------------------------------------------- routing
+web "$NS" helm-check.test
+limit=$(body_limit helm-check.test)
 [[ "$limit" == 52428800 ]] || die "the Ingress is not routed with proxy-body-size 50m (body limit '$limit')"
-status=$(post)
+status=$(post helm-check.test)
 [[ "$status" != 413 ]] || die "a 2 KiB body was refused under a 50m limit"
 pass "the Ingress of class $CLASS is routed with the values file's proxy-body-size (50m); a 2 KiB body passes ($status)"
 
 # ---------------------------------------------------------------- upgrade
 "$HELM" upgrade "$RELEASE" "$REPO/deploy/helm/gatehouse" -n "$NS" "${VALUES[@]}" \
   --set controller.config.proxy-body-size=1k >/dev/null || die "helm upgrade failed"
-for _ in $(seq 100); do
-  limit=$(body_limit)
-  [[ "$limit" == 1024 ]] && break
-  sleep 0.2
-done
+limit=$(body_limit helm-check.test 52428800)
 [[ "$limit" == 1024 ]] || die "the upgraded proxy-body-size did not apply (body limit '$limit')"
-status=$(post)
+status=$(post helm-check.test)
 [[ "$status" == 413 ]] || die "a 2 KiB body over the upgraded 1k limit got $status, not 413"
 kill -0 "$GATEHOUSE_PID" 2>/dev/null || die "Gatehouse exited"
 pass "helm upgrade with proxy-body-size=1k reached the running controller: 413, same process"
 
+# ---------------------------------------------------------------- scoped
+kill "$GATEHOUSE_PID"; wait "$GATEHOUSE_PID" 2>/dev/null || true
+kubectl create namespace "$APPS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+"$HELM" upgrade "$RELEASE" "$REPO/deploy/helm/gatehouse" -n "$NS" "${VALUES[@]}" \
+  --set controller.config.proxy-body-size=1k --set controller.scope.enabled=true \
+  --set "controller.scope.namespace=$APPS" --set rbac.scope=true >/dev/null \
+  || die "helm upgrade to a scope failed"
+if kubectl auth can-i list ingresses -A --as "$SA_USER" >/dev/null 2>&1; then
+  die "with rbac.scope the ServiceAccount still lists Ingresses in every namespace"
+fi
+kubectl auth can-i list ingresses -n "$APPS" --as "$SA_USER" >/dev/null \
+  || die "with rbac.scope the ServiceAccount cannot list Ingresses in $APPS"
+web "$APPS" helm-scoped.test
+start_gatehouse "$WORK/gatehouse-scoped.log"
+limit=$(body_limit helm-scoped.test)
+[[ "$limit" == 1024 ]] || die "the scoped Ingress is not routed with the ConfigMap's 1k limit (body limit '$limit')"
+pass "scoped to $APPS with Roles only there and in $NS: ready, leading, routing with the controller ConfigMap applied"
+
 # ------------------------------------------------------------------- RBAC
-if grep -Eiq "forbidden|\b403\b" "$WORK/gatehouse.log"; then
-  die "Gatehouse was refused a call: $(grep -Ei "forbidden|\b403\b" "$WORK/gatehouse.log" | head -5)"
+if grep -Eiq "forbidden|\b403\b" "$WORK"/gatehouse*.log; then
+  die "Gatehouse was refused a call: $(grep -Ei "forbidden|\b403\b" "$WORK"/gatehouse*.log | head -5)"
 fi
 pass "no call of Gatehouse's was refused under the chart's RBAC"
 say "all checks passed"

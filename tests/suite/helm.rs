@@ -524,6 +524,15 @@ fn a_scope_watches_one_namespace_with_a_role_there() {
         cluster.contains("networking.k8s.io/ingressclasses watch *"),
         "{cluster:?}"
     );
+    // In its own namespace it still reads the controller ConfigMap and the
+    // Service it publishes.
+    let own: Value = find(&docs, "Role", "gatehouse-own-namespace");
+    assert_eq!(own["metadata"]["namespace"], "gatehouse");
+    let own = rules(&docs, "Role", "gatehouse-own-namespace");
+    assert!(
+        own.contains("/configmaps watch *") && own.contains("/services get *"),
+        "{own:?}"
+    );
     // Together they grant what the ClusterRole alone grants unscoped.
     let unscoped = rules(&documents(&rendered(helm, &[])), "ClusterRole", "gatehouse");
     let together: BTreeSet<String> = namespaced.union(&cluster).cloned().collect();
