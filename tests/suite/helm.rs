@@ -481,6 +481,44 @@ fn fixed_status_addresses_beside_the_published_service_give_way_as_in_ingress_ng
 }
 
 #[test]
+fn security_contexts_in_the_values_add_to_the_hardening_field_by_field() {
+    let Some(helm) = helm("security_contexts_in_the_values_add_to_the_hardening") else {
+        return;
+    };
+    let docs = documents(&rendered(
+        helm,
+        &[
+            "--set",
+            "controller.podSecurityContext.fsGroup=2000",
+            "--set",
+            "controller.containerSecurityContext.readOnlyRootFilesystem=false",
+        ],
+    ));
+    let spec = pod_spec(&docs, "Deployment");
+    let pod = spec.security_context.expect("pod securityContext");
+    assert_eq!(
+        (pod.fs_group, pod.run_as_non_root),
+        (Some(2000), Some(true))
+    );
+    assert!(pod.seccomp_profile.is_some());
+    let container = spec.containers[0]
+        .security_context
+        .clone()
+        .expect("container securityContext");
+    assert_eq!(
+        container.read_only_root_filesystem,
+        Some(false),
+        "the value wins"
+    );
+    assert_eq!(container.allow_privilege_escalation, Some(false));
+    let dropped = container
+        .capabilities
+        .and_then(|c| c.drop)
+        .unwrap_or_default();
+    assert_eq!(dropped, ["ALL"]);
+}
+
+#[test]
 fn a_scope_watches_one_namespace_with_a_role_there() {
     let Some(helm) = helm("a_scope_watches_one_namespace_with_a_role_there") else {
         return;

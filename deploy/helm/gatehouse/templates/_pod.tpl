@@ -42,18 +42,13 @@ spec:
   {{- if $c.shareProcessNamespace }}
   shareProcessNamespace: true
   {{- end }}
+  {{- /* The values' security contexts add to the hardening, field by
+  field, rather than replace it. */}}
+  {{- $pod := dict "runAsNonRoot" $c.image.runAsNonRoot "runAsUser" $c.image.runAsUser "runAsGroup" $c.image.runAsGroup }}
+  {{- with $c.image.seccompProfile }}{{ $_ := set $pod "seccompProfile" . }}{{ end }}
+  {{- range $field, $value := $c.podSecurityContext }}{{ $_ := set $pod $field $value }}{{ end }}
   securityContext:
-    {{- if $c.podSecurityContext }}
-    {{- toYaml $c.podSecurityContext | nindent 4 }}
-    {{- else }}
-    runAsNonRoot: {{ $c.image.runAsNonRoot }}
-    runAsUser: {{ $c.image.runAsUser }}
-    runAsGroup: {{ $c.image.runAsGroup }}
-    {{- with $c.image.seccompProfile }}
-    seccompProfile:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- end }}
+    {{- toYaml $pod | nindent 4 }}
     {{- if $c.sysctls }}
     sysctls:
     {{- range $name, $value := $c.sysctls }}
@@ -141,18 +136,12 @@ spec:
     lifecycle:
       {{- toYaml $c.lifecycle | nindent 6 }}
     {{- end }}
+    {{- $capabilities := dict "drop" (list "ALL") }}
+    {{- if $lowPorts }}{{ $_ := set $capabilities "add" (list "NET_BIND_SERVICE") }}{{ end }}
+    {{- $container := dict "allowPrivilegeEscalation" $c.image.allowPrivilegeEscalation "readOnlyRootFilesystem" $c.image.readOnlyRootFilesystem "capabilities" $capabilities }}
+    {{- range $field, $value := $c.containerSecurityContext }}{{ $_ := set $container $field $value }}{{ end }}
     securityContext:
-      {{- if $c.containerSecurityContext }}
-      {{- toYaml $c.containerSecurityContext | nindent 6 }}
-      {{- else }}
-      allowPrivilegeEscalation: {{ $c.image.allowPrivilegeEscalation }}
-      readOnlyRootFilesystem: {{ $c.image.readOnlyRootFilesystem }}
-      capabilities:
-        drop: ["ALL"]
-        {{- if $lowPorts }}
-        add: ["NET_BIND_SERVICE"]
-        {{- end }}
-      {{- end }}
+      {{- toYaml $container | nindent 6 }}
     {{- with $c.extraVolumeMounts }}
     volumeMounts:
       {{- toYaml . | nindent 6 }}
