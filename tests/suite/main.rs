@@ -33,6 +33,7 @@ mod error_pages;
 mod external_auth;
 mod forwarded;
 mod gateway_api;
+mod helm;
 mod host_ownership;
 mod hostile_clients;
 mod hostile_http2;
