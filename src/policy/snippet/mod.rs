@@ -29,6 +29,8 @@ pub use directive::Timeout;
 pub use headers::HeaderEdits;
 
 use super::access::Satisfy;
+use super::source_range::SourceRanges;
+use super::AccessOptions;
 use directive::Directive;
 use syntax::Statement;
 
@@ -125,6 +127,58 @@ impl Snippet {
         }
         Ok(())
     }
+}
+
+/// A configuration-snippet's access rules, compiled.
+#[derive(Clone, Debug, Default)]
+pub struct SnippetAccess {
+    pub sources: Option<SourceRanges>,
+    pub satisfy: Option<Satisfy>,
+}
+
+/// What a snippet annotation (`name` without prefix) means for who may
+/// reach the routes: its rules, or the problem that closes them.
+pub fn access_of(
+    name: &str,
+    text: &str,
+    options: &AccessOptions,
+) -> Result<Option<SnippetAccess>, String> {
+    if !options.snippets_allowed() {
+        let found = access_directives(text);
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let found = found.join(", ");
+        return Err(format!(
+            "is a snippet that restricts access ({found}), and snippet annotations are not allowed (--allow-snippet-annotations, annotations-risk-level)"
+        ));
+    }
+    let snippet = Snippet::read(text);
+    if !snippet.applies() {
+        if !snippet.protective {
+            return Ok(None);
+        }
+        let refused = snippet.refused.join("; ");
+        return Err(format!(
+            "is a snippet that restricts access and is not applied: {refused}"
+        ));
+    }
+    if snippet.access.is_empty() && snippet.satisfy.is_none() {
+        return Ok(None);
+    }
+    if name == "server-snippet" {
+        return Err("is a server-snippet with allow, deny or satisfy, which Gatehouse does not enforce for a whole host".into());
+    }
+    let sources = match snippet.access.is_empty() {
+        true => None,
+        false => Some(SourceRanges::from_rules(&snippet.access).ok_or(
+            "has allow and deny rules in an order Gatehouse cannot enforce (denials, then allowances, then deny all)",
+        )?),
+    };
+    Ok(Some(SnippetAccess {
+        sources,
+        satisfy: snippet.satisfy,
+    }))
 }
 
 const DUPLICATE: &str = "is duplicate (nginx refuses the configuration)";
