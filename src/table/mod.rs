@@ -47,6 +47,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
 use crate::policy::rewrite::{expand_captures, Rewrite};
+use crate::policy::snippet::RouteSnippet;
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
@@ -87,6 +88,9 @@ pub struct Route {
     /// `tls` section covers the host and HSTS is on.
     pub hsts: Option<HeaderValue>,
     pub rewrite: Option<Rewrite>,
+    /// What the host's server-snippet and the Ingress's
+    /// configuration-snippet do (`--allow-snippet-annotations`).
+    pub snippet: Option<Arc<RouteSnippet>>,
     /// An HTTPRoute rule's filters and backends (`ingress` is then `None`).
     pub gateway: Option<Arc<GatewayRule>>,
     /// An HTTPRoute match's conditions besides the path, for display
@@ -126,6 +130,7 @@ impl Route {
             rewrite: None,
             gateway: None,
             conditions: None,
+            snippet: None,
             metrics: Default::default(),
         }
     }
@@ -190,6 +195,8 @@ pub enum Decision {
     /// Answer directly: 404 no route, 403 not allowed, 503 no backend or
     /// a route closed because its protection cannot be enforced.
     Respond(StatusCode),
+    /// Answer with the route's snippet `return`.
+    Answer(Arc<Route>),
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +379,12 @@ impl RouteTable {
         }
         if route.access.denied.is_some() {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // A snippet's `return` runs in nginx's rewrite phase, before
+        // ingress-nginx's redirects (its Lua rewrite handler runs last in
+        // that phase) and before the access phase.
+        if route.snippet.as_ref().is_some_and(|s| s.answer.is_some()) {
+            return Decision::Answer(route.clone());
         }
         let policy = &route.policy;
         if let Some((location, status)) = route.redirects().apply(&req.asked()) {

@@ -298,6 +298,7 @@ fn view(t: &Translation) -> String {
                         format!("redirect {status} {location:?}")
                     }
                     Decision::Respond(status) => format!("respond {status}"),
+                    Decision::Answer(route) => format!("answer of {:?}", route.ingress),
                 };
                 out.push_str(&format!("{host}{path} tls={tls}: {decision}\n"));
             }

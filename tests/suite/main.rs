@@ -54,6 +54,7 @@ mod proxy;
 mod proxy_protocol;
 mod request_snapshot;
 mod service_upstream;
+mod snippets;
 mod streamed_body_limit;
 mod telemetry;
 mod tls_server_order;

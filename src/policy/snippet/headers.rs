@@ -107,12 +107,14 @@ impl HeaderEdits {
     }
 
     /// The server's edits under a location's: headers-more commands of
-    /// both, the location's `add_header`, `proxy_set_header` and
-    /// `proxy_hide_header` if it has any, else the server's.
+    /// both, the location's `add_header` and `proxy_hide_header` if it has
+    /// any, else the server's. A server's `proxy_set_header` never
+    /// reaches an ingress-nginx location, which always sets its own (and
+    /// nginx inherits none then): only the location's count.
     pub fn under(server: &HeaderEdits, location: &HeaderEdits) -> HeaderEdits {
         HeaderEdits {
             input: [server.input.as_slice(), &location.input].concat(),
-            upstream: either(&location.upstream, &server.upstream),
+            upstream: location.upstream.clone(),
             hide: either(&location.hide, &server.hide),
             output: [server.output.as_slice(), &location.output].concat(),
             add: either(&location.add, &server.add),

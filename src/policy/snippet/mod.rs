@@ -129,6 +129,32 @@ impl Snippet {
     }
 }
 
+/// What a route's snippets do on its requests: the server-snippet of its
+/// host under the configuration-snippet of its Ingress.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSnippet {
+    pub headers: HeaderEdits,
+    /// The server-snippet's `return` (nginx's server rewrite phase runs
+    /// first), else the configuration-snippet's.
+    pub answer: Option<Answer>,
+}
+
+impl RouteSnippet {
+    /// The two merged; `None` when neither does anything on a request.
+    pub fn merge(server: Option<&Snippet>, location: Option<&Snippet>) -> Option<RouteSnippet> {
+        let none = HeaderEdits::default();
+        let headers = HeaderEdits::under(
+            server.map_or(&none, |s| &s.headers),
+            location.map_or(&none, |s| &s.headers),
+        );
+        let answer = [server, location]
+            .into_iter()
+            .flatten()
+            .find_map(|s| s.answer.clone());
+        (answer.is_some() || !headers.is_empty()).then_some(RouteSnippet { headers, answer })
+    }
+}
+
 /// A configuration-snippet's access rules, compiled.
 #[derive(Clone, Debug, Default)]
 pub struct SnippetAccess {
