@@ -35,6 +35,9 @@ enum Var {
     RequestUri,
     /// `$escaped_request_uri`: the same, escaped as a URL component.
     EscapedRequestUri,
+    /// `$uri`: the path without the query, as sent (nginx's is decoded
+    /// and normalized; the same for a plain path).
+    Uri,
     RequestMethod,
     RemoteAddr,
     /// `$args`: the query string, without `?`.
@@ -136,6 +139,7 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
         "scheme" | "pass_access_scheme" => Var::Scheme,
         "request_uri" => Var::RequestUri,
         "escaped_request_uri" => Var::EscapedRequestUri,
+        "uri" => Var::Uri,
         "request_method" => Var::RequestMethod,
         "remote_addr" => Var::RemoteAddr,
         "args" | "query_string" => Var::Args,
@@ -157,7 +161,7 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
 }
 
 fn unknown(name: &str, vars: Vars) -> String {
-    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method, $remote_addr, $args, $is_args";
+    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $uri, $request_method, $remote_addr, $args, $is_args";
     match vars {
         Vars::Location => format!("uses ${name}; Gatehouse expands only {known}"),
         Vars::Request => format!(
@@ -176,6 +180,7 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
         Var::Scheme => out.push_str(if facts.tls { "https" } else { "http" }),
         Var::RequestUri => out.push_str(request_uri(facts.uri)),
         Var::EscapedRequestUri => escape_component(request_uri(facts.uri), out),
+        Var::Uri => out.push_str(facts.uri.path()),
         Var::RequestMethod => out.push_str(facts.method.as_str()),
         Var::RemoteAddr => {
             let _ = write!(out, "{}", facts.client);
@@ -269,6 +274,7 @@ mod tests {
             "https://Shop.Example.com:8443/cart/items?id=7&x=a%20b"
         );
         assert_eq!(expand("${request_method}:$remote_addr"), "POST:192.0.2.7");
+        assert_eq!(expand("$uri$is_args$args"), "/cart/items?id=7&x=a%20b");
         assert_eq!(
             expand("https://$host$request_uri$is_args$args"),
             "https://shop.example.com/cart/items?id=7&x=a%20b?id=7&x=a%20b"
