@@ -62,6 +62,10 @@ impl IngressSummary {
                 self.refused_served.join(", ")
             ));
         }
+        if self.same() {
+            text.push_str(" — behaves as under ingress-nginx");
+        }
+        // Each snippet on a line of its own, under the Ingress's.
         for snippet in &self.snippets {
             text.push_str(&format!("\n  {}:", snippet.annotation));
             if !snippet.enforced.is_empty() {
@@ -70,9 +74,6 @@ impl IngressSummary {
             if !snippet.refused.is_empty() {
                 text.push_str(&format!(" refused {}", snippet.refused.join("; ")));
             }
-        }
-        if self.same() {
-            text.push_str(" — behaves as under ingress-nginx");
         }
         text
     }
