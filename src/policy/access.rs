@@ -422,7 +422,7 @@ mod tests {
         for closing in [
             // Not applied: gzip is not in the list.
             "allow 10.0.0.0/8; deny all; gzip on;",
-            "if ($http_x_block) { return 403; }",
+            "if (-f /etc/blocked) { return 403; }",
             "auth_basic \"staff\";",
             // nginx decides these by the first rule that matches.
             "allow 10.0.0.0/8; deny 10.1.0.0/16;",

@@ -94,9 +94,9 @@ impl Proxy {
         }
         let decided = decide(&cx, &mut req);
         let snippet_head = match &decided {
-            Decided::Table(decision) => snippet::of(decision).and_then(|found| {
+            Decided::Table(decision) => snippet::of(decision).and_then(|(found, answer)| {
                 snippet::edit_request(&cx, &mut req, found);
-                snippet::Head::keep(found, &req)
+                snippet::Head::keep(found, answer, &req)
             }),
             Decided::AcmeAnswer(_) => None,
         };
@@ -104,7 +104,9 @@ impl Proxy {
             Decided::Table(Decision::Forward(forward)) => {
                 self.serve_route(&mut cx, req, forward).await
             }
-            Decided::Table(Decision::Answer(route)) => snippet::answer(&mut cx, &req, &route),
+            Decided::Table(Decision::Answer(route, index)) => {
+                snippet::answer(&mut cx, &req, &route, index)
+            }
             Decided::Table(Decision::Redirect { location, status }) => {
                 answer::redirect(location, status)
             }

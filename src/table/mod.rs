@@ -47,7 +47,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
 use crate::policy::rewrite::{expand_captures, Rewrite};
-use crate::policy::snippet::RouteSnippet;
+use crate::policy::snippet::{Asked as SnippetAsked, RouteSnippet};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
@@ -173,6 +173,18 @@ pub struct RequestFacts<'a> {
 }
 
 impl RequestFacts<'_> {
+    /// What a snippet's `if` looks at.
+    fn snippet_asked(&self) -> SnippetAsked<'_> {
+        SnippetAsked {
+            host: self.host,
+            path: self.path,
+            query: self.query,
+            tls: self.tls,
+            method: self.method,
+            headers: self.headers,
+        }
+    }
+
     /// What the redirect phase looks at.
     fn asked(&self) -> Asked<'_> {
         Asked {
@@ -195,8 +207,8 @@ pub enum Decision {
     /// Answer directly: 404 no route, 403 not allowed, 503 no backend or
     /// a route closed because its protection cannot be enforced.
     Respond(StatusCode),
-    /// Answer with the route's snippet `return`.
-    Answer(Arc<Route>),
+    /// Answer with the route's snippet `return` of this index.
+    Answer(Arc<Route>, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -383,8 +395,12 @@ impl RouteTable {
         // A snippet's `return` runs in nginx's rewrite phase, before
         // ingress-nginx's redirects (its Lua rewrite handler runs last in
         // that phase) and before the access phase.
-        if route.snippet.as_ref().is_some_and(|s| s.answer.is_some()) {
-            return Decision::Answer(route.clone());
+        if let Some(snippet) = &route.snippet {
+            let answering = snippet.answering(&req.snippet_asked());
+            if let Some(index) = answering.and_then(|a| snippet.answers.iter().position(|b| b == a))
+            {
+                return Decision::Answer(route.clone(), index);
+            }
         }
         let policy = &route.policy;
         if let Some((location, status)) = route.redirects().apply(&req.asked()) {

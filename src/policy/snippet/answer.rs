@@ -1,17 +1,22 @@
-//! `return` in a snippet: nginx's rewrite module answers the request
-//! itself, before the access phase and before the endpoint is chosen.
-//! A server-snippet's `return` runs before any location's (nginx's
-//! server rewrite phase), so it wins over a configuration-snippet's.
+//! `return` in a snippet, alone or in an `if` block: nginx's rewrite
+//! module answers the request itself, before the access phase and before
+//! the endpoint is chosen. A server-snippet's runs before any location's
+//! (nginx's server rewrite phase), so it wins over a
+//! configuration-snippet's; in each, the first whose condition holds
+//! answers.
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::StatusCode;
 
+use super::condition::Condition;
 use crate::policy::template::{Facts, Template};
 
 /// A compiled `return`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
+    /// The condition of the `if` block it stands in.
+    pub when: Option<Condition>,
     pub status: StatusCode,
     pub with: Option<Template>,
 }
@@ -78,6 +83,7 @@ mod tests {
             headers: &headers,
         };
         let answer = |status: u16, with: Option<&str>| Answer {
+            when: None,
             status: StatusCode::from_u16(status).unwrap(),
             with: with.map(|w| Template::parse(w, Vars::Request).unwrap()),
         };

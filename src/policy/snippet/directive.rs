@@ -276,7 +276,11 @@ fn answer(args: &[Word]) -> Result<Answer, String> {
         return Err(format!("return {code} takes a URL"));
     }
     let with = with.map(|w| template(w, "return")).transpose()?;
-    Ok(Answer { status, with })
+    Ok(Answer {
+        when: None,
+        status,
+        with,
+    })
 }
 
 fn is_url(text: &str) -> bool {

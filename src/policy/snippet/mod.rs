@@ -16,6 +16,7 @@
 //! allowed, as ingress-nginx with snippets disabled refuses the Ingress.
 
 mod answer;
+mod condition;
 mod directive;
 mod headers;
 mod syntax;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use answer::{Answer, Answered};
+pub use condition::Asked;
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
 
@@ -41,8 +43,9 @@ pub const SNIPPETS: &[&str] = &["configuration-snippet", "server-snippet"];
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snippet {
     pub headers: HeaderEdits,
-    /// The first `return`: nginx's rewrite module stops at it.
-    pub answer: Option<Answer>,
+    /// The `return`s, alone or in an `if` block, in order, up to the
+    /// first alone: nginx's rewrite module stops at it.
+    pub answers: Vec<Answer>,
     /// `allow` (true) and `deny` rules in order; `None` is `all`.
     pub access: Vec<(bool, Option<IpNet>)>,
     pub satisfy: Option<Satisfy>,
@@ -86,7 +89,14 @@ impl Snippet {
         let name = statement.name();
         self.protective |= is_protective_statement(statement);
         if name == "if" {
-            self.refused.push("unsupported directive if".into());
+            match if_block(statement) {
+                Ok(answer) => {
+                    self.understood
+                        .push(format!("if {}", label(&statement_of(statement))));
+                    self.add_answer(answer);
+                }
+                Err(why) => self.refused.push(why),
+            }
             return;
         }
         match directive::read(statement) {
@@ -100,6 +110,13 @@ impl Snippet {
         }
     }
 
+    /// Those after a `return` alone are never reached, as in nginx.
+    fn add_answer(&mut self, answer: Answer) {
+        if self.answers.iter().all(|a| a.when.is_some()) {
+            self.answers.push(answer);
+        }
+    }
+
     /// Adds one directive; a second of one nginx allows once is refused,
     /// as nginx refuses the configuration.
     fn fold(&mut self, directive: Directive) -> Result<(), String> {
@@ -110,10 +127,7 @@ impl Snippet {
             Directive::AddHeader(add) => headers.add.push(add),
             Directive::ProxySetHeader(set) => headers.upstream.push(set),
             Directive::ProxyHideHeader(name) => headers.hide.push(name),
-            // Later ones are never reached, as in nginx.
-            Directive::Return(answer) => {
-                self.answer.get_or_insert(answer);
-            }
+            Directive::Return(answer) => self.add_answer(answer),
             Directive::Access(allow, net) => self.access.push((allow, net)),
             Directive::Satisfy(satisfy) => once(&mut self.satisfy, satisfy)?,
             Directive::Timeout(which, time) => {
@@ -134,9 +148,14 @@ impl Snippet {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteSnippet {
     pub headers: HeaderEdits,
-    /// The server-snippet's `return` (nginx's server rewrite phase runs
-    /// first), else the configuration-snippet's.
-    pub answer: Option<Answer>,
+    /// The server-snippet's edits alone: an answer of its `return` is
+    /// given before any location is entered, so no location's edit runs.
+    pub server_headers: HeaderEdits,
+    /// How many of `answers` are the server-snippet's.
+    pub server_answers: usize,
+    /// The server-snippet's `return`s (nginx's server rewrite phase runs
+    /// first), then the configuration-snippet's.
+    pub answers: Vec<Answer>,
 }
 
 impl RouteSnippet {
@@ -147,11 +166,35 @@ impl RouteSnippet {
             server.map_or(&none, |s| &s.headers),
             location.map_or(&none, |s| &s.headers),
         );
-        let answer = [server, location]
+        let answers: Vec<Answer> = [server, location]
             .into_iter()
             .flatten()
-            .find_map(|s| s.answer.clone());
-        (answer.is_some() || !headers.is_empty()).then_some(RouteSnippet { headers, answer })
+            .flat_map(|s| s.answers.iter().cloned())
+            .collect();
+        let snippet = RouteSnippet {
+            headers,
+            server_headers: server.map(|s| s.headers.clone()).unwrap_or_default(),
+            server_answers: server.map_or(0, |s| s.answers.len()),
+            answers,
+        };
+        (!snippet.answers.is_empty() || !snippet.headers.is_empty()).then_some(snippet)
+    }
+
+    /// The header edits for an answer of the `return` of this index:
+    /// the server-snippet's alone when it is the server's.
+    pub fn edits_for_answer(&self, index: usize) -> &HeaderEdits {
+        match index < self.server_answers {
+            true => &self.server_headers,
+            false => &self.headers,
+        }
+    }
+
+    /// The `return` that answers the request, if any: the first whose
+    /// condition holds.
+    pub fn answering(&self, asked: &Asked<'_>) -> Option<&Answer> {
+        self.answers
+            .iter()
+            .find(|a| a.when.as_ref().is_none_or(|c| c.holds(asked)))
     }
 }
 
@@ -205,6 +248,35 @@ pub fn access_of(
         sources,
         satisfy: snippet.satisfy,
     }))
+}
+
+/// An `if` block whose body is one `return`, as the answer it gives when
+/// its condition holds.
+fn if_block(statement: &Statement) -> Result<Answer, String> {
+    let when = condition::Condition::parse(statement.args())?;
+    let body = statement.block.as_deref().unwrap_or_default();
+    let [only] = body else {
+        return Err(
+            "if: Gatehouse reads an if block that holds one return and nothing else".into(),
+        );
+    };
+    match directive::read(only) {
+        Ok(Directive::Return(answer)) => Ok(Answer {
+            when: Some(when),
+            ..answer
+        }),
+        Ok(_) => Err(format!(
+            "if: {} inside an if block is not supported",
+            only.name()
+        )),
+        Err(why) => Err(format!("if: {why}")),
+    }
+}
+
+/// The statement an `if` block holds, for its label.
+fn statement_of(statement: &Statement) -> Statement {
+    let body = statement.block.as_deref().unwrap_or_default();
+    body.first().cloned().unwrap_or_else(|| statement.clone())
 }
 
 const DUPLICATE: &str = "is duplicate (nginx refuses the configuration)";
@@ -374,7 +446,7 @@ mod tests {
             let snippet = Snippet::read(text);
             assert!(!snippet.applies(), "{text}");
             assert!(
-                snippet.headers.is_empty() && snippet.answer.is_none(),
+                snippet.headers.is_empty() && snippet.answers.is_empty(),
                 "{text}"
             );
             let reasons = snippet.refused.join("; ");
@@ -416,9 +488,44 @@ mod tests {
     }
 
     #[test]
+    fn if_blocks_holding_one_return_answer_when_their_condition_holds() {
+        let snippet = Snippet::read(
+            "if ($http_x_forwarded_proto != 'https') { return 301 https://$host$request_uri; }\n\
+             if ($request_uri ~* ^/admin) { return 403; }\n\
+             return 200 'rest';\n\
+             if ($host = never.test) { return 404; }",
+        );
+        assert!(snippet.applies(), "{:?}", snippet.refused);
+        assert_eq!(
+            snippet.understood,
+            [
+                "if return 301",
+                "if return 403",
+                "return 200",
+                "if return 404"
+            ]
+        );
+        let statuses: Vec<u16> = snippet.answers.iter().map(|a| a.status.as_u16()).collect();
+        assert_eq!(
+            statuses,
+            [301, 403, 200],
+            "nothing after a return alone is reached"
+        );
+        for refused in [
+            "if ($host = a.test) { more_set_headers 'X: y'; }",
+            "if ($host = a.test) { return 301 https://b.test; return 302 https://c.test; }",
+            "if (-f $request_filename) { return 403; }",
+            "if ($request_uri ~ ^/old/(.*)) { return 301 /new/$1; }",
+        ] {
+            assert!(!Snippet::read(refused).applies(), "{refused}");
+        }
+    }
+
+    #[test]
     fn one_return_answers_and_directives_allowed_once_are_refused_twice() {
         let snippet = Snippet::read("return 200 'first'; return 404;");
-        assert_eq!(snippet.answer.unwrap().status, http::StatusCode::OK);
+        assert_eq!(snippet.answers.len(), 1);
+        assert_eq!(snippet.answers[0].status, http::StatusCode::OK);
         let twice = Snippet::read("proxy_read_timeout 5s; proxy_read_timeout 6s;");
         assert!(!twice.applies());
         assert!(

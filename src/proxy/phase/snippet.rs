@@ -10,20 +10,21 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Uri};
 
-use crate::policy::snippet::{Answered, RouteSnippet};
+use crate::policy::snippet::{Answered, HeaderEdits, RouteSnippet};
 use crate::policy::template::Facts;
 use crate::proxy::answer::{self, Inner};
 use crate::proxy::context::RequestContext;
 use crate::table::{Decision, Route};
 
-/// The snippet of the route a decision is about.
-pub fn of(decision: &Decision) -> Option<&Arc<RouteSnippet>> {
-    let route = match decision {
-        Decision::Forward(forward) => &forward.route,
-        Decision::Answer(route) => route,
+/// The snippet of the route a decision is about, with the `return` it
+/// answers with, if any.
+pub fn of(decision: &Decision) -> Option<(&Arc<RouteSnippet>, Option<usize>)> {
+    let (route, answer) = match decision {
+        Decision::Forward(forward) => (&forward.route, None),
+        Decision::Answer(route, index) => (route, Some(*index)),
         Decision::Redirect { .. } | Decision::Respond(_) => return None,
     };
-    route.snippet.as_ref()
+    route.snippet.as_ref().map(|s| (s, answer))
 }
 
 /// `more_set_input_headers`, `more_clear_input_headers`.
@@ -37,6 +38,8 @@ pub fn edit_request<B>(cx: &RequestContext<'_>, req: &mut Request<B>, snippet: &
 /// request itself goes on to the endpoint.
 pub struct Head {
     snippet: Arc<RouteSnippet>,
+    /// The `return` the route answers with.
+    answer: Option<usize>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -44,10 +47,15 @@ pub struct Head {
 
 impl Head {
     /// Kept only when the snippet edits responses.
-    pub fn keep<B>(snippet: &Arc<RouteSnippet>, req: &Request<B>) -> Option<Head> {
-        let edits = &snippet.headers;
+    pub fn keep<B>(
+        snippet: &Arc<RouteSnippet>,
+        answer: Option<usize>,
+        req: &Request<B>,
+    ) -> Option<Head> {
+        let edits = Self::edits_of(snippet, answer);
         (!edits.output.is_empty() || !edits.add.is_empty()).then(|| Head {
             snippet: snippet.clone(),
+            answer,
             method: req.method().clone(),
             uri: req.uri().clone(),
             headers: req.headers().clone(),
@@ -65,24 +73,31 @@ impl Head {
             headers: &self.headers,
         };
         let status = response.status();
-        self.snippet
-            .headers
-            .edit_response(status, &facts, response.headers_mut());
+        let edits = Self::edits_of(&self.snippet, self.answer);
+        edits.edit_response(status, &facts, response.headers_mut());
+    }
+
+    fn edits_of(snippet: &RouteSnippet, answer: Option<usize>) -> &HeaderEdits {
+        match answer {
+            Some(index) => snippet.edits_for_answer(index),
+            None => &snippet.headers,
+        }
     }
 }
 
 static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 
-/// The route's `return`.
+/// The route's `return` of that index, which the table chose.
 pub fn answer<B>(
     cx: &mut RequestContext<'_>,
     req: &Request<B>,
     route: &Arc<Route>,
+    index: usize,
 ) -> Response<Inner> {
     cx.record.route = Some(route.clone());
-    let answered = route.snippet.as_ref().and_then(|s| s.answer.as_ref());
+    let answered = route.snippet.as_ref().and_then(|s| s.answers.get(index));
     let Some(answered) = answered.map(|a| a.answer(&cx.facts(req))) else {
-        // `decide` answers only routes that have a `return`.
+        // `decide` names a `return` the route has.
         return answer::status(http::StatusCode::INTERNAL_SERVER_ERROR);
     };
     match answered {
