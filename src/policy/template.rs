@@ -50,6 +50,8 @@ enum Var {
     Cookie(String),
     /// `$arg_<name>`: a query argument.
     Arg(String),
+    /// `$1`…`$9`: a group of the regular expression a `rewrite` matched.
+    Capture(usize),
 }
 
 /// Which variables a value may use.
@@ -60,6 +62,8 @@ pub enum Vars {
     /// Those, and request headers, cookies and query arguments (for cache
     /// keys, which must tell clients apart).
     Request,
+    /// Those, and `$1`…`$9` (a `rewrite`'s replacement).
+    Captures,
 }
 
 /// What a template is expanded from.
@@ -83,6 +87,8 @@ impl Template {
             }
             let after = &rest[at + 1..];
             let (name, tail) = match after.strip_prefix('{') {
+                // `$1`…`$9` are one digit long, as in nginx.
+                None if after.starts_with(|c: char| c.is_ascii_digit()) => after.split_at(1),
                 Some(braced) => {
                     let end = braced.find('}').ok_or("has an unclosed ${")?;
                     (&braced[..end], &braced[end + 1..])
@@ -121,10 +127,20 @@ impl Template {
     }
 
     pub fn expand(&self, facts: &Facts<'_>) -> String {
+        self.expand_with(facts, None)
+    }
+
+    /// Expanded with the groups of the regular expression a `rewrite`
+    /// matched (a group that did not take part is empty, as in nginx).
+    pub fn expand_with(&self, facts: &Facts<'_>, groups: Option<&regex::Captures<'_>>) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
+                Part::Var(Var::Capture(n)) => {
+                    let group = groups.and_then(|g| g.get(*n));
+                    out.push_str(group.map_or("", |m| m.as_str()));
+                }
                 Part::Var(var) => expand(var, facts, &mut out),
             }
         }
@@ -144,7 +160,10 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
         "remote_addr" => Var::RemoteAddr,
         "args" | "query_string" => Var::Args,
         "is_args" => Var::IsArgs,
-        _ if vars == Vars::Request => {
+        digit if vars == Vars::Captures && matches!(digit.as_bytes(), [b'1'..=b'9']) => {
+            Var::Capture(usize::from(digit.as_bytes()[0] - b'0'))
+        }
+        _ if vars != Vars::Location => {
             if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                 Var::Header(header.replace('_', "-"))
             } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
@@ -164,7 +183,7 @@ fn unknown(name: &str, vars: Vars) -> String {
     let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $uri, $request_method, $remote_addr, $args, $is_args";
     match vars {
         Vars::Location => format!("uses ${name}; Gatehouse expands only {known}"),
-        Vars::Request => format!(
+        Vars::Request | Vars::Captures => format!(
             "uses ${name}; Gatehouse expands only {known}, $http_<header>, $cookie_<name> and $arg_<name>"
         ),
     }
@@ -205,6 +224,8 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
             let value = crate::connection::query_value(facts.uri.query(), name);
             out.push_str(value.unwrap_or_default());
         }
+        // Only `expand_with` has groups to give.
+        Var::Capture(_) => {}
     }
 }
 

@@ -70,6 +70,13 @@ if ($request_method !~ ^(GET|HEAD)$) { return 405; }
 if ($http_x_beta) { return 200 "beta $http_x_beta"; }
 more_set_headers "X-Why: snippet";"#,
     ),
+    (
+        "rewrite.test",
+        "rewrite ^/gone$ https://example.test/? redirect;",
+        r#"rewrite ^/old/(.*)$ https://$host/new/$1 permanent;
+rewrite ^/rel$ /target redirect;
+if ($http_x_mobile = yes) { rewrite ^ https://m.example.test$uri redirect; }"#,
+    ),
 ];
 
 /// The headers compared in responses, and at the endpoint.
@@ -117,6 +124,11 @@ const REQUESTS: &[Asked] = &[
     ("iffy.test", "/shop", &[("x-beta", "on")]),
     ("iffy.test", "/shop", &[("x-beta", "0")]),
     ("iffy.test", "/shop", &[]),
+    ("rewrite.test", "/old/a/b?x=1", &[]),
+    ("rewrite.test", "/gone?x=1", &[]),
+    ("rewrite.test", "/rel?y=2", &[]),
+    ("rewrite.test", "/keep?z=3", &[("x-mobile", "yes")]),
+    ("rewrite.test", "/other", &[]),
 ];
 
 fn manifests(backend: &Backend) -> String {
@@ -134,7 +146,10 @@ fn manifests(backend: &Backend) -> String {
 
 /// The `http` block: one server per host, as ingress-nginx writes it.
 fn nginx_http(backend: SocketAddr) -> String {
-    let mut http = "  default_type text/html;\n  access_log off;\n".to_owned();
+    // ingress-nginx's http block: its default type, and no port in the
+    // redirects nginx makes absolute (`use-port-in-redirects: false`).
+    let mut http =
+        "  default_type text/html;\n  port_in_redirect off;\n  access_log off;\n".to_owned();
     for (host, server, location) in CASES {
         http += &format!(
             "  server {{

@@ -12,14 +12,31 @@ use http::StatusCode;
 use super::condition::Condition;
 use crate::policy::template::{Facts, Template};
 
-/// A compiled `return`.
+/// A compiled `return`, or `rewrite` that redirects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     /// The condition of the `if` block it stands in.
     pub when: Option<Condition>,
+    /// A `rewrite`'s regular expression: the path must match, and its
+    /// groups fill `$1`…`$9`.
+    pub path: Option<PathRegex>,
     pub status: StatusCode,
     pub with: Option<Template>,
+    /// A `rewrite` keeps the request's query, after `?` or `&`.
+    pub keep_query: bool,
 }
+
+/// A `rewrite`'s regular expression, compared by its text.
+#[derive(Clone, Debug)]
+pub struct PathRegex(pub regex::Regex);
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for PathRegex {}
 
 /// What the client gets for a `return`.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,7 +60,15 @@ impl Answer {
         let Some(with) = &self.with else {
             return Answered::Status(self.status);
         };
-        let text = with.expand(facts);
+        let groups = self
+            .path
+            .as_ref()
+            .and_then(|p| p.0.captures(facts.uri.path()));
+        let mut text = with.expand_with(facts, groups.as_ref());
+        if let Some(query) = facts.uri.query().filter(|_| self.keep_query) {
+            text.push(if text.contains('?') { '&' } else { '?' });
+            text.push_str(query);
+        }
         if !is_redirect(self.status) {
             return Answered::Text(self.status, Bytes::from(text));
         }
@@ -84,6 +109,8 @@ mod tests {
         };
         let answer = |status: u16, with: Option<&str>| Answer {
             when: None,
+            path: None,
+            keep_query: false,
             status: StatusCode::from_u16(status).unwrap(),
             with: with.map(|w| Template::parse(w, Vars::Request).unwrap()),
         };

@@ -9,7 +9,7 @@ use http::header::HeaderName;
 use http::StatusCode;
 use ipnet::IpNet;
 
-use super::answer::{is_redirect, Answer};
+use super::answer::{is_redirect, Answer, PathRegex};
 use super::headers::{AddHeader, HeaderChange, InputEdit, NamePattern, OutputEdit, UpstreamHeader};
 use super::syntax::{Statement, Word};
 use crate::policy::access::Satisfy;
@@ -73,6 +73,7 @@ pub fn read(statement: &Statement) -> Result<Directive, String> {
             _ => Err(arity("proxy_hide_header", "a header name")),
         },
         "return" => answer(args).map(Directive::Return),
+        "rewrite" => rewrite(args).map(Directive::Return),
         "allow" => access(args, true),
         "deny" => access(args, false),
         "satisfy" => match texts(args).as_slice() {
@@ -278,8 +279,57 @@ fn answer(args: &[Word]) -> Result<Answer, String> {
     let with = with.map(|w| template(w, "return")).transpose()?;
     Ok(Answer {
         when: None,
+        path: None,
         status,
         with,
+        keep_query: false,
+    })
+}
+
+/// `rewrite REGEX REPLACEMENT [redirect|permanent]`, or a replacement
+/// that is a URL: a redirect (302, 301 with `permanent`) of the paths
+/// that match, to the replacement with `$1`…`$9` filled in and the query
+/// kept (unless the replacement ends with `?`), as nginx's rewrite module.
+/// `break`, `last` and a path without a flag rewrite the path within the
+/// server, which is `rewrite-target`'s job here.
+fn rewrite(args: &[Word]) -> Result<Answer, String> {
+    let (pattern, replacement, flag) = match texts(args).as_slice() {
+        [pattern, replacement] => (*pattern, *replacement, None),
+        [pattern, replacement, flag] => (*pattern, *replacement, Some(*flag)),
+        _ => {
+            return Err(arity(
+                "rewrite",
+                "a regular expression, a replacement and optionally a flag",
+            ))
+        }
+    };
+    let status = match flag {
+        Some("permanent") => StatusCode::MOVED_PERMANENTLY,
+        Some("redirect") => StatusCode::FOUND,
+        None if is_url(replacement) => StatusCode::FOUND,
+        _ => {
+            let flag = flag.unwrap_or("without a flag");
+            return Err(format!(
+                "rewrite {flag} changes the path within the server, which Gatehouse does not do; use the rewrite-target annotation"
+            ));
+        }
+    };
+    let regex = regex::RegexBuilder::new(pattern)
+        .size_limit(64 * 1024)
+        .build()
+        .map_err(|_| format!("rewrite: {pattern:?} is not a regular expression Gatehouse reads"))?;
+    let (replacement, keep_query) = match replacement.strip_suffix('?') {
+        Some(without) => (without, false),
+        None => (replacement, true),
+    };
+    let with = Template::parse(replacement, Vars::Captures)
+        .map_err(|why| format!("rewrite: {replacement:?} {why}"))?;
+    Ok(Answer {
+        when: None,
+        path: Some(PathRegex(regex)),
+        status,
+        with: Some(with),
+        keep_query,
     })
 }
 
@@ -409,6 +459,32 @@ mod tests {
         assert_eq!(read("return 301 /new;"), Ok((301, Some("/new".into()))));
         assert!(read("return 444;").is_err());
         assert!(read("return 301 nowhere;").is_err());
+    }
+
+    #[test]
+    fn rewrites_that_redirect_are_read_and_those_that_reroute_refused() {
+        let Ok(Directive::Return(moved)) =
+            one("rewrite ^/old/(.*)$ https://$host/new/$1 permanent;")
+        else {
+            panic!("not read");
+        };
+        assert_eq!(moved.status, StatusCode::MOVED_PERMANENTLY);
+        assert!(moved.keep_query && moved.path.is_some());
+        let Ok(Directive::Return(found)) = one("rewrite ^ https://example.test/?;") else {
+            panic!("not read");
+        };
+        assert_eq!(found.status, StatusCode::FOUND);
+        assert!(!found.keep_query);
+        for rerouting in [
+            "rewrite ^/a /b break;",
+            "rewrite ^/a /b last;",
+            "rewrite ^/a /b;",
+        ] {
+            assert!(
+                one(rerouting).unwrap_err().contains("rewrite-target"),
+                "{rerouting}"
+            );
+        }
     }
 
     #[test]

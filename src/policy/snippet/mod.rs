@@ -112,7 +112,11 @@ impl Snippet {
 
     /// Those after a `return` alone are never reached, as in nginx.
     fn add_answer(&mut self, answer: Answer) {
-        if self.answers.iter().all(|a| a.when.is_some()) {
+        if self
+            .answers
+            .iter()
+            .all(|a| a.when.is_some() || a.path.is_some())
+        {
             self.answers.push(answer);
         }
     }
@@ -190,11 +194,13 @@ impl RouteSnippet {
     }
 
     /// The `return` that answers the request, if any: the first whose
-    /// condition holds.
+    /// condition holds (and, for a `rewrite`, whose expression matches
+    /// the path).
     pub fn answering(&self, asked: &Asked<'_>) -> Option<&Answer> {
-        self.answers
-            .iter()
-            .find(|a| a.when.as_ref().is_none_or(|c| c.holds(asked)))
+        self.answers.iter().find(|a| {
+            a.when.as_ref().is_none_or(|c| c.holds(asked))
+                && a.path.as_ref().is_none_or(|p| p.0.is_match(asked.path))
+        })
     }
 }
 
