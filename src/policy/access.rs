@@ -442,10 +442,21 @@ mod tests {
         assert_eq!(c.policy.admit(ip("10.1.2.3")), Admission::Closed);
         let risky = AccessOptions {
             risk_level: Some(crate::policy::protection::RiskLevel::High),
-            ..allowed
+            ..allowed.clone()
         };
         let c = compile_with(&rules, &risky);
         assert_eq!(c.policy.admit(ip("10.1.2.3")), Admission::Closed);
+        let warn = AccessOptions {
+            unsupported_protection: ProtectionMode::Warn,
+            ..allowed
+        };
+        let c = compile_with(&[("configuration-snippet", "deny all; gzip on;")], &warn);
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert_eq!(
+            c.policy.admit(ip("10.1.2.3")),
+            Admission::Open,
+            "served without it"
+        );
     }
 
     #[test]

@@ -541,11 +541,38 @@ mod tests {
         );
     }
 
+    /// Any text is applied, refused with a reason, or a closure: read as
+    /// either snippet, merged into a route, and judged for access.
+    fn judged(text: &str) -> Result<(), TestCaseError> {
+        let snippet = Snippet::read(text);
+        prop_assert!(snippet.applies() || !snippet.refused.is_empty());
+        let allowed = AccessOptions {
+            allow_snippets: true,
+            ..AccessOptions::default()
+        };
+        for name in SNIPPETS {
+            let access = access_of(name, text, &allowed);
+            if snippet.protective && !snippet.applies() {
+                prop_assert!(access.is_err(), "{name}: protective and not applied");
+            }
+            if access_of(name, text, &AccessOptions::default()).is_err() {
+                prop_assert!(!access_directives(text).is_empty());
+            }
+        }
+        if snippet.applies() {
+            let merged = RouteSnippet::merge(Some(&snippet), Some(&snippet));
+            prop_assert_eq!(
+                merged.is_some(),
+                !snippet.answers.is_empty() || !snippet.headers.is_empty()
+            );
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn any_text_is_read_without_panicking(text in "\\PC{0,200}") {
-            let snippet = Snippet::read(&text);
-            prop_assert!(snippet.applies() || !snippet.refused.is_empty());
+            judged(&text)?;
         }
 
         #[test]
@@ -557,13 +584,14 @@ mod tests {
                     Just("{"), Just("}"), Just(";"), Just("#"), Just("\n"), Just("\\"),
                     Just("($host"), Just("="), Just(")"), Just("403"), Just("$request_uri"),
                     Just("${host}"), Just("\""), Just("'"), Just("-s"), Just("always"),
+                    Just("rewrite"), Just("^/(.*)$"), Just("https://x.test/$1"), Just("permanent"),
+                    Just("satisfy"), Just("any"), Just("auth_basic"), Just("proxy_set_header"),
+                    Just("X-A"), Just("10.0.0.0/8"), Just("~*"), Just("!="), Just("(\"a\")"),
                 ],
                 0..40,
             )
         ) {
-            let text = tokens.join(" ");
-            let snippet = Snippet::read(&text);
-            prop_assert!(snippet.applies() || !snippet.refused.is_empty());
+            judged(&tokens.join(" "))?;
         }
     }
 
