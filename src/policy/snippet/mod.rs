@@ -15,24 +15,26 @@
 //! cannot be enforced; so does every such snippet while snippets are not
 //! allowed, as ingress-nginx with snippets disabled refuses the Ingress.
 
+mod access;
 mod answer;
 mod condition;
 mod directive;
 mod headers;
+mod route;
 mod syntax;
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use access::{access_directives, access_of, SnippetAccess};
 pub use answer::{Answer, Answered};
 pub use condition::Asked;
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
+pub use route::RouteSnippet;
 
 use super::access::Satisfy;
-use super::source_range::SourceRanges;
-use super::AccessOptions;
 use directive::Directive;
 use syntax::Statement;
 
@@ -147,115 +149,6 @@ impl Snippet {
     }
 }
 
-/// What a route's snippets do on its requests: the server-snippet of its
-/// host under the configuration-snippet of its Ingress.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouteSnippet {
-    pub headers: HeaderEdits,
-    /// The server-snippet's edits alone: an answer of its `return` is
-    /// given before any location is entered, so no location's edit runs.
-    pub server_headers: HeaderEdits,
-    /// How many of `answers` are the server-snippet's.
-    pub server_answers: usize,
-    /// The server-snippet's `return`s (nginx's server rewrite phase runs
-    /// first), then the configuration-snippet's.
-    pub answers: Vec<Answer>,
-}
-
-impl RouteSnippet {
-    /// The two merged; `None` when neither does anything on a request.
-    pub fn merge(server: Option<&Snippet>, location: Option<&Snippet>) -> Option<RouteSnippet> {
-        let none = HeaderEdits::default();
-        let headers = HeaderEdits::under(
-            server.map_or(&none, |s| &s.headers),
-            location.map_or(&none, |s| &s.headers),
-        );
-        let answers: Vec<Answer> = [server, location]
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.answers.iter().cloned())
-            .collect();
-        let snippet = RouteSnippet {
-            headers,
-            server_headers: server.map(|s| s.headers.clone()).unwrap_or_default(),
-            server_answers: server.map_or(0, |s| s.answers.len()),
-            answers,
-        };
-        (!snippet.answers.is_empty() || !snippet.headers.is_empty()).then_some(snippet)
-    }
-
-    /// The header edits for an answer of the `return` of this index:
-    /// the server-snippet's alone when it is the server's.
-    pub fn edits_for_answer(&self, index: usize) -> &HeaderEdits {
-        match index < self.server_answers {
-            true => &self.server_headers,
-            false => &self.headers,
-        }
-    }
-
-    /// The `return` that answers the request, if any: the first whose
-    /// condition holds (and, for a `rewrite`, whose expression matches
-    /// the path).
-    pub fn answering(&self, asked: &Asked<'_>) -> Option<&Answer> {
-        self.answers.iter().find(|a| {
-            a.when.as_ref().is_none_or(|c| c.holds(asked))
-                && a.path.as_ref().is_none_or(|p| p.0.is_match(asked.path))
-        })
-    }
-}
-
-/// A configuration-snippet's access rules, compiled.
-#[derive(Clone, Debug, Default)]
-pub struct SnippetAccess {
-    pub sources: Option<SourceRanges>,
-    pub satisfy: Option<Satisfy>,
-}
-
-/// What a snippet annotation (`name` without prefix) means for who may
-/// reach the routes: its rules, or the problem that closes them.
-pub fn access_of(
-    name: &str,
-    text: &str,
-    options: &AccessOptions,
-) -> Result<Option<SnippetAccess>, String> {
-    if !options.snippets_allowed() {
-        let found = access_directives(text);
-        if found.is_empty() {
-            return Ok(None);
-        }
-        let found = found.join(", ");
-        return Err(format!(
-            "is a snippet that restricts access ({found}), and snippet annotations are not allowed (--allow-snippet-annotations, annotations-risk-level)"
-        ));
-    }
-    let snippet = Snippet::read(text);
-    if !snippet.applies() {
-        if !snippet.protective {
-            return Ok(None);
-        }
-        let refused = snippet.refused.join("; ");
-        return Err(format!(
-            "is a snippet that restricts access and is not applied: {refused}"
-        ));
-    }
-    if snippet.access.is_empty() && snippet.satisfy.is_none() {
-        return Ok(None);
-    }
-    if name == "server-snippet" {
-        return Err("is a server-snippet with allow, deny or satisfy, which Gatehouse does not enforce for a whole host".into());
-    }
-    let sources = match snippet.access.is_empty() {
-        true => None,
-        false => Some(SourceRanges::from_rules(&snippet.access).ok_or(
-            "has allow and deny rules in an order Gatehouse cannot enforce (denials, then allowances, then deny all)",
-        )?),
-    };
-    Ok(Some(SnippetAccess {
-        sources,
-        satisfy: snippet.satisfy,
-    }))
-}
-
 /// An `if` block whose body is one `return`, as the answer it gives when
 /// its condition holds.
 fn if_block(statement: &Statement) -> Result<Answer, String> {
@@ -322,49 +215,10 @@ fn is_protective_statement(statement: &Statement) -> bool {
     refuses || inside || directive::is_protective(name)
 }
 
-/// The access directives a snippet holds, in order, by name (`deny`,
-/// `auth_basic`; `return 403` with its code); empty when it holds none.
-/// Read word by word, so that it finds them in text that is not nginx
-/// syntax too.
-/// Their arguments are left out: a warning that names them must not
-/// repeat what a snippet may hold (an address list, a realm, a header).
-pub fn access_directives(snippet: &str) -> Vec<String> {
-    statements(snippet)
-        .filter(|words| is_access(words))
-        .map(|words| match words[0].eq_ignore_ascii_case("return") {
-            true => format!("return {}", words[1].trim_matches(['"', '\''])),
-            false => words[0].to_owned(),
-        })
-        .collect()
-}
-
-/// Each statement's words: the text without comments, split at `;`, `{`
-/// and `}` (so an `if (…) { return 403; }` yields its condition and its
-/// `return` apart). Quotes are kept with their word; a statement is only
-/// ever compared by its first words.
-fn statements(snippet: &str) -> impl Iterator<Item = Vec<&str>> {
-    snippet
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or_default())
-        .flat_map(|line| line.split([';', '{', '}']))
-        .map(|statement| statement.split_whitespace().collect::<Vec<_>>())
-        .filter(|words| !words.is_empty())
-}
-
-fn is_access(words: &[&str]) -> bool {
-    let directive = words[0].to_ascii_lowercase();
-    match directive.as_str() {
-        "allow" | "deny" | "satisfy" => true,
-        "return" => words
-            .get(1)
-            .is_some_and(|code| matches!(code.trim_matches(['"', '\'']), "401" | "403")),
-        name => name.starts_with("auth_") || name.starts_with("limit_"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::AccessOptions;
     use proptest::prelude::*;
 
     /// Snippets as people wrote them, with where they were published.
