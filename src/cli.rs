@@ -266,6 +266,15 @@ pub struct RoutingArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value = "deny")]
     pub unsupported_protection: ProtectionMode,
 
+    /// Read configuration-snippet and server-snippet annotations as the
+    /// typed subset of nginx directives docs/annotations.md lists (header
+    /// edits, return, allow/deny, timeouts, body size). A snippet with
+    /// anything else is not applied; one that restricts access closes its
+    /// routes. Off, every snippet is refused (the ConfigMap key
+    /// allow-snippet-annotations wins over this flag).
+    #[arg(long)]
+    pub allow_snippet_annotations: bool,
+
     /// Let annotations name Secrets of other namespaces (auth-secret:
     /// namespace/name). Off, such a reference closes the Ingress's routes.
     #[arg(long)]
@@ -351,6 +360,7 @@ impl RoutingArgs {
             access: AccessOptions {
                 unsupported_protection: self.unsupported_protection,
                 cross_namespace_secrets: self.allow_cross_namespace_secrets,
+                allow_snippets: self.allow_snippet_annotations,
                 ..AccessOptions::default()
             },
             ssl_passthrough: self.enable_ssl_passthrough,

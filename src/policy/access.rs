@@ -186,15 +186,13 @@ impl AccessPolicy {
                 problems.add(key, format!("is {len} bytes, over the {limit}-byte limit"));
             }
         }
+        let mut from_snippet = None;
         for (key, name) in annotations.ours_and_nginx() {
             if snippet::SNIPPETS.contains(&name) {
-                let found = annotations
-                    .value(key)
-                    .map(snippet::access_directives)
-                    .unwrap_or_default();
-                if !found.is_empty() {
-                    let found = found.join(", ");
-                    problems.add(key, format!("is a snippet that restricts access ({found}), which Gatehouse refuses by design"));
+                let text = annotations.value(key).unwrap_or_default();
+                match snippet::access_of(name, text, options) {
+                    Ok(found) => from_snippet = from_snippet.or(found.map(|f| (key, f))),
+                    Err(problem) => problems.add(key, problem),
                 }
             } else if name == "auth-snippet" {
                 problems.add(
@@ -206,6 +204,9 @@ impl AccessPolicy {
                 problems.add(key, "is not implemented by Gatehouse".into());
             }
         }
+        let satisfy_annotated = annotations.get("satisfy").is_some();
+        let annotated = (sources, satisfy, satisfy_annotated);
+        let (sources, satisfy) = with_snippet(annotated, from_snippet, &mut problems);
         let denied = match options.unsupported_protection {
             ProtectionMode::Deny if !problems.is_empty() => Some(
                 problems
@@ -311,6 +312,39 @@ impl AccessPolicy {
     }
 }
 
+/// A configuration-snippet's `allow`/`deny` and `satisfy` where no
+/// annotation sets them. nginx reads the annotations' rules first (their
+/// `deny all` ends the list) and refuses a second `satisfy`: where both
+/// set one, Gatehouse cannot say what nginx would, and the routes close.
+fn with_snippet(
+    (sources, satisfy, satisfy_annotated): (Option<SourceRanges>, Satisfy, bool),
+    snippet: Option<(&str, snippet::SnippetAccess)>,
+    problems: &mut Problems,
+) -> (Option<SourceRanges>, Satisfy) {
+    let Some((key, snippet)) = snippet else {
+        return (sources, satisfy);
+    };
+    let sources = match (sources, snippet.sources) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                key,
+                "has allow or deny rules beside source-range annotations or ConfigMap keys".into(),
+            );
+            None
+        }
+        (annotated, from_snippet) => annotated.or(from_snippet),
+    };
+    let satisfy = match snippet.satisfy {
+        Some(_) if satisfy_annotated => {
+            problems.add(key, "has satisfy beside the satisfy annotation".into());
+            satisfy
+        }
+        Some(from_snippet) => from_snippet,
+        None => satisfy,
+    };
+    (sources, satisfy)
+}
+
 /// Protective switches set to off ask for no protection.
 fn asks_nothing(annotations: &Annotations<'_>, name: &str) -> bool {
     let switch = matches!(name, "enable-modsecurity" | "enable-owasp-core-rules");
@@ -372,6 +406,57 @@ mod tests {
         }
         let c = compile(&[("configuration-snippet", "more_set_headers \"X-A: b\";")]);
         assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Open);
+    }
+
+    #[test]
+    fn allowed_snippets_enforce_their_access_rules_and_close_on_what_they_cannot() {
+        let allowed = AccessOptions {
+            allow_snippets: true,
+            ..AccessOptions::default()
+        };
+        let rules = [("configuration-snippet", "allow 10.0.0.0/8;\ndeny all;")];
+        let c = compile_with(&rules, &allowed);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.policy.admit(ip("10.1.2.3")), Admission::Open);
+        assert_eq!(c.policy.admit(ip("192.0.2.1")), Admission::Refused);
+        for closing in [
+            // Not applied: gzip is not in the list.
+            "allow 10.0.0.0/8; deny all; gzip on;",
+            "if (-f /etc/blocked) { return 403; }",
+            "auth_basic \"staff\";",
+            // nginx decides these by the first rule that matches.
+            "allow 10.0.0.0/8; deny 10.1.0.0/16;",
+        ] {
+            let c = compile_with(&[("configuration-snippet", closing)], &allowed);
+            assert_eq!(
+                c.policy.admit(ip("10.1.2.3")),
+                Admission::Closed,
+                "{closing}"
+            );
+        }
+        let beside = [
+            ("configuration-snippet", "deny 192.0.2.1;"),
+            ("whitelist-source-range", "10.0.0.0/8"),
+        ];
+        let c = compile_with(&beside, &allowed);
+        assert_eq!(c.policy.admit(ip("10.1.2.3")), Admission::Closed);
+        let risky = AccessOptions {
+            risk_level: Some(crate::policy::protection::RiskLevel::High),
+            ..allowed.clone()
+        };
+        let c = compile_with(&rules, &risky);
+        assert_eq!(c.policy.admit(ip("10.1.2.3")), Admission::Closed);
+        let warn = AccessOptions {
+            unsupported_protection: ProtectionMode::Warn,
+            ..allowed
+        };
+        let c = compile_with(&[("configuration-snippet", "deny all; gzip on;")], &warn);
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert_eq!(
+            c.policy.admit(ip("10.1.2.3")),
+            Admission::Open,
+            "served without it"
+        );
     }
 
     #[test]

@@ -30,6 +30,44 @@ pub struct AccessOptions {
     /// What the controller ConfigMap asks to protect every route with and
     /// cannot be enforced: those routes are closed.
     pub closed: Vec<GlobalClosure>,
+    /// `--allow-snippet-annotations`, or the ConfigMap key of that name.
+    pub allow_snippets: bool,
+    /// The ConfigMap's `annotations-risk-level`, when it sets one.
+    pub risk_level: Option<RiskLevel>,
+}
+
+impl AccessOptions {
+    /// Whether snippet annotations are read. ingress-nginx rates them
+    /// Critical: an `annotations-risk-level` below that refuses them even
+    /// when they are allowed.
+    pub fn snippets_allowed(&self) -> bool {
+        self.allow_snippets
+            && self
+                .risk_level
+                .is_none_or(|level| level == RiskLevel::Critical)
+    }
+}
+
+/// ingress-nginx's `annotations-risk-level`: annotations rated above it
+/// are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskLevel {
+    pub fn parse(value: &str) -> Result<RiskLevel, String> {
+        match value {
+            "Low" => Ok(RiskLevel::Low),
+            "Medium" => Ok(RiskLevel::Medium),
+            "High" => Ok(RiskLevel::High),
+            "Critical" => Ok(RiskLevel::Critical),
+            _ => Err("is not Low, Medium, High or Critical".into()),
+        }
+    }
 }
 
 /// A controller-wide protection that cannot be enforced.

@@ -62,6 +62,57 @@ impl SourceRanges {
         (allow.is_some() || !deny.is_empty()).then_some(SourceRanges { allow, deny })
     }
 
+    /// nginx `allow` (true) and `deny` rules, in order (`None` is
+    /// `all`), when they have the shape these ranges hold: denials, then
+    /// allowances, then `deny all` (or `allow all`, or nothing after the
+    /// denials). Any other order is `None`: the first rule that matches
+    /// decides in nginx, and these ranges could not say the same.
+    pub fn from_rules(rules: &[(bool, Option<IpNet>)]) -> Option<Self> {
+        let split = rules
+            .iter()
+            .position(|(allow, _)| *allow)
+            .unwrap_or(rules.len());
+        let (denials, rest) = rules.split_at(split);
+        let mut deny = Vec::new();
+        for (_, net) in denials {
+            match net {
+                Some(net) => deny.push(*net),
+                // `deny all` ends the list: nothing after it is reached.
+                None => {
+                    return Some(SourceRanges {
+                        allow: Some(Vec::new()),
+                        deny,
+                    })
+                }
+            }
+        }
+        let mut allow = Vec::new();
+        for (i, (allowed, net)) in rest.iter().enumerate() {
+            let last = i + 1 == rest.len();
+            match (allowed, net) {
+                (true, Some(net)) => allow.push(*net),
+                (true, None) => {
+                    let everyone = ["0.0.0.0/0", "::/0"].map(|n| n.parse::<IpNet>().ok());
+                    allow.extend(everyone.into_iter().flatten());
+                    return Some(SourceRanges {
+                        allow: Some(allow),
+                        deny,
+                    });
+                }
+                (false, None) if last => {
+                    return Some(SourceRanges {
+                        allow: Some(allow),
+                        deny,
+                    })
+                }
+                (false, _) => return None,
+            }
+        }
+        // Allowances with nothing after them leave the others unmatched,
+        // which these ranges cannot say.
+        (rest.is_empty() && !deny.is_empty()).then_some(SourceRanges { allow: None, deny })
+    }
+
     pub fn verdict(&self, client: IpAddr) -> Verdict {
         let client = crate::connection::canonical_ip(client);
         if self.deny.iter().any(|net| net.contains(&client)) {
@@ -131,6 +182,37 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn nginx_rules_in_the_order_ranges_hold_them_are_read_and_others_not() {
+        let net = |s: &str| Some(s.parse::<IpNet>().unwrap());
+        let rules = [
+            (false, net("10.1.0.0/16")),
+            (true, net("10.0.0.0/8")),
+            (false, None),
+        ];
+        let ranges = SourceRanges::from_rules(&rules).unwrap();
+        assert_eq!(ranges.verdict(ip("10.2.0.1")), Verdict::Allowed);
+        assert_eq!(ranges.verdict(ip("10.1.0.1")), Verdict::Refused);
+        assert_eq!(ranges.verdict(ip("192.0.2.1")), Verdict::Refused);
+        let deny_only = SourceRanges::from_rules(&[(false, net("192.0.2.0/24"))]).unwrap();
+        assert_eq!(deny_only.verdict(ip("198.51.100.1")), Verdict::NoMatch);
+        let everyone = SourceRanges::from_rules(&[(false, net("192.0.2.0/24")), (true, None)]);
+        assert_eq!(
+            everyone.unwrap().verdict(ip("2001:db8::1")),
+            Verdict::Allowed
+        );
+        let nobody = SourceRanges::from_rules(&[(false, None), (true, net("10.0.0.0/8"))]);
+        assert_eq!(nobody.unwrap().verdict(ip("10.0.0.1")), Verdict::Refused);
+        // An allowance before a denial, or allowances alone, decide
+        // differently in nginx: not read.
+        assert!(SourceRanges::from_rules(&[
+            (true, net("10.0.0.0/8")),
+            (false, net("10.1.0.0/16"))
+        ])
+        .is_none());
+        assert!(SourceRanges::from_rules(&[(true, net("10.0.0.0/8"))]).is_none());
     }
 
     #[test]

@@ -35,6 +35,9 @@ enum Var {
     RequestUri,
     /// `$escaped_request_uri`: the same, escaped as a URL component.
     EscapedRequestUri,
+    /// `$uri`: the path without the query, as sent (nginx's is decoded
+    /// and normalized; the same for a plain path).
+    Uri,
     RequestMethod,
     RemoteAddr,
     /// `$args`: the query string, without `?`.
@@ -47,6 +50,8 @@ enum Var {
     Cookie(String),
     /// `$arg_<name>`: a query argument.
     Arg(String),
+    /// `$1`…`$9`: a group of the regular expression a `rewrite` matched.
+    Capture(usize),
 }
 
 /// Which variables a value may use.
@@ -57,6 +62,8 @@ pub enum Vars {
     /// Those, and request headers, cookies and query arguments (for cache
     /// keys, which must tell clients apart).
     Request,
+    /// Those, and `$1`…`$9` (a `rewrite`'s replacement).
+    Captures,
 }
 
 /// What a template is expanded from.
@@ -80,6 +87,8 @@ impl Template {
             }
             let after = &rest[at + 1..];
             let (name, tail) = match after.strip_prefix('{') {
+                // `$1`…`$9` are one digit long, as in nginx.
+                None if after.starts_with(|c: char| c.is_ascii_digit()) => after.split_at(1),
                 Some(braced) => {
                     let end = braced.find('}').ok_or("has an unclosed ${")?;
                     (&braced[..end], &braced[end + 1..])
@@ -118,10 +127,20 @@ impl Template {
     }
 
     pub fn expand(&self, facts: &Facts<'_>) -> String {
+        self.expand_with(facts, None)
+    }
+
+    /// Expanded with the groups of the regular expression a `rewrite`
+    /// matched (a group that did not take part is empty, as in nginx).
+    pub fn expand_with(&self, facts: &Facts<'_>, groups: Option<&regex::Captures<'_>>) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
+                Part::Var(Var::Capture(n)) => {
+                    let group = groups.and_then(|g| g.get(*n));
+                    out.push_str(group.map_or("", |m| m.as_str()));
+                }
                 Part::Var(var) => expand(var, facts, &mut out),
             }
         }
@@ -136,11 +155,15 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
         "scheme" | "pass_access_scheme" => Var::Scheme,
         "request_uri" => Var::RequestUri,
         "escaped_request_uri" => Var::EscapedRequestUri,
+        "uri" => Var::Uri,
         "request_method" => Var::RequestMethod,
         "remote_addr" => Var::RemoteAddr,
         "args" | "query_string" => Var::Args,
         "is_args" => Var::IsArgs,
-        _ if vars == Vars::Request => {
+        digit if vars == Vars::Captures && matches!(digit.as_bytes(), [b'1'..=b'9']) => {
+            Var::Capture(usize::from(digit.as_bytes()[0] - b'0'))
+        }
+        _ if vars != Vars::Location => {
             if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                 Var::Header(header.replace('_', "-"))
             } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
@@ -157,10 +180,10 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
 }
 
 fn unknown(name: &str, vars: Vars) -> String {
-    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method, $remote_addr, $args, $is_args";
+    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $uri, $request_method, $remote_addr, $args, $is_args";
     match vars {
         Vars::Location => format!("uses ${name}; Gatehouse expands only {known}"),
-        Vars::Request => format!(
+        Vars::Request | Vars::Captures => format!(
             "uses ${name}; Gatehouse expands only {known}, $http_<header>, $cookie_<name> and $arg_<name>"
         ),
     }
@@ -176,6 +199,7 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
         Var::Scheme => out.push_str(if facts.tls { "https" } else { "http" }),
         Var::RequestUri => out.push_str(request_uri(facts.uri)),
         Var::EscapedRequestUri => escape_component(request_uri(facts.uri), out),
+        Var::Uri => out.push_str(facts.uri.path()),
         Var::RequestMethod => out.push_str(facts.method.as_str()),
         Var::RemoteAddr => {
             let _ = write!(out, "{}", facts.client);
@@ -200,6 +224,8 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
             let value = crate::connection::query_value(facts.uri.query(), name);
             out.push_str(value.unwrap_or_default());
         }
+        // Only `expand_with` has groups to give.
+        Var::Capture(_) => {}
     }
 }
 
@@ -269,6 +295,7 @@ mod tests {
             "https://Shop.Example.com:8443/cart/items?id=7&x=a%20b"
         );
         assert_eq!(expand("${request_method}:$remote_addr"), "POST:192.0.2.7");
+        assert_eq!(expand("$uri$is_args$args"), "/cart/items?id=7&x=a%20b");
         assert_eq!(
             expand("https://$host$request_uri$is_args$args"),
             "https://shop.example.com/cart/items?id=7&x=a%20b?id=7&x=a%20b"

@@ -44,6 +44,13 @@ pub fn status(status: StatusCode) -> Response<Inner> {
     response
 }
 
+/// A status with a body of the proxy's making.
+pub fn body(status: StatusCode, body: Bytes) -> Response<Inner> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response
+}
+
 /// An ACME HTTP-01 challenge's answer (RFC 8555 §8.3): 200, the key
 /// authorization as the body.
 pub fn key_authorization(body: Bytes) -> Response<Inner> {

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::answer::{self, Inner};
 use super::context::RequestContext;
 use super::phase::attempts::{AttemptError, Attempts};
-use super::phase::{access, choice, mirror, response, upgrade, upstream_request};
+use super::phase::{access, choice, mirror, response, snippet, upgrade, upstream_request};
 use super::request_log::LoggedBody;
 use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
@@ -92,9 +92,20 @@ impl Proxy {
         if let (Some(log), Some(head)) = (&self.telemetry.access_log, head) {
             cx.record.log = capture(log, &cx, &req, head);
         }
-        let mut response = match decide(&cx, &mut req) {
+        let decided = decide(&cx, &mut req);
+        let snippet_head = match &decided {
+            Decided::Table(decision) => snippet::of(decision).and_then(|(found, answer)| {
+                snippet::edit_request(&cx, &mut req, found);
+                snippet::Head::keep(found, answer, &req)
+            }),
+            Decided::AcmeAnswer(_) => None,
+        };
+        let mut response = match decided {
             Decided::Table(Decision::Forward(forward)) => {
                 self.serve_route(&mut cx, req, forward).await
+            }
+            Decided::Table(Decision::Answer(route, index)) => {
+                snippet::answer(&mut cx, &req, &route, index)
             }
             Decided::Table(Decision::Redirect { location, status }) => {
                 answer::redirect(location, status)
@@ -104,6 +115,9 @@ impl Proxy {
         };
         // The response phase for every request, then telemetry.
         response::headers_for_all(&cx, response.headers_mut());
+        if let Some(head) = snippet_head {
+            head.edit_response(&cx, &mut response);
+        }
         let mut record = cx.record;
         record.status = response.status().as_u16();
         if let Some(captured) = record.log.as_deref_mut() {

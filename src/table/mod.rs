@@ -47,6 +47,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
 use crate::policy::rewrite::{expand_captures, Rewrite};
+use crate::policy::snippet::{Asked as SnippetAsked, RouteSnippet};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
@@ -87,6 +88,9 @@ pub struct Route {
     /// `tls` section covers the host and HSTS is on.
     pub hsts: Option<HeaderValue>,
     pub rewrite: Option<Rewrite>,
+    /// What the host's server-snippet and the Ingress's
+    /// configuration-snippet do (`--allow-snippet-annotations`).
+    pub snippet: Option<Arc<RouteSnippet>>,
     /// An HTTPRoute rule's filters and backends (`ingress` is then `None`).
     pub gateway: Option<Arc<GatewayRule>>,
     /// An HTTPRoute match's conditions besides the path, for display
@@ -126,6 +130,7 @@ impl Route {
             rewrite: None,
             gateway: None,
             conditions: None,
+            snippet: None,
             metrics: Default::default(),
         }
     }
@@ -168,6 +173,18 @@ pub struct RequestFacts<'a> {
 }
 
 impl RequestFacts<'_> {
+    /// What a snippet's `if` looks at.
+    fn snippet_asked(&self) -> SnippetAsked<'_> {
+        SnippetAsked {
+            host: self.host,
+            path: self.path,
+            query: self.query,
+            tls: self.tls,
+            method: self.method,
+            headers: self.headers,
+        }
+    }
+
     /// What the redirect phase looks at.
     fn asked(&self) -> Asked<'_> {
         Asked {
@@ -190,6 +207,8 @@ pub enum Decision {
     /// Answer directly: 404 no route, 403 not allowed, 503 no backend or
     /// a route closed because its protection cannot be enforced.
     Respond(StatusCode),
+    /// Answer with the route's snippet `return` of this index.
+    Answer(Arc<Route>, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +391,16 @@ impl RouteTable {
         }
         if route.access.denied.is_some() {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // A snippet's `return` runs in nginx's rewrite phase, before
+        // ingress-nginx's redirects (its Lua rewrite handler runs last in
+        // that phase) and before the access phase.
+        if let Some(snippet) = &route.snippet {
+            let answering = snippet.answering(&req.snippet_asked());
+            if let Some(index) = answering.and_then(|a| snippet.answers.iter().position(|b| b == a))
+            {
+                return Decision::Answer(route.clone(), index);
+            }
         }
         let policy = &route.policy;
         if let Some((location, status)) = route.redirects().apply(&req.asked()) {

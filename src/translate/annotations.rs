@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::settings::RouteDefaults;
-use super::summary::IngressSummary;
+use super::summary::{IngressSummary, SnippetSummary};
 use super::WarningKind;
 use crate::policy::affinity::Stickiness;
 use crate::policy::cors::Cors;
@@ -24,7 +24,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::LimitConfig;
 use crate::policy::redirect;
 use crate::policy::rewrite::{self, has_captures};
-use crate::policy::snippet;
+use crate::policy::snippet::{self, Snippet, Timeout};
 use crate::policy::{AccessOptions, AccessPolicy, Annotations, ProtectionMode};
 use crate::table::HostPattern;
 
@@ -63,6 +63,9 @@ pub struct IngressAnnotations {
     pub ssl_redirect: Option<bool>,
     pub use_regex: bool,
     pub rewrite_target: Option<String>,
+    /// The configuration-snippet, when snippets are allowed and it is
+    /// applied.
+    pub snippet: Option<Arc<Snippet>>,
 }
 
 impl IngressAnnotations {
@@ -168,6 +171,8 @@ pub fn parse(
         annotations: Annotations::new(annotations, our_prefix),
         warnings: Vec::new(),
         unenforced: Vec::new(),
+        snippets_allowed: defaults.access.snippets_allowed(),
+        applied_snippets: Vec::new(),
     };
     let mut policy = defaults.policy.clone();
     let ssl_redirect = reader.parsed("ssl-redirect", parse_bool);
@@ -182,10 +187,12 @@ pub fn parse(
     reader.report_unimplemented();
     reader.report_oversized();
     let access = reader.access(secrets, &defaults.access);
+    let (snippet, snippet_summaries) = reader.snippets(&mut policy);
     let client_cert_denied = reader.annotations.get("auth-tls-secret").is_some()
         && access.client_cert.is_none()
         && access.denied.is_some();
-    let summary = reader.summary(&access);
+    let mut summary = reader.summary(&access);
+    summary.snippets = snippet_summaries;
     let mut notes = Vec::new();
     let cors = Cors::compile(&reader.annotations, &mut notes).map(Arc::new);
     let limits = LimitConfig::parse(&reader.annotations, &mut notes);
@@ -227,6 +234,7 @@ pub fn parse(
         ssl_redirect,
         use_regex,
         rewrite_target,
+        snippet,
     };
     (parsed, reader.warnings)
 }
@@ -236,6 +244,11 @@ struct Reader<'a> {
     warnings: Vec<(WarningKind, String)>,
     /// Protective annotations that could not be enforced.
     unenforced: Vec<String>,
+    /// `--allow-snippet-annotations` (and the risk level) let snippets be
+    /// read.
+    snippets_allowed: bool,
+    /// Snippet annotations read and applied whole.
+    applied_snippets: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -281,6 +294,98 @@ impl Reader<'_> {
         Arc::new(compiled.policy)
     }
 
+    /// The snippet annotations, when they may be read: each one's
+    /// directives for the summary, a warning for each one not applied,
+    /// and the configuration-snippet when it is applied (its timeouts and
+    /// body size go into `policy`). The server-snippet is applied host by
+    /// host, by the build.
+    fn snippets(
+        &mut self,
+        policy: &mut ProxySettings,
+    ) -> (Option<Arc<Snippet>>, Vec<SnippetSummary>) {
+        let mut location = None;
+        let mut summaries = Vec::new();
+        if !self.snippets_allowed {
+            return (None, summaries);
+        }
+        for name in snippet::SNIPPETS {
+            let Some((key, text)) = self.annotations.get(name) else {
+                continue;
+            };
+            let read = Snippet::read(text);
+            summaries.push(SnippetSummary {
+                annotation: key.clone(),
+                enforced: if read.applies() {
+                    read.understood.clone()
+                } else {
+                    Vec::new()
+                },
+                refused: read.refused.clone(),
+            });
+            if !read.applies() {
+                let refused = read.refused.join("; ");
+                let message = format!(
+                    "annotation {key} not applied, the Ingress is served without it: {refused}"
+                );
+                self.warnings.push((WarningKind::SnippetRefused, message));
+                continue;
+            }
+            self.applied_snippets.push(key.clone());
+            if *name == "configuration-snippet" {
+                self.limits_from(&key, &read, policy);
+                location = Some(Arc::new(read));
+            } else {
+                self.server_limits(&key, &read);
+            }
+        }
+        (location, summaries)
+    }
+
+    /// A configuration-snippet's timeouts and body size, where no
+    /// annotation sets the same. (ingress-nginx writes its own directive
+    /// for each into every location, so nginx refuses a snippet's as a
+    /// duplicate; the annotation is the way to say it, and wins here.)
+    fn limits_from(&mut self, key: &str, read: &Snippet, policy: &mut ProxySettings) {
+        let timeouts = &mut policy.timeouts;
+        for (which, time) in &read.timeouts {
+            let (annotation, slot) = match which {
+                Timeout::Connect => ("proxy-connect-timeout", &mut timeouts.connect),
+                Timeout::Send => ("proxy-send-timeout", &mut timeouts.send),
+                Timeout::Read => ("proxy-read-timeout", &mut timeouts.read),
+            };
+            match self.annotations.get(annotation) {
+                None => *slot = *time,
+                Some((winner, _)) => self.warnings.push((
+                    WarningKind::SnippetRefused,
+                    format!(
+                        "annotation {key}: its {} is overridden by {winner}",
+                        annotation.replace('-', "_")
+                    ),
+                )),
+            }
+        }
+        if let Some(size) = read.body_size {
+            match self.annotations.get("proxy-body-size") {
+                None => policy.body_limit = (size > 0).then_some(size),
+                Some((winner, _)) => self.warnings.push((
+                    WarningKind::SnippetRefused,
+                    format!("annotation {key}: its client_max_body_size is overridden by {winner}"),
+                )),
+            }
+        }
+    }
+
+    /// A server-snippet's timeouts and body size do nothing under
+    /// ingress-nginx, whose every location sets its own; nor here.
+    fn server_limits(&mut self, key: &str, read: &Snippet) {
+        if !read.timeouts.is_empty() || read.body_size.is_some() {
+            self.warnings.push((
+                WarningKind::SnippetRefused,
+                format!("annotation {key}: its timeouts and client_max_body_size have no effect, as under ingress-nginx (each location sets its own); use the annotations"),
+            ));
+        }
+    }
+
     /// Values too long to be read: ignored (protective ones close the
     /// Ingress, said by the access policy).
     fn report_oversized(&mut self) {
@@ -313,6 +418,8 @@ impl Reader<'_> {
                     (true, false) => summary.refused_served.push(key),
                     (false, _) => summary.enforced.push(key),
                 }
+            } else if self.applied_snippets.contains(&key) {
+                summary.enforced.push(key);
             } else if ACCEPTED.contains(&name) {
                 summary.accepted.push(key);
             } else if implemented(name) {
@@ -330,10 +437,13 @@ impl Reader<'_> {
             if is_protective(name) {
                 continue; // the access policy's, which fails closed
             }
+            if self.snippets_allowed && snippet::SNIPPETS.contains(&name) {
+                continue; // read, and warned about, by `snippets`
+            }
             if SNIPPETS.contains(&name) {
                 self.warnings.push((
                     WarningKind::SnippetRefused,
-                    format!("annotation {key} refused: Gatehouse has no configuration text to insert snippets into; express the need with a typed annotation"),
+                    format!("annotation {key} refused: snippets are read only with --allow-snippet-annotations (a typed subset of nginx directives); express the need with a typed annotation"),
                 ));
             } else if !implemented(name) && !ACCEPTED.contains(&name) {
                 unsupported.push(key);

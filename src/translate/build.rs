@@ -17,6 +17,7 @@ use super::{
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::policy::objects::ObjectLookup;
 use crate::policy::rate_limit::{LimitConfig, RouteLimits, Statuses};
+use crate::policy::snippet::Snippet;
 use crate::table::{Action, HostPattern, Route, RouteTableBuilder};
 
 /// Translates the Ingresses of `only` (all of them when `None`) with the
@@ -47,6 +48,7 @@ pub(super) fn build(
         summaries.push(canaries.add(&mut build, key, ingress, prefix));
     }
     build.canaries = canaries;
+    build.claim_server_snippets(&ingresses, prefix, &defaults.access);
     for (key, ingress) in ingresses {
         summaries.push(build.add_ingress(key, ingress, options, defaults, hsts.as_ref()));
     }
@@ -105,6 +107,8 @@ pub(crate) struct Build<'a> {
     pub(super) owners: Option<ownership::Owners>,
     /// The Gateway API objects' status.
     pub(super) report: super::gateway_status::StatusReport,
+    /// Each host's server-snippet and the Ingress it comes from.
+    pub(super) server_snippets: HashMap<HostPattern, (ObjectKey, Arc<Snippet>)>,
 }
 
 impl<'a> Build<'a> {
@@ -132,6 +136,7 @@ impl<'a> Build<'a> {
                 )),
             },
             report: Default::default(),
+            server_snippets: HashMap::new(),
         }
     }
 

@@ -108,6 +108,7 @@ impl IngressView<'_> {
             rewrite,
             gateway: None,
             conditions: None,
+            snippet: None,
             metrics: Default::default(),
         }
     }
@@ -243,6 +244,7 @@ impl Build<'_> {
             };
             let mut route = view.route(host.clone(), path_text, path_type, action, regex.is_some());
             route.host = name.clone();
+            route.snippet = self.route_snippet(view, host);
             route.canary = self.canaries.take(host, path_text);
             if let Err(holder) = self.table.add_route(route, regex.clone()) {
                 let context = PathContext {

@@ -25,6 +25,7 @@ mod ingress;
 mod ingress_tls;
 mod ownership;
 mod parsed_secrets;
+mod server_snippet;
 pub mod settings;
 mod summary;
 mod warning;
@@ -38,7 +39,7 @@ pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
 pub use ownership::HostOwnership;
-pub use summary::{totals, IngressSummary};
+pub use summary::{totals, IngressSummary, SnippetSummary};
 pub use warning::{Warning, WarningKind};
 
 pub(crate) use build::Build;

@@ -18,6 +18,17 @@ pub struct IngressSummary {
     pub refused_served: Vec<String>,
     /// Refused protective annotations: the Ingress's routes answer 503.
     pub refused_denied: Vec<String>,
+    /// What each snippet annotation held, directive by directive.
+    pub snippets: Vec<SnippetSummary>,
+}
+
+/// One snippet annotation's directives: enforced when the snippet is
+/// applied (all of them, or none), refused with the reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SnippetSummary {
+    pub annotation: String,
+    pub enforced: Vec<String>,
+    pub refused: Vec<String>,
 }
 
 impl IngressSummary {
@@ -54,6 +65,16 @@ impl IngressSummary {
         if self.same() {
             text.push_str(" — behaves as under ingress-nginx");
         }
+        // Each snippet on a line of its own, under the Ingress's.
+        for snippet in &self.snippets {
+            text.push_str(&format!("\n  {}:", snippet.annotation));
+            if !snippet.enforced.is_empty() {
+                text.push_str(&format!(" enforced {}", snippet.enforced.join(", ")));
+            }
+            if !snippet.refused.is_empty() {
+                text.push_str(&format!(" refused {}", snippet.refused.join("; ")));
+            }
+        }
         text
     }
 }
@@ -80,7 +101,32 @@ mod tests {
             accepted: vec![],
             refused_served: served.iter().map(|s| s.to_string()).collect(),
             refused_denied: denied.iter().map(|s| s.to_string()).collect(),
+            snippets: vec![],
         }
+    }
+
+    #[test]
+    fn each_snippet_lists_its_enforced_and_refused_directives() {
+        let mut served = summary("d", &["x/configuration-snippet"], &[]);
+        served.snippets.push(SnippetSummary {
+            annotation: "x/configuration-snippet".into(),
+            enforced: vec![],
+            refused: vec!["unsupported directive gzip".into()],
+        });
+        served.snippets.push(SnippetSummary {
+            annotation: "x/server-snippet".into(),
+            enforced: vec!["more_set_headers".into(), "return 301".into()],
+            refused: vec![],
+        });
+        let line = served.line();
+        assert!(
+            line.contains("\n  x/configuration-snippet: refused unsupported directive gzip"),
+            "{line}"
+        );
+        assert!(
+            line.contains("\n  x/server-snippet: enforced more_set_headers, return 301"),
+            "{line}"
+        );
     }
 
     #[test]

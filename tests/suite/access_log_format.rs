@@ -14,6 +14,7 @@ use gatehouse::cluster::ObjectKey;
 use gatehouse::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::nginx::{self, Nginx};
 use support::*;
 
 /// Every variable the comparison with nginx covers, `|` between them.
@@ -305,7 +306,7 @@ async fn text_is_ingress_nginx_default_line() {
 
 #[tokio::test]
 async fn nginx_writes_the_same_line_for_the_same_request() {
-    let Some(nginx) = nginx_binary() else {
+    let Some(nginx) = nginx::binary() else {
         eprintln!("skipped: no nginx binary (apt-get install -y nginx-light)");
         return;
     };
@@ -319,7 +320,7 @@ async fn nginx_writes_the_same_line_for_the_same_request() {
         &[("log-format-upstream", &template())],
     )
     .await;
-    let Some(real) = Nginx::start(&nginx, backend.addr) else {
+    let Some(real) = start_nginx(&nginx, backend.addr) else {
         eprintln!("skipped: nginx at {nginx} did not start");
         return;
     };
@@ -359,53 +360,11 @@ async fn nginx_writes_the_same_line_for_the_same_request() {
 
 /// nginx configured as ingress-nginx configures a location: the same
 /// `log_format`, the variables ingress-nginx sets, one upstream.
-struct Nginx {
-    child: std::process::Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_binary() -> Option<String> {
-    [
-        "/usr/sbin/nginx",
-        "/usr/local/sbin/nginx",
-        "/usr/local/nginx/sbin/nginx",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .map(str::to_owned)
-}
-
-impl Nginx {
-    fn start(binary: &str, backend: SocketAddr) -> Option<Nginx> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let prefix = dir.path().display();
-        let config = format!(
-            r#"daemon off;
-master_process off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{}}
-http {{
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  log_format upstreaminfo '{format}';
+fn start_nginx(binary: &str, backend: SocketAddr) -> Option<Nginx> {
+    let http = format!(
+        r#"  log_format upstreaminfo '{format}';
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{{port}};
     server_name shop.test;
     set $proxy_upstream_name "-";
     set $req_id $request_id;
@@ -416,37 +375,13 @@ http {{
       set $service_port "80";
       set $proxy_upstream_name "test-web-80";
       set $proxy_alternative_upstream_name "";
-      access_log {prefix}/access.log upstreaminfo;
+      access_log {{prefix}}/access.log upstreaminfo;
       proxy_pass http://{backend};
     }}
-  }}
-}}
-"#,
-            format = template(),
-        );
-        let file = dir.path().join("nginx.conf");
-        std::fs::write(&file, config).expect("write nginx.conf");
-        let child = std::process::Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&file)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let nginx = Nginx { child, addr, dir };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return Some(nginx);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
+  }}"#,
+        format = template(),
+    );
+    Nginx::start(binary, "", &http)
 }
 
 /// Fields whose value is not fixed must still have nginx's shape.

@@ -11,7 +11,8 @@ use gatehouse::translate::{translate, TranslateOptions};
 pub(crate) fn rows() -> Vec<(String, String)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
         .expect("docs/annotations.md");
-    let section = doc.split("## Coverage").nth(1).expect("a Coverage section");
+    let after = doc.split("## Coverage").nth(1).expect("a Coverage section");
+    let section = after.split("\n## ").next().unwrap_or_default();
     section
         .lines()
         .filter_map(|line| {

@@ -86,6 +86,7 @@ fn help_describes_every_flag() {
         "--default-backend-service",
         "--unsupported-protection",
         "--allow-cross-namespace-secrets",
+        "--allow-snippet-annotations",
         "--hsts",
         "--hsts-max-age",
         "--hsts-include-subdomains",

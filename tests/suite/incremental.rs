@@ -298,6 +298,9 @@ fn view(t: &Translation) -> String {
                         format!("redirect {status} {location:?}")
                     }
                     Decision::Respond(status) => format!("respond {status}"),
+                    Decision::Answer(route, index) => {
+                        format!("answer {index} of {:?}", route.ingress)
+                    }
                 };
                 out.push_str(&format!("{host}{path} tls={tls}: {decision}\n"));
             }

@@ -56,6 +56,8 @@ mod proxy;
 mod proxy_protocol;
 mod request_snapshot;
 mod service_upstream;
+mod snippets;
+mod snippets_nginx;
 mod streamed_body_limit;
 mod telemetry;
 mod tls_server_order;

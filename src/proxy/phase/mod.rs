@@ -4,7 +4,8 @@
 //!
 //! 1. connection: the client's address, the request ID, the table
 //!    snapshot (`context`);
-//! 2. routing and redirects: the table's decision (`table::decide`);
+//! 2. routing and redirects: the table's decision (`table::decide`),
+//!    a snippet's `return` and request header edits (`snippet`);
 //! 3. access: CORS preflight, limits, credentials, body size (`access`);
 //! 4. choice: a canary's share, then affinity or a hash key (`choice`);
 //! 5. upstream request: the path, headers and body the endpoint gets
@@ -19,6 +20,7 @@ pub mod attempts;
 pub mod choice;
 pub mod mirror;
 pub mod response;
+pub mod snippet;
 pub mod upgrade;
 pub mod upstream_request;
 

@@ -1,6 +1,6 @@
 //! The response phase: what the client gets back. The endpoint's response
-//! (or the tunnel of an upgrade) with hop-by-hop headers removed and the
-//! affinity cookie; for a routed request the custom error page, the auth
+//! (or the tunnel of an upgrade) with hop-by-hop headers and a snippet's
+//! `proxy_hide_header` removed, and the affinity cookie; for a routed request the custom error page, the auth
 //! service's cookies and an HTTPRoute's response header edits; for every
 //! request HSTS, CORS and the controller ConfigMap's headers.
 
@@ -52,6 +52,9 @@ pub fn from_upstream(
         }
     }
     headers::remove_hop_by_hop(response.headers_mut());
+    if let Some(snippet) = &forward.route.snippet {
+        snippet.headers.hide_from(response.headers_mut());
+    }
     if let Some(cookie) = cx.choice.set_cookie.take() {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }

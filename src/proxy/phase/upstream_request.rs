@@ -1,8 +1,8 @@
 //! The upstream request phase: the request as the endpoint will see it.
 //! Its path (rewritten or as sent), its headers (hop-by-hop removed, the
 //! `X-Forwarded-*` family, `proxy-set-headers`, what the client
-//! certificate says, `upstream-vhost`, `x-forwarded-prefix`, the upgrade
-//! it asks for) and its body (cut at `proxy-body-size`, watched for the
+//! certificate says, `upstream-vhost`, `x-forwarded-prefix`, a snippet's
+//! `proxy_set_header`, the upgrade it asks for) and its body (cut at `proxy-body-size`, watched for the
 //! send and read timeouts, kept for another attempt until it is read).
 
 use std::sync::Arc;
@@ -61,6 +61,10 @@ pub fn prepare(
     // Expanded from the request as the client sent it.
     let set_headers = (!edge.proxy_set_headers.is_empty())
         .then(|| upstream_headers::expand(&edge.proxy_set_headers, &cx.facts(&req)));
+    let snippet = forward.route.snippet.as_ref();
+    let snippet_headers = snippet
+        .filter(|s| !s.headers.upstream.is_empty())
+        .map(|s| s.headers.upstream_values(&cx.facts(&req)));
     let (mut parts, body) = req.into_parts();
     let compute_full = edge.forwarded.compute_full;
     headers::prepare_request(&mut parts.headers, &cx.conn, &cx.host, compute_full);
@@ -68,6 +72,14 @@ pub fn prepare(
         upstream_headers::set_all(expanded, &mut parts.headers);
     }
     route_headers(cx, forward, &mut parts.headers);
+    // A snippet's `proxy_set_header` replaces what Gatehouse would send;
+    // an empty value sends none, as nginx.
+    for (name, value) in snippet_headers.into_iter().flatten() {
+        match value {
+            Some(value) => parts.headers.insert(name, value),
+            None => parts.headers.remove(name),
+        };
+    }
     let policy = &forward.route.policy;
     if let Some(upgrade) = upgrade {
         upgrade.ask(&mut parts.headers);

@@ -24,7 +24,7 @@ use crate::policy::external_auth::proxy_set_headers;
 use crate::policy::hsts::HstsOptions;
 use crate::policy::log_format::{AccessLogSettings, LogFormat};
 use crate::policy::objects::ObjectLookup;
-use crate::policy::protection::GlobalClosure;
+use crate::policy::protection::{GlobalClosure, RiskLevel};
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::proxy_settings::{parse_count, parse_load_balance, parse_seconds, parse_size};
 use crate::policy::rate_limit::Statuses;
@@ -183,11 +183,8 @@ impl Settings {
                     n => n.parse().map_err(|_| "is neither auto nor a count")?,
                 })
             }
-            "allow-snippet-annotations" if parse_bool(value)? => {
-                return note(Some(
-                    "snippets are refused by design whatever this says".into(),
-                ))
-            }
+            "allow-snippet-annotations" => routes.access.allow_snippets = parse_bool(value)?,
+            "annotations-risk-level" => routes.access.risk_level = Some(RiskLevel::parse(value)?),
             _ => return self.other_key(key, value),
         }
         Ok(Outcome::Applied)
@@ -524,9 +521,18 @@ mod tests {
             ("service-upstream", "true"),
             ("allow-cross-namespace-resources", "true"),
             ("allow-snippet-annotations", "true"),
+            ("annotations-risk-level", "Critical"),
         ]);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("allow-snippet-annotations: snippets are refused"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(settings.routes.access.snippets_allowed());
+        let (high, _) = apply(&[
+            ("allow-snippet-annotations", "true"),
+            ("annotations-risk-level", "High"),
+        ]);
+        assert!(
+            !high.routes.access.snippets_allowed(),
+            "snippets are Critical"
+        );
         let edge = &settings.edge;
         assert_eq!(edge.upstream.timeout, Duration::from_secs(15));
         assert_eq!(edge.header_timeout, Some(Duration::from_secs(20)));

@@ -1,0 +1,234 @@
+//! Snippets read as typed nginx directives (`--allow-snippet-annotations`),
+//! through real sockets: each directive changes what the client or the
+//! endpoint sees as nginx would; a snippet with anything else is served
+//! without it; a protective one that cannot be enforced closes its routes;
+//! without the flag, every snippet is refused as before.
+
+use crate::support;
+
+use bytes::Bytes;
+use gatehouse::translate::WarningKind;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+
+const CONFIGURATION: &str = "nginx.ingress.kubernetes.io/configuration-snippet";
+const SERVER: &str = "nginx.ingress.kubernetes.io/server-snippet";
+
+const HEADERS: &str = r#"more_set_headers "X-Frame-Options: DENY" "X-Host: $host";
+more_set_headers -s 404 "X-Missing: yes";
+more_clear_headers X-Powered-By;
+add_header X-Added added;
+add_header X-Always always always;
+more_set_input_headers "X-Tenant: blue";
+more_clear_input_headers X-Drop;
+proxy_set_header X-Path $request_uri;
+proxy_hide_header X-Secret;
+"#;
+
+/// One Ingress per case, `<case>.test`, on one backend.
+fn manifests(backend: &Backend) -> String {
+    let mut yaml = INGRESS_CLASS.to_owned() + &service("web", &[backend.addr]);
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("headers", &[(CONFIGURATION, HEADERS)]),
+        (
+            "text",
+            &[(
+                CONFIGURATION,
+                "return 200 'ok from snippet';\nadd_header X-A a;",
+            )],
+        ),
+        (
+            "moved",
+            &[(SERVER, "return 301 https://new.test$request_uri;")],
+        ),
+        (
+            "refused",
+            &[(CONFIGURATION, "more_set_headers \"X-A: b\";\ngzip on;")],
+        ),
+        (
+            "allowed",
+            &[(CONFIGURATION, "allow 127.0.0.0/8;\ndeny all;")],
+        ),
+        ("denied", &[(CONFIGURATION, "deny 127.0.0.1;")]),
+        ("closed", &[(CONFIGURATION, "deny all;\ngzip on;")]),
+        (
+            "nightmare",
+            &[(CONFIGURATION, "} ssl_engine /proc/self/fd/9; location /x {")],
+        ),
+        (
+            "limits",
+            &[(
+                CONFIGURATION,
+                "proxy_read_timeout 1s;\nclient_max_body_size 10;",
+            )],
+        ),
+    ];
+    for (case, annotations) in cases {
+        let host = format!("{case}.test");
+        yaml += &ingress_annotated(case, &host, "/", "web", None, annotations);
+    }
+    // A newer Ingress of moved.test: its server-snippet is not the host's.
+    let later = [
+        (SERVER, "return 302 https://elsewhere.test/;"),
+        (CONFIGURATION, "return 200 'shadowed';"),
+    ];
+    yaml += &ingress_annotated("moved-later", "moved.test", "/later", "web", None, &later).replace(
+        "name: moved-later",
+        "name: moved-later\n  creationTimestamp: \"2030-01-01T00:00:00Z\"",
+    );
+    yaml
+}
+
+async fn serve(backend: &Backend, allowed: bool) -> (tempfile::TempDir, gatehouse::app::Running) {
+    serve_manifests_with(&manifests(backend), |c| {
+        c.translate.access.allow_snippets = allowed;
+    })
+    .await
+}
+
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn snippet_header_directives_edit_the_request_and_the_response() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let mut sender = http_connect(gatehouse.http_addr).await;
+    let req = Request::get("/cart?id=7")
+        .header("host", "headers.test")
+        .header("x-drop", "1")
+        .header("x-echo-set-header", "X-Secret:s")
+        .body(Full::default())
+        .unwrap();
+    let reply = send_request(&mut sender, req).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(header(&reply, "x-frame-options"), Some("DENY"));
+    assert_eq!(header(&reply, "x-host"), Some("headers.test"));
+    assert_eq!(header(&reply, "x-added"), Some("added"));
+    assert_eq!(header(&reply, "x-always"), Some("always"));
+    assert_eq!(header(&reply, "x-powered-by"), None);
+    assert_eq!(header(&reply, "x-secret"), None);
+    assert_eq!(header(&reply, "x-missing"), None);
+    let seen = reply.seen();
+    assert_eq!(seen["headers"]["x-tenant"], "blue");
+    assert_eq!(seen["headers"]["x-path"], "/cart?id=7");
+    assert!(seen["headers"].get("x-drop").is_none(), "{seen}");
+
+    let missing = send(&mut sender, "headers.test", "/status/404")
+        .await
+        .unwrap();
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(header(&missing, "x-missing"), Some("yes"));
+    assert_eq!(header(&missing, "x-frame-options"), Some("DENY"));
+    assert_eq!(header(&missing, "x-added"), None, "add_header skips 404");
+    assert_eq!(header(&missing, "x-always"), Some("always"));
+}
+
+#[tokio::test]
+async fn returns_answer_before_the_endpoint_and_the_server_snippet_of_the_oldest_ingress_wins() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let text = http_get(addr, "text.test", "/anything").await;
+    assert_eq!(text.status, StatusCode::OK);
+    assert_eq!(&text.body[..], b"ok from snippet");
+    assert_eq!(header(&text, "content-type"), Some("text/html"));
+    assert_eq!(header(&text, "x-a"), Some("a"));
+    for path in ["/old?q=1", "/later"] {
+        let moved = http_get(addr, "moved.test", path).await;
+        assert_eq!(moved.status, StatusCode::MOVED_PERMANENTLY, "{path}");
+        let location = format!("https://new.test{path}");
+        assert_eq!(header(&moved, "location"), Some(location.as_str()));
+    }
+    assert!(backend.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn snippets_with_anything_else_are_served_without_them_unless_they_protect() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let refused = http_get(addr, "refused.test", "/").await;
+    assert_eq!(refused.status, StatusCode::OK);
+    assert_eq!(header(&refused, "x-a"), None);
+    assert_eq!(status_of(addr, "nightmare.test").await, StatusCode::OK);
+    assert_eq!(status_of(addr, "allowed.test").await, StatusCode::OK);
+    assert_eq!(status_of(addr, "denied.test").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status_of(addr, "closed.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn snippet_timeouts_and_body_size_apply_to_the_ingress_routes() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let slow = http_get(addr, "limits.test", "/sleep/3000").await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
+    let mut sender = http_connect(addr).await;
+    let post = Request::post("/")
+        .header("host", "limits.test")
+        .body(Full::new(Bytes::from(vec![b'x'; 100])))
+        .unwrap();
+    let reply = send_request(&mut sender, post).await.unwrap();
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn without_the_flag_snippets_are_refused_and_protective_ones_close() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, false).await;
+    let addr = gatehouse.http_addr;
+    let headers = http_get(addr, "headers.test", "/").await;
+    assert_eq!(headers.status, StatusCode::OK);
+    assert_eq!(header(&headers, "x-frame-options"), None);
+    assert_eq!(http_get(addr, "text.test", "/").await.backend(), "web");
+    assert_eq!(
+        status_of(addr, "allowed.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status_of(addr, "denied.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn each_snippet_is_reported_directive_by_directive() {
+    let backend = Backend::start("web").await;
+    let objects = gatehouse::source::manifest::parse(&manifests(&backend)).expect("manifests");
+    let state = gatehouse::cluster::ClusterState::from_objects(objects);
+    let mut options = gatehouse::translate::TranslateOptions::default();
+    options.access.allow_snippets = true;
+    let translation = gatehouse::translate::translate(&state, &options);
+    let summaries = translation.summary_list();
+    let of = |name: &str| {
+        let summary = summaries.iter().find(|s| s.ingress.name == name).unwrap();
+        (summary.snippets[0].clone(), summary.line())
+    };
+    let (headers, _) = of("headers");
+    assert_eq!(headers.enforced.len(), 9, "{headers:?}");
+    let (refused, line) = of("refused");
+    assert!(refused.enforced.is_empty());
+    assert_eq!(refused.refused, ["unsupported directive gzip"]);
+    assert!(
+        line.contains("served without: nginx.ingress.kubernetes.io/configuration-snippet"),
+        "{line}"
+    );
+    let (nightmare, _) = of("nightmare");
+    assert!(
+        nightmare.refused[0].contains("closes a block it did not open"),
+        "{nightmare:?}"
+    );
+    let shadowed = translation.warnings.iter().any(|w| {
+        w.kind == WarningKind::SnippetRefused
+            && w.to_string().contains("moved-later")
+            && w.to_string()
+                .contains("already has the server-snippet of test/moved")
+    });
+    assert!(shadowed, "{:#?}", translation.warnings);
+}
