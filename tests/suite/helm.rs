@@ -723,7 +723,6 @@ fn values_gatehouse_cannot_honour_fail_the_install_each_by_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "rendered: {stderr}");
     for key in [
-        "controller.allowSnippetAnnotations:",
         "controller.admissionWebhooks.enabled:",
         "controller.hostNetwork:",
         "controller.config.use-gzip:",
@@ -740,6 +739,45 @@ fn values_gatehouse_cannot_honour_fail_the_install_each_by_name() {
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
     assert!(stderr.contains("gatehouse.acceptUnsupported"), "{stderr}");
+}
+
+#[test]
+fn allow_snippet_annotations_becomes_the_configmap_key_as_in_ingress_nginx() {
+    let test = "allow_snippet_annotations_becomes_the_configmap_key_as_in_ingress_nginx";
+    let Some(helm) = helm(test) else {
+        return;
+    };
+    let out = template(helm, &["--set", "controller.allowSnippetAnnotations=true"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("allow-snippet-annotations: \"true\""),
+        "{stdout}"
+    );
+    // A value in controller.config wins.
+    let out = template(
+        helm,
+        &[
+            "--set",
+            "controller.allowSnippetAnnotations=true",
+            "--set-string",
+            "controller.config.allow-snippet-annotations=false",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("allow-snippet-annotations: \"false\""),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -129,8 +129,6 @@ mapped; the rest either change nothing here or are refused. */ -}}
 {{- $path := printf "controller.config.%s" $key -}}
 {{- if eq $key "worker-shutdown-timeout" -}}
 {{- /* Becomes --drain-timeout. */ -}}
-{{- else if and (eq $key "allow-snippet-annotations") (eq $text "true") -}}
-{{- $refusals = append $refusals (dict "key" $path "why" "snippets are refused by design; remove it and express each snippet with annotations or ConfigMap keys Gatehouse applies (docs/annotations.md)") -}}
 {{- else if eq $status "applied" -}}
 {{- else if eq $status "accepted" -}}
 {{- $noEffect = append $noEffect (printf "%s: accepted without effect (docs/configuration.md)" $path) -}}
@@ -172,9 +170,6 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- end -}}
 {{- if $v.udp -}}
 {{- $refusals = append $refusals (dict "key" "udp" "why" "Gatehouse proxies HTTP and HTTPS only; keep ingress-nginx (or a Service of type LoadBalancer per port) for these UDP services") -}}
-{{- end -}}
-{{- if $c.allowSnippetAnnotations -}}
-{{- $refusals = append $refusals (dict "key" "controller.allowSnippetAnnotations" "why" "snippets are refused by design; set it to false and express each snippet with annotations Gatehouse applies (docs/annotations.md)") -}}
 {{- end -}}
 {{- if $c.admissionWebhooks.enabled -}}
 {{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.enabled" "why" "Gatehouse has no admission webhook: invalid Ingresses are accepted and reported as warnings and Events; set it to false") -}}
