@@ -1,0 +1,222 @@
+//! One AdmissionReview: bytes in, the verdict's bytes out.
+//!
+//! The body is parsed twice with serde into typed structs, never into a
+//! template, a file or a command: first a small view that says which kind
+//! it carries (everything else skipped unread), then `admission.k8s.io/v1`
+//! `AdmissionReview<Ingress>` (or `HTTPRoute`, `Gateway`) with the same
+//! k8s-openapi types the watch reads. serde_json refuses nesting deeper
+//! than 128 levels, so a hostile body costs at most its size. The object
+//! is put into a copy of the served state and translate judges it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use foldhash::HashSet;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+
+use crate::cluster::{ClusterState, Object, ObjectKey};
+use crate::gateway::{Gateway, HTTPRoute};
+use crate::source::StateReceiver;
+use crate::translate::admission::judge;
+use crate::translate::{AdmissionOptions, HostIndex, HostOwnership, TranslateOptions, Verdict};
+
+/// Why a body is not a review; answered with 400, never with a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("not an admission.k8s.io/v1 AdmissionReview: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("the AdmissionReview carries no request")]
+    NoRequest,
+}
+
+/// The kind a review is about, read before the object itself.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    request: Option<Head>,
+}
+
+#[derive(serde::Deserialize)]
+struct Head {
+    kind: Kind,
+}
+
+#[derive(serde::Deserialize)]
+struct Kind {
+    #[serde(default)]
+    group: String,
+    kind: String,
+}
+
+/// The kinds translate judges, by group and kind.
+enum Judged {
+    Ingress,
+    HttpRoute,
+    Gateway,
+}
+
+impl Judged {
+    fn of(kind: &Kind) -> Option<Self> {
+        match (kind.group.as_str(), kind.kind.as_str()) {
+            ("networking.k8s.io", "Ingress") => Some(Judged::Ingress),
+            ("gateway.networking.k8s.io", "HTTPRoute") => Some(Judged::HttpRoute),
+            ("gateway.networking.k8s.io", "Gateway") => Some(Judged::Gateway),
+            _ => None,
+        }
+    }
+}
+
+/// Judges reviews against the newest served state.
+pub struct Reviewer {
+    states: StateReceiver,
+    options: Arc<TranslateOptions>,
+    admission: AdmissionOptions,
+    /// The Ingresses of each host, brought up to the served state by each
+    /// review (briefly locked: the journal holds the changes since).
+    index: Mutex<HostIndex>,
+}
+
+impl Reviewer {
+    pub fn new(
+        states: StateReceiver,
+        options: Arc<TranslateOptions>,
+        admission: AdmissionOptions,
+    ) -> Self {
+        Reviewer {
+            states,
+            options,
+            admission,
+            index: Mutex::new(HostIndex::default()),
+        }
+    }
+
+    /// The AdmissionReview answering `body`, as JSON.
+    pub fn answer(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+        let envelope: Envelope = serde_json::from_slice(body)?;
+        let head = envelope.request.ok_or(ReviewError::NoRequest)?;
+        if envelope.api_version != "admission.k8s.io/v1" {
+            let unknown = serde::de::Error::custom(format!("apiVersion {}", envelope.api_version));
+            return Err(ReviewError::Malformed(unknown));
+        }
+        let response = match Judged::of(&head.kind) {
+            Some(Judged::Ingress) => self.typed::<Ingress>(body, Object::Ingress)?,
+            Some(Judged::HttpRoute) => self.typed::<HTTPRoute>(body, Object::HTTPRoute)?,
+            Some(Judged::Gateway) => self.typed::<Gateway>(body, Object::Gateway)?,
+            // Not registered for: allowed, whatever it holds.
+            None => AdmissionResponse::from(&request::<DynamicObject>(body)?),
+        };
+        Ok(serde_json::to_vec(&response.into_review())?)
+    }
+
+    fn typed<T>(
+        &self,
+        body: &[u8],
+        wrap: impl FnOnce(Arc<T>) -> Object,
+    ) -> Result<AdmissionResponse, ReviewError>
+    where
+        T: Resource + DeserializeOwned,
+    {
+        let mut request = request::<T>(body)?;
+        let response = AdmissionResponse::from(&request);
+        let judged = matches!(request.operation, Operation::Create | Operation::Update);
+        let Some(mut object) = request.object.take().filter(|_| judged) else {
+            return Ok(response);
+        };
+        // The API server sets the namespace before admission; a hand-made
+        // review may leave it to the request.
+        let meta = object.meta_mut();
+        if meta.namespace.as_deref().is_none_or(str::is_empty) {
+            meta.namespace = request.namespace.clone();
+        }
+        let candidate = wrap(Arc::new(object));
+        let verdict = self.judge(&candidate);
+        Ok(respond(response, &verdict, &candidate))
+    }
+
+    /// Translate's verdict on `candidate` joining the served state.
+    fn judge(&self, candidate: &Object) -> Verdict {
+        let served = self.states.borrow().clone();
+        let mut state = ClusterState::clone(&served);
+        state.insert(candidate.clone());
+        let scope = self.scope(&served, &state, candidate);
+        judge(
+            &state,
+            &self.options,
+            self.admission,
+            candidate,
+            scope.as_ref(),
+        )
+    }
+
+    /// The Ingresses to translate with `candidate`: those of its hosts for
+    /// an Ingress; for a Gateway API object, none (they are translated
+    /// whole anyway), unless host ownership needs every Ingress's hosts.
+    fn scope(
+        &self,
+        served: &ClusterState,
+        state: &ClusterState,
+        candidate: &Object,
+    ) -> Option<HashSet<ObjectKey>> {
+        let Object::Ingress(ingress) = candidate else {
+            return match self.options.host_ownership {
+                HostOwnership::Shared => Some(HashSet::default()),
+                HostOwnership::Namespace => None,
+            };
+        };
+        let prefix = &self.options.annotations_prefix;
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        index.follow(served, prefix);
+        index.scope(state, &candidate.key(), ingress, prefix)
+    }
+}
+
+fn request<T: Resource + DeserializeOwned>(
+    body: &[u8],
+) -> Result<AdmissionRequest<T>, ReviewError> {
+    let review: AdmissionReview<T> = serde_json::from_slice(body)?;
+    review.try_into().map_err(|_| ReviewError::NoRequest)
+}
+
+/// The longest warning sent: the API server truncates longer ones.
+const WARNING_BYTES: usize = 256;
+
+/// The verdict in the response: a refusal (403, its reasons in the
+/// message kubectl prints), or an allowance with translate's warnings.
+fn respond(
+    response: AdmissionResponse,
+    verdict: &Verdict,
+    candidate: &Object,
+) -> AdmissionResponse {
+    let (kind, key) = (candidate.kind(), candidate.key());
+    if !verdict.allowed() {
+        let message = verdict.message(kind, &key);
+        tracing::info!(target: "gatehouse::admission", object = %key, kind, "refused: {message}");
+        let mut refused = response.deny(message);
+        refused.result.code = 403;
+        refused.result.reason = "Forbidden".into();
+        return refused;
+    }
+    let mut allowed = response;
+    if !verdict.warnings.is_empty() {
+        let warnings = verdict.warnings.iter().map(|w| shorten(w, WARNING_BYTES));
+        allowed.warnings = Some(warnings.collect());
+    }
+    allowed
+}
+
+/// `text` cut to at most `bytes` bytes, on a character boundary, with an
+/// ellipsis when cut.
+fn shorten(text: &str, bytes: usize) -> String {
+    if text.len() <= bytes {
+        return text.to_owned();
+    }
+    let mut end = bytes - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
