@@ -3,6 +3,7 @@
 //! verdict on the object joining the served state.
 
 use std::net::SocketAddr;
+use std::process::Command;
 
 use http::StatusCode;
 use rustls::pki_types::CertificateDer;
@@ -317,4 +318,32 @@ async fn the_webhook_certificate_is_read_again_when_its_files_change() {
     })
     .await;
     assert!(ask(served.addr(), &renewed.pki.ca, &good).await.allowed());
+}
+
+#[tokio::test]
+async fn the_routes_lint_refuses_what_the_webhook_refuses_with_the_same_message() {
+    let bad = annotated(
+        "bad",
+        "bad.test",
+        "/",
+        &[(SNIPPET, "content_by_lua_block { }")],
+    );
+    let served = Served::start(&cluster(), |_| {}).await;
+    let answer = served.ask("CREATE", &bad).await;
+    assert!(!answer.allowed());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("all.yaml"), cluster() + &bad).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["routes", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .expect("run routes");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains(&format!("REFUSED {}", answer.message())),
+        "{out}\nwebhook: {}",
+        answer.message()
+    );
+    assert!(out.contains("1 Ingresses: 0 allowed, 1 refused"), "{out}");
 }
