@@ -347,3 +347,55 @@ async fn the_routes_lint_refuses_what_the_webhook_refuses_with_the_same_message(
     );
     assert!(out.contains("1 Ingresses: 0 allowed, 1 refused"), "{out}");
 }
+
+const GATEWAY: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: test}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+";
+
+fn http_route(name: &str, path: &str, path_type: &str, service: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: test}}
+spec:
+  parentRefs: [{{name: edge}}]
+  hostnames: [routes.test]
+  rules:
+  - matches: [{{path: {{type: {path_type}, value: {path:?}}}}}]
+    backendRefs: [{{name: {service}, port: 80}}]
+"
+    )
+}
+
+#[tokio::test]
+async fn an_httproute_is_judged_as_translate_would_serve_it() {
+    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let bad = http_route("bad", "/(unclosed", "RegularExpression", "web");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &bad)).await;
+    assert!(!answer.allowed(), "{answer:?}");
+    let message = answer.message();
+    assert!(
+        message.contains("HTTPRoute test/bad") && message.contains("/(unclosed"),
+        "{message}"
+    );
+
+    let later = http_route("later", "/", "PathPrefix", "not-yet");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &later)).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(
+        answer.warnings().iter().any(|w| w.contains("not-yet")),
+        "{answer:?}"
+    );
+}
