@@ -10,7 +10,9 @@
 //! of the served state. Nothing a review carries is executed, rendered or
 //! written anywhere. At most `Limits::reviews` reviews are judged at once
 //! (the others wait for a turn within their deadline), off the threads
-//! that serve traffic. Answering needs no write access to anything.
+//! that serve traffic, on at most `Limits::connections` connections, each
+//! closed when idle past the head timeout. Answering needs no write
+//! access to anything.
 
 mod certificate;
 mod review;
@@ -24,9 +26,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -48,8 +50,11 @@ pub struct Limits {
     /// ValidatingWebhookConfiguration's `timeoutSeconds`, so that the API
     /// server hears our 503 rather than its own timeout.
     pub deadline: Duration,
-    /// For the TLS handshake and the request head.
+    /// For the TLS handshake, and for each request head (an idle
+    /// kept-alive connection is closed after it too).
     pub handshake: Duration,
+    /// Connections open at once; past it the next waits to be accepted.
+    pub connections: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             reviews: 4,
             deadline: Duration::from_secs(4),
             handshake: Duration::from_secs(5),
+            connections: 64,
         }
     }
 }
@@ -72,13 +78,15 @@ pub struct WebhookConfig {
     pub limits: Limits,
 }
 
-/// A TLS configuration serving the files' certificate, HTTP/2 and 1.1.
+/// A TLS configuration serving the files' certificate, HTTP/1.1 only:
+/// the API server's client speaks it, and its head timeout bounds how
+/// long an idle connection is held, which HTTP/2 has no equivalent for.
 pub fn tls_config(files: Arc<CertificateFiles>) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(crate::tls::provider().clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(files);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -102,18 +110,22 @@ pub async fn serve(
         limits,
     });
     let acceptor = TlsAcceptor::from(tls);
-    let mut server = auto::Builder::new(TokioExecutor::new());
+    let mut server = http1::Builder::new();
     server
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.handshake);
+    let open = Arc::new(Semaphore::new(limits.connections.max(1)));
     loop {
+        let Ok(slot) = open.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let (webhook, acceptor, server) = (webhook.clone(), acceptor.clone(), server.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(stream));
             let Ok(Ok(stream)) = handshake.await else {
                 return;

@@ -399,3 +399,25 @@ async fn an_httproute_is_judged_as_translate_would_serve_it() {
         "{answer:?}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_the_head_timeout_and_frees_its_place() {
+    let served = Served::start(&cluster(), |config| {
+        if let Some(webhook) = &mut config.webhook {
+            webhook.limits.connections = 1;
+            webhook.limits.handshake = std::time::Duration::from_millis(300);
+        }
+    })
+    .await;
+    let config = tls_config(Some(&served.ca), &[b"h2", b"http/1.1"]);
+    let (mut idle, _) = tls_connect(served.addr(), WEBHOOK_HOST, config)
+        .await
+        .expect("TLS");
+    assert_eq!(idle.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // The only place is taken: this review waits until the idle one goes.
+    let good = ingress("shop", "shop.test", "/", "web", None);
+    assert!(served.ask("CREATE", &good).await.allowed());
+    let mut byte = [0u8; 1];
+    let read = tokio::io::AsyncReadExt::read(&mut idle, &mut byte).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
