@@ -220,3 +220,78 @@ fn shorten(text: &str, bytes: usize) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reviewer() -> Reviewer {
+        let (_, states) = tokio::sync::watch::channel(Arc::new(ClusterState::default()));
+        Reviewer::new(
+            states,
+            Arc::new(TranslateOptions::default()),
+            AdmissionOptions::default(),
+        )
+    }
+
+    fn answer(reviewer: &Reviewer, request: serde_json::Value) -> serde_json::Value {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request
+        });
+        let body = reviewer
+            .answer(&serde_json::to_vec(&review).unwrap())
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn request(
+        kind: serde_json::Value,
+        operation: &str,
+        object: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "uid": "u-1", "kind": kind,
+            "resource": {"group": "", "version": "v1", "resource": "things"},
+            "operation": operation, "userInfo": {}, "object": object
+        })
+    }
+
+    #[test]
+    fn a_kind_not_registered_for_is_allowed_whatever_it_holds() {
+        let kind = serde_json::json!({"group": "", "version": "v1", "kind": "Pod"});
+        let object =
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"anything": [1, {"x": null}]}});
+        let answer = answer(&reviewer(), request(kind, "CREATE", object));
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["uid"], "u-1");
+    }
+
+    #[test]
+    fn a_delete_is_allowed_unjudged() {
+        let kind =
+            serde_json::json!({"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"});
+        let snippet = serde_json::json!({"nginx.ingress.kubernetes.io/configuration-snippet": "load_module x;"});
+        let object = serde_json::json!({
+            "metadata": {"name": "i", "namespace": "n", "annotations": snippet},
+            "spec": {"ingressClassName": "gatehouse"}
+        });
+        let reviewer = reviewer();
+        let deleted = answer(&reviewer, request(kind.clone(), "DELETE", object.clone()));
+        assert_eq!(deleted["response"]["allowed"], true);
+        let created = answer(&reviewer, request(kind, "CREATE", object));
+        assert_eq!(created["response"]["allowed"], false);
+        assert_eq!(created["response"]["status"]["code"], 403);
+    }
+
+    #[test]
+    fn a_long_warning_is_cut_on_a_character_boundary() {
+        let text = "é".repeat(200);
+        let cut = shorten(&text, WARNING_BYTES);
+        assert!(
+            cut.len() <= WARNING_BYTES && cut.ends_with('…'),
+            "{}",
+            cut.len()
+        );
+        assert_eq!(shorten("short", WARNING_BYTES), "short");
+    }
+}
