@@ -224,7 +224,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let webhook_addr = match &config.webhook {
         Some(webhook) => {
-            let reviewer = Reviewer::new(states.clone(), controller.options(), webhook.admission);
+            let reviewer = Reviewer::new(
+                states.clone(),
+                controller.options(),
+                webhook.admission,
+                metrics.clone(),
+            );
             Some(start_webhook(webhook, reviewer, &mut tasks).await?)
         }
         None => None,

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cluster::{ClusterState, Object, ObjectKey};
 use crate::gateway::{Gateway, HTTPRoute};
+use crate::metrics::{AdmissionLabels, Metrics};
 use crate::source::StateReceiver;
 use crate::translate::admission::judge;
 use crate::translate::{AdmissionOptions, HostIndex, HostOwnership, TranslateOptions, Verdict};
@@ -78,6 +79,7 @@ pub struct Reviewer {
     /// The Ingresses of each host, brought up to the served state by each
     /// review (briefly locked: the journal holds the changes since).
     index: Mutex<HostIndex>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reviewer {
@@ -85,31 +87,62 @@ impl Reviewer {
         states: StateReceiver,
         options: Arc<TranslateOptions>,
         admission: AdmissionOptions,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Reviewer {
             states,
             options,
             admission,
             index: Mutex::new(HostIndex::default()),
+            metrics,
         }
     }
 
-    /// The AdmissionReview answering `body`, as JSON.
+    /// The AdmissionReview answering `body`, as JSON; counted and timed.
     pub fn answer(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+        let started = std::time::Instant::now();
+        let answered = self.respond_to(body);
+        let (kind, verdict) = match &answered {
+            Ok((_, kind, verdict)) => (*kind, *verdict),
+            Err(_) => ("", "invalid"),
+        };
+        let labels = AdmissionLabels { kind, verdict };
+        self.metrics.admission_reviews.get_or_create(&labels).inc();
+        let took = started.elapsed().as_secs_f64();
+        self.metrics.admission_review_duration.observe(took);
+        answered.map(|(json, _, _)| json)
+    }
+
+    /// The answer, the kind judged and the verdict's label.
+    fn respond_to(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<u8>, &'static str, &'static str), ReviewError> {
         let envelope: Envelope = serde_json::from_slice(body)?;
         let head = envelope.request.ok_or(ReviewError::NoRequest)?;
         if envelope.api_version != "admission.k8s.io/v1" {
             let unknown = serde::de::Error::custom(format!("apiVersion {}", envelope.api_version));
             return Err(ReviewError::Malformed(unknown));
         }
-        let response = match Judged::of(&head.kind) {
-            Some(Judged::Ingress) => self.typed::<Ingress>(body, Object::Ingress)?,
-            Some(Judged::HttpRoute) => self.typed::<HTTPRoute>(body, Object::HTTPRoute)?,
-            Some(Judged::Gateway) => self.typed::<Gateway>(body, Object::Gateway)?,
+        let (response, kind) = match Judged::of(&head.kind) {
+            Some(Judged::Ingress) => (self.typed::<Ingress>(body, Object::Ingress)?, "Ingress"),
+            Some(Judged::HttpRoute) => (
+                self.typed::<HTTPRoute>(body, Object::HTTPRoute)?,
+                "HTTPRoute",
+            ),
+            Some(Judged::Gateway) => (self.typed::<Gateway>(body, Object::Gateway)?, "Gateway"),
             // Not registered for: allowed, whatever it holds.
-            None => AdmissionResponse::from(&request::<DynamicObject>(body)?),
+            None => (
+                AdmissionResponse::from(&request::<DynamicObject>(body)?),
+                "other",
+            ),
         };
-        Ok(serde_json::to_vec(&response.into_review())?)
+        let verdict = match (&response.allowed, &response.warnings) {
+            (false, _) => "refused",
+            (true, Some(_)) => "warned",
+            (true, None) => "allowed",
+        };
+        Ok((serde_json::to_vec(&response.into_review())?, kind, verdict))
     }
 
     fn typed<T>(
@@ -231,6 +264,7 @@ mod tests {
             states,
             Arc::new(TranslateOptions::default()),
             AdmissionOptions::default(),
+            Arc::new(Metrics::new()),
         )
     }
 

@@ -421,3 +421,31 @@ async fn an_idle_connection_is_closed_at_the_head_timeout_and_frees_its_place() 
     let read = tokio::io::AsyncReadExt::read(&mut idle, &mut byte).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+#[tokio::test]
+async fn reviews_are_counted_by_kind_and_verdict() {
+    let served = Served::start(&cluster(), |_| {}).await;
+    let good = ingress("shop", "shop.test", "/", "web", None);
+    let bad = annotated("bad", "bad.test", "/", &[(SNIPPET, "load_module x;")]);
+    let later = ingress("later", "later.test", "/", "not-yet", None);
+    assert!(served.ask("CREATE", &good).await.allowed());
+    assert!(!served.ask("CREATE", &bad).await.allowed());
+    assert!(served.ask("CREATE", &later).await.allowed());
+    assert_eq!(
+        post(served.addr(), &served.ca, "/", "not json")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let metrics = http_get(served.gatehouse.metrics_addr, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for series in [
+        "gatehouse_admission_reviews_total{kind=\"Ingress\",verdict=\"allowed\"} 1",
+        "gatehouse_admission_reviews_total{kind=\"Ingress\",verdict=\"refused\"} 1",
+        "gatehouse_admission_reviews_total{kind=\"Ingress\",verdict=\"warned\"} 1",
+        "gatehouse_admission_reviews_total{kind=\"\",verdict=\"invalid\"} 1",
+        "gatehouse_admission_review_duration_seconds_count 4",
+    ] {
+        assert!(text.contains(series), "{series} missing in\n{text}");
+    }
+}
