@@ -109,6 +109,8 @@ pub async fn serve(
         turns: Arc::new(Semaphore::new(limits.reviews.max(1))),
         limits,
     });
+    let ahead = webhook.clone();
+    tokio::task::spawn_blocking(move || ahead.reviewer.follow_served());
     let acceptor = TlsAcceptor::from(tls);
     let mut server = http1::Builder::new();
     server

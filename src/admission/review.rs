@@ -172,10 +172,7 @@ impl Reviewer {
 
     /// Translate's verdict on `candidate` joining the served state.
     fn judge(&self, candidate: &Object) -> Verdict {
-        let served = self.states.borrow().clone();
-        let mut state = ClusterState::clone(&served);
-        state.insert(candidate.clone());
-        let scope = self.scope(&served, &state, candidate);
+        let (state, scope) = self.place(candidate);
         judge(
             &state,
             &self.options,
@@ -185,25 +182,40 @@ impl Reviewer {
         )
     }
 
-    /// The Ingresses to translate with `candidate`: those of its hosts for
-    /// an Ingress; for a Gateway API object, none (they are translated
-    /// whole anyway), unless host ownership needs every Ingress's hosts.
-    fn scope(
-        &self,
-        served: &ClusterState,
-        state: &ClusterState,
-        candidate: &Object,
-    ) -> Option<HashSet<ObjectKey>> {
+    /// The newest served state with `candidate` in it, and the Ingresses
+    /// to translate with it: those of its hosts for an Ingress; for a
+    /// Gateway API object, none (they are translated whole anyway),
+    /// unless host ownership needs every Ingress's hosts.
+    fn place(&self, candidate: &Object) -> (ClusterState, Option<HashSet<ObjectKey>>) {
+        let with_candidate = |served: &ClusterState| {
+            let mut state = served.clone();
+            state.insert(candidate.clone());
+            state
+        };
         let Object::Ingress(ingress) = candidate else {
+            let state = with_candidate(&self.states.borrow());
             return match self.options.host_ownership {
-                HostOwnership::Shared => Some(HashSet::default()),
-                HostOwnership::Namespace => None,
+                HostOwnership::Shared => (state, Some(HashSet::default())),
+                HostOwnership::Namespace => (state, None),
             };
         };
         let prefix = &self.options.annotations_prefix;
+        // The state is taken under the lock: the index only ever follows
+        // newer states, by their journal, never back to an older one.
         let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        index.follow(served, prefix);
-        index.scope(state, &candidate.key(), ingress, prefix)
+        let served = self.states.borrow().clone();
+        index.follow(&served, prefix);
+        let state = with_candidate(&served);
+        let scope = index.scope(&state, &candidate.key(), ingress, prefix);
+        (state, scope)
+    }
+
+    /// Brings the host index up to the served state ahead of the first
+    /// review, which would otherwise build it whole.
+    pub fn follow_served(&self) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let served = self.states.borrow().clone();
+        index.follow(&served, &self.options.annotations_prefix);
     }
 }
 
