@@ -476,6 +476,7 @@ fn config(source: gatehouse::app::SourceConfig) -> gatehouse::app::Config {
         shutdown_grace: Duration::ZERO,
         drain_timeout: Duration::ZERO,
         status: None,
+        webhook: None,
     }
 }
 

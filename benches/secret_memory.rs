@@ -112,6 +112,7 @@ fn child(url: &str) {
             shutdown_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(1),
             status: None,
+            webhook: None,
         };
         let running = gatehouse::app::start(config).await.expect("start");
         let (ready_rss, _) = common::memory_mib();

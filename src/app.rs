@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::acme::status::AcmeStatus;
+use crate::admission::{self, CertificateError, CertificateFiles, Reviewer, WebhookConfig};
 use crate::controller::Controller;
 use crate::issuing::{self, SecretStore};
 use crate::metrics::ingress_nginx::ControllerLabels;
@@ -76,6 +77,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Ingress status and Events (with the Kubernetes source only).
     pub status: Option<StatusConfig>,
+    /// `--validating-webhook`: the admission webhook, if served.
+    pub webhook: Option<WebhookConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("the validating webhook's certificate: {0}")]
+    WebhookCertificate(#[from] CertificateError),
+    #[error("the validating webhook's TLS: {0}")]
+    WebhookTls(#[from] rustls::Error),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
     #[error("cannot open the access log {target:?}: {source}")]
@@ -105,6 +112,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// `--validating-webhook`'s address, when served.
+    pub webhook_addr: Option<SocketAddr>,
     /// The table being served, for tools and tests that inspect it.
     pub table: Arc<ArcSwap<RouteTable>>,
     readiness: Readiness,
@@ -213,6 +222,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let https = bind("HTTPS", config.https_addr).await?;
     let addrs = (local(&http)?, local(&https)?, metrics_addr);
 
+    let webhook_addr = match &config.webhook {
+        Some(webhook) => {
+            let reviewer = Reviewer::new(
+                states.clone(),
+                controller.options(),
+                webhook.admission,
+                metrics.clone(),
+            );
+            Some(start_webhook(webhook, reviewer, &mut tasks).await?)
+        }
+        None => None,
+    };
+
     // One replica leads: it writes status and Events and orders ACME
     // certificates. With manifests there is one replica, which leads.
     let issuing = match (&config.source, &config.status) {
@@ -280,6 +302,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http_addr: addrs.0,
         https_addr: addrs.1,
         metrics_addr: addrs.2,
+        webhook_addr,
         table,
         readiness,
         proxy,
@@ -290,6 +313,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         workers,
         _access_log: access_log_guard,
     })
+}
+
+/// Every replica answers reviews, from its own view of the cluster; none
+/// needs to lead.
+async fn start_webhook(
+    config: &WebhookConfig,
+    reviewer: Reviewer,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, StartError> {
+    let files = Arc::new(CertificateFiles::load(
+        config.certificate.clone(),
+        config.key.clone(),
+    )?);
+    let tls = admission::tls_config(files.clone())?;
+    let listener = bind("the validating webhook", config.addr).await?;
+    let addr = local(&listener)?;
+    tasks.spawn(files.follow());
+    tasks.spawn(admission::serve(listener, tls, reviewer, config.limits));
+    tracing::info!(webhook = %addr, "validating webhook serving");
+    Ok(addr)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::admission::WebhookConfig;
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::policy::hsts::HstsOptions;
@@ -24,7 +25,7 @@ use crate::status::{Publish, StatusConfig};
 use crate::table::GlobalSettings;
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogTarget};
 use crate::telemetry::logging::LogFormat;
-use crate::translate::{AcmeOptions, HostOwnership, TranslateOptions};
+use crate::translate::{AcmeOptions, AdmissionOptions, HostOwnership, TranslateOptions};
 use crate::upstream::UpstreamKeepalive;
 
 /// Gatehouse: a Kubernetes Ingress controller with its own HTTP and HTTPS proxy.
@@ -154,6 +155,28 @@ pub struct Cli {
     /// Ingresses.
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     pub publish_status_address: Vec<String>,
+
+    /// Serve the validating admission webhook on this address (HTTPS only,
+    /// any path), as ingress-nginx's flag: the API server asks it about
+    /// each Ingress, HTTPRoute and Gateway before storing it, and it
+    /// refuses what Gateway would close or not serve as written (see
+    /// docs/deploy.md).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires_all = ["validating_webhook_certificate", "validating_webhook_key"]
+    )]
+    pub validating_webhook: Option<SocketAddr>,
+
+    /// The webhook's serving certificate (PEM chain, leaf first); read
+    /// again when it changes.
+    #[arg(long, value_name = "FILE", requires = "validating_webhook")]
+    pub validating_webhook_certificate: Option<PathBuf>,
+
+    /// The webhook certificate's private key (PEM); read again when it
+    /// changes.
+    #[arg(long, value_name = "FILE", requires = "validating_webhook")]
+    pub validating_webhook_key: Option<PathBuf>,
 
     /// Name of the Lease replicas elect a status writer with (in the Pod's
     /// namespace, $POD_NAMESPACE).
@@ -338,6 +361,12 @@ pub struct RoutingArgs {
     /// names an issuer either way.
     #[arg(long, value_name = "NAME")]
     pub acme_default_issuer: Option<String>,
+
+    /// Admission (and `routes`) also refuse an Ingress whose host+path or
+    /// default backend another Ingress already serves. Off, that is a
+    /// warning: renaming an Ingress needs both for a moment.
+    #[arg(long)]
+    pub admission_reject_conflicts: bool,
 }
 
 fn parse_status(value: &str) -> Result<u16, String> {
@@ -382,6 +411,12 @@ impl RoutingArgs {
                 default_issuer: self.acme_default_issuer.clone(),
                 challenges: crate::source::acme_challenges_secret(),
             },
+        }
+    }
+
+    pub fn admission_options(&self) -> AdmissionOptions {
+        AdmissionOptions {
+            reject_conflicts: self.admission_reject_conflicts,
         }
     }
 
@@ -432,7 +467,20 @@ impl Cli {
             shutdown_grace: self.shutdown_grace,
             drain_timeout: self.drain_timeout,
             status: Some(self.status_config()),
+            webhook: self.webhook_config(),
         }
+    }
+
+    /// The webhook, when `--validating-webhook` is given (clap has made
+    /// sure the certificate and key are too).
+    fn webhook_config(&self) -> Option<WebhookConfig> {
+        Some(WebhookConfig {
+            addr: self.validating_webhook?,
+            certificate: self.validating_webhook_certificate.clone()?,
+            key: self.validating_webhook_key.clone()?,
+            admission: self.routing.admission_options(),
+            limits: crate::admission::Limits::default(),
+        })
     }
 
     /// The edge settings these flags set; the controller ConfigMap's keys

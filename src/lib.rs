@@ -3,7 +3,8 @@
 //! The flow of data, one folder per step:
 //! `source` (files, kube) → `cluster::ClusterState` → `translate` (pure) →
 //! `table::RouteTable` (immutable, swapped atomically) → `proxy`
-//! (hyper + rustls), with `telemetry` beside them. The value types several
+//! (hyper + rustls), with `telemetry` beside them, and `admission`, the
+//! webhook that asks translate about an object before it is stored. The value types several
 //! of them share (`upstream`, `connection`, `tls`, `metrics`) sit below
 //! them; docs/architecture.md has the module map, and no two top-level
 //! modules import each other, directly or around a cycle.
@@ -11,6 +12,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod acme;
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod cluster;

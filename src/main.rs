@@ -70,6 +70,9 @@ async fn routes(
             &translation.summary_list()
         )
     );
+    let verdicts =
+        gatehouse::translate::admission::verdicts(&translation, routing.admission_options());
+    print!("{}", gatehouse::report::admission(&verdicts));
     let clean = errors.is_empty() && translation.warnings.is_empty();
     Ok(if clean {
         ExitCode::SUCCESS

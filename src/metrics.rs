@@ -100,6 +100,15 @@ pub struct AcmeOrderLabels {
     pub event: &'static str,
 }
 
+/// One admission review: the kind it was about and what it got.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: &'static str,
+    /// `allowed`, `warned` (allowed with warnings), `refused`, or
+    /// `invalid` (a body that is not a review: 4xx).
+    pub verdict: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The request metrics of one route, looked up in the families on the
@@ -211,6 +220,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
+fn review_histogram() -> Histogram {
+    // 0.1 ms … ~3 s: a review takes about a millisecond.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -234,6 +248,10 @@ pub struct Metrics {
     pub acme_certificates: Family<AcmeStateLabels, Gauge<i64, AtomicI64>>,
     /// ACME orders this replica placed or resumed, and how they ended.
     pub acme_orders: Family<AcmeOrderLabels, Counter>,
+    /// Admission reviews answered, by kind and verdict.
+    pub admission_reviews: Family<AdmissionLabels, Counter>,
+    /// From a review's body read to its answer.
+    pub admission_review_duration: Histogram,
     /// The request metrics of requests no route forwarded (404, redirects).
     pub unrouted: RouteMetricsSlot,
     /// ingress-nginx's series (`--metrics-compat ingress-nginx`).
@@ -297,6 +315,8 @@ impl Metrics {
             cert_expiry: Family::default(),
             acme_certificates: Family::default(),
             acme_orders: Family::default(),
+            admission_reviews: Family::default(),
+            admission_review_duration: review_histogram(),
             ingress_nginx: None,
         };
         let r = &mut m.registry;
@@ -396,6 +416,17 @@ impl Metrics {
             "acme_orders",
             "ACME orders, by issuer and event: placed, resumed (recorded by an earlier attempt or leader), issued, failed",
             m.acme_orders.clone(),
+        );
+        r.register(
+            "admission_reviews",
+            "Admission reviews answered, by kind and verdict (allowed, warned, refused, invalid)",
+            m.admission_reviews.clone(),
+        );
+        r.register_with_unit(
+            "admission_review_duration",
+            "Time to judge one admission review, from its body read to its answer",
+            Unit::Seconds,
+            m.admission_review_duration.clone(),
         );
         m
     }

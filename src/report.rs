@@ -2,11 +2,12 @@
 
 use std::fmt::Write;
 
+use crate::cluster::ObjectKey;
 use crate::policy::proxy_settings::{BackendProtocol, ProxySettings, DEFAULT_BODY_LIMIT};
 use crate::policy::rewrite::Rewrite;
 use crate::source::files::FileError;
 use crate::table::{Route, RouteTable};
-use crate::translate::{totals, IngressSummary, Warning};
+use crate::translate::{totals, IngressSummary, Verdict, Warning};
 use crate::upstream::{Action, LoadBalance, Timeouts, Upstream};
 
 /// Renders routes, certificates, manifest errors, warnings and the
@@ -88,6 +89,25 @@ pub fn render(
         }
         let _ = writeln!(out, "{}", totals(summaries));
     }
+    out
+}
+
+/// What the admission webhook answers for each Ingress: the refused ones
+/// with their reasons, then the count.
+pub fn admission(verdicts: &[(ObjectKey, Verdict)]) -> String {
+    let mut out =
+        String::from("\nADMISSION (what --validating-webhook answers for each Ingress)\n");
+    let refused: Vec<_> = verdicts.iter().filter(|(_, v)| !v.allowed()).collect();
+    for (key, verdict) in &refused {
+        let _ = writeln!(out, "REFUSED {}", verdict.message("Ingress", key));
+    }
+    let _ = writeln!(
+        out,
+        "{} Ingresses: {} allowed, {} refused",
+        verdicts.len(),
+        verdicts.len() - refused.len(),
+        refused.len()
+    );
     out
 }
 

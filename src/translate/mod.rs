@@ -12,6 +12,7 @@
 //! does the Gateway API's share.
 
 pub mod acme;
+pub mod admission;
 mod annotations;
 mod backend;
 mod build;
@@ -35,9 +36,11 @@ use std::sync::Arc;
 
 pub use crate::policy::NGINX_PREFIX;
 pub use acme::{certificate_requests, AcmeOptions, CertificateRequest, Owner};
+pub use admission::{AdmissionOptions, Verdict};
 pub use annotations::IngressAnnotations;
 pub use backend::BackendError;
 pub use class::is_ours;
+pub use incremental::HostIndex;
 pub use ownership::HostOwnership;
 pub use summary::{totals, IngressSummary, SnippetSummary};
 pub use warning::{Warning, WarningKind};

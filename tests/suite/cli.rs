@@ -51,6 +51,17 @@ fn manifests_and_a_kubeconfig_are_exclusive() {
 }
 
 #[test]
+fn the_validating_webhook_needs_its_certificate_and_key() {
+    let stderr = usage_error(&["--manifests", ".", "--validating-webhook", "127.0.0.1:0"]);
+    assert!(
+        stderr.contains("--validating-webhook-certificate"),
+        "{stderr}"
+    );
+    let stderr = usage_error(&["--manifests", ".", "--validating-webhook-key", "k.pem"]);
+    assert!(stderr.contains("--validating-webhook"), "{stderr}");
+}
+
+#[test]
 fn without_manifests_or_cluster_credentials_it_says_so_and_fails() {
     let home = tempfile::tempdir().expect("tempdir");
     let out = gatehouse()
@@ -91,6 +102,10 @@ fn help_describes_every_flag() {
         "--hsts-max-age",
         "--hsts-include-subdomains",
         "--hsts-preload",
+        "--validating-webhook",
+        "--validating-webhook-certificate",
+        "--validating-webhook-key",
+        "--admission-reject-conflicts",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, PodTemplateSpec, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
@@ -66,6 +67,9 @@ fn every_document_is_the_kubernetes_type_it_claims_to_be() {
             "Deployment" => drop(typed::<Deployment>(path, value)),
             "DaemonSet" => drop(typed::<DaemonSet>(path, value)),
             "CustomResourceDefinition" => drop(typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(path, value)),
+            "ValidatingWebhookConfiguration" => drop(typed::<ValidatingWebhookConfiguration>(path, value)),
+            // cert-manager's kinds, for the webhook's certificate.
+            "Issuer" | "Certificate" => assert_eq!(value["apiVersion"], "cert-manager.io/v1"),
             // kustomize's own file is not a Kubernetes object.
             "Kustomization" => assert_eq!(value["apiVersion"], "kustomize.config.k8s.io/v1beta1"),
             other => panic!("{}: unexpected kind {other:?}", path.display()),
@@ -159,8 +163,8 @@ fn both_workloads_are_hardened_probed_and_drain_within_their_grace_period() {
 fn the_load_balancer_maps_80_and_443_to_the_listeners() {
     let (path, value) = manifests()
         .into_iter()
-        .find(|(_, v)| v["kind"] == "Service")
-        .expect("a Service");
+        .find(|(_, v)| v["kind"] == "Service" && v["metadata"]["name"] == "gatehouse")
+        .expect("the gatehouse Service");
     let service: Service = typed(&path, &value);
     let spec = service.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
@@ -214,4 +218,51 @@ fn both_workloads_read_the_controller_configmap_that_deploy_ships_and_their_args
         let parsed = <gatehouse::cli::Cli as clap::Parser>::try_parse_from(argv);
         assert!(parsed.is_ok(), "{kind}: {:?}", parsed.err());
     }
+}
+
+fn one<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
+    let all = manifests().into_iter();
+    all.filter(|(_, v)| v["kind"].as_str() == Some(kind))
+        .map(|(path, value)| typed::<T>(&path, &value))
+        .collect()
+}
+
+#[test]
+fn the_webhook_is_asked_through_the_admission_service_within_its_deadline() {
+    let configs: Vec<ValidatingWebhookConfiguration> = one("ValidatingWebhookConfiguration");
+    assert_eq!(configs.len(), 1);
+    let services: Vec<Service> = one("Service");
+    let deadline = gatehouse::admission::Limits::default().deadline;
+    for webhook in configs[0].webhooks.iter().flatten() {
+        let service = webhook.client_config.service.as_ref().expect("by Service");
+        let target = services.iter().find(|s| {
+            s.metadata.name.as_deref() == Some(service.name.as_str())
+                && s.metadata.namespace.as_deref() == Some(service.namespace.as_str())
+        });
+        let target =
+            target.unwrap_or_else(|| panic!("{}: no Service {}", webhook.name, service.name));
+        let ports = target
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default();
+        assert!(
+            ports.iter().any(|p| Some(p.port) == service.port),
+            "{}",
+            webhook.name
+        );
+        // Our 503 at the deadline reaches the API server before its timeout.
+        let timeout = webhook.timeout_seconds.expect("timeoutSeconds");
+        assert!(deadline.as_secs() < timeout as u64, "{}", webhook.name);
+        assert_eq!(webhook.admission_review_versions, ["v1"]);
+        assert_eq!(webhook.side_effects, "None");
+    }
+    let ingresses = configs[0]
+        .webhooks
+        .iter()
+        .flatten()
+        .find(|w| w.name.starts_with("ingresses."));
+    let ingresses = ingresses.expect("the Ingress webhook");
+    assert_eq!(ingresses.failure_policy.as_deref(), Some("Fail"));
+    assert!(ingresses.match_conditions.is_some(), "scoped to our class");
 }

@@ -16,6 +16,7 @@ mod acme_challenge;
 mod acme_kube;
 mod acme_pebble;
 mod acme_replicas;
+mod admission;
 mod affinity;
 mod aliases;
 mod alpn_h2;

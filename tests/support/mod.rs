@@ -2,6 +2,7 @@
 //! and HTTP clients, and Gatehouse itself, all on 127.0.0.1.
 #![allow(dead_code)] // the streaming test uses only a part
 
+pub mod admission;
 pub mod fake_api;
 pub mod nginx;
 pub mod pathological;
@@ -655,6 +656,7 @@ pub fn config_for(dir: &Path) -> Config {
         shutdown_grace: std::time::Duration::from_secs(5),
         drain_timeout: std::time::Duration::from_secs(30),
         status: None,
+        webhook: None,
     }
 }
 

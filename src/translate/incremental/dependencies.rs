@@ -52,7 +52,7 @@ pub(super) fn twin(slot: &Slot) -> Option<Slot> {
 impl Needs {
     /// Over-approximates: a slot or object too many costs a little work,
     /// one too few a wrong table.
-    fn of(key: &ObjectKey, ingress: &Ingress, prefix: &str) -> Needs {
+    pub(super) fn of(key: &ObjectKey, ingress: &Ingress, prefix: &str) -> Needs {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), prefix);
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_ref()).into_iter().flatten();
@@ -106,12 +106,17 @@ impl Needs {
 
 impl Dependencies {
     pub(super) fn of(state: &ClusterState, options: &TranslateOptions, table: &RouteTable) -> Self {
-        let mut deps = Dependencies {
+        Dependencies {
             gateway_slots: gateway_slots(table),
-            ..Dependencies::default()
-        };
+            ..Dependencies::of_ingresses(state, &options.annotations_prefix)
+        }
+    }
+
+    /// What the Ingresses alone need (no HTTPRoute hosts).
+    pub(super) fn of_ingresses(state: &ClusterState, prefix: &str) -> Self {
+        let mut deps = Dependencies::default();
         for (key, ingress) in &state.ingresses {
-            deps.add(key, Needs::of(key, ingress, &options.annotations_prefix));
+            deps.add(key, Needs::of(key, ingress, prefix));
         }
         deps
     }

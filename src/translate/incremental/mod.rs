@@ -20,8 +20,10 @@
 //! test checks it over random change sequences.
 //!
 //! `dependencies` holds the index of what each Ingress decides and names;
-//! this file patches the previous build with it.
+//! this file patches the previous build with it, and `candidates` scopes
+//! an admission review with it.
 
+mod candidates;
 mod dependencies;
 
 use std::collections::BTreeSet;
@@ -37,6 +39,8 @@ use crate::cluster::{
 };
 use crate::table::{RouteTable, Slot};
 use dependencies::{gateway_slots, twin, Dependencies};
+
+pub use candidates::HostIndex;
 
 /// A closure larger than this share of all Ingresses is rebuilt whole: a
 /// full build is then as quick, and simpler.
