@@ -373,6 +373,107 @@ fn the_default_values_render_what_deploy_holds() {
     }
 }
 
+/// With the webhook on (its certificate from cert-manager), the chart
+/// renders what deploy/admission holds: the webhook configuration, its
+/// Service and certificates, and the flags and mount of the Pod.
+#[test]
+fn the_admission_webhook_values_render_what_deploy_admission_holds() {
+    let Some(helm) = helm("the_admission_webhook_values_render_what_deploy_admission_holds") else {
+        return;
+    };
+    let chart = documents(&rendered(
+        helm,
+        &[
+            "--set",
+            "controller.admissionWebhooks.enabled=true",
+            "--set",
+            "controller.admissionWebhooks.certManager.enabled=true",
+        ],
+    ));
+    let deploy = deploy_documents(helm, "deploy/admission");
+    let webhooks = |docs: &[Value]| {
+        let config = docs
+            .iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("a ValidatingWebhookConfiguration");
+        let annotation = &config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"];
+        let mut webhooks = config["webhooks"].clone();
+        // CEL reads white space as nothing; kustomize and Helm fold the
+        // expression's lines differently.
+        for webhook in webhooks.as_sequence_mut().into_iter().flatten() {
+            let conditions = webhook.get_mut("matchConditions");
+            for condition in conditions
+                .and_then(Value::as_sequence_mut)
+                .into_iter()
+                .flatten()
+            {
+                let words = condition["expression"].as_str().unwrap_or_default();
+                let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+                condition["expression"] = Value::from(words);
+            }
+        }
+        (annotation.clone(), webhooks)
+    };
+    assert_eq!(webhooks(&chart), webhooks(&deploy), "the webhooks");
+    let by_name = |docs: &[Value], kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .map(|d| d["spec"].clone())
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    for (kind, name) in [
+        ("Service", "gatehouse-admission"),
+        ("Issuer", "gatehouse-admission-root"),
+        ("Issuer", "gatehouse-admission-ca"),
+        ("Certificate", "gatehouse-admission-ca"),
+        ("Certificate", "gatehouse-admission"),
+    ] {
+        let (mut ours, theirs) = (by_name(&chart, kind, name), by_name(&deploy, kind, name));
+        if kind == "Service" {
+            // The chart selects its release's Pods by more labels.
+            ours["selector"] = theirs["selector"].clone();
+        }
+        assert_eq!(ours, theirs, "{kind} {name}");
+    }
+    let pod = |docs: &[Value]| {
+        let spec = pod_spec(docs, "Deployment");
+        let container = &spec.containers[0];
+        let args: Vec<String> = container
+            .args
+            .iter()
+            .flatten()
+            .filter(|a| a.starts_with("--validating-webhook"))
+            .cloned()
+            .collect();
+        let port = container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("webhook"))
+            .map(|p| p.container_port);
+        let secret = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find_map(|v| v.secret.as_ref()?.secret_name.clone());
+        (args, port, secret)
+    };
+    assert_eq!(pod(&chart), pod(&deploy), "the Pod");
+
+    // Without cert-manager there is no certificate: refused, by name.
+    let out = template(
+        helm,
+        &["--set", "controller.admissionWebhooks.enabled=true"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rendered without a certificate");
+    assert!(
+        stderr.contains("controller.admissionWebhooks.enabled:")
+            && stderr.contains("certManager.enabled"),
+        "{stderr}"
+    );
+}
+
 fn typed<T: serde::de::DeserializeOwned>(name: &str, doc: &Value) {
     if let Err(e) = serde_yaml_ng::from_value::<T>(doc.clone()) {
         panic!(

@@ -51,6 +51,11 @@ validate.yaml fails on refused, NOTES.txt lists accepted and noEffect.
 {{- if $c.metrics.enabled -}}
 {{- $_ := set $args "metrics-compat" "ingress-nginx" -}}
 {{- end -}}
+{{- if and $c.admissionWebhooks.enabled $c.admissionWebhooks.certManager.enabled -}}
+{{- $_ := set $args "validating-webhook" (printf "0.0.0.0:%v" $c.admissionWebhooks.port) -}}
+{{- $_ := set $args "validating-webhook-certificate" "/etc/gatehouse/webhook/tls.crt" -}}
+{{- $_ := set $args "validating-webhook-key" "/etc/gatehouse/webhook/tls.key" -}}
+{{- end -}}
 {{- $grace := include "gatehouse.shutdownGraceSeconds" . | int -}}
 {{- $drain := include "gatehouse.drainSeconds" . | int -}}
 {{- if ne $grace 5 -}}{{- $_ := set $args "shutdown-grace" (printf "%ds" $grace) -}}{{- end -}}
@@ -171,8 +176,11 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- if $v.udp -}}
 {{- $refusals = append $refusals (dict "key" "udp" "why" "Gatehouse proxies HTTP and HTTPS only; keep ingress-nginx (or a Service of type LoadBalancer per port) for these UDP services") -}}
 {{- end -}}
-{{- if $c.admissionWebhooks.enabled -}}
-{{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.enabled" "why" "Gatehouse has no admission webhook: invalid Ingresses are accepted and reported as warnings and Events; set it to false") -}}
+{{- if and $c.admissionWebhooks.enabled (not $c.admissionWebhooks.certManager.enabled) -}}
+{{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.enabled" "why" "the webhook's certificate comes from cert-manager here (ingress-nginx's certificate job is not rendered): set controller.admissionWebhooks.certManager.enabled: true, or enabled: false") -}}
+{{- end -}}
+{{- if and $c.admissionWebhooks.enabled (not (has (toString $c.admissionWebhooks.failurePolicy) (list "Fail" "Ignore"))) -}}
+{{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.failurePolicy" "why" "Fail or Ignore") -}}
 {{- end -}}
 {{- if not (has $c.kind (list "Deployment" "DaemonSet")) -}}
 {{- $refusals = append $refusals (dict "key" "controller.kind" "why" (printf "%q: Deployment or DaemonSet" $c.kind)) -}}

@@ -4,6 +4,7 @@ time to drain. */}}
 {{- $c := .Values.controller -}}
 {{- $ports := include "gatehouse.containerPort" . | fromYaml -}}
 {{- $lowPorts := or (lt ($ports.http | int) 1024) (lt ($ports.https | int) 1024) -}}
+{{- $webhook := and $c.admissionWebhooks.enabled $c.admissionWebhooks.certManager.enabled -}}
 metadata:
   labels:
     {{- include "gatehouse.selectorLabels" . | nindent 4 }}
@@ -112,6 +113,11 @@ spec:
     - name: {{ $c.metrics.portName }}
       containerPort: {{ $c.metrics.port }}
       protocol: TCP
+    {{- if $webhook }}
+    - name: webhook
+      containerPort: {{ $c.admissionWebhooks.port }}
+      protocol: TCP
+    {{- end }}
     {{- with $c.livenessProbe }}
     livenessProbe:
       {{- toYaml . | nindent 6 }}
@@ -142,15 +148,29 @@ spec:
     {{- range $field, $value := $c.containerSecurityContext }}{{ $_ := set $container $field $value }}{{ end }}
     securityContext:
       {{- toYaml $container | nindent 6 }}
-    {{- with $c.extraVolumeMounts }}
+    {{- if or $webhook $c.extraVolumeMounts }}
     volumeMounts:
-      {{- toYaml . | nindent 6 }}
+    {{- if $webhook }}
+    - name: webhook-certificate
+      mountPath: /etc/gatehouse/webhook
+      readOnly: true
+    {{- end }}
+    {{- with $c.extraVolumeMounts }}
+      {{- toYaml . | nindent 4 }}
+    {{- end }}
     {{- end }}
   {{- with $c.extraContainers }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-  {{- with $c.extraVolumes }}
+  {{- if or $webhook $c.extraVolumes }}
   volumes:
-    {{- toYaml . | nindent 4 }}
+  {{- if $webhook }}
+  - name: webhook-certificate
+    secret:
+      secretName: {{ include "gatehouse.fullname" . }}-admission-tls
+  {{- end }}
+  {{- with $c.extraVolumes }}
+    {{- toYaml . | nindent 2 }}
+  {{- end }}
   {{- end }}
 {{- end -}}
