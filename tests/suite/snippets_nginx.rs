@@ -77,7 +77,22 @@ more_set_headers "X-Why: snippet";"#,
 rewrite ^/rel$ /target redirect;
 if ($http_x_mobile = yes) { rewrite ^ https://m.example.test$uri redirect; }"#,
     ),
+    (
+        "break.test",
+        "",
+        r#"rewrite ^/api/v1/(.*)$ /v2/$1 break;
+rewrite ^/legacy$ /new?from=legacy break;
+rewrite ^/bare$ /plain? break;"#,
+    ),
+    // With `rewrite-target: /base/$1` (its `rewrite … break` follows the
+    // snippet in the location, see TARGET_REWRITE).
+    ("target.test", "", "rewrite ^/api/(.*)$ /v2/$1 break;"),
 ];
+
+/// The host whose Ingress also has `rewrite-target`, and the directive
+/// ingress-nginx writes for it after the configuration-snippet.
+const TARGET_HOST: &str = "target.test";
+const TARGET_REWRITE: &str = r#"rewrite "(?i)/(.*)" /base/$1 break;"#;
 
 /// The headers compared in responses, and at the endpoint.
 const RESPONSE_HEADERS: &[&str] = &[
@@ -129,6 +144,12 @@ const REQUESTS: &[Asked] = &[
     ("rewrite.test", "/rel?y=2", &[]),
     ("rewrite.test", "/keep?z=3", &[("x-mobile", "yes")]),
     ("rewrite.test", "/other", &[]),
+    ("break.test", "/api/v1/items?x=1", &[]),
+    ("break.test", "/legacy?y=2", &[]),
+    ("break.test", "/bare?z=3", &[]),
+    ("break.test", "/untouched?w=4", &[]),
+    ("target.test", "/api/items?x=1", &[]),
+    ("target.test", "/shop/items?x=1", &[]),
 ];
 
 fn manifests(backend: &Backend) -> String {
@@ -139,7 +160,13 @@ fn manifests(backend: &Backend) -> String {
             annotations.push((SERVER, *server));
         }
         let name = format!("case{i}");
-        yaml += &ingress_annotated(&name, host, "/", "web", None, &annotations);
+        let mut path = "/";
+        if *host == TARGET_HOST {
+            annotations.push(("nginx.ingress.kubernetes.io/rewrite-target", "/base/$1"));
+            annotations.push(("nginx.ingress.kubernetes.io/use-regex", "true"));
+            path = "/(.*)";
+        }
+        yaml += &ingress_annotated(&name, host, path, "web", None, &annotations);
     }
     yaml
 }
@@ -151,6 +178,11 @@ fn nginx_http(backend: SocketAddr) -> String {
     let mut http =
         "  default_type text/html;\n  port_in_redirect off;\n  access_log off;\n".to_owned();
     for (host, server, location) in CASES {
+        let generated = if *host == TARGET_HOST {
+            TARGET_REWRITE
+        } else {
+            ""
+        };
         http += &format!(
             "  server {{
     listen 127.0.0.1:{{port}};
@@ -160,6 +192,7 @@ fn nginx_http(backend: SocketAddr) -> String {
       proxy_set_header Host $http_host;
       proxy_pass http://{backend};
       {location}
+      {generated}
     }}
   }}
 "
@@ -191,6 +224,8 @@ fn observed(reply: &Reply) -> Vec<(String, String)> {
     }
     match proxied {
         Some(described) => {
+            let uri = described["uri"].as_str().unwrap_or_default();
+            seen.push(("upstream uri".to_owned(), uri.to_owned()));
             for name in UPSTREAM_HEADERS {
                 let value = described["headers"][*name].as_str().unwrap_or_default();
                 seen.push((format!("upstream {name}"), value.to_owned()));

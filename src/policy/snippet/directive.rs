@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use super::answer::{is_redirect, Answer, PathRegex};
 use super::headers::{AddHeader, HeaderChange, InputEdit, NamePattern, OutputEdit, UpstreamHeader};
+use super::path::PathRewrite;
 use super::syntax::{Statement, Word};
 use crate::policy::access::Satisfy;
 use crate::policy::proxy_settings::parse_size;
@@ -27,6 +28,8 @@ pub enum Directive {
     ProxySetHeader(UpstreamHeader),
     ProxyHideHeader(HeaderName),
     Return(Answer),
+    /// `rewrite … break`: the path sent upstream.
+    PathRewrite(PathRewrite),
     /// `allow` (true) or `deny`; `None` is `all`.
     Access(bool, Option<IpNet>),
     Satisfy(Satisfy),
@@ -73,7 +76,7 @@ pub fn read(statement: &Statement) -> Result<Directive, String> {
             _ => Err(arity("proxy_hide_header", "a header name")),
         },
         "return" => answer(args).map(Directive::Return),
-        "rewrite" => rewrite(args).map(Directive::Return),
+        "rewrite" => rewrite(args),
         "allow" => access(args, true),
         "deny" => access(args, false),
         "satisfy" => match texts(args).as_slice() {
@@ -290,9 +293,10 @@ fn answer(args: &[Word]) -> Result<Answer, String> {
 /// that is a URL: a redirect (302, 301 with `permanent`) of the paths
 /// that match, to the replacement with `$1`…`$9` filled in and the query
 /// kept (unless the replacement ends with `?`), as nginx's rewrite module.
-/// `break`, `last` and a path without a flag rewrite the path within the
-/// server, which is `rewrite-target`'s job here.
-fn rewrite(args: &[Word]) -> Result<Answer, String> {
+/// `break` with a path: the path sent upstream (`PathRewrite`). `last`
+/// and a path without a flag look for another location with the new
+/// path, which Gatehouse does not do.
+fn rewrite(args: &[Word]) -> Result<Directive, String> {
     let (pattern, replacement, flag) = match texts(args).as_slice() {
         [pattern, replacement] => (*pattern, *replacement, None),
         [pattern, replacement, flag] => (*pattern, *replacement, Some(*flag)),
@@ -301,17 +305,6 @@ fn rewrite(args: &[Word]) -> Result<Answer, String> {
                 "rewrite",
                 "a regular expression, a replacement and optionally a flag",
             ))
-        }
-    };
-    let status = match flag {
-        Some("permanent") => StatusCode::MOVED_PERMANENTLY,
-        Some("redirect") => StatusCode::FOUND,
-        None if is_url(replacement) => StatusCode::FOUND,
-        _ => {
-            let flag = flag.unwrap_or("without a flag");
-            return Err(format!(
-                "rewrite {flag} changes the path within the server, which Gatehouse does not do; use the rewrite-target annotation"
-            ));
         }
     };
     let regex = regex::RegexBuilder::new(pattern)
@@ -324,13 +317,33 @@ fn rewrite(args: &[Word]) -> Result<Answer, String> {
     };
     let with = Template::parse(replacement, Vars::Captures)
         .map_err(|why| format!("rewrite: {replacement:?} {why}"))?;
-    Ok(Answer {
+    let status = match flag {
+        Some("permanent") => StatusCode::MOVED_PERMANENTLY,
+        Some("redirect") => StatusCode::FOUND,
+        // nginx redirects to a URL whatever the flag.
+        _ if is_url(replacement) => StatusCode::FOUND,
+        Some("break") if replacement.starts_with('/') => {
+            return Ok(Directive::PathRewrite(PathRewrite {
+                path: PathRegex(regex),
+                to: with,
+                keep_query,
+            }))
+        }
+        Some("break") => return Err("rewrite … break: the replacement must be a path".into()),
+        _ => {
+            let flag = flag.unwrap_or("without a flag");
+            return Err(format!(
+                "rewrite {flag} looks for another location with the new path, which Gatehouse does not do; use break, or the rewrite-target annotation"
+            ));
+        }
+    };
+    Ok(Directive::Return(Answer {
         when: None,
         path: Some(PathRegex(regex)),
         status,
         with: Some(with),
         keep_query,
-    })
+    }))
 }
 
 fn is_url(text: &str) -> bool {
@@ -462,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_that_redirect_are_read_and_those_that_reroute_refused() {
+    fn rewrites_that_redirect_or_break_are_read_and_those_that_reroute_refused() {
         let Ok(Directive::Return(moved)) =
             one("rewrite ^/old/(.*)$ https://$host/new/$1 permanent;")
         else {
@@ -475,11 +488,12 @@ mod tests {
         };
         assert_eq!(found.status, StatusCode::FOUND);
         assert!(!found.keep_query);
-        for rerouting in [
-            "rewrite ^/a /b break;",
-            "rewrite ^/a /b last;",
-            "rewrite ^/a /b;",
-        ] {
+        let Ok(Directive::PathRewrite(upstream)) = one("rewrite ^/api/(.*)$ /v2/$1 break;") else {
+            panic!("not read");
+        };
+        assert!(upstream.keep_query);
+        assert!(one("rewrite ^/a b break;").is_err());
+        for rerouting in ["rewrite ^/a /b last;", "rewrite ^/a /b;"] {
             assert!(
                 one(rerouting).unwrap_err().contains("rewrite-target"),
                 "{rerouting}"

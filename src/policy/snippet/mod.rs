@@ -20,6 +20,7 @@ mod answer;
 mod condition;
 mod directive;
 mod headers;
+mod path;
 mod route;
 mod syntax;
 
@@ -32,6 +33,7 @@ pub use answer::{Answer, Answered};
 pub use condition::Asked;
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
+pub use path::PathRewrite;
 pub use route::RouteSnippet;
 
 use super::access::Satisfy;
@@ -48,6 +50,8 @@ pub struct Snippet {
     /// The `return`s, alone or in an `if` block, in order, up to the
     /// first alone: nginx's rewrite module stops at it.
     pub answers: Vec<Answer>,
+    /// `rewrite … break`s, in order, after every answer.
+    pub path_rewrites: Vec<PathRewrite>,
     /// `allow` (true) and `deny` rules in order; `None` is `all`.
     pub access: Vec<(bool, Option<IpNet>)>,
     pub satisfy: Option<Satisfy>,
@@ -80,6 +84,18 @@ impl Snippet {
                 ..Snippet::default()
             },
         }
+    }
+
+    /// Reads the snippet of annotation `name`: a `server-snippet`'s
+    /// `rewrite … break` changes the path before a location is chosen,
+    /// which Gatehouse does not do, so it is refused there.
+    pub fn read_as(name: &str, text: &str) -> Snippet {
+        let mut snippet = Snippet::read(text);
+        if name == "server-snippet" && !snippet.path_rewrites.is_empty() {
+            snippet.path_rewrites.clear();
+            snippet.refused.push("rewrite … break in a server-snippet changes the path before the location is chosen, which Gatehouse does not do; put it in the configuration-snippet".into());
+        }
+        snippet
     }
 
     /// Whether the snippet is applied: everything in it was understood.
@@ -133,7 +149,13 @@ impl Snippet {
             Directive::AddHeader(add) => headers.add.push(add),
             Directive::ProxySetHeader(set) => headers.upstream.push(set),
             Directive::ProxyHideHeader(name) => headers.hide.push(name),
-            Directive::Return(answer) => self.add_answer(answer),
+            Directive::Return(answer) => {
+                if !self.path_rewrites.is_empty() {
+                    return Err("after a rewrite … break is not supported (nginx would skip it when the rewrite matches)".into());
+                }
+                self.add_answer(answer)
+            }
+            Directive::PathRewrite(rewrite) => self.path_rewrites.push(rewrite),
             Directive::Access(allow, net) => self.access.push((allow, net)),
             Directive::Satisfy(satisfy) => once(&mut self.satisfy, satisfy)?,
             Directive::Timeout(which, time) => {

@@ -3,7 +3,8 @@
 //! block's directives into a location's.
 
 use super::condition::Asked;
-use super::{Answer, HeaderEdits, Snippet};
+use super::{Answer, HeaderEdits, PathRewrite, Snippet};
+use crate::policy::template::Facts;
 
 /// What a route's snippets do on its requests: the server-snippet of its
 /// host under the configuration-snippet of its Ingress.
@@ -18,6 +19,9 @@ pub struct RouteSnippet {
     /// The server-snippet's `return`s (nginx's server rewrite phase runs
     /// first), then the configuration-snippet's.
     pub answers: Vec<Answer>,
+    /// The configuration-snippet's `rewrite … break`s (a server-snippet's
+    /// are refused where it is read).
+    pub path_rewrites: Vec<PathRewrite>,
 }
 
 impl RouteSnippet {
@@ -38,8 +42,14 @@ impl RouteSnippet {
             server_headers: server.map(|s| s.headers.clone()).unwrap_or_default(),
             server_answers: server.map_or(0, |s| s.answers.len()),
             answers,
+            path_rewrites: location
+                .map(|s| s.path_rewrites.clone())
+                .unwrap_or_default(),
         };
-        (!snippet.answers.is_empty() || !snippet.headers.is_empty()).then_some(snippet)
+        let acts = !snippet.answers.is_empty()
+            || !snippet.headers.is_empty()
+            || !snippet.path_rewrites.is_empty();
+        acts.then_some(snippet)
     }
 
     /// The header edits for an answer of the `return` of this index:
@@ -49,6 +59,12 @@ impl RouteSnippet {
             true => &self.server_headers,
             false => &self.headers,
         }
+    }
+
+    /// The path sent upstream by the first `rewrite … break` that
+    /// matches, if any (then `rewrite-target` is not applied).
+    pub fn upstream_path(&self, facts: &Facts<'_>) -> Option<String> {
+        self.path_rewrites.iter().find_map(|r| r.apply(facts))
     }
 
     /// The `return` that answers the request, if any: the first whose
