@@ -108,6 +108,7 @@ impl Snippet {
         self.protective |= is_protective_statement(statement);
         if name == "if" {
             match if_block(statement) {
+                Ok(_) if !self.path_rewrites.is_empty() => self.refused.push(AFTER_BREAK.into()),
                 Ok(answer) => {
                     self.understood
                         .push(format!("if {}", label(&statement_of(statement))));
@@ -151,7 +152,7 @@ impl Snippet {
             Directive::ProxyHideHeader(name) => headers.hide.push(name),
             Directive::Return(answer) => {
                 if !self.path_rewrites.is_empty() {
-                    return Err("after a rewrite … break is not supported (nginx would skip it when the rewrite matches)".into());
+                    return Err(AFTER_BREAK.into());
                 }
                 self.add_answer(answer)
             }
@@ -199,6 +200,9 @@ fn statement_of(statement: &Statement) -> Statement {
     let body = statement.block.as_deref().unwrap_or_default();
     body.first().cloned().unwrap_or_else(|| statement.clone())
 }
+
+const AFTER_BREAK: &str =
+    "a return or redirect after a rewrite … break is not supported (nginx skips it when the rewrite matches)";
 
 const DUPLICATE: &str = "is duplicate (nginx refuses the configuration)";
 
@@ -289,6 +293,24 @@ mod tests {
             false,
         ),
     ];
+
+    #[test]
+    fn a_return_after_a_rewrite_break_is_refused_before_it_is_read() {
+        let fine = Snippet::read("return 403 'no'; rewrite ^/a/(.*)$ /b/$1 break;");
+        assert!(fine.applies(), "{:?}", fine.refused);
+        assert_eq!(fine.path_rewrites.len(), 1);
+        for after in [
+            "rewrite ^/a /b break; return 403;",
+            "rewrite ^/a /b break; if ($http_x = y) { return 403; }",
+            "rewrite ^/a /b break; rewrite ^/c https://x.test/ redirect;",
+        ] {
+            let snippet = Snippet::read(after);
+            assert!(!snippet.applies(), "{after}");
+        }
+        let server = Snippet::read_as("server-snippet", "rewrite ^/a /b break;");
+        assert!(!server.applies());
+        assert!(server.path_rewrites.is_empty());
+    }
 
     #[test]
     fn real_snippets_are_applied_or_refused_whole() {
