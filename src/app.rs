@@ -144,6 +144,9 @@ impl Running {
         } else {
             tracing::warn!("shutting down: drain timeout reached with connections still open");
         }
+        // The spans still queued go to the collector.
+        let traces = self.proxy.telemetry().traces.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
         drained
     }
 }
@@ -169,8 +172,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
         access_log,
+        traces: Default::default(),
     });
-    let mut controller = Controller::new(config.translate.clone(), metrics.clone());
+    let mut controller = Controller::new(config.translate.clone(), metrics.clone())
+        .exporting_traces(telemetry.traces.clone());
     let table = controller.table.clone();
     let readiness = controller.readiness.clone();
 

@@ -58,9 +58,9 @@ pub enum Sampler {
 /// Where spans go and how they are sampled: the collector ConfigMap keys.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceExport {
-    /// `enable-opentelemetry` for requests no route forwards (404s,
-    /// redirects); routes carry their own `TraceSwitch`.
-    pub enabled: bool,
+    /// The ConfigMap's switch, for requests no route forwards (404s,
+    /// redirects); routes carry their own.
+    pub global: TraceSwitch,
     /// `otlp-collector-host`; nothing is exported without it.
     pub collector_host: String,
     /// `otlp-collector-port`: OTLP over gRPC.
@@ -86,7 +86,7 @@ pub struct TraceExport {
 impl Default for TraceExport {
     fn default() -> Self {
         TraceExport {
-            enabled: false,
+            global: TraceSwitch::default(),
             collector_host: String::new(),
             collector_port: 4317,
             service_name: "nginx".into(),
@@ -122,7 +122,10 @@ impl TraceExport {
     /// not one of them.
     pub fn apply_key(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
         let applied = match key {
-            "enable-opentelemetry" => parse_bool(value).map(|on| self.enabled = on),
+            "enable-opentelemetry" => parse_bool(value).map(|on| self.global.enabled = on),
+            "opentelemetry-trust-incoming-span" => {
+                parse_bool(value).map(|on| self.global.trust_incoming = on)
+            }
             "otlp-collector-host" => host(value).map(|h| self.collector_host = h),
             "otlp-collector-port" => value
                 .parse::<u16>()
@@ -216,7 +219,8 @@ mod tests {
     #[test]
     fn the_defaults_are_ingress_nginxs() {
         let export = TraceExport::default();
-        assert!(!export.enabled && !export.exporting());
+        assert_eq!(export.global, TraceSwitch::default());
+        assert!(!export.exporting());
         assert_eq!(export.collector_port, 4317);
         assert_eq!(export.service_name, "nginx");
         assert_eq!(export.sampler, Sampler::AlwaysOn);
@@ -247,7 +251,7 @@ mod tests {
             ("otel-sampler", "Sometimes"),
             ("otlp-collector-host", "http://otel:4317/"),
         ]);
-        assert!(export.enabled && export.exporting());
+        assert!(export.global.enabled && export.exporting());
         assert_eq!(export.endpoint(), "http://otel.observability.svc:14317");
         assert_eq!(export.service_name, "edge");
         assert_eq!(

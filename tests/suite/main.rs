@@ -57,6 +57,7 @@ mod service_upstream;
 mod streamed_body_limit;
 mod telemetry;
 mod tls_server_order;
+mod traces;
 mod translate_fixtures;
 mod unread_body;
 mod websocket_h2;

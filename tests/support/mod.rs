@@ -3,6 +3,7 @@
 #![allow(dead_code)] // the streaming test uses only a part
 
 pub mod fake_api;
+pub mod otlp;
 pub mod pathological;
 pub mod pebble;
 pub mod poll;

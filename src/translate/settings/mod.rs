@@ -563,7 +563,7 @@ mod tests {
         let switch = settings.routes.policy.traces;
         assert!(switch.enabled && !switch.trust_incoming);
         let export = &settings.edge.traces;
-        assert!(export.enabled);
+        assert_eq!(export.global, switch);
         assert_eq!(export.endpoint(), "http://otel.test:4317");
     }
 
