@@ -24,6 +24,7 @@ use crate::status::{StatusConfig, StatusWriter};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use crate::telemetry::admin::{self, AdminState, Readiness};
+use crate::telemetry::traces::Traces;
 use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 
@@ -172,7 +173,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
         access_log,
-        traces: Default::default(),
+        traces: Arc::new(Traces::counting_drops(metrics.trace_spans_dropped.clone())),
     });
     let mut controller = Controller::new(config.translate.clone(), metrics.clone())
         .exporting_traces(telemetry.traces.clone());

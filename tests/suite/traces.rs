@@ -366,3 +366,65 @@ async fn the_auth_subrequest_is_a_span_its_request_names_as_parent() {
     );
     assert_eq!(sent_traceparent(&reply).1, attempt.span_id);
 }
+
+/// A collector that takes connections and never answers: each export
+/// waits for its timeout. Aborting the task closes them.
+async fn silent_collector() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+fn dropped_spans(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("gatehouse_trace_spans_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn spans_beyond_the_queue_are_dropped_and_counted_while_requests_go_on() {
+    let (addr, collector) = silent_collector().await;
+    let keys = [
+        ("otel-max-queuesize", "2"),
+        ("otel-max-export-batch-size", "1"),
+    ];
+    let site = Site::one_route("web", "web.test", &[])
+        .await
+        .manifests(config_map(addr, &keys))
+        .translate(|t| t.config_map = Some(ObjectKey::new("test", "gatehouse")))
+        .start()
+        .await;
+    for _ in 0..5 {
+        assert_eq!(get(&site, &[]).await.status, 200);
+    }
+    // Ten spans ended. The exporter took the first and waits for an
+    // answer that never comes, so nothing leaves: at most two spans wait
+    // at once (that one included), and the other eight are dropped.
+    let metrics_addr = site.gatehouse.metrics_addr;
+    let dropped = eventually(
+        "dropped spans counted",
+        Duration::from_secs(10),
+        async || {
+            let reply = http_get(metrics_addr, "admin", "/metrics").await;
+            let dropped = dropped_spans(std::str::from_utf8(&reply.body).unwrap_or_default());
+            (dropped >= 8).then_some(dropped)
+        },
+    )
+    .await;
+    assert_eq!(dropped, 8);
+    // The silent collector goes first, so that the exporter's pending
+    // export fails at once and Gatehouse stops without waiting for it.
+    collector.abort();
+    let _ = collector.await;
+    drop(site);
+}
