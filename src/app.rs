@@ -25,6 +25,7 @@ use crate::status::{StatusConfig, StatusWriter};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use crate::telemetry::admin::{self, AdminState, Readiness};
+use crate::telemetry::traces::Traces;
 use crate::telemetry::Telemetry;
 use crate::translate::TranslateOptions;
 
@@ -153,6 +154,9 @@ impl Running {
         } else {
             tracing::warn!("shutting down: drain timeout reached with connections still open");
         }
+        // The spans still queued go to the collector.
+        let traces = self.proxy.telemetry().traces.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
         drained
     }
 }
@@ -178,8 +182,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
         access_log,
+        traces: Arc::new(Traces::counting_drops(metrics.trace_spans_dropped.clone())),
     });
-    let mut controller = Controller::new(config.translate.clone(), metrics.clone());
+    let mut controller = Controller::new(config.translate.clone(), metrics.clone())
+        .exporting_traces(telemetry.traces.clone());
     let table = controller.table.clone();
     let readiness = controller.readiness.clone();
 

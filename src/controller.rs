@@ -18,6 +18,7 @@ use crate::source::StateReceiver;
 use crate::table::RouteTable;
 use crate::telemetry::admin::Readiness;
 use crate::telemetry::gauges::Published;
+use crate::telemetry::traces::Traces;
 use crate::translate::gateway_status::StatusReport;
 use crate::translate::{translate_next, BuildKind, Reuse, TranslateOptions, Warning};
 
@@ -76,6 +77,8 @@ pub struct Controller {
     /// `worker-processes` of the first table's ConfigMap: threads are
     /// started once.
     workers: Option<Option<usize>>,
+    /// The span exporter, following each table's collector keys.
+    traces: Option<Arc<Traces>>,
 }
 
 impl Controller {
@@ -91,7 +94,14 @@ impl Controller {
             reuse: Reuse::default(),
             gauges: None,
             workers: None,
+            traces: None,
         }
+    }
+
+    /// Keeps `traces` exporting to the collector each new table names.
+    pub fn exporting_traces(mut self, traces: Arc<Traces>) -> Self {
+        self.traces = Some(traces);
+        self
     }
 
     /// The warnings of the current table, updated on every rebuild.
@@ -151,6 +161,9 @@ impl Controller {
         self.reuse = std::mem::take(&mut translation.reuse);
         let table = Arc::new(translation.table);
         let old = self.table.swap(table.clone());
+        if let Some(traces) = &self.traces {
+            traces.configure(&table.edge.traces);
+        }
         // Traffic sees the new table now. The table's gauges (a series per
         // backend and certificate) follow on a task of their own, at most
         // once a second however often the table changes. Freeing the old

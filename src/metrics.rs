@@ -238,6 +238,8 @@ pub struct Metrics {
     pub upstream_retries: Counter,
     /// Connections closed for a missing or bad PROXY protocol header.
     pub proxy_protocol_rejected: Counter,
+    /// Finished spans dropped because the export queue was full.
+    pub trace_spans_dropped: Counter,
     pub backend_endpoints: Family<BackendLabels, Gauge<i64, AtomicI64>>,
     pub rebuilds: Family<RebuildLabels, Counter>,
     pub rebuild_duration: Histogram,
@@ -306,6 +308,7 @@ impl Metrics {
             upstream_errors: Family::default(),
             upstream_retries: Counter::default(),
             proxy_protocol_rejected: Counter::default(),
+            trace_spans_dropped: Counter::default(),
             backend_endpoints: Family::default(),
             rebuilds: Family::default(),
             rebuild_duration: latency_histogram(),
@@ -373,6 +376,11 @@ impl Metrics {
             "proxy_protocol_rejected",
             "Connections closed for a missing or invalid PROXY protocol header",
             m.proxy_protocol_rejected.clone(),
+        );
+        r.register(
+            "trace_spans_dropped",
+            "Finished spans dropped because the export queue (otel-max-queuesize) was full",
+            m.trace_spans_dropped.clone(),
         );
         r.register(
             "backend_endpoints",

@@ -7,6 +7,8 @@
 #   REQUESTS=50000 PROTOCOLS=h2 benches/callgrind/run.sh
 #   GATEHOUSE_ARGS="--metrics-compat ingress-nginx" benches/callgrind/run.sh
 #                                               # extra flags (every build)
+#   CONFIGMAP="enable-opentelemetry=true otel-sampler=TraceIdRatioBased" \
+#     benches/callgrind/run.sh                  # extra controller ConfigMap keys
 #
 # One Gatehouse worker (`--workers 1`) runs under
 # `valgrind --tool=callgrind --separate-threads=yes` with the load

@@ -10,7 +10,11 @@
 # `backend` with one endpoint 127.0.0.1:BACKEND_PORT, and per host a TLS
 # Secret and an Ingress routing host + /app (Prefix) to the backend.
 bench_tls_hosts() {
-  local work=$1 hosts=$2 backend_port=$3 i host key crt manifest
+  local work=$1 hosts=$2 backend_port=$3 i host key crt manifest kv extra=""
+  # CONFIGMAP="key=value ...": more keys for the controller ConfigMap.
+  for kv in ${CONFIGMAP:-}; do
+    extra+="  ${kv%%=*}: \"${kv#*=}\""$'\n'
+  done
   mkdir -p "$work/certs" "$work/manifests"
   manifest="$work/manifests/compare.yaml"
   cat >"$manifest" <<EOF
@@ -30,7 +34,7 @@ metadata:
   namespace: compare
 data:
   keep-alive-requests: "1000000"
----
+${extra}---
 apiVersion: v1
 kind: Service
 metadata:

@@ -34,6 +34,7 @@ pub mod rewrite;
 pub mod snippet;
 pub mod source_range;
 pub mod template;
+pub mod traces;
 pub mod upstream_headers;
 
 pub use access::{AccessPolicy, Admission, Refusal};

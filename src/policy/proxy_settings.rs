@@ -11,6 +11,7 @@ use http::HeaderValue;
 use super::next_upstream::NextUpstream;
 use super::redirect::no_variables;
 use super::redirect::Redirect;
+use super::traces::TraceSwitch;
 use super::Annotations;
 use crate::upstream::{LoadBalance, Timeouts};
 
@@ -60,6 +61,8 @@ pub struct ProxySettings {
     pub load_balance: LoadBalance,
     /// `proxy-next-upstream*`: when another endpoint is tried.
     pub next_upstream: NextUpstream,
+    /// `enable-opentelemetry`, `opentelemetry-trust-incoming-span`.
+    pub traces: TraceSwitch,
 }
 
 impl Default for ProxySettings {
@@ -75,6 +78,7 @@ impl Default for ProxySettings {
             x_forwarded_prefix: None,
             load_balance: LoadBalance::default(),
             next_upstream: NextUpstream::default(),
+            traces: TraceSwitch::default(),
         }
     }
 }
@@ -107,6 +111,7 @@ impl ProxySettings {
             self.load_balance = lb;
         }
         self.next_upstream = next_upstream(annotations, self.next_upstream.clone(), notes);
+        self.traces.read(annotations, notes);
     }
 }
 

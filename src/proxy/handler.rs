@@ -25,6 +25,7 @@ use crate::connection::ConnInfo;
 use crate::table::{Decision, Forward, RouteTable};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::log_line::{head_size, Attempt, Captured};
+use crate::telemetry::spans::{Arrival, RequestTrace};
 use crate::telemetry::Telemetry;
 use crate::upstream::client_body::{self, ClientBody};
 use crate::upstream::{exchange_timeouts, UpstreamResponse, Upstreams};
@@ -100,6 +101,9 @@ impl Proxy {
             }),
             Decided::AcmeAnswer(_) => None,
         };
+        if !matches!(decided, Decided::Table(Decision::Forward(_))) {
+            self.trace(&mut cx, &req, None);
+        }
         let mut response = match decided {
             Decided::Table(Decision::Forward(forward)) => {
                 self.serve_route(&mut cx, req, forward).await
@@ -146,6 +150,7 @@ impl Proxy {
         }
         cx.record.route = Some(forward.route.clone());
         cx.record.backend = Some(forward.backend.clone());
+        self.trace(cx, &req, Some(&forward));
         if let Err(refused) = access::admit(cx, &req, &forward) {
             return refused.answer();
         }
@@ -215,10 +220,15 @@ impl Proxy {
             Attempts::new(&outgoing, &upstream, forward, preferred, upgrading, retries);
         let timeouts = forward.route.policy.timeouts;
         let attempted = loop {
-            let (request, target) = match attempts.next(&mut outgoing) {
+            let (mut request, target) = match attempts.next(&mut outgoing) {
                 Ok(next) => next,
                 Err(status) => return answer::status(status),
             };
+            let span = cx
+                .record
+                .trace
+                .as_deref()
+                .map(|trace| trace.attempt(&mut request, &target, attempts.number()));
             let sent_at = cx.record.log.as_ref().map(|_| Instant::now());
             let result = {
                 let to = attempts.target(&outgoing, &target);
@@ -233,6 +243,14 @@ impl Proxy {
                     progress,
                 )
             };
+            if let Some(span) = span {
+                span.end(
+                    result
+                        .as_ref()
+                        .map(Response::status)
+                        .map_err(AttemptError::metric_label),
+                );
+            }
             if let (Some(captured), Some(started)) = (cx.record.log.as_deref_mut(), sent_at) {
                 captured.attempts.push(attempt(&target, &result, started));
             }
@@ -242,6 +260,44 @@ impl Proxy {
         };
         let metrics = &self.telemetry.metrics;
         response::from_upstream(cx, attempted, upgrade, &self.tunnels, forward, metrics)
+    }
+}
+
+impl Proxy {
+    /// Starts the request's server span when its route (or, for a request
+    /// no route forwards, the controller ConfigMap) asks for traces; one
+    /// branch otherwise.
+    fn trace<B>(&self, cx: &mut RequestContext<'_>, req: &Request<B>, forward: Option<&Forward>) {
+        let global = cx.table.edge.traces.global;
+        let switch = forward.map_or(global, |f| f.route.policy.traces);
+        if switch.enabled {
+            self.start_trace(cx, req, forward, switch.trust_incoming);
+        }
+    }
+
+    #[inline(never)]
+    fn start_trace<B>(
+        &self,
+        cx: &mut RequestContext<'_>,
+        req: &Request<B>,
+        forward: Option<&Forward>,
+        trust_incoming: bool,
+    ) {
+        let Some(tracer) = self.telemetry.traces.tracer() else {
+            return;
+        };
+        let arrival = Arrival {
+            facts: cx.facts(req),
+            started: cx.record.started,
+            peer: cx.conn.peer,
+            operation_name: cx.table.edge.traces.operation_name.as_ref(),
+            trust_incoming,
+        };
+        let mut trace = RequestTrace::start(tracer, &arrival, forward.map(|f| &*f.route));
+        if let Some(forward) = forward {
+            trace.backend(&forward.backend);
+        }
+        cx.record.trace = Some(Box::new(trace));
     }
 }
 

@@ -20,6 +20,7 @@ use super::linger;
 use crate::metrics::{method_index, Finished, RouteLabels, RouteNames};
 use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::log_line::{Captured, Line};
+use crate::telemetry::spans::RequestTrace;
 use crate::telemetry::Telemetry;
 use crate::upstream::client_body::Unread;
 use crate::upstream::exchange_timeouts::Progress;
@@ -50,6 +51,8 @@ pub struct RequestRecord {
     /// What an ingress-nginx-style access log line needs besides the
     /// above; only while such a line is written.
     pub log: Option<Box<Captured>>,
+    /// The server span, on a traced request; it ends with the response.
+    pub trace: Option<Box<RequestTrace>>,
 }
 
 impl RequestRecord {
@@ -77,10 +80,14 @@ impl RequestRecord {
             status: 0,
             held: None,
             log: None,
+            trace: None,
         }
     }
 
     fn finish(self, sent: u64, telemetry: &Telemetry) {
+        if let Some(trace) = self.trace {
+            trace.end(self.status);
+        }
         let duration = self.started.elapsed();
         let ingress = self.route.as_ref().and_then(|r| r.ingress.as_ref());
         // The Ingress's namespace, or the HTTPRoute's.

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use crate::connection::{canonical_ip, ForwardedHeaders};
 use crate::policy::log_format::AccessLogSettings;
 use crate::policy::template::Template;
+use crate::policy::traces::TraceExport;
 use crate::tls::TlsSettings;
 use crate::upstream::UpstreamKeepalive;
 
@@ -51,6 +52,9 @@ pub struct GlobalSettings {
     /// `log-format-upstream`, `log-format-escape-json`,
     /// `log-format-escape-none`.
     pub access_log: AccessLogSettings,
+    /// The OpenTelemetry collector keys: where spans go, how they are
+    /// sampled.
+    pub traces: TraceExport,
 }
 
 impl GlobalSettings {

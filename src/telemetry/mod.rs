@@ -7,6 +7,8 @@ pub mod debug;
 pub mod gauges;
 pub mod log_line;
 pub mod logging;
+pub mod spans;
+pub mod traces;
 
 use crate::metrics::Metrics;
 use access_log::AccessLog;
@@ -16,4 +18,5 @@ use access_log::AccessLog;
 pub struct Telemetry {
     pub metrics: std::sync::Arc<Metrics>,
     pub access_log: Option<AccessLog>,
+    pub traces: std::sync::Arc<traces::Traces>,
 }

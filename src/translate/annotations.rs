@@ -117,6 +117,8 @@ const IMPLEMENTED: &[&str] = &[
     "ssl-passthrough",
     "proxy-next-upstream-tries",
     "proxy-next-upstream-timeout",
+    "enable-opentelemetry",
+    "opentelemetry-trust-incoming-span",
     // `--host-ownership namespace`; read under our prefix only.
     "allow-namespaces",
     // ACME certificates (translate::acme); read under our prefix only.
@@ -593,7 +595,7 @@ mod tests {
                 "nginx.ingress.kubernetes.io/mirror-target",
                 "http://mirror/",
             ),
-            ("nginx.ingress.kubernetes.io/enable-opentelemetry", "true"),
+            ("nginx.ingress.kubernetes.io/enable-access-log", "false"),
             ("cert-manager.io/cluster-issuer", "letsencrypt"),
         ]);
         let (_, warnings) = parse_alone(&a);
@@ -605,7 +607,9 @@ mod tests {
                 WarningKind::UnsupportedAnnotation
             ]
         );
-        assert!(warnings[1].1.contains("mirror-target") && warnings[1].1.contains("opentelemetry"));
+        assert!(
+            warnings[1].1.contains("mirror-target") && warnings[1].1.contains("enable-access-log")
+        );
         assert!(!warnings[1].1.contains("cert-manager"));
     }
 

@@ -62,6 +62,7 @@ mod snippets_nginx;
 mod streamed_body_limit;
 mod telemetry;
 mod tls_server_order;
+mod traces;
 mod translate_fixtures;
 mod unread_body;
 mod websocket_h2;

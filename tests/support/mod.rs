@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod fake_api;
 pub mod nginx;
+pub mod otlp;
 pub mod pathological;
 pub mod pebble;
 pub mod poll;

@@ -74,12 +74,23 @@ pub async fn credentials<B>(
     upstreams: &Upstreams,
 ) -> Result<(), Refused> {
     let route = &forward.route;
+    let trace = cx.record.trace.as_deref();
+    let span = trace
+        .zip(route.access.external.as_deref())
+        .map(|(trace, external)| trace.auth(external.url(), req.headers_mut()));
     let subject = Subject {
         facts: cx.facts(req),
         conn: &cx.conn,
         timeouts: route.policy.timeouts,
     };
     let granted = route.access.authenticate(&subject, upstreams).await;
+    if let Some(span) = span {
+        // The status the check came to: the request goes on, or the
+        // client gets the refusal.
+        span.end(Ok(granted
+            .as_ref()
+            .map_or_else(|r| r.status, |_| StatusCode::OK)));
+    }
     let granted = granted.map_err(Refused::Credentials)?;
     granted.apply_to_request(req.headers_mut());
     cx.granted = Some(Box::new(granted));

@@ -191,6 +191,11 @@ impl<'a> Attempts<'a> {
         Ok((request(out, &target, last)?, target))
     }
 
+    /// The attempt under way: 1 for the first.
+    pub fn number(&self) -> u32 {
+        self.attempt
+    }
+
     /// How the exchange goes to `target`.
     pub fn target<'t>(&self, out: &Outgoing, target: &'t Authority) -> Target<'t> {
         Target {

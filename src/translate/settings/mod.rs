@@ -171,6 +171,14 @@ impl Settings {
             "log-format-upstream" => return log_format_upstream(value, &mut edge.access_log),
             "log-format-escape-json" => edge.access_log.escape_json = parse_bool(value)?,
             "log-format-escape-none" => edge.access_log.escape_none = parse_bool(value)?,
+            "enable-opentelemetry" | "opentelemetry-trust-incoming-span" => {
+                let on = parse_bool(value)?;
+                match key {
+                    "enable-opentelemetry" => routes.policy.traces.enabled = on,
+                    _ => routes.policy.traces.trust_incoming = on,
+                }
+                edge.traces.apply_key(key, value);
+            }
             "hide-headers" => edge.hide_headers = header_names(value)?,
             "add-headers" => edge.add_headers = add_headers(lookup, value, &routes.access)?,
             "proxy-set-headers" => {
@@ -185,7 +193,10 @@ impl Settings {
             }
             "allow-snippet-annotations" => routes.access.allow_snippets = parse_bool(value)?,
             "annotations-risk-level" => routes.access.risk_level = Some(RiskLevel::parse(value)?),
-            _ => return self.other_key(key, value),
+            _ => match edge.traces.apply_key(key, value) {
+                Some(applied) => applied?,
+                None => return self.other_key(key, value),
+            },
         }
         Ok(Outcome::Applied)
     }
@@ -543,6 +554,23 @@ mod tests {
             crate::upstream::LoadBalance::Ewma
         );
         assert!(routes.service_upstream && routes.access.cross_namespace_secrets);
+    }
+
+    #[test]
+    fn the_opentelemetry_keys_set_the_routes_switch_and_the_exporter() {
+        let (settings, problems) = apply(&[
+            ("enable-opentelemetry", "true"),
+            ("opentelemetry-trust-incoming-span", "false"),
+            ("otlp-collector-host", "otel.test"),
+            ("otel-sampler-ratio", "half"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("otel-sampler-ratio: \"half\""));
+        let switch = settings.routes.policy.traces;
+        assert!(switch.enabled && !switch.trust_incoming);
+        let export = &settings.edge.traces;
+        assert_eq!(export.global, switch);
+        assert_eq!(export.endpoint(), "http://otel.test:4317");
     }
 
     #[test]
