@@ -78,6 +78,13 @@
 # goes first). The table gets a "Gatehouse (baseline)" column and the
 # ratio current/baseline, and a line of the current/baseline CPU per
 # request on keep-alive and HTTP/2 with its range over the rounds.
+# BASELINE=current makes the baseline this tree's own build, and
+# BASELINE_CONFIGMAP="key=value ..." gives the baseline those controller
+# ConfigMap keys instead of CONFIGMAP's: one binary under two
+# configurations, e.g. the cost of traces
+#   PINNED=1 BASELINE=current PEERS=none METRICS="keepalive h2" NO_FIXED=1 \
+#     CONFIGMAP="enable-opentelemetry=true ..." BASELINE_CONFIGMAP= \
+#     benches/compare/run.sh
 # PEERS lists the other proxies to run ("nginx haproxy caddy" by default;
 # PEERS=none for Gatehouse alone, with or without its baseline). Without
 # nginx the fixed rate is 70% of the baseline's median, or Gatehouse's.
@@ -163,7 +170,9 @@ caddy_bin=$(command -v caddy || true)
 say "building gatehouse and the bench backend (release)"
 (cd "$root" && cargo build --release --quiet --bin gatehouse --example bench-backend --example loadgen)
 loadgen="$root/target/release/examples/loadgen"
-if [ -n "$baseline" ]; then
+if [ "$baseline" = current ]; then
+  cp "$root/target/release/gatehouse" "$work/gatehouse-baseline"
+elif [ -n "$baseline" ]; then
   say "building the baseline, $baseline ($(git -C "$root" rev-parse --short "$baseline^{commit}")) (release)"
   bench_baseline_build "$root" "$baseline" "$work/gatehouse-baseline"
 fi
@@ -172,6 +181,11 @@ fi
 say "generating $hosts certificates (ECDSA P-256)"
 mkdir -p "$work/nginx" "$work/haproxy/certs" "$work/caddy"
 bench_tls_hosts "$work" "$hosts" "$backend_port"
+baseline_manifests="$work/manifests"
+if [ -n "$baseline" ] && [ -n "${BASELINE_CONFIGMAP+set}" ]; then
+  CONFIGMAP=$BASELINE_CONFIGMAP bench_tls_hosts "$work/baseline" "$hosts" "$backend_port"
+  baseline_manifests="$work/baseline/manifests"
+fi
 
 nginx_servers=""
 caddy_sites=""
@@ -341,7 +355,7 @@ wait_for "$gatehouse_port"
 
 baseline_pid=
 if has baseline; then
-  "${on_proxy_core[@]}" "$work/gatehouse-baseline" --manifests "$work/manifests" \
+  "${on_proxy_core[@]}" "$work/gatehouse-baseline" --manifests "$baseline_manifests" \
     --workers "$workers" --configmap compare/gatehouse \
     --https-addr "127.0.0.1:$baseline_port" --http-addr 127.0.0.1:0 \
     --metrics-addr 127.0.0.1:0 --access-log off >"$work/gatehouse-baseline.log" 2>&1 &
@@ -638,7 +652,9 @@ header() {
 }
 
 title=Gatehouse
-if has baseline; then
+if has baseline && [ "$baseline" = current ]; then
+  title+=" (CONFIGMAP: ${CONFIGMAP:-none}) against itself (BASELINE_CONFIGMAP: ${BASELINE_CONFIGMAP:-none})"
+elif has baseline; then
   title+=" against its baseline, $baseline ($(git -C "$root" rev-parse --short "$baseline^{commit}"))"
 fi
 if has nginx; then title+=", nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"; fi
