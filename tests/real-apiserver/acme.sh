@@ -36,38 +36,12 @@ ISSUER=gatehouse-acme-check
 TIMEOUT=${TIMEOUT:-120}
 SA_USER=system:serviceaccount:gatehouse:gatehouse
 
-say() { echo "[acme.sh $(date +%H:%M:%S.%3N)] $*" >&2; }
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 now_ms() { date +%s%3N; }
 failures=0
-pass() { say "PASS: $*"; }
 fail() { say "FAIL: $*"; failures=$((failures + 1)); }
-die() { say "FAIL: $*"; exit 1; }
-
-if ! kubectl get --raw /readyz >/dev/null 2>&1; then
-  say "skipped: no API server reachable (set KUBECONFIG to an administrator's kubeconfig)"
-  exit 0
-fi
-for tool in jq curl openssl pebble pebble-challtestsrv; do
-  command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-acme-check.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-# A TCP (or, with -u, UDP) port on 127.0.0.1 that nothing listens on now.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    ss -Hln "${1:--t}" "sport = :$port" | grep -q . || { echo "$port"; return; }
-  done
-}
+check_start acme.sh jq curl openssl pebble pebble-challtestsrv
 
 # ----------------------------------------------------------------- deploy
 say "applying deploy/base"

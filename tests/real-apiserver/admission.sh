@@ -31,40 +31,13 @@ NS=gatehouse-admission-check
 CLASS=gatehouse-admission-check
 CONFIG=gatehouse-admission-check
 
-say() { echo "[admission.sh $(date +%H:%M:%S.%3N)] $*" >&2; }
-pass() { say "PASS: $*"; }
-die() { say "FAIL: $*"; exit 1; }
-
-if ! kubectl get --raw /readyz >/dev/null 2>&1; then
-  say "skipped: no API server reachable (set KUBECONFIG to an administrator's kubeconfig)"
-  exit 0
-fi
-for tool in jq curl openssl ss; do
-  command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-admission-check.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then
-    say "work directory and objects kept: $WORK"
-  else
-    kubectl delete validatingwebhookconfiguration "$CONFIG" --ignore-not-found >/dev/null 2>&1 || true
-    kubectl delete ingress --all -n "$NS" >/dev/null 2>&1 || true
-    kubectl delete ingressclass "$CLASS" --ignore-not-found >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    ss -Hln -t "sport = :$port" | grep -q . || { echo "$port"; return; }
-  done
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+check_start admission.sh jq curl openssl
+cleanup_objects() {
+  kubectl delete validatingwebhookconfiguration "$CONFIG" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete ingress --all -n "$NS" >/dev/null 2>&1 || true
+  kubectl delete ingressclass "$CLASS" --ignore-not-found >/dev/null 2>&1 || true
 }
 
 # A CA and the webhook's serving certificate for 127.0.0.1.

@@ -38,40 +38,11 @@ RELEASE=gatehouse-check
 CLASS=gatehouse-check
 SA_USER=system:serviceaccount:$NS:$RELEASE
 
-say() { echo "[helm.sh $(date +%H:%M:%S.%3N)] $*" >&2; }
-pass() { say "PASS: $*"; }
-die() { say "FAIL: $*"; exit 1; }
-
-if ! kubectl get --raw /readyz >/dev/null 2>&1; then
-  say "skipped: no API server reachable (set KUBECONFIG to an administrator's kubeconfig)"
-  exit 0
-fi
-for tool in jq curl ss; do
-  command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+check_start helm.sh jq curl
 HELM=${HELM:-$("$REPO/tests/tools/fetch-helm.sh")}
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-helm-check.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then
-    say "work directory and release kept: $WORK, $NS/$RELEASE"
-  else
-    "$HELM" uninstall "$RELEASE" -n "$NS" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 20000))
-    ss -Hln -t "sport = :$port" | grep -q . || { echo "$port"; return; }
-  done
-}
+cleanup_objects() { "$HELM" uninstall "$RELEASE" -n "$NS" >/dev/null 2>&1 || true; }
 
 # The values a team brings, plus a class of its own so that nothing of
 # another installation is claimed.
