@@ -65,26 +65,8 @@ kubectl -n gatehouse delete secret "$ISSUER-account" gatehouse-acme-challenges \
   gatehouse-acme-orders --ignore-not-found >/dev/null
 
 # Gatehouse's own identity: the ServiceAccount's token, nothing more.
-server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca_data=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-token=$(kubectl -n gatehouse create token gatehouse --duration=1h)
-cat >"$WORK/gatehouse.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: check
-  cluster: {server: "$server", certificate-authority-data: "$ca_data"}
-users:
-- name: gatehouse
-  user: {token: "$token"}
-contexts:
-- name: gatehouse
-  context: {cluster: check, user: gatehouse}
-current-context: gatehouse
-EOF
-whoami=$(KUBECONFIG="$WORK/gatehouse.kubeconfig" kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
-[[ "$whoami" == "$SA_USER" ]] || die "the token authenticates as '$whoami', not $SA_USER"
-pass "Gatehouse authenticates as $whoami"
+serviceaccount_kubeconfig gatehouse gatehouse "$WORK/gatehouse.kubeconfig"
+pass "Gatehouse authenticates as $SA_USER"
 
 # ------------------------------------------------------------------ pebble
 HTTP=$(free_port); HTTPS=$(free_port); METRICS=$(free_port)
@@ -119,8 +101,7 @@ done
 say "pebble: directory https://127.0.0.1:$ACME/dir, validating on $HTTP and $HTTPS"
 
 # ---------------------------------------------------------------- Gatehouse
-GATEHOUSE=${GATEHOUSE:-$REPO/target/debug/gatehouse}
-[[ -x "$GATEHOUSE" ]] || (cd "$REPO" && cargo build --quiet)
+gatehouse_binary
 # The arguments and environment of deploy/deployment, on loopback ports.
 POD_NAME=gatehouse-acme-check POD_NAMESPACE=gatehouse RUST_LOG=info,gatehouse=debug \
   "$GATEHOUSE" --kubeconfig "$WORK/gatehouse.kubeconfig" \

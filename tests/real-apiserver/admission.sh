@@ -63,8 +63,7 @@ spec:
   ports: [{port: 80}]
 EOF
 
-GATEHOUSE=${GATEHOUSE:-$REPO/target/debug/gatehouse}
-[[ -x "$GATEHOUSE" ]] || (cd "$REPO" && cargo build --quiet --bin gatehouse)
+gatehouse_binary
 WEBHOOK=$(free_port)
 start_gatehouse() {
   METRICS=$(free_port)

@@ -78,28 +78,9 @@ done
 pass "the API server holds every object the chart renders"
 
 # ---------------------------------------------------------------- Gatehouse
-server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca_data=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-token=$(kubectl -n "$NS" create token "$RELEASE" --duration=1h)
-cat >"$WORK/gatehouse.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: check
-  cluster: {server: "$server", certificate-authority-data: "$ca_data"}
-users:
-- name: gatehouse
-  user: {token: "$token"}
-contexts:
-- name: gatehouse
-  context: {cluster: check, user: gatehouse}
-current-context: gatehouse
-EOF
-whoami=$(KUBECONFIG="$WORK/gatehouse.kubeconfig" kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
-[[ "$whoami" == "$SA_USER" ]] || die "the token authenticates as '$whoami', not $SA_USER"
+serviceaccount_kubeconfig "$NS" "$RELEASE" "$WORK/gatehouse.kubeconfig"
 
-GATEHOUSE=${GATEHOUSE:-$REPO/target/debug/gatehouse}
-[[ -x "$GATEHOUSE" ]] || (cd "$REPO" && cargo build --quiet --bin gatehouse)
+gatehouse_binary
 
 # Gatehouse with the rendered Deployment's arguments, its listeners moved
 # to loopback, logging to $1; sets GATEHOUSE_PID, HTTP and METRICS.
@@ -182,7 +163,7 @@ post() {
 }
 
 start_gatehouse "$WORK/gatehouse.log"
-pass "Gatehouse runs as $whoami, is ready and leads (Lease $NS/$RELEASE-leader)"
+pass "Gatehouse runs as $SA_USER, is ready and leads (Lease $NS/$RELEASE-leader)"
 
 # ---------------------------------------------------------------- routing
 web "$NS" helm-check.test

@@ -38,6 +38,42 @@ check_start() {
   trap check_cleanup EXIT
 }
 
+# The gatehouse binary: GATEHOUSE, else this tree's debug build, built
+# when absent.
+gatehouse_binary() {
+  local repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  GATEHOUSE=${GATEHOUSE:-$repo/target/debug/gatehouse}
+  [[ -x "$GATEHOUSE" ]] || (cd "$repo" && cargo build --quiet --bin gatehouse)
+}
+
+# serviceaccount_kubeconfig NAMESPACE NAME FILE: a kubeconfig at FILE for
+# the API server of KUBECONFIG with a token of ServiceAccount
+# NAMESPACE/NAME and nothing more, checked to authenticate as it.
+serviceaccount_kubeconfig() {
+  local ns=$1 name=$2 file=$3 server ca_data token whoami
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca_data=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  token=$(kubectl -n "$ns" create token "$name" --duration=1h)
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: check
+  cluster: {server: "$server", certificate-authority-data: "$ca_data"}
+users:
+- name: gatehouse
+  user: {token: "$token"}
+contexts:
+- name: gatehouse
+  context: {cluster: check, user: gatehouse}
+current-context: gatehouse
+EOF
+  whoami=$(KUBECONFIG="$file" kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
+  [[ "$whoami" == "system:serviceaccount:$ns:$name" ]] \
+    || die "the token authenticates as '$whoami', not system:serviceaccount:$ns:$name"
+}
+
 cleanup_objects() { :; }
 
 check_cleanup() {
