@@ -56,6 +56,13 @@ pub fn expand_captures(template: &str, groups: &regex::Captures<'_>) -> String {
     out
 }
 
+/// Appends `query` after `?`, or after `&` when `url` has a query already,
+/// as nginx appends the request's arguments to a rewritten URI.
+pub fn append_query(url: &mut String, query: &str) {
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str(query);
+}
+
 /// Whether a rewrite target refers to capture groups.
 pub fn has_captures(template: &str) -> bool {
     template

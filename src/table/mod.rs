@@ -46,7 +46,7 @@ use crate::policy::error_pages::ErrorPages;
 use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
-use crate::policy::rewrite::{expand_captures, Rewrite};
+use crate::policy::rewrite::{append_query, expand_captures, Rewrite};
 use crate::policy::snippet::{Asked as SnippetAsked, RouteSnippet};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
@@ -648,8 +648,7 @@ fn rewrite(
         path.push('/');
     }
     if let Some(query) = req.query {
-        path.push(if path.contains('?') { '&' } else { '?' });
-        path.push_str(query);
+        append_query(&mut path, query);
     }
     Some(path)
 }

@@ -10,6 +10,7 @@ use http::header::HeaderValue;
 use http::StatusCode;
 
 use super::condition::Condition;
+use super::path::rewritten;
 use crate::policy::template::{Facts, Template};
 
 /// A compiled `return`, or `rewrite` that redirects.
@@ -64,11 +65,7 @@ impl Answer {
             .path
             .as_ref()
             .and_then(|p| p.0.captures(facts.uri.path()));
-        let mut text = with.expand_with(facts, groups.as_ref());
-        if let Some(query) = facts.uri.query().filter(|_| self.keep_query) {
-            text.push(if text.contains('?') { '&' } else { '?' });
-            text.push_str(query);
-        }
+        let text = rewritten(with, groups.as_ref(), self.keep_query, facts);
         if !is_redirect(self.status) {
             return Answered::Text(self.status, Bytes::from(text));
         }

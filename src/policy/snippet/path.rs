@@ -6,6 +6,7 @@
 //! leaves the path to what follows.
 
 use super::answer::PathRegex;
+use crate::policy::rewrite::append_query;
 use crate::policy::template::{Facts, Template};
 
 /// A compiled `rewrite … break`.
@@ -22,13 +23,24 @@ impl PathRewrite {
     /// The path and query sent upstream, when the request's path matches.
     pub fn apply(&self, facts: &Facts<'_>) -> Option<String> {
         let groups = self.path.0.captures(facts.uri.path())?;
-        let mut path = self.to.expand_with(facts, Some(&groups));
-        if let Some(query) = facts.uri.query().filter(|_| self.keep_query) {
-            path.push(if path.contains('?') { '&' } else { '?' });
-            path.push_str(query);
-        }
-        Some(path)
+        Some(rewritten(&self.to, Some(&groups), self.keep_query, facts))
     }
+}
+
+/// `to` with `$1`…`$9` from `groups` and the request's variables filled
+/// in, and the request's query after it when `keep_query` (nginx's
+/// `rewrite`, whether it redirects or not).
+pub fn rewritten(
+    to: &Template,
+    groups: Option<&regex::Captures<'_>>,
+    keep_query: bool,
+    facts: &Facts<'_>,
+) -> String {
+    let mut text = to.expand_with(facts, groups);
+    if let Some(query) = facts.uri.query().filter(|_| keep_query) {
+        append_query(&mut text, query);
+    }
+    text
 }
 
 #[cfg(test)]
