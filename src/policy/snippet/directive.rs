@@ -130,70 +130,74 @@ fn output(args: &[Word], set: bool) -> Result<OutputEdit, String> {
     } else {
         "more_clear_headers"
     };
-    let mut edit = OutputEdit {
-        statuses: Vec::new(),
-        types: Vec::new(),
-        changes: Vec::new(),
-    };
-    let mut rest = args.iter();
-    while let Some(word) = rest.next() {
-        match word.text.as_str() {
-            "-s" => {
-                let list = option_value(rest.next(), name, "-s")?;
-                for code in list.split_whitespace() {
-                    let status = code.parse::<u16>().ok().filter(|c| (100..1000).contains(c));
-                    let status =
-                        status.ok_or_else(|| format!("{name} -s has {code:?}, not a status"))?;
-                    edit.statuses.push(status);
-                }
-            }
-            "-t" => {
-                let list = option_value(rest.next(), name, "-t")?;
-                edit.types
-                    .extend(list.split_whitespace().map(str::to_owned));
-            }
-            option if option.starts_with('-') => {
-                return Err(format!("{name} option {option} is not supported"))
-            }
-            spec => edit.changes.push(change(spec, set, name)?),
+    let mut statuses = Vec::new();
+    let (types, changes) = headers_more(args, set, name, |option, rest| {
+        if option != "-s" {
+            return Ok(false);
         }
-    }
-    if edit.changes.is_empty() {
-        return Err(arity(name, "at least one header"));
-    }
-    Ok(edit)
+        let list = option_value(rest.next(), name, "-s")?;
+        for code in list.split_whitespace() {
+            let status = code.parse::<u16>().ok().filter(|c| (100..1000).contains(c));
+            let status = status.ok_or_else(|| format!("{name} -s has {code:?}, not a status"))?;
+            statuses.push(status);
+        }
+        Ok(true)
+    })?;
+    Ok(OutputEdit {
+        statuses,
+        types,
+        changes,
+    })
 }
 
+/// `-r` (set only) and `-t`, then the header specs.
 fn input(args: &[Word], set: bool) -> Result<InputEdit, String> {
     let name = if set {
         "more_set_input_headers"
     } else {
         "more_clear_input_headers"
     };
-    let mut edit = InputEdit {
-        replace_only: false,
-        types: Vec::new(),
-        changes: Vec::new(),
-    };
+    let mut replace_only = false;
+    let (types, changes) = headers_more(args, set, name, |option, _| {
+        replace_only |= set && option == "-r";
+        Ok(set && option == "-r")
+    })?;
+    Ok(InputEdit {
+        replace_only,
+        types,
+        changes,
+    })
+}
+
+/// A headers-more command's words: `-t` (the media types, a list in one
+/// word), the options `option` reads (it says whether it knew the one it
+/// was given, and may take the next word), and at least one header spec.
+fn headers_more<'a>(
+    args: &'a [Word],
+    set: bool,
+    name: &str,
+    mut option: impl FnMut(&str, &mut std::slice::Iter<'a, Word>) -> Result<bool, String>,
+) -> Result<(Vec<String>, Vec<HeaderChange>), String> {
+    let (mut types, mut changes) = (Vec::new(), Vec::new());
     let mut rest = args.iter();
     while let Some(word) = rest.next() {
         match word.text.as_str() {
-            "-r" if set => edit.replace_only = true,
             "-t" => {
                 let list = option_value(rest.next(), name, "-t")?;
-                edit.types
-                    .extend(list.split_whitespace().map(str::to_owned));
+                types.extend(list.split_whitespace().map(str::to_owned));
             }
-            option if option.starts_with('-') => {
-                return Err(format!("{name} option {option} is not supported"))
+            flag if flag.starts_with('-') => {
+                if !option(flag, &mut rest)? {
+                    return Err(format!("{name} option {flag} is not supported"));
+                }
             }
-            spec => edit.changes.push(change(spec, set, name)?),
+            spec => changes.push(change(spec, set, name)?),
         }
     }
-    if edit.changes.is_empty() {
+    if changes.is_empty() {
         return Err(arity(name, "at least one header"));
     }
-    Ok(edit)
+    Ok((types, changes))
 }
 
 fn option_value<'a>(word: Option<&'a Word>, name: &str, option: &str) -> Result<&'a str, String> {
