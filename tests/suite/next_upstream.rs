@@ -3,33 +3,10 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 use support::*;
-use tokio::io::AsyncWriteExt;
-
-/// An endpoint at `addr` that answers every request 503 and closes, for
-/// the rest of the test.
-async fn failing_endpoint(addr: SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                if try_read_head(&mut stream).await.is_ok() {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy")
-                        .await;
-                }
-            });
-        }
-    });
-}
 
 async fn site(annotations: &[(&str, &str)]) -> Site {
     let site = Site::builder().backend_of("web", "good").await;

@@ -16,7 +16,6 @@ use http_body_util::Full;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use support::otlp::{Collector, Received};
 use support::*;
-use tokio::io::AsyncWriteExt;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
@@ -258,25 +257,6 @@ async fn an_ingress_without_traces_sends_the_clients_traceparent_untouched() {
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0].name, "GET");
     assert_eq!(spans[0].attribute("http.response.status_code"), "404");
-}
-
-/// An endpoint at `addr` that answers every request 503 and closes.
-async fn failing_endpoint(addr: SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                if try_read_head(&mut stream).await.is_ok() {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                }
-            });
-        }
-    });
 }
 
 #[tokio::test]

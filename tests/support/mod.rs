@@ -881,6 +881,26 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Strin
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// An endpoint at `addr` that answers every request 503 and closes, for
+/// the rest of the test.
+pub async fn failing_endpoint(addr: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if try_read_head(&mut stream).await.is_ok() {
+                    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy";
+                    let _ = stream.write_all(answer).await;
+                }
+            });
+        }
+    });
+}
+
 /// Reads from `stream` until the end of an HTTP head (request or
 /// response); says why if the connection ends or fails first.
 pub async fn try_read_head<S: tokio::io::AsyncRead + Unpin>(
