@@ -3,7 +3,8 @@
 //! of them. With `--allow-snippet-annotations` (or the ConfigMap key of
 //! that name), a snippet is read as a fixed, typed subset of nginx's
 //! directives (`directive`), each compiled into a policy Gatehouse
-//! already has: header edits, answers, access lists, timeouts and body
+//! already has: header edits, answers and rewrites (one `script`, as
+//! nginx's rewrite module runs them), access lists, timeouts and body
 //! size. Nothing of its text is passed on.
 //!
 //! A snippet is applied whole or not at all: one directive outside the
