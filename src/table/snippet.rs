@@ -337,3 +337,150 @@ fn redirected(redirect: crate::policy::redirect::Redirected) -> Decision {
         (Err(_), _) => Decision::Respond(StatusCode::BAD_REQUEST),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ObjectKey;
+    use crate::policy::proxy_settings::ProxySettings;
+    use crate::policy::snippet::{Answered, Snippet};
+    use crate::table::{Action, Backend, HostPattern, PathType, RouteTableBuilder, Upstream};
+    use crate::upstream::EndpointSet;
+
+    /// `shop.test` with a server-snippet and Prefix paths, each to a
+    /// Service of its own name with one endpoint.
+    fn table(server: &str, paths: &[(&str, &str)]) -> RouteTable {
+        let host = HostPattern::Exact("shop.test".into());
+        let read = |text: &str| {
+            let snippet = Snippet::read(text);
+            assert!(snippet.applies(), "{text}: {:?}", snippet.refused);
+            snippet
+        };
+        let server = read(server);
+        let mut builder = RouteTableBuilder::default();
+        if let Some(snippet) = ServerSnippet::of(&server) {
+            builder.set_server_snippet(&host, Arc::new(snippet));
+        }
+        for (path, snippet) in paths {
+            let name = match path.trim_start_matches('/') {
+                "" => "root",
+                name => name,
+            };
+            let addrs = vec!["10.0.0.1:80".parse().unwrap()];
+            let upstream = Upstream::Endpoints(EndpointSet::new(addrs));
+            let backend = Backend::new(ObjectKey::new("shop", name), "80".into(), upstream);
+            let action = Action::Forward(Arc::new(backend));
+            let settings = Arc::new(ProxySettings::default());
+            let mut route = Route::bare(host.clone(), path, PathType::Prefix, action, settings);
+            let location = read(snippet);
+            route.snippet = RouteSnippet::merge(Some(&server), Some(&location)).map(Arc::new);
+            builder.add_route(route, None).unwrap();
+        }
+        builder.build()
+    }
+
+    fn decide(table: &RouteTable, uri: &str) -> Decision {
+        let (path, query) = match uri.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (uri, None),
+        };
+        let headers = http::HeaderMap::new();
+        table.decide(&RequestFacts {
+            host: "shop.test",
+            method: &http::Method::GET,
+            headers: &headers,
+            path,
+            query,
+            tls: false,
+            client: "192.0.2.1".parse().unwrap(),
+            peer: None,
+        })
+    }
+
+    /// The Service the request is forwarded to, and the URI it is
+    /// forwarded with when a rewrite changed it.
+    fn forwarded(decision: &Decision) -> (String, Option<String>) {
+        let (decision, uri) = match decision {
+            Decision::Snippet(part) => (&part.decision, part.uri.as_ref()),
+            other => (other, None),
+        };
+        let Decision::Forward(forward) = decision else {
+            panic!("not forwarded: {decision:?}");
+        };
+        let service = forward.backend.service.name.clone();
+        (service, uri.map(ToString::to_string))
+    }
+
+    #[test]
+    fn rewrite_last_looks_the_paths_up_again_and_the_path_found_runs_its_own_snippet() {
+        let table = table(
+            "",
+            &[
+                (
+                    "/",
+                    "rewrite ^/old/(.*)$ /api/$1 last;\nmore_set_input_headers 'X-Root: 1';",
+                ),
+                ("/api", "rewrite ^/api/moved$ /api/final?by=api;"),
+            ],
+        );
+        let decision = decide(&table, "/old/x?q=1");
+        let expected = ("api".to_owned(), Some("/api/x?q=1".to_owned()));
+        assert_eq!(forwarded(&decision), expected);
+        let Decision::Snippet(part) = &decision else {
+            unreachable!()
+        };
+        assert_eq!(part.left.len(), 1, "the root path's input edits ran");
+        let again = decide(&table, "/api/moved?x=1");
+        let expected = ("api".to_owned(), Some("/api/final?by=api&x=1".to_owned()));
+        assert_eq!(forwarded(&again), expected);
+        assert_eq!(
+            forwarded(&decide(&table, "/plain")),
+            ("root".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn ten_searches_are_allowed_and_the_eleventh_answers_500() {
+        let table = table(
+            "",
+            &[
+                ("/", r#"rewrite "^/c(x{0,9})$" /c$1x last;"#),
+                ("/loop", "rewrite ^/loop/(.*)$ /loop/$1 last;"),
+            ],
+        );
+        let (_, uri) = forwarded(&decide(&table, "/c"));
+        assert_eq!(uri.as_deref(), Some("/cxxxxxxxxxx"));
+        let Decision::Snippet(part) = decide(&table, "/loop/a") else {
+            panic!("not a snippet's decision");
+        };
+        assert!(matches!(
+            part.decision,
+            Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR)
+        ));
+    }
+
+    #[test]
+    fn the_server_snippet_runs_before_a_path_is_chosen_and_edits_what_no_path_takes() {
+        let table = table(
+            "more_set_headers 'X-Server: s';\nrewrite ^/s/(.*)$ /api/$1 break;\nif ($uri = /teapot) { return 418 'short'; }",
+            &[("/api", "")],
+        );
+        assert_eq!(
+            forwarded(&decide(&table, "/s/x?q=1")),
+            ("api".to_owned(), Some("/api/x?q=1".to_owned()))
+        );
+        let server_edits = |decision: Decision| match decision {
+            Decision::Snippet(part) => {
+                assert!(matches!(part.edits, Some(SnippetEdits::Server(_))));
+                part.decision
+            }
+            other => panic!("without the server's edits: {other:?}"),
+        };
+        let teapot = server_edits(decide(&table, "/teapot"));
+        let status = StatusCode::IM_A_TEAPOT;
+        let answered = Answered::Text(status, bytes::Bytes::from_static(b"short"));
+        assert!(matches!(teapot, Decision::Answer(a) if a == answered));
+        let nowhere = server_edits(decide(&table, "/nowhere"));
+        assert!(matches!(nowhere, Decision::Respond(StatusCode::NOT_FOUND)));
+    }
+}
