@@ -264,7 +264,7 @@ if ($uri = /away) { return 301 https://away.test/; }"#,
                 path: "/",
                 location: "/",
                 backend: 0,
-                snippet: "more_set_headers \"X-Loc: root\";\nrewrite ^/to-moved/(.*)$ /moved/$1;",
+                snippet: "more_set_headers \"X-Loc: root\";\nrewrite ^/to-moved/(.*)$ /moved/$1;\nrewrite ^/to-private/(.*)$ /private/$1 last;",
                 annotations: &[("nginx.ingress.kubernetes.io/app-root", "/app/")],
                 generated: "",
             },
@@ -395,6 +395,8 @@ const REQUESTS: &[Asked] = &[
     ("own.test", "/moved/x", &[]),
     ("own.test", "/to-moved/x", &[]),
     ("own.test", "/private/x", &[]),
+    // Re-routed, the request is refused by the path it reaches.
+    ("own.test", "/to-private/x", &[]),
     ("own.test", "/shop", &[]),
 ];
 
