@@ -188,7 +188,7 @@ impl<'t> Run<'t> {
                 return Some(self.finish(refused, edits, None));
             }
         }
-        let server = self.server?;
+        let server = self.server.filter(|s| !s.script.is_empty())?;
         let facts = facts(sent, req);
         match server.script.run(&facts, &mut self.uri) {
             Ran::Answer(answered) => {

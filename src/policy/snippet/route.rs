@@ -19,9 +19,13 @@ pub struct ServerSnippet {
 }
 
 impl ServerSnippet {
-    /// `None` when it does nothing on a request.
+    /// `None` when it does nothing before a location is chosen: no
+    /// script, no response edits (its other edits are merged into each
+    /// location's).
     pub fn of(snippet: &Snippet) -> Option<ServerSnippet> {
-        let acts = !snippet.script.is_empty() || !snippet.headers.is_empty();
+        let edits = &snippet.headers;
+        let responds = !edits.output.is_empty() || !edits.add.is_empty();
+        let acts = !snippet.script.is_empty() || responds;
         acts.then(|| ServerSnippet {
             headers: snippet.headers.clone(),
             script: snippet.script.clone(),
