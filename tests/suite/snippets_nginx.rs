@@ -194,7 +194,7 @@ rewrite ^/mid/(.*)$ /api/$1;
 rewrite ^/then/(.*)$ /x/$1;
 if ($uri = /x/ret) { return 200 "returned $uri $request_uri"; }
 rewrite ^/stay/(.*)$ /api/$1 break;
-rewrite ^/loop/(.*)$ /loop/$1 last;"#,
+if ($http_x_reroute) { rewrite ^ /api/from-if last; }"#,
             ),
             Path {
                 path: "/api",
@@ -381,6 +381,7 @@ const REQUESTS: &[Asked] = &[
     ("reroute.test", "/api/moved?x=1", &[]),
     ("reroute.test", "/loop/a", &[]),
     ("reroute.test", "/plain", &[]),
+    ("reroute.test", "/plain?p=1", &[("x-reroute", "1")]),
     ("server.test", "/s/x?q=1", &[]),
     ("server.test", "/b/x?q=1", &[]),
     ("server.test", "/n/x", &[]),
