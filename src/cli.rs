@@ -291,7 +291,7 @@ pub struct RoutingArgs {
 
     /// Read configuration-snippet and server-snippet annotations as the
     /// typed subset of nginx directives docs/annotations.md lists (header
-    /// edits, return, allow/deny, timeouts, body size). A snippet with
+    /// edits, return, rewrite, allow/deny, timeouts, body size). A snippet with
     /// anything else is not applied; one that restricts access closes its
     /// routes. Off, every snippet is refused (the ConfigMap key
     /// allow-snippet-annotations wins over this flag).

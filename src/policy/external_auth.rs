@@ -387,6 +387,7 @@ fn check_url(template: &Template) -> Result<(), String> {
     let facts = Facts {
         method: &Method::GET,
         uri: &uri,
+        request_uri: &uri,
         host: "example.com",
         tls: true,
         client: std::net::IpAddr::from([192, 0, 2, 1]),
@@ -558,6 +559,7 @@ mod tests {
         let facts = Facts {
             method: &Method::GET,
             uri: &uri,
+            request_uri: &uri,
             host: "app.example.com",
             tls: true,
             client: std::net::IpAddr::from([192, 0, 2, 1]),

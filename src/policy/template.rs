@@ -67,9 +67,15 @@ pub enum Vars {
 }
 
 /// What a template is expanded from.
+#[derive(Clone, Copy)]
 pub struct Facts<'a> {
     pub method: &'a Method,
+    /// The URI as a snippet's `rewrite` left it (`$uri`, `$args`), else
+    /// as sent.
     pub uri: &'a Uri,
+    /// The URI as the client sent it (`$request_uri`), whatever a
+    /// `rewrite` made of `uri`.
+    pub request_uri: &'a Uri,
     /// `Host` (or `:authority`) as sent.
     pub host: &'a str,
     pub tls: bool,
@@ -197,8 +203,8 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
         }
         Var::HttpHost => out.push_str(facts.host),
         Var::Scheme => out.push_str(if facts.tls { "https" } else { "http" }),
-        Var::RequestUri => out.push_str(request_uri(facts.uri)),
-        Var::EscapedRequestUri => escape_component(request_uri(facts.uri), out),
+        Var::RequestUri => out.push_str(request_uri(facts.request_uri)),
+        Var::EscapedRequestUri => escape_component(request_uri(facts.request_uri), out),
         Var::Uri => out.push_str(facts.uri.path()),
         Var::RequestMethod => out.push_str(facts.method.as_str()),
         Var::RemoteAddr => {
@@ -265,6 +271,7 @@ mod tests {
         Facts {
             method,
             uri,
+            request_uri: uri,
             host: "Shop.Example.com:8443",
             tls: true,
             client: "192.0.2.7".parse().unwrap(),

@@ -59,6 +59,7 @@ mod tests {
         let facts = Facts {
             method: &http::Method::GET,
             uri: &uri,
+            request_uri: &uri,
             host: "shop.example",
             tls: true,
             client: "192.0.2.1".parse().unwrap(),

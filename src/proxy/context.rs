@@ -85,6 +85,7 @@ impl<'c> RequestContext<'c> {
         Facts {
             method: req.method(),
             uri: req.uri(),
+            request_uri: &self.record.uri,
             host: self.host.to_str().unwrap_or_default(),
             tls: self.conn.tls,
             client: self.conn.client.ip(),

@@ -93,12 +93,9 @@ impl Proxy {
         if let (Some(log), Some(head)) = (&self.telemetry.access_log, head) {
             cx.record.log = capture(log, &cx, &req, head);
         }
-        let decided = decide(&cx, &mut req);
-        let snippet_head = match &decided {
-            Decided::Table(decision) => snippet::of(decision).and_then(|(found, answer)| {
-                snippet::edit_request(&cx, &mut req, found);
-                snippet::Head::keep(found, answer, &req)
-            }),
+        let mut decided = decide(&cx, &mut req);
+        let snippet_head = match &mut decided {
+            Decided::Table(decision) => snippet::take(&mut cx, &mut req, decision),
             Decided::AcmeAnswer(_) => None,
         };
         if !matches!(decided, Decided::Table(Decision::Forward(_))) {
@@ -108,8 +105,10 @@ impl Proxy {
             Decided::Table(Decision::Forward(forward)) => {
                 self.serve_route(&mut cx, req, forward).await
             }
-            Decided::Table(Decision::Answer(route, index)) => {
-                snippet::answer(&mut cx, &req, &route, index)
+            Decided::Table(Decision::Answer(answered)) => snippet::answer(answered),
+            // Taken apart by `snippet::take`.
+            Decided::Table(Decision::Snippet(_)) => {
+                answer::status(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Decided::Table(Decision::Redirect { location, status }) => {
                 answer::redirect(location, status)

@@ -16,6 +16,7 @@ mod global_settings;
 mod host;
 mod path;
 mod regex_paths;
+mod snippet;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use host::{HostMap, HostPattern};
 pub use crate::connection::ForwardedHeaders;
 pub use path::{PathTable, PathTableBuilder, PathType};
 use regex_paths::{RegexPaths, RegexPathsBuilder};
+pub use snippet::Snippeted;
 
 use crate::acme::ChallengeAnswers;
 use crate::cluster::ObjectKey;
@@ -47,7 +49,7 @@ use crate::policy::proxy_settings::ProxySettings;
 use crate::policy::rate_limit::RouteLimits;
 use crate::policy::redirect::{Asked, Redirects};
 use crate::policy::rewrite::{append_query, expand_captures, Rewrite};
-use crate::policy::snippet::{Asked as SnippetAsked, RouteSnippet};
+use crate::policy::snippet::{Answered, RouteSnippet, ServerSnippet};
 use crate::policy::{AccessPolicy, Admission};
 use crate::upstream::LoadBalance;
 // A route's backend, as the tests (and translate's Gateway API code) name
@@ -173,18 +175,6 @@ pub struct RequestFacts<'a> {
 }
 
 impl RequestFacts<'_> {
-    /// What a snippet's `if` looks at.
-    fn snippet_asked(&self) -> SnippetAsked<'_> {
-        SnippetAsked {
-            host: self.host,
-            path: self.path,
-            query: self.query,
-            tls: self.tls,
-            method: self.method,
-            headers: self.headers,
-        }
-    }
-
     /// What the redirect phase looks at.
     fn asked(&self) -> Asked<'_> {
         Asked {
@@ -207,8 +197,11 @@ pub enum Decision {
     /// Answer directly: 404 no route, 403 not allowed, 503 no backend or
     /// a route closed because its protection cannot be enforced.
     Respond(StatusCode),
-    /// Answer with the route's snippet `return` of this index.
-    Answer(Arc<Route>, usize),
+    /// A snippet's `return`, or its `rewrite` that redirects.
+    Answer(Answered),
+    /// A decision a snippet took part in, with what the proxy needs of
+    /// it (boxed: only hosts and routes with snippets have one).
+    Snippet(Box<Snippeted>),
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +234,8 @@ struct HostRoutes {
     regexes: RegexPaths,
     /// `spec.defaultBackend` of the Ingress that has rules for this host.
     fallback: Option<Arc<Route>>,
+    /// The host's server-snippet, run before any of its routes is chosen.
+    server: Option<Arc<ServerSnippet>>,
 }
 
 /// A route found for a request, and the regex that matched it, if any.
@@ -337,9 +332,15 @@ impl RouteTable {
         self.challenges.answer(path)
     }
 
-    fn lookup(&self, req: &RequestFacts<'_>) -> Option<Matched<'_>> {
-        let host = normalize_host(req.host);
-        let routes = self.hosts.get(&host).unwrap_or(&self.any_host);
+    /// The routes of a request's host: its own, else the rules without a
+    /// host.
+    fn host_routes(&self, host: &str) -> &HostRoutes {
+        let host = normalize_host(host);
+        self.hosts.get(&host).unwrap_or(&self.any_host)
+    }
+
+    /// The route for a request among a host's, else the default route.
+    fn find<'t>(&'t self, routes: &'t HostRoutes, req: &RequestFacts<'_>) -> Option<Matched<'t>> {
         routes.lookup(req).or_else(|| {
             self.default_route
                 .as_ref()
@@ -351,20 +352,44 @@ impl RouteTable {
     /// closed route (503), app-root, permanent/temporal redirect, HTTPS
     /// redirect (nginx's rewrite phase), source ranges and whether
     /// credentials must be checked (its access phase), then the backend
-    /// (with the rewritten path).
+    /// (with the rewritten path). A host with a server-snippet, or a route
+    /// with a snippet, is decided with them (`snippet`).
     pub fn decide(&self, req: &RequestFacts<'_>) -> Decision {
+        let client_auth = self.client_auth_for(req.host);
+        let routes = self.host_routes(req.host);
+        if routes.server.is_some() {
+            return self.decide_with_snippets(routes, None, client_auth, req);
+        }
         // Client certificates are the server's business in nginx, checked
         // before any location: over TLS first of all; over plain HTTP
         // after the redirects (which send the client to TLS).
-        let client_auth = self.client_auth_for(req.host);
         if req.tls {
             if let Some(refused) = client_auth.and_then(|ca| cert_refusal(ca, req)) {
                 return refused;
             }
         }
-        let Some(Matched { route, regex }) = self.lookup(req) else {
+        let Some(matched) = self.find(routes, req) else {
             return Decision::Respond(StatusCode::NOT_FOUND);
         };
+        if matched.route.snippet.is_some() {
+            return self.decide_with_snippets(routes, Some(matched), client_auth, req);
+        }
+        let redirects = matched.route.redirects();
+        self.route_decision(&matched, client_auth, req, redirects, req)
+    }
+
+    /// A route's decision, from the route's own checks on: `req` is the
+    /// request as the snippets' rewrites left it, `sent` as it came (the
+    /// redirects send the client to what it asked for).
+    fn route_decision(
+        &self,
+        matched: &Matched<'_>,
+        client_auth: Option<&Arc<ClientAuth>>,
+        req: &RequestFacts<'_>,
+        redirects: Redirects<'_>,
+        sent: &RequestFacts<'_>,
+    ) -> Decision {
+        let Matched { route, regex } = *matched;
         if let Some(rule) = &route.gateway {
             // A host that asks for client certificates (an Ingress's
             // `auth-tls-*`) asks for its HTTPRoutes too; over plain HTTP
@@ -392,18 +417,8 @@ impl RouteTable {
         if route.access.denied.is_some() {
             return Decision::Respond(StatusCode::SERVICE_UNAVAILABLE);
         }
-        // A snippet's `return` runs in nginx's rewrite phase, before
-        // ingress-nginx's redirects (its Lua rewrite handler runs last in
-        // that phase) and before the access phase.
-        if let Some(snippet) = &route.snippet {
-            let answering = snippet.answering(&req.snippet_asked());
-            if let Some(index) = answering.and_then(|a| snippet.answers.iter().position(|b| b == a))
-            {
-                return Decision::Answer(route.clone(), index);
-            }
-        }
         let policy = &route.policy;
-        if let Some((location, status)) = route.redirects().apply(&req.asked()) {
+        if let Some((location, status)) = redirects.apply(&sent.asked()) {
             return match location {
                 Ok(location) => Decision::Redirect { location, status },
                 // The host came from a valid header and the path from a
@@ -693,6 +708,7 @@ struct HostBuilder {
     paths: PathTableBuilder<Arc<Route>>,
     regexes: RegexPathsBuilder,
     fallback: Option<Arc<Route>>,
+    server: Option<Arc<ServerSnippet>>,
 }
 
 impl RouteTableBuilder {
@@ -730,6 +746,11 @@ impl RouteTableBuilder {
         let host = self.hosts.entry(m.route.host.clone()).or_default();
         host.routes.push(m.route.clone());
         host.gateway.push(m);
+    }
+
+    /// Sets `host`'s server-snippet (translate chooses one per host).
+    pub fn set_server_snippet(&mut self, host: &HostPattern, server: Arc<ServerSnippet>) {
+        self.hosts.entry(host.clone()).or_default().server = Some(server);
     }
 
     /// Whether any route has been added for `host`.
@@ -776,6 +797,7 @@ impl RouteTableBuilder {
                 paths: host.paths.build(),
                 regexes: host.regexes.build(),
                 fallback: host.fallback,
+                server: host.server,
             };
             match pattern {
                 HostPattern::Any => table.any_host = Arc::new(routes),

@@ -17,7 +17,6 @@ use super::{
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::policy::objects::ObjectLookup;
 use crate::policy::rate_limit::{LimitConfig, RouteLimits, Statuses};
-use crate::policy::snippet::Snippet;
 use crate::table::{Action, HostPattern, Route, RouteTableBuilder};
 
 /// Translates the Ingresses of `only` (all of them when `None`) with the
@@ -107,8 +106,8 @@ pub(crate) struct Build<'a> {
     pub(super) owners: Option<ownership::Owners>,
     /// The Gateway API objects' status.
     pub(super) report: super::gateway_status::StatusReport,
-    /// Each host's server-snippet and the Ingress it comes from.
-    pub(super) server_snippets: HashMap<HostPattern, (ObjectKey, Arc<Snippet>)>,
+    /// Each host's server-snippet.
+    pub(super) server_snippets: HashMap<HostPattern, super::server_snippet::Claim>,
 }
 
 impl<'a> Build<'a> {

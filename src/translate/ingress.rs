@@ -244,7 +244,10 @@ impl Build<'_> {
             };
             let mut route = view.route(host.clone(), path_text, path_type, action, regex.is_some());
             route.host = name.clone();
-            route.snippet = self.route_snippet(view, host);
+            route.snippet = self.route_snippet(view, host, &route);
+            if name != host {
+                self.alias_server_snippet(host, name);
+            }
             route.canary = self.canaries.take(host, path_text);
             if let Err(holder) = self.table.add_route(route, regex.clone()) {
                 let context = PathContext {

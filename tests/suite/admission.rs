@@ -126,8 +126,24 @@ async fn with_snippets_allowed_a_snippet_applied_in_full_is_allowed_and_others_r
     let good = annotated("typed", "typed.test", "/", &[(SNIPPET, typed)]);
     let answer = served.ask("CREATE", &good).await;
     assert!(answer.allowed(), "{answer:?}");
+    // Rewrites that search the paths again, in either snippet, are
+    // applied as written, so allowed.
+    let rerouting = [
+        (
+            SNIPPET,
+            "rewrite ^/old/(.*)$ /new/$1 last;\nrewrite ^/a$ /b;",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/server-snippet",
+            "rewrite ^/v1/(.*)$ /v2/$1 break;\nif ($http_x_beta) { rewrite ^ /beta last; }",
+        ),
+    ];
+    let rerouted = annotated("rerouting", "rerouting.test", "/", &rerouting);
+    let answer = served.ask("CREATE", &rerouted).await;
+    assert!(answer.allowed(), "{answer:?}");
     for (name, snippet) in [
         ("unknown", "more_set_headers \"X-A: b\";\nsub_filter a b;"),
+        ("not-a-path", "rewrite ^/a b last;"),
         ("ssl-engine", "ssl_engine /proc/self/fd/42;"),
         ("lua", "content_by_lua_block { os.execute(\"id\") }"),
     ] {

@@ -298,9 +298,9 @@ fn view(t: &Translation) -> String {
                         format!("redirect {status} {location:?}")
                     }
                     Decision::Respond(status) => format!("respond {status}"),
-                    Decision::Answer(route, index) => {
-                        format!("answer {index} of {:?}", route.ingress)
-                    }
+                    Decision::Answer(answered) => format!("answer {answered:?}"),
+                    // Its route, URI and edits, compared whole.
+                    Decision::Snippet(part) => format!("with a snippet: {part:?}"),
                 };
                 out.push_str(&format!("{host}{path} tls={tls}: {decision}\n"));
             }

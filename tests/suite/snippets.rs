@@ -57,6 +57,26 @@ fn manifests(backend: &Backend) -> String {
             &[(CONFIGURATION, "} ssl_engine /proc/self/fd/9; location /x {")],
         ),
         (
+            "forced",
+            &[
+                (
+                    CONFIGURATION,
+                    "more_set_headers \"X-Loc: forced\";\nadd_header X-On-Redirect yes;",
+                ),
+                ("nginx.ingress.kubernetes.io/force-ssl-redirect", "true"),
+            ],
+        ),
+        (
+            "shut",
+            &[
+                (SERVER, "more_set_headers \"X-Server: s\";"),
+                (
+                    CONFIGURATION,
+                    "more_set_headers \"X-Loc: shut\";\ndeny all;\ngzip on;",
+                ),
+            ],
+        ),
+        (
             "limits",
             &[(
                 CONFIGURATION,
@@ -142,6 +162,30 @@ async fn returns_answer_before_the_endpoint_and_the_server_snippet_of_the_oldest
         let location = format!("https://new.test{path}");
         assert_eq!(header(&moved, "location"), Some(location.as_str()));
     }
+    assert!(backend.seen.lock().unwrap().is_empty());
+}
+
+/// ingress-nginx's HTTPS redirect is its location's (Lua in the rewrite
+/// phase), so the location's header edits reach it; a closed route runs
+/// no snippet of its own (ingress-nginx's denied location is a bare
+/// `return 503`), but the server-snippet's edits reach it.
+#[tokio::test]
+async fn snippet_header_edits_reach_the_answers_decided_before_the_endpoint() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let forced = http_get(addr, "forced.test", "/cart?id=7").await;
+    assert_eq!(forced.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        header(&forced, "location"),
+        Some("https://forced.test/cart?id=7")
+    );
+    assert_eq!(header(&forced, "x-loc"), Some("forced"));
+    assert_eq!(header(&forced, "x-on-redirect"), Some("yes"));
+    let shut = http_get(addr, "shut.test", "/").await;
+    assert_eq!(shut.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&shut, "x-server"), Some("s"));
+    assert_eq!(header(&shut, "x-loc"), None);
     assert!(backend.seen.lock().unwrap().is_empty());
 }
 

@@ -20,12 +20,59 @@ use support::*;
 const CONFIGURATION: &str = "nginx.ingress.kubernetes.io/configuration-snippet";
 const SERVER: &str = "nginx.ingress.kubernetes.io/server-snippet";
 
-/// Hosts with their server-snippet and configuration-snippet.
-const CASES: &[(&str, &str, &str)] = &[
-    (
+/// The endpoints; each path of a case names one.
+const BACKENDS: [&str; 3] = ["web", "api", "other"];
+
+/// A host: its server-snippet (on its first Ingress), what ingress-nginx
+/// writes after it in the server block, and its paths.
+struct Case {
+    host: &'static str,
+    server: &'static str,
+    server_generated: &'static str,
+    paths: &'static [Path],
+}
+
+/// One Ingress of a host with one path: how ingress-nginx writes its
+/// `location`, the endpoint, the configuration-snippet, the Ingress's
+/// other annotations and what ingress-nginx writes for them after the
+/// snippet.
+struct Path {
+    path: &'static str,
+    location: &'static str,
+    backend: usize,
+    snippet: &'static str,
+    annotations: &'static [(&'static str, &'static str)],
+    generated: &'static str,
+}
+
+/// A path `/` to `web` with this configuration-snippet and nothing else.
+const fn root(snippet: &'static str) -> Path {
+    Path {
+        path: "/",
+        location: "/",
+        backend: 0,
+        snippet,
+        annotations: &[],
+        generated: "",
+    }
+}
+
+/// A host of one path `/` with these snippets.
+const fn one(host: &'static str, server: &'static str, paths: &'static [Path]) -> Case {
+    Case {
+        host,
+        server,
+        server_generated: "",
+        paths,
+    }
+}
+
+const CASES: &[Case] = &[
+    one(
         "headers.test",
         "more_set_headers \"X-Server: s\";",
-        r#"more_set_headers "X-Frame-Options: DENY" "X-Host: $host" "X-Uri: $request_uri";
+        &[root(
+            r#"more_set_headers "X-Frame-Options: DENY" "X-Host: $host" "X-Uri: $request_uri";
 more_set_headers -s 404 "X-Missing: yes";
 more_set_headers -t application/json "X-Json: yes";
 more_clear_headers X-Powered-By;
@@ -36,63 +83,221 @@ more_set_input_headers -r "X-Only-If-Sent: replaced";
 more_clear_input_headers X-Drop;
 proxy_set_header X-Path $request_uri;
 proxy_hide_header X-Secret;"#,
+        )],
     ),
-    (
+    one(
         "added.test",
         "add_header X-Server-Added s;",
-        "add_header X-Location-Added l;",
+        &[root("add_header X-Location-Added l;")],
     ),
-    (
+    one(
         "text.test",
         "",
-        "return 200 'ok from snippet';\nadd_header X-A a;",
+        &[root("return 200 'ok from snippet';\nadd_header X-A a;")],
     ),
-    (
+    one(
         "refuse.test",
         "",
-        "return 403;\nmore_set_headers \"X-Why: snippet\";",
+        &[root("return 403;\nmore_set_headers \"X-Why: snippet\";")],
     ),
-    (
+    one(
         "moved.test",
         "return 301 https://new.test$request_uri;",
-        "return 200 'never';",
+        &[root("return 200 'never';")],
     ),
-    (
+    one(
         "found.test",
         "",
-        "return https://$host/login?from=$uri$is_args$args;",
+        &[root("return https://$host/login?from=$uri$is_args$args;")],
     ),
-    (
+    one(
         "iffy.test",
         "if ($http_x_forwarded_proto = 'http') { return 308 https://$host$request_uri; }",
-        r#"if ($request_uri ~* ^/ADMIN) { return 403; }
+        &[root(
+            r#"if ($request_uri ~* ^/ADMIN) { return 403; }
 if ($request_method !~ ^(GET|HEAD)$) { return 405; }
 if ($http_x_beta) { return 200 "beta $http_x_beta"; }
 more_set_headers "X-Why: snippet";"#,
+        )],
     ),
-    (
+    one(
         "rewrite.test",
         "rewrite ^/gone$ https://example.test/? redirect;",
-        r#"rewrite ^/old/(.*)$ https://$host/new/$1 permanent;
+        &[root(
+            r#"rewrite ^/old/(.*)$ https://$host/new/$1 permanent;
 rewrite ^/rel$ /target redirect;
 if ($http_x_mobile = yes) { rewrite ^ https://m.example.test$uri redirect; }"#,
+        )],
     ),
-    (
+    one(
         "break.test",
         "",
-        r#"rewrite ^/api/v1/(.*)$ /v2/$1 break;
+        &[root(
+            r#"rewrite ^/api/v1/(.*)$ /v2/$1 break;
 rewrite ^/legacy$ /new?from=legacy break;
-rewrite ^/bare$ /plain? break;"#,
+rewrite ^/bare$ /plain? break;
+if ($http_x_beta) { rewrite ^/(.*)$ /beta/$1 break; }
+rewrite ^/ret/(.*)$ /r/$1 break;
+return 418 "not rewritten";"#,
+        )],
     ),
-    // With `rewrite-target: /base/$1` (its `rewrite … break` follows the
-    // snippet in the location, see TARGET_REWRITE).
-    ("target.test", "", "rewrite ^/api/(.*)$ /v2/$1 break;"),
+    // `rewrite-target: /base/$1` writes its `rewrite … break` after the
+    // snippet.
+    one(
+        "target.test",
+        "",
+        &[Path {
+            path: "/(.*)",
+            location: "~* \"^/(.*)\"",
+            backend: 0,
+            snippet: "rewrite ^/api/(.*)$ /v2/$1 break;\nrewrite ^/nf/(.*)$ /nf2/$1;\nrewrite ^/l/(.*)$ /api/$1 last;",
+            annotations: TARGET,
+            generated: r#"rewrite "(?i)/(.*)" /base/$1 break;"#,
+        }],
+    ),
+    // A rewrite without a flag whose new URI the rewrite-target's
+    // expression does not match searches again.
+    one(
+        "target2.test",
+        "",
+        &[
+            Path {
+                path: "/app",
+                location: "~* \"^/app\"",
+                backend: 0,
+                snippet: "rewrite ^/app/old/(.*)$ /other/$1;\nrewrite ^/app/keep/(.*)$ /app/kept/$1;",
+                annotations: &[("nginx.ingress.kubernetes.io/rewrite-target", "/")],
+                generated: r#"rewrite "(?i)/app" / break;"#,
+            },
+            Path {
+                path: "/other",
+                location: "/other/",
+                backend: 2,
+                snippet: "more_set_headers \"X-Loc: other\";",
+                annotations: &[],
+                generated: "",
+            },
+        ],
+    ),
+    // `last` and rewrites without a flag search the host's paths again;
+    // each location found runs its own snippet.
+    one(
+        "reroute.test",
+        "more_set_headers \"X-Server: s\";",
+        &[
+            root(
+                r#"more_set_headers "X-Loc: root";
+more_set_input_headers "X-Root-In: 1";
+rewrite ^/old/(.*)$ /api/$1 last;
+rewrite ^/chain/(.*)$ /mid/$1;
+rewrite ^/mid/(.*)$ /api/$1;
+rewrite ^/then/(.*)$ /x/$1;
+if ($uri = /x/ret) { return 200 "returned $uri $request_uri"; }
+rewrite ^/stay/(.*)$ /api/$1 break;
+if ($http_x_reroute) { rewrite ^ /api/from-if last; }"#,
+            ),
+            Path {
+                path: "/api",
+                location: "/api/",
+                backend: 1,
+                snippet: r#"more_set_headers "X-Loc: api";
+add_header X-Api-Added yes;
+more_set_input_headers "X-Api-In: 1";
+proxy_set_header X-Orig $request_uri;
+rewrite ^/api/moved$ /api/final?by=api;"#,
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/loop",
+                location: "/loop/",
+                backend: 2,
+                snippet: "rewrite ^/loop/(.*)$ /loop/$1 last;",
+                annotations: &[],
+                generated: "",
+            },
+        ],
+    ),
+    // The server-snippet's rewrites choose the path; its header edits
+    // reach every answer of the host, its own and a 404 of no path.
+    Case {
+        host: "server.test",
+        server: r#"more_set_headers "X-Server: s";
+add_header X-Server-Added sa;
+rewrite ^/s/(.*)$ /api/$1 last;
+rewrite ^/b/(.*)$ /api/$1 break;
+rewrite ^/n/(.*)$ /m/$1;
+rewrite ^/m/(.*)$ /api/m/$1;
+if ($http_x_go) { rewrite ^ /api/went?how=if last; }
+rewrite ^/r/(.*)$ /api/$1 redirect;
+if ($uri = /teapot) { return 418 "short and stout"; }
+if ($uri = /away) { return 301 https://away.test/; }"#,
+        server_generated: "",
+        paths: &[
+            Path {
+                path: "/api",
+                location: "/api/",
+                backend: 1,
+                snippet: "more_set_headers \"X-Loc: api\";",
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/app",
+                location: "/app/",
+                backend: 0,
+                snippet: "",
+                annotations: &[],
+                generated: "",
+            },
+        ],
+    },
+    // Ingress-nginx's own answers carry the snippets' edits: app-root
+    // (in the server block), a permanent redirect and a source range's
+    // 403 (in the location).
+    Case {
+        host: "own.test",
+        server: "more_set_headers \"X-Server: s\";\nadd_header X-Server-Added sa always;",
+        server_generated: "if ($uri = /) { return 302 $scheme://$http_host/app/; }",
+        paths: &[
+            Path {
+                path: "/",
+                location: "/",
+                backend: 0,
+                snippet: "more_set_headers \"X-Loc: root\";\nrewrite ^/to-moved/(.*)$ /moved/$1;\nrewrite ^/to-private/(.*)$ /private/$1 last;",
+                annotations: &[("nginx.ingress.kubernetes.io/app-root", "/app/")],
+                generated: "",
+            },
+            Path {
+                path: "/moved",
+                location: "/moved/",
+                backend: 1,
+                snippet: "more_set_headers \"X-Loc: moved\";\nadd_header X-Moved yes;",
+                annotations: &[(
+                    "nginx.ingress.kubernetes.io/permanent-redirect",
+                    "https://moved.example/",
+                )],
+                generated: "return 301 https://moved.example/;",
+            },
+            Path {
+                path: "/private",
+                location: "/private/",
+                backend: 2,
+                snippet: "more_set_headers \"X-Loc: private\";\nadd_header X-Private yes always;",
+                annotations: &[(
+                    "nginx.ingress.kubernetes.io/whitelist-source-range",
+                    "10.0.0.0/8",
+                )],
+                generated: "allow 10.0.0.0/8;\ndeny all;",
+            },
+        ],
+    },
 ];
 
-/// The host whose Ingress also has `rewrite-target`, and the directive
-/// ingress-nginx writes for it after the configuration-snippet.
-const TARGET_HOST: &str = "target.test";
-const TARGET_REWRITE: &str = r#"rewrite "(?i)/(.*)" /base/$1 break;"#;
+const TARGET: &[(&str, &str)] = &[
+    ("nginx.ingress.kubernetes.io/rewrite-target", "/base/$1"),
+    ("nginx.ingress.kubernetes.io/use-regex", "true"),
+];
 
 /// The headers compared in responses, and at the endpoint.
 const RESPONSE_HEADERS: &[&str] = &[
@@ -112,8 +317,20 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-location-added",
     "x-a",
     "x-why",
+    "x-loc",
+    "x-api-added",
+    "x-moved",
+    "x-private",
 ];
-const UPSTREAM_HEADERS: &[&str] = &["x-tenant", "x-only-if-sent", "x-drop", "x-path"];
+const UPSTREAM_HEADERS: &[&str] = &[
+    "x-tenant",
+    "x-only-if-sent",
+    "x-drop",
+    "x-path",
+    "x-root-in",
+    "x-api-in",
+    "x-orig",
+];
 
 /// A request: host, path, extra headers.
 type Asked = (
@@ -147,56 +364,89 @@ const REQUESTS: &[Asked] = &[
     ("break.test", "/api/v1/items?x=1", &[]),
     ("break.test", "/legacy?y=2", &[]),
     ("break.test", "/bare?z=3", &[]),
+    ("break.test", "/ret/x?w=4", &[]),
     ("break.test", "/untouched?w=4", &[]),
+    ("break.test", "/in/if", &[("x-beta", "1")]),
     ("target.test", "/api/items?x=1", &[]),
     ("target.test", "/shop/items?x=1", &[]),
+    ("target.test", "/nf/items?x=1", &[]),
+    ("target.test", "/l/items?x=1", &[]),
+    ("target2.test", "/app/old/x?q=1", &[]),
+    ("target2.test", "/app/keep/x?q=1", &[]),
+    ("target2.test", "/app/y?q=1", &[]),
+    ("reroute.test", "/old/items?q=1", &[]),
+    ("reroute.test", "/chain/a?q=2", &[]),
+    ("reroute.test", "/then/ret?q=3", &[]),
+    ("reroute.test", "/stay/z?q=4", &[]),
+    ("reroute.test", "/api/moved?x=1", &[]),
+    ("reroute.test", "/loop/a", &[]),
+    ("reroute.test", "/plain", &[]),
+    ("reroute.test", "/plain?p=1", &[("x-reroute", "1")]),
+    ("server.test", "/s/x?q=1", &[]),
+    ("server.test", "/b/x?q=1", &[]),
+    ("server.test", "/n/x", &[]),
+    ("server.test", "/anything?a=b", &[("x-go", "1")]),
+    ("server.test", "/r/x?y=1", &[]),
+    ("server.test", "/teapot", &[]),
+    ("server.test", "/away", &[]),
+    ("server.test", "/nowhere", &[]),
+    ("server.test", "/app/x", &[]),
+    ("server.test", "/api/x", &[]),
+    ("own.test", "/", &[]),
+    ("own.test", "/moved/x", &[]),
+    ("own.test", "/to-moved/x", &[]),
+    ("own.test", "/private/x", &[]),
+    // Re-routed, the request is refused by the path it reaches.
+    ("own.test", "/to-private/x", &[]),
+    ("own.test", "/shop", &[]),
 ];
 
-fn manifests(backend: &Backend) -> String {
-    let mut yaml = INGRESS_CLASS.to_owned() + &service("web", &[backend.addr]);
-    for (i, (host, server, location)) in CASES.iter().enumerate() {
-        let mut annotations = vec![(CONFIGURATION, *location)];
-        if !server.is_empty() {
-            annotations.push((SERVER, *server));
+fn manifests(backends: &[Backend]) -> String {
+    let mut yaml = INGRESS_CLASS.to_owned();
+    for backend in backends {
+        yaml += &service(backend.name, &[backend.addr]);
+    }
+    for (i, case) in CASES.iter().enumerate() {
+        for (j, path) in case.paths.iter().enumerate() {
+            let mut annotations = vec![(CONFIGURATION, path.snippet)];
+            if j == 0 && !case.server.is_empty() {
+                annotations.push((SERVER, case.server));
+            }
+            annotations.extend_from_slice(path.annotations);
+            let name = format!("case{i}-{j}");
+            let service = BACKENDS[path.backend];
+            let host = case.host;
+            yaml += &ingress_annotated(&name, host, path.path, service, None, &annotations);
         }
-        let name = format!("case{i}");
-        let mut path = "/";
-        if *host == TARGET_HOST {
-            annotations.push(("nginx.ingress.kubernetes.io/rewrite-target", "/base/$1"));
-            annotations.push(("nginx.ingress.kubernetes.io/use-regex", "true"));
-            path = "/(.*)";
-        }
-        yaml += &ingress_annotated(&name, host, path, "web", None, &annotations);
     }
     yaml
 }
 
 /// The `http` block: one server per host, as ingress-nginx writes it.
-fn nginx_http(backend: SocketAddr) -> String {
+fn nginx_http(backends: &[Backend]) -> String {
     // ingress-nginx's http block: its default type, and no port in the
     // redirects nginx makes absolute (`use-port-in-redirects: false`).
     let mut http =
         "  default_type text/html;\n  port_in_redirect off;\n  access_log off;\n".to_owned();
-    for (host, server, location) in CASES {
-        let generated = if *host == TARGET_HOST {
-            TARGET_REWRITE
-        } else {
-            ""
-        };
+    for case in CASES {
+        let (host, server, generated) = (case.host, case.server, case.server_generated);
         http += &format!(
-            "  server {{
-    listen 127.0.0.1:{{port}};
-    server_name {host};
-    {server}
-    location / {{
+            "  server {{\n    listen 127.0.0.1:{{port}};\n    server_name {host};\n    {server}\n    {generated}\n"
+        );
+        for path in case.paths {
+            let backend = backends[path.backend].addr;
+            let (location, snippet, generated) = (path.location, path.snippet, path.generated);
+            http += &format!(
+                "    location {location} {{
       proxy_set_header Host $http_host;
       proxy_pass http://{backend};
-      {location}
+      {snippet}
       {generated}
     }}
-  }}
 "
-        );
+            );
+        }
+        http += "  }\n";
     }
     http
 }
@@ -224,6 +474,8 @@ fn observed(reply: &Reply) -> Vec<(String, String)> {
     }
     match proxied {
         Some(described) => {
+            let backend = described["backend"].as_str().unwrap_or_default();
+            seen.push(("backend".to_owned(), backend.to_owned()));
             let uri = described["uri"].as_str().unwrap_or_default();
             seen.push(("upstream uri".to_owned(), uri.to_owned()));
             for name in UPSTREAM_HEADERS {
@@ -260,13 +512,16 @@ async fn nginx_answers_the_same_requests_the_same_way() {
         eprintln!("skipped: no nginx or no headers-more module (apt-get install -y nginx-light libnginx-mod-http-headers-more-filter)");
         return;
     };
-    let backend = Backend::start("web").await;
+    let mut backends = Vec::new();
+    for name in BACKENDS {
+        backends.push(Backend::start(name).await);
+    }
     let top = format!("load_module {module};");
-    let Some(real) = Nginx::start(&binary, &top, &nginx_http(backend.addr)) else {
+    let Some(real) = Nginx::start(&binary, &top, &nginx_http(&backends)) else {
         eprintln!("skipped: nginx at {binary} did not start");
         return;
     };
-    let (_dir, gatehouse) = serve_manifests_with(&manifests(&backend), |c| {
+    let (_dir, gatehouse) = serve_manifests_with(&manifests(&backends), |c| {
         c.translate.access.allow_snippets = true;
     })
     .await;

@@ -1,9 +1,8 @@
-//! `return` in a snippet, alone or in an `if` block: nginx's rewrite
-//! module answers the request itself, before the access phase and before
-//! the endpoint is chosen. A server-snippet's runs before any location's
-//! (nginx's server rewrite phase), so it wins over a
-//! configuration-snippet's; in each, the first whose condition holds
-//! answers.
+//! `return` in a snippet, alone or in an `if` block, and a `rewrite`
+//! that redirects: nginx's rewrite module answers the request itself,
+//! before the access phase and before the endpoint is chosen. A
+//! server-snippet's runs before any location is chosen (nginx's server
+//! rewrite phase), so it wins over a configuration-snippet's.
 
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -40,7 +39,7 @@ impl PartialEq for PathRegex {
 impl Eq for PathRegex {}
 
 /// What the client gets for a `return`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answered {
     /// A redirect status with its `Location`.
     Redirect(StatusCode, HeaderValue),
@@ -57,6 +56,16 @@ pub fn is_redirect(status: StatusCode) -> bool {
 }
 
 impl Answer {
+    /// Whether it answers: its condition holds and, for a `rewrite`, its
+    /// expression matches the path.
+    pub fn applies(&self, facts: &Facts<'_>) -> bool {
+        self.when.as_ref().is_none_or(|c| c.holds(facts))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p.0.is_match(facts.uri.path()))
+    }
+
     pub fn answer(&self, facts: &Facts<'_>) -> Answered {
         let Some(with) = &self.with else {
             return Answered::Status(self.status);
@@ -99,6 +108,7 @@ mod tests {
         let facts = Facts {
             method: &http::Method::GET,
             uri: &uri,
+            request_uri: &uri,
             host: "Shop.test:8080",
             tls: false,
             client: "192.0.2.1".parse().unwrap(),

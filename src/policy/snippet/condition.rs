@@ -5,25 +5,13 @@
 //! variables are the request's place and headers: `$host`,
 //! `$request_uri`, `$uri`, `$scheme`, `$request_method`, `$http_<name>`.
 
-use http::header::HeaderMap;
-use http::Method;
 use regex::{Regex, RegexBuilder};
 
 use super::syntax::Word;
+use crate::policy::template::Facts;
 
 /// The compiled size a condition's regular expression may reach.
 const REGEX_BYTES: usize = 64 * 1024;
-
-/// What a condition looks at.
-pub struct Asked<'a> {
-    /// `Host` as sent.
-    pub host: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub tls: bool,
-    pub method: &'a Method,
-    pub headers: &'a HeaderMap,
-}
 
 #[derive(Clone, Debug)]
 pub struct Condition {
@@ -102,8 +90,10 @@ impl Condition {
         })
     }
 
-    pub fn holds(&self, asked: &Asked<'_>) -> bool {
-        let value = self.variable.value(asked);
+    /// Whether it holds for the request as the rewrites so far left it
+    /// (`$uri`; `$request_uri` is as sent).
+    pub fn holds(&self, facts: &Facts<'_>) -> bool {
+        let value = self.variable.value(facts);
         match &self.test {
             Test::NotEmpty => !value.is_empty() && value != "0",
             Test::Equals(text, equal) => (value == *text) == *equal,
@@ -113,18 +103,19 @@ impl Condition {
 }
 
 impl Variable {
-    fn value(&self, asked: &Asked<'_>) -> String {
+    fn value(&self, facts: &Facts<'_>) -> String {
         match self {
-            Variable::Host => crate::connection::normalize_host(asked.host).into_owned(),
-            Variable::RequestUri => match asked.query {
-                Some(query) => format!("{}?{query}", asked.path),
-                None => asked.path.to_owned(),
-            },
-            Variable::Uri => asked.path.to_owned(),
-            Variable::Scheme => if asked.tls { "https" } else { "http" }.to_owned(),
-            Variable::RequestMethod => asked.method.as_str().to_owned(),
+            Variable::Host => crate::connection::normalize_host(facts.host).into_owned(),
+            Variable::RequestUri => facts
+                .request_uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            Variable::Uri => facts.uri.path().to_owned(),
+            Variable::Scheme => if facts.tls { "https" } else { "http" }.to_owned(),
+            Variable::RequestMethod => facts.method.as_str().to_owned(),
             Variable::Header(name) => {
-                let values = asked.headers.get_all(name.as_str());
+                let values = facts.headers.get_all(name.as_str());
                 let texts: Vec<&str> = values.iter().filter_map(|v| v.to_str().ok()).collect();
                 texts.join(", ")
             }
@@ -187,6 +178,7 @@ fn variable(name: &str) -> Result<Variable, String> {
 mod tests {
     use super::super::syntax::parse;
     use super::*;
+    use http::{HeaderMap, Method, Uri};
 
     fn condition(text: &str) -> Result<Condition, String> {
         let parsed = parse(&format!("if {text} {{ return 403; }}")).unwrap();
@@ -197,15 +189,17 @@ mod tests {
     fn conditions_compare_and_match_as_nginx_does() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-proto", "http".parse().unwrap());
-        let asked = Asked {
-            host: "Old.Shop.test:8080",
-            path: "/admin/users",
-            query: Some("page=2"),
-            tls: false,
+        let uri = Uri::from_static("/admin/users?page=2");
+        let facts = Facts {
             method: &Method::POST,
+            uri: &uri,
+            request_uri: &uri,
+            host: "Old.Shop.test:8080",
+            tls: false,
+            client: "192.0.2.1".parse().unwrap(),
             headers: &headers,
         };
-        let holds = |text: &str| condition(text).unwrap().holds(&asked);
+        let holds = |text: &str| condition(text).unwrap().holds(&facts);
         assert!(holds("($host = old.shop.test)"));
         assert!(holds("( $host != 'new.shop.test' )"));
         assert!(holds("($http_x_forwarded_proto != \"https\")"));
@@ -217,6 +211,14 @@ mod tests {
         assert!(holds("($http_x_forwarded_proto)"));
         assert!(!holds("($http_x_absent)"));
         assert!(holds("($scheme = http)"));
+        let rewritten = Uri::from_static("/public/users");
+        let after = Facts {
+            uri: &rewritten,
+            ..facts
+        };
+        let holds = |text: &str| condition(text).unwrap().holds(&after);
+        assert!(holds("($uri = /public/users)"), "$uri is the rewritten one");
+        assert!(holds("($request_uri = /admin/users?page=2)"), "as sent");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use ipnet::IpNet;
 
 use super::answer::{is_redirect, Answer, PathRegex};
 use super::headers::{AddHeader, HeaderChange, InputEdit, NamePattern, OutputEdit, UpstreamHeader};
-use super::path::PathRewrite;
+use super::path::UriRewrite;
+use super::script::Flag;
 use super::syntax::{Statement, Word};
 use crate::policy::access::Satisfy;
 use crate::policy::proxy_settings::parse_size;
@@ -28,8 +29,8 @@ pub enum Directive {
     ProxySetHeader(UpstreamHeader),
     ProxyHideHeader(HeaderName),
     Return(Answer),
-    /// `rewrite … break`: the path sent upstream.
-    PathRewrite(PathRewrite),
+    /// A `rewrite` to a path (`break`, `last` or no flag).
+    Rewrite(UriRewrite),
     /// `allow` (true) or `deny`; `None` is `all`.
     Access(bool, Option<IpNet>),
     Satisfy(Satisfy),
@@ -293,13 +294,13 @@ fn answer(args: &[Word]) -> Result<Answer, String> {
     })
 }
 
-/// `rewrite REGEX REPLACEMENT [redirect|permanent]`, or a replacement
-/// that is a URL: a redirect (302, 301 with `permanent`) of the paths
-/// that match, to the replacement with `$1`…`$9` filled in and the query
-/// kept (unless the replacement ends with `?`), as nginx's rewrite module.
-/// `break` with a path: the path sent upstream (`PathRewrite`). `last`
-/// and a path without a flag look for another location with the new
-/// path, which Gatehouse does not do.
+/// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`, as
+/// nginx's rewrite module reads it. A replacement that is a URL, or
+/// `redirect` / `permanent`: a redirect (302, 301 with `permanent`) of the
+/// paths that match, to the replacement with `$1`…`$9` filled in. A path
+/// with `break`, `last` or no flag: the request's URI changed
+/// (`UriRewrite`). Either way the query is kept unless the replacement
+/// ends with `?`.
 fn rewrite(args: &[Word]) -> Result<Directive, String> {
     let (pattern, replacement, flag) = match texts(args).as_slice() {
         [pattern, replacement] => (*pattern, *replacement, None),
@@ -326,19 +327,28 @@ fn rewrite(args: &[Word]) -> Result<Directive, String> {
         Some("redirect") => StatusCode::FOUND,
         // nginx redirects to a URL whatever the flag.
         _ if is_url(replacement) => StatusCode::FOUND,
-        Some("break") if replacement.starts_with('/') => {
-            return Ok(Directive::PathRewrite(PathRewrite {
+        Some(other) if !matches!(other, "break" | "last") => {
+            return Err(format!(
+                "rewrite flag {other:?} is none of last, break, redirect, permanent"
+            ))
+        }
+        // A path, or a group of the expression (`^/prefix(/.*)$ $1`).
+        _ if !(replacement.starts_with('/') || starts_with_group(replacement)) => {
+            return Err("rewrite: the replacement must be a path or a URL".into())
+        }
+        _ => {
+            let flag = match flag {
+                Some("break") => Flag::Break,
+                Some(_) => Flag::Last,
+                None => Flag::Next,
+            };
+            return Ok(Directive::Rewrite(UriRewrite {
+                when: None,
                 path: PathRegex(regex),
                 to: with,
                 keep_query,
-            }))
-        }
-        Some("break") => return Err("rewrite … break: the replacement must be a path".into()),
-        _ => {
-            let flag = flag.unwrap_or("without a flag");
-            return Err(format!(
-                "rewrite {flag} looks for another location with the new path, which Gatehouse does not do; use break, or the rewrite-target annotation"
-            ));
+                flag,
+            }));
         }
     };
     Ok(Directive::Return(Answer {
@@ -348,6 +358,10 @@ fn rewrite(args: &[Word]) -> Result<Directive, String> {
         with: Some(with),
         keep_query,
     }))
+}
+
+fn starts_with_group(text: &str) -> bool {
+    matches!(text.as_bytes(), [b'$', b'1'..=b'9', ..])
 }
 
 fn is_url(text: &str) -> bool {
@@ -479,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_that_redirect_or_break_are_read_and_those_that_reroute_refused() {
+    fn rewrites_that_redirect_are_answers_and_those_to_a_path_change_the_uri() {
         let Ok(Directive::Return(moved)) =
             one("rewrite ^/old/(.*)$ https://$host/new/$1 permanent;")
         else {
@@ -492,17 +506,19 @@ mod tests {
         };
         assert_eq!(found.status, StatusCode::FOUND);
         assert!(!found.keep_query);
-        let Ok(Directive::PathRewrite(upstream)) = one("rewrite ^/api/(.*)$ /v2/$1 break;") else {
-            panic!("not read");
-        };
-        assert!(upstream.keep_query);
-        assert!(one("rewrite ^/a b break;").is_err());
-        for rerouting in ["rewrite ^/a /b last;", "rewrite ^/a /b;"] {
-            assert!(
-                one(rerouting).unwrap_err().contains("rewrite-target"),
-                "{rerouting}"
-            );
+        for (text, flag) in [
+            ("rewrite ^/api/(.*)$ /v2/$1 break;", Flag::Break),
+            ("rewrite ^/api/(.*)$ /v2/$1 last;", Flag::Last),
+            ("rewrite ^/api/(.*)$ /v2/$1;", Flag::Next),
+        ] {
+            let Ok(Directive::Rewrite(rewrite)) = one(text) else {
+                panic!("{text} not read");
+            };
+            assert!(rewrite.keep_query && rewrite.flag == flag, "{text}");
         }
+        assert!(one("rewrite ^/a b break;").is_err());
+        assert!(one("rewrite ^/a b;").is_err());
+        assert!(one("rewrite ^/a /b stop;").unwrap_err().contains("stop"));
     }
 
     #[test]

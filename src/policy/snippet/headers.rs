@@ -247,6 +247,7 @@ mod tests {
         Facts {
             method: &http::Method::GET,
             uri,
+            request_uri: uri,
             host: "shop.test",
             tls: false,
             client: "192.0.2.1".parse().unwrap(),

@@ -3,7 +3,8 @@
 //! of them. With `--allow-snippet-annotations` (or the ConfigMap key of
 //! that name), a snippet is read as a fixed, typed subset of nginx's
 //! directives (`directive`), each compiled into a policy Gatehouse
-//! already has: header edits, answers, access lists, timeouts and body
+//! already has: header edits, answers and rewrites (one `script`, as
+//! nginx's rewrite module runs them), access lists, timeouts and body
 //! size. Nothing of its text is passed on.
 //!
 //! A snippet is applied whole or not at all: one directive outside the
@@ -22,6 +23,7 @@ mod directive;
 mod headers;
 mod path;
 mod route;
+mod script;
 mod syntax;
 
 use std::time::Duration;
@@ -29,12 +31,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use access::{access_directives, access_of, SnippetAccess};
-pub use answer::{Answer, Answered};
-pub use condition::Asked;
+pub use answer::{Answer, Answered, PathRegex};
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
-pub use path::PathRewrite;
-pub use route::RouteSnippet;
+pub use path::{TargetRewrite, UriRewrite};
+pub use route::{RouteSnippet, ServerSnippet, SnippetEdits};
+pub use script::{Flag, Ran, Script, Step};
 
 use super::access::Satisfy;
 use directive::Directive;
@@ -47,11 +49,8 @@ pub const SNIPPETS: &[&str] = &["configuration-snippet", "server-snippet"];
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snippet {
     pub headers: HeaderEdits,
-    /// The `return`s, alone or in an `if` block, in order, up to the
-    /// first alone: nginx's rewrite module stops at it.
-    pub answers: Vec<Answer>,
-    /// `rewrite … break`s, in order, after every answer.
-    pub path_rewrites: Vec<PathRewrite>,
+    /// The `return`s and `rewrite`s, alone or in an `if` block, in order.
+    pub script: Script,
     /// `allow` (true) and `deny` rules in order; `None` is `all`.
     pub access: Vec<(bool, Option<IpNet>)>,
     pub satisfy: Option<Satisfy>,
@@ -86,18 +85,6 @@ impl Snippet {
         }
     }
 
-    /// Reads the snippet of annotation `name`: a `server-snippet`'s
-    /// `rewrite … break` changes the path before a location is chosen,
-    /// which Gatehouse does not do, so it is refused there.
-    pub fn read_as(name: &str, text: &str) -> Snippet {
-        let mut snippet = Snippet::read(text);
-        if name == "server-snippet" && !snippet.path_rewrites.is_empty() {
-            snippet.path_rewrites.clear();
-            snippet.refused.push("rewrite … break in a server-snippet changes the path before the location is chosen, which Gatehouse does not do; put it in the configuration-snippet".into());
-        }
-        snippet
-    }
-
     /// Whether the snippet is applied: everything in it was understood.
     pub fn applies(&self) -> bool {
         self.refused.is_empty()
@@ -108,11 +95,10 @@ impl Snippet {
         self.protective |= is_protective_statement(statement);
         if name == "if" {
             match if_block(statement) {
-                Ok(_) if !self.path_rewrites.is_empty() => self.refused.push(AFTER_BREAK.into()),
-                Ok(answer) => {
+                Ok(step) => {
                     self.understood
                         .push(format!("if {}", label(&statement_of(statement))));
-                    self.add_answer(answer);
+                    self.script.push(step);
                 }
                 Err(why) => self.refused.push(why),
             }
@@ -129,17 +115,6 @@ impl Snippet {
         }
     }
 
-    /// Those after a `return` alone are never reached, as in nginx.
-    fn add_answer(&mut self, answer: Answer) {
-        if self
-            .answers
-            .iter()
-            .all(|a| a.when.is_some() || a.path.is_some())
-        {
-            self.answers.push(answer);
-        }
-    }
-
     /// Adds one directive; a second of one nginx allows once is refused,
     /// as nginx refuses the configuration.
     fn fold(&mut self, directive: Directive) -> Result<(), String> {
@@ -150,13 +125,8 @@ impl Snippet {
             Directive::AddHeader(add) => headers.add.push(add),
             Directive::ProxySetHeader(set) => headers.upstream.push(set),
             Directive::ProxyHideHeader(name) => headers.hide.push(name),
-            Directive::Return(answer) => {
-                if !self.path_rewrites.is_empty() {
-                    return Err(AFTER_BREAK.into());
-                }
-                self.add_answer(answer)
-            }
-            Directive::PathRewrite(rewrite) => self.path_rewrites.push(rewrite),
+            Directive::Return(answer) => self.script.push(Step::Answer(answer)),
+            Directive::Rewrite(rewrite) => self.script.push(Step::Rewrite(rewrite)),
             Directive::Access(allow, net) => self.access.push((allow, net)),
             Directive::Satisfy(satisfy) => once(&mut self.satisfy, satisfy)?,
             Directive::Timeout(which, time) => {
@@ -172,21 +142,26 @@ impl Snippet {
     }
 }
 
-/// An `if` block whose body is one `return`, as the answer it gives when
-/// its condition holds.
-fn if_block(statement: &Statement) -> Result<Answer, String> {
+/// An `if` block whose body is one `return` or `rewrite`, as that
+/// directive under the block's condition.
+fn if_block(statement: &Statement) -> Result<Step, String> {
     let when = condition::Condition::parse(statement.args())?;
     let body = statement.block.as_deref().unwrap_or_default();
     let [only] = body else {
         return Err(
-            "if: Gatehouse reads an if block that holds one return and nothing else".into(),
+            "if: Gatehouse reads an if block that holds one return or rewrite and nothing else"
+                .into(),
         );
     };
     match directive::read(only) {
-        Ok(Directive::Return(answer)) => Ok(Answer {
+        Ok(Directive::Return(answer)) => Ok(Step::Answer(Answer {
             when: Some(when),
             ..answer
-        }),
+        })),
+        Ok(Directive::Rewrite(rewrite)) => Ok(Step::Rewrite(UriRewrite {
+            when: Some(when),
+            ..rewrite
+        })),
         Ok(_) => Err(format!(
             "if: {} inside an if block is not supported",
             only.name()
@@ -200,9 +175,6 @@ fn statement_of(statement: &Statement) -> Statement {
     let body = statement.block.as_deref().unwrap_or_default();
     body.first().cloned().unwrap_or_else(|| statement.clone())
 }
-
-const AFTER_BREAK: &str =
-    "a return or redirect after a rewrite … break is not supported (nginx skips it when the rewrite matches)";
 
 const DUPLICATE: &str = "is duplicate (nginx refuses the configuration)";
 
@@ -294,22 +266,37 @@ mod tests {
         ),
     ];
 
+    /// The statuses of the script's answers, and the flags of its
+    /// rewrites, in order.
+    fn steps(snippet: &Snippet) -> Vec<String> {
+        let step = |s: &Step| match s {
+            Step::Answer(answer) => answer.status.as_u16().to_string(),
+            Step::Rewrite(rewrite) => format!("{:?}", rewrite.flag),
+        };
+        snippet.script.steps().iter().map(step).collect()
+    }
+
     #[test]
-    fn a_return_after_a_rewrite_break_is_refused_before_it_is_read() {
-        let fine = Snippet::read("return 403 'no'; rewrite ^/a/(.*)$ /b/$1 break;");
-        assert!(fine.applies(), "{:?}", fine.refused);
-        assert_eq!(fine.path_rewrites.len(), 1);
-        for after in [
+    fn returns_and_rewrites_of_every_flag_are_one_script_in_order() {
+        for text in [
+            "return 403 'no'; rewrite ^/a/(.*)$ /b/$1 break;",
             "rewrite ^/a /b break; return 403;",
-            "rewrite ^/a /b break; if ($http_x = y) { return 403; }",
-            "rewrite ^/a /b break; rewrite ^/c https://x.test/ redirect;",
+            "rewrite ^/a /b last; if ($http_x = y) { return 403; }",
+            "rewrite ^/a /b; rewrite ^/c https://x.test/ redirect; if ($uri = /b) { rewrite ^ /d break; }",
         ] {
-            let snippet = Snippet::read(after);
-            assert!(!snippet.applies(), "{after}");
+            let snippet = Snippet::read(text);
+            assert!(snippet.applies(), "{text}: {:?}", snippet.refused);
         }
-        let server = Snippet::read_as("server-snippet", "rewrite ^/a /b break;");
-        assert!(!server.applies());
-        assert!(server.path_rewrites.is_empty());
+        let snippet = Snippet::read(
+            "rewrite ^/a /b; rewrite ^/c https://x.test/ redirect; if ($uri = /b) { rewrite ^ /d break; }",
+        );
+        assert_eq!(steps(&snippet), ["Next", "302", "Break"]);
+        assert_eq!(
+            snippet.understood,
+            ["rewrite", "rewrite", "if rewrite"],
+            "{:?}",
+            snippet.understood
+        );
     }
 
     #[test]
@@ -350,7 +337,7 @@ mod tests {
             let snippet = Snippet::read(text);
             assert!(!snippet.applies(), "{text}");
             assert!(
-                snippet.headers.is_empty() && snippet.answers.is_empty(),
+                snippet.headers.is_empty() && snippet.script.is_empty(),
                 "{text}"
             );
             let reasons = snippet.refused.join("; ");
@@ -409,10 +396,9 @@ mod tests {
                 "if return 404"
             ]
         );
-        let statuses: Vec<u16> = snippet.answers.iter().map(|a| a.status.as_u16()).collect();
         assert_eq!(
-            statuses,
-            [301, 403, 200],
+            steps(&snippet),
+            ["301", "403", "200"],
             "nothing after a return alone is reached"
         );
         for refused in [
@@ -428,8 +414,7 @@ mod tests {
     #[test]
     fn one_return_answers_and_directives_allowed_once_are_refused_twice() {
         let snippet = Snippet::read("return 200 'first'; return 404;");
-        assert_eq!(snippet.answers.len(), 1);
-        assert_eq!(snippet.answers[0].status, http::StatusCode::OK);
+        assert_eq!(steps(&snippet), ["200"]);
         let twice = Snippet::read("proxy_read_timeout 5s; proxy_read_timeout 6s;");
         assert!(!twice.applies());
         assert!(
@@ -461,7 +446,7 @@ mod tests {
             let merged = RouteSnippet::merge(Some(&snippet), Some(&snippet));
             prop_assert_eq!(
                 merged.is_some(),
-                !snippet.answers.is_empty() || !snippet.headers.is_empty()
+                !snippet.script.is_empty() || !snippet.headers.is_empty()
             );
         }
         Ok(())

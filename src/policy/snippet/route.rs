@@ -1,79 +1,85 @@
-//! A route's snippets together: the server-snippet of its host under the
-//! configuration-snippet of its Ingress, merged as nginx merges a server
-//! block's directives into a location's.
+//! A host's server-snippet and a route's snippets, as the table holds
+//! them. The server-snippet's script runs once per request of the host,
+//! before any location is chosen (nginx's server rewrite phase); a
+//! location's header edits are the server-snippet's under its
+//! configuration-snippet's, merged as nginx merges a server block's
+//! directives into a location's.
 
-use super::condition::Asked;
-use super::{Answer, HeaderEdits, PathRewrite, Snippet};
-use crate::policy::template::Facts;
+use std::sync::Arc;
+
+use super::{HeaderEdits, Script, Snippet, TargetRewrite};
+
+/// What a host's server-snippet does: its script before the location is
+/// chosen, and its header edits on the answers given before one is (its
+/// own `return`s, a request no path matches).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerSnippet {
+    pub headers: HeaderEdits,
+    pub script: Script,
+}
+
+impl ServerSnippet {
+    /// `None` when it does nothing before a location is chosen: no
+    /// script, no response edits (its other edits are merged into each
+    /// location's).
+    pub fn of(snippet: &Snippet) -> Option<ServerSnippet> {
+        let edits = &snippet.headers;
+        let responds = !edits.output.is_empty() || !edits.add.is_empty();
+        let acts = !snippet.script.is_empty() || responds;
+        acts.then(|| ServerSnippet {
+            headers: snippet.headers.clone(),
+            script: snippet.script.clone(),
+        })
+    }
+}
 
 /// What a route's snippets do on its requests: the server-snippet of its
 /// host under the configuration-snippet of its Ingress.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteSnippet {
     pub headers: HeaderEdits,
-    /// The server-snippet's edits alone: an answer of its `return` is
-    /// given before any location is entered, so no location's edit runs.
-    pub server_headers: HeaderEdits,
-    /// How many of `answers` are the server-snippet's.
-    pub server_answers: usize,
-    /// The server-snippet's `return`s (nginx's server rewrite phase runs
-    /// first), then the configuration-snippet's.
-    pub answers: Vec<Answer>,
-    /// The configuration-snippet's `rewrite … break`s (a server-snippet's
-    /// are refused where it is read).
-    pub path_rewrites: Vec<PathRewrite>,
+    /// The configuration-snippet's script, run when the location is
+    /// chosen (again after each search).
+    pub script: Script,
+    /// The route's `rewrite-target`, as ingress-nginx's `rewrite … break`
+    /// after the snippet, when the script may end with the URI changed.
+    pub target: Option<TargetRewrite>,
 }
 
 impl RouteSnippet {
-    /// The two merged; `None` when neither does anything on a request.
+    /// The two merged; `None` when neither does anything on a request of
+    /// the route.
     pub fn merge(server: Option<&Snippet>, location: Option<&Snippet>) -> Option<RouteSnippet> {
         let none = HeaderEdits::default();
         let headers = HeaderEdits::under(
             server.map_or(&none, |s| &s.headers),
             location.map_or(&none, |s| &s.headers),
         );
-        let answers: Vec<Answer> = [server, location]
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.answers.iter().cloned())
-            .collect();
-        let snippet = RouteSnippet {
+        let script = location.map(|s| s.script.clone()).unwrap_or_default();
+        let acts = !script.is_empty() || !headers.is_empty();
+        acts.then_some(RouteSnippet {
             headers,
-            server_headers: server.map(|s| s.headers.clone()).unwrap_or_default(),
-            server_answers: server.map_or(0, |s| s.answers.len()),
-            answers,
-            path_rewrites: location
-                .map(|s| s.path_rewrites.clone())
-                .unwrap_or_default(),
-        };
-        let acts = !snippet.answers.is_empty()
-            || !snippet.headers.is_empty()
-            || !snippet.path_rewrites.is_empty();
-        acts.then_some(snippet)
-    }
-
-    /// The header edits for an answer of the `return` of this index:
-    /// the server-snippet's alone when it is the server's.
-    pub fn edits_for_answer(&self, index: usize) -> &HeaderEdits {
-        match index < self.server_answers {
-            true => &self.server_headers,
-            false => &self.headers,
-        }
-    }
-
-    /// The path sent upstream by the first `rewrite … break` that
-    /// matches, if any (then `rewrite-target` is not applied).
-    pub fn upstream_path(&self, facts: &Facts<'_>) -> Option<String> {
-        self.path_rewrites.iter().find_map(|r| r.apply(facts))
-    }
-
-    /// The `return` that answers the request, if any: the first whose
-    /// condition holds (and, for a `rewrite`, whose expression matches
-    /// the path).
-    pub fn answering(&self, asked: &Asked<'_>) -> Option<&Answer> {
-        self.answers.iter().find(|a| {
-            a.when.as_ref().is_none_or(|c| c.holds(asked))
-                && a.path.as_ref().is_none_or(|p| p.0.is_match(asked.path))
+            script,
+            target: None,
         })
+    }
+}
+
+/// Whose header edits a response gets.
+#[derive(Clone, Debug)]
+pub enum SnippetEdits {
+    /// A location's: its route was chosen.
+    Route(Arc<RouteSnippet>),
+    /// The server-snippet's alone: the answer was given before any
+    /// location was chosen, or without one.
+    Server(Arc<ServerSnippet>),
+}
+
+impl SnippetEdits {
+    pub fn headers(&self) -> &HeaderEdits {
+        match self {
+            SnippetEdits::Route(route) => &route.headers,
+            SnippetEdits::Server(server) => &server.headers,
+        }
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! 1. connection: the client's address, the request ID, the table
 //!    snapshot (`context`);
-//! 2. routing and redirects: the table's decision (`table::decide`),
-//!    a snippet's `return` and request header edits (`snippet`);
+//! 2. routing and redirects: the table's decision (`table::decide`,
+//!    snippets' scripts included), then what snippets decided: the URI
+//!    their rewrites left, a `return`'s answer, the request header edits
+//!    (`snippet`);
 //! 3. access: CORS preflight, limits, credentials, body size (`access`);
 //! 4. choice: a canary's share, then affinity or a hash key (`choice`);
 //! 5. upstream request: the path, headers and body the endpoint gets

@@ -56,10 +56,7 @@ pub fn prepare(
     forward: &Forward,
     upgrade: Option<&Upgrade>,
 ) -> Result<Outgoing, StatusCode> {
-    let path = match snippet_path(cx, forward, &req) {
-        Some(path) => path?,
-        None => target_path(forward, &req)?,
-    };
+    let path = target_path(forward, &req)?;
     let edge = &cx.table.edge;
     // Expanded from the request as the client sent it.
     let set_headers = (!edge.proxy_set_headers.is_empty())
@@ -108,22 +105,8 @@ pub fn prepare(
     })
 }
 
-/// The path and query a snippet's `rewrite … break` sends upstream, when
-/// one matches: it wins over `rewrite-target`, as in ingress-nginx.
-fn snippet_path<B>(
-    cx: &RequestContext<'_>,
-    forward: &Forward,
-    req: &Request<B>,
-) -> Option<Result<PathAndQuery, StatusCode>> {
-    let snippet = forward.route.snippet.as_ref()?;
-    if snippet.path_rewrites.is_empty() {
-        return None;
-    }
-    let path = snippet.upstream_path(&cx.facts(req))?;
-    Some(PathAndQuery::try_from(path).map_err(|_| StatusCode::BAD_REQUEST))
-}
-
-/// The path and query sent upstream: `rewrite-target`'s, or the client's.
+/// The path and query sent upstream: `rewrite-target`'s, or the
+/// request's (as a snippet's `rewrite` left it).
 fn target_path<B>(forward: &Forward, req: &Request<B>) -> Result<PathAndQuery, StatusCode> {
     match &forward.rewritten {
         Some(rewritten) => {

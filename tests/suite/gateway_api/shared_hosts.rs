@@ -41,7 +41,8 @@ fn decision(table: &gatehouse::table::RouteTable, host: &str, path: &str, client
     match table.decide(&facts) {
         Decision::Forward(f) => f.backend.service.to_string(),
         Decision::Respond(status) | Decision::Redirect { status, .. } => status.as_str().to_owned(),
-        Decision::Answer(route, index) => format!("answer {index} of {:?}", route.ingress),
+        Decision::Answer(answered) => format!("answer {answered:?}"),
+        Decision::Snippet(part) => format!("with a snippet: {part:?}"),
     }
 }
 
