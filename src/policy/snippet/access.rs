@@ -90,12 +90,10 @@ fn statements(snippet: &str) -> impl Iterator<Item = Vec<&str>> {
 }
 
 fn is_access(words: &[&str]) -> bool {
-    let directive = words[0].to_ascii_lowercase();
-    match directive.as_str() {
-        "allow" | "deny" | "satisfy" => true,
-        "return" => words
+    match words[0].eq_ignore_ascii_case("return") {
+        true => words
             .get(1)
             .is_some_and(|code| matches!(code.trim_matches(['"', '\'']), "401" | "403")),
-        name => name.starts_with("auth_") || name.starts_with("limit_"),
+        false => super::directive::is_protective(words[0]),
     }
 }

@@ -57,6 +57,9 @@ pub fn is_protective(name: &str) -> bool {
     matches!(name.as_str(), "allow" | "deny" | "satisfy")
         || name.starts_with("auth_")
         || name.starts_with("limit_")
+        // Lua run in nginx's access phase: whatever it checks, it checks
+        // who may pass.
+        || name.starts_with("access_by_lua")
 }
 
 /// The statement as a directive, or why it is refused.

@@ -11,14 +11,16 @@
 //! list, or text that is not nginx syntax, serves the Ingress without the
 //! snippet, with a warning that names what was refused. A snippet that
 //! restricts who may reach a route (`allow`, `deny`, `satisfy`, `auth_*`,
-//! `limit_*`, a `return` of 401 or 403, an `if` around one) and is not
-//! applied closes the Ingress's routes instead, as any protection that
+//! `limit_*`, `access_by_lua*`, a `return` of 401 or 403, an `if` around
+//! one) and is not applied closes the Ingress's routes instead, as any protection that
 //! cannot be enforced; so does every such snippet while snippets are not
 //! allowed, as ingress-nginx with snippets disabled refuses the Ingress.
 
 mod access;
 mod answer;
 mod condition;
+#[cfg(test)]
+mod corpus;
 mod directive;
 mod headers;
 mod path;
@@ -196,7 +198,7 @@ fn label(statement: &Statement) -> String {
     }
 }
 
-/// `allow`, `deny`, `satisfy`, `auth_*`, `limit_*`, a `return` of 401 or
+/// `allow`, `deny`, `satisfy`, `auth_*`, `limit_*`, `access_by_lua*`, a `return` of 401 or
 /// 403, or a block holding one.
 fn is_protective_statement(statement: &Statement) -> bool {
     let name = statement.name();
@@ -490,6 +492,10 @@ mod tests {
         );
         assert_eq!(found("satisfy any;"), ["satisfy"]);
         assert_eq!(found("limit_req zone=one burst=5;"), ["limit_req"]);
+        assert_eq!(
+            found("access_by_lua_block {\n  if ngx.var.cookie_x ~= 'y' then ngx.exit(403) end\n}"),
+            ["access_by_lua_block"]
+        );
         assert_eq!(found("RETURN '401';"), ["return 401"]);
         assert_eq!(found("location /x { deny all; }"), ["deny"]);
     }
