@@ -476,3 +476,105 @@ async fn with_manifests_the_one_replica_writes_the_secret_into_the_directory_and
         .await
         .allowed());
 }
+
+/// The verb a call is authorized as, and the name it is authorized for
+/// (a list or watch by `metadata.name` field selector is authorized for
+/// that name, as the API server does it).
+fn verb_and_name(call: &Call) -> (&'static str, Option<String>) {
+    let by_field = call
+        .field_selector
+        .as_deref()
+        .and_then(|s| s.strip_prefix("metadata.name="))
+        .map(str::to_owned);
+    match (&call.method, &call.name, call.watch) {
+        (&http::Method::GET, Some(name), _) => ("get", Some(name.clone())),
+        (&http::Method::GET, None, true) => ("watch", by_field),
+        (&http::Method::GET, None, false) => ("list", by_field),
+        (&http::Method::POST, _, _) => ("create", None),
+        (&http::Method::PUT, name, _) => ("update", name.clone()),
+        (&http::Method::PATCH, name, _) => ("patch", name.clone()),
+        (_, name, _) => ("delete", name.clone()),
+    }
+}
+
+/// Every call keeping the certificate makes (the Secret, by either
+/// replica; the configuration) is granted by deploy/admission/rbac.yaml
+/// alone: the Role in Gatehouse's namespace and the ClusterRole, each
+/// limited to the names the flags default to.
+#[tokio::test]
+async fn deploy_admission_rbac_grants_every_call_keeping_the_certificate_makes() {
+    use k8s_openapi::api::rbac::v1::PolicyRule;
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let old = SystemTime::now() - Duration::from_secs(250 * 24 * 3600);
+    let first = issued(&Data::new(), &service_names(), old);
+    put_secret(&api, first.clone());
+    let (a, b) = (replica(&api, "a").await, replica(&api, "b").await);
+    let renewed = eventually("renewed", WITHIN, async || {
+        stored(&api).filter(|d| d["tls.crt"] != first["tls.crt"].0)
+    })
+    .await;
+    // Deleted: created again, with a new CA, which the caBundle follows.
+    api.delete("v1", "Secret", NS, NAME);
+    let again = eventually("created again", WITHIN, async || {
+        stored(&api).filter(|d| d["ca.crt"] != renewed["ca.crt"])
+    })
+    .await;
+    eventually("the caBundle follows", WITHIN, async || {
+        ca_bundles(&api).iter().all(|b| *b == again["ca.crt"])
+    })
+    .await;
+    drop((a, b));
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/admission/rbac.yaml"
+    ))
+    .expect("rbac.yaml");
+    let mut rules: Vec<(Option<String>, PolicyRule)> = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = <serde_json::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
+        let namespace = value["metadata"]["namespace"].as_str().map(str::to_owned);
+        let role_rules: Vec<PolicyRule> =
+            serde_json::from_value(value["rules"].clone()).unwrap_or_default();
+        rules.extend(role_rules.into_iter().map(|r| (namespace.clone(), r)));
+    }
+    let granted = |call: &Call| {
+        let (verb, name) = verb_and_name(call);
+        let group = call.group.split_once('/').map_or("", |(g, _)| g);
+        rules.iter().any(|(namespace, rule)| {
+            (namespace.is_none() || *namespace == call.namespace)
+                && rule.api_groups.iter().flatten().any(|g| g == group)
+                && rule.resources.iter().flatten().any(|r| *r == call.resource)
+                && rule.verbs.iter().any(|v| v == verb)
+                && rule
+                    .resource_names
+                    .as_ref()
+                    .is_none_or(|names| name.as_ref().is_some_and(|n| names.contains(n)))
+        })
+    };
+    let calls: Vec<Call> = api
+        .calls()
+        .into_iter()
+        .filter(|c| c.replica.is_some())
+        .filter(|c| {
+            c.resource == "validatingwebhookconfigurations"
+                || c.resource == "secrets"
+                    && (c.name.as_deref() == Some(NAME)
+                        || c.field_selector.as_deref() == Some(&format!("metadata.name={NAME}"))
+                        || c.method == http::Method::POST)
+        })
+        .collect();
+    for verb in ["get", "watch", "create", "update", "patch"] {
+        assert!(
+            calls.iter().any(|c| verb_and_name(c).0 == verb),
+            "no {verb} call in {calls:#?}"
+        );
+    }
+    for call in &calls {
+        assert!(
+            granted(call),
+            "deploy/admission/rbac.yaml does not allow {call:?}"
+        );
+    }
+}
