@@ -238,12 +238,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let leadership = elect(&config, &states, &controller, &mut tasks);
     let webhook_addr = match &config.webhook {
         Some(webhook) => {
+            // Reviews judge what the source reads, and allow the rest.
+            let served = match &config.source {
+                SourceConfig::Kube(source) => source.namespaces.clone(),
+                SourceConfig::Manifests(_) => Vec::new(),
+            };
             let reviewer = Reviewer::new(
                 states.clone(),
                 controller.options(),
                 webhook.admission,
                 metrics.clone(),
-            );
+            )
+            .serving_namespaces(served);
             let place = managed::Place {
                 store: match &leadership {
                     Some(leadership) => leadership.store.clone(),

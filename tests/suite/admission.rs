@@ -9,9 +9,11 @@ use http::StatusCode;
 use rustls::pki_types::CertificateDer;
 
 use crate::support;
-use gatehouse::app::Running;
+use gatehouse::app::{Running, SourceConfig};
+use gatehouse::source::kube::KubeSource;
 use gatehouse::translate::HostOwnership;
 use support::admission::*;
+use support::fake_api::FakeApi;
 use support::*;
 
 const SNIPPET: &str = "nginx.ingress.kubernetes.io/configuration-snippet";
@@ -194,6 +196,49 @@ async fn an_ingress_of_another_class_is_allowed_untouched() {
     )
     .replace("ingressClassName: gatehouse", "ingressClassName: nginx");
     let answer = served.ask("CREATE", &theirs).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(answer.warnings().is_empty(), "{answer:?}");
+}
+
+/// With `--watch-namespace`, an Ingress of another namespace is never
+/// served, so the webhook allows it untouched, whatever it holds; the
+/// same Ingress in a namespace served is refused.
+#[tokio::test]
+async fn with_watch_namespace_an_ingress_of_another_namespace_is_allowed_untouched() {
+    let api = FakeApi::start().await;
+    api.put_manifests(&cluster());
+    let certs = tempfile::tempdir().expect("tempdir");
+    let certificate = WebhookCertificate::write(certs.path());
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client(),
+        namespaces: vec!["test".into()],
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    config.webhook = Some(certificate.config());
+    let gatehouse = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        gatehouse::app::start(config),
+    )
+    .await
+    .expect("initial sync in time")
+    .expect("start");
+    let (addr, ca) = (gatehouse.webhook_addr.expect("webhook"), certificate.pki.ca);
+
+    let evil = annotated(
+        "evil",
+        "evil.test",
+        "/",
+        &[(SNIPPET, "load_module /tmp/evil.so;")],
+    );
+    let served = ask(addr, &ca, &review("CREATE", &evil)).await;
+    assert!(!served.allowed(), "{served:?}");
+    let mut elsewhere = object_json(&evil);
+    elsewhere["metadata"]["namespace"] = "elsewhere".into();
+    let answer = ask(addr, &ca, &review_of("CREATE", elsewhere)).await;
     assert!(answer.allowed(), "{answer:?}");
     assert!(answer.warnings().is_empty(), "{answer:?}");
 }

@@ -550,6 +550,52 @@ fn a_release_names_its_own_webhook_secret_service_and_configuration() {
     assert!(configuration.contains(&patch), "{configuration:?}");
 }
 
+/// With controller.scope, the webhooks are sent only the namespace
+/// watched (Gatehouse would allow the others untouched anyway); a
+/// namespaceSelector of the values wins.
+#[test]
+fn a_scope_sends_the_webhooks_only_the_namespace_watched() {
+    let Some(helm) = helm("a_scope_sends_the_webhooks_only_the_namespace_watched") else {
+        return;
+    };
+    let scoped = [
+        "--set",
+        "controller.admissionWebhooks.enabled=true",
+        "--set",
+        "controller.scope.enabled=true",
+        "--set",
+        "controller.scope.namespace=shop",
+    ];
+    let selectors = |docs: Vec<Value>| -> Vec<Value> {
+        let config = docs
+            .into_iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("configuration");
+        let webhooks = config["webhooks"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        webhooks
+            .iter()
+            .map(|w| w["namespaceSelector"].clone())
+            .collect()
+    };
+    let expected: Value = serde_yaml_ng::from_str(
+        "matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [shop]}]",
+    )
+    .expect("yaml");
+    let got = selectors(documents(&rendered(helm, &scoped)));
+    assert_eq!(got, [expected.clone(), expected]);
+
+    let own = "controller.admissionWebhooks.namespaceSelector.matchLabels.team=shop";
+    let got = selectors(documents(&rendered(
+        helm,
+        &[&scoped[..], &["--set", own]].concat(),
+    )));
+    let labels: Value = serde_yaml_ng::from_str("matchLabels: {team: shop}").expect("yaml");
+    assert_eq!(got, [labels.clone(), labels]);
+}
+
 /// With cert-manager, the chart renders what deploy/admission-cert-manager
 /// holds: its certificates, the mount and the CA injector, and no RBAC
 /// for a certificate Gatehouse does not keep.
