@@ -474,6 +474,77 @@ async fn an_httproute_is_judged_as_translate_would_serve_it() {
     );
 }
 
+/// A bad HTTPRoute is refused with a message naming the route, the rule
+/// and match, and the field; a clean one is allowed without a warning.
+#[tokio::test]
+async fn an_httproute_refusal_names_the_field_and_a_clean_route_is_allowed_as_it_is() {
+    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let bad = http_route("bad", "no-slash", "PathPrefix", "web");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &bad)).await;
+    assert!(!answer.allowed(), "{answer:?}");
+    assert_eq!(answer.response()["status"]["code"], 403);
+    let message = answer.message();
+    for part in [
+        "HTTPRoute test/bad",
+        "rule",
+        "path \"no-slash\"",
+        "does not start with /",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+
+    let good = http_route("good", "/shop", "PathPrefix", "web");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &good)).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(answer.warnings().is_empty(), "{answer:?}");
+    let update = ask(served.addr(), &served.ca, &review("UPDATE", &good)).await;
+    assert!(
+        update.allowed() && update.warnings().is_empty(),
+        "{update:?}"
+    );
+}
+
+/// A Gateway is judged too: a clean one is allowed as it is; a listener
+/// Gatehouse cannot program (a port it does not listen on) is served as
+/// the Gateway API says, the Gateway's status naming it, so the Gateway
+/// is allowed with that warning, naming the listener.
+#[tokio::test]
+async fn a_gateway_is_allowed_and_a_listener_it_cannot_program_is_a_warning() {
+    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let gateway = |name: &str, port: u16| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: test}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {{name: web, port: {port}, protocol: HTTP}}
+"
+        )
+    };
+    let good = ask(
+        served.addr(),
+        &served.ca,
+        &review("CREATE", &gateway("good", 80)),
+    )
+    .await;
+    assert!(good.allowed(), "{good:?}");
+    assert!(good.warnings().is_empty(), "{good:?}");
+    let odd = ask(
+        served.addr(),
+        &served.ca,
+        &review("CREATE", &gateway("odd", 8081)),
+    )
+    .await;
+    assert!(odd.allowed(), "{odd:?}");
+    let warnings = odd.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("listener web")),
+        "{warnings:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_at_the_head_timeout_and_frees_its_place() {
     let served = Served::start(&cluster(), |config| {
