@@ -49,6 +49,9 @@ pub struct CertificateKeeper {
     /// Whether the configuration was found missing last time (warned
     /// about once, not at every look).
     pub bundle_absent: bool,
+    /// The last failure warned about, so that one that persists is
+    /// warned about once, not at every retry.
+    pub failing: Option<String>,
 }
 
 impl CertificateKeeper {
@@ -78,23 +81,28 @@ impl CertificateKeeper {
                 return RACE;
             }
             Err(error) => {
-                tracing::warn!(target: "gatehouse::admission", "the webhook's certificate is not current: {error}");
+                self.failed(format!("the webhook's certificate is not current: {error}"));
                 return RETRY;
             }
         };
         let until_due = due.duration_since(SystemTime::now()).unwrap_or_default();
         let wait = until_due.min(RECHECK);
         let Some(bundle) = &self.bundle else {
+            self.recovered();
             return wait;
         };
-        let config = &bundle.name;
+        let config = bundle.name.clone();
         let kept = bundle.keep(&ca).await;
         let was_absent =
             std::mem::replace(&mut self.bundle_absent, matches!(kept, Ok(Kept::Absent)));
         match kept {
-            Ok(Kept::Current) => wait,
+            Ok(Kept::Current) => {
+                self.recovered();
+                wait
+            }
             Ok(Kept::Patched(webhooks)) => {
                 tracing::info!(target: "gatehouse::admission", configuration = %config, webhooks, "caBundle set to the webhook's CA");
+                self.recovered();
                 wait
             }
             Ok(Kept::Absent) => {
@@ -104,9 +112,22 @@ impl CertificateKeeper {
                 RETRY
             }
             Err(error) => {
-                tracing::warn!(target: "gatehouse::admission", configuration = %config, "caBundle not set: {error}");
+                self.failed(format!("the caBundle of {config} is not set: {error}"));
                 RETRY
             }
+        }
+    }
+
+    fn failed(&mut self, failure: String) {
+        if self.failing.as_ref() != Some(&failure) {
+            tracing::warn!(target: "gatehouse::admission", "{failure}; trying again every {}s", RETRY.as_secs());
+            self.failing = Some(failure);
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failing.take().is_some() {
+            tracing::info!(target: "gatehouse::admission", "the webhook's certificate and caBundle are current again");
         }
     }
 

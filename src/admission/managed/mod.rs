@@ -83,6 +83,7 @@ pub fn start(
             names: authority::service_names(&config.service),
             bundle,
             bundle_absent: false,
+            failing: None,
         };
         tasks.spawn(keeper.run(feed, leading));
     }
