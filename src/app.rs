@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::acme::status::AcmeStatus;
-use crate::admission::{self, CertificateError, CertificateFiles, Reviewer, WebhookConfig};
+use crate::admission::{
+    self, managed, CertificateError, CertificateFiles, CertificateSource, Reviewer,
+    ServingCertificate, WebhookConfig,
+};
 use crate::controller::Controller;
 use crate::issuing::{self, SecretStore};
 use crate::metrics::ingress_nginx::ControllerLabels;
@@ -21,6 +25,7 @@ use crate::proxy::{
 };
 use crate::source::files::{self, SourceError};
 use crate::source::kube::{self as kube_source, KubeSource};
+use crate::source::StateReceiver;
 use crate::status::{StatusConfig, StatusWriter};
 use crate::table::RouteTable;
 use crate::telemetry::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
@@ -228,62 +233,51 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let https = bind("HTTPS", config.https_addr).await?;
     let addrs = (local(&http)?, local(&https)?, metrics_addr);
 
+    // One replica leads: it writes status and Events, orders ACME
+    // certificates and keeps the webhook's own certificate.
+    let leadership = elect(&config, &states, &controller, &mut tasks);
     let webhook_addr = match &config.webhook {
         Some(webhook) => {
+            // Reviews judge what the source reads, and allow the rest.
+            let served = match &config.source {
+                SourceConfig::Kube(source) => source.namespaces.clone(),
+                SourceConfig::Manifests(_) => Vec::new(),
+            };
             let reviewer = Reviewer::new(
                 states.clone(),
                 controller.options(),
                 webhook.admission,
                 metrics.clone(),
-            );
-            Some(start_webhook(webhook, reviewer, &mut tasks).await?)
+            )
+            .serving_namespaces(served);
+            let place = managed::Place {
+                store: match &leadership {
+                    Some(leadership) => leadership.store.clone(),
+                    None => secret_store(&config.source, &states),
+                },
+                leading: leadership.as_ref().map(|l| l.leading.clone()),
+            };
+            Some(start_webhook(webhook, reviewer, place, &mut tasks).await?)
         }
         None => None,
     };
-
-    // One replica leads: it writes status and Events and orders ACME
-    // certificates. With manifests there is one replica, which leads.
-    let issuing = match (&config.source, &config.status) {
-        (SourceConfig::Kube(source), Some(status)) => {
-            let (leading, election) = StatusWriter::elect(&source.client, status);
-            tasks.spawn(election);
-            let writer =
-                StatusWriter::new(source.client.clone(), status.clone(), controller.options());
-            tasks.spawn(writer.run(
-                states.clone(),
-                controller.warnings(),
-                controller.gateway_status(),
-                leading.clone(),
-            ));
-            let report =
-                issuing::ClusterReport::new(source.client.clone(), status.identity.clone());
-            let store = SecretStore::Kube(source.client.clone());
-            Some((store, leading, Some(report), None))
-        }
-        (SourceConfig::Manifests(dir), _) => {
-            let (leads, leading) = tokio::sync::watch::channel(true);
-            let store = SecretStore::Directory(dir.clone(), states.clone());
-            Some((store, leading, None, Some(leads)))
-        }
-        (SourceConfig::Kube(_), None) => None,
-    };
-    if let Some((store, leading, report, always)) = issuing {
+    if let Some(leadership) = leadership {
         let answers = issuing::Answers {
-            store: store.clone(),
+            store: leadership.store.clone(),
             secret: config.translate.acme.challenges.clone(),
             table: table.clone(),
         };
         let mut manager = issuing::Manager::new(
-            store,
+            leadership.store,
             crate::source::controller_namespace(),
             controller.options(),
             answers,
             (acme_status.clone(), metrics.clone()),
         );
-        if let Some(report) = report {
+        if let Some(report) = leadership.report {
             manager = manager.reporting_to(report);
         }
-        let states = states.clone();
+        let (states, leading, always) = (states.clone(), leadership.leading, leadership.always);
         tasks.spawn(async move {
             // With manifests, nothing ever takes the lead away.
             let _always = always;
@@ -321,21 +315,89 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
+/// Who leads, and where what the leader writes goes.
+struct Leadership {
+    store: SecretStore,
+    leading: watch::Receiver<bool>,
+    /// Events and conditions (with the Kubernetes source).
+    report: Option<issuing::ClusterReport>,
+    /// With manifests, the one replica always leads: held for as long as
+    /// the leader's tasks run.
+    always: Option<watch::Sender<bool>>,
+}
+
+/// The election (with the Kubernetes source and a status configuration)
+/// and the status writer, started; with manifests there is one replica,
+/// which leads.
+fn elect(
+    config: &Config,
+    states: &StateReceiver,
+    controller: &Controller,
+    tasks: &mut JoinSet<()>,
+) -> Option<Leadership> {
+    match (&config.source, &config.status) {
+        (SourceConfig::Kube(source), Some(status)) => {
+            let (leading, election) = StatusWriter::elect(&source.client, status);
+            tasks.spawn(election);
+            let writer =
+                StatusWriter::new(source.client.clone(), status.clone(), controller.options());
+            tasks.spawn(writer.run(
+                states.clone(),
+                controller.warnings(),
+                controller.gateway_status(),
+                leading.clone(),
+            ));
+            let report =
+                issuing::ClusterReport::new(source.client.clone(), status.identity.clone());
+            Some(Leadership {
+                store: SecretStore::Kube(source.client.clone()),
+                leading,
+                report: Some(report),
+                always: None,
+            })
+        }
+        (SourceConfig::Manifests(_), _) => {
+            let (always, leading) = watch::channel(true);
+            Some(Leadership {
+                store: secret_store(&config.source, states),
+                leading,
+                report: None,
+                always: Some(always),
+            })
+        }
+        (SourceConfig::Kube(_), None) => None,
+    }
+}
+
+/// Where Secrets are read and written, for the source in use.
+fn secret_store(source: &SourceConfig, states: &StateReceiver) -> SecretStore {
+    match source {
+        SourceConfig::Kube(source) => SecretStore::Kube(source.client.clone()),
+        SourceConfig::Manifests(dir) => SecretStore::Directory(dir.clone(), states.clone()),
+    }
+}
+
 /// Every replica answers reviews, from its own view of the cluster; none
-/// needs to lead.
+/// needs to lead. Until its certificate loads, it refuses every handshake.
 async fn start_webhook(
     config: &WebhookConfig,
     reviewer: Reviewer,
+    place: managed::Place,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, StartError> {
-    let files = Arc::new(CertificateFiles::load(
-        config.certificate.clone(),
-        config.key.clone(),
-    )?);
-    let tls = admission::tls_config(files.clone())?;
+    let serving = Arc::new(ServingCertificate::default());
+    match &config.certificate {
+        CertificateSource::Files { certificate, key } => {
+            let files = CertificateFiles::load(certificate.clone(), key.clone(), serving.clone())?;
+            tasks.spawn(Arc::new(files).follow());
+        }
+        CertificateSource::Managed(managed) => {
+            managed::start(managed, serving.clone(), place, tasks);
+        }
+    }
+    let tls = admission::tls_config(serving)?;
     let listener = bind("the validating webhook", config.addr).await?;
     let addr = local(&listener)?;
-    tasks.spawn(files.follow());
     tasks.spawn(admission::serve(listener, tls, reviewer, config.limits));
     tracing::info!(webhook = %addr, "validating webhook serving");
     Ok(addr)

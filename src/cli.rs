@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::admission::WebhookConfig;
+use crate::admission::{managed, CertificateSource, ManagedCertificate, WebhookConfig};
 use crate::app::{Config, SourceConfig};
 use crate::cluster::ObjectKey;
 use crate::policy::hsts::HstsOptions;
@@ -20,6 +20,7 @@ fn status(code: u16) -> http::StatusCode {
 use crate::connection::ForwardedHeaders;
 use crate::metrics::ingress_nginx::{ControllerLabels, MetricsCompat};
 use crate::proxy::{parse_duration, Limits};
+use crate::source::controller_namespace;
 use crate::source::kube::{ClientError, KubeSource};
 use crate::status::{Publish, StatusConfig};
 use crate::table::GlobalSettings;
@@ -160,23 +161,66 @@ pub struct Cli {
     /// any path), as ingress-nginx's flag: the API server asks it about
     /// each Ingress, HTTPRoute and Gateway before storing it, and it
     /// refuses what Gateway would close or not serve as written (see
-    /// docs/deploy.md).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires_all = ["validating_webhook_certificate", "validating_webhook_key"]
-    )]
+    /// docs/deploy.md). Its certificate comes from the two files below,
+    /// or, without them, from a CA Gatehouse keeps itself in
+    /// --validating-webhook-secret.
+    #[arg(long, value_name = "ADDR")]
     pub validating_webhook: Option<SocketAddr>,
 
     /// The webhook's serving certificate (PEM chain, leaf first); read
     /// again when it changes.
-    #[arg(long, value_name = "FILE", requires = "validating_webhook")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["validating_webhook", "validating_webhook_key"]
+    )]
     pub validating_webhook_certificate: Option<PathBuf>,
 
     /// The webhook certificate's private key (PEM); read again when it
     /// changes.
-    #[arg(long, value_name = "FILE", requires = "validating_webhook")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["validating_webhook", "validating_webhook_certificate"]
+    )]
     pub validating_webhook_key: Option<PathBuf>,
+
+    /// Without certificate files: the Secret holding the webhook's own CA
+    /// and serving certificate (ca.crt, ca.key, tls.crt, tls.key), which
+    /// the elected replica creates and renews and every replica serves
+    /// from. Default: gatehouse-admission in the Pod's namespace.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        value_parser = parse_object_key,
+        requires = "validating_webhook",
+        conflicts_with = "validating_webhook_certificate"
+    )]
+    pub validating_webhook_secret: Option<ObjectKey>,
+
+    /// Without certificate files: the Service the API server calls the
+    /// webhook through; the serving certificate is for NAME.NS.svc and
+    /// NAME.NS.svc.cluster.local. Default: gatehouse-admission in the
+    /// Pod's namespace.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        value_parser = parse_object_key,
+        requires = "validating_webhook",
+        conflicts_with = "validating_webhook_certificate"
+    )]
+    pub validating_webhook_service: Option<ObjectKey>,
+
+    /// Without certificate files: the ValidatingWebhookConfiguration whose
+    /// webhooks' caBundle the elected replica keeps the CA's.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = crate::admission::managed::DEFAULT_NAME,
+        requires = "validating_webhook",
+        conflicts_with = "validating_webhook_certificate"
+    )]
+    pub validating_webhook_configuration: String,
 
     /// Name of the Lease replicas elect a status writer with (in the Pod's
     /// namespace, $POD_NAMESPACE).
@@ -471,13 +515,31 @@ impl Cli {
         }
     }
 
-    /// The webhook, when `--validating-webhook` is given (clap has made
-    /// sure the certificate and key are too).
+    /// The webhook, when `--validating-webhook` is given: its certificate
+    /// from the files (clap has made sure both are given, or neither), or
+    /// managed, in the Pod's namespace unless the flags say otherwise.
     fn webhook_config(&self) -> Option<WebhookConfig> {
+        let files = (
+            &self.validating_webhook_certificate,
+            &self.validating_webhook_key,
+        );
+        let certificate = match files {
+            (Some(certificate), Some(key)) => CertificateSource::Files {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            },
+            _ => {
+                let ours = || ObjectKey::new(controller_namespace(), managed::DEFAULT_NAME);
+                CertificateSource::Managed(ManagedCertificate {
+                    secret: self.validating_webhook_secret.clone().unwrap_or_else(ours),
+                    service: self.validating_webhook_service.clone().unwrap_or_else(ours),
+                    configuration: self.validating_webhook_configuration.clone(),
+                })
+            }
+        };
         Some(WebhookConfig {
             addr: self.validating_webhook?,
-            certificate: self.validating_webhook_certificate.clone()?,
-            key: self.validating_webhook_key.clone()?,
+            certificate,
             admission: self.routing.admission_options(),
             limits: crate::admission::Limits::default(),
         })

@@ -1,21 +1,17 @@
-//! The webhook's serving certificate from files
-//! (`--validating-webhook-certificate`, `--validating-webhook-key`),
-//! read again when they change.
+//! The webhook's serving certificate: one resolver, whichever source
+//! feeds it (the files of `--validating-webhook-certificate` and `-key`,
+//! `files`; or the Secret Gatehouse manages itself, `managed`).
 //!
-//! The files are usually a mounted Secret (cert-manager's, renewed in
-//! place), which the kubelet swaps by renaming a directory: a change of
-//! content is what counts, not an event on a path. So the pair is read
-//! every `RELOAD_EVERY` and loaded when its bytes differ from the pair in
-//! use. A pair that does not load (half-written, key of another
-//! certificate) keeps the previous one serving, and is logged without
-//! its content.
+//! A source offers each pair it reads; one whose bytes differ from the
+//! pair in use is loaded and served from the next handshake on. A pair
+//! that does not load (half-written, key of another certificate) leaves
+//! the one in use serving. Until a first pair loads there is none, and
+//! every handshake is refused: the webhook answers nothing rather than
+//! present a certificate the API server was never told to trust.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -23,115 +19,66 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::tls::{certified_key_from_der, TlsError};
 
-/// How often the files are read again.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Invalid { path: PathBuf, source: TlsError },
-}
-
-/// The certificate and key files, and what was last read from them.
-pub struct CertificateFiles {
-    pub certificate: PathBuf,
-    pub key: PathBuf,
-    loaded: ArcSwap<Loaded>,
+/// The pair the webhook serves, swapped whole.
+#[derive(Default)]
+pub struct ServingCertificate {
+    loaded: ArcSwapOption<Loaded>,
 }
 
 struct Loaded {
+    /// The PEM certificate chain and key it was loaded from.
     bytes: (Vec<u8>, Vec<u8>),
     key: Arc<CertifiedKey>,
 }
 
-impl fmt::Debug for CertificateFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateFiles")
-            .field("certificate", &self.certificate)
-            .field("key", &self.key)
+impl std::fmt::Debug for ServingCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCertificate")
+            .field("serving", &self.serving())
             .finish_non_exhaustive()
     }
 }
 
-impl CertificateFiles {
-    /// Loads the pair; an error names the file.
-    pub fn load(certificate: PathBuf, key: PathBuf) -> Result<Self, CertificateError> {
-        let bytes = read_pair(&certificate, &key)?;
-        let loaded = parse(&certificate, bytes)?;
-        Ok(CertificateFiles {
-            certificate,
-            key,
-            loaded: ArcSwap::from_pointee(loaded),
-        })
-    }
-
-    /// Reads the pair again; loads it if its bytes changed. Returns
-    /// whether a new pair is now served.
-    pub fn reload(&self) -> Result<bool, CertificateError> {
-        let bytes = read_pair(&self.certificate, &self.key)?;
-        if bytes == self.loaded.load().bytes {
+impl ServingCertificate {
+    /// Serves the PEM chain (leaf first) and key from the next handshake,
+    /// unless they are the pair in use. Returns whether a new pair is
+    /// now served; an error leaves the pair in use (or none) serving.
+    pub fn offer(&self, certificate: &[u8], key: &[u8]) -> Result<bool, TlsError> {
+        let unchanged = self.loaded.load().as_ref().is_some_and(|loaded| {
+            loaded.bytes.0.as_slice() == certificate && loaded.bytes.1.as_slice() == key
+        });
+        if unchanged {
             return Ok(false);
         }
-        self.loaded
-            .store(Arc::new(parse(&self.certificate, bytes)?));
+        let loaded = Loaded {
+            bytes: (certificate.to_vec(), key.to_vec()),
+            key: parse(certificate, key)?,
+        };
+        self.loaded.store(Some(Arc::new(loaded)));
         Ok(true)
     }
 
-    /// Reloads every `RELOAD_EVERY`, for as long as the webhook serves.
-    pub async fn follow(self: Arc<Self>) {
-        let mut every = tokio::time::interval(RELOAD_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            match self.reload() {
-                Ok(true) => {
-                    tracing::info!(target: "gatehouse::admission", certificate = %self.certificate.display(), "webhook certificate reloaded")
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::error!(target: "gatehouse::admission", "webhook certificate not reloaded, the previous one still serves: {error}")
-                }
-            }
-        }
+    /// Whether a pair has loaded (handshakes are answered).
+    pub fn serving(&self) -> bool {
+        self.loaded.load().is_some()
     }
 }
 
-impl ResolvesServerCert for CertificateFiles {
+impl ResolvesServerCert for ServingCertificate {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.loaded.load().key.clone())
+        self.loaded.load().as_ref().map(|loaded| loaded.key.clone())
     }
 }
 
-fn read_pair(certificate: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), CertificateError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CertificateError::Read {
-            path: path.to_owned(),
-            source,
-        })
-    };
-    Ok((read(certificate)?, read(key)?))
-}
-
-fn parse(certificate: &Path, bytes: (Vec<u8>, Vec<u8>)) -> Result<Loaded, CertificateError> {
-    let invalid = |source| CertificateError::Invalid {
-        path: certificate.to_owned(),
-        source,
-    };
-    let chain = CertificateDer::pem_slice_iter(&bytes.0)
+fn parse(certificate: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(certificate)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(TlsError::BadCertificatePem(e.to_string())))?;
+        .map_err(|e| TlsError::BadCertificatePem(e.to_string()))?;
     if chain.is_empty() {
-        return Err(invalid(TlsError::NoCertificate));
+        return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(&bytes.1)
-        .map_err(|e| invalid(TlsError::BadKey(e.to_string())))?;
-    let key = certified_key_from_der(chain, key).map_err(invalid)?;
-    Ok(Loaded { bytes, key })
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    certified_key_from_der(chain, key)
 }
 
 #[cfg(test)]
@@ -144,35 +91,41 @@ mod tests {
         (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
     }
 
-    fn leaf(files: &CertificateFiles) -> Vec<u8> {
-        files.loaded.load().key.cert[0].to_vec()
+    fn leaf(serving: &ServingCertificate) -> Option<Vec<u8>> {
+        let loaded = serving.loaded.load();
+        loaded.as_ref().map(|l| l.key.cert[0].to_vec())
     }
 
     #[test]
-    fn a_changed_pair_is_served_and_a_broken_one_keeps_the_previous() {
-        let dir = tempfile::tempdir().unwrap();
-        let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        let first = pair("one.test");
-        std::fs::write(&crt, &first.0).unwrap();
-        std::fs::write(&key, &first.1).unwrap();
-        let files = CertificateFiles::load(crt.clone(), key.clone()).unwrap();
-        let before = leaf(&files);
-        assert!(
-            !files.reload().unwrap(),
-            "unchanged files are not loaded again"
-        );
+    fn nothing_is_served_until_a_pair_loads_and_a_broken_pair_keeps_the_last_good_one() {
+        let serving = ServingCertificate::default();
+        let (first_crt, first_key) = pair("one.test");
+        let (second_crt, second_key) = pair("two.test");
+        assert!(serving
+            .offer(second_crt.as_bytes(), first_key.as_bytes())
+            .is_err());
+        assert!(!serving.serving(), "a mismatched first pair serves nothing");
 
-        // Half-written: the new certificate with the old key.
-        let second = pair("two.test");
-        std::fs::write(&crt, &second.0).unwrap();
+        assert!(serving
+            .offer(first_crt.as_bytes(), first_key.as_bytes())
+            .unwrap());
+        let first = leaf(&serving);
+        assert!(!serving
+            .offer(first_crt.as_bytes(), first_key.as_bytes())
+            .unwrap());
         assert!(matches!(
-            files.reload(),
-            Err(CertificateError::Invalid { .. })
+            serving.offer(second_crt.as_bytes(), first_key.as_bytes()),
+            Err(TlsError::KeyMismatch)
         ));
-        assert_eq!(leaf(&files), before);
+        assert!(matches!(
+            serving.offer(b"", first_key.as_bytes()),
+            Err(TlsError::NoCertificate)
+        ));
+        assert_eq!(leaf(&serving), first);
 
-        std::fs::write(&key, &second.1).unwrap();
-        assert!(files.reload().unwrap());
-        assert_ne!(leaf(&files), before);
+        assert!(serving
+            .offer(second_crt.as_bytes(), second_key.as_bytes())
+            .unwrap());
+        assert_ne!(leaf(&serving), first);
     }
 }

@@ -13,8 +13,14 @@
 //! that serve traffic, on at most `Limits::connections` connections, each
 //! closed when idle past the head timeout. Answering needs no write
 //! access to anything.
+//!
+//! Its serving certificate comes from files (`files`), or from a Secret
+//! Gatehouse manages itself (`managed`); both feed one resolver
+//! (`certificate`), which serves nothing until a pair loads.
 
 mod certificate;
+mod files;
+pub mod managed;
 mod review;
 
 use std::convert::Infallible;
@@ -34,7 +40,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-pub use certificate::{CertificateError, CertificateFiles, RELOAD_EVERY};
+pub use certificate::ServingCertificate;
+pub use files::{CertificateError, CertificateFiles, RELOAD_EVERY};
+pub use managed::ManagedCertificate;
 pub use review::{ReviewError, Reviewer};
 
 /// The largest review body read: the API server refuses requests over
@@ -72,20 +80,33 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
     pub addr: SocketAddr,
-    pub certificate: std::path::PathBuf,
-    pub key: std::path::PathBuf,
+    pub certificate: CertificateSource,
     pub admission: crate::translate::AdmissionOptions,
     pub limits: Limits,
 }
 
-/// A TLS configuration serving the files' certificate, HTTP/1.1 only:
-/// the API server's client speaks it, and its head timeout bounds how
-/// long an idle connection is held, which HTTP/2 has no equivalent for.
-pub fn tls_config(files: Arc<CertificateFiles>) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// Where the webhook's serving certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// `--validating-webhook-certificate` and `--validating-webhook-key`.
+    Files {
+        certificate: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    /// Neither given: a CA and serving certificate Gatehouse keeps itself.
+    Managed(ManagedCertificate),
+}
+
+/// A TLS configuration serving `certificate`, HTTP/1.1 only: the API
+/// server's client speaks it, and its head timeout bounds how long an
+/// idle connection is held, which HTTP/2 has no equivalent for.
+pub fn tls_config(
+    certificate: Arc<ServingCertificate>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(crate::tls::provider().clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(files);
+        .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -80,6 +80,8 @@ pub struct Reviewer {
     /// review (briefly locked: the journal holds the changes since).
     index: Mutex<HostIndex>,
     metrics: Arc<Metrics>,
+    /// `--watch-namespace`: the namespaces served; empty, all of them.
+    namespaces: Vec<String>,
 }
 
 impl Reviewer {
@@ -95,7 +97,20 @@ impl Reviewer {
             admission,
             index: Mutex::new(HostIndex::default()),
             metrics,
+            namespaces: Vec::new(),
         }
+    }
+
+    /// Judges only objects of these namespaces (`--watch-namespace`; empty:
+    /// all): one elsewhere is never served, so it is not ours to refuse.
+    pub fn serving_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.namespaces = namespaces;
+        self
+    }
+
+    fn serves(&self, namespace: Option<&str>) -> bool {
+        self.namespaces.is_empty()
+            || namespace.is_some_and(|ns| self.namespaces.iter().any(|served| served == ns))
     }
 
     /// The AdmissionReview answering `body`, as JSON; counted and timed.
@@ -164,6 +179,9 @@ impl Reviewer {
         let meta = object.meta_mut();
         if meta.namespace.as_deref().is_none_or(str::is_empty) {
             meta.namespace = request.namespace.clone();
+        }
+        if !self.serves(meta.namespace.as_deref()) {
+            return Ok(response);
         }
         let candidate = wrap(Arc::new(object));
         let verdict = self.judge(&candidate);
@@ -327,6 +345,38 @@ mod tests {
         let created = answer(&reviewer, request(kind, "CREATE", object));
         assert_eq!(created["response"]["allowed"], false);
         assert_eq!(created["response"]["status"]["code"], 403);
+    }
+
+    #[test]
+    fn an_object_of_a_namespace_not_served_is_allowed_unjudged() {
+        let kind =
+            serde_json::json!({"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"});
+        let snippet = serde_json::json!({"nginx.ingress.kubernetes.io/configuration-snippet": "load_module x;"});
+        let object = |namespace: Option<&str>| {
+            serde_json::json!({
+                "metadata": {"name": "i", "namespace": namespace, "annotations": snippet},
+                "spec": {"ingressClassName": "gatehouse"}
+            })
+        };
+        let reviewer = reviewer().serving_namespaces(vec!["shop".into()]);
+        let other = answer(
+            &reviewer,
+            request(kind.clone(), "CREATE", object(Some("blog"))),
+        );
+        assert_eq!(other["response"]["allowed"], true);
+        assert_eq!(other["response"].get("warnings"), None);
+        let ours = answer(
+            &reviewer,
+            request(kind.clone(), "CREATE", object(Some("shop"))),
+        );
+        assert_eq!(ours["response"]["allowed"], false);
+        // The namespace from the request when the object leaves it out.
+        let mut from_request = request(kind, "CREATE", object(None));
+        from_request["namespace"] = "shop".into();
+        assert_eq!(
+            answer(&reviewer, from_request)["response"]["allowed"],
+            false
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Where the ACME manager reads and writes Secrets: the API server, or a
+//! Where the ACME manager (and the keeper of the admission webhook's own
+//! certificate) reads and writes Secrets: the API server, or a
 //! `--manifests` directory. Every write is conditional, as the API server
 //! makes it: `create` fails when the object exists, `replace` when its
 //! `resourceVersion` is not the one read. A writer that lost a race (a
@@ -171,10 +172,7 @@ async fn write_file(
     // k8s-openapi writes `apiVersion` and `kind` itself.
     let mut text = serde_yaml_ng::to_string(&secret)
         .map_err(|e| StoreError::Failed(format!("Secret {key}: {e}")))?;
-    text.insert_str(
-        0,
-        "# Written by Gatehouse's ACME manager; edits are overwritten.\n",
-    );
+    text.insert_str(0, "# Written by Gatehouse; edits are overwritten.\n");
     // Not a manifest name: the watcher ignores it until the rename.
     let temporary = dir.join(format!(".{}.tmp", file_name(key)));
     let path = dir.join(file_name(key));

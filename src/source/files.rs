@@ -261,7 +261,8 @@ pub struct Before(Vec<(PathBuf, Vec<Object>)>);
 
 /// The prefix of the files Gatehouse writes into the directory itself:
 /// the certificates it obtains over ACME, their challenge answers and
-/// order records (`acme.NAMESPACE.NAME.yaml`).
+/// order records, and the admission webhook's own certificate
+/// (`acme.NAMESPACE.NAME.yaml`).
 pub const WRITTEN_PREFIX: &str = "acme.";
 
 fn is_written(path: &Path) -> bool {

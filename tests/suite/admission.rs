@@ -9,9 +9,11 @@ use http::StatusCode;
 use rustls::pki_types::CertificateDer;
 
 use crate::support;
-use gatehouse::app::Running;
+use gatehouse::app::{Running, SourceConfig};
+use gatehouse::source::kube::KubeSource;
 use gatehouse::translate::HostOwnership;
 use support::admission::*;
+use support::fake_api::FakeApi;
 use support::*;
 
 const SNIPPET: &str = "nginx.ingress.kubernetes.io/configuration-snippet";
@@ -210,6 +212,49 @@ async fn an_ingress_of_another_class_is_allowed_untouched() {
     )
     .replace("ingressClassName: gatehouse", "ingressClassName: nginx");
     let answer = served.ask("CREATE", &theirs).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(answer.warnings().is_empty(), "{answer:?}");
+}
+
+/// With `--watch-namespace`, an Ingress of another namespace is never
+/// served, so the webhook allows it untouched, whatever it holds; the
+/// same Ingress in a namespace served is refused.
+#[tokio::test]
+async fn with_watch_namespace_an_ingress_of_another_namespace_is_allowed_untouched() {
+    let api = FakeApi::start().await;
+    api.put_manifests(&cluster());
+    let certs = tempfile::tempdir().expect("tempdir");
+    let certificate = WebhookCertificate::write(certs.path());
+    let mut config = config_for(std::path::Path::new("."));
+    config.source = SourceConfig::Kube(KubeSource {
+        client: api.client(),
+        namespaces: vec!["test".into()],
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    config.webhook = Some(certificate.config());
+    let gatehouse = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        gatehouse::app::start(config),
+    )
+    .await
+    .expect("initial sync in time")
+    .expect("start");
+    let (addr, ca) = (gatehouse.webhook_addr.expect("webhook"), certificate.pki.ca);
+
+    let evil = annotated(
+        "evil",
+        "evil.test",
+        "/",
+        &[(SNIPPET, "load_module /tmp/evil.so;")],
+    );
+    let served = ask(addr, &ca, &review("CREATE", &evil)).await;
+    assert!(!served.allowed(), "{served:?}");
+    let mut elsewhere = object_json(&evil);
+    elsewhere["metadata"]["namespace"] = "elsewhere".into();
+    let answer = ask(addr, &ca, &review_of("CREATE", elsewhere)).await;
     assert!(answer.allowed(), "{answer:?}");
     assert!(answer.warnings().is_empty(), "{answer:?}");
 }
@@ -442,6 +487,77 @@ async fn an_httproute_is_judged_as_translate_would_serve_it() {
     assert!(
         answer.warnings().iter().any(|w| w.contains("not-yet")),
         "{answer:?}"
+    );
+}
+
+/// A bad HTTPRoute is refused with a message naming the route, the rule
+/// and match, and the field; a clean one is allowed without a warning.
+#[tokio::test]
+async fn an_httproute_refusal_names_the_field_and_a_clean_route_is_allowed_as_it_is() {
+    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let bad = http_route("bad", "no-slash", "PathPrefix", "web");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &bad)).await;
+    assert!(!answer.allowed(), "{answer:?}");
+    assert_eq!(answer.response()["status"]["code"], 403);
+    let message = answer.message();
+    for part in [
+        "HTTPRoute test/bad",
+        "rule",
+        "path \"no-slash\"",
+        "does not start with /",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+
+    let good = http_route("good", "/shop", "PathPrefix", "web");
+    let answer = ask(served.addr(), &served.ca, &review("CREATE", &good)).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(answer.warnings().is_empty(), "{answer:?}");
+    let update = ask(served.addr(), &served.ca, &review("UPDATE", &good)).await;
+    assert!(
+        update.allowed() && update.warnings().is_empty(),
+        "{update:?}"
+    );
+}
+
+/// A Gateway is judged too: a clean one is allowed as it is; a listener
+/// Gatehouse cannot program (a port it does not listen on) is served as
+/// the Gateway API says, the Gateway's status naming it, so the Gateway
+/// is allowed with that warning, naming the listener.
+#[tokio::test]
+async fn a_gateway_is_allowed_and_a_listener_it_cannot_program_is_a_warning() {
+    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let gateway = |name: &str, port: u16| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: test}}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {{name: web, port: {port}, protocol: HTTP}}
+"
+        )
+    };
+    let good = ask(
+        served.addr(),
+        &served.ca,
+        &review("CREATE", &gateway("good", 80)),
+    )
+    .await;
+    assert!(good.allowed(), "{good:?}");
+    assert!(good.warnings().is_empty(), "{good:?}");
+    let odd = ask(
+        served.addr(),
+        &served.ca,
+        &review("CREATE", &gateway("odd", 8081)),
+    )
+    .await;
+    assert!(odd.allowed(), "{odd:?}");
+    let warnings = odd.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("listener web")),
+        "{warnings:?}"
     );
 }
 

@@ -51,14 +51,92 @@ fn manifests_and_a_kubeconfig_are_exclusive() {
 }
 
 #[test]
-fn the_validating_webhook_needs_its_certificate_and_key() {
-    let stderr = usage_error(&["--manifests", ".", "--validating-webhook", "127.0.0.1:0"]);
-    assert!(
-        stderr.contains("--validating-webhook-certificate"),
-        "{stderr}"
-    );
+fn the_webhook_certificate_files_come_both_or_neither_and_only_with_the_webhook() {
+    let stderr = usage_error(&[
+        "--manifests",
+        ".",
+        "--validating-webhook",
+        "127.0.0.1:0",
+        "--validating-webhook-certificate",
+        "c.pem",
+    ]);
+    assert!(stderr.contains("--validating-webhook-key"), "{stderr}");
     let stderr = usage_error(&["--manifests", ".", "--validating-webhook-key", "k.pem"]);
     assert!(stderr.contains("--validating-webhook"), "{stderr}");
+    let stderr = usage_error(&[
+        "--manifests",
+        ".",
+        "--validating-webhook-secret",
+        "gatehouse/webhook",
+    ]);
+    assert!(stderr.contains("--validating-webhook"), "{stderr}");
+}
+
+#[test]
+fn the_managed_webhook_certificate_does_not_mix_with_certificate_files() {
+    let stderr = usage_error(&[
+        "--manifests",
+        ".",
+        "--validating-webhook",
+        "127.0.0.1:0",
+        "--validating-webhook-certificate",
+        "c.pem",
+        "--validating-webhook-key",
+        "k.pem",
+        "--validating-webhook-service",
+        "gatehouse/webhook",
+    ]);
+    assert!(stderr.contains("--validating-webhook-service"), "{stderr}");
+}
+
+/// Without certificate files the webhook's certificate is managed: the
+/// Secret and Service named by the flags, else `gatehouse-admission` in
+/// the Pod's namespace.
+#[test]
+fn without_certificate_files_the_webhook_certificate_is_managed() {
+    use gatehouse::admission::{CertificateSource, ManagedCertificate};
+    use gatehouse::cluster::ObjectKey;
+    let parse = |extra: &[&str]| {
+        let args = [
+            "gatehouse",
+            "--manifests",
+            ".",
+            "--validating-webhook",
+            "127.0.0.1:0",
+        ];
+        let cli = <gatehouse::cli::Cli as clap::Parser>::try_parse_from(args.iter().chain(extra))
+            .expect("parses");
+        let source = gatehouse::app::SourceConfig::Manifests(".".into());
+        cli.config(source).webhook.expect("webhook").certificate
+    };
+    let namespace = gatehouse::source::controller_namespace();
+    let ours = ObjectKey::new(&namespace, "gatehouse-admission");
+    assert_eq!(
+        parse(&[]),
+        CertificateSource::Managed(ManagedCertificate {
+            secret: ours.clone(),
+            service: ours,
+            configuration: "gatehouse-admission".into(),
+        })
+    );
+    let named = [
+        "--validating-webhook-secret=ingress/webhook-ca",
+        "--validating-webhook-service=ingress/webhook",
+        "--validating-webhook-configuration=webhooks",
+    ];
+    assert_eq!(
+        parse(&named),
+        CertificateSource::Managed(ManagedCertificate {
+            secret: ObjectKey::new("ingress", "webhook-ca"),
+            service: ObjectKey::new("ingress", "webhook"),
+            configuration: "webhooks".into(),
+        })
+    );
+    let files = [
+        "--validating-webhook-certificate=c.pem",
+        "--validating-webhook-key=k.pem",
+    ];
+    assert!(matches!(parse(&files), CertificateSource::Files { .. }));
 }
 
 #[test]
@@ -105,6 +183,9 @@ fn help_describes_every_flag() {
         "--validating-webhook",
         "--validating-webhook-certificate",
         "--validating-webhook-key",
+        "--validating-webhook-secret",
+        "--validating-webhook-service",
+        "--validating-webhook-configuration",
         "--admission-reject-conflicts",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

@@ -266,3 +266,61 @@ fn the_webhook_is_asked_through_the_admission_service_within_its_deadline() {
     assert_eq!(ingresses.failure_policy.as_deref(), Some("Fail"));
     assert!(ingresses.match_conditions.is_some(), "scoped to our class");
 }
+
+/// deploy/admission: Gatehouse keeps the webhook's certificate. The
+/// configuration carries no caBundle and no cert-manager annotation (its
+/// elected replica sets the caBundle), and the RBAC that keeping the
+/// certificate needs names only the Secret and the configuration the
+/// flags default to; the Service is the one they default to as well.
+#[test]
+fn the_managed_webhook_has_no_ca_bundle_and_its_rbac_names_only_what_gatehouse_keeps() {
+    use gatehouse::admission::managed::DEFAULT_NAME;
+    let configs: Vec<ValidatingWebhookConfiguration> = one("ValidatingWebhookConfiguration");
+    let config = &configs[0];
+    assert_eq!(config.metadata.name.as_deref(), Some(DEFAULT_NAME));
+    assert_eq!(config.metadata.annotations, None);
+    for webhook in config.webhooks.iter().flatten() {
+        assert_eq!(webhook.client_config.ca_bundle, None, "{}", webhook.name);
+        let service = webhook.client_config.service.as_ref().expect("by Service");
+        assert_eq!(
+            (service.namespace.as_str(), service.name.as_str()),
+            ("gatehouse", DEFAULT_NAME)
+        );
+    }
+    let grants = |rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>| {
+        let mut out = Vec::new();
+        for rule in rules {
+            for verb in &rule.verbs {
+                for resource in rule.resources.iter().flatten() {
+                    let names = rule.resource_names.clone().unwrap_or_default();
+                    out.push(format!("{resource} {verb} {}", names.join(",")));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let roles: Vec<Role> = one("Role");
+    let role = roles
+        .into_iter()
+        .find(|r| r.metadata.name.as_deref() == Some(DEFAULT_NAME))
+        .expect("the admission Role");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("gatehouse"));
+    let named = ["get", "list", "update", "watch"].map(|v| format!("secrets {v} {DEFAULT_NAME}"));
+    let expected: Vec<String> = std::iter::once("secrets create ".to_owned())
+        .chain(named)
+        .collect();
+    assert_eq!(grants(role.rules.unwrap_or_default()), expected);
+    let cluster_roles: Vec<ClusterRole> = one("ClusterRole");
+    let cluster_role = cluster_roles
+        .into_iter()
+        .find(|r| r.metadata.name.as_deref() == Some(DEFAULT_NAME))
+        .expect("the admission ClusterRole");
+    assert_eq!(
+        grants(cluster_role.rules.unwrap_or_default()),
+        [
+            format!("validatingwebhookconfigurations get {DEFAULT_NAME}"),
+            format!("validatingwebhookconfigurations patch {DEFAULT_NAME}"),
+        ]
+    );
+}

@@ -373,12 +373,236 @@ fn the_default_values_render_what_deploy_holds() {
     }
 }
 
-/// With the webhook on (its certificate from cert-manager), the chart
-/// renders what deploy/admission holds: the webhook configuration, its
-/// Service and certificates, and the flags and mount of the Pod.
+/// The webhook as the chart and a deploy/ variant render it: the
+/// webhooks (and the cert-manager annotation), the named objects' specs
+/// (RBAC as the permissions its rules grant), and the Pod's webhook
+/// flags, port and mounted Secret.
+fn admission_webhook(docs: &[Value], named: &[(&str, &str)]) -> Vec<Value> {
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+        .expect("a ValidatingWebhookConfiguration");
+    let annotation = &config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"];
+    let mut webhooks = config["webhooks"].clone();
+    // CEL reads white space as nothing; kustomize and Helm fold the
+    // expression's lines differently.
+    for webhook in webhooks.as_sequence_mut().into_iter().flatten() {
+        let conditions = webhook.get_mut("matchConditions");
+        for condition in conditions
+            .and_then(Value::as_sequence_mut)
+            .into_iter()
+            .flatten()
+        {
+            let words = condition["expression"].as_str().unwrap_or_default();
+            let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+            condition["expression"] = Value::from(words);
+        }
+    }
+    let mut out = vec![
+        config["metadata"]["name"].clone(),
+        annotation.clone(),
+        webhooks,
+    ];
+    for (kind, name) in named {
+        let doc = docs
+            .iter()
+            .find(|d| d["kind"] == *kind && d["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"));
+        let mut spec = match *kind {
+            "Role" | "ClusterRole" => {
+                serde_yaml_ng::to_value(rules(docs, kind, name)).expect("value")
+            }
+            "RoleBinding" | "ClusterRoleBinding" => {
+                let mut binding = doc.clone();
+                binding["metadata"] = Value::Null;
+                binding
+            }
+            _ => doc["spec"].clone(),
+        };
+        if *kind == "Service" {
+            // The chart selects its release's Pods by more labels.
+            spec["selector"] = Value::Null;
+        }
+        out.push(spec);
+    }
+    let spec = pod_spec(docs, "Deployment");
+    let container = &spec.containers[0];
+    let args: BTreeSet<String> = container
+        .args
+        .iter()
+        .flatten()
+        .filter(|a| a.starts_with("--validating-webhook"))
+        .cloned()
+        .collect();
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("webhook"))
+        .map(|p| p.container_port);
+    let secret = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref()?.secret_name.clone());
+    out.push(serde_yaml_ng::to_value(serde_json::json!([args, port, secret])).expect("value"));
+    out
+}
+
+/// The objects of the webhook whose certificate Gatehouse keeps.
+const MANAGED: [(&str, &str); 5] = [
+    ("Service", "gatehouse-admission"),
+    ("Role", "gatehouse-admission"),
+    ("RoleBinding", "gatehouse-admission"),
+    ("ClusterRole", "gatehouse-admission"),
+    ("ClusterRoleBinding", "gatehouse-admission"),
+];
+
+/// With the webhook on (ingress-nginx's patch.enabled, the default), the
+/// chart renders what deploy/admission holds: Gatehouse keeps the
+/// certificate, with RBAC for its Secret and caBundle by name.
 #[test]
 fn the_admission_webhook_values_render_what_deploy_admission_holds() {
     let Some(helm) = helm("the_admission_webhook_values_render_what_deploy_admission_holds") else {
+        return;
+    };
+    let on = ["--set", "controller.admissionWebhooks.enabled=true"];
+    let chart = documents(&rendered(helm, &on));
+    let deploy = deploy_documents(helm, "deploy/admission");
+    assert_eq!(
+        admission_webhook(&chart, &MANAGED),
+        admission_webhook(&deploy, &MANAGED)
+    );
+    assert!(!chart.iter().any(|d| d["kind"] == "Certificate"));
+
+    // Refused by name: a certificate made outside, as ingress-nginx's
+    // patch.enabled: false means.
+    let out = template(
+        helm,
+        &[
+            &on[..],
+            &["--set", "controller.admissionWebhooks.patch.enabled=false"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rendered without a certificate");
+    assert!(
+        stderr.contains("controller.admissionWebhooks.patch.enabled:")
+            && stderr.contains("certManager.enabled"),
+        "{stderr}"
+    );
+}
+
+/// Another release's webhook objects are named after it, and its flags
+/// and RBAC name the same ones.
+#[test]
+fn a_release_names_its_own_webhook_secret_service_and_configuration() {
+    let Some(helm) = helm("a_release_names_its_own_webhook_secret_service_and_configuration")
+    else {
+        return;
+    };
+    let chart = chart();
+    let out = run(
+        helm,
+        &[
+            "template",
+            "edge",
+            chart.to_str().expect("utf-8 path"),
+            "--namespace",
+            "ingress",
+            "--set",
+            "controller.admissionWebhooks.enabled=true",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).expect("utf-8"));
+    let name = "edge-gatehouse-admission";
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+        .expect("configuration");
+    assert_eq!(config["metadata"]["name"], name);
+    let service: Service = find(&docs, "Service", name);
+    assert_eq!(service.metadata.namespace.as_deref(), Some("ingress"));
+    let deployment: Deployment = find(&docs, "Deployment", "edge-gatehouse");
+    let spec = deployment.spec.template.spec.expect("pod");
+    let args = spec.containers[0].args.clone().unwrap_or_default();
+    for flag in [
+        format!("--validating-webhook-secret=ingress/{name}"),
+        format!("--validating-webhook-service=ingress/{name}"),
+        format!("--validating-webhook-configuration={name}"),
+    ] {
+        assert!(args.contains(&flag), "{flag} not in {args:?}");
+    }
+    let secret = rules(&docs, "Role", name);
+    assert!(
+        secret.contains(&format!("/secrets update {name}")),
+        "{secret:?}"
+    );
+    let configuration = rules(&docs, "ClusterRole", name);
+    let patch =
+        format!("admissionregistration.k8s.io/validatingwebhookconfigurations patch {name}");
+    assert!(configuration.contains(&patch), "{configuration:?}");
+}
+
+/// With controller.scope, the webhooks are sent only the namespace
+/// watched (Gatehouse would allow the others untouched anyway); a
+/// namespaceSelector of the values wins.
+#[test]
+fn a_scope_sends_the_webhooks_only_the_namespace_watched() {
+    let Some(helm) = helm("a_scope_sends_the_webhooks_only_the_namespace_watched") else {
+        return;
+    };
+    let scoped = [
+        "--set",
+        "controller.admissionWebhooks.enabled=true",
+        "--set",
+        "controller.scope.enabled=true",
+        "--set",
+        "controller.scope.namespace=shop",
+    ];
+    let selectors = |docs: Vec<Value>| -> Vec<Value> {
+        let config = docs
+            .into_iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("configuration");
+        let webhooks = config["webhooks"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        webhooks
+            .iter()
+            .map(|w| w["namespaceSelector"].clone())
+            .collect()
+    };
+    let expected: Value = serde_yaml_ng::from_str(
+        "matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [shop]}]",
+    )
+    .expect("yaml");
+    let got = selectors(documents(&rendered(helm, &scoped)));
+    assert_eq!(got, [expected.clone(), expected]);
+
+    let own = "controller.admissionWebhooks.namespaceSelector.matchLabels.team=shop";
+    let got = selectors(documents(&rendered(
+        helm,
+        &[&scoped[..], &["--set", own]].concat(),
+    )));
+    let labels: Value = serde_yaml_ng::from_str("matchLabels: {team: shop}").expect("yaml");
+    assert_eq!(got, [labels.clone(), labels]);
+}
+
+/// With cert-manager, the chart renders what deploy/admission-cert-manager
+/// holds: its certificates, the mount and the CA injector, and no RBAC
+/// for a certificate Gatehouse does not keep.
+#[test]
+fn the_cert_manager_admission_values_render_what_deploy_admission_cert_manager_holds() {
+    let test = "the_cert_manager_admission_values_render_what_deploy_admission_cert_manager_holds";
+    let Some(helm) = helm(test) else {
         return;
     };
     let chart = documents(&rendered(
@@ -390,88 +614,25 @@ fn the_admission_webhook_values_render_what_deploy_admission_holds() {
             "controller.admissionWebhooks.certManager.enabled=true",
         ],
     ));
-    let deploy = deploy_documents(helm, "deploy/admission");
-    let webhooks = |docs: &[Value]| {
-        let config = docs
-            .iter()
-            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
-            .expect("a ValidatingWebhookConfiguration");
-        let annotation = &config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"];
-        let mut webhooks = config["webhooks"].clone();
-        // CEL reads white space as nothing; kustomize and Helm fold the
-        // expression's lines differently.
-        for webhook in webhooks.as_sequence_mut().into_iter().flatten() {
-            let conditions = webhook.get_mut("matchConditions");
-            for condition in conditions
-                .and_then(Value::as_sequence_mut)
-                .into_iter()
-                .flatten()
-            {
-                let words = condition["expression"].as_str().unwrap_or_default();
-                let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
-                condition["expression"] = Value::from(words);
-            }
-        }
-        (annotation.clone(), webhooks)
-    };
-    assert_eq!(webhooks(&chart), webhooks(&deploy), "the webhooks");
-    let by_name = |docs: &[Value], kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .map(|d| d["spec"].clone())
-            .unwrap_or_else(|| panic!("no {kind} {name}"))
-    };
-    for (kind, name) in [
+    let deploy = deploy_documents(helm, "deploy/admission-cert-manager");
+    let named = [
         ("Service", "gatehouse-admission"),
         ("Issuer", "gatehouse-admission-root"),
         ("Issuer", "gatehouse-admission-ca"),
         ("Certificate", "gatehouse-admission-ca"),
         ("Certificate", "gatehouse-admission"),
-    ] {
-        let (mut ours, theirs) = (by_name(&chart, kind, name), by_name(&deploy, kind, name));
-        if kind == "Service" {
-            // The chart selects its release's Pods by more labels.
-            ours["selector"] = theirs["selector"].clone();
-        }
-        assert_eq!(ours, theirs, "{kind} {name}");
+    ];
+    assert_eq!(
+        admission_webhook(&chart, &named),
+        admission_webhook(&deploy, &named)
+    );
+    for docs in [&chart, &deploy] {
+        let kept = docs.iter().filter(|d| {
+            d["metadata"]["name"] == "gatehouse-admission"
+                && d["kind"].as_str().is_some_and(|k| k.contains("Role"))
+        });
+        assert_eq!(kept.count(), 0);
     }
-    let pod = |docs: &[Value]| {
-        let spec = pod_spec(docs, "Deployment");
-        let container = &spec.containers[0];
-        let args: Vec<String> = container
-            .args
-            .iter()
-            .flatten()
-            .filter(|a| a.starts_with("--validating-webhook"))
-            .cloned()
-            .collect();
-        let port = container
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some("webhook"))
-            .map(|p| p.container_port);
-        let secret = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find_map(|v| v.secret.as_ref()?.secret_name.clone());
-        (args, port, secret)
-    };
-    assert_eq!(pod(&chart), pod(&deploy), "the Pod");
-
-    // Without cert-manager there is no certificate: refused, by name.
-    let out = template(
-        helm,
-        &["--set", "controller.admissionWebhooks.enabled=true"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rendered without a certificate");
-    assert!(
-        stderr.contains("controller.admissionWebhooks.enabled:")
-            && stderr.contains("certManager.enabled"),
-        "{stderr}"
-    );
 }
 
 fn typed<T: serde::de::DeserializeOwned>(name: &str, doc: &Value) {
@@ -824,7 +985,7 @@ fn values_gatehouse_cannot_honour_fail_the_install_each_by_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "rendered: {stderr}");
     for key in [
-        "controller.admissionWebhooks.enabled:",
+        "controller.admissionWebhooks.patch.enabled:",
         "controller.hostNetwork:",
         "controller.config.use-gzip:",
         "controller.config.enable-modsecurity:",

@@ -17,6 +17,7 @@ mod acme_kube;
 mod acme_pebble;
 mod acme_replicas;
 mod admission;
+mod admission_managed;
 mod affinity;
 mod aliases;
 mod alpn_h2;

@@ -113,8 +113,10 @@ impl WebhookCertificate {
     pub fn config(&self) -> gatehouse::admission::WebhookConfig {
         gatehouse::admission::WebhookConfig {
             addr: "127.0.0.1:0".parse().expect("addr"),
-            certificate: self.certificate.clone(),
-            key: self.key.clone(),
+            certificate: gatehouse::admission::CertificateSource::Files {
+                certificate: self.certificate.clone(),
+                key: self.key.clone(),
+            },
             admission: Default::default(),
             limits: Default::default(),
         }

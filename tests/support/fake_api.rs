@@ -166,6 +166,7 @@ fn collection_of(object: &Value) -> String {
         "ReferenceGrant" => "referencegrants",
         "AcmeIssuer" => "acmeissuers",
         "CustomResourceDefinition" => "customresourcedefinitions",
+        "ValidatingWebhookConfiguration" => "validatingwebhookconfigurations",
         other => panic!("fake API does not know kind {other}"),
     };
     format!("{api_version}/{plural}")
@@ -829,6 +830,7 @@ fn bookmark_kind(collection: &str) -> (String, &'static str) {
         "namespaces" => "Namespace",
         "customresourcedefinitions" => "CustomResourceDefinition",
         "acmeissuers" => "AcmeIssuer",
+        "validatingwebhookconfigurations" => "ValidatingWebhookConfiguration",
         _ => "Unknown",
     };
     (version.to_owned(), kind)

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod fake_api;
+pub mod logs;
 pub mod nginx;
 pub mod otlp;
 pub mod pathological;

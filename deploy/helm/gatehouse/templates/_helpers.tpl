@@ -52,6 +52,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-leader" (include "gatehouse.fullname" .)) .Values.controller.electionID -}}
 {{- end -}}
 
+{{/* Where the webhook's certificate comes from: "cert-manager"; "managed",
+Gatehouse keeps it itself (what ingress-nginx's patch jobs do, so
+admissionWebhooks.patch.enabled asks for it); or nothing (no webhook, or
+one the plan refuses). */}}
+{{- define "gatehouse.webhookMode" -}}
+{{- $w := .Values.controller.admissionWebhooks -}}
+{{- if $w.enabled -}}
+{{- if dig "certManager" "enabled" false $w -}}cert-manager
+{{- else if dig "patch" "enabled" true $w -}}managed
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "gatehouse.defaultBackend.fullname" -}}
 {{- printf "%s-%s" (include "gatehouse.fullname" .) .Values.defaultBackend.name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -51,10 +51,18 @@ validate.yaml fails on refused, NOTES.txt lists accepted and noEffect.
 {{- if $c.metrics.enabled -}}
 {{- $_ := set $args "metrics-compat" "ingress-nginx" -}}
 {{- end -}}
-{{- if and $c.admissionWebhooks.enabled $c.admissionWebhooks.certManager.enabled -}}
+{{- $webhook := include "gatehouse.webhookMode" . -}}
+{{- if $webhook -}}
 {{- $_ := set $args "validating-webhook" (printf "0.0.0.0:%v" $c.admissionWebhooks.port) -}}
+{{- end -}}
+{{- if eq $webhook "cert-manager" -}}
 {{- $_ := set $args "validating-webhook-certificate" "/etc/gatehouse/webhook/tls.crt" -}}
 {{- $_ := set $args "validating-webhook-key" "/etc/gatehouse/webhook/tls.key" -}}
+{{- else if and (eq $webhook "managed") (ne $fullname "gatehouse") -}}
+{{- /* The flags' defaults are gatehouse-admission in the Pod's namespace. */ -}}
+{{- $_ := set $args "validating-webhook-secret" (printf "%s/%s-admission" $ns $fullname) -}}
+{{- $_ := set $args "validating-webhook-service" (printf "%s/%s-admission" $ns $fullname) -}}
+{{- $_ := set $args "validating-webhook-configuration" (printf "%s-admission" $fullname) -}}
 {{- end -}}
 {{- $grace := include "gatehouse.shutdownGraceSeconds" . | int -}}
 {{- $drain := include "gatehouse.drainSeconds" . | int -}}
@@ -176,8 +184,16 @@ nginx variables (docs/annotations.md); response headers are static. */ -}}
 {{- if $v.udp -}}
 {{- $refusals = append $refusals (dict "key" "udp" "why" "Gatehouse proxies HTTP and HTTPS only; keep ingress-nginx (or a Service of type LoadBalancer per port) for these UDP services") -}}
 {{- end -}}
-{{- if and $c.admissionWebhooks.enabled (not $c.admissionWebhooks.certManager.enabled) -}}
-{{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.enabled" "why" "the webhook's certificate comes from cert-manager here (ingress-nginx's certificate job is not rendered): set controller.admissionWebhooks.certManager.enabled: true, or enabled: false") -}}
+{{- $w := $c.admissionWebhooks -}}
+{{- if and $w.enabled (not (include "gatehouse.webhookMode" .)) -}}
+{{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.patch.enabled" "why" "false asks for a certificate made and a caBundle set outside the chart, which Gatehouse does not read: set it true (Gatehouse then keeps the webhook's certificate and caBundle itself, as the patch jobs would), or controller.admissionWebhooks.certManager.enabled: true") -}}
+{{- end -}}
+{{- if eq (include "gatehouse.webhookMode" .) "managed" -}}
+{{- range $key := list "patch" "createSecretJob" "patchWebhookJob" -}}
+{{- if gt (len (omit (get $w $key | default dict) "enabled")) 0 -}}
+{{- $noEffect = append $noEffect (printf "controller.admissionWebhooks.%s: no certificate jobs are rendered; Gatehouse's elected replica creates the webhook's certificate and sets the caBundle itself" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and $c.admissionWebhooks.enabled (not (has (toString $c.admissionWebhooks.failurePolicy) (list "Fail" "Ignore"))) -}}
 {{- $refusals = append $refusals (dict "key" "controller.admissionWebhooks.failurePolicy" "why" "Fail or Ignore") -}}

@@ -4,7 +4,8 @@ time to drain. */}}
 {{- $c := .Values.controller -}}
 {{- $ports := include "gatehouse.containerPort" . | fromYaml -}}
 {{- $lowPorts := or (lt ($ports.http | int) 1024) (lt ($ports.https | int) 1024) -}}
-{{- $webhook := and $c.admissionWebhooks.enabled $c.admissionWebhooks.certManager.enabled -}}
+{{- $webhook := include "gatehouse.webhookMode" . -}}
+{{- $mounted := eq $webhook "cert-manager" -}}
 metadata:
   labels:
     {{- include "gatehouse.selectorLabels" . | nindent 4 }}
@@ -148,9 +149,9 @@ spec:
     {{- range $field, $value := $c.containerSecurityContext }}{{ $_ := set $container $field $value }}{{ end }}
     securityContext:
       {{- toYaml $container | nindent 6 }}
-    {{- if or $webhook $c.extraVolumeMounts }}
+    {{- if or $mounted $c.extraVolumeMounts }}
     volumeMounts:
-    {{- if $webhook }}
+    {{- if $mounted }}
     - name: webhook-certificate
       mountPath: /etc/gatehouse/webhook
       readOnly: true
@@ -162,9 +163,9 @@ spec:
   {{- with $c.extraContainers }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-  {{- if or $webhook $c.extraVolumes }}
+  {{- if or $mounted $c.extraVolumes }}
   volumes:
-  {{- if $webhook }}
+  {{- if $mounted }}
   - name: webhook-certificate
     secret:
       secretName: {{ include "gatehouse.fullname" . }}-admission-tls
