@@ -8,9 +8,8 @@ use crate::support;
 
 use std::time::Duration;
 
-use gatehouse::app::{Running, SourceConfig};
-use gatehouse::source::kube::KubeSource;
-use gatehouse::status::{Publish, StatusConfig};
+use gatehouse::app::Running;
+use gatehouse::status::Publish;
 use support::fake_api::{FakeApi, ACME_ISSUERS};
 use support::pebble::{verified_get, Pebble, Relay};
 use support::*;
@@ -20,21 +19,7 @@ const ELECTED: Duration = Duration::from_secs(30);
 const ISSUED: Duration = Duration::from_secs(120);
 
 async fn replica(api: &FakeApi, name: &str) -> Running {
-    let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
-        client: api.client_as(name),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
-    config.status = Some(StatusConfig {
-        publish: Publish::Nothing,
-        election_id: "gatehouse-leader".into(),
-        namespace: "default".into(),
-        identity: name.into(),
-    });
+    let config = replica_config(api, name, "default", Publish::Nothing);
     tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await
         .expect("initial sync in time")

@@ -17,11 +17,10 @@ use serde_json::json;
 
 use gatehouse::admission::managed::authority::{self, Data, Upkeep};
 use gatehouse::admission::{CertificateSource, ManagedCertificate, WebhookConfig};
-use gatehouse::app::{Running, SourceConfig};
+use gatehouse::app::Running;
 use gatehouse::cluster::ObjectKey;
 use gatehouse::issuing::manager::Held;
-use gatehouse::source::kube::KubeSource;
-use gatehouse::status::{Publish, StatusConfig};
+use gatehouse::status::Publish;
 use support::admission::{ask, review, WEBHOOK_HOST};
 use support::fake_api::{Call, FakeApi};
 use support::logs::Logs;
@@ -48,21 +47,7 @@ fn service_names() -> Vec<String> {
 
 /// A replica `name` with the webhook on, its certificate managed.
 async fn replica(api: &FakeApi, name: &str) -> Running {
-    let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
-        client: api.client_as(name),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
-    config.status = Some(StatusConfig {
-        publish: Publish::Nothing,
-        election_id: "gatehouse-leader".into(),
-        namespace: NS.into(),
-        identity: name.into(),
-    });
+    let mut config = replica_config(api, name, NS, Publish::Nothing);
     config.webhook = Some(WebhookConfig {
         addr: "127.0.0.1:0".parse().expect("addr"),
         certificate: CertificateSource::Managed(managed()),

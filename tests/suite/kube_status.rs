@@ -5,31 +5,20 @@ use crate::support;
 
 use std::time::Duration;
 
-use gatehouse::app::SourceConfig;
 use gatehouse::cluster::{Object, ObjectKey};
-use gatehouse::source::kube::KubeSource;
-use gatehouse::status::{Publish, StatusConfig};
+use gatehouse::status::Publish;
 use http::Method;
 use serde_json::{json, Value};
 use support::fake_api::{FakeApi, ACME_ISSUERS, GATEWAY_API};
 use support::*;
 
 async fn replica(api: &FakeApi, name: &str) -> gatehouse::app::Running {
-    let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
-        client: api.client_as(name),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
-    config.status = Some(StatusConfig {
-        publish: Publish::Service(ObjectKey::new("ingress", "gatehouse")),
-        election_id: "gatehouse-leader".into(),
-        namespace: "ingress".into(),
-        identity: name.into(),
-    });
+    let config = replica_config(
+        api,
+        name,
+        "ingress",
+        Publish::Service(ObjectKey::new("ingress", "gatehouse")),
+    );
     gatehouse::app::start(config).await.expect("start")
 }
 

@@ -662,6 +662,33 @@ pub fn config_for(dir: &Path) -> Config {
     }
 }
 
+/// A replica `name` of the fake API server's cluster: every namespace
+/// watched, electing on the Lease `gatehouse-leader` in `namespace`,
+/// publishing as `publish` says.
+pub fn replica_config(
+    api: &fake_api::FakeApi,
+    name: &str,
+    namespace: &str,
+    publish: gatehouse::status::Publish,
+) -> Config {
+    let mut config = config_for(Path::new("."));
+    config.source = gatehouse::app::SourceConfig::Kube(gatehouse::source::kube::KubeSource {
+        client: api.client_as(name),
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    });
+    config.status = Some(gatehouse::status::StatusConfig {
+        publish,
+        election_id: "gatehouse-leader".into(),
+        namespace: namespace.into(),
+        identity: name.into(),
+    });
+    config
+}
+
 // ---------------------------------------------------------------- clients
 
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
