@@ -316,6 +316,7 @@ fn facts<'r>(sent: &'r OnceCell<Uri>, req: &RequestFacts<'r>) -> Facts<'r> {
         request_uri: sent,
         host: req.host,
         tls: req.tls,
+        port: req.port,
         client: req.client,
         headers: req.headers,
     }
@@ -392,6 +393,7 @@ mod tests {
             path,
             query,
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             peer: None,
         })

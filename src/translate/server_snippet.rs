@@ -16,8 +16,9 @@ use super::{Build, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::rewrite::Rewrite;
 use crate::policy::snippet::{PathRegex, RouteSnippet, ServerSnippet, Snippet, TargetRewrite};
+use crate::policy::template::RouteNames;
 use crate::policy::{AccessOptions, Annotations};
-use crate::table::{HostPattern, Route};
+use crate::table::{Action, HostPattern, Route};
 
 /// A host's server-snippet: the Ingress it comes from, as read, and what
 /// it does before a path is chosen.
@@ -88,6 +89,7 @@ impl Build<'_> {
         let server = self.server_snippets.get(host).map(|c| &*c.snippet);
         let location = view.annotations.snippet.as_deref();
         let mut merged = RouteSnippet::merge(server, location)?;
+        merged.bind(&route_names(view.key, route));
         if merged.script.may_end_changed() {
             merged.target = target_rewrite(route);
         }
@@ -104,6 +106,22 @@ impl Build<'_> {
         {
             self.table.set_server_snippet(alias, server);
         }
+    }
+}
+
+/// ingress-nginx's location variables for the route (its Ingress, its
+/// Service and port as the Ingress names them; empty for a backend that
+/// could not be resolved).
+fn route_names(key: &ObjectKey, route: &Route) -> RouteNames {
+    let (service_name, service_port) = match &route.action {
+        Action::Forward(backend) => (backend.service.name.clone(), backend.port.clone()),
+        Action::Unavailable => Default::default(),
+    };
+    RouteNames {
+        namespace: key.namespace.clone(),
+        ingress_name: key.name.clone(),
+        service_name,
+        service_port,
     }
 }
 

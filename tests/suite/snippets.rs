@@ -51,6 +51,13 @@ fn manifests(backend: &Backend) -> String {
             &[(CONFIGURATION, "allow 127.0.0.0/8;\ndeny all;")],
         ),
         ("denied", &[(CONFIGURATION, "deny 127.0.0.1;")]),
+        (
+            "port",
+            &[(
+                CONFIGURATION,
+                "proxy_set_header X-Port $server_port;\nmore_set_headers \"X-Port-Out: $server_port\";",
+            )],
+        ),
         ("closed", &[(CONFIGURATION, "deny all;\ngzip on;")]),
         (
             "nightmare",
@@ -144,6 +151,21 @@ async fn snippet_header_directives_edit_the_request_and_the_response() {
     assert_eq!(header(&missing, "x-frame-options"), Some("DENY"));
     assert_eq!(header(&missing, "x-added"), None, "add_header skips 404");
     assert_eq!(header(&missing, "x-always"), Some("always"));
+}
+
+/// `$server_port` is the port the connection came in on, as nginx's, the
+/// one Gatehouse sends as `X-Forwarded-Port`.
+#[tokio::test]
+async fn server_port_is_the_port_the_request_came_in_on() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let reply = http_get(addr, "port.test", "/").await;
+    let port = addr.port().to_string();
+    assert_eq!(header(&reply, "x-port-out"), Some(port.as_str()));
+    let seen = reply.seen();
+    assert_eq!(seen["headers"]["x-port"], port.as_str());
+    assert_eq!(seen["headers"]["x-forwarded-port"], port.as_str());
 }
 
 #[tokio::test]

@@ -292,6 +292,24 @@ if ($uri = /away) { return 301 https://away.test/; }"#,
             },
         ],
     },
+    // The variables people use in values: ingress-nginx's `$req_id` and
+    // location variables, nginx's `$proxy_add_x_forwarded_for`, and the
+    // hand-written WebSocket lines, which change nothing. (`$proxy_host`
+    // is ingress-nginx's `upstream_balancer`, which this nginx does not
+    // proxy to.)
+    one(
+        "vars.test",
+        "",
+        &[root(
+            r#"proxy_set_header X-Req $req_id;
+proxy_set_header X-Fwd $proxy_add_x_forwarded_for;
+proxy_set_header l5d-dst-override $service_name.$namespace.svc.cluster.local:$service_port;
+more_set_headers "X-Ingress: $ingress_name" "X-Req-Out: $req_id";
+proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Connection $connection_upgrade;
+proxy_http_version 1.1;"#,
+        )],
+    ),
 ];
 
 const TARGET: &[(&str, &str)] = &[
@@ -321,6 +339,8 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-api-added",
     "x-moved",
     "x-private",
+    "x-ingress",
+    "x-req-out",
 ];
 const UPSTREAM_HEADERS: &[&str] = &[
     "x-tenant",
@@ -330,6 +350,9 @@ const UPSTREAM_HEADERS: &[&str] = &[
     "x-root-in",
     "x-api-in",
     "x-orig",
+    "x-req",
+    "x-fwd",
+    "l5d-dst-override",
 ];
 
 /// A request: host, path, extra headers.
@@ -399,6 +422,15 @@ const REQUESTS: &[Asked] = &[
     // Re-routed, the request is refused by the path it reaches.
     ("own.test", "/to-private/x", &[]),
     ("own.test", "/shop", &[]),
+    (
+        "vars.test",
+        "/v",
+        &[
+            ("x-request-id", "abc-123"),
+            ("x-forwarded-for", "192.0.2.9"),
+        ],
+    ),
+    ("vars.test", "/v", &[("x-request-id", "def-456")]),
 ];
 
 fn manifests(backends: &[Backend]) -> String {
@@ -428,16 +460,24 @@ fn nginx_http(backends: &[Backend]) -> String {
     // redirects nginx makes absolute (`use-port-in-redirects: false`).
     let mut http =
         "  default_type text/html;\n  port_in_redirect off;\n  access_log off;\n".to_owned();
-    for case in CASES {
+    // ingress-nginx's maps for `$req_id` and `$connection_upgrade`.
+    http += "  map $http_x_request_id $req_id { default $http_x_request_id; \"\" $request_id; }\n";
+    http += "  map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }\n";
+    for (i, case) in CASES.iter().enumerate() {
         let (host, server, generated) = (case.host, case.server, case.server_generated);
         http += &format!(
             "  server {{\n    listen 127.0.0.1:{{port}};\n    server_name {host};\n    {server}\n    {generated}\n"
         );
-        for path in case.paths {
+        for (j, path) in case.paths.iter().enumerate() {
             let backend = backends[path.backend].addr;
+            let service = BACKENDS[path.backend];
             let (location, snippet, generated) = (path.location, path.snippet, path.generated);
             http += &format!(
                 "    location {location} {{
+      set $namespace \"test\";
+      set $ingress_name \"case{i}-{j}\";
+      set $service_name \"{service}\";
+      set $service_port \"80\";
       proxy_set_header Host $http_host;
       proxy_pass http://{backend};
       {snippet}

@@ -57,6 +57,9 @@ pub struct Snippet {
     pub access: Vec<(bool, Option<IpNet>)>,
     pub satisfy: Option<Satisfy>,
     pub timeouts: Vec<(Timeout, Duration)>,
+    /// `grpc_*_timeout`: the timeouts of routes to a GRPC or GRPCS
+    /// backend.
+    pub grpc_timeouts: Vec<(Timeout, Duration)>,
     /// `client_max_body_size`; `Some(0)` is unlimited.
     pub body_size: Option<u64>,
     /// Each directive as read, by name (a `return` with its status).
@@ -131,14 +134,10 @@ impl Snippet {
             Directive::Rewrite(rewrite) => self.script.push(Step::Rewrite(rewrite)),
             Directive::Access(allow, net) => self.access.push((allow, net)),
             Directive::Satisfy(satisfy) => once(&mut self.satisfy, satisfy)?,
-            Directive::Timeout(which, time) => {
-                if self.timeouts.iter().any(|(w, _)| *w == which) {
-                    return Err(DUPLICATE.into());
-                }
-                self.timeouts.push((which, time));
-            }
+            Directive::Timeout(which, time) => once_each(&mut self.timeouts, which, time)?,
+            Directive::GrpcTimeout(which, time) => once_each(&mut self.grpc_timeouts, which, time)?,
             Directive::BodySize(size) => once(&mut self.body_size, size)?,
-            Directive::Buffering => {}
+            Directive::Buffering | Directive::Upgrade => {}
         }
         Ok(())
     }
@@ -188,6 +187,18 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn once_each(
+    timeouts: &mut Vec<(Timeout, Duration)>,
+    which: Timeout,
+    time: Duration,
+) -> Result<(), String> {
+    if timeouts.iter().any(|(w, _)| *w == which) {
+        return Err(DUPLICATE.into());
+    }
+    timeouts.push((which, time));
+    Ok(())
 }
 
 /// A directive's name for reports: a `return` with its status.
@@ -245,11 +256,11 @@ mod tests {
             "proxy_set_header X-User-Id $cookie__id;",
             true,
         ),
-        // $req_id is not one of the variables Gatehouse expands.
+        // $req_id: the request's X-Request-ID, as Gatehouse sets it.
         (
             "kubernetes/ingress-nginx docs/examples/customization/configuration-snippets",
             "more_set_headers \"Request-Id: $req_id\";\n",
-            false,
+            true,
         ),
         // $sent_http_set_cookie is a response variable.
         (

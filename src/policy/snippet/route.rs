@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::{HeaderEdits, Script, Snippet, TargetRewrite};
+use crate::policy::template::RouteNames;
 
 /// What a host's server-snippet does: its script before the location is
 /// chosen, and its header edits on the answers given before one is (its
@@ -62,6 +63,17 @@ impl RouteSnippet {
             script,
             target: None,
         })
+    }
+}
+
+impl RouteSnippet {
+    /// ingress-nginx's location variables (`$namespace`, `$ingress_name`,
+    /// `$service_name`, `$service_port`) filled in for the route.
+    pub fn bind(&mut self, names: &RouteNames) {
+        let headers = self.headers.templates_mut();
+        for template in headers.chain(self.script.templates_mut()) {
+            template.bind(names);
+        }
     }
 }
 

@@ -113,6 +113,7 @@ impl Head {
             request_uri: &self.request_uri,
             host: cx.host.to_str().unwrap_or_default(),
             tls: cx.conn.tls,
+            port: cx.conn.local.port(),
             client: cx.conn.client.ip(),
             headers: &self.headers,
         };
