@@ -314,7 +314,7 @@ impl Reader<'_> {
             let Some((key, text)) = self.annotations.get(name) else {
                 continue;
             };
-            let read = Snippet::read(text);
+            let read = Snippet::read_as(name, text);
             summaries.push(SnippetSummary {
                 annotation: key.clone(),
                 enforced: if read.applies() {

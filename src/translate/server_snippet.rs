@@ -45,7 +45,7 @@ impl Build<'_> {
             let Some((annotation, text)) = annotations.get("server-snippet") else {
                 continue;
             };
-            let snippet = Snippet::read(text);
+            let snippet = Snippet::read_as("server-snippet", text);
             if !snippet.applies() {
                 continue; // warned about with the Ingress's annotations
             }

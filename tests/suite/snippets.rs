@@ -52,6 +52,27 @@ fn manifests(backend: &Backend) -> String {
         ),
         ("denied", &[(CONFIGURATION, "deny 127.0.0.1;")]),
         (
+            "blocks",
+            &[(
+                SERVER,
+                "location = /metrics { deny all; }\nlocation = /favicon.ico { return 404; access_log off; log_not_found off; }",
+            )],
+        ),
+        (
+            "forwards",
+            &[(
+                SERVER,
+                "location /x { return 404; }\nlocation /meta { proxy_pass http://169.254.169.254/; }",
+            )],
+        ),
+        (
+            "guarded",
+            &[(
+                SERVER,
+                "location = /ok { return 200 'ok'; }\nlocation /admin { deny all; try_files $uri /index.html; }",
+            )],
+        ),
+        (
             "port",
             &[(
                 CONFIGURATION,
@@ -297,4 +318,61 @@ async fn each_snippet_is_reported_directive_by_directive() {
                 .contains("already has the server-snippet of test/moved")
     });
     assert!(shadowed, "{:#?}", translation.warnings);
+}
+
+/// A server-snippet's `location` blocks answer their paths and leave the
+/// host's others to its Ingresses; one whose body forwards or reaches
+/// nginx's static files refuses the snippet, and closes the host's routes
+/// when it holds `deny`.
+#[tokio::test]
+async fn server_snippet_locations_answer_their_paths_and_hostile_bodies_are_refused() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let metrics = http_get(addr, "blocks.test", "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::FORBIDDEN);
+    let favicon = http_get(addr, "blocks.test", "/favicon.ico").await;
+    assert_eq!(favicon.status, StatusCode::NOT_FOUND);
+    assert!(backend.seen.lock().unwrap().is_empty());
+    for path in ["/metrics/x", "/shop"] {
+        assert_eq!(http_get(addr, "blocks.test", path).await.backend(), "web");
+    }
+    // Served without the snippet: /x reaches the endpoint.
+    let forwards = http_get(addr, "forwards.test", "/x").await;
+    assert_eq!(forwards.backend(), "web");
+    assert_eq!(
+        status_of(addr, "guarded.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// `access_log off` in the location that answered writes no line.
+#[tokio::test]
+async fn access_log_off_in_a_snippet_location_writes_no_line() {
+    let backend = Backend::start("web").await;
+    let log = tempfile::tempdir().expect("tempdir");
+    let path = log.path().join("access.log");
+    let (_dir, gatehouse) = serve_manifests_with(&manifests(&backend), |c| {
+        c.translate.access.allow_snippets = true;
+        c.access_log = gatehouse::telemetry::access_log::AccessLogTarget::File(path.clone());
+    })
+    .await;
+    let addr = gatehouse.http_addr;
+    let favicon = http_get(addr, "blocks.test", "/favicon.ico").await;
+    assert_eq!(favicon.status, StatusCode::NOT_FOUND);
+    let metrics = http_get(addr, "blocks.test", "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::FORBIDDEN);
+    let lines = eventually(
+        "the /metrics line",
+        std::time::Duration::from_secs(5),
+        async || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            match text.contains("/metrics") {
+                true => Ok(text),
+                false => Err(text),
+            }
+        },
+    )
+    .await;
+    assert!(!lines.contains("favicon"), "{lines}");
 }

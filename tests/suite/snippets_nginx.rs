@@ -310,6 +310,51 @@ proxy_set_header Connection $connection_upgrade;
 proxy_http_version 1.1;"#,
         )],
     ),
+    // A server-snippet's `location` blocks, written before the paths'
+    // (each an ImplementationSpecific prefix, as ingress-nginx writes
+    // one), chosen among them as nginx chooses.
+    Case {
+        host: "where.test",
+        server: r#"more_set_headers "X-Server: s";
+location = /metrics { deny all; }
+location ~* "^/_metrics" { deny all; return 403; }
+location = /favicon.ico { return 404; access_log off; log_not_found off; }
+location /test { return 418 "teapot"; }
+location = /.well-known/carddav { return 301 https://$host/remote.php/dav; }
+location ^~ /static { more_set_headers "X-Where: static"; add_header X-Added a; return 200 "static"; }
+location /api/v { return 200 "snippet prefix"; }
+location ~ ^/api/v2/regex { return 200 "snippet regex $uri"; }
+location /app/deep/er { return 200 "snippet longer prefix"; }
+location /old { rewrite ^/old/(.*)$ /api/$1 last; deny all; }
+location ~ ^/static-regex { return 200 "never: ^~ wins"; }"#,
+        server_generated: "",
+        paths: &[
+            Path {
+                path: "/",
+                location: "/",
+                backend: 0,
+                snippet: "more_set_headers \"X-Loc: root\";",
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/api/v2",
+                location: "/api/v2",
+                backend: 1,
+                snippet: "",
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/app",
+                location: "/app",
+                backend: 2,
+                snippet: "",
+                annotations: &[],
+                generated: "",
+            },
+        ],
+    },
 ];
 
 const TARGET: &[(&str, &str)] = &[
@@ -341,6 +386,7 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-private",
     "x-ingress",
     "x-req-out",
+    "x-where",
 ];
 const UPSTREAM_HEADERS: &[&str] = &[
     "x-tenant",
@@ -431,6 +477,30 @@ const REQUESTS: &[Asked] = &[
         ],
     ),
     ("vars.test", "/v", &[("x-request-id", "def-456")]),
+    // Exact beats every prefix; `deny all` refuses its path only.
+    ("where.test", "/metrics", &[]),
+    ("where.test", "/metrics/x", &[]),
+    ("where.test", "/shop", &[]),
+    // A snippet's regex beats a path's prefix.
+    ("where.test", "/_METRICS/x", &[]),
+    ("where.test", "/favicon.ico", &[]),
+    ("where.test", "/test/x", &[]),
+    ("where.test", "/.well-known/carddav", &[]),
+    // `^~` skips the regexes when it is the longest prefix.
+    ("where.test", "/static-regex", &[]),
+    ("where.test", "/static/x", &[]),
+    // A longer path prefix beats a snippet's prefix…
+    ("where.test", "/api/v2/x", &[]),
+    // …but not a snippet's regex.
+    ("where.test", "/api/v2/regex/x", &[]),
+    ("where.test", "/api/v1", &[]),
+    // A longer snippet prefix beats a path's.
+    ("where.test", "/app/deep/er/x", &[]),
+    ("where.test", "/app/deep", &[]),
+    // `rewrite … last` in a snippet location looks the paths up again;
+    // what it does not rewrite is denied.
+    ("where.test", "/old/v2/x?q=1", &[]),
+    ("where.test", "/old", &[]),
 ];
 
 fn manifests(backends: &[Backend]) -> String {

@@ -5,7 +5,8 @@
 //! directives (`directive`), each compiled into a policy Gatehouse
 //! already has: header edits, answers and rewrites (one `script`, as
 //! nginx's rewrite module runs them), access lists, timeouts and body
-//! size. Nothing of its text is passed on.
+//! size; a server-snippet's `location` blocks that answer or refuse
+//! their paths (`location`). Nothing of its text is passed on.
 //!
 //! A snippet is applied whole or not at all: one directive outside the
 //! list, or text that is not nginx syntax, serves the Ingress without the
@@ -23,6 +24,7 @@ mod condition;
 mod corpus;
 mod directive;
 mod headers;
+mod location;
 mod path;
 mod route;
 mod script;
@@ -36,8 +38,9 @@ pub use access::{access_directives, access_of, SnippetAccess};
 pub use answer::{Answer, Answered, PathRegex};
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
+pub use location::{Location, LocationMatch};
 pub use path::{TargetRewrite, UriRewrite};
-pub use route::{RouteSnippet, ServerSnippet, SnippetEdits};
+pub use route::{RouteSnippet, ServerLocation, ServerSnippet, SnippetEdits};
 pub use script::{Flag, Ran, Script, Step};
 
 use super::access::Satisfy;
@@ -68,14 +71,32 @@ pub struct Snippet {
     pub refused: Vec<String>,
     /// It restricts who may reach a route (see the module's list).
     pub protective: bool,
+    /// A server-snippet's `location` blocks, in order.
+    pub locations: Vec<Location>,
+    /// Read as a server-snippet, whose `location` blocks are read.
+    server: bool,
 }
 
 impl Snippet {
-    /// Reads a snippet; it is applied only when nothing was refused.
+    /// Reads a configuration-snippet; it is applied only when nothing
+    /// was refused.
     pub fn read(text: &str) -> Snippet {
+        Snippet::read_in(text, false)
+    }
+
+    /// Reads a snippet annotation (`name` without prefix): a
+    /// server-snippet may hold `location` blocks.
+    pub fn read_as(name: &str, text: &str) -> Snippet {
+        Snippet::read_in(text, name == "server-snippet")
+    }
+
+    fn read_in(text: &str, server: bool) -> Snippet {
         match syntax::parse(text) {
             Ok(statements) => {
-                let mut snippet = Snippet::default();
+                let mut snippet = Snippet {
+                    server,
+                    ..Snippet::default()
+                };
                 for statement in &statements {
                     snippet.add(statement);
                 }
@@ -98,6 +119,24 @@ impl Snippet {
     fn add(&mut self, statement: &Statement) {
         let name = statement.name();
         self.protective |= is_protective_statement(statement);
+        if name == "location" {
+            if !self.server {
+                let why = "location: a location here nests inside the path's own, which Gatehouse does not read (a server-snippet's is read)";
+                self.refused.push(why.into());
+                return;
+            }
+            match location::read(statement) {
+                Ok(location) => {
+                    let args: Vec<&str> =
+                        statement.args().iter().map(|w| w.text.as_str()).collect();
+                    let label = format!("location {}", args.join(" "));
+                    self.understood.push(label);
+                    self.locations.push(location);
+                }
+                Err(why) => self.refused.push(format!("location: {why}")),
+            }
+            return;
+        }
         if name == "if" {
             match if_block(statement) {
                 Ok(step) => {
@@ -448,6 +487,7 @@ mod tests {
         };
         for name in SNIPPETS {
             let access = access_of(name, text, &allowed);
+            let snippet = Snippet::read_as(name, text);
             if snippet.protective && !snippet.applies() {
                 prop_assert!(access.is_err(), "{name}: protective and not applied");
             }
@@ -483,6 +523,7 @@ mod tests {
                     Just("rewrite"), Just("^/(.*)$"), Just("https://x.test/$1"), Just("permanent"),
                     Just("satisfy"), Just("any"), Just("auth_basic"), Just("proxy_set_header"),
                     Just("X-A"), Just("10.0.0.0/8"), Just("~*"), Just("!="), Just("(\"a\")"),
+                    Just("location"), Just("^~"), Just("/x"), Just("access_log off;"),
                 ],
                 0..40,
             )

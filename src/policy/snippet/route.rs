@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{HeaderEdits, Script, Snippet, TargetRewrite};
+use super::{HeaderEdits, LocationMatch, Script, Snippet, TargetRewrite};
 use crate::policy::template::RouteNames;
 
 /// What a host's server-snippet does: its script before the location is
@@ -17,6 +17,21 @@ use crate::policy::template::RouteNames;
 pub struct ServerSnippet {
     pub headers: HeaderEdits,
     pub script: Script,
+    /// Its `location` blocks, in order, which take part in the choice of
+    /// a location with the host's paths.
+    pub locations: Vec<ServerLocation>,
+}
+
+/// A server-snippet's `location`, as the table holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLocation {
+    pub matcher: LocationMatch,
+    /// Its script, and its header edits under the server's.
+    pub snippet: Arc<RouteSnippet>,
+    /// The script's end is answered 403 (`deny all`).
+    pub denies_all: bool,
+    /// `access_log off`.
+    pub quiet: bool,
 }
 
 impl ServerSnippet {
@@ -26,10 +41,21 @@ impl ServerSnippet {
     pub fn of(snippet: &Snippet) -> Option<ServerSnippet> {
         let edits = &snippet.headers;
         let responds = !edits.output.is_empty() || !edits.add.is_empty();
-        let acts = !snippet.script.is_empty() || responds;
+        let acts = !snippet.script.is_empty() || responds || !snippet.locations.is_empty();
+        let locations = snippet.locations.iter().map(|location| ServerLocation {
+            matcher: location.matcher.clone(),
+            snippet: Arc::new(RouteSnippet {
+                headers: HeaderEdits::under(&snippet.headers, &location.headers),
+                script: location.script.clone(),
+                target: None,
+            }),
+            denies_all: location.denies_all,
+            quiet: location.quiet,
+        });
         acts.then(|| ServerSnippet {
             headers: snippet.headers.clone(),
             script: snippet.script.clone(),
+            locations: locations.collect(),
         })
     }
 }

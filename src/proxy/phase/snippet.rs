@@ -55,8 +55,14 @@ fn unpack<B>(
         edits,
         answered_by,
         left,
+        quiet,
     } = snippeted;
     *decision = taken;
+    // `access_log off` in the server-snippet's location that answered.
+    if quiet {
+        cx.record.quiet = true;
+        cx.record.log = None;
+    }
     if let Some(uri) = uri {
         *req.uri_mut() = uri;
     }
