@@ -386,6 +386,11 @@ impl Reader<'_> {
                 )),
             }
         }
+        // ingress-nginx writes no `client_body_timeout` of its own: the
+        // snippet's holds.
+        if read.client_body_timeout.is_some() {
+            policy.client_body_timeout = read.client_body_timeout;
+        }
         if let Some(size) = read.body_size {
             match self.annotations.get("proxy-body-size") {
                 None => policy.body_limit = (size > 0).then_some(size),

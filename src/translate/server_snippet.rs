@@ -96,6 +96,21 @@ impl Build<'_> {
         Some(Arc::new(merged))
     }
 
+    /// A server-snippet's `client_body_timeout`, which ingress-nginx's
+    /// locations inherit (they write none of their own), on a route of
+    /// the host whose configuration-snippet sets none.
+    pub(super) fn server_body_timeout(&self, host: &HostPattern, route: &mut Route) {
+        let claim = self.server_snippets.get(host);
+        let Some(time) = claim.and_then(|c| c.snippet.client_body_timeout) else {
+            return;
+        };
+        if route.policy.client_body_timeout.is_none() {
+            let mut policy = (*route.policy).clone();
+            policy.client_body_timeout = Some(time);
+            route.policy = Arc::new(policy);
+        }
+    }
+
     /// The server-snippet of `host` for another name of it
     /// (`server-alias`), which ingress-nginx's `server_name` serves alike.
     pub(super) fn alias_server_snippet(&mut self, host: &HostPattern, alias: &HostPattern) {

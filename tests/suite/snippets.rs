@@ -72,6 +72,8 @@ fn manifests(backend: &Backend) -> String {
                 "location = /ok { return 200 'ok'; }\nlocation /admin { deny all; try_files $uri /index.html; }",
             )],
         ),
+        ("quietbody", &[(CONFIGURATION, "client_body_timeout 1s;")]),
+        ("quietserver", &[(SERVER, "client_body_timeout 1;")]),
         (
             "port",
             &[(
@@ -375,4 +377,30 @@ async fn access_log_off_in_a_snippet_location_writes_no_line() {
     )
     .await;
     assert!(!lines.contains("favicon"), "{lines}");
+}
+
+/// `client_body_timeout` in either snippet bounds how long the client may
+/// go quiet within its body (ingress-nginx writes none of its own, so a
+/// server-snippet's reaches every path of the host): 408 well before the
+/// ConfigMap's 60 s.
+#[tokio::test]
+async fn client_body_timeout_in_a_snippet_answers_a_quiet_client_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    for host in ["quietbody.test", "quietserver.test"] {
+        let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+            .await
+            .expect("connect");
+        let head = format!("POST / HTTP/1.1\r\nhost: {host}\r\ncontent-length: 500\r\n\r\n");
+        raw.write_all(head.as_bytes()).await.expect("head");
+        raw.write_all(&[b'z'; 100]).await.expect("part of the body");
+        let mut status = [0u8; 12];
+        let wait = std::time::Duration::from_secs(20);
+        tokio::time::timeout(wait, raw.read_exact(&mut status))
+            .await
+            .expect("an answer long before the ConfigMap's 60 s")
+            .expect("status line");
+        assert_eq!(&status[9..12], b"408", "{host}");
+    }
 }

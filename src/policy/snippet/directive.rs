@@ -44,6 +44,9 @@ pub enum Directive {
     /// nginx's for `grpc_pass`, which ingress-nginx uses for the GRPC and
     /// GRPCS backend protocols only.
     GrpcTimeout(Timeout, Duration),
+    /// `client_body_timeout`: the longest the client may go quiet within
+    /// its request body.
+    ClientBodyTimeout(Duration),
     /// The hand-written WebSocket lines (`proxy_set_header Upgrade
     /// $http_upgrade;`, `proxy_set_header Connection $connection_upgrade;`
     /// or `"upgrade"`, `proxy_http_version 1.1;`): Gatehouse forwards
@@ -104,6 +107,12 @@ pub fn read(statement: &Statement) -> Result<Directive, String> {
         "proxy_connect_timeout" => timeout(args, Timeout::Connect),
         "proxy_send_timeout" => timeout(args, Timeout::Send),
         "proxy_read_timeout" => timeout(args, Timeout::Read),
+        "client_body_timeout" => match args {
+            [value] => parse_time(&value.text)
+                .map(Directive::ClientBodyTimeout)
+                .ok_or_else(|| format!("{:?} is not a time like 60s or 2m", value.text)),
+            _ => Err(arity("client_body_timeout", "one time")),
+        },
         "grpc_connect_timeout" => grpc_timeout(args, Timeout::Connect),
         "grpc_send_timeout" => grpc_timeout(args, Timeout::Send),
         "grpc_read_timeout" => grpc_timeout(args, Timeout::Read),
@@ -625,6 +634,11 @@ mod tests {
             ))
         );
         assert!(one("grpc_send_timeout never;").is_err());
+        assert_eq!(
+            one("client_body_timeout 2m;"),
+            Ok(Directive::ClientBodyTimeout(Duration::from_secs(120)))
+        );
+        assert!(one("client_body_timeout 0;").is_err());
     }
 
     #[test]

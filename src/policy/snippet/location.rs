@@ -102,6 +102,7 @@ pub fn read(statement: &Statement) -> Result<Location, String> {
     let limits = !inner.timeouts.is_empty()
         || !inner.grpc_timeouts.is_empty()
         || inner.body_size.is_some()
+        || inner.client_body_timeout.is_some()
         || inner.satisfy.is_some();
     if forwards || limits {
         return Err("it forwards nothing, so only response header edits, return, rewrite, if, allow, deny, access_log and log_not_found are read".into());

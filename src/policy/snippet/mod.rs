@@ -65,6 +65,7 @@ pub struct Snippet {
     pub grpc_timeouts: Vec<(Timeout, Duration)>,
     /// `client_max_body_size`; `Some(0)` is unlimited.
     pub body_size: Option<u64>,
+    pub client_body_timeout: Option<Duration>,
     /// Each directive as read, by name (a `return` with its status).
     pub understood: Vec<String>,
     /// Each directive refused, with why.
@@ -176,6 +177,7 @@ impl Snippet {
             Directive::Timeout(which, time) => once_each(&mut self.timeouts, which, time)?,
             Directive::GrpcTimeout(which, time) => once_each(&mut self.grpc_timeouts, which, time)?,
             Directive::BodySize(size) => once(&mut self.body_size, size)?,
+            Directive::ClientBodyTimeout(time) => once(&mut self.client_body_timeout, time)?,
             Directive::Buffering | Directive::Upgrade => {}
         }
         Ok(())
