@@ -67,6 +67,7 @@ fn benches(c: &mut Criterion) {
         path,
         query: Some("page=2"),
         tls: true,
+        port: 443,
         client: "192.0.2.10".parse().expect("ip"),
         peer: None,
     };

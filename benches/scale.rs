@@ -317,6 +317,7 @@ fn translate_phase(dir: &Path) -> String {
             path,
             query: None,
             tls: true,
+            port: 443,
             client,
             peer: None,
         };

@@ -390,6 +390,7 @@ fn check_url(template: &Template) -> Result<(), String> {
         request_uri: &uri,
         host: "example.com",
         tls: true,
+        port: 443,
         client: std::net::IpAddr::from([192, 0, 2, 1]),
         headers: &headers,
     };
@@ -562,6 +563,7 @@ mod tests {
             request_uri: &uri,
             host: "app.example.com",
             tls: true,
+            port: 443,
             client: std::net::IpAddr::from([192, 0, 2, 1]),
             headers: &headers,
         };

@@ -56,6 +56,9 @@ pub struct ProxySettings {
     pub timeouts: Timeouts,
     /// Request body limit in bytes; `None` is unlimited (`proxy-body-size: 0`).
     pub body_limit: Option<u64>,
+    /// A snippet's `client_body_timeout`; `None` is the ConfigMap's
+    /// `client-body-timeout`.
+    pub client_body_timeout: Option<Duration>,
     pub upstream_vhost: Option<HeaderValue>,
     pub x_forwarded_prefix: Option<HeaderValue>,
     pub load_balance: LoadBalance,
@@ -74,6 +77,7 @@ impl Default for ProxySettings {
             protocol: BackendProtocol::default(),
             timeouts: Timeouts::default(),
             body_limit: Some(DEFAULT_BODY_LIMIT),
+            client_body_timeout: None,
             upstream_vhost: None,
             x_forwarded_prefix: None,
             load_balance: LoadBalance::default(),

@@ -52,6 +52,46 @@ enum Var {
     Arg(String),
     /// `$1`…`$9`: a group of the regular expression a `rewrite` matched.
     Capture(usize),
+    /// `$server_port`: the port the connection came in on, which
+    /// Gatehouse also sends as `X-Forwarded-Port`.
+    ServerPort,
+    /// `$proxy_add_x_forwarded_for`: the request's `X-Forwarded-For`
+    /// with the client's address added, as nginx.
+    ForwardedFor,
+    /// One of ingress-nginx's location variables, until `bind` fills it
+    /// in for a route; empty outside one, as in nginx's server block.
+    Route(RouteVar),
+}
+
+/// The variables ingress-nginx `set`s at the top of every location it
+/// writes: known when the table is built, so they are filled in then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteVar {
+    Namespace,
+    IngressName,
+    ServiceName,
+    ServicePort,
+}
+
+/// The values of the `RouteVar`s for one route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteNames {
+    pub namespace: String,
+    pub ingress_name: String,
+    pub service_name: String,
+    /// The port as the Ingress names it: a number or a name.
+    pub service_port: String,
+}
+
+impl RouteNames {
+    fn get(&self, var: RouteVar) -> &str {
+        match var {
+            RouteVar::Namespace => &self.namespace,
+            RouteVar::IngressName => &self.ingress_name,
+            RouteVar::ServiceName => &self.service_name,
+            RouteVar::ServicePort => &self.service_port,
+        }
+    }
 }
 
 /// Which variables a value may use.
@@ -79,6 +119,8 @@ pub struct Facts<'a> {
     /// `Host` (or `:authority`) as sent.
     pub host: &'a str,
     pub tls: bool,
+    /// The port the connection came in on (`$server_port`).
+    pub port: u16,
     pub client: IpAddr,
     pub headers: &'a HeaderMap,
 }
@@ -106,7 +148,11 @@ impl Template {
                     (&after[..end], &after[end..])
                 }
             };
-            parts.push(Part::Var(variable(name, vars)?));
+            match variable(name, vars)? {
+                // ingress-nginx's `proxy_pass http://upstream_balancer;`.
+                None => parts.push(Part::Text("upstream_balancer".to_owned())),
+                Some(var) => parts.push(Part::Var(var)),
+            }
             rest = tail;
         }
         if !rest.is_empty() {
@@ -116,6 +162,22 @@ impl Template {
             parts,
             text: value.to_owned(),
         })
+    }
+
+    /// Whether it uses a location variable (`$namespace`, …).
+    pub fn uses_route_names(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(Var::Route(_))))
+    }
+
+    /// The location variables filled in with the route's values.
+    pub fn bind(&mut self, names: &RouteNames) {
+        for part in &mut self.parts {
+            if let Part::Var(Var::Route(var)) = part {
+                *part = Part::Text(names.get(*var).to_owned());
+            }
+        }
     }
 
     /// The value as written.
@@ -154,8 +216,19 @@ impl Template {
     }
 }
 
-fn variable(name: &str, vars: Vars) -> Result<Var, String> {
+/// The variable of that name; `None` is `$proxy_host`, a constant.
+fn variable(name: &str, vars: Vars) -> Result<Option<Var>, String> {
     let var = match name {
+        // ingress-nginx's `$req_id` is the request's `X-Request-ID`, or a
+        // new one: the header as Gatehouse sets it on the request.
+        "req_id" => Var::Header("x-request-id".to_owned()),
+        "proxy_add_x_forwarded_for" => Var::ForwardedFor,
+        "proxy_host" => return Ok(None),
+        "server_port" => Var::ServerPort,
+        "namespace" if vars != Vars::Location => Var::Route(RouteVar::Namespace),
+        "ingress_name" if vars != Vars::Location => Var::Route(RouteVar::IngressName),
+        "service_name" if vars != Vars::Location => Var::Route(RouteVar::ServiceName),
+        "service_port" if vars != Vars::Location => Var::Route(RouteVar::ServicePort),
         "host" => Var::Host,
         "http_host" | "best_http_host" => Var::HttpHost,
         "scheme" | "pass_access_scheme" => Var::Scheme,
@@ -182,15 +255,15 @@ fn variable(name: &str, vars: Vars) -> Result<Var, String> {
         }
         _ => return Err(unknown(name, vars)),
     };
-    Ok(var)
+    Ok(Some(var))
 }
 
 fn unknown(name: &str, vars: Vars) -> String {
-    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $uri, $request_method, $remote_addr, $args, $is_args";
+    let known = "$host, $http_host, $scheme, $request_uri, $escaped_request_uri, $uri, $request_method, $remote_addr, $args, $is_args, $server_port, $req_id, $proxy_add_x_forwarded_for, $proxy_host";
     match vars {
         Vars::Location => format!("uses ${name}; Gatehouse expands only {known}"),
         Vars::Request | Vars::Captures => format!(
-            "uses ${name}; Gatehouse expands only {known}, $http_<header>, $cookie_<name> and $arg_<name>"
+            "uses ${name}; Gatehouse expands only {known}, $namespace, $ingress_name, $service_name, $service_port, $http_<header>, $cookie_<name> and $arg_<name>"
         ),
     }
 }
@@ -230,8 +303,21 @@ fn expand(var: &Var, facts: &Facts<'_>, out: &mut String) {
             let value = crate::connection::query_value(facts.uri.query(), name);
             out.push_str(value.unwrap_or_default());
         }
-        // Only `expand_with` has groups to give.
-        Var::Capture(_) => {}
+        Var::ServerPort => {
+            let _ = write!(out, "{}", facts.port);
+        }
+        Var::ForwardedFor => {
+            for value in facts.headers.get_all("x-forwarded-for") {
+                if let Ok(text) = value.to_str() {
+                    out.push_str(text);
+                    out.push_str(", ");
+                }
+            }
+            let _ = write!(out, "{}", facts.client);
+        }
+        // Only `expand_with` has groups to give; an unbound location
+        // variable is empty.
+        Var::Capture(_) | Var::Route(_) => {}
     }
 }
 
@@ -274,6 +360,7 @@ mod tests {
             request_uri: uri,
             host: "Shop.Example.com:8443",
             tls: true,
+            port: 8443,
             client: "192.0.2.7".parse().unwrap(),
             headers,
         }
@@ -319,6 +406,54 @@ mod tests {
         ] {
             assert!(Template::parse(value, Vars::Location).is_err(), "{value}");
         }
+    }
+
+    #[test]
+    fn ingress_nginx_variables_expand_as_its_nginx_does() {
+        let uri: Uri = "/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.2"));
+        let method = Method::GET;
+        let f = facts(&uri, &headers, &method);
+        let expand = |v: &str| Template::parse(v, Vars::Request).unwrap().expand(&f);
+        assert_eq!(expand("$req_id"), "abc-123");
+        assert_eq!(
+            expand("$proxy_add_x_forwarded_for"),
+            "203.0.113.1, 203.0.113.2, 192.0.2.7"
+        );
+        assert_eq!(expand("$proxy_host"), "upstream_balancer");
+        let alone = HeaderMap::new();
+        let f = facts(&uri, &alone, &method);
+        let template = Template::parse("$proxy_add_x_forwarded_for", Vars::Location).unwrap();
+        assert_eq!(template.expand(&f), "192.0.2.7");
+        assert_eq!(expand("$scheme:$server_port"), "https:8443");
+    }
+
+    #[test]
+    fn location_variables_are_filled_in_for_a_route_and_empty_before() {
+        let mut template = Template::parse(
+            "$service_name.$namespace.svc.cluster.local:$service_port/$ingress_name",
+            Vars::Request,
+        )
+        .unwrap();
+        assert!(template.uses_route_names());
+        let uri: Uri = "/".parse().unwrap();
+        let headers = HeaderMap::new();
+        let method = Method::GET;
+        let f = facts(&uri, &headers, &method);
+        assert_eq!(template.expand(&f), "..svc.cluster.local:/");
+        template.bind(&RouteNames {
+            namespace: "shop".into(),
+            ingress_name: "web".into(),
+            service_name: "cart".into(),
+            service_port: "http".into(),
+        });
+        assert!(!template.uses_route_names());
+        assert_eq!(template.expand(&f), "cart.shop.svc.cluster.local:http/web");
+        // Not in the annotations that name a place (auth URLs).
+        assert!(Template::parse("$namespace", Vars::Location).is_err());
     }
 
     #[test]

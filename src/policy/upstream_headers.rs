@@ -62,6 +62,7 @@ mod tests {
             request_uri: &uri,
             host: "shop.example",
             tls: true,
+            port: 443,
             client: "192.0.2.1".parse().unwrap(),
             headers: &sent,
         };

@@ -88,6 +88,7 @@ impl<'c> RequestContext<'c> {
             request_uri: &self.record.uri,
             host: self.host.to_str().unwrap_or_default(),
             tls: self.conn.tls,
+            port: self.conn.local.port(),
             client: self.conn.client.ip(),
             headers: req.headers(),
         }
@@ -102,6 +103,7 @@ impl<'c> RequestContext<'c> {
             path: req.uri().path(),
             query: req.uri().query(),
             tls: self.conn.tls,
+            port: self.conn.local.port(),
             client: self.conn.client.ip(),
             peer: self.conn.peer_cert.as_deref(),
         }

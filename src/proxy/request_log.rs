@@ -53,6 +53,8 @@ pub struct RequestRecord {
     pub log: Option<Box<Captured>>,
     /// The server span, on a traced request; it ends with the response.
     pub trace: Option<Box<RequestTrace>>,
+    /// No access log line (a snippet's `access_log off`).
+    pub quiet: bool,
 }
 
 impl RequestRecord {
@@ -81,6 +83,7 @@ impl RequestRecord {
             held: None,
             log: None,
             trace: None,
+            quiet: false,
         }
     }
 
@@ -126,6 +129,9 @@ impl RequestRecord {
         };
         m.route(slot, names).record(m, &finished);
 
+        if self.quiet {
+            return;
+        }
         if let (Some(log), Some(captured)) = (&telemetry.access_log, &self.log) {
             let backend = self.route.as_ref().and(self.backend.as_deref());
             log.write_line(&Line {

@@ -168,6 +168,8 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub tls: bool,
+    /// The port the connection came in on (`$server_port`).
+    pub port: u16,
     pub client: IpAddr,
     /// The connection's client certificate, when its server name asked
     /// for one.

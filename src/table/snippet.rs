@@ -4,7 +4,10 @@
 //! 1. the server-snippet's script (nginx's server rewrite phase): a
 //!    `return` answers; a `rewrite` (any flag) changes the URI the
 //!    location is chosen with;
-//! 2. the location is chosen, then its own script: a closed route stays
+//! 2. the location is chosen (among the host's paths and the
+//!    server-snippet's `location` blocks, as nginx chooses: `choose`; a
+//!    snippet location runs its script, then answers 403 if it denies
+//!    all), then its own script: a closed route stays
 //!    closed (ingress-nginx's denied location runs no snippet), `app-root`
 //!    (which ingress-nginx writes in the server block) before the first
 //!    search only, then the configuration-snippet. `rewrite … last`, or a
@@ -28,10 +31,11 @@ use std::sync::Arc;
 use http::{StatusCode, Uri};
 
 use super::{
-    cert_refusal, ClientAuth, Decision, HostRoutes, Matched, RequestFacts, Route, RouteTable,
+    cert_refusal, ClientAuth, Decision, HostRoutes, Matched, PathType, RequestFacts, Route,
+    RouteTable,
 };
 use crate::policy::redirect::Redirects;
-use crate::policy::snippet::{Ran, RouteSnippet, ServerSnippet, SnippetEdits};
+use crate::policy::snippet::{Ran, RouteSnippet, ServerLocation, ServerSnippet, SnippetEdits};
 use crate::policy::template::Facts;
 
 /// The searches after a change of the URI nginx allows a request; the
@@ -55,6 +59,26 @@ pub struct Snippeted {
     /// The locations a search left, in order: each one's
     /// `more_set_input_headers` ran before the request left it.
     pub left: Vec<Arc<RouteSnippet>>,
+    /// A server-snippet's location with `access_log off` answered: no
+    /// access log line.
+    pub quiet: bool,
+}
+
+/// The location nginx chooses for a request: one of the host's paths, or
+/// one of its server-snippet's `location` blocks.
+enum Found<'t> {
+    Route(Matched<'t>),
+    Location(&'t ServerLocation),
+}
+
+/// How the location ingress-nginx writes for a path compares with a
+/// request's path, in nginx's terms.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Generated {
+    Exact,
+    /// A prefix location of this length.
+    Prefix(usize),
+    Regex,
 }
 
 /// What a chosen location does with the request.
@@ -83,6 +107,7 @@ struct Run<'t> {
     /// The URI as the rewrites left it, once they changed it.
     uri: Option<Uri>,
     left: Vec<Arc<RouteSnippet>>,
+    quiet: bool,
 }
 
 impl RouteTable {
@@ -100,6 +125,7 @@ impl RouteTable {
             server: routes.server.as_ref(),
             uri: None,
             left: Vec::new(),
+            quiet: false,
         };
         if first.is_none() {
             if let Some(decided) = run.server_phase(&sent, client_auth, req) {
@@ -110,12 +136,31 @@ impl RouteTable {
         let mut searches = 0;
         loop {
             let found = match first.take() {
-                Some(matched) => Some(matched),
-                None => self.find(routes, &run.request(req)),
+                Some(matched) => Some(Found::Route(matched)),
+                None => self.choose(routes, &run.request(req)),
             };
-            let Some(matched) = found else {
-                let edits = run.server_edits();
-                return run.finish(Decision::Respond(StatusCode::NOT_FOUND), edits, None);
+            let matched = match found {
+                Some(Found::Route(matched)) => {
+                    run.quiet = false;
+                    matched
+                }
+                Some(Found::Location(location)) => match run.snippet_location(&sent, location, req)
+                {
+                    Next::Decided(decision) => return decision,
+                    Next::Search(_) if searches == MAX_SEARCHES => {
+                        let edits = Some(SnippetEdits::Route(location.snippet.clone()));
+                        let failed = Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR);
+                        return run.finish(failed, edits, None);
+                    }
+                    Next::Search(_) | Next::Stay(_) => {
+                        searches += 1;
+                        continue;
+                    }
+                },
+                None => {
+                    let edits = run.server_edits();
+                    return run.finish(Decision::Respond(StatusCode::NOT_FOUND), edits, None);
+                }
             };
             match run.location(&sent, matched.route, searches == 0, req) {
                 Next::Decided(decision) => return decision,
@@ -132,6 +177,54 @@ impl RouteTable {
                     run.left.push(left);
                 }
             }
+        }
+    }
+
+    /// The location nginx chooses, with a server-snippet's `location`
+    /// blocks written before the host's paths, as ingress-nginx writes
+    /// them: an exact match (`=`) first; else the longest prefix, and if
+    /// that is a snippet's `^~` it is taken; else the regular expressions
+    /// in order (the snippet's first, then the paths'), the first that
+    /// matches; else the longest prefix.
+    fn choose<'t>(&'t self, routes: &'t HostRoutes, req: &RequestFacts<'_>) -> Option<Found<'t>> {
+        let matched = self.find(routes, req);
+        let locations = match &routes.server {
+            Some(server) if !server.locations.is_empty() => &server.locations,
+            _ => return matched.map(Found::Route),
+        };
+        let path = req.path;
+        if let Some(exact) = locations.iter().find(|l| l.matcher.is_exact(path)) {
+            return Some(Found::Location(exact));
+        }
+        let generated = matched.as_ref().map(|m| generated(m, path, routes));
+        if generated == Some(Generated::Exact) {
+            return matched.map(Found::Route);
+        }
+        let mut longest: Option<(&ServerLocation, usize, bool)> = None;
+        for location in locations {
+            if let Some((len, no_regex)) = location.matcher.prefix_of(path) {
+                if longest.is_none_or(|(_, longer, _)| len > longer) {
+                    longest = Some((location, len, no_regex));
+                }
+            }
+        }
+        let generated_len = match generated {
+            Some(Generated::Prefix(len)) => len,
+            _ => 0,
+        };
+        let prefix = longest.filter(|(_, len, _)| *len > generated_len);
+        if let Some((location, _, true)) = prefix {
+            return Some(Found::Location(location));
+        }
+        if let Some(regex) = locations.iter().find(|l| l.matcher.regex_matches(path)) {
+            return Some(Found::Location(regex));
+        }
+        if generated == Some(Generated::Regex) {
+            return matched.map(Found::Route);
+        }
+        match prefix {
+            Some((location, _, _)) => Some(Found::Location(location)),
+            None => matched.map(Found::Route),
         }
     }
 
@@ -173,7 +266,65 @@ impl RouteTable {
     }
 }
 
+/// The location ingress-nginx writes for the path found, as nginx
+/// compares it with `path`: `= PATH` for Exact; for Prefix `PATH/`, and
+/// `= PATH` beside it (not for `/`, nor with `rewrite-target` or a regular
+/// expression); a prefix as written for ImplementationSpecific; a regular
+/// expression with `use-regex`. Any other route (the Ingress's default
+/// backend, an HTTPRoute) counts as the shortest prefix.
+fn generated(matched: &Matched<'_>, path: &str, routes: &HostRoutes) -> Generated {
+    let route = matched.route;
+    if matched.regex.is_some() {
+        return Generated::Regex;
+    }
+    let is_path = routes
+        .fallback
+        .as_ref()
+        .is_none_or(|f| !Arc::ptr_eq(f, route))
+        && route.gateway.is_none()
+        && routes.routes.iter().any(|r| Arc::ptr_eq(r, route));
+    if !is_path {
+        return Generated::Prefix(0);
+    }
+    match route.path_type {
+        PathType::Exact => Generated::Exact,
+        PathType::Prefix if route.path == "/" || route.rewrite.is_some() => {
+            Generated::Prefix(route.path.len())
+        }
+        PathType::Prefix if route.path == path => Generated::Exact,
+        PathType::Prefix => {
+            let slash = usize::from(!route.path.ends_with('/'));
+            Generated::Prefix(route.path.len() + slash)
+        }
+        PathType::ImplementationSpecific => Generated::Prefix(route.path.len()),
+    }
+}
+
 impl<'t> Run<'t> {
+    /// A server-snippet's location: its script, then `deny all`'s 403.
+    /// (Its body was read only when one of them always ends the request.)
+    fn snippet_location(
+        &mut self,
+        sent: &OnceCell<Uri>,
+        location: &ServerLocation,
+        req: &RequestFacts<'_>,
+    ) -> Next {
+        let snippet = &location.snippet;
+        let edits = || Some(SnippetEdits::Route(snippet.clone()));
+        let facts = facts(sent, req);
+        self.quiet = location.quiet;
+        match snippet.script.run(&facts, &mut self.uri) {
+            Ran::Answer(answered) => {
+                Next::Decided(self.finish(Decision::Answer(answered), edits(), None))
+            }
+            Ran::Last | Ran::End { changed: true } => Next::Search(snippet.clone()),
+            Ran::Break | Ran::End { changed: false } => {
+                let refused = Decision::Respond(StatusCode::FORBIDDEN);
+                Next::Decided(self.finish(refused, edits(), None))
+            }
+        }
+    }
+
     /// A client certificate refused over TLS, then the server-snippet's
     /// script: an answer, or `None` with the URI it left.
     fn server_phase(
@@ -292,7 +443,8 @@ impl<'t> Run<'t> {
                 .is_some_and(|s| Arc::ptr_eq(s, snippet)),
             _ => false,
         };
-        let plain = self.uri.is_none() && self.left.is_empty() && answered_by.is_none();
+        let plain =
+            self.uri.is_none() && self.left.is_empty() && answered_by.is_none() && !self.quiet;
         if plain && found_on_route {
             return decision;
         }
@@ -302,6 +454,7 @@ impl<'t> Run<'t> {
             edits,
             answered_by,
             left: std::mem::take(&mut self.left),
+            quiet: self.quiet,
         }))
     }
 }
@@ -316,6 +469,7 @@ fn facts<'r>(sent: &'r OnceCell<Uri>, req: &RequestFacts<'r>) -> Facts<'r> {
         request_uri: sent,
         host: req.host,
         tls: req.tls,
+        port: req.port,
         client: req.client,
         headers: req.headers,
     }
@@ -352,7 +506,7 @@ mod tests {
     fn table(server: &str, paths: &[(&str, &str)]) -> RouteTable {
         let host = HostPattern::Exact("shop.test".into());
         let read = |text: &str| {
-            let snippet = Snippet::read(text);
+            let snippet = Snippet::read_as("server-snippet", text);
             assert!(snippet.applies(), "{text}: {:?}", snippet.refused);
             snippet
         };
@@ -392,6 +546,7 @@ mod tests {
             path,
             query,
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             peer: None,
         })
@@ -482,5 +637,33 @@ mod tests {
         assert!(matches!(teapot, Decision::Answer(a) if a == answered));
         let nowhere = server_edits(decide(&table, "/nowhere"));
         assert!(matches!(nowhere, Decision::Respond(StatusCode::NOT_FOUND)));
+    }
+
+    /// The status of a snippet's answer, else the Service forwarded to.
+    fn outcome(decision: &Decision) -> String {
+        let inner = match decision {
+            Decision::Snippet(part) => &part.decision,
+            other => other,
+        };
+        match inner {
+            Decision::Answer(answered) => format!("{answered:?}"),
+            Decision::Respond(status) => status.as_u16().to_string(),
+            _ => forwarded(decision).0,
+        }
+    }
+
+    #[test]
+    fn snippet_locations_are_chosen_with_the_paths_as_nginx_chooses_locations() {
+        let table = table(
+            "location /ap { return 418; }\nlocation ~ ^/api/r { return 410; }\nlocation = /api/e { deny all; }",
+            &[("/", ""), ("/api", "")],
+        );
+        // A Prefix path is `location /api/` and `location = /api`.
+        assert_eq!(outcome(&decide(&table, "/api")), "api");
+        assert!(outcome(&decide(&table, "/apx")).contains("418"));
+        assert_eq!(outcome(&decide(&table, "/api/x")), "api");
+        assert!(outcome(&decide(&table, "/api/r")).contains("410"));
+        assert_eq!(outcome(&decide(&table, "/api/e")), "403");
+        assert_eq!(outcome(&decide(&table, "/other")), "root");
     }
 }

@@ -433,6 +433,7 @@ spec:
                 path: "/",
                 query: None,
                 tls: false,
+                port: 80,
                 client: std::net::Ipv4Addr::LOCALHOST.into(),
                 peer: None,
             };

@@ -314,7 +314,7 @@ impl Reader<'_> {
             let Some((key, text)) = self.annotations.get(name) else {
                 continue;
             };
-            let read = Snippet::read(text);
+            let read = Snippet::read_as(name, text);
             summaries.push(SnippetSummary {
                 annotation: key.clone(),
                 enforced: if read.applies() {
@@ -348,8 +348,28 @@ impl Reader<'_> {
     /// for each into every location, so nginx refuses a snippet's as a
     /// duplicate; the annotation is the way to say it, and wins here.)
     fn limits_from(&mut self, key: &str, read: &Snippet, policy: &mut ProxySettings) {
+        // `grpc_*_timeout` acts only where ingress-nginx writes
+        // `grpc_pass`: a GRPC or GRPCS backend, where its `proxy_*`
+        // twins do nothing.
+        let grpc = policy.protocol.is_http2();
+        let (unused, kind) = match grpc {
+            true => (&read.timeouts, "proxy"),
+            false => (&read.grpc_timeouts, "grpc"),
+        };
+        if !unused.is_empty() {
+            let protocol = if grpc { "is" } else { "is not" };
+            self.warnings.push((
+                WarningKind::SnippetRefused,
+                format!("annotation {key}: its {kind}_*_timeout have no effect, as under ingress-nginx: the backend protocol {protocol} GRPC or GRPCS"),
+            ));
+        }
         let timeouts = &mut policy.timeouts;
-        for (which, time) in &read.timeouts {
+        let chosen = if grpc {
+            &read.grpc_timeouts
+        } else {
+            &read.timeouts
+        };
+        for (which, time) in chosen {
             let (annotation, slot) = match which {
                 Timeout::Connect => ("proxy-connect-timeout", &mut timeouts.connect),
                 Timeout::Send => ("proxy-send-timeout", &mut timeouts.send),
@@ -366,6 +386,11 @@ impl Reader<'_> {
                 )),
             }
         }
+        // ingress-nginx writes no `client_body_timeout` of its own: the
+        // snippet's holds.
+        if read.client_body_timeout.is_some() {
+            policy.client_body_timeout = read.client_body_timeout;
+        }
         if let Some(size) = read.body_size {
             match self.annotations.get("proxy-body-size") {
                 None => policy.body_limit = (size > 0).then_some(size),
@@ -380,7 +405,8 @@ impl Reader<'_> {
     /// A server-snippet's timeouts and body size do nothing under
     /// ingress-nginx, whose every location sets its own; nor here.
     fn server_limits(&mut self, key: &str, read: &Snippet) {
-        if !read.timeouts.is_empty() || read.body_size.is_some() {
+        let timeouts = !read.timeouts.is_empty() || !read.grpc_timeouts.is_empty();
+        if timeouts || read.body_size.is_some() {
             self.warnings.push((
                 WarningKind::SnippetRefused,
                 format!("annotation {key}: its timeouts and client_max_body_size have no effect, as under ingress-nginx (each location sets its own); use the annotations"),
@@ -514,6 +540,7 @@ mod tests {
     use super::*;
     use crate::policy::proxy_settings::parse_size;
     use crate::policy::rewrite::parse_target as parse_rewrite_target;
+    use std::time::Duration;
 
     /// Parses with no Secrets and the default access options.
     fn parse_alone(
@@ -582,6 +609,33 @@ mod tests {
             "{warnings:?}"
         );
         assert!(parsed.access.denied.is_some());
+    }
+
+    #[test]
+    fn grpc_timeouts_of_a_snippet_time_grpc_backends_only() {
+        let mut defaults = RouteDefaults::default();
+        defaults.access.allow_snippets = true;
+        let secrets = crate::cluster::KeyedMap::default();
+        let config_maps = crate::cluster::KeyedMap::default();
+        let lookup = ObjectLookup {
+            namespace: "default",
+            secrets: &secrets,
+            config_maps: &config_maps,
+        };
+        let snippet = "grpc_read_timeout 3600s;\nproxy_read_timeout 7s;";
+        let read = |protocol: &str| {
+            let a = annotations(&[
+                ("nginx.ingress.kubernetes.io/configuration-snippet", snippet),
+                ("nginx.ingress.kubernetes.io/backend-protocol", protocol),
+            ]);
+            parse(Some(&a), "gatehouse.dev", &lookup, &defaults)
+        };
+        let (grpc, warnings) = read("GRPC");
+        assert_eq!(grpc.policy.timeouts.read, Duration::from_secs(3600));
+        assert!(warnings[0].1.contains("proxy_*_timeout have no effect"));
+        let (http, warnings) = read("HTTP");
+        assert_eq!(http.policy.timeouts.read, Duration::from_secs(7));
+        assert!(warnings[0].1.contains("grpc_*_timeout have no effect"));
     }
 
     #[test]

@@ -245,6 +245,7 @@ impl Build<'_> {
             let mut route = view.route(host.clone(), path_text, path_type, action, regex.is_some());
             route.host = name.clone();
             route.snippet = self.route_snippet(view, host, &route);
+            self.server_body_timeout(host, &mut route);
             if name != host {
                 self.alias_server_snippet(host, name);
             }

@@ -16,8 +16,9 @@ use super::{Build, WarningKind};
 use crate::cluster::ObjectKey;
 use crate::policy::rewrite::Rewrite;
 use crate::policy::snippet::{PathRegex, RouteSnippet, ServerSnippet, Snippet, TargetRewrite};
+use crate::policy::template::RouteNames;
 use crate::policy::{AccessOptions, Annotations};
-use crate::table::{HostPattern, Route};
+use crate::table::{Action, HostPattern, Route};
 
 /// A host's server-snippet: the Ingress it comes from, as read, and what
 /// it does before a path is chosen.
@@ -44,7 +45,7 @@ impl Build<'_> {
             let Some((annotation, text)) = annotations.get("server-snippet") else {
                 continue;
             };
-            let snippet = Snippet::read(text);
+            let snippet = Snippet::read_as("server-snippet", text);
             if !snippet.applies() {
                 continue; // warned about with the Ingress's annotations
             }
@@ -88,10 +89,26 @@ impl Build<'_> {
         let server = self.server_snippets.get(host).map(|c| &*c.snippet);
         let location = view.annotations.snippet.as_deref();
         let mut merged = RouteSnippet::merge(server, location)?;
+        merged.bind(&route_names(view.key, route));
         if merged.script.may_end_changed() {
             merged.target = target_rewrite(route);
         }
         Some(Arc::new(merged))
+    }
+
+    /// A server-snippet's `client_body_timeout`, which ingress-nginx's
+    /// locations inherit (they write none of their own), on a route of
+    /// the host whose configuration-snippet sets none.
+    pub(super) fn server_body_timeout(&self, host: &HostPattern, route: &mut Route) {
+        let claim = self.server_snippets.get(host);
+        let Some(time) = claim.and_then(|c| c.snippet.client_body_timeout) else {
+            return;
+        };
+        if route.policy.client_body_timeout.is_none() {
+            let mut policy = (*route.policy).clone();
+            policy.client_body_timeout = Some(time);
+            route.policy = Arc::new(policy);
+        }
     }
 
     /// The server-snippet of `host` for another name of it
@@ -104,6 +121,22 @@ impl Build<'_> {
         {
             self.table.set_server_snippet(alias, server);
         }
+    }
+}
+
+/// ingress-nginx's location variables for the route (its Ingress, its
+/// Service and port as the Ingress names them; empty for a backend that
+/// could not be resolved).
+fn route_names(key: &ObjectKey, route: &Route) -> RouteNames {
+    let (service_name, service_port) = match &route.action {
+        Action::Forward(backend) => (backend.service.name.clone(), backend.port.clone()),
+        Action::Unavailable => Default::default(),
+    };
+    RouteNames {
+        namespace: key.namespace.clone(),
+        ingress_name: key.name.clone(),
+        service_name,
+        service_port,
     }
 }
 

@@ -31,6 +31,7 @@ fn routes_to(table: &gatehouse::table::RouteTable, host: &str, service: &str) ->
         path: "/",
         query: None,
         tls: true,
+        port: 443,
         client: "127.0.0.1".parse().expect("ip"),
         peer: None,
     };

@@ -281,6 +281,7 @@ fn view(t: &Translation) -> String {
                     path,
                     query: None,
                     tls,
+                    port: 80,
                     client: "192.0.2.10".parse().expect("address"),
                     peer: None,
                 };

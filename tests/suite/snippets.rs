@@ -51,6 +51,36 @@ fn manifests(backend: &Backend) -> String {
             &[(CONFIGURATION, "allow 127.0.0.0/8;\ndeny all;")],
         ),
         ("denied", &[(CONFIGURATION, "deny 127.0.0.1;")]),
+        (
+            "blocks",
+            &[(
+                SERVER,
+                "location = /metrics { deny all; }\nlocation = /favicon.ico { return 404; access_log off; log_not_found off; }",
+            )],
+        ),
+        (
+            "forwards",
+            &[(
+                SERVER,
+                "location /x { return 404; }\nlocation /meta { proxy_pass http://169.254.169.254/; }",
+            )],
+        ),
+        (
+            "guarded",
+            &[(
+                SERVER,
+                "location = /ok { return 200 'ok'; }\nlocation /admin { deny all; try_files $uri /index.html; }",
+            )],
+        ),
+        ("quietbody", &[(CONFIGURATION, "client_body_timeout 1s;")]),
+        ("quietserver", &[(SERVER, "client_body_timeout 1;")]),
+        (
+            "port",
+            &[(
+                CONFIGURATION,
+                "proxy_set_header X-Port $server_port;\nmore_set_headers \"X-Port-Out: $server_port\";",
+            )],
+        ),
         ("closed", &[(CONFIGURATION, "deny all;\ngzip on;")]),
         (
             "nightmare",
@@ -144,6 +174,21 @@ async fn snippet_header_directives_edit_the_request_and_the_response() {
     assert_eq!(header(&missing, "x-frame-options"), Some("DENY"));
     assert_eq!(header(&missing, "x-added"), None, "add_header skips 404");
     assert_eq!(header(&missing, "x-always"), Some("always"));
+}
+
+/// `$server_port` is the port the connection came in on, as nginx's, the
+/// one Gatehouse sends as `X-Forwarded-Port`.
+#[tokio::test]
+async fn server_port_is_the_port_the_request_came_in_on() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let reply = http_get(addr, "port.test", "/").await;
+    let port = addr.port().to_string();
+    assert_eq!(header(&reply, "x-port-out"), Some(port.as_str()));
+    let seen = reply.seen();
+    assert_eq!(seen["headers"]["x-port"], port.as_str());
+    assert_eq!(seen["headers"]["x-forwarded-port"], port.as_str());
 }
 
 #[tokio::test]
@@ -275,4 +320,87 @@ async fn each_snippet_is_reported_directive_by_directive() {
                 .contains("already has the server-snippet of test/moved")
     });
     assert!(shadowed, "{:#?}", translation.warnings);
+}
+
+/// A server-snippet's `location` blocks answer their paths and leave the
+/// host's others to its Ingresses; one whose body forwards or reaches
+/// nginx's static files refuses the snippet, and closes the host's routes
+/// when it holds `deny`.
+#[tokio::test]
+async fn server_snippet_locations_answer_their_paths_and_hostile_bodies_are_refused() {
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    let addr = gatehouse.http_addr;
+    let metrics = http_get(addr, "blocks.test", "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::FORBIDDEN);
+    let favicon = http_get(addr, "blocks.test", "/favicon.ico").await;
+    assert_eq!(favicon.status, StatusCode::NOT_FOUND);
+    assert!(backend.seen.lock().unwrap().is_empty());
+    for path in ["/metrics/x", "/shop"] {
+        assert_eq!(http_get(addr, "blocks.test", path).await.backend(), "web");
+    }
+    // Served without the snippet: /x reaches the endpoint.
+    let forwards = http_get(addr, "forwards.test", "/x").await;
+    assert_eq!(forwards.backend(), "web");
+    assert_eq!(
+        status_of(addr, "guarded.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// `access_log off` in the location that answered writes no line.
+#[tokio::test]
+async fn access_log_off_in_a_snippet_location_writes_no_line() {
+    let backend = Backend::start("web").await;
+    let log = tempfile::tempdir().expect("tempdir");
+    let path = log.path().join("access.log");
+    let (_dir, gatehouse) = serve_manifests_with(&manifests(&backend), |c| {
+        c.translate.access.allow_snippets = true;
+        c.access_log = gatehouse::telemetry::access_log::AccessLogTarget::File(path.clone());
+    })
+    .await;
+    let addr = gatehouse.http_addr;
+    let favicon = http_get(addr, "blocks.test", "/favicon.ico").await;
+    assert_eq!(favicon.status, StatusCode::NOT_FOUND);
+    let metrics = http_get(addr, "blocks.test", "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::FORBIDDEN);
+    let lines = eventually(
+        "the /metrics line",
+        std::time::Duration::from_secs(5),
+        async || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            match text.contains("/metrics") {
+                true => Ok(text),
+                false => Err(text),
+            }
+        },
+    )
+    .await;
+    assert!(!lines.contains("favicon"), "{lines}");
+}
+
+/// `client_body_timeout` in either snippet bounds how long the client may
+/// go quiet within its body (ingress-nginx writes none of its own, so a
+/// server-snippet's reaches every path of the host): 408 well before the
+/// ConfigMap's 60 s.
+#[tokio::test]
+async fn client_body_timeout_in_a_snippet_answers_a_quiet_client_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("web").await;
+    let (_dir, gatehouse) = serve(&backend, true).await;
+    for host in ["quietbody.test", "quietserver.test"] {
+        let mut raw = tokio::net::TcpStream::connect(gatehouse.http_addr)
+            .await
+            .expect("connect");
+        let head = format!("POST / HTTP/1.1\r\nhost: {host}\r\ncontent-length: 500\r\n\r\n");
+        raw.write_all(head.as_bytes()).await.expect("head");
+        raw.write_all(&[b'z'; 100]).await.expect("part of the body");
+        let mut status = [0u8; 12];
+        let wait = std::time::Duration::from_secs(20);
+        tokio::time::timeout(wait, raw.read_exact(&mut status))
+            .await
+            .expect("an answer long before the ConfigMap's 60 s")
+            .expect("status line");
+        assert_eq!(&status[9..12], b"408", "{host}");
+    }
 }

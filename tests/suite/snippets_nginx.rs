@@ -292,6 +292,69 @@ if ($uri = /away) { return 301 https://away.test/; }"#,
             },
         ],
     },
+    // The variables people use in values: ingress-nginx's `$req_id` and
+    // location variables, nginx's `$proxy_add_x_forwarded_for`, and the
+    // hand-written WebSocket lines, which change nothing. (`$proxy_host`
+    // is ingress-nginx's `upstream_balancer`, which this nginx does not
+    // proxy to.)
+    one(
+        "vars.test",
+        "",
+        &[root(
+            r#"proxy_set_header X-Req $req_id;
+proxy_set_header X-Fwd $proxy_add_x_forwarded_for;
+proxy_set_header l5d-dst-override $service_name.$namespace.svc.cluster.local:$service_port;
+more_set_headers "X-Ingress: $ingress_name" "X-Req-Out: $req_id";
+proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Connection $connection_upgrade;
+proxy_http_version 1.1;"#,
+        )],
+    ),
+    // A server-snippet's `location` blocks, written before the paths'
+    // (each an ImplementationSpecific prefix, as ingress-nginx writes
+    // one), chosen among them as nginx chooses.
+    Case {
+        host: "where.test",
+        server: r#"more_set_headers "X-Server: s";
+location = /metrics { deny all; }
+location ~* "^/_metrics" { deny all; return 403; }
+location = /favicon.ico { return 404; access_log off; log_not_found off; }
+location /test { return 418 "teapot"; }
+location = /.well-known/carddav { return 301 https://$host/remote.php/dav; }
+location ^~ /static { more_set_headers "X-Where: static"; add_header X-Added a; return 200 "static"; }
+location /api/v { return 200 "snippet prefix"; }
+location ~ ^/api/v2/regex { return 200 "snippet regex $uri"; }
+location /app/deep/er { return 200 "snippet longer prefix"; }
+location /old { rewrite ^/old/(.*)$ /api/$1 last; deny all; }
+location ~ ^/static-regex { return 200 "never: ^~ wins"; }"#,
+        server_generated: "",
+        paths: &[
+            Path {
+                path: "/",
+                location: "/",
+                backend: 0,
+                snippet: "more_set_headers \"X-Loc: root\";",
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/api/v2",
+                location: "/api/v2",
+                backend: 1,
+                snippet: "",
+                annotations: &[],
+                generated: "",
+            },
+            Path {
+                path: "/app",
+                location: "/app",
+                backend: 2,
+                snippet: "",
+                annotations: &[],
+                generated: "",
+            },
+        ],
+    },
 ];
 
 const TARGET: &[(&str, &str)] = &[
@@ -321,6 +384,9 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-api-added",
     "x-moved",
     "x-private",
+    "x-ingress",
+    "x-req-out",
+    "x-where",
 ];
 const UPSTREAM_HEADERS: &[&str] = &[
     "x-tenant",
@@ -330,6 +396,9 @@ const UPSTREAM_HEADERS: &[&str] = &[
     "x-root-in",
     "x-api-in",
     "x-orig",
+    "x-req",
+    "x-fwd",
+    "l5d-dst-override",
 ];
 
 /// A request: host, path, extra headers.
@@ -399,6 +468,39 @@ const REQUESTS: &[Asked] = &[
     // Re-routed, the request is refused by the path it reaches.
     ("own.test", "/to-private/x", &[]),
     ("own.test", "/shop", &[]),
+    (
+        "vars.test",
+        "/v",
+        &[
+            ("x-request-id", "abc-123"),
+            ("x-forwarded-for", "192.0.2.9"),
+        ],
+    ),
+    ("vars.test", "/v", &[("x-request-id", "def-456")]),
+    // Exact beats every prefix; `deny all` refuses its path only.
+    ("where.test", "/metrics", &[]),
+    ("where.test", "/metrics/x", &[]),
+    ("where.test", "/shop", &[]),
+    // A snippet's regex beats a path's prefix.
+    ("where.test", "/_METRICS/x", &[]),
+    ("where.test", "/favicon.ico", &[]),
+    ("where.test", "/test/x", &[]),
+    ("where.test", "/.well-known/carddav", &[]),
+    // `^~` skips the regexes when it is the longest prefix.
+    ("where.test", "/static-regex", &[]),
+    ("where.test", "/static/x", &[]),
+    // A longer path prefix beats a snippet's prefix…
+    ("where.test", "/api/v2/x", &[]),
+    // …but not a snippet's regex.
+    ("where.test", "/api/v2/regex/x", &[]),
+    ("where.test", "/api/v1", &[]),
+    // A longer snippet prefix beats a path's.
+    ("where.test", "/app/deep/er/x", &[]),
+    ("where.test", "/app/deep", &[]),
+    // `rewrite … last` in a snippet location looks the paths up again;
+    // what it does not rewrite is denied.
+    ("where.test", "/old/v2/x?q=1", &[]),
+    ("where.test", "/old", &[]),
 ];
 
 fn manifests(backends: &[Backend]) -> String {
@@ -428,16 +530,24 @@ fn nginx_http(backends: &[Backend]) -> String {
     // redirects nginx makes absolute (`use-port-in-redirects: false`).
     let mut http =
         "  default_type text/html;\n  port_in_redirect off;\n  access_log off;\n".to_owned();
-    for case in CASES {
+    // ingress-nginx's maps for `$req_id` and `$connection_upgrade`.
+    http += "  map $http_x_request_id $req_id { default $http_x_request_id; \"\" $request_id; }\n";
+    http += "  map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }\n";
+    for (i, case) in CASES.iter().enumerate() {
         let (host, server, generated) = (case.host, case.server, case.server_generated);
         http += &format!(
             "  server {{\n    listen 127.0.0.1:{{port}};\n    server_name {host};\n    {server}\n    {generated}\n"
         );
-        for path in case.paths {
+        for (j, path) in case.paths.iter().enumerate() {
             let backend = backends[path.backend].addr;
+            let service = BACKENDS[path.backend];
             let (location, snippet, generated) = (path.location, path.snippet, path.generated);
             http += &format!(
                 "    location {location} {{
+      set $namespace \"test\";
+      set $ingress_name \"case{i}-{j}\";
+      set $service_name \"{service}\";
+      set $service_port \"80\";
       proxy_set_header Host $http_host;
       proxy_pass http://{backend};
       {snippet}

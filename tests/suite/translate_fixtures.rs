@@ -242,6 +242,7 @@ fn check(name: &str) {
             path: &case.path,
             query: case.query.as_deref(),
             tls: case.tls,
+            port: 80,
             client: case.client.unwrap_or("192.0.2.10".parse().expect("ip")),
             peer: None,
         };

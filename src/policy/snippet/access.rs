@@ -32,7 +32,7 @@ pub fn access_of(
             "is a snippet that restricts access ({found}), and snippet annotations are not allowed (--allow-snippet-annotations, annotations-risk-level)"
         ));
     }
-    let snippet = Snippet::read(text);
+    let snippet = Snippet::read_as(name, text);
     if !snippet.applies() {
         if !snippet.protective {
             return Ok(None);

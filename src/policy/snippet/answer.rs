@@ -111,6 +111,7 @@ mod tests {
             request_uri: &uri,
             host: "Shop.test:8080",
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             headers: &headers,
         };

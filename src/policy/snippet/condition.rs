@@ -196,6 +196,7 @@ mod tests {
             request_uri: &uri,
             host: "Old.Shop.test:8080",
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             headers: &headers,
         };

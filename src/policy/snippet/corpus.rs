@@ -33,7 +33,7 @@ struct Outcome {
 }
 
 fn outcome(published: &Published) -> Outcome {
-    let snippet = Snippet::read(&published.text);
+    let snippet = Snippet::read_as(&published.annotation, &published.text);
     let allowed = AccessOptions {
         allow_snippets: true,
         ..AccessOptions::default()

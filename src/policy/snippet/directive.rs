@@ -40,6 +40,18 @@ pub enum Directive {
     /// `proxy_buffering`, `proxy_request_buffering`: accepted, as the
     /// annotations of the same names, without effect (bodies stream).
     Buffering,
+    /// `grpc_connect_timeout`, `grpc_send_timeout`, `grpc_read_timeout`:
+    /// nginx's for `grpc_pass`, which ingress-nginx uses for the GRPC and
+    /// GRPCS backend protocols only.
+    GrpcTimeout(Timeout, Duration),
+    /// `client_body_timeout`: the longest the client may go quiet within
+    /// its request body.
+    ClientBodyTimeout(Duration),
+    /// The hand-written WebSocket lines (`proxy_set_header Upgrade
+    /// $http_upgrade;`, `proxy_set_header Connection $connection_upgrade;`
+    /// or `"upgrade"`, `proxy_http_version 1.1;`): Gatehouse forwards
+    /// upgrades as nginx does with them, so there is nothing to do.
+    Upgrade,
 }
 
 /// Which of the proxy timeouts.
@@ -74,7 +86,11 @@ pub fn read(statement: &Statement) -> Result<Directive, String> {
         "more_set_input_headers" => input(args, true).map(Directive::Input),
         "more_clear_input_headers" => input(args, false).map(Directive::Input),
         "add_header" => add_header(args).map(Directive::AddHeader),
-        "proxy_set_header" => proxy_set_header(args).map(Directive::ProxySetHeader),
+        "proxy_set_header" => proxy_set_header(args),
+        "proxy_http_version" => match texts(args).as_slice() {
+            ["1.1"] => Ok(Directive::Upgrade),
+            _ => Err("proxy_http_version: Gatehouse forwards HTTP/1.1; only 1.1 is read".into()),
+        },
         "proxy_hide_header" => match args {
             [name] => header_name(&name.text).map(Directive::ProxyHideHeader),
             _ => Err(arity("proxy_hide_header", "a header name")),
@@ -91,6 +107,15 @@ pub fn read(statement: &Statement) -> Result<Directive, String> {
         "proxy_connect_timeout" => timeout(args, Timeout::Connect),
         "proxy_send_timeout" => timeout(args, Timeout::Send),
         "proxy_read_timeout" => timeout(args, Timeout::Read),
+        "client_body_timeout" => match args {
+            [value] => parse_time(&value.text)
+                .map(Directive::ClientBodyTimeout)
+                .ok_or_else(|| format!("{:?} is not a time like 60s or 2m", value.text)),
+            _ => Err(arity("client_body_timeout", "one time")),
+        },
+        "grpc_connect_timeout" => grpc_timeout(args, Timeout::Connect),
+        "grpc_send_timeout" => grpc_timeout(args, Timeout::Send),
+        "grpc_read_timeout" => grpc_timeout(args, Timeout::Read),
         "client_max_body_size" => match args {
             [size] => parse_size(&size.text)
                 .map(Directive::BodySize)
@@ -257,20 +282,34 @@ fn add_header(args: &[Word]) -> Result<AddHeader, String> {
     })
 }
 
-fn proxy_set_header(args: &[Word]) -> Result<UpstreamHeader, String> {
+fn proxy_set_header(args: &[Word]) -> Result<Directive, String> {
     let [name, value] = args else {
         return Err(arity("proxy_set_header", "a name and a value"));
     };
     let name = header_name(&name.text)?;
+    if is_upgrade_idiom(&name, &value.text) {
+        return Ok(Directive::Upgrade);
+    }
     if frames_the_message(&name) {
         return Err(format!(
-            "proxy_set_header may not set {name}, which frames the message"
+            "proxy_set_header may not set {name}, which frames the message (only the WebSocket lines Upgrade $http_upgrade and Connection $connection_upgrade or \"upgrade\" are read)"
         ));
     }
-    Ok(UpstreamHeader {
+    Ok(Directive::ProxySetHeader(UpstreamHeader {
         name,
         value: template(&value.text, "proxy_set_header")?,
-    })
+    }))
+}
+
+/// `Upgrade $http_upgrade`, `Connection $connection_upgrade` or
+/// `Connection upgrade`: what Gatehouse sends an endpoint for an upgrade
+/// already (and for any other request, nginx's default).
+fn is_upgrade_idiom(name: &HeaderName, value: &str) -> bool {
+    match name.as_str() {
+        "upgrade" => value == "$http_upgrade",
+        "connection" => value == "$connection_upgrade" || value.eq_ignore_ascii_case("upgrade"),
+        _ => false,
+    }
 }
 
 /// `return CODE [TEXT | URL]` or `return URL` (302).
@@ -403,6 +442,13 @@ fn timeout(args: &[Word], which: Timeout) -> Result<Directive, String> {
     parse_time(&value.text)
         .map(|t| Directive::Timeout(which, t))
         .ok_or_else(|| format!("{:?} is not a time like 60s or 2m", value.text))
+}
+
+fn grpc_timeout(args: &[Word], which: Timeout) -> Result<Directive, String> {
+    match timeout(args, which)? {
+        Directive::Timeout(which, time) => Ok(Directive::GrpcTimeout(which, time)),
+        other => Ok(other),
+    }
 }
 
 /// nginx times: a number with `ms`, `s` (the default), `m`, `h` or `d`;
@@ -546,6 +592,53 @@ mod tests {
         );
         assert!(one("allow unix:;").is_err());
         assert_eq!(one("proxy_buffering off;"), Ok(Directive::Buffering));
+    }
+
+    #[test]
+    fn the_websocket_lines_are_understood_and_other_framing_values_refused() {
+        for text in [
+            "proxy_set_header Upgrade $http_upgrade;",
+            "proxy_set_header Connection $connection_upgrade;",
+            "proxy_set_header Connection \"upgrade\";",
+            "proxy_set_header connection Upgrade;",
+            "proxy_http_version 1.1;",
+        ] {
+            assert_eq!(one(text), Ok(Directive::Upgrade), "{text}");
+        }
+        for text in [
+            "proxy_set_header Upgrade websocket;",
+            "proxy_set_header Connection close;",
+            "proxy_set_header Connection $http_connection;",
+            "proxy_set_header Transfer-Encoding chunked;",
+            "proxy_http_version 1.0;",
+            "proxy_http_version 2;",
+        ] {
+            assert!(one(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_apart_from_the_proxy_ones() {
+        assert_eq!(
+            one("grpc_read_timeout 3600s;"),
+            Ok(Directive::GrpcTimeout(
+                Timeout::Read,
+                Duration::from_secs(3600)
+            ))
+        );
+        assert_eq!(
+            one("grpc_connect_timeout 5;"),
+            Ok(Directive::GrpcTimeout(
+                Timeout::Connect,
+                Duration::from_secs(5)
+            ))
+        );
+        assert!(one("grpc_send_timeout never;").is_err());
+        assert_eq!(
+            one("client_body_timeout 2m;"),
+            Ok(Directive::ClientBodyTimeout(Duration::from_secs(120)))
+        );
+        assert!(one("client_body_timeout 0;").is_err());
     }
 
     #[test]

@@ -121,6 +121,16 @@ impl HeaderEdits {
         }
     }
 
+    /// Every value, to fill in the location variables (`$namespace`, …).
+    pub fn templates_mut(&mut self) -> impl Iterator<Item = &mut Template> {
+        let input = self.input.iter_mut().flat_map(|e| &mut e.changes);
+        let output = self.output.iter_mut().flat_map(|e| &mut e.changes);
+        let changes = input.chain(output).filter_map(|c| c.value.as_mut());
+        let upstream = self.upstream.iter_mut().map(|u| &mut u.value);
+        let add = self.add.iter_mut().map(|a| &mut a.value);
+        changes.chain(upstream).chain(add)
+    }
+
     /// The request as the later phases and the endpoint see it
     /// (`more_set_input_headers`, `more_clear_input_headers`), values
     /// expanded from the request as it was before.
@@ -250,6 +260,7 @@ mod tests {
             request_uri: uri,
             host: "shop.test",
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             headers,
         }

@@ -5,7 +5,8 @@
 //! directives (`directive`), each compiled into a policy Gatehouse
 //! already has: header edits, answers and rewrites (one `script`, as
 //! nginx's rewrite module runs them), access lists, timeouts and body
-//! size. Nothing of its text is passed on.
+//! size; a server-snippet's `location` blocks that answer or refuse
+//! their paths (`location`). Nothing of its text is passed on.
 //!
 //! A snippet is applied whole or not at all: one directive outside the
 //! list, or text that is not nginx syntax, serves the Ingress without the
@@ -23,6 +24,7 @@ mod condition;
 mod corpus;
 mod directive;
 mod headers;
+mod location;
 mod path;
 mod route;
 mod script;
@@ -36,8 +38,9 @@ pub use access::{access_directives, access_of, SnippetAccess};
 pub use answer::{Answer, Answered, PathRegex};
 pub use directive::Timeout;
 pub use headers::HeaderEdits;
+pub use location::{Location, LocationMatch};
 pub use path::{TargetRewrite, UriRewrite};
-pub use route::{RouteSnippet, ServerSnippet, SnippetEdits};
+pub use route::{RouteSnippet, ServerLocation, ServerSnippet, SnippetEdits};
 pub use script::{Flag, Ran, Script, Step};
 
 use super::access::Satisfy;
@@ -57,22 +60,44 @@ pub struct Snippet {
     pub access: Vec<(bool, Option<IpNet>)>,
     pub satisfy: Option<Satisfy>,
     pub timeouts: Vec<(Timeout, Duration)>,
+    /// `grpc_*_timeout`: the timeouts of routes to a GRPC or GRPCS
+    /// backend.
+    pub grpc_timeouts: Vec<(Timeout, Duration)>,
     /// `client_max_body_size`; `Some(0)` is unlimited.
     pub body_size: Option<u64>,
+    pub client_body_timeout: Option<Duration>,
     /// Each directive as read, by name (a `return` with its status).
     pub understood: Vec<String>,
     /// Each directive refused, with why.
     pub refused: Vec<String>,
     /// It restricts who may reach a route (see the module's list).
     pub protective: bool,
+    /// A server-snippet's `location` blocks, in order.
+    pub locations: Vec<Location>,
+    /// Read as a server-snippet, whose `location` blocks are read.
+    server: bool,
 }
 
 impl Snippet {
-    /// Reads a snippet; it is applied only when nothing was refused.
+    /// Reads a configuration-snippet; it is applied only when nothing
+    /// was refused.
     pub fn read(text: &str) -> Snippet {
+        Snippet::read_in(text, false)
+    }
+
+    /// Reads a snippet annotation (`name` without prefix): a
+    /// server-snippet may hold `location` blocks.
+    pub fn read_as(name: &str, text: &str) -> Snippet {
+        Snippet::read_in(text, name == "server-snippet")
+    }
+
+    fn read_in(text: &str, server: bool) -> Snippet {
         match syntax::parse(text) {
             Ok(statements) => {
-                let mut snippet = Snippet::default();
+                let mut snippet = Snippet {
+                    server,
+                    ..Snippet::default()
+                };
                 for statement in &statements {
                     snippet.add(statement);
                 }
@@ -95,6 +120,24 @@ impl Snippet {
     fn add(&mut self, statement: &Statement) {
         let name = statement.name();
         self.protective |= is_protective_statement(statement);
+        if name == "location" {
+            if !self.server {
+                let why = "location: a location here nests inside the path's own, which Gatehouse does not read (a server-snippet's is read)";
+                self.refused.push(why.into());
+                return;
+            }
+            match location::read(statement) {
+                Ok(location) => {
+                    let args: Vec<&str> =
+                        statement.args().iter().map(|w| w.text.as_str()).collect();
+                    let label = format!("location {}", args.join(" "));
+                    self.understood.push(label);
+                    self.locations.push(location);
+                }
+                Err(why) => self.refused.push(format!("location: {why}")),
+            }
+            return;
+        }
         if name == "if" {
             match if_block(statement) {
                 Ok(step) => {
@@ -131,14 +174,11 @@ impl Snippet {
             Directive::Rewrite(rewrite) => self.script.push(Step::Rewrite(rewrite)),
             Directive::Access(allow, net) => self.access.push((allow, net)),
             Directive::Satisfy(satisfy) => once(&mut self.satisfy, satisfy)?,
-            Directive::Timeout(which, time) => {
-                if self.timeouts.iter().any(|(w, _)| *w == which) {
-                    return Err(DUPLICATE.into());
-                }
-                self.timeouts.push((which, time));
-            }
+            Directive::Timeout(which, time) => once_each(&mut self.timeouts, which, time)?,
+            Directive::GrpcTimeout(which, time) => once_each(&mut self.grpc_timeouts, which, time)?,
             Directive::BodySize(size) => once(&mut self.body_size, size)?,
-            Directive::Buffering => {}
+            Directive::ClientBodyTimeout(time) => once(&mut self.client_body_timeout, time)?,
+            Directive::Buffering | Directive::Upgrade => {}
         }
         Ok(())
     }
@@ -188,6 +228,18 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn once_each(
+    timeouts: &mut Vec<(Timeout, Duration)>,
+    which: Timeout,
+    time: Duration,
+) -> Result<(), String> {
+    if timeouts.iter().any(|(w, _)| *w == which) {
+        return Err(DUPLICATE.into());
+    }
+    timeouts.push((which, time));
+    Ok(())
 }
 
 /// A directive's name for reports: a `return` with its status.
@@ -245,11 +297,11 @@ mod tests {
             "proxy_set_header X-User-Id $cookie__id;",
             true,
         ),
-        // $req_id is not one of the variables Gatehouse expands.
+        // $req_id: the request's X-Request-ID, as Gatehouse sets it.
         (
             "kubernetes/ingress-nginx docs/examples/customization/configuration-snippets",
             "more_set_headers \"Request-Id: $req_id\";\n",
-            false,
+            true,
         ),
         // $sent_http_set_cookie is a response variable.
         (
@@ -437,6 +489,7 @@ mod tests {
         };
         for name in SNIPPETS {
             let access = access_of(name, text, &allowed);
+            let snippet = Snippet::read_as(name, text);
             if snippet.protective && !snippet.applies() {
                 prop_assert!(access.is_err(), "{name}: protective and not applied");
             }
@@ -472,6 +525,7 @@ mod tests {
                     Just("rewrite"), Just("^/(.*)$"), Just("https://x.test/$1"), Just("permanent"),
                     Just("satisfy"), Just("any"), Just("auth_basic"), Just("proxy_set_header"),
                     Just("X-A"), Just("10.0.0.0/8"), Just("~*"), Just("!="), Just("(\"a\")"),
+                    Just("location"), Just("^~"), Just("/x"), Just("access_log off;"),
                 ],
                 0..40,
             )

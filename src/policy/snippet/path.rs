@@ -97,6 +97,7 @@ mod tests {
             request_uri: &uri,
             host: "shop.test",
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             headers: &headers,
         };

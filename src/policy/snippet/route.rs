@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use super::{HeaderEdits, Script, Snippet, TargetRewrite};
+use super::{HeaderEdits, LocationMatch, Script, Snippet, TargetRewrite};
+use crate::policy::template::RouteNames;
 
 /// What a host's server-snippet does: its script before the location is
 /// chosen, and its header edits on the answers given before one is (its
@@ -16,6 +17,21 @@ use super::{HeaderEdits, Script, Snippet, TargetRewrite};
 pub struct ServerSnippet {
     pub headers: HeaderEdits,
     pub script: Script,
+    /// Its `location` blocks, in order, which take part in the choice of
+    /// a location with the host's paths.
+    pub locations: Vec<ServerLocation>,
+}
+
+/// A server-snippet's `location`, as the table holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLocation {
+    pub matcher: LocationMatch,
+    /// Its script, and its header edits under the server's.
+    pub snippet: Arc<RouteSnippet>,
+    /// The script's end is answered 403 (`deny all`).
+    pub denies_all: bool,
+    /// `access_log off`.
+    pub quiet: bool,
 }
 
 impl ServerSnippet {
@@ -25,10 +41,21 @@ impl ServerSnippet {
     pub fn of(snippet: &Snippet) -> Option<ServerSnippet> {
         let edits = &snippet.headers;
         let responds = !edits.output.is_empty() || !edits.add.is_empty();
-        let acts = !snippet.script.is_empty() || responds;
+        let acts = !snippet.script.is_empty() || responds || !snippet.locations.is_empty();
+        let locations = snippet.locations.iter().map(|location| ServerLocation {
+            matcher: location.matcher.clone(),
+            snippet: Arc::new(RouteSnippet {
+                headers: HeaderEdits::under(&snippet.headers, &location.headers),
+                script: location.script.clone(),
+                target: None,
+            }),
+            denies_all: location.denies_all,
+            quiet: location.quiet,
+        });
         acts.then(|| ServerSnippet {
             headers: snippet.headers.clone(),
             script: snippet.script.clone(),
+            locations: locations.collect(),
         })
     }
 }
@@ -62,6 +89,17 @@ impl RouteSnippet {
             script,
             target: None,
         })
+    }
+}
+
+impl RouteSnippet {
+    /// ingress-nginx's location variables (`$namespace`, `$ingress_name`,
+    /// `$service_name`, `$service_port`) filled in for the route.
+    pub fn bind(&mut self, names: &RouteNames) {
+        let headers = self.headers.templates_mut();
+        for template in headers.chain(self.script.templates_mut()) {
+            template.bind(names);
+        }
     }
 }
 

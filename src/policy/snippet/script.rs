@@ -10,7 +10,7 @@ use http::{StatusCode, Uri};
 
 use super::answer::{Answer, Answered};
 use super::path::UriRewrite;
-use crate::policy::template::Facts;
+use crate::policy::template::{Facts, Template};
 
 /// A snippet's rewrite-module directives, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +73,14 @@ impl Script {
         if !self.steps.iter().any(always_answers) {
             self.steps.push(step);
         }
+    }
+
+    /// The values that use a location variable (`$namespace`, …).
+    pub fn templates_mut(&mut self) -> impl Iterator<Item = &mut Template> {
+        self.steps.iter_mut().filter_map(|step| match step {
+            Step::Answer(answer) => answer.with.as_mut(),
+            Step::Rewrite(rewrite) => Some(&mut rewrite.to),
+        })
     }
 
     /// Whether the script may run to its end with the URI changed (a
@@ -141,6 +149,7 @@ mod tests {
             request_uri: &uri,
             host: "shop.test",
             tls: false,
+            port: 80,
             client: "192.0.2.1".parse().unwrap(),
             headers: &headers,
         };

@@ -55,8 +55,14 @@ fn unpack<B>(
         edits,
         answered_by,
         left,
+        quiet,
     } = snippeted;
     *decision = taken;
+    // `access_log off` in the server-snippet's location that answered.
+    if quiet {
+        cx.record.quiet = true;
+        cx.record.log = None;
+    }
     if let Some(uri) = uri {
         *req.uri_mut() = uri;
     }
@@ -113,6 +119,7 @@ impl Head {
             request_uri: &self.request_uri,
             host: cx.host.to_str().unwrap_or_default(),
             tls: cx.conn.tls,
+            port: cx.conn.local.port(),
             client: cx.conn.client.ip(),
             headers: &self.headers,
         };

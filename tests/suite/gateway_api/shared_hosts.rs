@@ -35,6 +35,7 @@ fn decision(table: &gatehouse::table::RouteTable, host: &str, path: &str, client
         path,
         query: None,
         tls: false,
+        port: 80,
         client: client.parse().expect("ip"),
         peer: None,
     };
