@@ -82,10 +82,11 @@ fn parse(certificate: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pair(host: &str) -> (String, String) {
+    /// A self-signed certificate for `host` and its key, in PEM.
+    pub fn pair(host: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
         (params.self_signed(&key).unwrap().pem(), key.serialize_pem())

@@ -98,13 +98,8 @@ fn read_pair(certificate: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), Certi
 
 #[cfg(test)]
 mod tests {
+    use super::super::certificate::tests::pair;
     use super::*;
-
-    fn pair(host: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-    }
 
     #[test]
     fn a_changed_pair_is_served_and_a_half_written_one_keeps_the_previous() {
