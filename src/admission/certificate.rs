@@ -14,10 +14,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::tls::{certified_key_from_der, TlsError};
+use crate::tls::{certified_key_from_pem, TlsError};
 
 /// The pair the webhook serves, swapped whole.
 #[derive(Default)]
@@ -52,7 +50,7 @@ impl ServingCertificate {
         }
         let loaded = Loaded {
             bytes: (certificate.to_vec(), key.to_vec()),
-            key: parse(certificate, key)?,
+            key: certified_key_from_pem(certificate, key)?,
         };
         self.loaded.store(Some(Arc::new(loaded)));
         Ok(true)
@@ -68,17 +66,6 @@ impl ResolvesServerCert for ServingCertificate {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.loaded.load().as_ref().map(|loaded| loaded.key.clone())
     }
-}
-
-fn parse(certificate: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(certificate)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::BadCertificatePem(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::BadKey(e.to_string()))?;
-    certified_key_from_der(chain, key)
 }
 
 #[cfg(test)]

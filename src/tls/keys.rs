@@ -54,7 +54,11 @@ pub fn certified_key(secret: &Secret) -> Result<Arc<CertifiedKey>, TlsError> {
             .filter(|b| !b.is_empty())
             .ok_or(TlsError::MissingField(name))
     };
-    let (crt, key) = (field("tls.crt")?, field("tls.key")?);
+    certified_key_from_pem(field("tls.crt")?, field("tls.key")?)
+}
+
+/// Loads a PEM certificate chain (leaf first) and PEM private key.
+pub fn certified_key_from_pem(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::BadCertificatePem(e.to_string()))?;

@@ -11,7 +11,8 @@ mod resumption;
 mod settings;
 
 pub use keys::{
-    certified_key, certified_key_from_der, load_signing_key, not_after, provider, TlsError,
+    certified_key, certified_key_from_der, certified_key_from_pem, load_signing_key, not_after,
+    provider, TlsError,
 };
 pub use names::openssl_names;
 pub use resumption::{session_cache, ticketer, SESSION_LIFETIME, TICKET_KEY_ROTATION};
