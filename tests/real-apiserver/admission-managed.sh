@@ -52,18 +52,7 @@ kubectl -n "$HOME_NS" create serviceaccount gatehouse --dry-run=client -o yaml |
 kubectl apply -f "$REPO/deploy/base/rbac.yaml" >/dev/null
 kubectl apply -f "$REPO/deploy/admission/rbac.yaml" >/dev/null
 kubectl -n "$HOME_NS" delete secret "$NAME" --ignore-not-found >/dev/null
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: $CLASS}
-spec: {controller: gatehouse.dev/managed-check}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: $NS}
-spec:
-  ports: [{port: 80}]
-EOF
+class_and_service "$CLASS" gatehouse.dev/managed-check "$NS"
 serviceaccount_kubeconfig "$HOME_NS" gatehouse "$WORK/gatehouse.kubeconfig"
 gatehouse_binary
 

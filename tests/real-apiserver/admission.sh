@@ -50,18 +50,7 @@ openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -
   -days 1 -extfile "$WORK/san.ext" -out "$WORK/tls.crt" 2>/dev/null
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: $CLASS}
-spec: {controller: gatehouse.dev/admission-check}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: $NS}
-spec:
-  ports: [{port: 80}]
-EOF
+class_and_service "$CLASS" gatehouse.dev/admission-check "$NS"
 
 gatehouse_binary
 WEBHOOK=$(free_port)

@@ -74,6 +74,24 @@ EOF
     || die "the token authenticates as '$whoami', not system:serviceaccount:$ns:$name"
 }
 
+# class_and_service CLASS CONTROLLER NAMESPACE: the IngressClass CLASS of
+# controller CONTROLLER, and the Service web (port 80, no endpoints) in
+# NAMESPACE, for the Ingresses a check sends for review.
+class_and_service() {
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: $1}
+spec: {controller: $2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: $3}
+spec:
+  ports: [{port: 80}]
+EOF
+}
+
 cleanup_objects() { :; }
 
 check_cleanup() {
