@@ -438,22 +438,6 @@ async fn the_routes_lint_refuses_what_the_webhook_refuses_with_the_same_message(
     assert!(out.contains("1 Ingresses: 0 allowed, 1 refused"), "{out}");
 }
 
-const GATEWAY: &str = "
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge, namespace: test}
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-  - {name: http, port: 80, protocol: HTTP}
-";
-
 fn http_route(name: &str, path: &str, path_type: &str, service: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
@@ -471,7 +455,7 @@ spec:
 
 #[tokio::test]
 async fn an_httproute_is_judged_as_translate_would_serve_it() {
-    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let served = Served::start(&(cluster() + GATEWAY_EDGE), |_| {}).await;
     let bad = http_route("bad", "/(unclosed", "RegularExpression", "web");
     let answer = ask(served.addr(), &served.ca, &review("CREATE", &bad)).await;
     assert!(!answer.allowed(), "{answer:?}");
@@ -494,7 +478,7 @@ async fn an_httproute_is_judged_as_translate_would_serve_it() {
 /// and match, and the field; a clean one is allowed without a warning.
 #[tokio::test]
 async fn an_httproute_refusal_names_the_field_and_a_clean_route_is_allowed_as_it_is() {
-    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let served = Served::start(&(cluster() + GATEWAY_EDGE), |_| {}).await;
     let bad = http_route("bad", "no-slash", "PathPrefix", "web");
     let answer = ask(served.addr(), &served.ca, &review("CREATE", &bad)).await;
     assert!(!answer.allowed(), "{answer:?}");
@@ -526,7 +510,7 @@ async fn an_httproute_refusal_names_the_field_and_a_clean_route_is_allowed_as_it
 /// is allowed with that warning, naming the listener.
 #[tokio::test]
 async fn a_gateway_is_allowed_and_a_listener_it_cannot_program_is_a_warning() {
-    let served = Served::start(&(cluster() + GATEWAY), |_| {}).await;
+    let served = Served::start(&(cluster() + GATEWAY_EDGE), |_| {}).await;
     let gateway = |name: &str, port: u16| {
         format!(
             "apiVersion: gateway.networking.k8s.io/v1

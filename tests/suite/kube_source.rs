@@ -620,19 +620,7 @@ async fn the_controller_configmap_is_read_from_the_api_and_its_changes_apply() {
 /// A GatewayClass of ours, a Gateway listening on port 80, and an
 /// HTTPRoute for `gw.test` to the Service `gw`.
 fn gateway_site(gw: &Backend) -> String {
-    let objects = r#"
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge, namespace: test}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: 80, protocol: HTTP}]
+    let route = r#"
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -642,7 +630,7 @@ spec:
   hostnames: [gw.test]
   rules: [{backendRefs: [{name: gw, port: 80}]}]
 "#;
-    [service("gw", &[gw.addr]), objects.to_owned()].concat()
+    [service("gw", &[gw.addr]).as_str(), GATEWAY_EDGE, route].concat()
 }
 
 /// The Gateway API's CRDs installed while Gatehouse runs: its watches

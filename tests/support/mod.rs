@@ -473,6 +473,24 @@ metadata: {name: gatehouse}
 spec: {controller: gatehouse.dev/ingress-controller}
 ";
 
+/// Our GatewayClass and the Gateway `test/edge` with one HTTP listener on
+/// port 80 (routes from its own namespace, the default).
+pub const GATEWAY_EDGE: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: test}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+";
+
 /// A Service `name` (port 80) and the EndpointSlice a cluster would make for
 /// it, with one ready endpoint per address.
 pub fn service(name: &str, endpoints: &[SocketAddr]) -> String {
