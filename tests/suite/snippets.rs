@@ -83,6 +83,13 @@ fn manifests(backend: &Backend) -> String {
         ),
         ("closed", &[(CONFIGURATION, "deny all;\ngzip on;")]),
         (
+            "lua",
+            &[(
+                CONFIGURATION,
+                "access_by_lua_block {\n  if ngx.var.cookie_pass ~= \"yes\" then ngx.exit(403) end\n}",
+            )],
+        ),
+        (
             "nightmare",
             &[(CONFIGURATION, "} ssl_engine /proc/self/fd/9; location /x {")],
         ),
@@ -247,6 +254,11 @@ async fn snippets_with_anything_else_are_served_without_them_unless_they_protect
     assert_eq!(status_of(addr, "denied.test").await, StatusCode::FORBIDDEN);
     assert_eq!(
         status_of(addr, "closed.test").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Lua in the access phase checks who may pass: not enforced, closed.
+    assert_eq!(
+        status_of(addr, "lua.test").await,
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
