@@ -178,11 +178,13 @@ impl Proxy {
                 &forward.backend,
             )
         });
-        let forwarded = self.forward(cx, req, &forward);
+        // Each branch awaits the future where it is made: held in a local
+        // first, the forwarding future (the largest part of a request's)
+        // would be copied into the await.
         let mut response = match gateway.and_then(|g| g.deadline) {
-            None => forwarded.await,
+            None => self.forward(cx, req, &forward).await,
             // An HTTPRoute's `timeouts`: the head in time, or 504.
-            Some(deadline) => tokio::time::timeout(deadline, forwarded)
+            Some(deadline) => tokio::time::timeout(deadline, self.forward(cx, req, &forward))
                 .await
                 .unwrap_or_else(|_| answer::status(StatusCode::GATEWAY_TIMEOUT)),
         };
