@@ -3,6 +3,9 @@
 
 use crate::support;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
@@ -81,4 +84,122 @@ async fn by_default_a_503_is_passed_on_and_a_post_is_not_resent() {
     .await;
     let got = statuses(&resending.gatehouse, Method::POST, 10).await;
     assert!(got.iter().all(|s| *s == 200), "{got:?}");
+}
+
+/// An endpoint at `addr` that answers 503 and closes, keeping the head of
+/// every request it got.
+async fn recording_failing_endpoint(addr: std::net::SocketAddr) -> Arc<Mutex<Vec<String>>> {
+    use tokio::io::AsyncWriteExt;
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                if let Ok(head) = try_read_head(&mut stream).await {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    kept.lock().expect("heads").push(head);
+                    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy";
+                    let _ = stream.write_all(answer).await;
+                }
+            });
+        }
+    });
+    heads
+}
+
+/// A request head's header lines by lower-case name (values of a repeated
+/// name joined as the test backend joins them).
+fn head_headers(head: &str) -> BTreeMap<String, String> {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for line in head.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':').expect("a header line");
+        let value = value.trim().to_owned();
+        headers
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    headers
+}
+
+#[tokio::test]
+async fn the_next_endpoint_gets_the_same_headers_as_the_first() {
+    let site = Site::builder().backend_of("web", "good").await;
+    let bad = site.next_endpoint("web");
+    let heads = recording_failing_endpoint(bad).await;
+    let annotations = [
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "error timeout http_503",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/upstream-vhost",
+            "internal.web.svc",
+        ),
+        ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/shop"),
+    ];
+    let site = site
+        .endpoint("web", bad)
+        .manifests(ingress_annotated(
+            "web",
+            "web.test",
+            "/",
+            "web",
+            None,
+            &annotations,
+        ))
+        .start()
+        .await;
+    let mut conn = http_connect(site.gatehouse.http_addr).await;
+    let mut retried = 0;
+    for _ in 0..6 {
+        let req = Request::get("/cart?item=7")
+            .header(http::header::HOST, "web.test")
+            .header(http::header::CONNECTION, "keep-alive, x-hop")
+            .header("x-hop", "only this hop")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("ssl-client-verify", "SUCCESS")
+            .header("x-kept", "yes")
+            .body(Full::default())
+            .expect("request");
+        let reply = send_request(&mut conn, req).await.expect("request");
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let seen = reply.seen();
+        let second: BTreeMap<String, String> =
+            serde_json::from_value(seen["headers"].clone()).expect("headers");
+        let id = &second["x-request-id"];
+        let first = heads
+            .lock()
+            .expect("heads")
+            .iter()
+            .map(|head| head_headers(head))
+            .find(|first| first.get("x-request-id") == Some(id));
+        let Some(first) = first else {
+            // Round robin sent this one to the good endpoint first.
+            continue;
+        };
+        retried += 1;
+        assert_eq!(
+            first, second,
+            "the retry's headers differ from the first attempt's"
+        );
+        assert_eq!(second["host"], "internal.web.svc");
+        assert_eq!(second["x-forwarded-prefix"], "/shop");
+        assert_eq!(second["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(second["x-kept"], "yes");
+        assert!(!second.contains_key("x-hop"), "{second:?}");
+        assert!(!second.contains_key("ssl-client-verify"), "{second:?}");
+    }
+    assert!(
+        retried >= 2,
+        "round robin sends every other request to the failing endpoint first: {retried}"
+    );
 }
