@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::answer::{self, Inner};
 use super::context::RequestContext;
-use super::phase::attempts::{AttemptError, Attempts};
+use super::phase::attempts::{self, AttemptError, Attempts};
 use super::phase::{access, choice, mirror, response, snippet, upgrade, upstream_request};
 use super::request_log::LoggedBody;
 use crate::connection::ConnInfo;
@@ -213,18 +213,20 @@ impl Proxy {
         cx.choice = choice::endpoint(cx, &req, forward, &upstream);
         let upgrade = upgrade::requested(&mut req);
         self.upstreams.configure(&cx.table.edge.upstream);
-        let mut outgoing = match upstream_request::prepare(cx, req, forward, upgrade.as_ref()) {
+        let upgrading = upgrade.is_some();
+        let resend = attempts::another_possible(&upstream, forward, upgrading);
+        let prepared = upstream_request::prepare(cx, req, forward, upgrade.as_ref(), resend);
+        let mut outgoing = match prepared {
             Ok(outgoing) => outgoing,
             Err(status) => return answer::status(status),
         };
         let retries = &self.telemetry.metrics.upstream_retries;
         let preferred = cx.choice.preferred;
-        let upgrading = upgrade.is_some();
         let mut attempts =
             Attempts::new(&outgoing, &upstream, forward, preferred, upgrading, retries);
         let timeouts = forward.route.policy.timeouts;
         let attempted = loop {
-            let (mut request, target) = match attempts.next(&mut outgoing) {
+            let (mut request, target) = match attempts.next(cx, &mut outgoing) {
                 Ok(next) => next,
                 Err(status) => return answer::status(status),
             };

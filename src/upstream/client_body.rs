@@ -63,6 +63,17 @@ pub fn share<B: Body>(body: B) -> (ClientBody<B>, Unread<B>) {
     (ClientBody { shared, hint }, unread)
 }
 
+#[cfg(test)]
+impl ClientBody {
+    /// No body at all, as a request without one has.
+    pub fn empty() -> Self {
+        ClientBody {
+            shared: None,
+            hint: SizeHint::with_exact(0),
+        }
+    }
+}
+
 fn lock<B>(shared: &Mutex<Shared<B>>) -> MutexGuard<'_, Shared<B>> {
     // Nothing panics while holding the lock; a poisoned one is still whole.
     shared.lock().unwrap_or_else(PoisonError::into_inner)

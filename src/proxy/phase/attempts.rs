@@ -9,12 +9,14 @@
 use std::time::{Duration, Instant};
 
 use http::uri::{self, Authority, Scheme};
+use http::HeaderMap;
 use http::{Request, Response, StatusCode, Uri, Version};
 use prometheus_client::metrics::counter::Counter;
 
 use super::millis;
 use super::upstream_request::Outgoing;
 use crate::policy::next_upstream::{Outcome, Resend};
+use crate::proxy::context::RequestContext;
 use crate::table::Forward;
 use crate::upstream::exchange_timeouts::{Progress, Stalled};
 use crate::upstream::{
@@ -154,10 +156,7 @@ impl<'a> Attempts<'a> {
         upgrade: bool,
         retries: &'a Counter,
     ) -> Self {
-        let endpoints = match upstream {
-            Upstream::Endpoints(set) => set.addrs().len(),
-            Upstream::External(_) => 1,
-        };
+        let endpoints = endpoint_count(upstream);
         Attempts {
             upstream,
             forward,
@@ -175,6 +174,7 @@ impl<'a> Attempts<'a> {
     /// left, 400 when the target makes no valid URI.
     pub fn next(
         &mut self,
+        cx: &RequestContext<'_>,
         out: &mut Outgoing,
     ) -> Result<(Request<UpstreamBody>, Authority), StatusCode> {
         self.attempt += 1;
@@ -188,7 +188,11 @@ impl<'a> Attempts<'a> {
         self.current = (pick, sent_at);
         let next_upstream = &self.forward.route.policy.next_upstream;
         let last = next_upstream.is_last(self.attempt, self.endpoints);
-        Ok((request(out, &target, last)?, target))
+        // Kept whenever another attempt may follow (`settle` asks).
+        let headers = out
+            .headers_for(cx, self.forward, self.attempt, last)
+            .ok_or(StatusCode::BAD_GATEWAY)?;
+        Ok((request(out, &target, headers)?, target))
     }
 
     /// The attempt under way: 1 for the first.
@@ -287,7 +291,7 @@ impl<'a> Attempts<'a> {
             Ok(response) => Some(Outcome::Status(response.status().as_u16())),
             Err(e) => e.outcome(),
         };
-        let Some(outcome) = outcome.filter(|_| !self.upgrade) else {
+        let Some(outcome) = outcome.filter(|_| !self.upgrade && out.can_resend()) else {
             return false;
         };
         let connect_failed = matches!(result, Err(e) if e.is_connect());
@@ -298,12 +302,26 @@ impl<'a> Attempts<'a> {
     }
 }
 
-/// One attempt's request. Its headers are copied only when another
-/// attempt may follow (most routes have one endpoint or one try).
+/// Whether a request to `upstream` may be attempted more than once: not
+/// an upgrade, and `proxy-next-upstream-tries` (or the endpoints' count)
+/// allows another. Only then are its headers kept for another attempt.
+pub fn another_possible(upstream: &Upstream, forward: &Forward, upgrade: bool) -> bool {
+    let next_upstream = &forward.route.policy.next_upstream;
+    !upgrade && !next_upstream.is_last(1, endpoint_count(upstream))
+}
+
+fn endpoint_count(upstream: &Upstream) -> usize {
+    match upstream {
+        Upstream::Endpoints(set) => set.addrs().len(),
+        Upstream::External(_) => 1,
+    }
+}
+
+/// One attempt's request, with `headers` for it.
 fn request(
     out: &mut Outgoing,
     target: &Authority,
-    last: bool,
+    headers: HeaderMap,
 ) -> Result<Request<UpstreamBody>, StatusCode> {
     let uri = target_uri(out.http2, out.tls, target, &out.path)?;
     let mut request = Request::new(out.body.lease());
@@ -314,11 +332,7 @@ fn request(
     } else {
         Version::HTTP_11
     };
-    *request.headers_mut() = if last {
-        std::mem::take(&mut out.parts.headers)
-    } else {
-        out.parts.headers.clone()
-    };
+    *request.headers_mut() = headers;
     Ok(request)
 }
 

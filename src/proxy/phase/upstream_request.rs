@@ -2,13 +2,17 @@
 //! Its path (rewritten or as sent), its headers (hop-by-hop removed, the
 //! `X-Forwarded-*` family, `proxy-set-headers`, what the client
 //! certificate says, `upstream-vhost`, `x-forwarded-prefix`, a snippet's
-//! `proxy_set_header`, the upgrade it asks for) and its body (cut at `proxy-body-size`, watched for the
-//! send and read timeouts, kept for another attempt until it is read).
+//! `proxy_set_header`, the upgrade it asks for) and its body (cut at
+//! `proxy-body-size`, watched for the send and read timeouts, kept for
+//! another attempt until it is read). When another attempt may follow,
+//! the client's headers are kept as they came, and prepared again only
+//! if that attempt happens: the first attempt sends the prepared ones
+//! without a copy.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, StatusCode};
@@ -28,7 +32,8 @@ pub type Body = BodySlot<Watched<Limited<ClientBody>>>;
 
 /// A request ready to be sent to an endpoint, and sent again.
 pub struct Outgoing {
-    /// Method, version and headers; the URI is set per attempt.
+    /// Method, version and the first attempt's headers; the URI is set
+    /// per attempt.
     pub parts: Parts,
     pub path: PathAndQuery,
     /// Over HTTP/2 (gRPC), else HTTP/1.1.
@@ -38,6 +43,26 @@ pub struct Outgoing {
     pub progress: Arc<Progress>,
     /// When forwarding began: the send timeout runs from here.
     pub started: Instant,
+    /// The client's headers for another attempt, when one may follow:
+    /// fewer than the prepared ones, so cheaper to keep, and prepared
+    /// again only when that attempt happens.
+    spare: Option<Spare>,
+}
+
+/// The client's headers as preparation found them, and what preparation
+/// expanded from the request as the client sent it.
+struct Spare {
+    headers: HeaderMap,
+    additions: Additions,
+}
+
+/// The headers a route's configuration asks for, expanded from the
+/// request as the client sent it: `proxy-set-headers`, and a snippet's
+/// `proxy_set_header` (an empty value sends none).
+#[derive(Clone, Default)]
+struct Additions {
+    set_headers: Option<Vec<(HeaderName, HeaderValue)>>,
+    snippet: Option<Vec<(HeaderName, Option<HeaderValue>)>>,
 }
 
 impl Outgoing {
@@ -46,50 +71,57 @@ impl Outgoing {
     pub fn bodiless(&self) -> bool {
         self.progress.body_done()
     }
+
+    /// Whether the headers for another attempt were kept.
+    pub fn can_resend(&self) -> bool {
+        self.spare.is_some()
+    }
+
+    /// The headers of attempt `attempt`: the prepared ones for the first,
+    /// the kept ones prepared again for a later one (taken for the last).
+    /// `None`: none were kept for another attempt.
+    pub fn headers_for(
+        &mut self,
+        cx: &RequestContext<'_>,
+        forward: &Forward,
+        attempt: u32,
+        last: bool,
+    ) -> Option<HeaderMap> {
+        if attempt == 1 {
+            return Some(std::mem::take(&mut self.parts.headers));
+        }
+        let (mut headers, additions) = if last {
+            let spare = self.spare.take()?;
+            (spare.headers, spare.additions)
+        } else {
+            let spare = self.spare.as_ref()?;
+            (spare.headers.clone(), spare.additions.clone())
+        };
+        prepare_headers(cx, forward, additions, None, self.http2, &mut headers);
+        Some(headers)
+    }
 }
 
 /// Builds the upstream request; `upgrade` is the switch of protocols the
-/// client asks for. A rewritten path that is no valid URI path gets 400.
+/// client asks for, `resend` whether another attempt may follow. A
+/// rewritten path that is no valid URI path gets 400.
 pub fn prepare(
     cx: &mut RequestContext<'_>,
     req: Request<ClientBody>,
     forward: &Forward,
     upgrade: Option<&Upgrade>,
+    resend: bool,
 ) -> Result<Outgoing, StatusCode> {
     let path = target_path(forward, &req)?;
-    let edge = &cx.table.edge;
-    // Expanded from the request as the client sent it.
-    let set_headers = (!edge.proxy_set_headers.is_empty())
-        .then(|| upstream_headers::expand(&edge.proxy_set_headers, &cx.facts(&req)));
-    let snippet = forward.route.snippet.as_ref();
-    let snippet_headers = snippet
-        .filter(|s| !s.headers.upstream.is_empty())
-        .map(|s| s.headers.upstream_values(&cx.facts(&req)));
+    let additions = Additions::expand(cx, forward, &req);
     let (mut parts, body) = req.into_parts();
-    let compute_full = edge.forwarded.compute_full;
-    headers::prepare_request(&mut parts.headers, &cx.conn, &cx.host, compute_full);
-    if let Some(expanded) = set_headers {
-        upstream_headers::set_all(expanded, &mut parts.headers);
-    }
-    route_headers(cx, forward, &mut parts.headers);
-    // A snippet's `proxy_set_header` replaces what Gatehouse would send;
-    // an empty value sends none, as nginx.
-    for (name, value) in snippet_headers.into_iter().flatten() {
-        match value {
-            Some(value) => parts.headers.insert(name, value),
-            None => parts.headers.remove(name),
-        };
-    }
+    let spare = (resend && upgrade.is_none()).then(|| Spare {
+        headers: parts.headers.clone(),
+        additions: additions.clone(),
+    });
     let policy = &forward.route.policy;
-    if let Some(upgrade) = upgrade {
-        upgrade.ask(&mut parts.headers);
-    }
     let http2 = policy.protocol.is_http2() && upgrade.is_none();
-    if http2 {
-        // gRPC needs `te: trailers`, which hop-by-hop removal took out.
-        let trailers = HeaderValue::from_static("trailers");
-        parts.headers.insert(header::TE, trailers);
-    }
+    prepare_headers(cx, forward, additions, upgrade, http2, &mut parts.headers);
     let started = Instant::now();
     let limit = body_size::streaming_limit(policy.body_limit);
     let (body, progress) = Watched::new(Limited::new(body, limit), started);
@@ -102,7 +134,58 @@ pub fn prepare(
         body: BodySlot::new(body),
         progress,
         started,
+        spare,
     })
+}
+
+impl Additions {
+    fn expand(cx: &RequestContext<'_>, forward: &Forward, req: &Request<ClientBody>) -> Self {
+        let templates = &cx.table.edge.proxy_set_headers;
+        let set_headers =
+            (!templates.is_empty()).then(|| upstream_headers::expand(templates, &cx.facts(req)));
+        let snippet = forward.route.snippet.as_ref();
+        let snippet = snippet
+            .filter(|s| !s.headers.upstream.is_empty())
+            .map(|s| s.headers.upstream_values(&cx.facts(req)));
+        Additions {
+            set_headers,
+            snippet,
+        }
+    }
+}
+
+/// The client's headers made the endpoint's: hop-by-hop removed, the
+/// `X-Forwarded-*` family, `proxy-set-headers`, the route's own, a
+/// snippet's, the upgrade asked for, and gRPC's `te: trailers`.
+fn prepare_headers(
+    cx: &RequestContext<'_>,
+    forward: &Forward,
+    additions: Additions,
+    upgrade: Option<&Upgrade>,
+    http2: bool,
+    headers: &mut HeaderMap,
+) {
+    let compute_full = cx.table.edge.forwarded.compute_full;
+    headers::prepare_request(headers, &cx.conn, &cx.host, compute_full);
+    if let Some(expanded) = additions.set_headers {
+        upstream_headers::set_all(expanded, headers);
+    }
+    route_headers(cx, forward, headers);
+    // A snippet's `proxy_set_header` replaces what Gatehouse would send;
+    // an empty value sends none, as nginx.
+    for (name, value) in additions.snippet.into_iter().flatten() {
+        match value {
+            Some(value) => headers.insert(name, value),
+            None => headers.remove(name),
+        };
+    }
+    if let Some(upgrade) = upgrade {
+        upgrade.ask(headers);
+    }
+    if http2 {
+        // gRPC needs `te: trailers`, which hop-by-hop removal took out.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// The path and query sent upstream: `rewrite-target`'s, or the
@@ -141,6 +224,7 @@ mod tests {
     use super::super::testing::{backend, conn, context, forward};
     use super::*;
     use crate::policy::proxy_settings::ProxySettings;
+    use crate::upstream::client_body::ClientBody;
 
     #[test]
     fn the_path_is_the_rewritten_one_with_its_query_else_the_clients() {
@@ -151,6 +235,47 @@ mod tests {
         assert_eq!(target_path(&forward, &req).unwrap(), "/cart?id=7");
         forward.rewritten = Some("no path".into());
         assert_eq!(target_path(&forward, &req), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn another_attempt_gets_the_first_attempts_headers_prepared_again_from_the_clients() {
+        let vhost = ProxySettings {
+            upstream_vhost: Some(HeaderValue::from_static("internal.svc")),
+            ..ProxySettings::default()
+        };
+        let forward = forward(backend(&["10.0.0.1:80"]), |r| r.policy = Arc::new(vhost));
+        let client = || {
+            Request::get("/cart")
+                .header(header::HOST, "shop.test")
+                .header(header::CONNECTION, "x-hop")
+                .header("x-hop", "1")
+                .header("x-forwarded-for", "203.0.113.9")
+                .header("x-request-id", "r-1")
+                .body(ClientBody::empty())
+                .unwrap()
+        };
+        let conn = conn();
+        let mut req = client();
+        let mut cx = context(&mut req, &conn);
+        let mut out = prepare(&mut cx, req, &forward, None, true).unwrap();
+        assert!(out.can_resend());
+        let first = out.headers_for(&cx, &forward, 1, false).unwrap();
+        assert_eq!(first["host"], "internal.svc");
+        assert_eq!(first["x-forwarded-for"], "192.0.2.1");
+        assert!(!first.contains_key("x-hop"));
+        let second = out.headers_for(&cx, &forward, 2, false).unwrap();
+        assert_eq!(second, first);
+        let last = out.headers_for(&cx, &forward, 3, true).unwrap();
+        assert_eq!(last, first);
+        assert!(!out.can_resend(), "the last attempt takes what was kept");
+
+        // One attempt only: nothing is kept, and no other is made.
+        let mut req = client();
+        let mut cx = context(&mut req, &conn);
+        let mut out = prepare(&mut cx, req, &forward, None, false).unwrap();
+        assert!(!out.can_resend());
+        assert_eq!(out.headers_for(&cx, &forward, 1, true).unwrap(), first);
+        assert!(out.headers_for(&cx, &forward, 2, true).is_none());
     }
 
     #[test]
