@@ -137,6 +137,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::PROXY_AUTHENTICATE);
 }
 
+/// How many headers `prepare_request` may add: `Host`, `X-Forwarded-For`,
+/// `X-Real-IP`, `X-Forwarded-Proto`, `-Host` and `-Port`.
+pub const PREPARED_HEADERS: usize = 6;
+
 /// Prepares the headers of a request about to be forwarded: hop-by-hop
 /// removed, `Host` set to what the client asked for, `X-Real-IP` and
 /// `X-Forwarded-For` the client (or, with `compute_full`, the chain the
@@ -149,8 +153,9 @@ pub fn prepare_request(
     compute_full: bool,
 ) {
     remove_hop_by_hop(headers);
-    // Room for the headers added below, so that no insert regrows the map.
-    headers.reserve(6);
+    // Room for the headers added below, so that no insert regrows the map
+    // (usually made when the request arrived, with the request ID's).
+    headers.reserve(PREPARED_HEADERS);
     headers.insert(header::HOST, host.clone());
 
     let client_ip = &conn.client_ip;

@@ -15,6 +15,7 @@ use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 
 use super::request_log::RequestRecord;
+use crate::connection::headers::PREPARED_HEADERS;
 use crate::connection::ConnInfo;
 use crate::policy::access::Granted;
 use crate::policy::affinity::Choice;
@@ -130,6 +131,9 @@ fn request_id<B>(req: &Request<B>) -> HeaderValue {
 /// a sensible token, else a new one; either way the only value. One lookup
 /// of the header, not one to read it and another to set it.
 fn set_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    // Room for the ID and for what preparing the upstream request adds:
+    // the map grows once, here, not again there.
+    headers.reserve(1 + PREPARED_HEADERS);
     match headers.entry(&X_REQUEST_ID) {
         Entry::Occupied(mut given) => {
             let id = sensible(Some(given.get())).unwrap_or_else(new_request_id);
