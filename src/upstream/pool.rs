@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::future;
 use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body_util::Limited;
@@ -212,20 +213,22 @@ impl Upstreams {
     }
 
     /// Sends `request` (origin-form URI for HTTP/1.1, absolute for HTTP/2)
-    /// to the target and returns its response.
-    pub async fn send(
+    /// to the target and returns its response. Not an `async fn`: the
+    /// exchange's own future is returned, without another one around it
+    /// that the request would be copied into first.
+    pub fn send(
         &self,
         request: Request<UpstreamBody>,
         target: Target<'_>,
-    ) -> Result<Response<UpstreamResponse>, UpstreamError> {
+    ) -> impl Future<Output = Result<Response<UpstreamResponse>, UpstreamError>> + '_ {
         let key = Key {
             authority: target.authority.clone(),
             tls: target.tls,
         };
         if target.http2 {
-            self.send_http2(request, key, target.connect_timeout).await
+            future::Either::Left(self.send_http2(request, key, target.connect_timeout))
         } else {
-            self.send_http1(request, key, target.connect_timeout).await
+            future::Either::Right(self.send_http1(request, key, target.connect_timeout))
         }
     }
 
