@@ -4,7 +4,7 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -12,10 +12,21 @@ use http_body_util::Full;
 use support::*;
 
 async fn site(annotations: &[(&str, &str)]) -> Site {
+    site_with_failing(annotations, failing_endpoint).await.0
+}
+
+/// `web.test` to a Service with a healthy endpoint and one that
+/// `failing` starts (what it returns comes back with the site).
+async fn site_with_failing<F, Fut>(annotations: &[(&str, &str)], failing: F) -> (Site, Fut::Output)
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: std::future::Future,
+{
     let site = Site::builder().backend_of("web", "good").await;
     let bad = site.next_endpoint("web");
-    failing_endpoint(bad).await;
-    site.endpoint("web", bad)
+    let started = failing(bad).await;
+    let site = site
+        .endpoint("web", bad)
         .manifests(ingress_annotated(
             "web",
             "web.test",
@@ -25,7 +36,8 @@ async fn site(annotations: &[(&str, &str)]) -> Site {
             annotations,
         ))
         .start()
-        .await
+        .await;
+    (site, started)
 }
 
 async fn statuses(gatehouse: &gatehouse::app::Running, method: Method, n: usize) -> Vec<u16> {
@@ -86,32 +98,6 @@ async fn by_default_a_503_is_passed_on_and_a_post_is_not_resent() {
     assert!(got.iter().all(|s| *s == 200), "{got:?}");
 }
 
-/// An endpoint at `addr` that answers 503 and closes, keeping the head of
-/// every request it got.
-async fn recording_failing_endpoint(addr: std::net::SocketAddr) -> Arc<Mutex<Vec<String>>> {
-    use tokio::io::AsyncWriteExt;
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let kept = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                if let Ok(head) = try_read_head(&mut stream).await {
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    kept.lock().expect("heads").push(head);
-                    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy";
-                    let _ = stream.write_all(answer).await;
-                }
-            });
-        }
-    });
-    heads
-}
-
 /// A request head's header lines by lower-case name (values of a repeated
 /// name joined as the test backend joins them).
 fn head_headers(head: &str) -> BTreeMap<String, String> {
@@ -132,9 +118,6 @@ fn head_headers(head: &str) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn the_next_endpoint_gets_the_same_headers_as_the_first() {
-    let site = Site::builder().backend_of("web", "good").await;
-    let bad = site.next_endpoint("web");
-    let heads = recording_failing_endpoint(bad).await;
     let annotations = [
         (
             "nginx.ingress.kubernetes.io/proxy-next-upstream",
@@ -146,18 +129,7 @@ async fn the_next_endpoint_gets_the_same_headers_as_the_first() {
         ),
         ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/shop"),
     ];
-    let site = site
-        .endpoint("web", bad)
-        .manifests(ingress_annotated(
-            "web",
-            "web.test",
-            "/",
-            "web",
-            None,
-            &annotations,
-        ))
-        .start()
-        .await;
+    let (site, heads) = site_with_failing(&annotations, failing_endpoint).await;
     let mut conn = http_connect(site.gatehouse.http_addr).await;
     let mut retried = 0;
     for _ in 0..6 {

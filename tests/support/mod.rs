@@ -928,23 +928,29 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Strin
 }
 
 /// An endpoint at `addr` that answers every request 503 and closes, for
-/// the rest of the test.
-pub async fn failing_endpoint(addr: SocketAddr) {
+/// the rest of the test; it keeps the head of every request it got.
+pub async fn failing_endpoint(addr: SocketAddr) -> Arc<std::sync::Mutex<Vec<String>>> {
     use tokio::io::AsyncWriteExt;
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let kept = heads.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
+            let kept = kept.clone();
             tokio::spawn(async move {
-                if try_read_head(&mut stream).await.is_ok() {
+                if let Ok(head) = try_read_head(&mut stream).await {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    kept.lock().expect("heads").push(head);
                     let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy";
                     let _ = stream.write_all(answer).await;
                 }
             });
         }
     });
+    heads
 }
 
 /// Reads from `stream` until the end of an HTTP head (request or
