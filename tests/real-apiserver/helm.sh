@@ -23,7 +23,14 @@
 # release with a smaller proxy-body-size. Then it upgrades the release to
 # watch one namespace (controller.scope with rbac.scope: Roles instead of
 # the ClusterRole's namespaced rules) and runs Gatehouse again under that
-# RBAC. Exits non-zero on the first check that fails.
+# RBAC. Last, it turns the admission webhook on as ingress-nginx's values
+# do (admissionWebhooks.enabled with patch.enabled: Gatehouse keeps the
+# certificate itself) and checks that, as the rendered ServiceAccount,
+# Gatehouse creates the webhook's Secret and sets the caBundle, and that
+# the API server, calling the rendered Service's DNS name, refuses a bad
+# Ingress with Gatehouse's reason. That step needs root, to map the DNS
+# name to 127.0.0.1 in /etc/hosts for the run (the line is removed on
+# exit). Exits non-zero on the first check that fails.
 #
 # Environment (optional):
 #   GATEHOUSE   the gatehouse binary
@@ -42,7 +49,12 @@ SA_USER=system:serviceaccount:$NS:$RELEASE
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 check_start helm.sh jq curl
 HELM=${HELM:-$("$REPO/tests/tools/fetch-helm.sh")}
-cleanup_objects() { "$HELM" uninstall "$RELEASE" -n "$NS" >/dev/null 2>&1 || true; }
+WEBHOOK_DNS=$RELEASE-admission.$NS.svc
+HOSTS_MARK="# gatehouse helm check $$"
+cleanup_objects() {
+  sed -i "\|$HOSTS_MARK|d" /etc/hosts
+  "$HELM" uninstall "$RELEASE" -n "$NS" >/dev/null 2>&1 || true
+}
 
 # The values a team brings, plus a class of its own so that nothing of
 # another installation is claimed.
@@ -83,11 +95,16 @@ serviceaccount_kubeconfig "$NS" "$RELEASE" "$WORK/gatehouse.kubeconfig"
 gatehouse_binary
 
 # Gatehouse with the rendered Deployment's arguments, its listeners moved
-# to loopback, logging to $1; sets GATEHOUSE_PID, HTTP and METRICS.
+# to loopback (the webhook's to WEBHOOK_PORT, when set), logging to $1;
+# sets GATEHOUSE_PID, HTTP and METRICS.
 start_gatehouse() {
   local log=$1 args
   mapfile -t args < <(kubectl -n "$NS" get deployment "$RELEASE" -o json \
-    | jq -r '.spec.template.spec.containers[0].args[] | select(test("^--(http|https|metrics)-addr=") | not)')
+    | jq -r '.spec.template.spec.containers[0].args[]
+             | select(test("^--(http|https|metrics)-addr=|^--validating-webhook=") | not)')
+  if [[ -n "${WEBHOOK_PORT:-}" ]]; then
+    args+=(--validating-webhook "127.0.0.1:$WEBHOOK_PORT")
+  fi
   HTTP=$(free_port); METRICS=$(free_port)
   POD_NAME=gatehouse-helm-check POD_NAMESPACE=$NS RUST_LOG=info \
     "$GATEHOUSE" --kubeconfig "$WORK/gatehouse.kubeconfig" "${args[@]}" \
@@ -200,6 +217,89 @@ start_gatehouse "$WORK/gatehouse-scoped.log"
 limit=$(body_limit helm-scoped.test)
 [[ "$limit" == 1024 ]] || die "the scoped Ingress is not routed with the ConfigMap's 1k limit (body limit '$limit')"
 pass "scoped to $APPS with Roles only there and in $NS: ready, leading, routing with the controller ConfigMap applied"
+
+# ---------------------------------------------------------------- webhook
+# The API server calls the webhook by the rendered Service's DNS name and
+# port (below); the name is mapped to loopback, and Gatehouse listens on
+# that port.
+kill "$GATEHOUSE_PID"; wait "$GATEHOUSE_PID" 2>/dev/null || true
+getent hosts "$WEBHOOK_DNS" >/dev/null || echo "127.0.0.1 $WEBHOOK_DNS $HOSTS_MARK" >>/etc/hosts
+WEBHOOK_PORT=$(free_port)
+"$HELM" upgrade "$RELEASE" "$REPO/deploy/helm/gatehouse" -n "$NS" "${VALUES[@]}" \
+  --set controller.config.proxy-body-size=1k --set controller.scope.enabled=true \
+  --set "controller.scope.namespace=$APPS" --set rbac.scope=true \
+  --set controller.admissionWebhooks.enabled=true \
+  --set "controller.admissionWebhooks.service.servicePort=$WEBHOOK_PORT" >/dev/null \
+  || die "helm upgrade with the admission webhook failed"
+for object in "service/$RELEASE-admission" "role/$RELEASE-admission" "rolebinding/$RELEASE-admission"; do
+  kubectl -n "$NS" get "$object" >/dev/null || die "$object was not created"
+done
+for object in "clusterrole/$RELEASE-admission" "clusterrolebinding/$RELEASE-admission" \
+  "validatingwebhookconfiguration/$RELEASE-admission"; do
+  kubectl get "$object" >/dev/null || die "$object was not created"
+done
+kubectl get validatingwebhookconfiguration "$RELEASE-admission" -o json >"$WORK/webhook.json"
+jq -e --arg name "$RELEASE-admission" --arg ns "$NS" --argjson port "$WEBHOOK_PORT" '
+    [.webhooks[] | .clientConfig | (.service.name == $name and .service.namespace == $ns
+                                     and .service.port == $port and (has("caBundle") | not))]
+    | length == 2 and all' "$WORK/webhook.json" >/dev/null \
+  || die "the configuration does not name the rendered Service: $(jq -c '[.webhooks[].clientConfig]' "$WORK/webhook.json")"
+pass "the webhook's Service, configuration (by that Service, no caBundle) and RBAC are in the API server"
+# This API server has no kube-proxy to reach a Service's ClusterIP: the
+# Service reference becomes a URL with the Service's DNS name (mapped to
+# loopback), its port and each webhook's path; nothing else changes.
+jq --arg base "https://$WEBHOOK_DNS:$WEBHOOK_PORT" '
+    .webhooks |= map(.clientConfig = {url: ($base + .clientConfig.service.path)})' \
+  "$WORK/webhook.json" | kubectl replace -f - >/dev/null \
+  || die "the API server refused the configuration by URL"
+
+start_gatehouse "$WORK/gatehouse-webhook.log"
+secret_ca() {
+  kubectl -n "$NS" get secret "$RELEASE-admission" -o json 2>/dev/null | jq -r '.data["ca.crt"] // empty'
+}
+bundle_is_ca() {
+  local want
+  want=$(secret_ca)
+  [[ -n "$want" ]] && kubectl get validatingwebhookconfiguration "$RELEASE-admission" -o json \
+    | jq -e --arg ca "$want" '[.webhooks[].clientConfig.caBundle] | all(. == $ca)' >/dev/null
+}
+for _ in $(seq 150); do
+  bundle_is_ca && break
+  sleep 0.2
+done
+bundle_is_ca || die "no Secret $NS/$RELEASE-admission whose CA is every webhook's caBundle: $(tail -20 "$WORK/gatehouse-webhook.log")"
+pass "as $SA_USER, Gatehouse created the Secret $NS/$RELEASE-admission and set every webhook's caBundle to its CA"
+
+# An Ingress of our class in the watched namespace: $1 its name, $2 its
+# proxy-body-size; kubectl's output in $WORK/$1.txt.
+apply_ingress() {
+  kubectl -n "$APPS" apply -f - >"$WORK/$1.txt" 2>&1 <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: $1
+  annotations: {nginx.ingress.kubernetes.io/proxy-body-size: "$2"}
+spec:
+  ingressClassName: $CLASS
+  rules:
+  - host: $1.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
+EOF
+}
+refused() { ! apply_ingress "$1" lots && grep -q "proxy-body-size" "$WORK/$1.txt"; }
+for _ in $(seq 50); do
+  refused webhook-probe && break
+  sleep 0.2
+done
+refused webhook-bad || die "a bad Ingress was not refused with Gatehouse's reason: $(cat "$WORK/webhook-bad.txt")"
+pass "the API server trusts the webhook by the rendered Service's name: a bad Ingress is refused with $(tr '\n' ' ' <"$WORK/webhook-bad.txt")"
+apply_ingress webhook-good 2m || die "a good Ingress was refused: $(cat "$WORK/webhook-good.txt")"
+pass "a good Ingress is stored"
+if grep -q "BEGIN" "$WORK/gatehouse-webhook.log"; then
+  die "PEM material in Gatehouse's log"
+fi
 
 # ------------------------------------------------------------------- RBAC
 if grep -Eiq "forbidden|\b403\b" "$WORK"/gatehouse*.log; then
