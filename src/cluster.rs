@@ -3,6 +3,7 @@
 //! Every source (files, kube) produces a whole `ClusterState`; nothing
 //! downstream knows which source filled it.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -233,6 +234,10 @@ pub struct ClusterState {
     pub reference_grants: OrderedMap<ObjectKey, Arc<ReferenceGrant>>,
     /// By name (cluster-scoped).
     pub acme_issuers: OrderedMap<String, Arc<AcmeIssuer>>,
+    /// With `--watch-namespace-selector`, the namespaces it selects (the
+    /// objects above are of these, but for the pinned ones); `None`
+    /// without a selector.
+    pub selected_namespaces: Option<Arc<BTreeSet<String>>>,
     /// Each Service's EndpointSlices (label `kubernetes.io/service-name`).
     slices_by_service: KeyedMap<Arc<Vec<ObjectKey>>>,
     /// What `insert` and `remove` changed, for an incremental rebuild.

@@ -108,9 +108,18 @@ impl Reviewer {
         self
     }
 
+    /// Whether objects of `namespace` are served: listed by
+    /// `--watch-namespace` (when given), and selected by
+    /// `--watch-namespace-selector` as the served state last saw the
+    /// namespaces' labels (when given).
     fn serves(&self, namespace: Option<&str>) -> bool {
-        self.namespaces.is_empty()
-            || namespace.is_some_and(|ns| self.namespaces.iter().any(|served| served == ns))
+        let listed = self.namespaces.is_empty()
+            || namespace.is_some_and(|ns| self.namespaces.iter().any(|served| served == ns));
+        listed
+            && match &self.states.borrow().selected_namespaces {
+                None => true,
+                Some(selected) => namespace.is_some_and(|ns| selected.contains(ns)),
+            }
     }
 
     /// The AdmissionReview answering `body`, as JSON; counted and timed.
@@ -377,6 +386,40 @@ mod tests {
             answer(&reviewer, from_request)["response"]["allowed"],
             false
         );
+    }
+
+    #[test]
+    fn an_object_of_a_namespace_the_selector_does_not_pick_is_allowed_unjudged() {
+        let kind =
+            serde_json::json!({"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"});
+        let snippet = serde_json::json!({"nginx.ingress.kubernetes.io/configuration-snippet": "load_module x;"});
+        let object = |namespace: &str| {
+            serde_json::json!({
+                "metadata": {"name": "i", "namespace": namespace, "annotations": snippet},
+                "spec": {"ingressClassName": "gatehouse"}
+            })
+        };
+        let selecting = |names: &[&str]| {
+            let mut state = ClusterState::default();
+            let names = names.iter().map(|n| n.to_string()).collect();
+            state.selected_namespaces = Some(Arc::new(names));
+            Arc::new(state)
+        };
+        let (publish, states) = tokio::sync::watch::channel(selecting(&["shop"]));
+        let reviewer = Reviewer::new(
+            states,
+            Arc::new(TranslateOptions::default()),
+            AdmissionOptions::default(),
+            Arc::new(Metrics::new()),
+        );
+        let other = answer(&reviewer, request(kind.clone(), "CREATE", object("blog")));
+        assert_eq!(other["response"]["allowed"], true);
+        let ours = answer(&reviewer, request(kind.clone(), "CREATE", object("shop")));
+        assert_eq!(ours["response"]["allowed"], false);
+        // Labelled into the selection later: judged from then on.
+        publish.send(selecting(&["shop", "blog"])).unwrap();
+        let now = answer(&reviewer, request(kind, "CREATE", object("blog")));
+        assert_eq!(now["response"]["allowed"], false);
     }
 
     #[test]

@@ -219,21 +219,31 @@ async fn an_ingress_of_another_class_is_allowed_untouched() {
 /// With `--watch-namespace`, an Ingress of another namespace is never
 /// served, so the webhook allows it untouched, whatever it holds; the
 /// same Ingress in a namespace served is refused.
-#[tokio::test]
-async fn with_watch_namespace_an_ingress_of_another_namespace_is_allowed_untouched() {
-    let api = FakeApi::start().await;
-    api.put_manifests(&cluster());
+/// Gatehouse on the fake API with the webhook, its source as `configure`
+/// makes it; the webhook's address and CA (and the running controller and
+/// its certificates' directory, to keep).
+async fn webhook_on_api(
+    api: &FakeApi,
+    configure: impl FnOnce(&mut KubeSource),
+) -> (
+    SocketAddr,
+    CertificateDer<'static>,
+    Running,
+    tempfile::TempDir,
+) {
     let certs = tempfile::tempdir().expect("tempdir");
     let certificate = WebhookCertificate::write(certs.path());
     let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
+    let mut source = KubeSource {
         client: api.client(),
-        namespaces: vec!["test".into()],
+        namespaces: Vec::new(),
         namespace_selector: None,
         config_map: None,
         default_certificate: None,
         annotations_prefix: "gatehouse.dev".into(),
-    });
+    };
+    configure(&mut source);
+    config.source = SourceConfig::Kube(source);
     config.webhook = Some(certificate.config());
     let gatehouse = tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -242,21 +252,65 @@ async fn with_watch_namespace_an_ingress_of_another_namespace_is_allowed_untouch
     .await
     .expect("initial sync in time")
     .expect("start");
-    let (addr, ca) = (gatehouse.webhook_addr.expect("webhook"), certificate.pki.ca);
+    let addr = gatehouse.webhook_addr.expect("webhook");
+    (addr, certificate.pki.ca, gatehouse, certs)
+}
 
+/// An Ingress whose snippet Gatehouse always refuses, in `namespace`.
+fn evil_in(namespace: &str) -> serde_json::Value {
     let evil = annotated(
         "evil",
         "evil.test",
         "/",
         &[(SNIPPET, "load_module /tmp/evil.so;")],
     );
-    let served = ask(addr, &ca, &review("CREATE", &evil)).await;
+    let mut object = object_json(&evil);
+    object["metadata"]["namespace"] = namespace.into();
+    object
+}
+
+#[tokio::test]
+async fn with_watch_namespace_an_ingress_of_another_namespace_is_allowed_untouched() {
+    let api = FakeApi::start().await;
+    api.put_manifests(&cluster());
+    let (addr, ca, _gatehouse, _certs) =
+        webhook_on_api(&api, |s| s.namespaces = vec!["test".into()]).await;
+    let served = ask(addr, &ca, &review_of("CREATE", evil_in("test"))).await;
     assert!(!served.allowed(), "{served:?}");
-    let mut elsewhere = object_json(&evil);
-    elsewhere["metadata"]["namespace"] = "elsewhere".into();
-    let answer = ask(addr, &ca, &review_of("CREATE", elsewhere)).await;
+    let answer = ask(addr, &ca, &review_of("CREATE", evil_in("elsewhere"))).await;
     assert!(answer.allowed(), "{answer:?}");
     assert!(answer.warnings().is_empty(), "{answer:?}");
+}
+
+/// With `--watch-namespace-selector`, the same for a namespace the
+/// selector does not pick, until it is labelled to be.
+#[tokio::test]
+async fn with_a_namespace_selector_an_ingress_of_a_namespace_not_selected_is_allowed_untouched() {
+    let api = FakeApi::start().await;
+    api.put_manifests(&cluster());
+    api.put(namespace("test", &[("gatehouse", "on")]));
+    api.put(namespace("blog", &[]));
+    let (addr, ca, _gatehouse, _certs) = webhook_on_api(&api, |s| {
+        s.namespace_selector = Some("gatehouse=on".into());
+    })
+    .await;
+    let served = ask(addr, &ca, &review_of("CREATE", evil_in("test"))).await;
+    assert!(!served.allowed(), "{served:?}");
+    let answer = ask(addr, &ca, &review_of("CREATE", evil_in("blog"))).await;
+    assert!(answer.allowed(), "{answer:?}");
+    assert!(answer.warnings().is_empty(), "{answer:?}");
+    api.put(namespace("blog", &[("gatehouse", "on")]));
+    let within = std::time::Duration::from_secs(20);
+    eventually(
+        "the relabelled namespace to be judged",
+        within,
+        async || {
+            !ask(addr, &ca, &review_of("CREATE", evil_in("blog")))
+                .await
+                .allowed()
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -487,17 +487,6 @@ async fn secrets_are_listed_and_watched_without_the_types_that_are_never_certifi
     }
 }
 
-fn namespace(name: &str, labels: &[(&str, &str)]) -> serde_json::Value {
-    let labels: serde_json::Map<String, serde_json::Value> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect();
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": labels},
-    })
-}
-
 /// `ingress(...)` in namespace `ns`, with its Service there too.
 fn site_in(ns: &str, host: &str, web: &Backend) -> String {
     [

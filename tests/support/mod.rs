@@ -523,6 +523,18 @@ endpoints:
 }
 
 /// A `kubernetes.io/tls` Secret written with `stringData`.
+/// A Namespace object with `labels`, for the fake API server.
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    })
+}
+
 pub fn tls_secret(name: &str, leaf: &Leaf) -> String {
     format!(
         "---

@@ -274,7 +274,9 @@ impl DataScope {
         let Some(state) = self.state.as_mut() else {
             let objects = caches.values().flat_map(|c| c.live.values().cloned());
             let objects = objects.filter(|o| in_scope(o));
-            let state = ClusterState::from_objects(objects);
+            let mut state = ClusterState::from_objects(objects);
+            // A change of selection drops the state: it is set here only.
+            state.selected_namespaces = selected.cloned().map(Arc::new);
             self.state = Some(state.clone());
             return Some(state);
         };
@@ -489,6 +491,12 @@ spec: {{ports: [{{port: {port}}}]}}
             if let Some(published) = scope.publish(&caches, selected.as_ref()) {
                 let whole = rebuilt(&scope, &caches, selected.as_ref());
                 assert!(same(&published, &whole), "step {step}");
+                let said = published.selected_namespaces.as_deref();
+                assert_eq!(
+                    said,
+                    selected.as_ref(),
+                    "step {step}: the selection published"
+                );
             }
             let with_data: Vec<String> = caches[&secrets]
                 .live
