@@ -114,53 +114,18 @@ kubectl -n "$HOME_NS" get secret "$NAME" -o jsonpath='{.type}' | grep -qx kubern
   || die "the Secret is not of type kubernetes.io/tls"
 pass "the elected replica created the Secret $HOME_NS/$NAME as its ServiceAccount"
 
-bundle_is_ca() {
-  local want
-  want=$(secret_field ca.crt)
-  kubectl get validatingwebhookconfiguration "$NAME" -o json \
-    | jq -e --arg ca "$want" '[.webhooks[].clientConfig.caBundle] | all(. == $ca)' >/dev/null
-}
-for _ in $(seq 150); do
-  bundle_is_ca && break
-  sleep 0.2
-done
-bundle_is_ca || die "the caBundle is not the Secret's CA: $(tail -20 "$WORK/gatehouse-a.log")"
+wait_for_bundle "$HOME_NS" "$NAME" "$NAME" || die "the caBundle is not the Secret's CA: $(tail -20 "$WORK/gatehouse-a.log")"
 pass "every webhook's caBundle is the Secret's CA (patched within what deploy/admission/rbac.yaml grants)"
 
 curl -s -o /dev/null --cacert "$WORK/ca.crt" "https://$DNS:$WEBHOOK_a/" \
   || die "the webhook's certificate does not verify for $DNS against the Secret's CA"
 pass "the webhook serves a certificate for $DNS that verifies against the Secret's CA"
 
-ingress() { # name [annotation-line]
-  cat <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: $1
-  namespace: $NS
-  annotations: {${2:-}}
-spec:
-  ingressClassName: $CLASS
-  rules:
-  - host: $1.test
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
-EOF
-}
-
-refused() { # name annotation-line
-  ingress "$1" "$2" | kubectl apply -f - >"$WORK/$1.txt" 2>&1 && return 1
-  grep -q "proxy-body-size" "$WORK/$1.txt"
-}
-for _ in $(seq 50); do
-  refused probe '"nginx.ingress.kubernetes.io/proxy-body-size": "lots"' && break
-  sleep 0.2
-done
-refused bad '"nginx.ingress.kubernetes.io/proxy-body-size": "lots"' \
+until_refusing "$NS" "$CLASS" || true
+refused_by_webhook "$NS" bad "$CLASS" \
   || die "a bad Ingress was not refused with Gatehouse's reason: $(cat "$WORK/bad.txt")"
 pass "the API server trusts the webhook: kubectl apply of a bad Ingress fails with $(tr '\n' ' ' <"$WORK/bad.txt")"
-ingress good | kubectl apply -f - >"$WORK/good.txt" 2>&1 || die "a good Ingress was refused: $(cat "$WORK/good.txt")"
+ingress_of "$NS" good "$CLASS" | kubectl apply -f - >"$WORK/good.txt" 2>&1 || die "a good Ingress was refused: $(cat "$WORK/good.txt")"
 pass "a good Ingress is stored"
 
 # A second replica, not elected: serves from the same Secret, writes nothing.

@@ -254,48 +254,15 @@ jq --arg base "https://$WEBHOOK_DNS:$WEBHOOK_PORT" '
   || die "the API server refused the configuration by URL"
 
 start_gatehouse "$WORK/gatehouse-webhook.log"
-secret_ca() {
-  kubectl -n "$NS" get secret "$RELEASE-admission" -o json 2>/dev/null | jq -r '.data["ca.crt"] // empty'
-}
-bundle_is_ca() {
-  local want
-  want=$(secret_ca)
-  [[ -n "$want" ]] && kubectl get validatingwebhookconfiguration "$RELEASE-admission" -o json \
-    | jq -e --arg ca "$want" '[.webhooks[].clientConfig.caBundle] | all(. == $ca)' >/dev/null
-}
-for _ in $(seq 150); do
-  bundle_is_ca && break
-  sleep 0.2
-done
-bundle_is_ca || die "no Secret $NS/$RELEASE-admission whose CA is every webhook's caBundle: $(tail -20 "$WORK/gatehouse-webhook.log")"
+wait_for_bundle "$NS" "$RELEASE-admission" "$RELEASE-admission" || die "no Secret $NS/$RELEASE-admission whose CA is every webhook's caBundle: $(tail -20 "$WORK/gatehouse-webhook.log")"
 pass "as $SA_USER, Gatehouse created the Secret $NS/$RELEASE-admission and set every webhook's caBundle to its CA"
 
-# An Ingress of our class in the watched namespace: $1 its name, $2 its
-# proxy-body-size; kubectl's output in $WORK/$1.txt.
-apply_ingress() {
-  kubectl -n "$APPS" apply -f - >"$WORK/$1.txt" 2>&1 <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: $1
-  annotations: {nginx.ingress.kubernetes.io/proxy-body-size: "$2"}
-spec:
-  ingressClassName: $CLASS
-  rules:
-  - host: $1.test
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
-EOF
-}
-refused() { ! apply_ingress "$1" lots && grep -q "proxy-body-size" "$WORK/$1.txt"; }
-for _ in $(seq 50); do
-  refused webhook-probe && break
-  sleep 0.2
-done
-refused webhook-bad || die "a bad Ingress was not refused with Gatehouse's reason: $(cat "$WORK/webhook-bad.txt")"
+until_refusing "$APPS" "$CLASS" || true
+refused_by_webhook "$APPS" webhook-bad "$CLASS" \
+  || die "a bad Ingress was not refused with Gatehouse's reason: $(cat "$WORK/webhook-bad.txt")"
 pass "the API server trusts the webhook by the rendered Service's name: a bad Ingress is refused with $(tr '\n' ' ' <"$WORK/webhook-bad.txt")"
-apply_ingress webhook-good 2m || die "a good Ingress was refused: $(cat "$WORK/webhook-good.txt")"
+ingress_of "$APPS" webhook-good "$CLASS" | kubectl apply -f - >"$WORK/webhook-good.txt" 2>&1 \
+  || die "a good Ingress was refused: $(cat "$WORK/webhook-good.txt")"
 pass "a good Ingress is stored"
 if grep -q "BEGIN" "$WORK/gatehouse-webhook.log"; then
   die "PEM material in Gatehouse's log"

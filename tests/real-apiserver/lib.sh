@@ -92,6 +92,65 @@ spec:
 EOF
 }
 
+# ingress_of NAMESPACE NAME CLASS [ANNOTATIONS]: an Ingress of CLASS for
+# host NAME.test to the Service web (port 80); ANNOTATIONS are the entries
+# of a flow-style map.
+ingress_of() {
+  cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: $2
+  namespace: $1
+  annotations: {${4:-}}
+spec:
+  ingressClassName: $3
+  rules:
+  - host: $2.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+EOF
+}
+
+# refused_by_webhook NAMESPACE NAME CLASS: whether the API server refuses
+# an Ingress with a bad proxy-body-size with Gatehouse's reason
+# (kubectl's output in $WORK/NAME.txt).
+refused_by_webhook() {
+  ingress_of "$1" "$2" "$3" '"nginx.ingress.kubernetes.io/proxy-body-size": "lots"' \
+    | kubectl apply -f - >"$WORK/$2.txt" 2>&1 && return 1
+  grep -q "proxy-body-size" "$WORK/$2.txt"
+}
+
+# until_refusing NAMESPACE CLASS: up to 10 s for the API server to call
+# the webhook (it reads a changed configuration in its own time).
+until_refusing() {
+  for _ in $(seq 50); do
+    refused_by_webhook "$1" probe "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# bundle_is_secret_ca SECRET_NAMESPACE SECRET CONFIGURATION: whether the
+# Secret's ca.crt is every webhook's caBundle in the configuration.
+bundle_is_secret_ca() {
+  local want
+  want=$(kubectl -n "$1" get secret "$2" -o json 2>/dev/null | jq -r '.data["ca.crt"] // empty')
+  [[ -n "$want" ]] && kubectl get validatingwebhookconfiguration "$3" -o json \
+    | jq -e --arg ca "$want" '[.webhooks[].clientConfig.caBundle] | all(. == $ca)' >/dev/null
+}
+
+# wait_for_bundle SECRET_NAMESPACE SECRET CONFIGURATION: up to 30 s for
+# bundle_is_secret_ca; its status.
+wait_for_bundle() {
+  for _ in $(seq 150); do
+    bundle_is_secret_ca "$@" && return 0
+    sleep 0.2
+  done
+  bundle_is_secret_ca "$@"
+}
+
 cleanup_objects() { :; }
 
 check_cleanup() {
