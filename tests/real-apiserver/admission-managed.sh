@@ -5,7 +5,8 @@
 # What the suite's fake API server cannot tell: that deploy/base's and
 # deploy/admission's RBAC let a ServiceAccount create and renew the
 # Secret, watch it by name and patch the configuration's caBundle; that
-# the API server then trusts the webhook for the Service's DNS name.
+# the API server then trusts the webhook for the Service's DNS name, also
+# with a caBundle of two CAs while a new CA replaces the old one.
 #
 # Usage:  KUBECONFIG=ADMIN_KUBECONFIG tests/real-apiserver/admission-managed.sh
 #
@@ -164,6 +165,26 @@ for replica in a b; do
     || die "replica $replica does not serve the renewed certificate"
 done
 pass "a serving certificate for other names is issued again by the same CA, and both replicas serve it"
+
+# The CA's key lost: a new CA, trusted beside the old one before the
+# Secret changes; the API server takes the two-certificate caBundle and
+# still calls the webhook.
+old_ca=$(secret_field ca.crt)
+kubectl -n "$HOME_NS" patch secret "$NAME" --type json -p '[{"op":"remove","path":"/data/ca.key"}]' >/dev/null
+for _ in $(seq 150); do
+  [[ "$(secret_field ca.crt)" != "$old_ca" && -n "$(secret_field ca.key)" ]] && break
+  sleep 0.2
+done
+new_ca=$(secret_field ca.crt)
+[[ "$new_ca" != "$old_ca" && -n "$(secret_field ca.key)" ]] || die "no new CA after its key was lost: $(tail -20 "$WORK/gatehouse-a.log")"
+both=$( (base64 -d <<<"$new_ca"; base64 -d <<<"$old_ca") | base64 -w0)
+kubectl get validatingwebhookconfiguration "$NAME" -o json \
+  | jq -e --arg ca "$both" '[.webhooks[].clientConfig.caBundle] | all(. == $ca)' >/dev/null \
+  || die "the caBundle is not the new CA beside the old one"
+until_refusing "$NS" "$CLASS" || true
+refused_by_webhook "$NS" after-new-ca "$CLASS" \
+  || die "after the new CA, a bad Ingress was not refused: $(cat "$WORK/after-new-ca.txt")"
+pass "a lost CA key gives a new CA, trusted beside the old one; the API server still calls the webhook"
 
 if grep -qi -- "-----BEGIN" "$WORK"/gatehouse-*.log; then
   die "key or certificate material in a log"

@@ -331,6 +331,48 @@ async fn the_leader_renews_a_serving_certificate_near_its_end_or_for_other_names
     .await;
 }
 
+/// A CA that can no longer be used (its key lost) is replaced; the API
+/// server is told to trust the new CA beside the old one before the
+/// Secret changes, so that no replica is distrusted while they change.
+#[tokio::test]
+async fn a_new_ca_is_trusted_beside_the_old_one_before_the_secret_changes() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let _a = replica(&api, "a").await;
+    let first = eventually("created", WITHIN, async || stored(&api)).await;
+    eventually("the caBundle is the CA", WITHIN, async || {
+        ca_bundles(&api).iter().all(|b| *b == first["ca.crt"])
+    })
+    .await;
+    let keyless: Data = first
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ca.key")
+        .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
+        .collect();
+    put_secret(&api, keyless);
+    let second = eventually("a new CA", WITHIN, async || {
+        stored(&api).filter(|d| d["ca.crt"] != first["ca.crt"] && d.contains_key("ca.key"))
+    })
+    .await;
+    let both = [second["ca.crt"].clone(), first["ca.crt"].clone()].concat();
+    eventually("both CAs trusted", WITHIN, async || {
+        ca_bundles(&api).iter().all(|b| *b == both)
+    })
+    .await;
+    let calls = writes_and_configuration_calls(&api, "a");
+    let last = |resource: &str, method: http::Method| {
+        calls
+            .iter()
+            .rposition(|c| c.resource == resource && c.method == method)
+    };
+    let patched = last("validatingwebhookconfigurations", http::Method::PATCH);
+    let replaced = last("secrets", http::Method::PUT);
+    assert!(
+        patched.is_some() && patched < replaced,
+        "the caBundle was not set to both before the Secret was replaced: {calls:#?}"
+    );
+}
+
 /// Another writer (a leader whose Lease ran out, say) renews the Secret
 /// between the leader's read and its write: the leader's write is refused
 /// for its stale resourceVersion, and on reading again it finds the
@@ -499,14 +541,16 @@ async fn deploy_admission_rbac_grants_every_call_keeping_the_certificate_makes()
         stored(&api).filter(|d| d["tls.crt"] != first["tls.crt"].0)
     })
     .await;
-    // Deleted: created again, with a new CA, which the caBundle follows.
+    // Deleted: created again, with a new CA, which the caBundle trusts
+    // beside the one replaced (replicas still serving it stay trusted).
     api.delete("v1", "Secret", NS, NAME);
     let again = eventually("created again", WITHIN, async || {
         stored(&api).filter(|d| d["ca.crt"] != renewed["ca.crt"])
     })
     .await;
+    let both = [again["ca.crt"].clone(), renewed["ca.crt"].clone()].concat();
     eventually("the caBundle follows", WITHIN, async || {
-        ca_bundles(&api).iter().all(|b| *b == again["ca.crt"])
+        ca_bundles(&api).iter().all(|b| *b == both)
     })
     .await;
     drop((a, b));

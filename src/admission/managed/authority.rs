@@ -127,6 +127,32 @@ pub fn upkeep(data: &Data, names: &[String], now: SystemTime) -> Result<Upkeep, 
     Ok(Upkeep::Write { data, why })
 }
 
+/// The certificates of a PEM bundle (a `caBundle`) still valid at `now`,
+/// as PEM, each as it was written; those that do not parse are left out.
+pub fn unexpired_certificates(bundle: &[u8], now: SystemTime) -> Vec<u8> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(bundle);
+    let mut kept = Vec::new();
+    for block in text.split_inclusive(END).filter(|b| b.ends_with(END)) {
+        let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
+            continue;
+        };
+        let pem = &block[start..];
+        let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
+            continue;
+        };
+        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(&der) else {
+            continue;
+        };
+        let not_after = certificate.validity().not_after.timestamp().max(0) as u64;
+        if UNIX_EPOCH + Duration::from_secs(not_after) > now {
+            kept.extend_from_slice(pem.as_bytes());
+            kept.push(b'\n');
+        }
+    }
+    kept
+}
+
 /// A CA and its key, from the Secret or made here.
 struct Authority {
     pem: String,
@@ -326,6 +352,24 @@ mod tests {
 
     fn day(n: u64) -> Duration {
         Duration::from_secs(n * DAY)
+    }
+
+    #[test]
+    fn a_bundle_keeps_its_certificates_until_they_expire_and_drops_what_does_not_parse() {
+        let now = SystemTime::now();
+        let ca = |data: &Data| data[CA_CERTIFICATE].0.clone();
+        let (early, late) = (ca(&first(now - day(3649))), ca(&first(now)));
+        let garbage = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        let bundle = [early.clone(), garbage.to_vec(), late.clone()].concat();
+        let kept = unexpired_certificates(&bundle, now);
+        let text = String::from_utf8(kept.clone()).unwrap();
+        assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+        let two_days_on = unexpired_certificates(&bundle, now + day(2));
+        assert_eq!(
+            two_days_on, late,
+            "the early CA expired; the late one as written"
+        );
+        assert!(unexpired_certificates(b"", now).is_empty());
     }
 
     #[test]

@@ -63,6 +63,26 @@ impl CaBundle {
     }
 }
 
+impl CaBundle {
+    /// What the API server trusts now: the first `caBundle` the
+    /// configuration holds, decoded; `None` when it holds none (or does
+    /// not exist).
+    pub async fn trusted(&self) -> Result<Option<Vec<u8>>, kube::Error> {
+        let config = self.api.get_opt(&self.name).await?;
+        Ok(config.and_then(|c| trusted_of(c.data.get("webhooks")?)))
+    }
+}
+
+/// The first `clientConfig.caBundle` of `webhooks`, decoded.
+pub fn trusted_of(webhooks: &Value) -> Option<Vec<u8>> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    webhooks
+        .as_array()?
+        .iter()
+        .filter_map(|w| w.pointer("/clientConfig/caBundle")?.as_str())
+        .find_map(|b| engine.decode(b).ok().filter(|b| !b.is_empty()))
+}
+
 /// `webhooks` (a configuration's list) with every `clientConfig.caBundle`
 /// set to `ca`, and how many changed; `None` when none differs.
 pub fn with_ca_bundle(webhooks: &Value, ca: &[u8]) -> Option<(Value, usize)> {
@@ -109,5 +129,7 @@ mod tests {
         assert_eq!(patched[2]["clientConfig"]["url"], "https://x");
         assert_eq!(with_ca_bundle(&patched, b"new"), None);
         assert_eq!(with_ca_bundle(&Value::Null, b"new"), None);
+        assert_eq!(trusted_of(&webhooks), Some(b"old".to_vec()));
+        assert_eq!(trusted_of(&json!([{"clientConfig": {}}])), None);
     }
 }

@@ -10,6 +10,12 @@
 //! stale leader, a race at election) writes nothing and looks again. The
 //! CA is kept whenever it is usable, so replacing the serving
 //! certificate never changes what the API server must trust.
+//!
+//! When a new CA must be made (the old one is missing, unusable or near
+//! its end), the API server is first told to trust it beside what it
+//! trusted until then, and only then is the Secret written: replicas take
+//! the new pair in their own time, and until `OVERLAP` has passed the
+//! `caBundle` holds both, so that none of them is distrusted meanwhile.
 
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +35,9 @@ const RECHECK: Duration = Duration::from_secs(60);
 const RETRY: Duration = Duration::from_secs(5);
 /// After a write that another writer's came before.
 const RACE: Duration = Duration::from_millis(200);
+/// How long the `caBundle` trusts the CA replaced beside the new one:
+/// far longer than replicas take to serve from the new Secret.
+const OVERLAP: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, thiserror::Error)]
 enum KeepError {
@@ -52,6 +61,9 @@ pub struct CertificateKeeper {
     /// The last failure warned about, so that one that persists is
     /// warned about once, not at every retry.
     pub failing: Option<String>,
+    /// After a new CA: what the API server trusted before it (PEM), kept
+    /// in the `caBundle` beside it until the time given.
+    pub overlap: Option<(Vec<u8>, SystemTime)>,
 }
 
 impl CertificateKeeper {
@@ -85,14 +97,29 @@ impl CertificateKeeper {
                 return RETRY;
             }
         };
-        let until_due = due.duration_since(SystemTime::now()).unwrap_or_default();
-        let wait = until_due.min(RECHECK);
+        let now = SystemTime::now();
+        if self
+            .overlap
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= now)
+        {
+            self.overlap = None;
+        }
+        let trust = trust(&ca, self.overlap.as_ref(), now);
+        let overlap_left = self
+            .overlap
+            .as_ref()
+            .map(|(_, until)| until.duration_since(now));
+        let until_due = due.duration_since(now).unwrap_or_default();
+        let wait = until_due
+            .min(RECHECK)
+            .min(overlap_left.and_then(Result::ok).unwrap_or(RECHECK));
         let Some(bundle) = &self.bundle else {
             self.recovered();
             return wait;
         };
         let config = bundle.name.clone();
-        let kept = bundle.keep(&ca).await;
+        let kept = bundle.keep(&trust).await;
         let was_absent =
             std::mem::replace(&mut self.bundle_absent, matches!(kept, Ok(Kept::Absent)));
         match kept {
@@ -133,7 +160,10 @@ impl CertificateKeeper {
 
     /// Brings the Secret up to date; returns its CA (PEM) and when it
     /// falls due next.
-    async fn keep_secret(&self, seen: Option<&Secret>) -> Result<(Vec<u8>, SystemTime), KeepError> {
+    async fn keep_secret(
+        &mut self,
+        seen: Option<&Secret>,
+    ) -> Result<(Vec<u8>, SystemTime), KeepError> {
         let now = SystemTime::now();
         if let Some(secret) = seen {
             let data = secret.data.clone().unwrap_or_default();
@@ -141,16 +171,16 @@ impl CertificateKeeper {
                 return Ok((ca_of(&data), due));
             }
         }
-        let key = &self.secret;
+        let key = &self.secret.clone();
         let store_error = |e| KeepError::Store(key.clone(), e);
         let stored = self.store.get(key).await.map_err(store_error)?;
-        let data = stored
+        let stored_data = stored
             .as_ref()
             .and_then(|s| s.data.clone())
             .unwrap_or_default();
-        let upkeep = authority::upkeep(&data, &self.names, now);
+        let upkeep = authority::upkeep(&stored_data, &self.names, now);
         let (data, why) = match upkeep.map_err(|e| KeepError::Issue(key.clone(), e))? {
-            Upkeep::Current { due } => return Ok((ca_of(&data), due)),
+            Upkeep::Current { due } => return Ok((ca_of(&stored_data), due)),
             Upkeep::Write { data, why } => (data, why),
         };
         let why = match &stored {
@@ -158,6 +188,9 @@ impl CertificateKeeper {
             Some(_) => why,
         };
         let ca = ca_of(&data);
+        if ca != ca_of(&stored_data) {
+            self.trust_beside(&ca, now).await;
+        }
         match stored {
             None => {
                 self.store
@@ -177,8 +210,72 @@ impl CertificateKeeper {
     }
 }
 
+impl CertificateKeeper {
+    /// Before the Secret of a new CA is written: the `caBundle` trusts it
+    /// beside what the API server trusted until now (what of that is
+    /// still valid), for `OVERLAP`. Nothing to do at the first CA. When
+    /// the configuration cannot be read or patched, the Secret is written
+    /// all the same (a webhook with a new CA beats one with none), and
+    /// the rounds that follow set the caBundle.
+    async fn trust_beside(&mut self, ca: &[u8], now: SystemTime) {
+        let Some(bundle) = &self.bundle else {
+            return;
+        };
+        let before = match bundle.trusted().await {
+            Ok(before) => authority::unexpired_certificates(&before.unwrap_or_default(), now),
+            Err(error) => return overlap_failed(&bundle.name, &error),
+        };
+        if before.is_empty() {
+            return;
+        }
+        let overlap = (before, now + OVERLAP);
+        if let Err(error) = bundle.keep(&trust(ca, Some(&overlap), now)).await {
+            overlap_failed(&bundle.name, &error);
+        }
+        // Kept either way: the rounds that follow set both.
+        self.overlap = Some(overlap);
+    }
+}
+
+fn overlap_failed(config: &str, error: &kube::Error) {
+    tracing::warn!(target: "gatehouse::admission", configuration = %config, "the caBundle could not trust the new CA beside the old one before the Secret changed: {error}");
+}
+
+/// What the `caBundle` must hold at `now`: the CA (PEM), and until an
+/// overlap ends, what was trusted before it.
+fn trust(ca: &[u8], overlap: Option<&(Vec<u8>, SystemTime)>, now: SystemTime) -> Vec<u8> {
+    match overlap {
+        Some((before, until)) if *until > now && !before.is_empty() => {
+            let mut both = ca.to_vec();
+            if !both.ends_with(b"\n") {
+                both.push(b'\n');
+            }
+            both.extend_from_slice(before);
+            both
+        }
+        _ => ca.to_vec(),
+    }
+}
+
 fn ca_of(data: &authority::Data) -> Vec<u8> {
     data.get(CA_CERTIFICATE)
         .map(|b| b.0.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundle_holds_the_old_trust_beside_the_new_ca_until_the_overlap_ends() {
+        let now = SystemTime::now();
+        let overlap = (b"OLD\n".to_vec(), now + OVERLAP);
+        assert_eq!(trust(b"NEW\n", Some(&overlap), now), b"NEW\nOLD\n");
+        assert_eq!(trust(b"NEW", Some(&overlap), now), b"NEW\nOLD\n");
+        assert_eq!(trust(b"NEW\n", Some(&overlap), now + OVERLAP), b"NEW\n");
+        assert_eq!(trust(b"NEW\n", None, now), b"NEW\n");
+        let nothing_before = (Vec::new(), now + OVERLAP);
+        assert_eq!(trust(b"NEW\n", Some(&nothing_before), now), b"NEW\n");
+    }
 }

@@ -84,6 +84,7 @@ pub fn start(
             bundle,
             bundle_absent: false,
             failing: None,
+            overlap: None,
         };
         tasks.spawn(keeper.run(feed, leading));
     }
