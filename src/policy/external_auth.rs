@@ -558,14 +558,10 @@ mod tests {
         let uri: Uri = uri.parse().unwrap();
         let headers = HeaderMap::new();
         let facts = Facts {
-            method: &Method::GET,
-            uri: &uri,
-            request_uri: &uri,
             host: "app.example.com",
             tls: true,
             port: 443,
-            client: std::net::IpAddr::from([192, 0, 2, 1]),
-            headers: &headers,
+            ..Facts::sample(&uri, &headers)
         };
         let signin = auth.signin.as_ref().unwrap();
         signin_location(signin, &facts)

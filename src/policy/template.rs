@@ -125,6 +125,24 @@ pub struct Facts<'a> {
     pub headers: &'a HeaderMap,
 }
 
+#[cfg(test)]
+impl<'a> Facts<'a> {
+    /// For tests: a GET of `uri` as sent, with `headers`, over plain HTTP
+    /// on port 80, to `shop.test` from 192.0.2.1.
+    pub fn sample(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Facts {
+            method: &Method::GET,
+            uri,
+            request_uri: uri,
+            host: "shop.test",
+            tls: false,
+            port: 80,
+            client: IpAddr::from([192, 0, 2, 1]),
+            headers,
+        }
+    }
+}
+
 impl Template {
     pub fn parse(value: &str, vars: Vars) -> Result<Template, String> {
         let mut parts = Vec::new();

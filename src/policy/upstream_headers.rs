@@ -57,14 +57,10 @@ mod tests {
         let mut sent = HeaderMap::new();
         sent.insert("x-tenant", HeaderValue::from_static("forged"));
         let facts = Facts {
-            method: &http::Method::GET,
-            uri: &uri,
-            request_uri: &uri,
             host: "shop.example",
             tls: true,
             port: 443,
-            client: "192.0.2.1".parse().unwrap(),
-            headers: &sent,
+            ..Facts::sample(&uri, &sent)
         };
         let template = Template::parse("$host $scheme", Vars::Request).unwrap();
         let templates = [(HeaderName::from_static("x-tenant"), template)];

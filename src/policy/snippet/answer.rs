@@ -106,14 +106,8 @@ mod tests {
         let uri = http::Uri::from_static("/old?x=1");
         let headers = HeaderMap::new();
         let facts = Facts {
-            method: &http::Method::GET,
-            uri: &uri,
-            request_uri: &uri,
             host: "Shop.test:8080",
-            tls: false,
-            port: 80,
-            client: "192.0.2.1".parse().unwrap(),
-            headers: &headers,
+            ..Facts::sample(&uri, &headers)
         };
         let answer = |status: u16, with: Option<&str>| Answer {
             when: None,

@@ -192,13 +192,8 @@ mod tests {
         let uri = Uri::from_static("/admin/users?page=2");
         let facts = Facts {
             method: &Method::POST,
-            uri: &uri,
-            request_uri: &uri,
             host: "Old.Shop.test:8080",
-            tls: false,
-            port: 80,
-            client: "192.0.2.1".parse().unwrap(),
-            headers: &headers,
+            ..Facts::sample(&uri, &headers)
         };
         let holds = |text: &str| condition(text).unwrap().holds(&facts);
         assert!(holds("($host = old.shop.test)"));

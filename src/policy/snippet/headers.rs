@@ -253,19 +253,6 @@ mod tests {
     use super::*;
     use crate::policy::template::Vars;
 
-    fn facts<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Facts<'a> {
-        Facts {
-            method: &http::Method::GET,
-            uri,
-            request_uri: uri,
-            host: "shop.test",
-            tls: false,
-            port: 80,
-            client: "192.0.2.1".parse().unwrap(),
-            headers,
-        }
-    }
-
     fn set(name: &str, value: &str) -> HeaderChange {
         HeaderChange {
             name: NamePattern::Exact(HeaderName::from_bytes(name.as_bytes()).unwrap()),
@@ -296,7 +283,7 @@ mod tests {
         for (status, with_a) in [(200, true), (302, true), (404, false), (500, false)] {
             let mut headers = HeaderMap::new();
             let status = StatusCode::from_u16(status).unwrap();
-            edits.edit_response(status, &facts(&uri, &sent), &mut headers);
+            edits.edit_response(status, &Facts::sample(&uri, &sent), &mut headers);
             assert_eq!(headers.contains_key("x-a"), with_a, "{status}");
             assert_eq!(headers["x-b"], "b");
         }
@@ -321,11 +308,15 @@ mod tests {
         );
         html.append("x-page", HeaderValue::from_static("one"));
         html.append("x-page", HeaderValue::from_static("two"));
-        edits.edit_response(StatusCode::NOT_FOUND, &facts(&uri, &sent), &mut html);
+        edits.edit_response(
+            StatusCode::NOT_FOUND,
+            &Facts::sample(&uri, &sent),
+            &mut html,
+        );
         let values: Vec<_> = html.get_all("x-page").iter().collect();
         assert_eq!(values, ["missing shop.test"]);
         let mut ok = HeaderMap::new();
-        edits.edit_response(StatusCode::OK, &facts(&uri, &sent), &mut ok);
+        edits.edit_response(StatusCode::OK, &Facts::sample(&uri, &sent), &mut ok);
         assert!(ok.is_empty());
     }
 
@@ -356,7 +347,7 @@ mod tests {
         let mut sent = HeaderMap::new();
         sent.insert("x-sent", HeaderValue::from_static("original"));
         sent.insert("x-drop-me", HeaderValue::from_static("1"));
-        let edited = edits.edit_request(&facts(&uri, &sent)).unwrap();
+        let edited = edits.edit_request(&Facts::sample(&uri, &sent)).unwrap();
         assert_eq!(edited["x-sent"], "replaced");
         assert!(!edited.contains_key("x-only-if-sent"));
         assert_eq!(

@@ -91,17 +91,7 @@ mod tests {
     fn apply(rewrite: &UriRewrite, uri: &'static str) -> Option<String> {
         let uri = http::Uri::from_static(uri);
         let headers = HeaderMap::new();
-        let facts = Facts {
-            method: &http::Method::GET,
-            uri: &uri,
-            request_uri: &uri,
-            host: "shop.test",
-            tls: false,
-            port: 80,
-            client: "192.0.2.1".parse().unwrap(),
-            headers: &headers,
-        };
-        rewrite.apply(&facts)
+        rewrite.apply(&Facts::sample(&uri, &headers))
     }
 
     #[test]

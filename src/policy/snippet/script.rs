@@ -136,23 +136,14 @@ impl Script {
 mod tests {
     use super::super::Snippet;
     use super::*;
-    use http::{HeaderMap, Method};
+    use http::HeaderMap;
 
     fn run(snippet: &str, sent: &'static str) -> (Ran, Option<String>) {
         let snippet = Snippet::read(snippet);
         assert!(snippet.applies(), "{:?}", snippet.refused);
         let uri = Uri::from_static(sent);
         let headers = HeaderMap::new();
-        let facts = Facts {
-            method: &Method::GET,
-            uri: &uri,
-            request_uri: &uri,
-            host: "shop.test",
-            tls: false,
-            port: 80,
-            client: "192.0.2.1".parse().unwrap(),
-            headers: &headers,
-        };
+        let facts = Facts::sample(&uri, &headers);
         let mut now = None;
         let ran = snippet.script.run(&facts, &mut now);
         (ran, now.map(|u| u.to_string()))
