@@ -160,14 +160,10 @@ async fn the_kube_source_serves_the_answers_of_the_controller_namespace_secret()
     );
     let mut config = config_for(std::path::Path::new("."));
     config.source = SourceConfig::Kube(KubeSource {
-        client: api.client(),
         // The Ingresses' namespace and the controller's (`default`,
         // without $POD_NAMESPACE), where the challenge Secret is.
         namespaces: vec!["test".into(), "default".into()],
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
+        ..kube_source(api.client())
     });
     let gatehouse = tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await

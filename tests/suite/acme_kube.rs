@@ -8,7 +8,6 @@ use crate::support;
 use std::time::Duration;
 
 use gatehouse::app::SourceConfig;
-use gatehouse::source::kube::KubeSource;
 use http::StatusCode;
 use support::fake_api::{FakeApi, ACME_ISSUERS};
 use support::*;
@@ -18,14 +17,7 @@ const APPLIED: Duration = Duration::from_secs(20);
 
 async fn start(api: &FakeApi) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
-    config.source = SourceConfig::Kube(KubeSource {
-        client: api.client(),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
+    config.source = SourceConfig::Kube(kube_source(api.client()));
     tokio::time::timeout(Duration::from_secs(20), gatehouse::app::start(config))
         .await
         .expect("initial sync in time")

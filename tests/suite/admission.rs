@@ -234,14 +234,7 @@ async fn webhook_on_api(
     let certs = tempfile::tempdir().expect("tempdir");
     let certificate = WebhookCertificate::write(certs.path());
     let mut config = config_for(std::path::Path::new("."));
-    let mut source = KubeSource {
-        client: api.client(),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    };
+    let mut source = kube_source(api.client());
     configure(&mut source);
     config.source = SourceConfig::Kube(source);
     config.webhook = Some(certificate.config());

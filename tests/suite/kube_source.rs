@@ -25,14 +25,7 @@ async fn start_watching(
     configure: impl FnOnce(&mut KubeSource),
 ) -> gatehouse::app::Running {
     let mut config = config_for(std::path::Path::new("."));
-    let mut source = KubeSource {
-        client: api.client(),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    };
+    let mut source = kube_source(api.client());
     configure(&mut source);
     config.translate.config_map = source.config_map.clone();
     config.source = SourceConfig::Kube(source);
@@ -135,14 +128,7 @@ async fn readyz_is_503_until_every_kind_is_listed() {
     drop(probe);
     let mut config = config_for(std::path::Path::new("."));
     config.metrics_addr = metrics_addr;
-    config.source = SourceConfig::Kube(KubeSource {
-        client: api.client(),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
+    config.source = SourceConfig::Kube(kube_source(api.client()));
     let starting = tokio::spawn(gatehouse::app::start(config));
 
     eventually(

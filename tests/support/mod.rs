@@ -523,6 +523,20 @@ endpoints:
 }
 
 /// A `kubernetes.io/tls` Secret written with `stringData`.
+/// The API source the suite runs on `client`: every namespace, no
+/// selector, controller ConfigMap or default certificate, and the
+/// `gatehouse.dev` annotation prefix.
+pub fn kube_source(client: kube::Client) -> gatehouse::source::kube::KubeSource {
+    gatehouse::source::kube::KubeSource {
+        client,
+        namespaces: Vec::new(),
+        namespace_selector: None,
+        config_map: None,
+        default_certificate: None,
+        annotations_prefix: "gatehouse.dev".into(),
+    }
+}
+
 /// A Namespace object with `labels`, for the fake API server.
 pub fn namespace(name: &str, labels: &[(&str, &str)]) -> serde_json::Value {
     let labels: serde_json::Map<String, serde_json::Value> = labels
@@ -702,14 +716,7 @@ pub fn replica_config(
     publish: gatehouse::status::Publish,
 ) -> Config {
     let mut config = config_for(Path::new("."));
-    config.source = gatehouse::app::SourceConfig::Kube(gatehouse::source::kube::KubeSource {
-        client: api.client_as(name),
-        namespaces: Vec::new(),
-        namespace_selector: None,
-        config_map: None,
-        default_certificate: None,
-        annotations_prefix: "gatehouse.dev".into(),
-    });
+    config.source = gatehouse::app::SourceConfig::Kube(kube_source(api.client_as(name)));
     config.status = Some(gatehouse::status::StatusConfig {
         publish,
         election_id: "gatehouse-leader".into(),
