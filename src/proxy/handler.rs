@@ -129,10 +129,10 @@ impl Proxy {
             captured.response_head = head_size(status_line, response.headers());
         }
         let telemetry = self.telemetry.clone();
-        let route = record.route.as_ref();
-        let quiet = route
-            .and_then(|r| r.policy.client_body_timeout)
-            .unwrap_or_else(|| cx.table.edge.client_body_timeout());
+        let quiet = cx
+            .table
+            .edge
+            .client_body_timeout_for(record.route.as_deref());
         response.map(|body| LoggedBody::new(body, record, telemetry).leaving(unread, quiet))
     }
 
@@ -243,11 +243,7 @@ impl Proxy {
                 // again.
                 let exchange = std::pin::pin!(self.upstreams.send(request, to));
                 let (progress, send, read) = (&outgoing.progress, timeouts.send, timeouts.read);
-                let client_body = forward
-                    .route
-                    .policy
-                    .client_body_timeout
-                    .unwrap_or_else(|| cx.table.edge.client_body_timeout());
+                let client_body = cx.table.edge.client_body_timeout_for(Some(&forward.route));
                 AttemptError::from_exchange(
                     exchange_timeouts::within(exchange, progress, send, read, client_body).await,
                     progress,

@@ -64,6 +64,14 @@ impl GlobalSettings {
     pub fn client_body_timeout(&self) -> Duration {
         self.client_body_timeout.unwrap_or(Duration::from_secs(60))
     }
+
+    /// The client body timeout of a request to `route`: the route's own
+    /// (a snippet's `client_body_timeout`), else this one.
+    pub fn client_body_timeout_for(&self, route: Option<&super::Route>) -> Duration {
+        route
+            .and_then(|r| r.policy.client_body_timeout)
+            .unwrap_or_else(|| self.client_body_timeout())
+    }
 }
 
 /// Client connections kept alive (`keep-alive`, `keep-alive-requests`).
