@@ -98,22 +98,18 @@ impl CertificateKeeper {
             }
         };
         let now = SystemTime::now();
-        if self
-            .overlap
-            .as_ref()
-            .is_some_and(|(_, until)| *until <= now)
-        {
+        // An overlap under way bounds the wait; one that has ended is
+        // dropped.
+        let overlap_left = self.overlap.as_ref().and_then(|(_, until)| {
+            let left = until.duration_since(now).ok();
+            left.filter(|left| !left.is_zero())
+        });
+        if overlap_left.is_none() {
             self.overlap = None;
         }
         let trust = trust(&ca, self.overlap.as_ref(), now);
-        let overlap_left = self
-            .overlap
-            .as_ref()
-            .map(|(_, until)| until.duration_since(now));
         let until_due = due.duration_since(now).unwrap_or_default();
-        let wait = until_due
-            .min(RECHECK)
-            .min(overlap_left.and_then(Result::ok).unwrap_or(RECHECK));
+        let wait = until_due.min(RECHECK).min(overlap_left.unwrap_or(RECHECK));
         let Some(bundle) = &self.bundle else {
             self.recovered();
             return wait;
