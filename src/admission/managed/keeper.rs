@@ -167,7 +167,7 @@ impl CertificateKeeper {
                 return Ok((ca_of(&data), due));
             }
         }
-        let key = &self.secret.clone();
+        let key = &self.secret;
         let store_error = |e| KeepError::Store(key.clone(), e);
         let stored = self.store.get(key).await.map_err(store_error)?;
         let stored_data = stored
@@ -185,7 +185,9 @@ impl CertificateKeeper {
         };
         let ca = ca_of(&data);
         if ca != ca_of(&stored_data) {
-            self.trust_beside(&ca, now).await;
+            if let Some(overlap) = self.trust_beside(&ca, now).await {
+                self.overlap = Some(overlap);
+            }
         }
         match stored {
             None => {
@@ -204,32 +206,32 @@ impl CertificateKeeper {
         let due = now + authority::SERVING_LIFETIME * 2 / 3;
         Ok((ca, due))
     }
-}
 
-impl CertificateKeeper {
     /// Before the Secret of a new CA is written: the `caBundle` trusts it
     /// beside what the API server trusted until now (what of that is
-    /// still valid), for `OVERLAP`. Nothing to do at the first CA. When
-    /// the configuration cannot be read or patched, the Secret is written
-    /// all the same (a webhook with a new CA beats one with none), and
-    /// the rounds that follow set the caBundle.
-    async fn trust_beside(&mut self, ca: &[u8], now: SystemTime) {
-        let Some(bundle) = &self.bundle else {
-            return;
-        };
+    /// still valid); returns that overlap, to last `OVERLAP`. Nothing to
+    /// do at the first CA. When the configuration cannot be read or
+    /// patched, the Secret is written all the same (a webhook with a new
+    /// CA beats one with none), and the rounds that follow set the
+    /// caBundle.
+    async fn trust_beside(&self, ca: &[u8], now: SystemTime) -> Option<(Vec<u8>, SystemTime)> {
+        let bundle = self.bundle.as_ref()?;
         let before = match bundle.trusted().await {
             Ok(before) => authority::unexpired_certificates(&before.unwrap_or_default(), now),
-            Err(error) => return overlap_failed(&bundle.name, &error),
+            Err(error) => {
+                overlap_failed(&bundle.name, &error);
+                return None;
+            }
         };
         if before.is_empty() {
-            return;
+            return None;
         }
         let overlap = (before, now + OVERLAP);
         if let Err(error) = bundle.keep(&trust(ca, Some(&overlap), now)).await {
             overlap_failed(&bundle.name, &error);
         }
         // Kept either way: the rounds that follow set both.
-        self.overlap = Some(overlap);
+        Some(overlap)
     }
 }
 
