@@ -138,14 +138,7 @@ pub fn unexpired_certificates(bundle: &[u8], now: SystemTime) -> Vec<u8> {
             continue;
         };
         let pem = &block[start..];
-        let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
-            continue;
-        };
-        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(&der) else {
-            continue;
-        };
-        let not_after = certificate.validity().not_after.timestamp().max(0) as u64;
-        if UNIX_EPOCH + Duration::from_secs(not_after) > now {
+        if Held::of_pem(pem.as_bytes()).is_some_and(|held| held.not_after > now) {
             kept.extend_from_slice(pem.as_bytes());
             kept.push(b'\n');
         }
