@@ -350,7 +350,7 @@ fn elect(
             let report =
                 issuing::ClusterReport::new(source.client.clone(), status.identity.clone());
             Some(Leadership {
-                store: SecretStore::Kube(source.client.clone()),
+                store: secret_store(&config.source, states),
                 leading,
                 report: Some(report),
                 always: None,
