@@ -148,9 +148,7 @@ impl RouteTable {
                 {
                     Next::Decided(decision) => return decision,
                     Next::Search(_) if searches == MAX_SEARCHES => {
-                        let edits = Some(SnippetEdits::Route(location.snippet.clone()));
-                        let failed = Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR);
-                        return run.finish(failed, edits, None);
+                        return run.cycle(location.snippet.clone());
                     }
                     Next::Search(_) | Next::Stay(_) => {
                         searches += 1;
@@ -167,11 +165,7 @@ impl RouteTable {
                 Next::Stay(target) => {
                     return self.served(run, &matched, target, client_auth, req);
                 }
-                Next::Search(left) if searches == MAX_SEARCHES => {
-                    let edits = Some(SnippetEdits::Route(left));
-                    let failed = Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR);
-                    return run.finish(failed, edits, None);
-                }
+                Next::Search(left) if searches == MAX_SEARCHES => return run.cycle(left),
                 Next::Search(left) => {
                     searches += 1;
                     run.left.push(left);
@@ -423,6 +417,14 @@ impl<'t> Run<'t> {
 
     fn server_edits(&self) -> Option<SnippetEdits> {
         self.server.map(|s| SnippetEdits::Server(s.clone()))
+    }
+
+    /// One search too many, left by the location of `snippet`: 500, as
+    /// nginx's "rewrite or internal redirection cycle", with that
+    /// location's header edits.
+    fn cycle(&mut self, snippet: Arc<RouteSnippet>) -> Decision {
+        let failed = Decision::Respond(StatusCode::INTERNAL_SERVER_ERROR);
+        self.finish(failed, Some(SnippetEdits::Route(snippet)), None)
     }
 
     /// The decision, with the snippets' part when there is one the proxy
